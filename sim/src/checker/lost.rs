@@ -1,0 +1,15 @@
+//! `lost`: an acknowledged (`ok`) publish that was never processed, in a run that drained.
+
+use super::{unprocessed, Anomaly, AnomalyKind, PublishIndex};
+use crate::history::History;
+
+pub fn check(history: &History) -> Vec<Anomaly> {
+    check_indexed(history, &PublishIndex::build(history))
+}
+
+pub fn check_indexed(history: &History, index: &PublishIndex) -> Vec<Anomaly> {
+    if !history.drained() {
+        return Vec::new(); // not yet judgeable: see `unseen`
+    }
+    unprocessed(history, index, AnomalyKind::Lost)
+}

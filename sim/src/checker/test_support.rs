@@ -1,0 +1,119 @@
+//! Hand-built histories for checker tests.
+
+use crate::history::{Event, EventKind, History, MsgId, Phase, SimTime};
+
+#[derive(Default)]
+pub struct Build {
+    events: Vec<Event>,
+    time: u64,
+}
+
+impl Build {
+    pub fn new() -> Build {
+        Build::default()
+    }
+
+    fn at(&mut self, host: &str, kind: EventKind) -> &mut Build {
+        self.time += 10;
+        self.events.push(Event {
+            time: SimTime(self.time),
+            host: host.to_string(),
+            kind,
+        });
+        self
+    }
+
+    pub fn publish_keyed(&mut self, id: u64, producer: &str, seq: u64, key: Option<&str>) -> &mut Build {
+        self.at(
+            producer,
+            EventKind::Publish {
+                id: MsgId(id),
+                producer: producer.to_string(),
+                seq,
+                key: key.map(str::to_string),
+            },
+        )
+    }
+
+    pub fn publish(&mut self, id: u64) -> &mut Build {
+        self.publish_keyed(id, "p", id, None)
+    }
+
+    pub fn ok(&mut self, id: u64) -> &mut Build {
+        self.at("p", EventKind::PublishOk { id: MsgId(id) })
+    }
+
+    pub fn fail(&mut self, id: u64) -> &mut Build {
+        self.at(
+            "p",
+            EventKind::PublishFail {
+                id: MsgId(id),
+                error: "E_PUB_FAILED".into(),
+            },
+        )
+    }
+
+    pub fn info(&mut self, id: u64) -> &mut Build {
+        self.at(
+            "p",
+            EventKind::PublishInfo {
+                id: MsgId(id),
+                reason: "timeout".into(),
+            },
+        )
+    }
+
+    pub fn published(&mut self, ids: impl IntoIterator<Item = u64>) -> &mut Build {
+        for id in ids {
+            self.publish(id).ok(id);
+        }
+        self
+    }
+
+    pub fn deliver_in(&mut self, id: u64, attempt: u32, partition: Option<&str>) -> &mut Build {
+        self.at(
+            "c",
+            EventKind::Deliver {
+                id: MsgId(id),
+                attempt,
+                consumer: "c".into(),
+                partition: partition.map(str::to_string),
+            },
+        )
+    }
+
+    pub fn deliver(&mut self, id: u64, attempt: u32) -> &mut Build {
+        self.deliver_in(id, attempt, None)
+    }
+
+    pub fn effect(&mut self, id: u64) -> &mut Build {
+        self.at(
+            "c",
+            EventKind::Effect {
+                id: MsgId(id),
+                consumer: "c".into(),
+            },
+        )
+    }
+
+    /// Deliver and process once, in order.
+    pub fn processed(&mut self, ids: impl IntoIterator<Item = u64>) -> &mut Build {
+        for id in ids {
+            self.deliver(id, 1).effect(id);
+        }
+        self
+    }
+
+    pub fn drained(&mut self) -> &mut Build {
+        self.at(
+            "jetsam",
+            EventKind::Phase {
+                phase: Phase::Drained,
+            },
+        )
+    }
+
+    pub fn history(&self) -> History {
+        History::from_events(self.events.clone())
+    }
+}

@@ -1,0 +1,216 @@
+//! Each checker against a clean history and against one with exactly one anomaly of its kind.
+
+use super::test_support::Build;
+use super::*;
+use crate::history::MsgId;
+
+fn clean() -> History {
+    Build::new()
+        .published(1..=5)
+        .processed(1..=5)
+        .drained()
+        .history()
+}
+
+#[test]
+fn clean_history_has_no_anomalies() {
+    let history = clean();
+    assert_eq!(check_all(&history), Findings::default());
+}
+
+#[test]
+fn lost_finds_the_one_acknowledged_message_never_processed() {
+    let history = Build::new()
+        .published(1..=5)
+        .processed([1, 2, 4, 5])
+        .drained()
+        .history();
+    let lost = lost::check(&history);
+    assert_eq!(lost.len(), 1);
+    assert_eq!(lost[0].id, MsgId(3));
+    assert_eq!(lost[0].kind, AnomalyKind::Lost);
+    assert!(unseen::check(&history).is_empty());
+}
+
+#[test]
+fn lost_ignores_info_and_fail_publishes() {
+    let history = Build::new()
+        .published([1])
+        .publish(2)
+        .info(2)
+        .publish(3)
+        .fail(3)
+        .processed([1])
+        .drained()
+        .history();
+    assert!(lost::check(&history).is_empty());
+}
+
+#[test]
+fn a_message_delivered_but_never_processed_is_lost() {
+    let history = Build::new()
+        .published(1..=2)
+        .processed([1])
+        .deliver(2, 1)
+        .drained()
+        .history();
+    let lost = lost::check(&history);
+    assert_eq!(lost.len(), 1);
+    assert!(lost[0].detail.contains("delivered 1 time"), "{}", lost[0]);
+}
+
+#[test]
+fn unseen_replaces_lost_when_the_run_did_not_drain() {
+    let history = Build::new().published(1..=3).processed([1, 2]).history();
+    assert!(lost::check(&history).is_empty());
+    let unseen = unseen::check(&history);
+    assert_eq!(unseen.len(), 1);
+    assert_eq!(unseen[0].id, MsgId(3));
+    assert!(unseen::check(&clean()).is_empty());
+}
+
+#[test]
+fn duplicate_delivery_finds_a_redelivery() {
+    let history = Build::new()
+        .published(1..=3)
+        .processed([1, 2])
+        .deliver(2, 2)
+        .processed([3])
+        .drained()
+        .history();
+    let found = duplicate_delivery::check(&history);
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].id, MsgId(2));
+    assert_eq!(found[0].times.len(), 2);
+    assert!(duplicate_effect::check(&history).is_empty());
+}
+
+#[test]
+fn duplicate_effect_finds_a_second_effect() {
+    let history = Build::new()
+        .published(1..=3)
+        .processed(1..=3)
+        .effect(3)
+        .drained()
+        .history();
+    let found = duplicate_effect::check(&history);
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].id, MsgId(3));
+    assert!(duplicate_delivery::check(&history).is_empty());
+}
+
+#[test]
+fn phantom_finds_unpublished_and_failed_deliveries() {
+    let zero = Build::new()
+        .published(1..=2)
+        .processed(1..=2)
+        .deliver(0, 1)
+        .drained()
+        .history();
+    let found = phantom::check(&zero);
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].id, MsgId::ZERO);
+    assert!(found[0].detail.contains("never published"));
+
+    let failed = Build::new()
+        .published([1])
+        .publish(2)
+        .fail(2)
+        .processed(1..=2)
+        .drained()
+        .history();
+    let found = phantom::check(&failed);
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].id, MsgId(2));
+    assert!(found[0].detail.contains("only with fail"));
+
+    // An info publish that shows up is not a phantom: it may have been applied.
+    let info = Build::new()
+        .publish(1)
+        .info(1)
+        .processed([1])
+        .drained()
+        .history();
+    assert!(phantom::check(&info).is_empty());
+}
+
+#[test]
+fn reorder_finds_one_swap_in_each_scope() {
+    let history = Build::new()
+        .published(1..=4)
+        .processed([1, 3, 2, 4])
+        .drained()
+        .history();
+    for scope in [OrderScope::Producer, OrderScope::Global] {
+        let found = reorder::check(&history, scope);
+        assert_eq!(found.len(), 1, "{scope:?}");
+        assert_eq!(found[0].id, MsgId(2));
+    }
+    assert!(reorder::check(&clean(), OrderScope::Global).is_empty());
+}
+
+#[test]
+fn reorder_by_producer_ignores_interleaving_between_producers() {
+    // a1 a2 from producer a, b1 b2 from b; delivered b1 a1 b2 a2: per-producer order holds,
+    // global (invocation) order does not.
+    let history = Build::new()
+        .publish_keyed(1, "a", 1, None)
+        .ok(1)
+        .publish_keyed(2, "a", 2, None)
+        .ok(2)
+        .publish_keyed(3, "b", 1, None)
+        .ok(3)
+        .publish_keyed(4, "b", 2, None)
+        .ok(4)
+        .processed([3, 1, 4, 2])
+        .drained()
+        .history();
+    assert!(reorder::check(&history, OrderScope::Producer).is_empty());
+    assert_eq!(reorder::check(&history, OrderScope::Global).len(), 2);
+}
+
+#[test]
+fn reorder_by_key_and_partition() {
+    let history = Build::new()
+        .publish_keyed(1, "p", 1, Some("k1"))
+        .ok(1)
+        .publish_keyed(2, "p", 2, Some("k2"))
+        .ok(2)
+        .publish_keyed(3, "p", 3, Some("k1"))
+        .ok(3)
+        // k1: 3 then 1 is a reorder; k2 alone is fine.
+        .deliver_in(3, 1, Some("q0"))
+        .deliver_in(2, 1, Some("q1"))
+        .deliver_in(1, 1, Some("q1"))
+        .drained()
+        .history();
+    let by_key = reorder::check(&history, OrderScope::Key);
+    assert_eq!(by_key.len(), 1);
+    assert_eq!(by_key[0].id, MsgId(1));
+    // q1 saw 2 then 1: a reorder within that partition; q0 saw only 3.
+    let by_partition = reorder::check(&history, OrderScope::Partition);
+    assert_eq!(by_partition.len(), 1);
+    assert_eq!(by_partition[0].id, MsgId(1));
+}
+
+#[test]
+fn a_tail_requeue_is_a_reorder_but_an_immediate_repeat_is_not() {
+    let requeued = Build::new()
+        .published(1..=2)
+        .deliver(1, 1)
+        .deliver(2, 1)
+        .deliver(1, 2)
+        .effect(2)
+        .effect(1)
+        .drained()
+        .history();
+    assert_eq!(reorder::check(&requeued, OrderScope::Global).len(), 1);
+    let repeated = Build::new()
+        .published(1..=2)
+        .deliver(1, 1)
+        .deliver(1, 2)
+        .deliver(2, 1)
+        .drained()
+        .history();
+    assert!(reorder::check(&repeated, OrderScope::Global).is_empty());
+}

@@ -1,0 +1,16 @@
+//! `unseen`: an acknowledged publish not processed in a run that did not drain. It may be lost
+//! or only late; the run's liveness verdict says the drain did not finish.
+
+use super::{unprocessed, Anomaly, AnomalyKind, PublishIndex};
+use crate::history::History;
+
+pub fn check(history: &History) -> Vec<Anomaly> {
+    check_indexed(history, &PublishIndex::build(history))
+}
+
+pub fn check_indexed(history: &History, index: &PublishIndex) -> Vec<Anomaly> {
+    if history.drained() {
+        return Vec::new(); // judged by `lost`
+    }
+    unprocessed(history, index, AnomalyKind::Unseen)
+}

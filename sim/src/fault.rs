@@ -1,0 +1,421 @@
+//! Fault actions, explicit schedules, and swarm schedules drawn from the seed.
+//!
+//! Faults come in named pairs: `partition`/`heal`, `kill`/`restart`, `power_fail`/`restart`,
+//! `pause`/`resume`, `stop`/`restart`. `lose_replies` opens a one-way partition in the reply
+//! direction for a while (requests arrive and are applied; their replies are lost), and
+//! `latency` sets per-link latency and jitter until the next `heal`.
+
+use rand::seq::SliceRandom;
+use rand::Rng;
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum FaultAction {
+    /// Drop traffic between every host of `a` and every host of `b` (only a to b if `oneway`).
+    Partition {
+        a: Vec<String>,
+        b: Vec<String>,
+        oneway: bool,
+    },
+    /// Repair every partition and reset every link's latency.
+    Heal,
+    /// Process crash: memory is lost, written files survive.
+    Kill { host: String },
+    /// Machine crash: memory and every unsynced write are lost.
+    PowerFail { host: String, torn: bool },
+    /// Start the host's software again after `kill`, `power_fail` or `stop`.
+    Restart { host: String },
+    /// The process stops running (GC pause, SIGSTOP); its connections stay open.
+    Pause { host: String },
+    Resume { host: String },
+    /// Graceful shutdown (SIGTERM): the process runs its own shutdown code and exits.
+    Stop { host: String },
+    /// Replies from `from` to `to` are dropped for `duration_ms`; requests still arrive.
+    LoseReplies {
+        from: String,
+        to: String,
+        duration_ms: u64,
+    },
+    /// Latency on every link between `a` and `b`: `latency_ms` plus up to `jitter_ms`.
+    Latency {
+        a: Vec<String>,
+        b: Vec<String>,
+        latency_ms: u64,
+        jitter_ms: u64,
+    },
+}
+
+/// Every action name, as scenario files spell them.
+pub const ACTION_NAMES: [&str; 10] = [
+    "partition",
+    "heal",
+    "kill",
+    "power_fail",
+    "restart",
+    "pause",
+    "resume",
+    "stop",
+    "lose_replies",
+    "latency",
+];
+
+/// Actions a swarm profile can enable: each brings its own pair.
+pub const SWARM_ACTIONS: [&str; 7] = [
+    "kill",
+    "power_fail",
+    "pause",
+    "stop",
+    "partition",
+    "lose_replies",
+    "latency",
+];
+
+impl FaultAction {
+    pub fn name(&self) -> &'static str {
+        match self {
+            FaultAction::Partition { .. } => "partition",
+            FaultAction::Heal => "heal",
+            FaultAction::Kill { .. } => "kill",
+            FaultAction::PowerFail { .. } => "power_fail",
+            FaultAction::Restart { .. } => "restart",
+            FaultAction::Pause { .. } => "pause",
+            FaultAction::Resume { .. } => "resume",
+            FaultAction::Stop { .. } => "stop",
+            FaultAction::LoseReplies { .. } => "lose_replies",
+            FaultAction::Latency { .. } => "latency",
+        }
+    }
+
+    /// Hosts named by the action, for validation and the history.
+    pub fn hosts(&self) -> Vec<String> {
+        match self {
+            FaultAction::Partition { a, b, .. } | FaultAction::Latency { a, b, .. } => {
+                a.iter().chain(b).cloned().collect()
+            }
+            FaultAction::Heal => Vec::new(),
+            FaultAction::Kill { host }
+            | FaultAction::PowerFail { host, .. }
+            | FaultAction::Restart { host }
+            | FaultAction::Pause { host }
+            | FaultAction::Resume { host }
+            | FaultAction::Stop { host } => vec![host.clone()],
+            FaultAction::LoseReplies { from, to, .. } => vec![from.clone(), to.clone()],
+        }
+    }
+
+    /// A one-line description for the history and timelines.
+    pub fn detail(&self) -> String {
+        match self {
+            FaultAction::Partition { a, b, oneway } => format!(
+                "{} {} {}",
+                a.join(","),
+                if *oneway { "-/->" } else { "<-/->" },
+                b.join(",")
+            ),
+            FaultAction::PowerFail { torn: true, .. } => "torn last write".to_string(),
+            FaultAction::LoseReplies {
+                from,
+                to,
+                duration_ms,
+            } => format!("{from} -/-> {to} for {duration_ms}ms"),
+            FaultAction::Latency {
+                a,
+                b,
+                latency_ms,
+                jitter_ms,
+            } => format!(
+                "{} <-> {}: {latency_ms}ms + up to {jitter_ms}ms",
+                a.join(","),
+                b.join(",")
+            ),
+            _ => String::new(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ScheduledFault {
+    pub at_ms: u64,
+    #[serde(flatten)]
+    pub action: FaultAction,
+}
+
+/// Named partition shapes, resolved against a host list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shape {
+    /// One host against all others.
+    Isolate,
+    /// The first half of the hosts against the second half.
+    Halves,
+    /// Two halves that cannot talk, and one host in the middle that talks to both.
+    Bridge,
+}
+
+impl Shape {
+    pub fn parse(text: &str) -> Option<Shape> {
+        match text {
+            "isolate" => Some(Shape::Isolate),
+            "halves" => Some(Shape::Halves),
+            "bridge" => Some(Shape::Bridge),
+            _ => None,
+        }
+    }
+
+    /// Splits `hosts` (in the order given) into the two sides of the partition.
+    /// `isolate` needs the isolated host; the others need at least two (bridge: three) hosts.
+    pub fn sides(self, hosts: &[String], isolated: Option<&str>) -> Option<(Vec<String>, Vec<String>)> {
+        match self {
+            Shape::Isolate => {
+                let isolated = isolated?;
+                let rest: Vec<String> = hosts.iter().filter(|h| *h != isolated).cloned().collect();
+                (!rest.is_empty()).then(|| (vec![isolated.to_string()], rest))
+            }
+            Shape::Halves => {
+                (hosts.len() >= 2).then(|| {
+                    let mid = hosts.len() / 2;
+                    (hosts[..mid].to_vec(), hosts[mid..].to_vec())
+                })
+            }
+            Shape::Bridge => (hosts.len() >= 3).then(|| {
+                let mid = hosts.len() / 2;
+                // hosts[mid] is the bridge: on neither side, so it keeps both links.
+                (hosts[..mid].to_vec(), hosts[mid + 1..].to_vec())
+            }),
+        }
+    }
+}
+
+/// A swarm profile: which actions may be drawn, and the ranges the seed draws rates from.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SwarmProfile {
+    pub actions: Vec<String>,
+    /// The mean time between faults is drawn from this range (ms).
+    pub interval_ms: (u64, u64),
+    /// How long a fault lasts before its pair (restart, resume, heal) is drawn from this range.
+    pub duration_ms: (u64, u64),
+    /// Probability that a power failure tears its last write.
+    pub torn_write_probability: f64,
+}
+
+impl Default for SwarmProfile {
+    fn default() -> SwarmProfile {
+        SwarmProfile {
+            actions: SWARM_ACTIONS.iter().map(|s| s.to_string()).collect(),
+            interval_ms: (50, 2000),
+            duration_ms: (5, 1000),
+            torn_write_probability: 0.5,
+        }
+    }
+}
+
+/// Hosts a design exposes to faults.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Topology {
+    /// Every simulated host, in a fixed order.
+    pub hosts: Vec<String>,
+}
+
+/// Draws a concrete schedule for the fault phase from the seed, TigerBeetle-swarm style: the
+/// seed decides which actions are enabled at all and how often each fires, so different seeds
+/// explore very different fault mixes.
+pub fn swarm_schedule(
+    profile: &SwarmProfile,
+    topology: &Topology,
+    fault_phase_ms: u64,
+    rng: &mut impl Rng,
+) -> Vec<ScheduledFault> {
+    let hosts = &topology.hosts;
+    let network_possible = hosts.len() >= 2;
+    let candidates: Vec<&str> = profile
+        .actions
+        .iter()
+        .map(String::as_str)
+        .filter(|a| network_possible || matches!(*a, "kill" | "power_fail" | "pause" | "stop"))
+        .collect();
+    if candidates.is_empty() || hosts.is_empty() {
+        return Vec::new();
+    }
+    // Which actions are on, and their weights.
+    let mut enabled: Vec<(&str, u32)> = Vec::new();
+    for action in &candidates {
+        if rng.random_bool(0.5) {
+            enabled.push((action, rng.random_range(1..=10)));
+        }
+    }
+    if enabled.is_empty() {
+        let pick = candidates[rng.random_range(0..candidates.len())];
+        enabled.push((pick, 1));
+    }
+    let weight_total: u32 = enabled.iter().map(|(_, w)| w).sum();
+    let interval_mean_ms = draw_log_uniform(profile.interval_ms, rng);
+
+    let mut schedule = Vec::new();
+    // Per host: busy (down or paused) until this time, so pairs do not overlap on one host.
+    let mut busy_until: BTreeMap<&str, u64> = BTreeMap::new();
+    let mut t = 0u64;
+    loop {
+        let u: f64 = rng.random_range(f64::EPSILON..1.0);
+        t += ((-u.ln()) * interval_mean_ms as f64).ceil() as u64;
+        if t >= fault_phase_ms {
+            break;
+        }
+        let mut pick = rng.random_range(0..weight_total);
+        let action = enabled
+            .iter()
+            .find(|(_, w)| {
+                if pick < *w {
+                    true
+                } else {
+                    pick -= w;
+                    false
+                }
+            })
+            .map(|(a, _)| *a)
+            .expect("pick is below the weight total");
+        let duration = rng.random_range(profile.duration_ms.0..=profile.duration_ms.1);
+        let end = (t + duration).min(fault_phase_ms.saturating_sub(1)).max(t);
+        let host = hosts[rng.random_range(0..hosts.len())].clone();
+        match action {
+            "kill" | "power_fail" | "pause" | "stop" => {
+                if busy_until.get(host.as_str()).is_some_and(|until| *until >= t) {
+                    continue;
+                }
+                let (fault, pair) = match action {
+                    "kill" => (FaultAction::Kill { host: host.clone() }, FaultAction::Restart { host: host.clone() }),
+                    "power_fail" => (
+                        FaultAction::PowerFail {
+                            host: host.clone(),
+                            torn: rng.random_bool(profile.torn_write_probability),
+                        },
+                        FaultAction::Restart { host: host.clone() },
+                    ),
+                    "pause" => (FaultAction::Pause { host: host.clone() }, FaultAction::Resume { host: host.clone() }),
+                    _ => (FaultAction::Stop { host: host.clone() }, FaultAction::Restart { host: host.clone() }),
+                };
+                schedule.push(ScheduledFault { at_ms: t, action: fault });
+                schedule.push(ScheduledFault { at_ms: end, action: pair });
+                let key = hosts.iter().find(|h| **h == host).expect("drawn from hosts");
+                busy_until.insert(key.as_str(), end);
+            }
+            "partition" => {
+                let mut shuffled = hosts.clone();
+                shuffled.shuffle(rng);
+                let shape = [Shape::Isolate, Shape::Halves, Shape::Bridge][rng.random_range(0..3)];
+                let sides = shape
+                    .sides(&shuffled, Some(&host))
+                    .or_else(|| Shape::Isolate.sides(&shuffled, Some(&host)));
+                let Some((a, b)) = sides else { continue };
+                let oneway = rng.random_bool(0.25);
+                schedule.push(ScheduledFault {
+                    at_ms: t,
+                    action: FaultAction::Partition { a, b, oneway },
+                });
+                schedule.push(ScheduledFault { at_ms: end, action: FaultAction::Heal });
+            }
+            "lose_replies" => {
+                let others: Vec<&String> = hosts.iter().filter(|h| **h != host).collect();
+                let to = others[rng.random_range(0..others.len())].clone();
+                schedule.push(ScheduledFault {
+                    at_ms: t,
+                    action: FaultAction::LoseReplies {
+                        from: host,
+                        to,
+                        duration_ms: end - t,
+                    },
+                });
+            }
+            "latency" => {
+                let others: Vec<String> = hosts.iter().filter(|h| **h != host).cloned().collect();
+                schedule.push(ScheduledFault {
+                    at_ms: t,
+                    action: FaultAction::Latency {
+                        a: vec![host],
+                        b: others,
+                        latency_ms: rng.random_range(1..=200),
+                        jitter_ms: rng.random_range(0..=100),
+                    },
+                });
+                schedule.push(ScheduledFault { at_ms: end, action: FaultAction::Heal });
+            }
+            other => unreachable!("swarm action {other} is filtered above"),
+        }
+    }
+    schedule.sort_by_key(|f| f.at_ms); // stable: a pair at the same ms keeps fault-then-pair
+    schedule
+}
+
+fn draw_log_uniform((low, high): (u64, u64), rng: &mut impl Rng) -> u64 {
+    let (low, high) = (low.max(1) as f64, high.max(low.max(1)) as f64);
+    let x: f64 = rng.random_range(low.ln()..=high.ln());
+    x.exp().round() as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+
+    fn hosts(names: &[&str]) -> Vec<String> {
+        names.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn shapes_split_hosts() {
+        let h = hosts(&["a", "b", "c", "d", "e"]);
+        assert_eq!(Shape::Isolate.sides(&h, Some("c")), Some((hosts(&["c"]), hosts(&["a", "b", "d", "e"]))));
+        assert_eq!(Shape::Halves.sides(&h, None), Some((hosts(&["a", "b"]), hosts(&["c", "d", "e"]))));
+        assert_eq!(Shape::Bridge.sides(&h, None), Some((hosts(&["a", "b"]), hosts(&["d", "e"]))));
+        assert_eq!(Shape::Bridge.sides(&hosts(&["a", "b"]), None), None);
+        assert_eq!(Shape::Isolate.sides(&hosts(&["a"]), Some("a")), None);
+    }
+
+    #[test]
+    fn swarm_is_a_function_of_the_seed_and_differs_across_seeds() {
+        let topology = Topology { hosts: hosts(&["a", "b", "c"]) };
+        let profile = SwarmProfile::default();
+        let draw = |seed| swarm_schedule(&profile, &topology, 10_000, &mut ChaCha8Rng::seed_from_u64(seed));
+        assert_eq!(draw(1), draw(1));
+        let distinct: std::collections::BTreeSet<_> = (0..20).map(|s| format!("{:?}", draw(s))).collect();
+        assert!(distinct.len() > 15);
+    }
+
+    #[test]
+    fn swarm_pairs_every_process_fault_and_never_overlaps_on_a_host() {
+        let topology = Topology { hosts: hosts(&["a", "b"]) };
+        for seed in 0..200 {
+            let schedule = swarm_schedule(
+                &SwarmProfile::default(),
+                &topology,
+                5_000,
+                &mut ChaCha8Rng::seed_from_u64(seed),
+            );
+            let mut down: BTreeMap<String, &str> = BTreeMap::new();
+            for fault in &schedule {
+                assert!(fault.at_ms < 5_000);
+                match &fault.action {
+                    FaultAction::Kill { host } | FaultAction::PowerFail { host, .. } | FaultAction::Stop { host } | FaultAction::Pause { host } => {
+                        assert!(down.insert(host.clone(), fault.action.name()).is_none(), "seed {seed}: {schedule:?}");
+                    }
+                    FaultAction::Restart { host } | FaultAction::Resume { host } => {
+                        assert!(down.remove(host).is_some(), "seed {seed}");
+                    }
+                    _ => {}
+                }
+            }
+            assert!(down.is_empty(), "seed {seed}: every fault has its pair");
+        }
+    }
+
+    #[test]
+    fn single_host_swarm_draws_only_process_faults() {
+        let topology = Topology { hosts: hosts(&["app"]) };
+        for seed in 0..50 {
+            for fault in swarm_schedule(&SwarmProfile::default(), &topology, 5_000, &mut ChaCha8Rng::seed_from_u64(seed)) {
+                assert!(!matches!(fault.action, FaultAction::Partition { .. } | FaultAction::LoseReplies { .. } | FaultAction::Latency { .. }));
+            }
+        }
+    }
+}

@@ -1,0 +1,304 @@
+//! The recorded history of a run: every observable event with its simulated time.
+//!
+//! **Boundary:** the history is the only thing checkers read. Whatever a checker needs to
+//! know must be recorded here by a model or by the harness, never looked up in live state.
+//!
+//! Publish outcomes follow Jepsen: an invocation (`publish`) completes with `publish_ok`,
+//! `publish_fail` (definitely not applied) or `publish_info` (unknown: it may or may not have
+//! been applied, e.g. the reply never arrived).
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::fmt;
+use std::io::Write;
+
+/// Application-level message identity, carried in the payload, independent of any broker id.
+///
+/// Workloads number messages from 1. Id 0 is the zero value: a consumer that reads one
+/// (e.g. from a closed Go channel without checking `ok`) records a phantom.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct MsgId(pub u64);
+
+impl MsgId {
+    pub const ZERO: MsgId = MsgId(0);
+}
+
+impl fmt::Display for MsgId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "m{}", self.0)
+    }
+}
+
+/// Simulated time since the start of the run, in microseconds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SimTime(pub u64);
+
+impl SimTime {
+    pub fn from_duration(d: std::time::Duration) -> SimTime {
+        SimTime(u64::try_from(d.as_micros()).expect("simulated time fits in u64 microseconds"))
+    }
+}
+
+impl fmt::Display for SimTime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ms = self.0 / 1000;
+        let us = self.0 % 1000;
+        write!(f, "{:>6}.{:03}ms", ms, us)
+    }
+}
+
+/// One recorded event.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    #[serde(rename = "t_us")]
+    pub time: SimTime,
+    /// The host that observed the event (the harness records faults as `jetsam`).
+    pub host: String,
+    #[serde(flatten)]
+    pub kind: EventKind,
+}
+
+/// Which phase of the run the harness entered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// Faults are injected (from the schedule or the swarm draw).
+    Fault,
+    /// Every partition healed, every paused process resumed, every down host restarted.
+    Heal,
+    /// The design reported quiescence: everything it will ever deliver has been delivered.
+    Drained,
+    /// The drain budget ran out before the design was quiescent.
+    DrainTimeout,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum EventKind {
+    /// A producer invoked a publish. `seq` is the producer's own publish order.
+    Publish {
+        id: MsgId,
+        producer: String,
+        seq: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        key: Option<String>,
+    },
+    PublishOk {
+        id: MsgId,
+    },
+    PublishFail {
+        id: MsgId,
+        error: String,
+    },
+    PublishInfo {
+        id: MsgId,
+        reason: String,
+    },
+    /// A consumer received the message. `attempt` counts deliveries of this message (1 = first).
+    Deliver {
+        id: MsgId,
+        attempt: u32,
+        consumer: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        partition: Option<String>,
+    },
+    /// The consumer's side effect for the message was applied.
+    Effect {
+        id: MsgId,
+        consumer: String,
+    },
+    /// The consumer acknowledged the message to the queue (FIN, commit, ...).
+    Ack {
+        id: MsgId,
+        consumer: String,
+    },
+    /// A fault the harness injected, or healed.
+    Fault {
+        action: String,
+        hosts: Vec<String>,
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        detail: String,
+    },
+    /// A model observed something worth counting ("sometimes" checks), e.g. a select that
+    /// chose quit while data was still buffered.
+    Note {
+        name: String,
+    },
+    Phase {
+        phase: Phase,
+    },
+    /// A model panicked or a host's software failed. The run stops here.
+    Crash {
+        message: String,
+    },
+}
+
+impl EventKind {
+    /// The message this event is about, if any.
+    pub fn msg_id(&self) -> Option<MsgId> {
+        match self {
+            EventKind::Publish { id, .. }
+            | EventKind::PublishOk { id }
+            | EventKind::PublishFail { id, .. }
+            | EventKind::PublishInfo { id, .. }
+            | EventKind::Deliver { id, .. }
+            | EventKind::Effect { id, .. }
+            | EventKind::Ack { id, .. } => Some(*id),
+            _ => None,
+        }
+    }
+}
+
+/// Bound on recorded events; a run that records more is a runaway model.
+pub const HISTORY_EVENTS_MAX: usize = 50_000_000;
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct History {
+    events: Vec<Event>,
+}
+
+impl History {
+    pub fn new() -> History {
+        History::default()
+    }
+
+    pub fn from_events(events: Vec<Event>) -> History {
+        assert!(events.len() <= HISTORY_EVENTS_MAX);
+        History { events }
+    }
+
+    pub fn push(&mut self, event: Event) {
+        assert!(
+            self.events.len() < HISTORY_EVENTS_MAX,
+            "history exceeded {HISTORY_EVENTS_MAX} events: runaway model"
+        );
+        debug_assert!(
+            self.events.last().is_none_or(|last| last.time <= event.time),
+            "history must be recorded in simulated-time order"
+        );
+        self.events.push(event);
+    }
+
+    pub fn events(&self) -> &[Event] {
+        &self.events
+    }
+
+    pub fn len(&self) -> usize {
+        self.events.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty()
+    }
+
+    /// Whether the harness saw the design drain (so "never processed" means lost, not unseen).
+    pub fn drained(&self) -> bool {
+        self.events.iter().rev().any(|e| {
+            matches!(
+                e.kind,
+                EventKind::Phase {
+                    phase: Phase::Drained
+                }
+            )
+        })
+    }
+
+    /// Writes the history as JSON lines, one event per line.
+    pub fn write_jsonl(&self, mut out: impl Write) -> std::io::Result<()> {
+        for event in &self.events {
+            serde_json::to_writer(&mut out, event)?;
+            out.write_all(b"\n")?;
+        }
+        Ok(())
+    }
+
+    pub fn read_jsonl(text: &str) -> Result<History, HistoryParseError> {
+        let mut events = Vec::new();
+        for (index, line) in text.lines().enumerate() {
+            if line.trim().is_empty() {
+                continue;
+            }
+            let event = serde_json::from_str(line).map_err(|source| HistoryParseError {
+                line: index + 1,
+                source,
+            })?;
+            events.push(event);
+        }
+        Ok(History::from_events(events))
+    }
+
+    /// SHA-256 of the JSON-lines form, hex encoded: equal hashes mean byte-identical histories.
+    pub fn hash(&self) -> String {
+        let mut hasher = Sha256::new();
+        self.write_jsonl(HashWriter(&mut hasher))
+            .expect("hashing cannot fail");
+        let digest = hasher.finalize();
+        digest.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("history line {line}: {source}")]
+pub struct HistoryParseError {
+    pub line: usize,
+    #[source]
+    pub source: serde_json::Error,
+}
+
+struct HashWriter<'a>(&'a mut Sha256);
+
+impl Write for HashWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jsonl_round_trips_and_hash_is_stable() {
+        let mut history = History::new();
+        history.push(Event {
+            time: SimTime(10),
+            host: "app".into(),
+            kind: EventKind::Publish {
+                id: MsgId(1),
+                producer: "p".into(),
+                seq: 1,
+                key: None,
+            },
+        });
+        history.push(Event {
+            time: SimTime(20),
+            host: "app".into(),
+            kind: EventKind::Deliver {
+                id: MsgId(1),
+                attempt: 1,
+                consumer: "c".into(),
+                partition: Some("q".into()),
+            },
+        });
+        let mut bytes = Vec::new();
+        history.write_jsonl(&mut bytes).unwrap();
+        let text = String::from_utf8(bytes).unwrap();
+        assert!(text.starts_with(r#"{"t_us":10,"host":"app","type":"publish","id":1"#));
+        let back = History::read_jsonl(&text).unwrap();
+        assert_eq!(back, history);
+        assert_eq!(back.hash(), history.hash());
+        assert_eq!(history.hash().len(), 64);
+    }
+
+    #[test]
+    fn garbled_line_names_its_line() {
+        let err = History::read_jsonl("\n{\"t_us\":1}\n").unwrap_err();
+        assert_eq!(err.line, 2);
+    }
+}

@@ -1,0 +1,256 @@
+//! Properties built on the checkers, verdicts, "sometimes" counters and expectations.
+//!
+//! A verdict separates three things: **safety** (something bad happened: a loss, a duplicate,
+//! a reorder, a phantom), **liveness** (something owed never happened before the drain budget
+//! ran out: `unseen`), and **crash** (a model panicked; the run stopped, with its seed).
+
+use crate::checker::{Anomaly, Findings, OrderScope};
+use crate::history::{EventKind, History};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::fmt;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Property {
+    /// No acknowledged publish was lost (safety only; `unseen` does not count).
+    NoLoss,
+    /// Every acknowledged publish was processed at least once: no loss, and the run drained.
+    AtLeastOnce,
+    /// No message's side effect was applied twice.
+    AtMostOnce,
+    /// At-least-once and at-most-once, and nothing processed that was never published.
+    ExactlyOnce,
+    /// No message was delivered twice (stricter than at-most-once effects).
+    NoDuplicateDelivery,
+    /// Nothing delivered that was never published, or only published with `fail`.
+    NoPhantom,
+    Ordered(OrderScope),
+}
+
+impl Property {
+    pub const ALL: [Property; 10] = [
+        Property::NoLoss,
+        Property::AtLeastOnce,
+        Property::AtMostOnce,
+        Property::ExactlyOnce,
+        Property::NoDuplicateDelivery,
+        Property::NoPhantom,
+        Property::Ordered(OrderScope::Producer),
+        Property::Ordered(OrderScope::Key),
+        Property::Ordered(OrderScope::Partition),
+        Property::Ordered(OrderScope::Global),
+    ];
+
+    pub fn name(self) -> String {
+        match self {
+            Property::NoLoss => "no-loss".into(),
+            Property::AtLeastOnce => "at-least-once".into(),
+            Property::AtMostOnce => "at-most-once".into(),
+            Property::ExactlyOnce => "exactly-once".into(),
+            Property::NoDuplicateDelivery => "no-duplicate-delivery".into(),
+            Property::NoPhantom => "no-phantom".into(),
+            Property::Ordered(scope) => format!("ordered({})", scope.name()),
+        }
+    }
+
+    pub fn names() -> Vec<String> {
+        Property::ALL.iter().map(|p| p.name()).collect()
+    }
+
+    pub fn parse(text: &str) -> Option<Property> {
+        Property::ALL.into_iter().find(|p| p.name() == text)
+    }
+
+    pub fn describe(self) -> &'static str {
+        match self {
+            Property::NoLoss => "no acknowledged publish was lost (checker: lost)",
+            Property::AtLeastOnce => "every acknowledged publish was processed (lost, unseen)",
+            Property::AtMostOnce => "no side effect applied twice (duplicate-effect)",
+            Property::ExactlyOnce => "at-least-once, at-most-once, no phantoms (lost, unseen, duplicate-effect, phantom)",
+            Property::NoDuplicateDelivery => "no message delivered twice (duplicate-delivery)",
+            Property::NoPhantom => "nothing delivered that was not published (phantom)",
+            Property::Ordered(OrderScope::Producer) => "deliveries follow each producer's publish order (reorder)",
+            Property::Ordered(OrderScope::Key) => "deliveries follow publish order per key (reorder)",
+            Property::Ordered(OrderScope::Partition) => "deliveries follow publish order per partition (reorder)",
+            Property::Ordered(OrderScope::Global) => "deliveries follow the global publish order (reorder)",
+        }
+    }
+
+    /// The (safety, liveness) anomalies that break this property.
+    fn anomalies<'a>(self, findings: &'a Findings) -> (Vec<&'a Anomaly>, Vec<&'a Anomaly>) {
+        let safety: Vec<&[Anomaly]> = match self {
+            Property::NoLoss | Property::AtLeastOnce => vec![&findings.lost],
+            Property::AtMostOnce => vec![&findings.duplicate_effect],
+            Property::ExactlyOnce => vec![&findings.lost, &findings.duplicate_effect, &findings.phantom],
+            Property::NoDuplicateDelivery => vec![&findings.duplicate_delivery],
+            Property::NoPhantom => vec![&findings.phantom],
+            Property::Ordered(scope) => vec![findings.reorder(scope)],
+        };
+        let liveness: Vec<&[Anomaly]> = match self {
+            Property::AtLeastOnce | Property::ExactlyOnce => vec![&findings.unseen],
+            _ => vec![],
+        };
+        (
+            safety.into_iter().flatten().collect(),
+            liveness.into_iter().flatten().collect(),
+        )
+    }
+}
+
+impl fmt::Display for Property {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.name())
+    }
+}
+
+impl Serialize for Property {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.name())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Expectation {
+    Holds,
+    Violated,
+}
+
+impl Expectation {
+    pub fn parse(text: &str) -> Option<Expectation> {
+        match text {
+            "holds" => Some(Expectation::Holds),
+            "violated" => Some(Expectation::Violated),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PropertyVerdict {
+    pub property: Property,
+    pub holds: bool,
+    /// Anomalies that are safety violations.
+    pub safety: Vec<Anomaly>,
+    /// Anomalies that are liveness violations (owed, not seen before the drain budget ran out).
+    pub liveness: Vec<Anomaly>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Verdicts {
+    pub properties: Vec<PropertyVerdict>,
+    /// Whether the design drained (everything owed was delivered) within the budget.
+    pub drained: bool,
+    /// A model panic or host failure, if the run crashed.
+    pub crash: Option<String>,
+    /// "Sometimes" counters: how often each fault, outcome and model note occurred.
+    pub counters: BTreeMap<String, u64>,
+}
+
+impl Verdicts {
+    pub fn judge(history: &History, findings: &Findings) -> Verdicts {
+        let crash = history.events().iter().find_map(|e| match &e.kind {
+            EventKind::Crash { message } => Some(message.clone()),
+            _ => None,
+        });
+        let properties = Property::ALL
+            .iter()
+            .map(|&property| {
+                let (safety, liveness) = property.anomalies(findings);
+                PropertyVerdict {
+                    property,
+                    holds: safety.is_empty() && liveness.is_empty(),
+                    safety: safety.into_iter().cloned().collect(),
+                    liveness: liveness.into_iter().cloned().collect(),
+                }
+            })
+            .collect();
+        Verdicts {
+            properties,
+            drained: history.drained(),
+            crash,
+            counters: counters(history),
+        }
+    }
+
+    pub fn get(&self, property: Property) -> &PropertyVerdict {
+        self.properties
+            .iter()
+            .find(|v| v.property == property)
+            .expect("every property is judged")
+    }
+
+    /// Every expectation of the scenario that this run does not meet, as one line each.
+    pub fn unmet(&self, expect: &crate::scenario::Expect) -> Vec<String> {
+        let mut unmet = Vec::new();
+        match (&self.crash, expect.crash) {
+            (Some(message), false) => unmet.push(format!("crash: the model crashed: {message}")),
+            (None, true) => unmet.push("crash: expected a crash, none happened".to_string()),
+            _ => {}
+        }
+        for (property, expectation) in &expect.properties {
+            let verdict = self.get(*property);
+            let met = match expectation {
+                Expectation::Holds => verdict.holds,
+                Expectation::Violated => !verdict.holds,
+            };
+            if !met {
+                let first = verdict
+                    .safety
+                    .iter()
+                    .chain(&verdict.liveness)
+                    .next()
+                    .map(|a| format!("; first: {a}"))
+                    .unwrap_or_default();
+                unmet.push(format!(
+                    "{property}: expected {}, but it {}{first}",
+                    match expectation {
+                        Expectation::Holds => "holds",
+                        Expectation::Violated => "violated",
+                    },
+                    if verdict.holds { "held" } else { "was violated" }
+                ));
+            }
+        }
+        for counter in &expect.sometimes {
+            if self.counters.get(counter).copied().unwrap_or(0) == 0 {
+                unmet.push(format!("sometimes {counter}: never happened, so the fault path did not run"));
+            }
+        }
+        unmet
+    }
+}
+
+/// Counts of what happened, read from the history: `fault.<action>`, `publish.<outcome>`,
+/// `deliver`, `deliver.redelivery` (attempt > 1), `effect`, `ack`, `note.<name>`, `crash`.
+pub fn counters(history: &History) -> BTreeMap<String, u64> {
+    let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+    let mut bump = |name: &str| {
+        if let Some(count) = counts.get_mut(name) {
+            *count += 1;
+        } else {
+            counts.insert(name.to_string(), 1);
+        }
+    };
+    for event in history.events() {
+        match &event.kind {
+            EventKind::Publish { .. } => bump("publish"),
+            EventKind::PublishOk { .. } => bump("publish.ok"),
+            EventKind::PublishFail { .. } => bump("publish.fail"),
+            EventKind::PublishInfo { .. } => bump("publish.info"),
+            EventKind::Deliver { attempt, .. } => {
+                bump("deliver");
+                if *attempt > 1 {
+                    bump("deliver.redelivery");
+                }
+            }
+            EventKind::Effect { .. } => bump("effect"),
+            EventKind::Ack { .. } => bump("ack"),
+            EventKind::Fault { action, .. } => bump(&format!("fault.{action}")),
+            EventKind::Note { name } => bump(&format!("note.{name}")),
+            EventKind::Crash { .. } => bump("crash"),
+            EventKind::Phase { .. } => {}
+        }
+    }
+    counts
+}
