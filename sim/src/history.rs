@@ -128,6 +128,9 @@ pub enum EventKind {
     },
     Phase {
         phase: Phase,
+        /// For `drain_timeout`: what the design still had pending.
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        detail: String,
     },
     /// A model panicked or a host's software failed. The run stops here.
     Crash {
@@ -194,12 +197,24 @@ impl History {
     }
 
     /// Whether the harness saw the design drain (so "never processed" means lost, not unseen).
+    /// What was pending when the drain budget ran out, if it did.
+    pub fn drain_timeout(&self) -> Option<&str> {
+        self.events.iter().rev().find_map(|e| match &e.kind {
+            EventKind::Phase {
+                phase: Phase::DrainTimeout,
+                detail,
+            } => Some(detail.as_str()),
+            _ => None,
+        })
+    }
+
     pub fn drained(&self) -> bool {
         self.events.iter().rev().any(|e| {
             matches!(
                 e.kind,
                 EventKind::Phase {
-                    phase: Phase::Drained
+                    phase: Phase::Drained,
+                    ..
                 }
             )
         })

@@ -123,12 +123,18 @@ struct RawSwarm {
     torn_write_probability: Option<f64>,
 }
 
-#[derive(Clone, Debug, Default, Deserialize)]
+fn yes() -> bool {
+    true
+}
+
+#[derive(Clone, Debug, Deserialize)]
 struct RawExpect {
     #[serde(default)]
     sometimes: Vec<String>,
     #[serde(default)]
     crash: bool,
+    #[serde(default = "yes")]
+    drains: bool,
     #[serde(flatten)]
     properties: BTreeMap<String, toml::Value>,
 }
@@ -149,18 +155,31 @@ struct RawScenario {
     #[serde(default)]
     faults: Vec<Spanned<RawFault>>,
     swarm: Option<RawSwarm>,
-    #[serde(default)]
-    expect: RawExpect,
+    expect: Option<RawExpect>,
 }
 
 /// What a scenario asserts about its runs.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Expect {
     pub properties: Vec<(Property, Expectation)>,
     /// Counters (see `verdict::counters`) that must be non-zero: the fault path ran.
     pub sometimes: Vec<String>,
     /// Whether a model crash is the expected outcome.
     pub crash: bool,
+    /// Whether the run must drain within its budget (default true; false expects a liveness
+    /// failure, e.g. a design that hangs).
+    pub drains: bool,
+}
+
+impl Default for Expect {
+    fn default() -> Expect {
+        Expect {
+            properties: Vec::new(),
+            sometimes: Vec::new(),
+            crash: false,
+            drains: true,
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -292,12 +311,19 @@ impl Scenario {
                 FaultPlan::Swarm(profile)
             }
         };
+        let raw_expect = raw.expect.unwrap_or(RawExpect {
+            sometimes: Vec::new(),
+            crash: false,
+            drains: true,
+            properties: BTreeMap::new(),
+        });
         let mut expect = Expect {
             properties: Vec::new(),
-            sometimes: raw.expect.sometimes,
-            crash: raw.expect.crash,
+            sometimes: raw_expect.sometimes,
+            crash: raw_expect.crash,
+            drains: raw_expect.drains,
         };
-        for (key, value) in raw.expect.properties {
+        for (key, value) in raw_expect.properties {
             let line = find_key_line(text, &key);
             let property = Property::parse(&key).ok_or_else(|| {
                 error(

@@ -141,6 +141,8 @@ pub struct Verdicts {
     pub properties: Vec<PropertyVerdict>,
     /// Whether the design drained (everything owed was delivered) within the budget.
     pub drained: bool,
+    /// When it did not: what the design still had pending (a liveness verdict).
+    pub pending: Option<String>,
     /// A model panic or host failure, if the run crashed.
     pub crash: Option<String>,
     /// "Sometimes" counters: how often each fault, outcome and model note occurred.
@@ -168,6 +170,7 @@ impl Verdicts {
         Verdicts {
             properties,
             drained: history.drained(),
+            pending: history.drain_timeout().map(str::to_string),
             crash,
             counters: counters(history),
         }
@@ -187,6 +190,12 @@ impl Verdicts {
             (Some(message), false) => unmet.push(format!("crash: the model crashed: {message}")),
             (None, true) => unmet.push("crash: expected a crash, none happened".to_string()),
             _ => {}
+        }
+        if let (Some(pending), true, None) = (&self.pending, expect.drains, &self.crash) {
+            unmet.push(format!("liveness: the run did not drain within run.drain_ms; pending: {pending}"));
+        }
+        if self.drained && !expect.drains {
+            unmet.push("liveness: expected the run not to drain, but it drained".to_string());
         }
         for (property, expectation) in &expect.properties {
             let verdict = self.get(*property);

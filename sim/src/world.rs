@@ -36,9 +36,10 @@ pub trait Design {
     /// turmoil (network) and `env` (disk, time, randomness, history).
     fn install<'a>(&'a self, sim: &mut turmoil::Sim<'a>, env: &Env);
 
-    /// Whether everything the design will ever deliver has been delivered and processed.
-    /// Used only to end the drain early; never to judge (checkers read only the history).
-    fn quiescent(&self, env: &Env) -> bool;
+    /// What the design still has to do before it is quiescent (`None` when everything it will
+    /// ever deliver has been delivered and processed). Used only to end the drain and to say
+    /// what was pending if it never ends; never to judge (checkers read only the history).
+    fn pending(&self, env: &Env) -> Option<String>;
 }
 
 #[derive(Debug, Default)]
@@ -298,7 +299,10 @@ pub fn run(scenario: &Scenario, design: &dyn Design, schedule: Vec<ScheduledFaul
         stop_grace_ms: settings.stop_grace_ms,
         faults_applied: 0,
     };
-    env.record_now(EventKind::Phase { phase: Phase::Fault });
+    env.record_now(EventKind::Phase {
+        phase: Phase::Fault,
+        detail: String::new(),
+    });
 
     let fault_phase_end = settings.fault_phase_ms;
     let drain_end = settings.fault_phase_ms + settings.drain_ms;
@@ -316,18 +320,30 @@ pub fn run(scenario: &Scenario, design: &dyn Design, schedule: Vec<ScheduledFaul
             }
             if now_ms >= fault_phase_end {
                 harness.heal_everything(&mut sim);
-                env.record_now(EventKind::Phase { phase: Phase::Heal });
+                env.record_now(EventKind::Phase {
+                    phase: Phase::Heal,
+                    detail: String::new(),
+                });
                 draining = true;
             }
         }
         if draining && harness.stopping.is_empty() {
-            if design.quiescent(&env) {
-                env.record_now(EventKind::Phase { phase: Phase::Drained });
-                break;
-            }
-            if now_ms >= drain_end {
-                env.record_now(EventKind::Phase { phase: Phase::DrainTimeout });
-                break;
+            match design.pending(&env) {
+                None => {
+                    env.record_now(EventKind::Phase {
+                        phase: Phase::Drained,
+                        detail: String::new(),
+                    });
+                    break;
+                }
+                Some(pending) if now_ms >= drain_end => {
+                    env.record_now(EventKind::Phase {
+                        phase: Phase::DrainTimeout,
+                        detail: pending,
+                    });
+                    break;
+                }
+                Some(_) => {}
             }
         }
         let step = std::panic::catch_unwind(AssertUnwindSafe(|| sim.step()));
@@ -447,7 +463,7 @@ impl Harness {
                 self.stopping.remove(&host);
                 sim.crash(host.as_str()); // the exited software's runtime is torn down
                 self.record("stopped", vec![host.clone()], "shut down gracefully".into());
-                self.down.insert(host);
+                self.mark_down(&host);
             } else if now_ms >= deadline {
                 self.stopping.remove(&host);
                 self.kill(sim, &host);
@@ -458,11 +474,16 @@ impl Harness {
 
     fn kill(&mut self, sim: &mut turmoil::Sim<'_>, host: &str) {
         self.unpause(sim, host);
-        let process = self.env.state(host);
-        process.stop_requested.set(false);
         sim.crash(host);
         // Dropping the runtime drops every task and with it the RunningGuard.
-        process.running.set(false);
+        self.env.state(host).running.set(false);
+        self.mark_down(host);
+    }
+
+    /// The host's software is gone; a stop request dies with it, so the next incarnation
+    /// starts as a fresh process would.
+    fn mark_down(&mut self, host: &str) {
+        self.env.state(host).stop_requested.set(false);
         self.down.insert(host.to_string());
     }
 
@@ -590,11 +611,10 @@ impl Harness {
                 self.record("kill", vec![host], "still stopping when the fault phase ended".into());
             } else {
                 sim.crash(host.as_str());
-                self.down.insert(host);
+                self.mark_down(&host);
             }
         }
         for host in std::mem::take(&mut self.down) {
-            self.env.state(&host).stop_requested.set(false);
             sim.bounce(host.as_str());
             self.record("restart", vec![host], "heal".into());
         }

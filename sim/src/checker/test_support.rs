@@ -109,6 +109,7 @@ impl Build {
             "jetsam",
             EventKind::Phase {
                 phase: Phase::Drained,
+                detail: String::new(),
             },
         )
     }

@@ -1,0 +1,234 @@
+//! `jetsam`: run, replay and explore scenarios; list designs, faults and properties.
+//!
+//! Exit status: 0 when every expectation holds, 1 when one does not, 2 for bad input.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use scenarios::explore::{explore, parse_seeds};
+use scenarios::report::RunReport;
+use scenarios::{parse_expect_override, scenario_files, timeline, Loaded};
+use sim::verdict::{Expectation, Property};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "jetsam", version, about = "Deterministic simulation testbed for message-queue delivery semantics")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run scenario files (or every scenario under a directory) on one seed and judge them.
+    Run {
+        /// Scenario files or directories.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// The seed; defaults to 1.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Print JSON (one object per scenario, one per line).
+        #[arg(long)]
+        json: bool,
+        /// Write the history as JSON lines to this file (one scenario only).
+        #[arg(long)]
+        history: Option<PathBuf>,
+        /// Add or replace an expectation: PROPERTY=holds|violated (repeatable).
+        #[arg(long = "expect", value_name = "PROPERTY=holds|violated")]
+        expect: Vec<String>,
+    },
+    /// Replay one seed of a scenario as a timeline with simulated timestamps.
+    Replay {
+        path: PathBuf,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[arg(long = "expect", value_name = "PROPERTY=holds|violated")]
+        expect: Vec<String>,
+    },
+    /// Run a scenario over a seed range in parallel; stop at the first seed that breaks an
+    /// expectation and print the command that replays it.
+    Explore {
+        path: PathBuf,
+        /// Seed range A..B (B exclusive).
+        #[arg(long)]
+        seeds: String,
+        /// Worker threads (default: available cores).
+        #[arg(long)]
+        jobs: Option<usize>,
+        #[arg(long = "expect", value_name = "PROPERTY=holds|violated")]
+        expect: Vec<String>,
+    },
+    /// List designs (with config keys and defaults), fault actions and properties.
+    List,
+}
+
+/// Bad input: reported as one line, exit status 2.
+struct BadInput(anyhow::Error);
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_env("RUST_LOG"))
+        .with_writer(std::io::stderr)
+        .without_time()
+        .init();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    match dispatch(cli.command) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(BadInput(e)) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn bad<T>(result: Result<T, impl Into<anyhow::Error>>) -> Result<T, BadInput> {
+    result.map_err(|e| BadInput(e.into()))
+}
+
+fn overrides(expect: &[String]) -> Result<Vec<(Property, Expectation)>, BadInput> {
+    expect
+        .iter()
+        .map(|e| parse_expect_override(e).map_err(|m| BadInput(anyhow::anyhow!(m))))
+        .collect()
+}
+
+fn expect_flags(expect: &[String]) -> String {
+    expect.iter().map(|e| format!(" --expect {e}")).collect()
+}
+
+fn load(path: &std::path::Path, expect: &[String]) -> Result<Loaded, BadInput> {
+    let text = path.to_string_lossy();
+    let mut loaded = bad(Loaded::load(&text))?;
+    loaded.override_expectations(&overrides(expect)?);
+    Ok(loaded)
+}
+
+fn dispatch(command: Command) -> Result<bool, BadInput> {
+    match command {
+        Command::Run {
+            paths,
+            seed,
+            json,
+            history,
+            expect,
+        } => {
+            let mut files = Vec::new();
+            for path in &paths {
+                let found = bad(scenario_files(path).with_context(|| format!("{}", path.display())))?;
+                if found.is_empty() {
+                    return Err(BadInput(anyhow::anyhow!("{}: no scenario files", path.display())));
+                }
+                files.extend(found);
+            }
+            if history.is_some() && files.len() != 1 {
+                return Err(BadInput(anyhow::anyhow!("--history takes exactly one scenario")));
+            }
+            // Load everything first: one malformed file is bad input before anything runs.
+            let loaded: Vec<Loaded> = files.iter().map(|f| load(f, &expect)).collect::<Result<_, _>>()?;
+            let mut all_passed = true;
+            for scenario in &loaded {
+                let outcome = scenario.run(seed);
+                if let Some(path) = &history {
+                    let file = bad(std::fs::File::create(path).with_context(|| format!("{}", path.display())))?;
+                    bad(outcome.history.write_jsonl(std::io::BufWriter::new(file)))?;
+                }
+                let report = RunReport::new(scenario, &outcome);
+                all_passed &= report.passed;
+                if json {
+                    println!("{}", serde_json::to_string(&report).expect("reports serialize"));
+                } else {
+                    print!("{}", report.human());
+                    if !report.passed {
+                        println!("replay: {}", report.replay_command(&expect_flags(&expect)));
+                    }
+                    if loaded.len() > 1 {
+                        println!();
+                    }
+                }
+            }
+            if loaded.len() > 1 && !json {
+                let failed = loaded.len() - if all_passed { loaded.len() } else { 0 };
+                println!(
+                    "{} scenario(s) on seed {seed}: {}",
+                    loaded.len(),
+                    if all_passed { "all met their expectations".to_string() } else { format!("{failed} or more did not") }
+                );
+            }
+            Ok(all_passed)
+        }
+        Command::Replay { path, seed, expect } => {
+            let loaded = load(&path, &expect)?;
+            let outcome = loaded.run(seed);
+            println!("seed {seed}  {}", loaded.scenario.name);
+            print!("{}", timeline::render(&outcome.history));
+            let report = RunReport::new(&loaded, &outcome);
+            println!();
+            print!("{}", report.human());
+            Ok(report.passed)
+        }
+        Command::Explore {
+            path,
+            seeds,
+            jobs,
+            expect,
+        } => {
+            let range = bad(parse_seeds(&seeds).map_err(anyhow::Error::msg))?;
+            let loaded = load(&path, &expect)?;
+            let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+            if jobs == 0 {
+                return Err(BadInput(anyhow::anyhow!("--jobs must be at least 1")));
+            }
+            let total = range.end - range.start;
+            eprintln!("exploring {} on seeds {}..{} with {jobs} job(s)", path.display(), range.start, range.end);
+            let result = explore(&loaded, range.clone(), jobs, &|_| {});
+            match result.first_failure {
+                None => {
+                    println!("PASS  {total} seed(s), every expectation met on each");
+                    Ok(true)
+                }
+                Some(failure) => {
+                    println!("FAIL  seed {} breaks an expectation ({} seed(s) run):", failure.seed, result.seeds_run);
+                    for line in &failure.unmet {
+                        println!("UNMET {line}");
+                    }
+                    println!(
+                        "replay: jetsam replay {} --seed {}{}",
+                        path.display(),
+                        failure.seed,
+                        expect_flags(&expect)
+                    );
+                    Ok(false)
+                }
+            }
+        }
+        Command::List => {
+            println!("designs:");
+            for design in models::designs() {
+                println!("  {:<12} {}", design.name, design.summary);
+                println!("  {:<12} promise: {}", "", design.promise);
+                println!("  {:<12} hosts: {}", "", design.hosts.join(", "));
+                for key in (design.config_keys)() {
+                    println!("    config.{:<16} = {:<10} {}", key.name, key.default, key.doc);
+                }
+            }
+            println!("fault actions: {}", sim::fault::ACTION_NAMES.join(", "));
+            println!("swarm actions: {}", sim::fault::SWARM_ACTIONS.join(", "));
+            println!("partition shapes: isolate, halves, bridge");
+            println!("properties:");
+            for property in Property::ALL {
+                println!("  {:<24} {}", property.name(), property.describe());
+            }
+            Ok(true)
+        }
+    }
+}
+

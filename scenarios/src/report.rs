@@ -1,0 +1,131 @@
+//! What a run prints: a human summary, or JSON (`--json`).
+
+use crate::Loaded;
+use serde::Serialize;
+use sim::checker::Anomaly;
+use sim::world::{RunOutcome, RunStats};
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+/// Anomalies listed per property in reports; the count is always complete.
+pub const ANOMALIES_LISTED_MAX: usize = 20;
+
+#[derive(Serialize)]
+pub struct PropertyReport {
+    pub property: String,
+    /// "holds" or "violated".
+    pub verdict: &'static str,
+    pub safety_anomalies: usize,
+    pub liveness_anomalies: usize,
+    pub anomalies: Vec<Anomaly>,
+}
+
+#[derive(Serialize)]
+pub struct RunReport {
+    pub scenario: String,
+    pub path: String,
+    pub design: String,
+    pub seed: u64,
+    pub history_hash: String,
+    /// Whether every expectation of the scenario was met.
+    pub passed: bool,
+    pub unmet: Vec<String>,
+    pub drained: bool,
+    pub crash: Option<String>,
+    pub properties: Vec<PropertyReport>,
+    pub counters: BTreeMap<String, u64>,
+    pub stats: RunStats,
+    pub schedule: Vec<sim::fault::ScheduledFault>,
+}
+
+impl RunReport {
+    pub fn new(loaded: &Loaded, outcome: &RunOutcome) -> RunReport {
+        let unmet = loaded.unmet(outcome);
+        RunReport {
+            scenario: loaded.scenario.name.clone(),
+            path: loaded.scenario.path.clone(),
+            design: loaded.scenario.design.clone(),
+            seed: outcome.seed,
+            history_hash: outcome.history.hash(),
+            passed: unmet.is_empty(),
+            unmet,
+            drained: outcome.verdicts.drained,
+            crash: outcome.verdicts.crash.clone(),
+            properties: outcome
+                .verdicts
+                .properties
+                .iter()
+                .map(|v| PropertyReport {
+                    property: v.property.name(),
+                    verdict: if v.holds { "holds" } else { "violated" },
+                    safety_anomalies: v.safety.len(),
+                    liveness_anomalies: v.liveness.len(),
+                    anomalies: v
+                        .safety
+                        .iter()
+                        .chain(&v.liveness)
+                        .take(ANOMALIES_LISTED_MAX)
+                        .cloned()
+                        .collect(),
+                })
+                .collect(),
+            counters: outcome.verdicts.counters.clone(),
+            stats: outcome.stats.clone(),
+            schedule: outcome.schedule.clone(),
+        }
+    }
+
+    /// The command that replays this run bit for bit.
+    pub fn replay_command(&self, extra: &str) -> String {
+        format!("jetsam replay {} --seed {}{extra}", self.path, self.seed)
+    }
+
+    pub fn human(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "seed {}  {}  ({})", self.seed, self.scenario, self.path);
+        let _ = writeln!(
+            out,
+            "design {}  history {} events  hash {}  simulated {} ms{}",
+            self.design,
+            self.stats.events,
+            &self.history_hash[..16],
+            self.stats.simulated_ms,
+            if self.drained { "" } else { "  (did not drain)" }
+        );
+        if let Some(crash) = &self.crash {
+            let _ = writeln!(out, "CRASH  {crash}");
+        }
+        for p in &self.properties {
+            let mark = if p.verdict == "holds" { "ok  " } else { "FAIL" };
+            let _ = write!(out, "  {mark} {:<24} {}", p.property, p.verdict);
+            if p.verdict != "holds" {
+                let _ = write!(
+                    out,
+                    "  ({} safety, {} liveness anomalies)",
+                    p.safety_anomalies, p.liveness_anomalies
+                );
+            }
+            let _ = writeln!(out);
+            for anomaly in p.anomalies.iter().take(3) {
+                let _ = writeln!(out, "         {anomaly}");
+            }
+        }
+        let notable: Vec<String> = self
+            .counters
+            .iter()
+            .filter(|(k, _)| k.starts_with("fault.") || k.starts_with("note.") || k.as_str() == "publish.info" || k.as_str() == "deliver.redelivery")
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        if !notable.is_empty() {
+            let _ = writeln!(out, "  sometimes: {}", notable.join(" "));
+        }
+        if self.passed {
+            let _ = writeln!(out, "PASS  every expectation met");
+        } else {
+            for line in &self.unmet {
+                let _ = writeln!(out, "UNMET {line}");
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,109 @@
+//! Every bundled scenario meets its expectations on its seed (1), and the go-channel ones
+//! show what the reference predicts.
+
+use super::{bundled, load};
+use sim::checker::AnomalyKind;
+use sim::verdict::Property;
+
+#[test]
+fn every_bundled_scenario_meets_its_expectations() {
+    let scenarios = bundled();
+    assert!(scenarios.len() >= 9, "bundled scenarios went missing: {scenarios:?}");
+    let mut failures = Vec::new();
+    for path in &scenarios {
+        let loaded = load(path);
+        assert!(
+            !loaded.scenario.expect.properties.is_empty(),
+            "{path}: a scenario must assert at least one verdict"
+        );
+        let outcome = loaded.run(1);
+        for line in loaded.unmet(&outcome) {
+            failures.push(format!("{path}: {line}"));
+        }
+    }
+    assert!(failures.is_empty(), "unmet expectations:\n{}", failures.join("\n"));
+}
+
+#[test]
+fn go_channel_kill_loses_exactly_what_was_buffered_or_in_the_handler() {
+    let outcome = load("scenarios/go-channel/kill-loses-buffered.toml").run(1);
+    let lost = &outcome.findings.lost;
+    assert!(!lost.is_empty());
+    let kill_us = 300_000;
+    for anomaly in lost {
+        // Acknowledged before the kill (the channel took it), never processed.
+        assert!(anomaly.times[1].0 <= kill_us, "{anomaly}");
+    }
+    // The buffer held capacity (16) messages plus one in the handler.
+    assert!(lost.len() <= 17 && lost.len() >= 16, "{} lost", lost.len());
+    assert_eq!(outcome.verdicts.counters.get("publish.info"), Some(&1), "the blocked send");
+}
+
+#[test]
+fn go_channel_careless_shutdown_phantoms_are_zero_values() {
+    let outcome = load("scenarios/go-channel/careless-shutdown-phantom.toml").run(1);
+    let phantoms = &outcome.findings.phantom;
+    assert_eq!(phantoms.len(), 1);
+    assert_eq!(phantoms[0].id, sim::MsgId::ZERO);
+    assert_eq!(phantoms[0].kind, AnomalyKind::Phantom);
+    // Only shutdown produces them: nothing acknowledged is lost, since the channel was empty.
+    assert!(outcome.verdicts.get(Property::NoLoss).holds);
+}
+
+#[test]
+fn the_same_scenario_without_its_kill_loses_nothing() {
+    let mut loaded = load("scenarios/go-channel/kill-loses-buffered.toml");
+    loaded.scenario.faults = sim::scenario::FaultPlan::None;
+    let outcome = loaded.run(1);
+    assert!(outcome.verdicts.get(Property::ExactlyOnce).holds);
+    assert!(outcome.verdicts.drained);
+}
+
+/// Verdict summaries of every bundled scenario on seed 1, so a behaviour change is a
+/// readable diff (`cargo insta review`).
+#[test]
+fn verdict_summaries() {
+    let mut summary = String::new();
+    for path in bundled() {
+        let outcome = load(&path).run(1);
+        let violated: Vec<String> = outcome
+            .verdicts
+            .properties
+            .iter()
+            .filter(|v| !v.holds)
+            .map(|v| format!("{}({})", v.property, v.safety.len() + v.liveness.len()))
+            .collect();
+        summary.push_str(&format!(
+            "{path}\n  events {} drained {} violated: {}\n",
+            outcome.history.len(),
+            outcome.verdicts.drained,
+            if violated.is_empty() { "none".to_string() } else { violated.join(" ") }
+        ));
+    }
+    insta::assert_snapshot!(summary);
+}
+
+#[test]
+fn a_run_that_does_not_drain_is_a_liveness_failure_naming_what_is_pending() {
+    // A drain budget too short to publish everything after the fault phase.
+    let mut loaded = load("scenarios/go-channel/fifo-no-faults.toml");
+    loaded.scenario.run.fault_phase_ms = 50;
+    loaded.scenario.run.drain_ms = 50;
+    let outcome = loaded.run(1);
+    assert!(!outcome.verdicts.drained);
+    let unmet = loaded.unmet(&outcome);
+    assert!(
+        unmet.iter().any(|l| l.starts_with("liveness:") && l.contains("not yet published")),
+        "{unmet:?}"
+    );
+    // Acknowledged but unprocessed messages are `unseen`, not `lost`, in a run that did not drain.
+    assert!(outcome.findings.lost.is_empty());
+}
+
+#[test]
+fn every_bundled_scenario_drains() {
+    for path in bundled() {
+        let outcome = load(&path).run(1);
+        assert!(outcome.verdicts.drained, "{path}: pending {:?}", outcome.verdicts.pending);
+    }
+}
