@@ -25,7 +25,12 @@ pub struct Exploration {
 }
 
 /// Runs `loaded` on every seed of `seeds` with `jobs` worker threads.
-pub fn explore(loaded: &Loaded, seeds: Range<u64>, jobs: usize, progress: &(dyn Fn(u64) + Sync)) -> Exploration {
+pub fn explore(
+    loaded: &Loaded,
+    seeds: Range<u64>,
+    jobs: usize,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Exploration {
     let next = AtomicU64::new(seeds.start);
     let stop_at = AtomicU64::new(seeds.end); // no seed >= this is started
     let seeds_run = AtomicUsize::new(0);
@@ -43,7 +48,10 @@ pub fn explore(loaded: &Loaded, seeds: Range<u64>, jobs: usize, progress: &(dyn 
                 progress(seed);
                 if !unmet.is_empty() {
                     stop_at.fetch_min(seed, Ordering::SeqCst);
-                    failures.lock().expect("no worker panics holding it").push(Failure { seed, unmet });
+                    failures
+                        .lock()
+                        .expect("no worker panics holding it")
+                        .push(Failure { seed, unmet });
                 }
             });
         }
@@ -63,12 +71,21 @@ pub fn explore(loaded: &Loaded, seeds: Range<u64>, jobs: usize, progress: &(dyn 
 pub fn parse_seeds(text: &str) -> Result<Range<u64>, String> {
     let range = match text.split_once("..") {
         Some((a, b)) => {
-            let a: u64 = a.trim().parse().map_err(|_| format!("--seeds {text}: `{a}` is not a seed"))?;
-            let b: u64 = b.trim().parse().map_err(|_| format!("--seeds {text}: `{b}` is not a seed"))?;
+            let a: u64 = a
+                .trim()
+                .parse()
+                .map_err(|_| format!("--seeds {text}: `{a}` is not a seed"))?;
+            let b: u64 = b
+                .trim()
+                .parse()
+                .map_err(|_| format!("--seeds {text}: `{b}` is not a seed"))?;
             a..b
         }
         None => {
-            let a: u64 = text.trim().parse().map_err(|_| format!("--seeds {text}: use A..B"))?;
+            let a: u64 = text
+                .trim()
+                .parse()
+                .map_err(|_| format!("--seeds {text}: use A..B"))?;
             a..a + 1
         }
     };

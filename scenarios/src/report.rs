@@ -113,7 +113,12 @@ impl RunReport {
         let notable: Vec<String> = self
             .counters
             .iter()
-            .filter(|(k, _)| k.starts_with("fault.") || k.starts_with("note.") || k.as_str() == "publish.info" || k.as_str() == "deliver.redelivery")
+            .filter(|(k, _)| {
+                k.starts_with("fault.")
+                    || k.starts_with("note.")
+                    || k.as_str() == "publish.info"
+                    || k.as_str() == "deliver.redelivery"
+            })
             .map(|(k, v)| format!("{k}={v}"))
             .collect();
         if !notable.is_empty() {

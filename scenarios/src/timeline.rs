@@ -5,21 +5,42 @@ use std::fmt::Write;
 
 pub fn line(event: &Event) -> String {
     let what = match &event.kind {
-        EventKind::Publish { id, producer, seq, key } => match key {
+        EventKind::Publish {
+            id,
+            producer,
+            seq,
+            key,
+        } => match key {
             Some(key) => format!("publish  {id} by {producer} (seq {seq}, key {key})"),
             None => format!("publish  {id} by {producer} (seq {seq})"),
         },
         EventKind::PublishOk { id } => format!("  ok     {id}"),
         EventKind::PublishFail { id, error } => format!("  fail   {id}: {error}"),
         EventKind::PublishInfo { id, reason } => format!("  info   {id}: {reason}"),
-        EventKind::Deliver { id, attempt, consumer, partition } => {
-            let from = partition.as_deref().map(|p| format!(" from {p}")).unwrap_or_default();
+        EventKind::Deliver {
+            id,
+            attempt,
+            consumer,
+            partition,
+        } => {
+            let from = partition
+                .as_deref()
+                .map(|p| format!(" from {p}"))
+                .unwrap_or_default();
             format!("deliver  {id} to {consumer}{from} (attempt {attempt})")
         }
         EventKind::Effect { id, consumer } => format!("effect   {id} by {consumer}"),
         EventKind::Ack { id, consumer } => format!("ack      {id} by {consumer}"),
-        EventKind::Fault { action, hosts, detail } => {
-            let detail = if detail.is_empty() { String::new() } else { format!(": {detail}") };
+        EventKind::Fault {
+            action,
+            hosts,
+            detail,
+        } => {
+            let detail = if detail.is_empty() {
+                String::new()
+            } else {
+                format!(": {detail}")
+            };
             format!("FAULT    {action} {}{detail}", hosts.join(","))
         }
         EventKind::Note { name } => format!("note     {name}"),

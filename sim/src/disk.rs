@@ -124,7 +124,10 @@ impl Disk for SimDisk {
 
     fn write_at(&self, path: &str, offset: u64, data: &[u8]) -> io::Result<()> {
         let end = offset + data.len() as u64;
-        assert!(end <= SIM_FILE_BYTES_MAX, "simulated file {path} over {SIM_FILE_BYTES_MAX} bytes");
+        assert!(
+            end <= SIM_FILE_BYTES_MAX,
+            "simulated file {path} over {SIM_FILE_BYTES_MAX} bytes"
+        );
         let mut files = self.files.borrow_mut();
         let file = files.entry(path.to_string()).or_default();
         if (file.data.len() as u64) < end {

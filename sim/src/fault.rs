@@ -22,16 +22,29 @@ pub enum FaultAction {
     /// Repair every partition and reset every link's latency.
     Heal,
     /// Process crash: memory is lost, written files survive.
-    Kill { host: String },
+    Kill {
+        host: String,
+    },
     /// Machine crash: memory and every unsynced write are lost.
-    PowerFail { host: String, torn: bool },
+    PowerFail {
+        host: String,
+        torn: bool,
+    },
     /// Start the host's software again after `kill`, `power_fail` or `stop`.
-    Restart { host: String },
+    Restart {
+        host: String,
+    },
     /// The process stops running (GC pause, SIGSTOP); its connections stay open.
-    Pause { host: String },
-    Resume { host: String },
+    Pause {
+        host: String,
+    },
+    Resume {
+        host: String,
+    },
     /// Graceful shutdown (SIGTERM): the process runs its own shutdown code and exits.
-    Stop { host: String },
+    Stop {
+        host: String,
+    },
     /// Replies from `from` to `to` are dropped for `duration_ms`; requests still arrive.
     LoseReplies {
         from: String,
@@ -172,12 +185,10 @@ impl Shape {
                 let rest: Vec<String> = hosts.iter().filter(|h| *h != isolated).cloned().collect();
                 (!rest.is_empty()).then(|| (vec![isolated.to_string()], rest))
             }
-            Shape::Halves => {
-                (hosts.len() >= 2).then(|| {
-                    let mid = hosts.len() / 2;
-                    (hosts[..mid].to_vec(), hosts[mid..].to_vec())
-                })
-            }
+            Shape::Halves => (hosts.len() >= 2).then(|| {
+                let mid = hosts.len() / 2;
+                (hosts[..mid].to_vec(), hosts[mid..].to_vec())
+            }),
             Shape::Bridge => (hosts.len() >= 3).then(|| {
                 let mid = hosts.len() / 2;
                 // hosts[mid] is the bridge: on neither side, so it keeps both links.
@@ -283,7 +294,10 @@ pub fn swarm_schedule(
                     continue;
                 }
                 let (fault, pair) = match action {
-                    "kill" => (FaultAction::Kill { host: host.clone() }, FaultAction::Restart { host: host.clone() }),
+                    "kill" => (
+                        FaultAction::Kill { host: host.clone() },
+                        FaultAction::Restart { host: host.clone() },
+                    ),
                     "power_fail" => (
                         FaultAction::PowerFail {
                             host: host.clone(),
@@ -291,11 +305,23 @@ pub fn swarm_schedule(
                         },
                         FaultAction::Restart { host: host.clone() },
                     ),
-                    "pause" => (FaultAction::Pause { host: host.clone() }, FaultAction::Resume { host: host.clone() }),
-                    _ => (FaultAction::Stop { host: host.clone() }, FaultAction::Restart { host: host.clone() }),
+                    "pause" => (
+                        FaultAction::Pause { host: host.clone() },
+                        FaultAction::Resume { host: host.clone() },
+                    ),
+                    _ => (
+                        FaultAction::Stop { host: host.clone() },
+                        FaultAction::Restart { host: host.clone() },
+                    ),
                 };
-                schedule.push(ScheduledFault { at_ms: t, action: fault });
-                schedule.push(ScheduledFault { at_ms: end, action: pair });
+                schedule.push(ScheduledFault {
+                    at_ms: t,
+                    action: fault,
+                });
+                schedule.push(ScheduledFault {
+                    at_ms: end,
+                    action: pair,
+                });
                 let key = hosts.iter().find(|h| **h == host).expect("drawn from hosts");
                 busy_until.insert(key.as_str(), end);
             }
@@ -312,7 +338,10 @@ pub fn swarm_schedule(
                     at_ms: t,
                     action: FaultAction::Partition { a, b, oneway },
                 });
-                schedule.push(ScheduledFault { at_ms: end, action: FaultAction::Heal });
+                schedule.push(ScheduledFault {
+                    at_ms: end,
+                    action: FaultAction::Heal,
+                });
             }
             "lose_replies" => {
                 let others: Vec<&String> = hosts.iter().filter(|h| **h != host).collect();
@@ -337,7 +366,10 @@ pub fn swarm_schedule(
                         jitter_ms: rng.random_range(0..=100),
                     },
                 });
-                schedule.push(ScheduledFault { at_ms: end, action: FaultAction::Heal });
+                schedule.push(ScheduledFault {
+                    at_ms: end,
+                    action: FaultAction::Heal,
+                });
             }
             other => unreachable!("swarm action {other} is filtered above"),
         }
@@ -365,16 +397,27 @@ mod tests {
     #[test]
     fn shapes_split_hosts() {
         let h = hosts(&["a", "b", "c", "d", "e"]);
-        assert_eq!(Shape::Isolate.sides(&h, Some("c")), Some((hosts(&["c"]), hosts(&["a", "b", "d", "e"]))));
-        assert_eq!(Shape::Halves.sides(&h, None), Some((hosts(&["a", "b"]), hosts(&["c", "d", "e"]))));
-        assert_eq!(Shape::Bridge.sides(&h, None), Some((hosts(&["a", "b"]), hosts(&["d", "e"]))));
+        assert_eq!(
+            Shape::Isolate.sides(&h, Some("c")),
+            Some((hosts(&["c"]), hosts(&["a", "b", "d", "e"])))
+        );
+        assert_eq!(
+            Shape::Halves.sides(&h, None),
+            Some((hosts(&["a", "b"]), hosts(&["c", "d", "e"])))
+        );
+        assert_eq!(
+            Shape::Bridge.sides(&h, None),
+            Some((hosts(&["a", "b"]), hosts(&["d", "e"])))
+        );
         assert_eq!(Shape::Bridge.sides(&hosts(&["a", "b"]), None), None);
         assert_eq!(Shape::Isolate.sides(&hosts(&["a"]), Some("a")), None);
     }
 
     #[test]
     fn swarm_is_a_function_of_the_seed_and_differs_across_seeds() {
-        let topology = Topology { hosts: hosts(&["a", "b", "c"]) };
+        let topology = Topology {
+            hosts: hosts(&["a", "b", "c"]),
+        };
         let profile = SwarmProfile::default();
         let draw = |seed| swarm_schedule(&profile, &topology, 10_000, &mut ChaCha8Rng::seed_from_u64(seed));
         assert_eq!(draw(1), draw(1));
@@ -384,7 +427,9 @@ mod tests {
 
     #[test]
     fn swarm_pairs_every_process_fault_and_never_overlaps_on_a_host() {
-        let topology = Topology { hosts: hosts(&["a", "b"]) };
+        let topology = Topology {
+            hosts: hosts(&["a", "b"]),
+        };
         for seed in 0..200 {
             let schedule = swarm_schedule(
                 &SwarmProfile::default(),
@@ -396,8 +441,14 @@ mod tests {
             for fault in &schedule {
                 assert!(fault.at_ms < 5_000);
                 match &fault.action {
-                    FaultAction::Kill { host } | FaultAction::PowerFail { host, .. } | FaultAction::Stop { host } | FaultAction::Pause { host } => {
-                        assert!(down.insert(host.clone(), fault.action.name()).is_none(), "seed {seed}: {schedule:?}");
+                    FaultAction::Kill { host }
+                    | FaultAction::PowerFail { host, .. }
+                    | FaultAction::Stop { host }
+                    | FaultAction::Pause { host } => {
+                        assert!(
+                            down.insert(host.clone(), fault.action.name()).is_none(),
+                            "seed {seed}: {schedule:?}"
+                        );
                     }
                     FaultAction::Restart { host } | FaultAction::Resume { host } => {
                         assert!(down.remove(host).is_some(), "seed {seed}");
@@ -411,10 +462,22 @@ mod tests {
 
     #[test]
     fn single_host_swarm_draws_only_process_faults() {
-        let topology = Topology { hosts: hosts(&["app"]) };
+        let topology = Topology {
+            hosts: hosts(&["app"]),
+        };
         for seed in 0..50 {
-            for fault in swarm_schedule(&SwarmProfile::default(), &topology, 5_000, &mut ChaCha8Rng::seed_from_u64(seed)) {
-                assert!(!matches!(fault.action, FaultAction::Partition { .. } | FaultAction::LoseReplies { .. } | FaultAction::Latency { .. }));
+            for fault in swarm_schedule(
+                &SwarmProfile::default(),
+                &topology,
+                5_000,
+                &mut ChaCha8Rng::seed_from_u64(seed),
+            ) {
+                assert!(!matches!(
+                    fault.action,
+                    FaultAction::Partition { .. }
+                        | FaultAction::LoseReplies { .. }
+                        | FaultAction::Latency { .. }
+                ));
             }
         }
     }

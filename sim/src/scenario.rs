@@ -30,7 +30,11 @@ impl fmt::Display for ScenarioError {
 impl std::error::Error for ScenarioError {}
 
 fn line_of(text: &str, offset: usize) -> usize {
-    text[..offset.min(text.len())].bytes().filter(|b| *b == b'\n').count() + 1
+    text[..offset.min(text.len())]
+        .bytes()
+        .filter(|b| *b == b'\n')
+        .count()
+        + 1
 }
 
 /// Turns a toml error into one line with the line number of its span.
@@ -227,7 +231,10 @@ impl Scenario {
         };
         let run = raw.run;
         if run.tick_ms == 0 || run.tick_ms > 1_000 {
-            return Err(error(find_key_line(text, "tick_ms"), "run.tick_ms: must be 1..=1000".into()));
+            return Err(error(
+                find_key_line(text, "tick_ms"),
+                "run.tick_ms: must be 1..=1000".into(),
+            ));
         }
         if raw.workload.messages > WORKLOAD_MESSAGES_MAX {
             return Err(error(
@@ -236,7 +243,10 @@ impl Scenario {
             ));
         }
         if raw.workload.producers == 0 {
-            return Err(error(find_key_line(text, "producers"), "workload.producers: must be at least 1".into()));
+            return Err(error(
+                find_key_line(text, "producers"),
+                "workload.producers: must be at least 1".into(),
+            ));
         }
         let faults = match (raw.faults.is_empty(), raw.swarm) {
             (false, Some(_)) => {
@@ -297,14 +307,20 @@ impl Scenario {
                 ] {
                     if let Some([low, high]) = value {
                         if low == 0 || low > high {
-                            return Err(error(line, format!("swarm.{field}: needs [low, high] with 0 < low <= high")));
+                            return Err(error(
+                                line,
+                                format!("swarm.{field}: needs [low, high] with 0 < low <= high"),
+                            ));
                         }
                         *slot = (low, high);
                     }
                 }
                 if let Some(p) = swarm.torn_write_probability {
                     if !(0.0..=1.0).contains(&p) {
-                        return Err(error(line, "swarm.torn_write_probability: must be within 0..=1".into()));
+                        return Err(error(
+                            line,
+                            "swarm.torn_write_probability: must be within 0..=1".into(),
+                        ));
                     }
                     profile.torn_write_probability = p;
                 }
@@ -328,7 +344,10 @@ impl Scenario {
             let property = Property::parse(&key).ok_or_else(|| {
                 error(
                     line,
-                    format!("expect.{key}: unknown property; properties are: {}", Property::names().join(", ")),
+                    format!(
+                        "expect.{key}: unknown property; properties are: {}",
+                        Property::names().join(", ")
+                    ),
                 )
             })?;
             let expectation = value
@@ -394,7 +413,10 @@ impl Scenario {
                 line: Some(*line),
                 message: format!("faults[{index}]: {message}"),
             })?;
-            schedule.push(ScheduledFault { at_ms: raw.at_ms, action });
+            schedule.push(ScheduledFault {
+                at_ms: raw.at_ms,
+                action,
+            });
         }
         schedule.sort_by_key(|f| f.at_ms);
         Ok(schedule)
@@ -403,17 +425,18 @@ impl Scenario {
 
 /// The first line that sets `key` (`key =`, `"key" =`) or opens section `key`.
 fn find_key_line(text: &str, key: &str) -> Option<usize> {
-    text.lines().position(|line| {
-        let line = line.trim_start();
-        if key.starts_with('[') {
-            return line.starts_with(key);
-        }
-        let rest = line
-            .strip_prefix(key)
-            .or_else(|| line.strip_prefix(&format!("\"{key}\"")));
-        rest.is_some_and(|r| r.trim_start().starts_with('='))
-    })
-    .map(|i| i + 1)
+    text.lines()
+        .position(|line| {
+            let line = line.trim_start();
+            if key.starts_with('[') {
+                return line.starts_with(key);
+            }
+            let rest = line
+                .strip_prefix(key)
+                .or_else(|| line.strip_prefix(&format!("\"{key}\"")));
+            rest.is_some_and(|r| r.trim_start().starts_with('='))
+        })
+        .map(|i| i + 1)
 }
 
 fn resolve(raw: &RawFault, topology: &Topology) -> Result<FaultAction, String> {
@@ -421,7 +444,10 @@ fn resolve(raw: &RawFault, topology: &Topology) -> Result<FaultAction, String> {
         if topology.hosts.iter().any(|h| h == host) {
             Ok(host.to_string())
         } else {
-            Err(format!("unknown host `{host}`; this design's hosts are: {}", topology.hosts.join(", ")))
+            Err(format!(
+                "unknown host `{host}`; this design's hosts are: {}",
+                topology.hosts.join(", ")
+            ))
         }
     };
     let given: Vec<&str> = [
@@ -454,10 +480,16 @@ fn resolve(raw: &RawFault, topology: &Topology) -> Result<FaultAction, String> {
         return Err(format!("`{}` does not take `{extra}`", raw.action));
     }
     let need = |field: &str, value: &Option<String>| -> Result<String, String> {
-        known(value.as_deref().ok_or_else(|| format!("`{}` needs `{field}`", raw.action))?)
+        known(
+            value
+                .as_deref()
+                .ok_or_else(|| format!("`{}` needs `{field}`", raw.action))?,
+        )
     };
     let group = |field: &str, value: &Option<Vec<String>>| -> Result<Vec<String>, String> {
-        let hosts = value.as_ref().ok_or_else(|| format!("`{}` needs `{field}`", raw.action))?;
+        let hosts = value
+            .as_ref()
+            .ok_or_else(|| format!("`{}` needs `{field}`", raw.action))?;
         if hosts.is_empty() {
             return Err(format!("`{field}` names no host"));
         }
@@ -468,19 +500,22 @@ fn resolve(raw: &RawFault, topology: &Topology) -> Result<FaultAction, String> {
             let oneway = raw.oneway.unwrap_or(false);
             let (a, b) = match raw.shape.as_deref() {
                 Some(shape_name) => {
-                    let shape = Shape::parse(shape_name)
-                        .ok_or_else(|| format!("unknown shape `{shape_name}`; shapes are: isolate, halves, bridge"))?;
+                    let shape = Shape::parse(shape_name).ok_or_else(|| {
+                        format!("unknown shape `{shape_name}`; shapes are: isolate, halves, bridge")
+                    })?;
                     if raw.a.is_some() || raw.b.is_some() {
                         return Err("give either `shape` or `a` and `b`, not both".into());
                     }
                     let isolated = match shape {
                         Shape::Isolate => Some(need("host", &raw.host)?),
-                        _ if raw.host.is_some() => return Err(format!("shape `{shape_name}` does not take `host`")),
+                        _ if raw.host.is_some() => {
+                            return Err(format!("shape `{shape_name}` does not take `host`"))
+                        }
                         _ => None,
                     };
-                    shape
-                        .sides(&topology.hosts, isolated.as_deref())
-                        .ok_or_else(|| format!("shape `{shape_name}` needs more hosts than this design has"))?
+                    shape.sides(&topology.hosts, isolated.as_deref()).ok_or_else(|| {
+                        format!("shape `{shape_name}` needs more hosts than this design has")
+                    })?
                 }
                 None => {
                     if raw.host.is_some() {
@@ -495,11 +530,21 @@ fn resolve(raw: &RawFault, topology: &Topology) -> Result<FaultAction, String> {
             FaultAction::Partition { a, b, oneway }
         }
         "heal" => FaultAction::Heal,
-        "kill" => FaultAction::Kill { host: need("host", &raw.host)? },
-        "restart" => FaultAction::Restart { host: need("host", &raw.host)? },
-        "pause" => FaultAction::Pause { host: need("host", &raw.host)? },
-        "resume" => FaultAction::Resume { host: need("host", &raw.host)? },
-        "stop" => FaultAction::Stop { host: need("host", &raw.host)? },
+        "kill" => FaultAction::Kill {
+            host: need("host", &raw.host)?,
+        },
+        "restart" => FaultAction::Restart {
+            host: need("host", &raw.host)?,
+        },
+        "pause" => FaultAction::Pause {
+            host: need("host", &raw.host)?,
+        },
+        "resume" => FaultAction::Resume {
+            host: need("host", &raw.host)?,
+        },
+        "stop" => FaultAction::Stop {
+            host: need("host", &raw.host)?,
+        },
         "power_fail" => FaultAction::PowerFail {
             host: need("host", &raw.host)?,
             torn: raw.torn.unwrap_or(false),
@@ -586,16 +631,29 @@ sometimes = ["fault.kill"]
         assert_eq!(err.line, Some(3), "{err}");
         assert!(err.to_string().contains("mesages"), "{err}");
 
-        let err = parse("design = \"x\"\n\n[[faults]]\nat_ms = 1\naction = \"kil\"\nhost = \"a\"\n").unwrap_err();
+        let err =
+            parse("design = \"x\"\n\n[[faults]]\nat_ms = 1\naction = \"kil\"\nhost = \"a\"\n").unwrap_err();
         assert_eq!(err.line, Some(3), "{err}");
-        assert!(err.to_string().contains("faults[0].action: unknown action `kil`"), "{err}");
+        assert!(
+            err.to_string().contains("faults[0].action: unknown action `kil`"),
+            "{err}"
+        );
 
         let s = parse("design = \"x\"\n[[faults]]\nat_ms = 1\naction = \"kill\"\nhost = \"z\"\n").unwrap();
         let err = s.schedule(&topology()).unwrap_err();
-        assert_eq!(err.to_string(), "s.toml:2: faults[0]: unknown host `z`; this design's hosts are: a, b, c");
+        assert_eq!(
+            err.to_string(),
+            "s.toml:2: faults[0]: unknown host `z`; this design's hosts are: a, b, c"
+        );
 
-        let s = parse("design = \"x\"\n[[faults]]\nat_ms = 1\naction = \"kill\"\nhost = \"a\"\ntorn = true\n").unwrap();
-        assert!(s.schedule(&topology()).unwrap_err().message.contains("`kill` does not take `torn`"));
+        let s =
+            parse("design = \"x\"\n[[faults]]\nat_ms = 1\naction = \"kill\"\nhost = \"a\"\ntorn = true\n")
+                .unwrap();
+        assert!(s
+            .schedule(&topology())
+            .unwrap_err()
+            .message
+            .contains("`kill` does not take `torn`"));
 
         let err = parse("design = \"x\"\n[expect]\nno-los = \"holds\"\n").unwrap_err();
         assert_eq!(err.line, Some(3));

@@ -66,18 +66,24 @@ impl Property {
             Property::NoLoss => "no acknowledged publish was lost (checker: lost)",
             Property::AtLeastOnce => "every acknowledged publish was processed (lost, unseen)",
             Property::AtMostOnce => "no side effect applied twice (duplicate-effect)",
-            Property::ExactlyOnce => "at-least-once, at-most-once, no phantoms (lost, unseen, duplicate-effect, phantom)",
+            Property::ExactlyOnce => {
+                "at-least-once, at-most-once, no phantoms (lost, unseen, duplicate-effect, phantom)"
+            }
             Property::NoDuplicateDelivery => "no message delivered twice (duplicate-delivery)",
             Property::NoPhantom => "nothing delivered that was not published (phantom)",
-            Property::Ordered(OrderScope::Producer) => "deliveries follow each producer's publish order (reorder)",
+            Property::Ordered(OrderScope::Producer) => {
+                "deliveries follow each producer's publish order (reorder)"
+            }
             Property::Ordered(OrderScope::Key) => "deliveries follow publish order per key (reorder)",
-            Property::Ordered(OrderScope::Partition) => "deliveries follow publish order per partition (reorder)",
+            Property::Ordered(OrderScope::Partition) => {
+                "deliveries follow publish order per partition (reorder)"
+            }
             Property::Ordered(OrderScope::Global) => "deliveries follow the global publish order (reorder)",
         }
     }
 
     /// The (safety, liveness) anomalies that break this property.
-    fn anomalies<'a>(self, findings: &'a Findings) -> (Vec<&'a Anomaly>, Vec<&'a Anomaly>) {
+    fn anomalies(self, findings: &Findings) -> (Vec<&Anomaly>, Vec<&Anomaly>) {
         let safety: Vec<&[Anomaly]> = match self {
             Property::NoLoss | Property::AtLeastOnce => vec![&findings.lost],
             Property::AtMostOnce => vec![&findings.duplicate_effect],
@@ -192,7 +198,9 @@ impl Verdicts {
             _ => {}
         }
         if let (Some(pending), true, None) = (&self.pending, expect.drains, &self.crash) {
-            unmet.push(format!("liveness: the run did not drain within run.drain_ms; pending: {pending}"));
+            unmet.push(format!(
+                "liveness: the run did not drain within run.drain_ms; pending: {pending}"
+            ));
         }
         if self.drained && !expect.drains {
             unmet.push("liveness: expected the run not to drain, but it drained".to_string());
@@ -223,7 +231,9 @@ impl Verdicts {
         }
         for counter in &expect.sometimes {
             if self.counters.get(counter).copied().unwrap_or(0) == 0 {
-                unmet.push(format!("sometimes {counter}: never happened, so the fault path did not run"));
+                unmet.push(format!(
+                    "sometimes {counter}: never happened, so the fault path did not run"
+                ));
             }
         }
         unmet

@@ -108,7 +108,12 @@ impl Env {
 
     /// Records a "sometimes" note (counted as `note.<name>`).
     pub fn note(&self, host: &str, name: &str) {
-        self.record(host, EventKind::Note { name: name.to_string() });
+        self.record(
+            host,
+            EventKind::Note {
+                name: name.to_string(),
+            },
+        );
     }
 
     /// The models' random stream. Hold the borrow only for the draw.
@@ -124,11 +129,21 @@ impl Env {
 
     /// The host's disk; it outlives the host's process.
     pub fn disk(&self, host: &str) -> SimDisk {
-        self.0.disks.borrow_mut().entry(host.to_string()).or_default().clone()
+        self.0
+            .disks
+            .borrow_mut()
+            .entry(host.to_string())
+            .or_default()
+            .clone()
     }
 
     fn state(&self, host: &str) -> Rc<ProcessState> {
-        self.0.processes.borrow_mut().entry(host.to_string()).or_default().clone()
+        self.0
+            .processes
+            .borrow_mut()
+            .entry(host.to_string())
+            .or_default()
+            .clone()
     }
 
     /// The process controls for `host`, used by its software.
@@ -262,7 +277,12 @@ pub fn schedule_for(
         FaultPlan::Swarm(profile) => {
             let mut rng = ChaCha8Rng::seed_from_u64(seed);
             rng.set_stream(1);
-            Ok(swarm_schedule(profile, topology, scenario.run.fault_phase_ms, &mut rng))
+            Ok(swarm_schedule(
+                profile,
+                topology,
+                scenario.run.fault_phase_ms,
+                &mut rng,
+            ))
         }
     }
 }
@@ -346,7 +366,11 @@ pub fn run(scenario: &Scenario, design: &dyn Design, schedule: Vec<ScheduledFaul
                 Some(_) => {}
             }
         }
+        capture_panics();
+        IN_RUN.with(|in_run| in_run.set(true));
+        FIRST_PANIC.with(|first| first.borrow_mut().take());
         let step = std::panic::catch_unwind(AssertUnwindSafe(|| sim.step()));
+        IN_RUN.with(|in_run| in_run.set(false));
         steps += 1;
         env.0.harness_now.set(SimTime::from_duration(sim.elapsed()));
         let failure = match step {
@@ -381,13 +405,52 @@ pub fn run(scenario: &Scenario, design: &dyn Design, schedule: Vec<ScheduledFaul
     }
 }
 
-fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
-    let text = panic
+thread_local! {
+    /// Set while this thread runs a simulation: panics are a verdict, not a crash of jetsam.
+    static IN_RUN: Cell<bool> = const { Cell::new(false) };
+    /// The first panic of the current run, with its location.
+    static FIRST_PANIC: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// Installs (once per process) a panic hook that, on a thread running a simulation, keeps the
+/// first panic's message and location for the crash verdict instead of printing it. tokio
+/// re-panics with its own message when a task panics, so the first one is the model's.
+fn capture_panics() {
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    INSTALL.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !IN_RUN.with(Cell::get) {
+                return previous(info);
+            }
+            FIRST_PANIC.with(|first| {
+                let mut first = first.borrow_mut();
+                if first.is_none() {
+                    let location = info
+                        .location()
+                        .map(|l| format!(" at {}:{}", l.file(), l.line()))
+                        .unwrap_or_default();
+                    *first = Some(format!("{}{location}", payload_text(info.payload())));
+                }
+            });
+        }));
+    });
+}
+
+fn payload_text(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
         .downcast_ref::<String>()
-        .map(String::as_str)
-        .or_else(|| panic.downcast_ref::<&str>().copied())
-        .unwrap_or("(non-string panic payload)");
-    format!("model panicked: {text}")
+        .cloned()
+        .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "(non-string panic payload)".to_string())
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    let first = FIRST_PANIC.with(|first| first.borrow_mut().take());
+    format!(
+        "model panicked: {}",
+        first.unwrap_or_else(|| payload_text(panic.as_ref()))
+    )
 }
 
 /// A publish invoked and never completed is indeterminate (Jepsen's `info`): the producer
@@ -401,7 +464,9 @@ fn close_open_publishes(env: &Env) {
                 EventKind::Publish { id, .. } => {
                     open.insert(*id);
                 }
-                EventKind::PublishOk { id } | EventKind::PublishFail { id, .. } | EventKind::PublishInfo { id, .. } => {
+                EventKind::PublishOk { id }
+                | EventKind::PublishFail { id, .. }
+                | EventKind::PublishInfo { id, .. } => {
                     open.remove(id);
                 }
                 _ => {}
@@ -566,9 +631,14 @@ impl Harness {
                 self.env.state(host).stop_requested.set(true);
                 self.stopping.insert(host.clone(), now_ms + self.stop_grace_ms);
             }
-            FaultAction::LoseReplies { from, to, duration_ms } => {
+            FaultAction::LoseReplies {
+                from,
+                to,
+                duration_ms,
+            } => {
                 sim.partition_oneway(from.as_str(), to.as_str());
-                self.lose_replies_until.push((now_ms + duration_ms, from.clone(), to.clone()));
+                self.lose_replies_until
+                    .push((now_ms + duration_ms, from.clone(), to.clone()));
             }
             FaultAction::Latency {
                 a,
@@ -580,7 +650,11 @@ impl Harness {
                 for x in a {
                     for y in b {
                         sim.set_link_latency(x.as_str(), y.as_str(), low);
-                        sim.set_link_max_message_latency(x.as_str(), y.as_str(), low + Duration::from_millis(*jitter_ms));
+                        sim.set_link_max_message_latency(
+                            x.as_str(),
+                            y.as_str(),
+                            low + Duration::from_millis(*jitter_ms),
+                        );
                     }
                 }
             }
@@ -608,7 +682,11 @@ impl Harness {
         for (host, _) in std::mem::take(&mut self.stopping) {
             if self.env.process(&host).is_running() {
                 self.kill(sim, &host);
-                self.record("kill", vec![host], "still stopping when the fault phase ended".into());
+                self.record(
+                    "kill",
+                    vec![host],
+                    "still stopping when the fault phase ended".into(),
+                );
             } else {
                 sim.crash(host.as_str());
                 self.mark_down(&host);

@@ -19,7 +19,9 @@ pub const CHANNEL_CAPACITY_MAX: usize = 1 << 20;
 #[derive(Debug, PartialEq, Eq)]
 pub enum TrySend<T> {
     /// Accepted; the ticket is the value's position in send order (for rendezvous).
-    Sent { ticket: u64 },
+    Sent {
+        ticket: u64,
+    },
     Full(T),
     /// Go panics here: "send on closed channel".
     Closed(T),
@@ -253,7 +255,9 @@ mod tests {
     #[test]
     fn unbuffered_send_is_handed_over_only_when_received() {
         let mut ch = ChanCore::new(0);
-        let TrySend::Sent { ticket } = ch.try_send(5) else { panic!() };
+        let TrySend::Sent { ticket } = ch.try_send(5) else {
+            panic!()
+        };
         assert!(!ch.handed_over(ticket));
         assert_eq!(ch.try_send(6), TrySend::Full(6), "a second sender waits its turn");
         assert_eq!(ch.try_recv(), TryRecv::Value(5));

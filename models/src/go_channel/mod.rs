@@ -77,10 +77,22 @@ impl Default for Config {
 pub fn config_keys() -> Vec<crate::ConfigKey> {
     let d = Config::default();
     vec![
-        crate::ConfigKey::new("capacity", d.capacity, "channel buffer size; 0 = unbuffered (rendezvous)"),
-        crate::ConfigKey::new("shutdown", "\"correct\"", "\"correct\" (range over the channel) or \"careless\" (select on quit, ok ignored)"),
+        crate::ConfigKey::new(
+            "capacity",
+            d.capacity,
+            "channel buffer size; 0 = unbuffered (rendezvous)",
+        ),
+        crate::ConfigKey::new(
+            "shutdown",
+            "\"correct\"",
+            "\"correct\" (range over the channel) or \"careless\" (select on quit, ok ignored)",
+        ),
         crate::ConfigKey::new("consumers", d.consumers, "consumer goroutines on the channel"),
-        crate::ConfigKey::new("processing_ms", d.processing_ms, "handler time per message before its effect"),
+        crate::ConfigKey::new(
+            "processing_ms",
+            d.processing_ms,
+            "handler time per message before its effect",
+        ),
     ]
 }
 
@@ -198,7 +210,9 @@ async fn program(
         consumer_tasks.push(tokio::task::spawn_local(async move {
             match config.shutdown {
                 Shutdown::Correct => consume_correct(&env, &process, &name, &ch, config.processing_ms).await,
-                Shutdown::Careless => consume_careless(&env, &process, &name, &ch, &quit, config.processing_ms).await,
+                Shutdown::Careless => {
+                    consume_careless(&env, &process, &name, &ch, &quit, config.processing_ms).await
+                }
             }
         }));
     }
@@ -231,7 +245,14 @@ async fn program(
     Ok(())
 }
 
-async fn produce(env: &Env, process: &Process, name: &str, ch: &GoChan<MsgId>, source: &Source, interval: Duration) {
+async fn produce(
+    env: &Env,
+    process: &Process,
+    name: &str,
+    ch: &GoChan<MsgId>,
+    source: &Source,
+    interval: Duration,
+) {
     let mut seq = 0;
     loop {
         process.checkpoint().await;

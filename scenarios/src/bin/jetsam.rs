@@ -12,7 +12,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "jetsam", version, about = "Deterministic simulation testbed for message-queue delivery semantics")]
+#[command(
+    name = "jetsam",
+    version,
+    about = "Deterministic simulation testbed for message-queue delivery semantics"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -138,7 +142,8 @@ fn dispatch(command: Command) -> Result<bool, BadInput> {
             for scenario in &loaded {
                 let outcome = scenario.run(seed);
                 if let Some(path) = &history {
-                    let file = bad(std::fs::File::create(path).with_context(|| format!("{}", path.display())))?;
+                    let file =
+                        bad(std::fs::File::create(path).with_context(|| format!("{}", path.display())))?;
                     bad(outcome.history.write_jsonl(std::io::BufWriter::new(file)))?;
                 }
                 let report = RunReport::new(scenario, &outcome);
@@ -160,7 +165,11 @@ fn dispatch(command: Command) -> Result<bool, BadInput> {
                 println!(
                     "{} scenario(s) on seed {seed}: {}",
                     loaded.len(),
-                    if all_passed { "all met their expectations".to_string() } else { format!("{failed} or more did not") }
+                    if all_passed {
+                        "all met their expectations".to_string()
+                    } else {
+                        format!("{failed} or more did not")
+                    }
                 );
             }
             Ok(all_passed)
@@ -188,7 +197,12 @@ fn dispatch(command: Command) -> Result<bool, BadInput> {
                 return Err(BadInput(anyhow::anyhow!("--jobs must be at least 1")));
             }
             let total = range.end - range.start;
-            eprintln!("exploring {} on seeds {}..{} with {jobs} job(s)", path.display(), range.start, range.end);
+            eprintln!(
+                "exploring {} on seeds {}..{} with {jobs} job(s)",
+                path.display(),
+                range.start,
+                range.end
+            );
             let result = explore(&loaded, range.clone(), jobs, &|_| {});
             match result.first_failure {
                 None => {
@@ -196,7 +210,10 @@ fn dispatch(command: Command) -> Result<bool, BadInput> {
                     Ok(true)
                 }
                 Some(failure) => {
-                    println!("FAIL  seed {} breaks an expectation ({} seed(s) run):", failure.seed, result.seeds_run);
+                    println!(
+                        "FAIL  seed {} breaks an expectation ({} seed(s) run):",
+                        failure.seed, result.seeds_run
+                    );
                     for line in &failure.unmet {
                         println!("UNMET {line}");
                     }
@@ -231,4 +248,3 @@ fn dispatch(command: Command) -> Result<bool, BadInput> {
         }
     }
 }
-

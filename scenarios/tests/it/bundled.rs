@@ -8,7 +8,10 @@ use sim::verdict::Property;
 #[test]
 fn every_bundled_scenario_meets_its_expectations() {
     let scenarios = bundled();
-    assert!(scenarios.len() >= 9, "bundled scenarios went missing: {scenarios:?}");
+    assert!(
+        scenarios.len() >= 9,
+        "bundled scenarios went missing: {scenarios:?}"
+    );
     let mut failures = Vec::new();
     for path in &scenarios {
         let loaded = load(path);
@@ -21,7 +24,11 @@ fn every_bundled_scenario_meets_its_expectations() {
             failures.push(format!("{path}: {line}"));
         }
     }
-    assert!(failures.is_empty(), "unmet expectations:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "unmet expectations:\n{}",
+        failures.join("\n")
+    );
 }
 
 #[test]
@@ -36,7 +43,11 @@ fn go_channel_kill_loses_exactly_what_was_buffered_or_in_the_handler() {
     }
     // The buffer held capacity (16) messages plus one in the handler.
     assert!(lost.len() <= 17 && lost.len() >= 16, "{} lost", lost.len());
-    assert_eq!(outcome.verdicts.counters.get("publish.info"), Some(&1), "the blocked send");
+    assert_eq!(
+        outcome.verdicts.counters.get("publish.info"),
+        Some(&1),
+        "the blocked send"
+    );
 }
 
 #[test]
@@ -77,7 +88,11 @@ fn verdict_summaries() {
             "{path}\n  events {} drained {} violated: {}\n",
             outcome.history.len(),
             outcome.verdicts.drained,
-            if violated.is_empty() { "none".to_string() } else { violated.join(" ") }
+            if violated.is_empty() {
+                "none".to_string()
+            } else {
+                violated.join(" ")
+            }
         ));
     }
     insta::assert_snapshot!(summary);
@@ -93,7 +108,9 @@ fn a_run_that_does_not_drain_is_a_liveness_failure_naming_what_is_pending() {
     assert!(!outcome.verdicts.drained);
     let unmet = loaded.unmet(&outcome);
     assert!(
-        unmet.iter().any(|l| l.starts_with("liveness:") && l.contains("not yet published")),
+        unmet
+            .iter()
+            .any(|l| l.starts_with("liveness:") && l.contains("not yet published")),
         "{unmet:?}"
     );
     // Acknowledged but unprocessed messages are `unseen`, not `lost`, in a run that did not drain.
@@ -104,6 +121,10 @@ fn a_run_that_does_not_drain_is_a_liveness_failure_naming_what_is_pending() {
 fn every_bundled_scenario_drains() {
     for path in bundled() {
         let outcome = load(&path).run(1);
-        assert!(outcome.verdicts.drained, "{path}: pending {:?}", outcome.verdicts.pending);
+        assert!(
+            outcome.verdicts.drained,
+            "{path}: pending {:?}",
+            outcome.verdicts.pending
+        );
     }
 }

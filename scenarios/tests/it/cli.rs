@@ -8,7 +8,10 @@ fn scenario_file(name: &str, text: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("jetsam-cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join(name);
-    std::fs::File::create(&path).unwrap().write_all(text.as_bytes()).unwrap();
+    std::fs::File::create(&path)
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
     path
 }
 
@@ -26,14 +29,25 @@ fn a_passing_scenario_exits_0_and_a_failing_expectation_exits_1() {
     let (code, stdout, _) = run(&["run", "scenarios/go-channel/fifo-no-faults.toml"]);
     assert_eq!(code, Some(0), "{stdout}");
     assert!(stdout.starts_with("seed 1 "), "the seed comes first: {stdout}");
-    let (code, stdout, _) = run(&["run", "scenarios/go-channel/kill-loses-buffered.toml", "--expect", "no-loss=holds"]);
+    let (code, stdout, _) = run(&[
+        "run",
+        "scenarios/go-channel/kill-loses-buffered.toml",
+        "--expect",
+        "no-loss=holds",
+    ]);
     assert_eq!(code, Some(1));
     assert!(stdout.contains("replay: jetsam replay scenarios/go-channel/kill-loses-buffered.toml --seed 1 --expect no-loss=holds"), "{stdout}");
 }
 
 #[test]
 fn json_output_carries_what_the_issue_asks_for() {
-    let (code, stdout, _) = run(&["run", "scenarios/go-channel/kill-loses-buffered.toml", "--seed", "4", "--json"]);
+    let (code, stdout, _) = run(&[
+        "run",
+        "scenarios/go-channel/kill-loses-buffered.toml",
+        "--seed",
+        "4",
+        "--json",
+    ]);
     assert_eq!(code, Some(0));
     let report: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
     assert_eq!(report["design"], "go-channel");
@@ -49,7 +63,12 @@ fn json_output_carries_what_the_issue_asks_for() {
 #[test]
 fn history_is_written_as_json_lines_that_parse_back() {
     let out = std::env::temp_dir().join(format!("jetsam-history-{}.jsonl", std::process::id()));
-    let (code, _, _) = run(&["run", "scenarios/go-channel/fifo-no-faults.toml", "--history", out.to_str().unwrap()]);
+    let (code, _, _) = run(&[
+        "run",
+        "scenarios/go-channel/fifo-no-faults.toml",
+        "--history",
+        out.to_str().unwrap(),
+    ]);
     assert_eq!(code, Some(0));
     let history = sim::History::read_jsonl(&std::fs::read_to_string(&out).unwrap()).unwrap();
     assert!(history.len() > 150 * 4);
@@ -59,12 +78,42 @@ fn history_is_written_as_json_lines_that_parse_back() {
 #[test]
 fn malformed_scenarios_get_one_line_naming_line_and_field_and_exit_2() {
     let cases = [
-        ("typo.toml", "design = \"go-channel\"\n[config]\ncapacty = 3\n", ":3: ", "capacty"),
-        ("design.toml", "\ndesign = \"kafka-9\"\n", ":2: ", "unknown design `kafka-9`"),
-        ("host.toml", "design = \"go-channel\"\n[[faults]]\nat_ms = 5\naction = \"kill\"\nhost = \"nsqd1\"\n", ":2: ", "unknown host `nsqd1`"),
-        ("truncated.toml", "design = \"go-channel\"\n[workload\nmessages =", ":2", ""),
-        ("value.toml", "design = \"go-channel\"\n[config]\nshutdown = \"sloppy\"\n", ":3: ", "sloppy"),
-        ("expect.toml", "design = \"go-channel\"\n[expect]\nno-loss = \"mostly\"\n", ":3: ", "holds"),
+        (
+            "typo.toml",
+            "design = \"go-channel\"\n[config]\ncapacty = 3\n",
+            ":3: ",
+            "capacty",
+        ),
+        (
+            "design.toml",
+            "\ndesign = \"kafka-9\"\n",
+            ":2: ",
+            "unknown design `kafka-9`",
+        ),
+        (
+            "host.toml",
+            "design = \"go-channel\"\n[[faults]]\nat_ms = 5\naction = \"kill\"\nhost = \"nsqd1\"\n",
+            ":2: ",
+            "unknown host `nsqd1`",
+        ),
+        (
+            "truncated.toml",
+            "design = \"go-channel\"\n[workload\nmessages =",
+            ":2",
+            "",
+        ),
+        (
+            "value.toml",
+            "design = \"go-channel\"\n[config]\nshutdown = \"sloppy\"\n",
+            ":3: ",
+            "sloppy",
+        ),
+        (
+            "expect.toml",
+            "design = \"go-channel\"\n[expect]\nno-loss = \"mostly\"\n",
+            ":3: ",
+            "holds",
+        ),
     ];
     for (name, text, line, field) in cases {
         let path = scenario_file(name, text);
@@ -72,7 +121,10 @@ fn malformed_scenarios_get_one_line_naming_line_and_field_and_exit_2() {
         assert_eq!(code, Some(2), "{name}: {stdout}{stderr}");
         assert_eq!(stderr.lines().count(), 1, "{name}: one line, got {stderr}");
         assert!(stderr.starts_with("error: "), "{name}: {stderr}");
-        assert!(stderr.contains(line) && stderr.contains(field), "{name}: {stderr}");
+        assert!(
+            stderr.contains(line) && stderr.contains(field),
+            "{name}: {stderr}"
+        );
         assert!(!stderr.contains("panicked"), "{name}: {stderr}");
     }
 }
@@ -81,9 +133,24 @@ fn malformed_scenarios_get_one_line_naming_line_and_field_and_exit_2() {
 fn other_bad_input_exits_2() {
     for args in [
         vec!["run", "no/such/file.toml"],
-        vec!["explore", "scenarios/go-channel/fifo-no-faults.toml", "--seeds", "5..5"],
-        vec!["explore", "scenarios/go-channel/fifo-no-faults.toml", "--seeds", "x..9"],
-        vec!["run", "scenarios/go-channel/fifo-no-faults.toml", "--expect", "no-loss=sometimes"],
+        vec![
+            "explore",
+            "scenarios/go-channel/fifo-no-faults.toml",
+            "--seeds",
+            "5..5",
+        ],
+        vec![
+            "explore",
+            "scenarios/go-channel/fifo-no-faults.toml",
+            "--seeds",
+            "x..9",
+        ],
+        vec![
+            "run",
+            "scenarios/go-channel/fifo-no-faults.toml",
+            "--expect",
+            "no-loss=sometimes",
+        ],
         vec!["frobnicate"],
     ] {
         let (code, _, stderr) = run(&args);
@@ -96,7 +163,16 @@ fn other_bad_input_exits_2() {
 fn list_shows_designs_config_defaults_actions_and_properties() {
     let (code, stdout, _) = run(&["list"]);
     assert_eq!(code, Some(0));
-    for needle in ["go-channel", "config.capacity", "= 16", "power_fail", "lose_replies", "bridge", "ordered(producer)", "exactly-once"] {
+    for needle in [
+        "go-channel",
+        "config.capacity",
+        "= 16",
+        "power_fail",
+        "lose_replies",
+        "bridge",
+        "ordered(producer)",
+        "exactly-once",
+    ] {
         assert!(stdout.contains(needle), "{needle} missing from:\n{stdout}");
     }
 }

@@ -50,7 +50,8 @@ fn seeds_that_draw_randomness_give_different_histories() {
         "scenarios/go-channel/careless-shutdown-phantom.toml",
     ] {
         let loaded = load(path);
-        let hashes: std::collections::BTreeSet<String> = (0..5).map(|seed| loaded.run(seed).history.hash()).collect();
+        let hashes: std::collections::BTreeSet<String> =
+            (0..5).map(|seed| loaded.run(seed).history.hash()).collect();
         assert!(hashes.len() >= 4, "{path}: {hashes:?}");
     }
 }

@@ -5,7 +5,11 @@ use super::{jetsam, load};
 use scenarios::explore::explore;
 use scenarios::parse_expect_override;
 
-fn explore_with(path: &str, claim: &str, seeds: std::ops::Range<u64>) -> (scenarios::Loaded, Option<scenarios::explore::Failure>) {
+fn explore_with(
+    path: &str,
+    claim: &str,
+    seeds: std::ops::Range<u64>,
+) -> (scenarios::Loaded, Option<scenarios::explore::Failure>) {
     let mut loaded = load(path);
     loaded.override_expectations(&[parse_expect_override(claim).unwrap()]);
     let result = explore(&loaded, seeds, 2, &|_| {});
@@ -16,11 +20,17 @@ fn explore_with(path: &str, claim: &str, seeds: std::ops::Range<u64>) -> (scenar
 fn swarm_kills_break_no_loss_within_a_few_hundred_seeds() {
     let (loaded, failure) = explore_with("scenarios/go-channel/swarm-correct.toml", "no-loss=holds", 0..300);
     let failure = failure.expect("explore finds a loss");
-    assert!(failure.unmet.iter().any(|l| l.starts_with("no-loss")), "{failure:?}");
+    assert!(
+        failure.unmet.iter().any(|l| l.starts_with("no-loss")),
+        "{failure:?}"
+    );
     // The failing seed replays: same schedule, same loss.
     let replay = loaded.run(failure.seed);
     assert!(!replay.findings.lost.is_empty());
-    assert!(replay.schedule.iter().any(|f| matches!(f.action.name(), "kill" | "power_fail")));
+    assert!(replay
+        .schedule
+        .iter()
+        .any(|f| matches!(f.action.name(), "kill" | "power_fail")));
 }
 
 #[test]
@@ -41,7 +51,11 @@ fn a_go_channel_never_duplicates_or_reorders_whatever_the_swarm_draws() {
 
 #[test]
 fn explore_reports_the_smallest_failing_seed_whatever_the_jobs() {
-    let (_, one) = explore_with("scenarios/go-channel/swarm-careless.toml", "no-phantom=holds", 0..60);
+    let (_, one) = explore_with(
+        "scenarios/go-channel/swarm-careless.toml",
+        "no-phantom=holds",
+        0..60,
+    );
     let mut loaded = load("scenarios/go-channel/swarm-careless.toml");
     loaded.override_expectations(&[parse_expect_override("no-phantom=holds").unwrap()]);
     let three = explore(&loaded, 0..60, 3, &|_| {}).first_failure;
@@ -51,16 +65,31 @@ fn explore_reports_the_smallest_failing_seed_whatever_the_jobs() {
 #[test]
 fn the_cli_prints_a_replay_command_that_reproduces_the_failure() {
     let output = jetsam()
-        .args(["explore", "scenarios/go-channel/swarm-correct.toml", "--seeds", "0..300", "--jobs", "2", "--expect", "no-loss=holds"])
+        .args([
+            "explore",
+            "scenarios/go-channel/swarm-correct.toml",
+            "--seeds",
+            "0..300",
+            "--jobs",
+            "2",
+            "--expect",
+            "no-loss=holds",
+        ])
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(1));
     let stdout = String::from_utf8(output.stdout).unwrap();
-    let replay = stdout.lines().find_map(|l| l.strip_prefix("replay: jetsam ")).expect("a replay line");
+    let replay = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("replay: jetsam "))
+        .expect("a replay line");
     let args: Vec<&str> = replay.split_whitespace().collect();
     let replayed = jetsam().args(&args).output().unwrap();
     assert_eq!(replayed.status.code(), Some(1), "the replay fails the same way");
     let text = String::from_utf8(replayed.stdout).unwrap();
-    assert!(text.contains("FAULT    kill") || text.contains("FAULT    power_fail"), "{text}");
+    assert!(
+        text.contains("FAULT    kill") || text.contains("FAULT    power_fail"),
+        "{text}"
+    );
     assert!(text.contains("UNMET no-loss"), "{text}");
 }

@@ -9,7 +9,10 @@ use std::path::PathBuf;
 
 /// The workspace root (scenario paths in files and commands are relative to it).
 pub fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 /// Every bundled scenario, relative to the root.

@@ -5,11 +5,7 @@ use super::*;
 use crate::history::MsgId;
 
 fn clean() -> History {
-    Build::new()
-        .published(1..=5)
-        .processed(1..=5)
-        .drained()
-        .history()
+    Build::new().published(1..=5).processed(1..=5).drained().history()
 }
 
 #[test]
@@ -125,12 +121,7 @@ fn phantom_finds_unpublished_and_failed_deliveries() {
     assert!(found[0].detail.contains("only with fail"));
 
     // An info publish that shows up is not a phantom: it may have been applied.
-    let info = Build::new()
-        .publish(1)
-        .info(1)
-        .processed([1])
-        .drained()
-        .history();
+    let info = Build::new().publish(1).info(1).processed([1]).drained().history();
     assert!(phantom::check(&info).is_empty());
 }
 
