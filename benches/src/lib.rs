@@ -1,0 +1,118 @@
+//! Inputs shared by the benchmarks: synthetic histories and a bare turmoil baseline.
+
+use sim::history::{Event, EventKind, History, MsgId, Phase, SimTime};
+use std::time::Duration;
+
+/// A history of about `events` events from a queue with 4 producers and 3 consumers, with a
+/// redelivery every 97th message and an adjacent swap every 89th (so the checkers find work).
+pub fn synthetic_history(events: usize) -> History {
+    let messages = (events / 4) as u64;
+    let mut out = Vec::with_capacity(events + 8);
+    let mut t = 0u64;
+    let mut push = |host: &str, kind: EventKind| {
+        t += 3;
+        out.push(Event {
+            time: SimTime(t),
+            host: host.to_string(),
+            kind,
+        });
+    };
+    let producers = ["p1", "p2", "p3", "p4"];
+    let consumers = ["c1", "c2", "c3"];
+    let mut id = 1u64;
+    while id <= messages {
+        // Deliver in pairs, swapping some pairs, so reorders occur.
+        let pair = if id < messages && id % 89 == 0 {
+            [id + 1, id]
+        } else {
+            [id, u64::MAX]
+        };
+        let mut published: Vec<u64> = pair.iter().copied().filter(|m| *m != u64::MAX).collect();
+        published.sort_unstable();
+        for m in published {
+            let producer = producers[(m % 4) as usize];
+            push(
+                producer,
+                EventKind::Publish {
+                    id: MsgId(m),
+                    producer: producer.to_string(),
+                    seq: m / 4,
+                    key: Some(format!("k{}", m % 64)),
+                },
+            );
+            push(producer, EventKind::PublishOk { id: MsgId(m) });
+        }
+        for &m in pair.iter().filter(|m| **m != u64::MAX) {
+            let consumer = consumers[(m % 3) as usize];
+            let deliveries = if m % 97 == 0 { 2 } else { 1 };
+            for attempt in 1..=deliveries {
+                push(
+                    consumer,
+                    EventKind::Deliver {
+                        id: MsgId(m),
+                        attempt,
+                        consumer: consumer.to_string(),
+                        partition: Some(format!("q{}", m % 8)),
+                    },
+                );
+            }
+            push(
+                consumer,
+                EventKind::Effect {
+                    id: MsgId(m),
+                    consumer: consumer.to_string(),
+                },
+            );
+        }
+        id += if pair[1] == u64::MAX { 1 } else { 2 };
+    }
+    push(
+        "jetsam",
+        EventKind::Phase {
+            phase: Phase::Drained,
+            detail: String::new(),
+        },
+    );
+    History::from_events(out)
+}
+
+/// A bare turmoil request/response stream: one client, one server, a request every `interval`
+/// for `duration` of simulated time, on `tick`. The baseline the harness is measured beside.
+pub fn bare_turmoil_stream(duration: Duration, interval: Duration, tick: Duration) -> u64 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut sim = turmoil::Builder::new()
+        .rng_seed(1)
+        .tick_duration(tick)
+        .simulation_duration(duration * 2 + Duration::from_secs(1))
+        .min_message_latency(Duration::from_millis(1))
+        .max_message_latency(Duration::from_millis(1))
+        .build();
+    sim.host("server", || async {
+        let listener = turmoil::net::TcpListener::bind(("0.0.0.0", 7000)).await?;
+        loop {
+            let (mut stream, _) = listener.accept().await?;
+            tokio::task::spawn_local(async move {
+                let mut buf = [0u8; 8];
+                while stream.read_exact(&mut buf).await.is_ok() {
+                    if stream.write_all(&buf).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    sim.client("client", async move {
+        let mut stream = turmoil::net::TcpStream::connect(("server", 7000)).await?;
+        let mut buf = [0u8; 8];
+        let mut i = 0u64;
+        while turmoil::elapsed() < duration {
+            i += 1;
+            stream.write_all(&i.to_be_bytes()).await?;
+            stream.read_exact(&mut buf).await?;
+            tokio::time::sleep(interval).await;
+        }
+        Ok(())
+    });
+    sim.run().expect("baseline runs");
+    sim.elapsed().as_millis() as u64
+}
