@@ -15,6 +15,9 @@ pub struct PropertyReport {
     pub property: String,
     /// "holds" or "violated".
     pub verdict: &'static str,
+    /// What the scenario expected ("holds" / "violated"), if it asserts this property.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expected: Option<&'static str>,
     pub safety_anomalies: usize,
     pub liveness_anomalies: usize,
     pub anomalies: Vec<Anomaly>,
@@ -58,6 +61,16 @@ impl RunReport {
                 .map(|v| PropertyReport {
                     property: v.property.name(),
                     verdict: if v.holds { "holds" } else { "violated" },
+                    expected: loaded
+                        .scenario
+                        .expect
+                        .properties
+                        .iter()
+                        .find(|(p, _)| *p == v.property)
+                        .map(|(_, e)| match e {
+                            sim::verdict::Expectation::Holds => "holds",
+                            sim::verdict::Expectation::Violated => "violated",
+                        }),
                     safety_anomalies: v.safety.len(),
                     liveness_anomalies: v.liveness.len(),
                     anomalies: v
@@ -95,9 +108,15 @@ impl RunReport {
         if let Some(crash) = &self.crash {
             let _ = writeln!(out, "CRASH  {crash}");
         }
+        let _ = writeln!(out, "  {:<24} {:<9} expected", "property", "verdict");
+        let mut listed = std::collections::BTreeSet::new();
         for p in &self.properties {
-            let mark = if p.verdict == "holds" { "ok  " } else { "FAIL" };
-            let _ = write!(out, "  {mark} {:<24} {}", p.property, p.verdict);
+            let expected = match p.expected {
+                None => "-",
+                Some(e) if e == p.verdict => "yes",
+                Some(_) => "NO (UNMET)",
+            };
+            let _ = write!(out, "  {:<24} {:<9} {:<4}", p.property, p.verdict, expected);
             if p.verdict != "holds" {
                 let _ = write!(
                     out,
@@ -106,8 +125,12 @@ impl RunReport {
                 );
             }
             let _ = writeln!(out);
-            for anomaly in p.anomalies.iter().take(3) {
-                let _ = writeln!(out, "         {anomaly}");
+            // Each anomaly kind is listed once, under the first property it breaks.
+            let fresh: Vec<_> = p.anomalies.iter().filter(|a| listed.insert(a.kind)).collect();
+            for kind in fresh {
+                for anomaly in p.anomalies.iter().filter(|a| a.kind == kind.kind).take(3) {
+                    let _ = writeln!(out, "         {anomaly}");
+                }
             }
         }
         let notable: Vec<String> = self
