@@ -333,7 +333,9 @@ pub fn run(scenario: &Scenario, design: &dyn Design, schedule: Vec<ScheduledFaul
         let now_ms = sim.elapsed().as_millis() as u64;
         env.0.harness_now.set(SimTime::from_duration(sim.elapsed()));
         harness.tend(&mut sim, now_ms);
-        if !draining {
+        if draining {
+            harness.restart_down(&mut sim);
+        } else {
             while next < schedule.len() && schedule[next].at_ms <= now_ms {
                 harness.apply(&mut sim, &schedule[next].action, now_ms);
                 next += 1;
@@ -673,25 +675,19 @@ impl Harness {
     }
 
     /// End of the fault phase: heal every partition, resume every pause, restart every host
-    /// the harness took down. Graceful stops in progress finish (or are killed) first.
+    /// the harness took down. A graceful stop in progress is not cut short: it finishes (or
+    /// is killed after its grace period, as in any phase) and [`Harness::restart_down`]
+    /// brings the host back during the drain.
     fn heal_everything(&mut self, sim: &mut turmoil::Sim<'_>) {
         self.heal_network(sim);
         for host in self.paused.clone() {
             self.unpause(sim, &host);
         }
-        for (host, _) in std::mem::take(&mut self.stopping) {
-            if self.env.process(&host).is_running() {
-                self.kill(sim, &host);
-                self.record(
-                    "kill",
-                    vec![host],
-                    "still stopping when the fault phase ended".into(),
-                );
-            } else {
-                sim.crash(host.as_str());
-                self.mark_down(&host);
-            }
-        }
+        self.restart_down(sim);
+    }
+
+    /// During the drain, nothing stays down.
+    fn restart_down(&mut self, sim: &mut turmoil::Sim<'_>) {
         for host in std::mem::take(&mut self.down) {
             sim.bounce(host.as_str());
             self.record("restart", vec![host], "heal".into());

@@ -93,3 +93,16 @@ fn the_cli_prints_a_replay_command_that_reproduces_the_failure() {
     );
     assert!(text.contains("UNMET no-loss"), "{text}");
 }
+
+#[test]
+fn no_loss_while_the_process_lives_whatever_pauses_and_stops_the_swarm_draws() {
+    let loaded = load("scenarios/go-channel/swarm-process-lives.toml");
+    let result = explore(&loaded, 0..100, 2, &|_| {});
+    assert_eq!(result.first_failure, None);
+    // And the draws did pause and stop the process.
+    let faults: std::collections::BTreeSet<&str> = (0..10)
+        .flat_map(|seed| loaded.run(seed).schedule)
+        .map(|f| f.action.name())
+        .collect();
+    assert!(faults.contains("pause") && faults.contains("stop"), "{faults:?}");
+}
