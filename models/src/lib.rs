@@ -4,6 +4,7 @@
 //! nothing here reads the wall clock or an unseeded RNG.
 
 pub mod go_channel;
+pub mod nsq;
 
 use sim::scenario::{Scenario, ScenarioError};
 use sim::Design;

@@ -22,6 +22,8 @@ use std::rc::Rc;
 /// host's data directory (`topic.diskqueue.000001.dat`), with `/` as separator.
 pub trait Disk {
     fn read(&self, path: &str) -> io::Result<Vec<u8>>;
+    /// Reads up to `len` bytes at `offset` (fewer at the end of the file).
+    fn read_at(&self, path: &str, offset: u64, len: usize) -> io::Result<Vec<u8>>;
     /// Writes at `offset`, creating the file if missing and zero-filling any gap.
     fn write_at(&self, path: &str, offset: u64, data: &[u8]) -> io::Result<()>;
     /// Appends and returns the offset the data was written at.
@@ -122,6 +124,14 @@ impl Disk for SimDisk {
             .ok_or_else(|| not_found(path))
     }
 
+    fn read_at(&self, path: &str, offset: u64, len: usize) -> io::Result<Vec<u8>> {
+        let files = self.files.borrow();
+        let file = files.get(path).ok_or_else(|| not_found(path))?;
+        let start = (offset as usize).min(file.data.len());
+        let end = start.saturating_add(len).min(file.data.len());
+        Ok(file.data[start..end].to_vec())
+    }
+
     fn write_at(&self, path: &str, offset: u64, data: &[u8]) -> io::Result<()> {
         let end = offset + data.len() as u64;
         assert!(
@@ -218,6 +228,15 @@ impl Disk for RealDisk {
         std::fs::read(self.path(path)?)
     }
 
+    fn read_at(&self, path: &str, offset: u64, len: usize) -> io::Result<Vec<u8>> {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut file = std::fs::File::open(self.path(path)?)?;
+        file.seek(SeekFrom::Start(offset))?;
+        let mut out = Vec::with_capacity(len);
+        file.take(len as u64).read_to_end(&mut out)?;
+        Ok(out)
+    }
+
     fn write_at(&self, path: &str, offset: u64, data: &[u8]) -> io::Result<()> {
         use std::io::{Seek, SeekFrom, Write};
         let mut file = std::fs::OpenOptions::new()
@@ -288,6 +307,7 @@ mod tests {
         let disk = SimDisk::new();
         disk.append("q.dat", b"abc").unwrap();
         assert_eq!(disk.read("q.dat").unwrap(), b"abc");
+        assert_eq!(disk.read_at("q.dat", 1, 5).unwrap(), b"bc");
         assert_eq!(disk.unsynced_bytes(), 3);
     }
 
@@ -350,6 +370,8 @@ mod tests {
         assert_eq!(disk.append("a", b"12").unwrap(), 0);
         assert_eq!(disk.append("a", b"34").unwrap(), 2);
         disk.write_at("a", 1, b"x").unwrap();
+        assert_eq!(disk.read_at("a", 1, 2).unwrap(), b"x3");
+        assert_eq!(disk.read_at("a", 3, 9).unwrap(), b"4");
         disk.fsync("a").unwrap();
         disk.rename("a", "b").unwrap();
         assert_eq!(disk.read("b").unwrap(), b"1x34");

@@ -1,0 +1,529 @@
+//! go-diskqueue's on-disk FIFO, over the [`Disk`] interface, with time passed in (reference
+//! §1.3, `nsqio/go-diskqueue/diskqueue.go`).
+//!
+//! - Records are `[int32 big-endian length][data]`, appended to `NAME.diskqueue.%06d.dat`,
+//!   rolled to the next file once a write reaches `max_bytes_per_file`.
+//! - Metadata `NAME.diskqueue.meta.dat` holds `depth\nreadFileNum,readPos\nwriteFileNum,writePos\n`,
+//!   written to a tmp file, fsynced, then renamed over the old one.
+//! - `sync` fsyncs the current write file and persists the metadata. It runs after
+//!   `sync_every` reads plus writes, on the `sync_timeout` tick when there was activity, when
+//!   the reader moves to a new file, when the writer rolls, after a read error, and at close.
+//! - The read position advances when a message is handed out ([`DiskQueue::advance`]), not when
+//!   it is read ahead ([`DiskQueue::peek`]). From then on the only copy is the caller's.
+//! - On open, a write file longer than the metadata's write position means the metadata is
+//!   stale (a crash after unsynced writes): writes skip to a new file, and the reader reads the
+//!   old file to its real end, salvaging those writes. A stale read position replays messages
+//!   read since the last sync: the duplicates the reference's crash table predicts.
+//! - A record that cannot be read (bad length, short file) renames the file `.bad` and skips
+//!   it: its remaining messages are lost.
+
+use sim::disk::Disk;
+use std::io;
+use std::time::Duration;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DiskQueueConfig {
+    pub max_bytes_per_file: u64,
+    pub min_msg_size: u32,
+    pub max_msg_size: u32,
+    /// Reads plus writes between syncs.
+    pub sync_every: u64,
+    pub sync_timeout: Duration,
+}
+
+impl Default for DiskQueueConfig {
+    /// nsqd's defaults: 100 MiB files, messages of 26 bytes (id + timestamp + attempts) up to
+    /// 1 MiB of body, sync every 2500 operations or 2 s.
+    fn default() -> DiskQueueConfig {
+        DiskQueueConfig {
+            max_bytes_per_file: 100 * 1024 * 1024,
+            min_msg_size: 26,
+            max_msg_size: 1024 * 1024 + 26,
+            sync_every: 2500,
+            sync_timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Something the queue noticed that the owner may want in the history ("sometimes" notes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DiskQueueNote {
+    /// Opened with a write file longer than the metadata said: writes moved to a new file.
+    StaleWritePosition,
+    /// A read failed; the file was renamed `.bad` and skipped.
+    BadFileSkipped,
+    /// The reader reached the tail with a positive depth left: messages were lost.
+    DataLossAtTail,
+    Synced,
+}
+
+#[derive(Clone, Debug)]
+struct Peeked {
+    data: Vec<u8>,
+    next_file_num: u64,
+    next_pos: u64,
+}
+
+pub struct DiskQueue<D: Disk> {
+    name: String,
+    disk: D,
+    config: DiskQueueConfig,
+    read_file_num: u64,
+    read_pos: u64,
+    write_file_num: u64,
+    write_pos: u64,
+    depth: i64,
+    peeked: Option<Peeked>,
+    /// Reads plus writes since the last sync.
+    ops_since_sync: u64,
+    need_sync: bool,
+    next_tick: Duration,
+    notes: Vec<DiskQueueNote>,
+}
+
+impl<D: Disk> DiskQueue<D> {
+    /// Opens (or creates) the queue `name`, recovering its state from the metadata file.
+    pub fn open(name: &str, disk: D, config: DiskQueueConfig, now: Duration) -> DiskQueue<D> {
+        assert!(config.sync_every > 0 && config.max_bytes_per_file > 0);
+        let mut queue = DiskQueue {
+            name: name.to_string(),
+            disk,
+            next_tick: now + config.sync_timeout,
+            config,
+            read_file_num: 0,
+            read_pos: 0,
+            write_file_num: 0,
+            write_pos: 0,
+            depth: 0,
+            peeked: None,
+            ops_since_sync: 0,
+            need_sync: false,
+            notes: Vec::new(),
+        };
+        // A missing or unreadable metadata file starts an empty queue, as go-diskqueue does
+        // (it logs and carries on).
+        if let Some((depth, read, write)) = queue
+            .disk
+            .read(&queue.meta_file())
+            .ok()
+            .and_then(|bytes| parse_meta(&bytes))
+        {
+            queue.depth = depth;
+            (queue.read_file_num, queue.read_pos) = read;
+            (queue.write_file_num, queue.write_pos) = write;
+        }
+        let write_file = queue.file_name(queue.write_file_num);
+        if let Ok(len) = queue.disk.len(&write_file) {
+            if len > queue.write_pos {
+                queue.write_file_num += 1;
+                queue.write_pos = 0;
+                queue.need_sync = true;
+                queue.notes.push(DiskQueueNote::StaleWritePosition);
+            }
+        }
+        queue
+    }
+
+    pub fn file_name(&self, num: u64) -> String {
+        format!("{}.diskqueue.{num:06}.dat", self.name)
+    }
+
+    pub fn meta_file(&self) -> String {
+        format!("{}.diskqueue.meta.dat", self.name)
+    }
+
+    pub fn depth(&self) -> i64 {
+        self.depth
+    }
+
+    /// Whether there is anything not yet handed out.
+    pub fn has_data(&self) -> bool {
+        self.read_file_num < self.write_file_num || self.read_pos < self.write_pos
+    }
+
+    /// Notes since the last call.
+    pub fn take_notes(&mut self) -> Vec<DiskQueueNote> {
+        std::mem::take(&mut self.notes)
+    }
+
+    pub fn put(&mut self, data: &[u8]) -> io::Result<()> {
+        let len = data.len() as u64;
+        if len < u64::from(self.config.min_msg_size) || len > u64::from(self.config.max_msg_size) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "invalid message write size ({len}) maxMsgSize={}",
+                    self.config.max_msg_size
+                ),
+            ));
+        }
+        let mut record = Vec::with_capacity(4 + data.len());
+        record.extend_from_slice(&(len as u32).to_be_bytes());
+        record.extend_from_slice(data);
+        let file = self.file_name(self.write_file_num);
+        self.disk.write_at(&file, self.write_pos, &record)?;
+        self.write_pos += 4 + len;
+        self.depth += 1;
+        self.ops_since_sync += 1;
+        if self.write_pos >= self.config.max_bytes_per_file {
+            // Sync every time a new file is started.
+            self.sync()?;
+            self.write_file_num += 1;
+            self.write_pos = 0;
+        }
+        self.sync_if_due()
+    }
+
+    /// The next message, read ahead but not yet handed out. Unreadable files are skipped
+    /// (renamed `.bad`) on the way.
+    pub fn peek(&mut self) -> Option<&[u8]> {
+        while self.peeked.is_none() && self.has_data() {
+            match self.read_one() {
+                Ok(peeked) => self.peeked = Some(peeked),
+                Err(_) => self.handle_read_error(),
+            }
+        }
+        self.peeked.as_ref().map(|p| p.data.as_slice())
+    }
+
+    /// Hands out the peeked message: the read position moves past it.
+    pub fn advance(&mut self) -> io::Result<Vec<u8>> {
+        let peeked = self.peeked.take().expect("advance only after a successful peek");
+        let old_file = self.read_file_num;
+        self.read_file_num = peeked.next_file_num;
+        self.read_pos = peeked.next_pos;
+        self.depth -= 1;
+        self.ops_since_sync += 1;
+        if old_file != self.read_file_num {
+            // Sync every time the reader starts a new file, and drop the finished one.
+            self.need_sync = true;
+            let _ = self.disk.remove(&self.file_name(old_file));
+        }
+        self.check_tail();
+        self.sync_if_due()?;
+        Ok(peeked.data)
+    }
+
+    /// The `sync_timeout` ticker: syncs if there was any activity since the last sync.
+    pub fn tick(&mut self, now: Duration) -> io::Result<()> {
+        if now < self.next_tick {
+            return Ok(());
+        }
+        self.next_tick = now + self.config.sync_timeout;
+        if self.ops_since_sync > 0 {
+            self.need_sync = true;
+        }
+        self.sync_if_due()
+    }
+
+    /// When the ticker next fires, for drivers that sleep until then.
+    pub fn next_tick(&self) -> Duration {
+        self.next_tick
+    }
+
+    /// Graceful close: sync.
+    pub fn close(&mut self) -> io::Result<()> {
+        self.sync()
+    }
+
+    fn sync_if_due(&mut self) -> io::Result<()> {
+        if self.ops_since_sync >= self.config.sync_every {
+            self.need_sync = true;
+        }
+        if self.need_sync {
+            self.sync()?;
+        }
+        Ok(())
+    }
+
+    /// fsync the write file, then persist the metadata (write tmp, fsync, rename).
+    pub fn sync(&mut self) -> io::Result<()> {
+        let write_file = self.file_name(self.write_file_num);
+        if self.disk.len(&write_file).is_ok() {
+            self.disk.fsync(&write_file)?;
+        }
+        let meta = format!(
+            "{}\n{},{}\n{},{}\n",
+            self.depth, self.read_file_num, self.read_pos, self.write_file_num, self.write_pos
+        );
+        let tmp = format!("{}.tmp", self.meta_file());
+        let _ = self.disk.remove(&tmp);
+        self.disk.write_at(&tmp, 0, meta.as_bytes())?;
+        self.disk.fsync(&tmp)?;
+        self.disk.rename(&tmp, &self.meta_file())?;
+        self.ops_since_sync = 0;
+        self.need_sync = false;
+        self.notes.push(DiskQueueNote::Synced);
+        Ok(())
+    }
+
+    fn read_one(&mut self) -> io::Result<Peeked> {
+        let file = self.file_name(self.read_file_num);
+        // A finished file is read to its real end (salvaging writes past stale metadata);
+        // the file being written is read up to the write position.
+        let limit = if self.read_file_num < self.write_file_num {
+            self.disk.len(&file)?
+        } else {
+            self.write_pos
+        };
+        if self.read_pos >= limit {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "read past the end of the file",
+            ));
+        }
+        let header = self.disk.read_at(&file, self.read_pos, 4)?;
+        let size = u32::from_be_bytes(
+            header
+                .as_slice()
+                .try_into()
+                .map_err(|_| io::Error::new(io::ErrorKind::UnexpectedEof, "short length"))?,
+        );
+        if size < self.config.min_msg_size || size > self.config.max_msg_size {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("invalid message read size ({size})"),
+            ));
+        }
+        let data = self.disk.read_at(&file, self.read_pos + 4, size as usize)?;
+        if data.len() != size as usize {
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "short message"));
+        }
+        let mut next_file_num = self.read_file_num;
+        let mut next_pos = self.read_pos + 4 + u64::from(size);
+        if self.read_file_num < self.write_file_num && next_pos >= limit {
+            next_file_num += 1;
+            next_pos = 0;
+        }
+        Ok(Peeked {
+            data,
+            next_file_num,
+            next_pos,
+        })
+    }
+
+    fn handle_read_error(&mut self) {
+        if self.read_file_num == self.write_file_num {
+            // The file being written is unreadable: skip it too.
+            self.write_file_num += 1;
+            self.write_pos = 0;
+        }
+        let bad = self.file_name(self.read_file_num);
+        let _ = self.disk.rename(&bad, &format!("{bad}.bad"));
+        self.notes.push(DiskQueueNote::BadFileSkipped);
+        self.read_file_num += 1;
+        self.read_pos = 0;
+        self.need_sync = true;
+    }
+
+    fn check_tail(&mut self) {
+        if self.has_data() {
+            return;
+        }
+        if self.depth != 0 {
+            if self.depth > 0 {
+                self.notes.push(DiskQueueNote::DataLossAtTail);
+            }
+            self.depth = 0;
+            self.need_sync = true;
+        }
+    }
+}
+
+/// Parses `depth\nreadFileNum,readPos\nwriteFileNum,writePos\n`.
+fn parse_meta(bytes: &[u8]) -> Option<(i64, (u64, u64), (u64, u64))> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    let mut lines = text.lines();
+    let depth = lines.next()?.trim().parse().ok()?;
+    let pair = |line: &str| -> Option<(u64, u64)> {
+        let (a, b) = line.split_once(',')?;
+        Some((a.trim().parse().ok()?, b.trim().parse().ok()?))
+    };
+    let read = pair(lines.next()?)?;
+    let write = pair(lines.next()?)?;
+    Some((depth, read, write))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+    use sim::disk::SimDisk;
+
+    fn config() -> DiskQueueConfig {
+        DiskQueueConfig {
+            max_bytes_per_file: 300,
+            min_msg_size: 1,
+            max_msg_size: 1000,
+            sync_every: 1000,
+            sync_timeout: Duration::from_secs(2),
+        }
+    }
+
+    fn msg(i: u32) -> Vec<u8> {
+        format!("message-{i:04}").into_bytes()
+    }
+
+    fn drain<D: Disk>(q: &mut DiskQueue<D>) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        while q.peek().is_some() {
+            out.push(q.advance().unwrap());
+        }
+        out
+    }
+
+    #[test]
+    fn fifo_across_file_rolls_and_finished_files_are_removed() {
+        let disk = SimDisk::new();
+        let mut q = DiskQueue::open("t", disk.clone(), config(), Duration::ZERO);
+        for i in 0..50 {
+            q.put(&msg(i)).unwrap();
+        }
+        assert!(disk.list().unwrap().len() > 3, "rolled into several files");
+        assert_eq!(q.depth(), 50);
+        assert_eq!(drain(&mut q), (0..50).map(msg).collect::<Vec<_>>());
+        assert_eq!(q.depth(), 0);
+        let data_files = disk
+            .list()
+            .unwrap()
+            .into_iter()
+            .filter(|f| f.ends_with(".dat") && !f.contains("meta"))
+            .count();
+        assert!(data_files <= 1);
+    }
+
+    #[test]
+    fn metadata_is_go_diskqueues_text_format() {
+        let disk = SimDisk::new();
+        let mut q = DiskQueue::open("topic", disk.clone(), config(), Duration::ZERO);
+        q.put(&msg(1)).unwrap();
+        q.put(&msg(2)).unwrap();
+        q.peek();
+        q.advance().unwrap();
+        q.close().unwrap();
+        assert_eq!(disk.read("topic.diskqueue.meta.dat").unwrap(), b"1\n0,16\n0,32\n");
+        assert_eq!(
+            &disk.read("topic.diskqueue.000000.dat").unwrap()[..4],
+            &[0, 0, 0, 12]
+        );
+    }
+
+    #[test]
+    fn a_clean_close_and_reopen_continues_where_it_stopped() {
+        let disk = SimDisk::new();
+        let mut q = DiskQueue::open("t", disk.clone(), config(), Duration::ZERO);
+        for i in 0..30 {
+            q.put(&msg(i)).unwrap();
+        }
+        for _ in 0..10 {
+            q.peek();
+            q.advance().unwrap();
+        }
+        q.close().unwrap();
+        let mut q = DiskQueue::open("t", disk, config(), Duration::ZERO);
+        assert_eq!(q.depth(), 20);
+        assert_eq!(drain(&mut q), (10..30).map(msg).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_kill_before_the_metadata_sync_replays_what_was_read_and_salvages_what_was_written() {
+        let disk = SimDisk::new();
+        let mut q = DiskQueue::open("t", disk.clone(), config(), Duration::ZERO);
+        for i in 0..5 {
+            q.put(&msg(i)).unwrap();
+        }
+        q.sync().unwrap(); // metadata: 5 written, none read
+        for _ in 0..3 {
+            q.peek();
+            q.advance().unwrap(); // handed out, metadata not synced
+        }
+        for i in 5..8 {
+            q.put(&msg(i)).unwrap(); // written, metadata not synced
+        }
+        drop(q); // kill: the page cache keeps every write
+        let mut q = DiskQueue::open("t", disk, config(), Duration::ZERO);
+        assert_eq!(q.take_notes(), vec![DiskQueueNote::StaleWritePosition]);
+        // The three handed-out messages come again (duplicates), then everything else.
+        assert_eq!(drain(&mut q), (0..8).map(msg).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_power_failure_loses_unsynced_writes() {
+        let disk = SimDisk::new();
+        let mut q = DiskQueue::open("t", disk.clone(), config(), Duration::ZERO);
+        for i in 0..4 {
+            q.put(&msg(i)).unwrap();
+        }
+        q.sync().unwrap();
+        for i in 4..9 {
+            q.put(&msg(i)).unwrap();
+        }
+        drop(q);
+        disk.power_fail(false, &mut rand_chacha::ChaCha8Rng::seed_from_u64(1));
+        let mut q = DiskQueue::open("t", disk, config(), Duration::ZERO);
+        assert_eq!(drain(&mut q), (0..4).map(msg).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn sync_every_and_the_timeout_tick_persist_positions() {
+        let disk = SimDisk::new();
+        let mut q = DiskQueue::open(
+            "t",
+            disk.clone(),
+            DiskQueueConfig {
+                sync_every: 4,
+                ..config()
+            },
+            Duration::ZERO,
+        );
+        for i in 0..3 {
+            q.put(&msg(i)).unwrap();
+        }
+        assert!(disk.read("t.diskqueue.meta.dat").is_err(), "3 ops: not yet");
+        q.put(&msg(3)).unwrap();
+        assert_eq!(disk.read("t.diskqueue.meta.dat").unwrap(), b"4\n0,0\n0,64\n");
+        q.put(&msg(4)).unwrap();
+        q.tick(Duration::from_millis(1999)).unwrap();
+        assert_eq!(
+            disk.read("t.diskqueue.meta.dat").unwrap(),
+            b"4\n0,0\n0,64\n",
+            "before the tick"
+        );
+        q.tick(Duration::from_secs(2)).unwrap();
+        assert_eq!(disk.read("t.diskqueue.meta.dat").unwrap(), b"5\n0,0\n0,80\n");
+        assert_eq!(disk.unsynced_bytes(), 0, "the data file was fsynced too");
+    }
+
+    #[test]
+    fn a_corrupt_record_skips_the_file_as_bad_and_loses_its_messages() {
+        let disk = SimDisk::new();
+        let mut q = DiskQueue::open("t", disk.clone(), config(), Duration::ZERO);
+        for i in 0..25 {
+            q.put(&msg(i)).unwrap(); // 16 bytes each: 19 per file of 300
+        }
+        q.close().unwrap();
+        disk.write_at("t.diskqueue.000000.dat", 16 * 3, &[0xff, 0xff, 0xff, 0xff])
+            .unwrap();
+        let mut q = DiskQueue::open("t", disk.clone(), config(), Duration::ZERO);
+        let got = drain(&mut q);
+        assert_eq!(&got[..3], &[msg(0), msg(1), msg(2)]);
+        assert_eq!(got[3], msg(19), "the rest of file 0 is skipped");
+        assert!(q.take_notes().contains(&DiskQueueNote::BadFileSkipped));
+        assert!(disk.list().unwrap().iter().any(|f| f.ends_with(".dat.bad")));
+    }
+
+    #[test]
+    fn message_size_limits_are_enforced() {
+        let mut q = DiskQueue::open(
+            "t",
+            SimDisk::new(),
+            DiskQueueConfig {
+                min_msg_size: 26,
+                ..config()
+            },
+            Duration::ZERO,
+        );
+        assert!(q.put(b"short").is_err());
+        assert_eq!(q.depth(), 0);
+    }
+}

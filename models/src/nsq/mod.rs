@@ -1,0 +1,6 @@
+//! NSQ: nsqd, nsqlookupd, producer and consumer, faithful to NSQ (reference §1).
+//!
+//! Built bottom-up as sans-I/O cores that take time and randomness as inputs:
+//! - [`diskqueue`]: go-diskqueue's on-disk FIFO over the `Disk` interface.
+
+pub mod diskqueue;
