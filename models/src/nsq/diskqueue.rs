@@ -330,8 +330,11 @@ impl<D: Disk> DiskQueue<D> {
     }
 }
 
+/// `(depth, (readFileNum, readPos), (writeFileNum, writePos))` as the metadata file holds them.
+type Meta = (i64, (u64, u64), (u64, u64));
+
 /// Parses `depth\nreadFileNum,readPos\nwriteFileNum,writePos\n`.
-fn parse_meta(bytes: &[u8]) -> Option<(i64, (u64, u64), (u64, u64))> {
+fn parse_meta(bytes: &[u8]) -> Option<Meta> {
     let text = std::str::from_utf8(bytes).ok()?;
     let mut lines = text.lines();
     let depth = lines.next()?.trim().parse().ok()?;
