@@ -3,6 +3,15 @@
 //! Built bottom-up as sans-I/O cores that take time and randomness as inputs:
 //! - [`diskqueue`]: go-diskqueue's on-disk FIFO over the `Disk` interface.
 //! - [`protocol`]: the V2 wire protocol (commands, frames, messages, errors).
+//! - [`backend`], [`channel`], [`topic`]: nsqd's queues: memory overflowing to disk (or
+//!   dropped, for `#ephemeral`), in-flight and deferred sets, fan-out to channels.
+//!
+//! Still to come (issue 3): the nsqd connection state machine and queue-scan loop,
+//! nsqlookupd, the go-nsq-like producer and consumer, the turmoil and tokio drivers, and the
+//! `nsq` design with its scenarios.
 
+pub mod backend;
+pub mod channel;
 pub mod diskqueue;
 pub mod protocol;
+pub mod topic;
