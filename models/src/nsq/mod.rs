@@ -13,5 +13,9 @@
 pub mod backend;
 pub mod channel;
 pub mod diskqueue;
+pub mod guid;
+pub mod nsqd;
+#[cfg(test)]
+mod nsqd_tests;
 pub mod protocol;
 pub mod topic;

@@ -1,0 +1,877 @@
+//! nsqd, sans I/O: connections, the V2 command state machine, delivery to ready clients,
+//! heartbeats, output buffering and the queue-scan loop (reference §1.1, §1.2;
+//! `nsqd/protocol_v2.go`, `nsqd/client_v2.go`, `nsqd/nsqd.go`).
+//!
+//! The driver feeds it connections, bytes and the time, and carries out what it puts in the
+//! [`Outbox`] (bytes to send, connections to close). Randomness (Go's `select` among memory
+//! and disk, among ready clients; the queue scan's channel sample) comes from the caller.
+//!
+//! Not modelled yet: channel pre-creation from nsqlookupd (topics start at once, as on an
+//! nsqd with no lookupd configured), TLS, snappy/deflate, AUTH (answered `E_AUTH_DISABLED`),
+//! sampling, pausing and the HTTP API.
+
+use super::backend::{Backend, Placed};
+use super::channel::{Channel, ClientId};
+use super::diskqueue::DiskQueueConfig;
+use super::guid::GuidFactory;
+use super::protocol::{
+    decode_command, encode_frame, Command, FrameType, Limits, Message, MessageId, ProtocolError, CLOSE_WAIT,
+    HEARTBEAT, MAGIC_V2, OK,
+};
+use super::topic::Topic;
+use rand::seq::IndexedRandom;
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use sim::disk::Disk;
+use std::collections::{BTreeMap, BTreeSet};
+use std::io;
+use std::time::Duration;
+
+/// What nsqd reports as its version (IDENTIFY's feature-negotiation reply).
+pub const VERSION: &str = "1.3.0";
+/// Unread bytes one connection may buffer before it is a protocol error.
+pub const CLIENT_BUFFER_MAX: usize = 8 * 1024 * 1024;
+
+/// nsqd's options that the model uses, with nsqd's defaults (`nsqd/options.go`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NsqdOptions {
+    pub mem_queue_size: usize,
+    pub msg_timeout_ms: u64,
+    pub max_msg_timeout_ms: u64,
+    pub max_req_timeout_ms: u64,
+    /// Heartbeats default to half of this; the read deadline is twice the heartbeat.
+    pub client_timeout_ms: u64,
+    pub max_heartbeat_interval_ms: u64,
+    pub max_rdy_count: i64,
+    pub max_msg_size: i64,
+    pub max_body_size: i64,
+    pub output_buffer_timeout_ms: u64,
+    pub max_output_buffer_timeout_ms: u64,
+    pub queue_scan_interval_ms: u64,
+    pub queue_scan_selection_count: usize,
+    pub queue_scan_dirty_percent: f64,
+    pub sync_every: u64,
+    pub sync_timeout_ms: u64,
+    pub max_bytes_per_file: u64,
+}
+
+impl Default for NsqdOptions {
+    fn default() -> NsqdOptions {
+        NsqdOptions {
+            mem_queue_size: 10_000,
+            msg_timeout_ms: 60_000,
+            max_msg_timeout_ms: 15 * 60_000,
+            max_req_timeout_ms: 60 * 60_000,
+            client_timeout_ms: 60_000,
+            max_heartbeat_interval_ms: 60_000,
+            max_rdy_count: 2500,
+            max_msg_size: 1024 * 1024,
+            max_body_size: 5 * 1024 * 1024,
+            output_buffer_timeout_ms: 250,
+            max_output_buffer_timeout_ms: 30_000,
+            queue_scan_interval_ms: 100,
+            queue_scan_selection_count: 20,
+            queue_scan_dirty_percent: 0.25,
+            sync_every: 2500,
+            sync_timeout_ms: 2000,
+            max_bytes_per_file: 100 * 1024 * 1024,
+        }
+    }
+}
+
+impl NsqdOptions {
+    fn limits(&self) -> Limits {
+        Limits {
+            max_msg_size: self.max_msg_size,
+            max_body_size: self.max_body_size,
+            max_rdy_count: self.max_rdy_count,
+            max_req_timeout_ms: self.max_req_timeout_ms as i64,
+        }
+    }
+
+    fn disk_queue(&self) -> DiskQueueConfig {
+        DiskQueueConfig {
+            max_bytes_per_file: self.max_bytes_per_file,
+            min_msg_size: super::protocol::MESSAGE_HEADER_LENGTH as u32,
+            max_msg_size: self.max_msg_size as u32 + super::protocol::MESSAGE_HEADER_LENGTH as u32,
+            sync_every: self.sync_every,
+            sync_timeout: ms(self.sync_timeout_ms),
+        }
+    }
+}
+
+fn ms(value: u64) -> Duration {
+    Duration::from_millis(value)
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    /// Waiting for the 4-byte magic.
+    Magic,
+    Init,
+    Subscribed,
+    Closing,
+    Closed,
+}
+
+#[derive(Debug)]
+struct Client {
+    state: State,
+    input: Vec<u8>,
+    subscription: Option<(String, String)>,
+    heartbeat_interval: Option<Duration>,
+    msg_timeout: Duration,
+    output_buffer_timeout: Option<Duration>,
+    ready_count: i64,
+    in_flight: i64,
+    last_read: Duration,
+    next_heartbeat: Option<Duration>,
+    /// Message frames written but not yet flushed.
+    buffered: Vec<u8>,
+    next_flush: Option<Duration>,
+}
+
+impl Client {
+    fn is_ready(&self) -> bool {
+        self.state == State::Subscribed && self.ready_count > 0 && self.in_flight < self.ready_count
+    }
+}
+
+/// What the driver must do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Output {
+    Send(ClientId, Vec<u8>),
+    /// Close the connection (after sending what came before).
+    Close(ClientId),
+    /// Tell every lookupd (REGISTER / UNREGISTER), for the lookupd peer loop.
+    Register {
+        topic: String,
+        channel: Option<String>,
+    },
+    /// Something worth counting in the history ("sometimes" notes).
+    Note(&'static str),
+}
+
+#[derive(Debug, Default)]
+pub struct Outbox(pub Vec<Output>);
+
+impl Outbox {
+    fn send(&mut self, client: ClientId, frame_type: FrameType, data: &[u8]) {
+        self.0.push(Output::Send(client, encode_frame(frame_type, data)));
+    }
+
+    fn error(&mut self, client: ClientId, error: &ProtocolError) {
+        self.send(client, FrameType::Error, &error.frame_data());
+        if error.fatal {
+            self.0.push(Output::Close(client));
+        }
+    }
+
+    pub fn drain(&mut self) -> std::vec::Drain<'_, Output> {
+        self.0.drain(..)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct IdentifyBody {
+    #[serde(default)]
+    heartbeat_interval: i64,
+    #[serde(default)]
+    output_buffer_timeout: i64,
+    #[serde(default)]
+    msg_timeout: i64,
+    #[serde(default)]
+    feature_negotiation: bool,
+}
+
+/// `nsqd.dat`: the topics and channels that exist, so a restarted nsqd reopens their queues.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Metadata {
+    topics: Vec<TopicMetadata>,
+    version: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct TopicMetadata {
+    name: String,
+    #[serde(default)]
+    paused: bool,
+    channels: Vec<ChannelMetadata>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct ChannelMetadata {
+    name: String,
+    #[serde(default)]
+    paused: bool,
+}
+
+const METADATA_FILE: &str = "nsqd.dat";
+
+pub struct Nsqd<D: Disk + Clone> {
+    options: NsqdOptions,
+    disk: D,
+    topics: BTreeMap<String, Topic<D>>,
+    clients: BTreeMap<ClientId, Client>,
+    next_client: ClientId,
+    guids: GuidFactory,
+    epoch_ms: u64,
+    next_scan: Duration,
+}
+
+impl<D: Disk + Clone> Nsqd<D> {
+    /// Starts nsqd on `disk`, reopening every topic and channel its metadata names.
+    pub fn open(options: NsqdOptions, disk: D, node_id: u16, epoch_ms: u64, now: Duration) -> Nsqd<D> {
+        let mut nsqd = Nsqd {
+            next_scan: now + ms(options.queue_scan_interval_ms),
+            options,
+            disk,
+            topics: BTreeMap::new(),
+            clients: BTreeMap::new(),
+            next_client: 1,
+            guids: GuidFactory::new(node_id),
+            epoch_ms,
+        };
+        let metadata: Metadata = nsqd
+            .disk
+            .read(METADATA_FILE)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .unwrap_or_default();
+        let mut ignored = Outbox::default();
+        for topic in metadata.topics {
+            nsqd.get_topic(&topic.name, now, &mut ignored);
+            for channel in topic.channels {
+                nsqd.get_channel(&topic.name, &channel.name, now, &mut ignored);
+            }
+        }
+        nsqd
+    }
+
+    pub fn options(&self) -> &NsqdOptions {
+        &self.options
+    }
+
+    fn get_topic(&mut self, name: &str, now: Duration, out: &mut Outbox) -> &mut Topic<D> {
+        if !self.topics.contains_key(name) {
+            let ephemeral = super::protocol::is_ephemeral(name);
+            let backend = Backend::open(name, ephemeral, self.disk.clone(), self.options.disk_queue(), now);
+            let mut topic = Topic::new(name, self.options.mem_queue_size, backend);
+            topic.start();
+            self.topics.insert(name.to_string(), topic);
+            out.0.push(Output::Register {
+                topic: name.to_string(),
+                channel: None,
+            });
+            if !ephemeral {
+                let _ = self.persist_metadata();
+            }
+        }
+        self.topics.get_mut(name).expect("inserted above")
+    }
+
+    fn get_channel(&mut self, topic: &str, channel: &str, now: Duration, out: &mut Outbox) {
+        let options = self.options.clone();
+        let disk = self.disk.clone();
+        let created = {
+            let topic_state = self.get_topic(topic, now, out);
+            if topic_state.channels.contains_key(channel) {
+                false
+            } else {
+                let ephemeral = super::protocol::is_ephemeral(channel);
+                let backend = Backend::open(
+                    &format!("{topic}:{channel}"),
+                    ephemeral,
+                    disk,
+                    options.disk_queue(),
+                    now,
+                );
+                topic_state.channels.insert(
+                    channel.to_string(),
+                    Channel::new(topic, channel, options.mem_queue_size, backend),
+                );
+                true
+            }
+        };
+        if created {
+            out.0.push(Output::Register {
+                topic: topic.to_string(),
+                channel: Some(channel.to_string()),
+            });
+            if !super::protocol::is_ephemeral(channel) {
+                let _ = self.persist_metadata();
+            }
+        }
+    }
+
+    /// Written as nsqd does: to a tmp file, fsynced, renamed over the old one.
+    fn persist_metadata(&mut self) -> io::Result<()> {
+        let metadata = Metadata {
+            topics: self
+                .topics
+                .values()
+                .filter(|t| !t.ephemeral)
+                .map(|t| TopicMetadata {
+                    name: t.name.clone(),
+                    paused: false,
+                    channels: t
+                        .channels
+                        .values()
+                        .filter(|c| !c.ephemeral)
+                        .map(|c| ChannelMetadata {
+                            name: c.name.clone(),
+                            paused: false,
+                        })
+                        .collect(),
+                })
+                .collect(),
+            version: VERSION.to_string(),
+        };
+        let bytes = serde_json::to_vec(&metadata).expect("metadata serializes");
+        let tmp = format!("{METADATA_FILE}.tmp");
+        let _ = self.disk.remove(&tmp);
+        self.disk.write_at(&tmp, 0, &bytes)?;
+        self.disk.fsync(&tmp)?;
+        self.disk.rename(&tmp, METADATA_FILE)
+    }
+
+    pub fn connect(&mut self, now: Duration) -> ClientId {
+        let id = self.next_client;
+        self.next_client += 1;
+        let heartbeat = ms(self.options.client_timeout_ms / 2);
+        let output_buffer_timeout = ms(self.options.output_buffer_timeout_ms);
+        self.clients.insert(
+            id,
+            Client {
+                state: State::Magic,
+                input: Vec::new(),
+                subscription: None,
+                heartbeat_interval: Some(heartbeat),
+                msg_timeout: ms(self.options.msg_timeout_ms),
+                output_buffer_timeout: Some(output_buffer_timeout),
+                ready_count: 0,
+                in_flight: 0,
+                last_read: now,
+                next_heartbeat: Some(now + heartbeat),
+                buffered: Vec::new(),
+                next_flush: Some(now + output_buffer_timeout),
+            },
+        );
+        id
+    }
+
+    /// The connection is gone. Its in-flight messages stay in flight until they time out.
+    pub fn disconnect(&mut self, client: ClientId, out: &mut Outbox) {
+        let Some(state) = self.clients.remove(&client) else {
+            return;
+        };
+        if let Some((topic, channel)) = state.subscription {
+            let delete = self
+                .topics
+                .get_mut(&topic)
+                .and_then(|t| t.channels.get_mut(&channel))
+                .is_some_and(|c| c.remove_client(client));
+            if delete {
+                // An ephemeral channel vanishes with its last client, and its messages with it.
+                if let Some(t) = self.topics.get_mut(&topic) {
+                    t.channels.remove(&channel);
+                    out.0.push(Output::Note("nsqd.ephemeral_channel_deleted"));
+                    if t.ephemeral && t.channels.is_empty() {
+                        self.topics.remove(&topic);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Bytes arrived on `client`'s connection.
+    pub fn receive(
+        &mut self,
+        client: ClientId,
+        bytes: &[u8],
+        now: Duration,
+        rng: &mut impl Rng,
+        out: &mut Outbox,
+    ) {
+        let Some(state) = self.clients.get_mut(&client) else {
+            return;
+        };
+        if state.state == State::Closed {
+            return;
+        }
+        state.last_read = now;
+        state.input.extend_from_slice(bytes);
+        if state.state == State::Magic {
+            if state.input.len() < MAGIC_V2.len() {
+                return;
+            }
+            if &state.input[..4] != MAGIC_V2 {
+                let magic = String::from_utf8_lossy(&state.input[..4]).into_owned();
+                state.state = State::Closed;
+                out.error(
+                    client,
+                    &ProtocolError::fatal(
+                        "E_BAD_PROTOCOL",
+                        format!("client({client}) bad protocol magic '{magic}'"),
+                    ),
+                );
+                return;
+            }
+            state.input.drain(..4);
+            state.state = State::Init;
+        }
+        let limits = self.options.limits();
+        loop {
+            let Some(state) = self.clients.get_mut(&client) else {
+                return;
+            };
+            if state.state == State::Closed {
+                return;
+            }
+            if state.input.len() > CLIENT_BUFFER_MAX {
+                state.state = State::Closed;
+                out.error(
+                    client,
+                    &ProtocolError::fatal("E_INVALID", "client sent too much without a command"),
+                );
+                return;
+            }
+            let decoded = decode_command(&state.input, &limits);
+            let command = match decoded {
+                Ok(None) => break,
+                Ok(Some((command, used))) => {
+                    state.input.drain(..used);
+                    command
+                }
+                Err(error) => {
+                    state.state = State::Closed;
+                    out.error(client, &error);
+                    return;
+                }
+            };
+            if let Err(error) = self.exec(client, command, now, out) {
+                if error.fatal {
+                    if let Some(state) = self.clients.get_mut(&client) {
+                        state.state = State::Closed;
+                    }
+                }
+                out.error(client, &error);
+            }
+        }
+        self.pump(now, rng, out);
+    }
+
+    fn new_message(&mut self, now: Duration, body: Vec<u8>) -> Message {
+        let unix_ms = self.epoch_ms + now.as_millis() as u64;
+        Message {
+            id: MessageId::from_guid(self.guids.next(unix_ms)),
+            timestamp_ns: (unix_ms as i64) * 1_000_000 + i64::from(now.subsec_nanos() % 1_000_000),
+            attempts: 0,
+            body,
+        }
+    }
+
+    fn publish(
+        &mut self,
+        topic: &str,
+        bodies: Vec<Vec<u8>>,
+        defer: Duration,
+        now: Duration,
+        out: &mut Outbox,
+    ) -> Result<(), ProtocolError> {
+        let messages: Vec<Message> = bodies.into_iter().map(|b| self.new_message(now, b)).collect();
+        let topic_state = self.get_topic(topic, now, out);
+        for message in messages {
+            match topic_state.put(message, defer) {
+                Ok(Placed::Memory) => {}
+                Ok(Placed::Disk) => out.0.push(Output::Note("nsqd.topic_overflow_to_disk")),
+                Ok(Placed::Dropped) => out.0.push(Output::Note("nsqd.ephemeral_overflow_dropped")),
+                Err(e) => return Err(ProtocolError::fatal("E_PUB_FAILED", format!("PUB failed {e}"))),
+            }
+        }
+        Ok(())
+    }
+
+    fn exec(
+        &mut self,
+        client: ClientId,
+        command: Command,
+        now: Duration,
+        out: &mut Outbox,
+    ) -> Result<(), ProtocolError> {
+        let state = self.clients.get(&client).expect("exec on a live client").state;
+        let active = matches!(state, State::Subscribed | State::Closing);
+        match command {
+            Command::Nop => {}
+            Command::Identify(body) => {
+                if state != State::Init {
+                    return Err(ProtocolError::fatal(
+                        "E_INVALID",
+                        "cannot IDENTIFY in current state",
+                    ));
+                }
+                let identify: IdentifyBody = serde_json::from_slice(&body)
+                    .map_err(|_| ProtocolError::fatal("E_BAD_BODY", "IDENTIFY failed to decode JSON body"))?;
+                let options = self.options.clone();
+                let c = self.clients.get_mut(&client).expect("live");
+                c.heartbeat_interval = match identify.heartbeat_interval {
+                    -1 => None,
+                    0 => Some(ms(options.client_timeout_ms / 2)),
+                    v if v >= 1000 && v as u64 <= options.max_heartbeat_interval_ms => Some(ms(v as u64)),
+                    v => {
+                        return Err(ProtocolError::fatal(
+                            "E_BAD_BODY",
+                            format!("IDENTIFY heartbeat interval ({v}) is invalid"),
+                        ))
+                    }
+                };
+                c.next_heartbeat = c.heartbeat_interval.map(|h| now + h);
+                c.output_buffer_timeout = match identify.output_buffer_timeout {
+                    -1 => None,
+                    0 => Some(ms(options.output_buffer_timeout_ms)),
+                    v if v >= 1 && v as u64 <= options.max_output_buffer_timeout_ms => Some(ms(v as u64)),
+                    v => {
+                        return Err(ProtocolError::fatal(
+                            "E_BAD_BODY",
+                            format!("IDENTIFY output buffer timeout ({v}) is invalid"),
+                        ))
+                    }
+                };
+                c.next_flush = c.output_buffer_timeout.map(|t| now + t);
+                c.msg_timeout = match identify.msg_timeout {
+                    0 => ms(options.msg_timeout_ms),
+                    v if v >= 1000 && v as u64 <= options.max_msg_timeout_ms => ms(v as u64),
+                    v => {
+                        return Err(ProtocolError::fatal(
+                            "E_BAD_BODY",
+                            format!("IDENTIFY msg timeout ({v}) is invalid"),
+                        ))
+                    }
+                };
+                if identify.feature_negotiation {
+                    let reply = serde_json::json!({
+                        "max_rdy_count": options.max_rdy_count,
+                        "version": VERSION,
+                        "max_msg_timeout": options.max_msg_timeout_ms,
+                        "msg_timeout": c.msg_timeout.as_millis() as u64,
+                        "tls_v1": false,
+                        "deflate": false,
+                        "deflate_level": 6,
+                        "max_deflate_level": 6,
+                        "snappy": false,
+                        "sample_rate": 0,
+                        "auth_required": false,
+                        "output_buffer_size": 16384,
+                        "output_buffer_timeout": c.output_buffer_timeout.map_or(-1, |t| t.as_millis() as i64),
+                    });
+                    out.send(client, FrameType::Response, reply.to_string().as_bytes());
+                } else {
+                    out.send(client, FrameType::Response, OK);
+                }
+            }
+            Command::Auth(_) => {
+                if state != State::Init {
+                    return Err(ProtocolError::fatal("E_INVALID", "cannot AUTH in current state"));
+                }
+                return Err(ProtocolError::fatal("E_AUTH_DISABLED", "AUTH disabled"));
+            }
+            Command::Sub { topic, channel } => {
+                if state != State::Init {
+                    return Err(ProtocolError::fatal("E_INVALID", "cannot SUB in current state"));
+                }
+                if self.clients[&client].heartbeat_interval.is_none() {
+                    return Err(ProtocolError::fatal(
+                        "E_INVALID",
+                        "cannot SUB with heartbeats disabled",
+                    ));
+                }
+                self.get_channel(&topic, &channel, now, out);
+                self.topics
+                    .get_mut(&topic)
+                    .and_then(|t| t.channels.get_mut(&channel))
+                    .expect("created above")
+                    .add_client(client);
+                let c = self.clients.get_mut(&client).expect("live");
+                c.state = State::Subscribed;
+                c.subscription = Some((topic, channel));
+                out.send(client, FrameType::Response, OK);
+            }
+            Command::Rdy(count) => {
+                if state == State::Closing {
+                    return Ok(()); // ignored after CLS
+                }
+                if state != State::Subscribed {
+                    return Err(ProtocolError::fatal("E_INVALID", "cannot RDY in current state"));
+                }
+                self.clients.get_mut(&client).expect("live").ready_count = count;
+            }
+            Command::Fin(id) => {
+                if !active {
+                    return Err(ProtocolError::fatal("E_INVALID", "cannot FIN in current state"));
+                }
+                self.channel_of(client)
+                    .finish(client, id)
+                    .map_err(|e| ProtocolError::non_fatal("E_FIN_FAILED", format!("FIN {id} failed {e}")))?;
+                self.clients.get_mut(&client).expect("live").in_flight -= 1;
+            }
+            Command::Req { id, timeout_ms } => {
+                if !active {
+                    return Err(ProtocolError::fatal("E_INVALID", "cannot REQ in current state"));
+                }
+                self.channel_of(client)
+                    .requeue(client, id, now, ms(timeout_ms as u64))
+                    .map_err(|e| ProtocolError::non_fatal("E_REQ_FAILED", format!("REQ {id} failed {e}")))?;
+                self.clients.get_mut(&client).expect("live").in_flight -= 1;
+                out.0.push(Output::Note("nsqd.requeue"));
+            }
+            Command::Touch(id) => {
+                if !active {
+                    return Err(ProtocolError::fatal("E_INVALID", "cannot TOUCH in current state"));
+                }
+                let msg_timeout = self.clients[&client].msg_timeout;
+                let max = ms(self.options.max_msg_timeout_ms);
+                self.channel_of(client)
+                    .touch(client, id, now, msg_timeout, max)
+                    .map_err(|e| {
+                        ProtocolError::non_fatal("E_TOUCH_FAILED", format!("TOUCH {id} failed {e}"))
+                    })?;
+            }
+            Command::Cls => {
+                if state != State::Subscribed {
+                    return Err(ProtocolError::fatal("E_INVALID", "cannot CLS in current state"));
+                }
+                let c = self.clients.get_mut(&client).expect("live");
+                c.state = State::Closing;
+                c.ready_count = 0;
+                out.send(client, FrameType::Response, CLOSE_WAIT);
+            }
+            Command::Pub { topic, body } => {
+                self.publish(&topic, vec![body], Duration::ZERO, now, out)?;
+                out.send(client, FrameType::Response, OK);
+            }
+            Command::Mpub { topic, bodies } => {
+                self.publish(&topic, bodies, Duration::ZERO, now, out)?;
+                out.send(client, FrameType::Response, OK);
+            }
+            Command::Dpub {
+                topic,
+                defer_ms,
+                body,
+            } => {
+                self.publish(&topic, vec![body], ms(defer_ms as u64), now, out)?;
+                out.send(client, FrameType::Response, OK);
+            }
+        }
+        Ok(())
+    }
+
+    fn channel_of(&mut self, client: ClientId) -> &mut Channel<D> {
+        let (topic, channel) = self.clients[&client]
+            .subscription
+            .clone()
+            .expect("subscribed or closing");
+        self.topics
+            .get_mut(&topic)
+            .and_then(|t| t.channels.get_mut(&channel))
+            .expect("a subscribed client's channel exists")
+    }
+
+    /// Moves messages: every topic's pump, then every channel to its ready clients (a random
+    /// ready client per message, as competing client pumps would take it).
+    fn pump(&mut self, now: Duration, rng: &mut impl Rng, out: &mut Outbox) {
+        for topic in self.topics.values_mut() {
+            if let Err(e) = topic.pump(now, rng) {
+                tracing::warn!(topic = topic.name, error = %e, "topic pump");
+            }
+        }
+        let clients = &mut self.clients;
+        for topic in self.topics.values_mut() {
+            for channel in topic.channels.values_mut() {
+                loop {
+                    let ready: Vec<ClientId> = channel
+                        .clients()
+                        .iter()
+                        .copied()
+                        .filter(|id| clients.get(id).is_some_and(Client::is_ready))
+                        .collect();
+                    let Some(&chosen) = ready.choose(rng) else { break };
+                    let message = match channel.take_next(rng) {
+                        Ok(Some(message)) => message,
+                        Ok(None) => break,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "channel read");
+                            break;
+                        }
+                    };
+                    let c = clients.get_mut(&chosen).expect("ready clients exist");
+                    let message = channel.start_in_flight(message, chosen, now, c.msg_timeout);
+                    c.in_flight += 1;
+                    c.buffered
+                        .extend(encode_frame(FrameType::Message, &message.encode()));
+                    if !c.is_ready() || c.output_buffer_timeout.is_none() {
+                        // Not ready for more: nsqd flushes at once.
+                        out.0.push(Output::Send(chosen, std::mem::take(&mut c.buffered)));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Time passes: heartbeats, read deadlines, output-buffer flushes, the queue scan, disk
+    /// syncs, then delivery.
+    pub fn tick(&mut self, now: Duration, rng: &mut impl Rng, out: &mut Outbox) {
+        let mut dead = Vec::new();
+        for (&id, c) in self.clients.iter_mut() {
+            if c.state == State::Closed {
+                continue;
+            }
+            if let Some(heartbeat) = c.heartbeat_interval {
+                // The read deadline: two heartbeats without a byte from the client.
+                if now >= c.last_read + heartbeat * 2 {
+                    dead.push(id);
+                    continue;
+                }
+                if let Some(at) = c.next_heartbeat {
+                    if now >= at {
+                        out.send(id, FrameType::Response, HEARTBEAT);
+                        c.next_heartbeat = Some(at + heartbeat);
+                    }
+                }
+            }
+            if let (Some(at), Some(every)) = (c.next_flush, c.output_buffer_timeout) {
+                if now >= at {
+                    if !c.buffered.is_empty() {
+                        out.0.push(Output::Send(id, std::mem::take(&mut c.buffered)));
+                    }
+                    c.next_flush =
+                        Some(at + every * ((now - at).as_nanos() / every.as_nanos()).max(1) as u32);
+                }
+            }
+        }
+        for id in dead {
+            if let Some(c) = self.clients.get_mut(&id) {
+                c.state = State::Closed;
+            }
+            out.0.push(Output::Note("nsqd.client_read_timeout"));
+            out.0.push(Output::Close(id));
+        }
+        if now >= self.next_scan {
+            self.next_scan = now + ms(self.options.queue_scan_interval_ms);
+            self.queue_scan(now, rng, out);
+        }
+        for topic in self.topics.values_mut() {
+            if let Err(e) = topic.tick(now) {
+                tracing::warn!(topic = topic.name, error = %e, "disk queue sync");
+            }
+        }
+        self.pump(now, rng, out);
+    }
+
+    /// `queueScanLoop`: a random sample of channels has its in-flight and deferred queues
+    /// processed; if more than `queue_scan_dirty_percent` were dirty, sample again at once.
+    /// So a timeout fires up to a scan interval late, later with many channels.
+    fn queue_scan(&mut self, now: Duration, rng: &mut impl Rng, out: &mut Outbox) {
+        let all: Vec<(String, String)> = self
+            .topics
+            .iter()
+            .flat_map(|(t, topic)| topic.channels.keys().map(move |c| (t.clone(), c.clone())))
+            .collect();
+        if all.is_empty() {
+            return;
+        }
+        // Bounded, as nsqd's loop is in practice: each pass processes everything due.
+        for _ in 0..1000 {
+            let count = self.options.queue_scan_selection_count.min(all.len());
+            let sample: Vec<&(String, String)> = all.choose_multiple(rng, count).collect();
+            let mut dirty = 0;
+            for (topic, channel) in sample {
+                let Some(c) = self
+                    .topics
+                    .get_mut(topic)
+                    .and_then(|t| t.channels.get_mut(channel))
+                else {
+                    continue;
+                };
+                let timed_out = c.process_in_flight(now).unwrap_or_default();
+                let deferred = c.process_deferred(now).unwrap_or_default();
+                if !timed_out.is_empty() || deferred > 0 {
+                    dirty += 1;
+                }
+                for t in timed_out {
+                    out.0.push(Output::Note("nsqd.msg_timeout"));
+                    if let Some(client) = self.clients.get_mut(&t.client) {
+                        client.in_flight -= 1;
+                    }
+                }
+            }
+            if (dirty as f64) <= self.options.queue_scan_dirty_percent * count as f64 {
+                break;
+            }
+        }
+    }
+
+    /// Graceful shutdown (SIGTERM): every topic and channel writes memory, in-flight and
+    /// deferred messages to disk and syncs; the metadata is persisted.
+    pub fn close(&mut self) -> io::Result<()> {
+        self.persist_metadata()?;
+        for topic in self.topics.values_mut() {
+            topic.close()?;
+        }
+        Ok(())
+    }
+
+    /// When `tick` next has something to do.
+    pub fn next_wakeup(&self) -> Duration {
+        let mut next = self.next_scan;
+        for c in self.clients.values() {
+            for at in [c.next_heartbeat, c.next_flush.filter(|_| !c.buffered.is_empty())]
+                .into_iter()
+                .flatten()
+            {
+                next = next.min(at);
+            }
+            if let Some(heartbeat) = c.heartbeat_interval {
+                next = next.min(c.last_read + heartbeat * 2);
+            }
+        }
+        next
+    }
+
+    /// Topic and channel depths, in flight and deferred counts (what nsqadmin shows).
+    pub fn stats(&self) -> Vec<ChannelStats> {
+        self.topics
+            .values()
+            .flat_map(|t| {
+                t.channels.values().map(move |c| ChannelStats {
+                    topic: t.name.clone(),
+                    channel: c.name.clone(),
+                    topic_depth: t.depth(),
+                    depth: c.depth(),
+                    in_flight: c.in_flight_count(),
+                    deferred: c.deferred_count(),
+                    requeued: c.requeue_count,
+                    timed_out: c.timeout_count,
+                    clients: c.clients().len(),
+                })
+            })
+            .collect()
+    }
+
+    pub fn topic_names(&self) -> BTreeSet<String> {
+        self.topics.keys().cloned().collect()
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ChannelStats {
+    pub topic: String,
+    pub channel: String,
+    pub topic_depth: i64,
+    pub depth: i64,
+    pub in_flight: usize,
+    pub deferred: usize,
+    pub requeued: u64,
+    pub timed_out: u64,
+    pub clients: usize,
+}

@@ -1,0 +1,358 @@
+//! nsqd driven by the bytes a client sends, read back as frames.
+
+use super::channel::ClientId;
+use super::nsqd::{Nsqd, NsqdOptions, Outbox, Output};
+use super::protocol::{decode_frame, encode_command, Command, FrameType, Message, MAGIC_V2};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use sim::disk::SimDisk;
+use std::time::Duration;
+
+const MS: Duration = Duration::from_millis(1);
+
+struct Harness {
+    nsqd: Nsqd<SimDisk>,
+    disk: SimDisk,
+    rng: ChaCha8Rng,
+    now: Duration,
+    closed: Vec<ClientId>,
+    inbox: Vec<(ClientId, FrameType, Vec<u8>)>,
+}
+
+impl Harness {
+    fn new(options: NsqdOptions) -> Harness {
+        let disk = SimDisk::new();
+        Harness::on(options, disk)
+    }
+
+    fn on(options: NsqdOptions, disk: SimDisk) -> Harness {
+        Harness {
+            nsqd: Nsqd::open(options, disk.clone(), 1, 1_735_689_600_000, Duration::ZERO),
+            disk,
+            rng: ChaCha8Rng::seed_from_u64(1),
+            now: Duration::ZERO,
+            closed: Vec::new(),
+            inbox: Vec::new(),
+        }
+    }
+
+    fn absorb(&mut self, mut out: Outbox) {
+        for output in out.drain() {
+            match output {
+                Output::Send(client, mut bytes) => {
+                    while let Some((kind, data, used)) = decode_frame(&bytes).unwrap() {
+                        self.inbox.push((client, kind, data));
+                        bytes.drain(..used);
+                    }
+                    assert!(bytes.is_empty());
+                }
+                Output::Close(client) => self.closed.push(client),
+                _ => {}
+            }
+        }
+    }
+
+    fn connect(&mut self) -> ClientId {
+        let id = self.nsqd.connect(self.now);
+        self.raw(id, MAGIC_V2);
+        id
+    }
+
+    fn raw(&mut self, client: ClientId, bytes: &[u8]) {
+        let mut out = Outbox::default();
+        self.nsqd
+            .receive(client, bytes, self.now, &mut self.rng, &mut out);
+        self.absorb(out);
+    }
+
+    fn send(&mut self, client: ClientId, command: Command) {
+        self.raw(client, &encode_command(&command));
+    }
+
+    fn advance(&mut self, by: Duration) {
+        let end = self.now + by;
+        while self.now < end {
+            self.now = (self.now + MS).min(end);
+            let mut out = Outbox::default();
+            self.nsqd.tick(self.now, &mut self.rng, &mut out);
+            self.absorb(out);
+        }
+    }
+
+    fn frames(&mut self, client: ClientId) -> Vec<(FrameType, Vec<u8>)> {
+        let (mine, rest) = self.inbox.drain(..).partition(|(c, _, _)| *c == client);
+        self.inbox = rest;
+        mine.into_iter().map(|(_, k, d)| (k, d)).collect()
+    }
+
+    fn messages(&mut self, client: ClientId) -> Vec<Message> {
+        self.frames(client)
+            .into_iter()
+            .filter(|(k, _)| *k == FrameType::Message)
+            .map(|(_, d)| Message::decode(&d).unwrap())
+            .collect()
+    }
+
+    fn publish(&mut self, topic: &str, body: &str) {
+        let p = self.connect();
+        self.send(
+            p,
+            Command::Pub {
+                topic: topic.into(),
+                body: body.as_bytes().to_vec(),
+            },
+        );
+        assert_eq!(self.frames(p), vec![(FrameType::Response, b"OK".to_vec())]);
+    }
+
+    fn subscribe(&mut self, topic: &str, channel: &str, rdy: i64) -> ClientId {
+        let c = self.connect();
+        self.send(
+            c,
+            Command::Sub {
+                topic: topic.into(),
+                channel: channel.into(),
+            },
+        );
+        assert_eq!(self.frames(c), vec![(FrameType::Response, b"OK".to_vec())]);
+        self.send(c, Command::Rdy(rdy));
+        c
+    }
+}
+
+fn body(m: &Message) -> String {
+    String::from_utf8(m.body.clone()).unwrap()
+}
+
+#[test]
+fn a_bad_magic_gets_e_bad_protocol_and_a_closed_connection() {
+    let mut h = Harness::new(NsqdOptions::default());
+    let c = h.nsqd.connect(h.now);
+    h.raw(c, b"  V1");
+    let frames = h.frames(c);
+    assert_eq!(frames[0].0, FrameType::Error);
+    assert!(String::from_utf8_lossy(&frames[0].1).starts_with("E_BAD_PROTOCOL"));
+    assert_eq!(h.closed, vec![c]);
+}
+
+#[test]
+fn publish_subscribe_fin_with_rdy_as_a_window() {
+    let mut h = Harness::new(NsqdOptions::default());
+    for n in 1..=3 {
+        h.publish("orders", &format!("m{n}"));
+    }
+    let c = h.subscribe("orders", "billing", 2);
+    let first = h.messages(c);
+    assert_eq!(
+        first.iter().map(body).collect::<Vec<_>>(),
+        vec!["m1", "m2"],
+        "RDY 2: two in flight"
+    );
+    assert!(first.iter().all(|m| m.attempts == 1));
+    h.advance(10 * MS);
+    assert!(h.messages(c).is_empty(), "the window is full");
+    h.send(c, Command::Fin(first[0].id));
+    assert_eq!(h.messages(c).iter().map(body).collect::<Vec<_>>(), vec!["m3"]);
+}
+
+#[test]
+fn a_message_not_finished_within_msg_timeout_is_redelivered_up_to_a_scan_late() {
+    let mut h = Harness::new(NsqdOptions::default());
+    h.publish("t", "m1");
+    let c = h.connect();
+    h.send(c, Command::Identify(br#"{"msg_timeout":1000}"#.to_vec()));
+    assert_eq!(h.frames(c), vec![(FrameType::Response, b"OK".to_vec())]);
+    h.send(
+        c,
+        Command::Sub {
+            topic: "t".into(),
+            channel: "ch".into(),
+        },
+    );
+    h.send(c, Command::Rdy(1));
+    let first = h.messages(c);
+    assert_eq!(first.len(), 1);
+    h.advance(999 * MS);
+    assert!(h.messages(c).is_empty());
+    h.advance(101 * MS);
+    let again = h.messages(c);
+    assert_eq!(
+        again.len(),
+        1,
+        "redelivered after the timeout and the next queue scan"
+    );
+    assert_eq!((again[0].id, again[0].attempts), (first[0].id, 2));
+    // The late FIN for attempt 1 finishes attempt 2: nsqd checks the owner, not the attempt.
+    h.send(c, Command::Fin(first[0].id));
+    assert!(h.frames(c).is_empty(), "no error");
+}
+
+#[test]
+fn fin_errors_are_not_fatal_but_garbled_commands_are() {
+    let mut h = Harness::new(NsqdOptions::default());
+    h.publish("t", "m1");
+    let c = h.subscribe("t", "ch", 1);
+    let m = h.messages(c);
+    h.send(c, Command::Fin(m[0].id));
+    h.send(c, Command::Fin(m[0].id));
+    let frames = h.frames(c);
+    assert_eq!(frames[0].0, FrameType::Error);
+    assert!(
+        String::from_utf8_lossy(&frames[0].1).starts_with("E_FIN_FAILED FIN"),
+        "{frames:?}"
+    );
+    assert!(h.closed.is_empty(), "E_FIN_FAILED keeps the connection");
+    h.raw(c, b"BOGUS\n");
+    let frames = h.frames(c);
+    assert_eq!(
+        String::from_utf8_lossy(&frames[0].1),
+        "E_INVALID invalid command BOGUS"
+    );
+    assert_eq!(h.closed, vec![c]);
+}
+
+#[test]
+fn state_rules_sub_twice_rdy_before_sub_identify_after_sub() {
+    let mut h = Harness::new(NsqdOptions::default());
+    let c = h.connect();
+    h.send(c, Command::Rdy(1));
+    assert!(String::from_utf8_lossy(&h.frames(c)[0].1).contains("cannot RDY in current state"));
+    let c = h.subscribe("t", "a", 1);
+    h.send(
+        c,
+        Command::Sub {
+            topic: "t".into(),
+            channel: "b".into(),
+        },
+    );
+    assert!(String::from_utf8_lossy(&h.frames(c)[0].1).contains("cannot SUB in current state"));
+    let c = h.connect();
+    h.send(c, Command::Identify(br#"{"heartbeat_interval":-1}"#.to_vec()));
+    h.frames(c);
+    h.send(
+        c,
+        Command::Sub {
+            topic: "t".into(),
+            channel: "a".into(),
+        },
+    );
+    assert!(String::from_utf8_lossy(&h.frames(c)[0].1).contains("cannot SUB with heartbeats disabled"));
+}
+
+#[test]
+fn heartbeats_every_half_client_timeout_and_the_read_deadline_closes_a_silent_client() {
+    let mut h = Harness::new(NsqdOptions {
+        client_timeout_ms: 2000,
+        ..NsqdOptions::default()
+    });
+    let c = h.subscribe("t", "ch", 1);
+    h.advance(1000 * MS);
+    assert_eq!(h.frames(c), vec![(FrameType::Response, b"_heartbeat_".to_vec())]);
+    h.send(c, Command::Nop);
+    h.advance(1999 * MS);
+    assert!(h.closed.is_empty(), "answered within two heartbeats");
+    h.advance(1 * MS);
+    assert_eq!(h.closed, vec![c], "two heartbeats without a byte: closed");
+}
+
+#[test]
+fn a_disconnected_clients_messages_wait_for_their_timeout() {
+    let mut h = Harness::new(NsqdOptions {
+        msg_timeout_ms: 5000,
+        ..NsqdOptions::default()
+    });
+    h.publish("t", "m1");
+    let a = h.subscribe("t", "ch", 1);
+    assert_eq!(h.messages(a).len(), 1);
+    let mut out = Outbox::default();
+    h.nsqd.disconnect(a, &mut out);
+    let b = h.subscribe("t", "ch", 1);
+    h.advance(4900 * MS);
+    assert!(h.messages(b).is_empty(), "not requeued on disconnect");
+    h.advance(300 * MS);
+    let m = h.messages(b);
+    assert_eq!((m.len(), m[0].attempts), (1, 2));
+}
+
+#[test]
+fn message_frames_wait_for_the_output_buffer_flush_unless_the_window_is_full() {
+    let mut h = Harness::new(NsqdOptions::default());
+    let c = h.subscribe("t", "ch", 10);
+    h.advance(300 * MS); // past the first flush tick
+    h.frames(c);
+    h.publish("t", "m1");
+    assert!(h.messages(c).is_empty(), "buffered");
+    h.advance(250 * MS);
+    assert_eq!(h.messages(c).len(), 1, "flushed on the output-buffer tick");
+}
+
+#[test]
+fn a_kill_loses_memory_and_a_graceful_close_keeps_everything() {
+    for graceful in [false, true] {
+        let options = NsqdOptions {
+            mem_queue_size: 2,
+            ..NsqdOptions::default()
+        };
+        let mut h = Harness::new(options.clone());
+        let c = h.subscribe("t", "ch", 1);
+        h.frames(c);
+        for n in 1..=5 {
+            h.publish("t", &format!("m{n}"));
+        }
+        let in_flight = h.messages(c);
+        assert_eq!(in_flight.len(), 1);
+        if graceful {
+            h.nsqd.close().unwrap();
+        }
+        let disk = h.disk.clone();
+        let mut h = Harness::on(options, disk);
+        let c = h.subscribe("t", "ch", 10);
+        h.advance(300 * MS);
+        let mut got: Vec<String> = h.messages(c).iter().map(body).collect();
+        got.sort();
+        if graceful {
+            assert_eq!(
+                got,
+                vec!["m1", "m2", "m3", "m4", "m5"],
+                "memory and in-flight flushed to disk"
+            );
+        } else {
+            // The channel's memory held two, one was in flight: only the disk overflow survives.
+            assert_eq!(got.len(), 2, "{got:?}");
+            assert!(
+                !got.contains(&body(&in_flight[0])),
+                "the in-flight message is lost"
+            );
+        }
+    }
+}
+
+#[test]
+fn dpub_defers_and_req_with_delay_defers() {
+    let mut h = Harness::new(NsqdOptions::default());
+    let c = h.subscribe("t", "ch", 1);
+    let p = h.connect();
+    h.send(
+        p,
+        Command::Dpub {
+            topic: "t".into(),
+            defer_ms: 500,
+            body: b"later".to_vec(),
+        },
+    );
+    assert!(h.messages(c).is_empty());
+    h.advance(600 * MS);
+    let m = h.messages(c);
+    assert_eq!(m.iter().map(body).collect::<Vec<_>>(), vec!["later"]);
+    h.send(
+        c,
+        Command::Req {
+            id: m[0].id,
+            timeout_ms: 1000,
+        },
+    );
+    h.advance(900 * MS);
+    assert!(h.messages(c).is_empty());
+    h.advance(300 * MS);
+    assert_eq!(h.messages(c)[0].attempts, 2);
+}
