@@ -40,14 +40,25 @@ pub struct DesignInfo {
 }
 
 pub fn designs() -> Vec<DesignInfo> {
-    vec![DesignInfo {
-        name: "go-channel",
-        summary: "producers and consumers in one process joined by a bounded Go channel",
-        promise: "FIFO hand-off, exactly once, while the process lives (reference table row 23)",
-        hosts: &[go_channel::HOST],
-        config_keys: go_channel::config_keys,
-        build: go_channel::build,
-    }]
+    vec![
+        DesignInfo {
+            name: "go-channel",
+            summary: "producers and consumers in one process joined by a bounded Go channel",
+            promise: "FIFO hand-off, exactly once, while the process lives (reference table row 23)",
+            hosts: &[go_channel::HOST],
+            config_keys: go_channel::config_keys,
+            build: go_channel::build,
+        },
+        DesignInfo {
+            name: "nsq",
+            summary:
+                "nsqd hosts, producers publishing to their own nsqd, go-nsq-like consumers on every nsqd",
+            promise: "at-least-once assuming nsqd does not fail; no ordering (reference table rows 1-4)",
+            hosts: &["nsqd1..", "producer1..", "consumer1.."],
+            config_keys: nsq::design::config_keys,
+            build: nsq::design::build,
+        },
+    ]
 }
 
 /// Builds the scenario's design; an unknown name is an error on the `design` line.

@@ -12,10 +12,14 @@
 
 pub mod backend;
 pub mod channel;
+pub mod clients;
+pub mod design;
 pub mod diskqueue;
 pub mod guid;
+pub mod link;
 pub mod nsqd;
 #[cfg(test)]
 mod nsqd_tests;
 pub mod protocol;
+pub mod sim_nsqd;
 pub mod topic;

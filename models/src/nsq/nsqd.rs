@@ -681,8 +681,10 @@ impl<D: Disk + Clone> Nsqd<D> {
     /// ready client per message, as competing client pumps would take it).
     fn pump(&mut self, now: Duration, rng: &mut impl Rng, out: &mut Outbox) {
         for topic in self.topics.values_mut() {
-            if let Err(e) = topic.pump(now, rng) {
-                tracing::warn!(topic = topic.name, error = %e, "topic pump");
+            match topic.pump(now, rng) {
+                Ok((_, 0)) => {}
+                Ok(_) => out.0.push(Output::Note("nsqd.channel_overflow_to_disk")),
+                Err(e) => tracing::warn!(topic = topic.name, error = %e, "topic pump"),
             }
         }
         let clients = &mut self.clients;
@@ -819,6 +821,26 @@ impl<D: Disk + Clone> Nsqd<D> {
             topic.close()?;
         }
         Ok(())
+    }
+
+    /// What the disk queues noticed since the last call (stale metadata on open, `.bad`
+    /// files, data loss at the tail), as note names.
+    pub fn take_disk_notes(&mut self) -> Vec<&'static str> {
+        use super::diskqueue::DiskQueueNote;
+        let mut names = Vec::new();
+        for topic in self.topics.values_mut() {
+            let mut notes = topic.backend().take_notes();
+            for channel in topic.channels.values_mut() {
+                notes.extend(channel.backend().take_notes());
+            }
+            names.extend(notes.into_iter().filter_map(|note| match note {
+                DiskQueueNote::StaleWritePosition => Some("diskqueue.stale_metadata"),
+                DiskQueueNote::BadFileSkipped => Some("diskqueue.bad_file_skipped"),
+                DiskQueueNote::DataLossAtTail => Some("diskqueue.data_loss_at_tail"),
+                DiskQueueNote::Synced => None,
+            }));
+        }
+        names
     }
 
     /// When `tick` next has something to do.

@@ -69,12 +69,14 @@ impl<D: Disk> Topic<D> {
     }
 
     /// Moves every waiting message into every channel (the pump runs eagerly, as its goroutine
-    /// would, whenever it has a message and a channel to copy it to). Returns how many.
-    pub fn pump(&mut self, now: Duration, rng: &mut impl Rng) -> io::Result<usize> {
+    /// would, whenever it has a message and a channel to copy it to). Returns how many moved,
+    /// and how many channel copies overflowed to a channel's disk queue.
+    pub fn pump(&mut self, now: Duration, rng: &mut impl Rng) -> io::Result<(usize, usize)> {
         if !self.started || self.channels.is_empty() {
-            return Ok(0);
+            return Ok((0, 0));
         }
         let mut moved = 0;
+        let mut to_disk = 0;
         loop {
             let memory = !self.memory.is_empty();
             let disk = self.backend.peek();
@@ -94,14 +96,16 @@ impl<D: Disk> Topic<D> {
             };
             for channel in self.channels.values_mut() {
                 if defer.is_zero() {
-                    channel.put(message.clone())?;
+                    if channel.put(message.clone())? == Placed::Disk {
+                        to_disk += 1;
+                    }
                 } else {
                     channel.put_deferred(message.clone(), now, defer);
                 }
             }
             moved += 1;
         }
-        Ok(moved)
+        Ok((moved, to_disk))
     }
 
     pub fn depth(&self) -> i64 {
@@ -190,11 +194,11 @@ mod tests {
         }
         assert_eq!(
             t.pump(Duration::ZERO, &mut rng).unwrap(),
-            0,
+            (0, 0),
             "no channel: nothing moves"
         );
         add_channel(&mut t, "first", &disk);
-        assert_eq!(t.pump(Duration::ZERO, &mut rng).unwrap(), 5);
+        assert_eq!(t.pump(Duration::ZERO, &mut rng).unwrap(), (5, 0));
         add_channel(&mut t, "late", &disk);
         t.put(message(6), Duration::ZERO).unwrap();
         t.pump(Duration::ZERO, &mut rng).unwrap();
@@ -241,7 +245,7 @@ mod tests {
         t.put(message(1), Duration::ZERO).unwrap();
         assert_eq!(
             t.pump(Duration::ZERO, &mut ChaCha8Rng::seed_from_u64(0)).unwrap(),
-            0
+            (0, 0)
         );
     }
 

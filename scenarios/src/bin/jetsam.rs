@@ -67,6 +67,22 @@ enum Command {
     List,
 }
 
+/// `println!` that ignores a closed stdout (`jetsam replay ... | head`), instead of panicking.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+/// `print!` likewise.
+macro_rules! say_raw {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 /// Bad input: reported as one line, exit status 2.
 struct BadInput(anyhow::Error);
 
@@ -149,19 +165,19 @@ fn dispatch(command: Command) -> Result<bool, BadInput> {
                 let report = RunReport::new(scenario, &outcome);
                 failed += usize::from(!report.passed);
                 if json {
-                    println!("{}", serde_json::to_string(&report).expect("reports serialize"));
+                    say!("{}", serde_json::to_string(&report).expect("reports serialize"));
                 } else {
-                    print!("{}", report.human());
+                    say_raw!("{}", report.human());
                     if !report.passed {
-                        println!("replay: {}", report.replay_command(&expect_flags(&expect)));
+                        say!("replay: {}", report.replay_command(&expect_flags(&expect)));
                     }
                     if loaded.len() > 1 {
-                        println!();
+                        say!();
                     }
                 }
             }
             if loaded.len() > 1 && !json {
-                println!(
+                say!(
                     "{} scenario(s) on seed {seed}: {} met every expectation, {failed} did not",
                     loaded.len(),
                     loaded.len() - failed
@@ -172,11 +188,11 @@ fn dispatch(command: Command) -> Result<bool, BadInput> {
         Command::Replay { path, seed, expect } => {
             let loaded = load(&path, &expect)?;
             let outcome = loaded.run(seed);
-            println!("seed {seed}  {}", loaded.scenario.name);
-            print!("{}", timeline::render(&outcome.history));
+            say!("seed {seed}  {}", loaded.scenario.name);
+            say_raw!("{}", timeline::render(&outcome.history));
             let report = RunReport::new(&loaded, &outcome);
-            println!();
-            print!("{}", report.human());
+            say!();
+            say_raw!("{}", report.human());
             Ok(report.passed)
         }
         Command::Explore {
@@ -201,18 +217,19 @@ fn dispatch(command: Command) -> Result<bool, BadInput> {
             let result = explore(&loaded, range.clone(), jobs, &|_| {});
             match result.first_failure {
                 None => {
-                    println!("PASS  {total} seed(s), every expectation met on each");
+                    say!("PASS  {total} seed(s), every expectation met on each");
                     Ok(true)
                 }
                 Some(failure) => {
-                    println!(
+                    say!(
                         "FAIL  seed {} breaks an expectation ({} seed(s) run):",
-                        failure.seed, result.seeds_run
+                        failure.seed,
+                        result.seeds_run
                     );
                     for line in &failure.unmet {
-                        println!("UNMET {line}");
+                        say!("UNMET {line}");
                     }
-                    println!(
+                    say!(
                         "replay: jetsam replay {} --seed {}{}",
                         path.display(),
                         failure.seed,
@@ -223,21 +240,21 @@ fn dispatch(command: Command) -> Result<bool, BadInput> {
             }
         }
         Command::List => {
-            println!("designs:");
+            say!("designs:");
             for design in models::designs() {
-                println!("  {:<12} {}", design.name, design.summary);
-                println!("  {:<12} promise: {}", "", design.promise);
-                println!("  {:<12} hosts: {}", "", design.hosts.join(", "));
+                say!("  {:<12} {}", design.name, design.summary);
+                say!("  {:<12} promise: {}", "", design.promise);
+                say!("  {:<12} hosts: {}", "", design.hosts.join(", "));
                 for key in (design.config_keys)() {
-                    println!("    config.{:<16} = {:<10} {}", key.name, key.default, key.doc);
+                    say!("    config.{:<16} = {:<10} {}", key.name, key.default, key.doc);
                 }
             }
-            println!("fault actions: {}", sim::fault::ACTION_NAMES.join(", "));
-            println!("swarm actions: {}", sim::fault::SWARM_ACTIONS.join(", "));
-            println!("partition shapes: isolate, halves, bridge");
-            println!("properties:");
+            say!("fault actions: {}", sim::fault::ACTION_NAMES.join(", "));
+            say!("swarm actions: {}", sim::fault::SWARM_ACTIONS.join(", "));
+            say!("partition shapes: isolate, halves, bridge");
+            say!("properties:");
             for property in Property::ALL {
-                println!("  {:<24} {}", property.name(), property.describe());
+                say!("  {:<24} {}", property.name(), property.describe());
             }
             Ok(true)
         }

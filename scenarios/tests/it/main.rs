@@ -4,6 +4,7 @@ mod bundled;
 mod cli;
 mod determinism;
 mod explore;
+mod nsq;
 mod schema_doc;
 
 use std::path::PathBuf;

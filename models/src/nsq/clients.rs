@@ -1,0 +1,395 @@
+//! The NSQ clients in the simulation: a producer that publishes to its nsqd, and a consumer
+//! with go-nsq's behaviour (reference §1.4). Both speak the V2 protocol over [`link`].
+//!
+//! Message bodies carry the application id (and key): `"<id>"` or `"<id> <key>"`.
+//!
+//! [`link`]: super::link
+
+use super::link::{self, Link, Sender};
+use super::protocol::{Command, FrameType, Message};
+use super::sim_nsqd::NSQD_TCP_PORT;
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use sim::history::{EventKind, MsgId};
+use sim::{Env, Process};
+use std::cell::Cell;
+use std::rc::Rc;
+use std::time::Duration;
+use tokio::sync::{mpsc, Mutex};
+
+pub fn encode_body(id: MsgId, key: Option<&str>) -> Vec<u8> {
+    match key {
+        Some(key) => format!("{} {key}", id.0).into_bytes(),
+        None => id.0.to_string().into_bytes(),
+    }
+}
+
+pub fn decode_body(body: &[u8]) -> Option<MsgId> {
+    let text = std::str::from_utf8(body).ok()?;
+    text.split(' ').next()?.parse().ok().map(MsgId)
+}
+
+/// The upstream the producers take messages from; it outlives producer crashes.
+#[derive(Debug)]
+pub struct Source {
+    pub next: Cell<u64>,
+    pub total: u64,
+    pub keys: u32,
+}
+
+impl Source {
+    pub fn take(&self) -> Option<(MsgId, Option<String>)> {
+        let id = self.next.get();
+        if id > self.total {
+            return None;
+        }
+        self.next.set(id + 1);
+        Some((
+            MsgId(id),
+            (self.keys > 0).then(|| format!("k{}", id % u64::from(self.keys))),
+        ))
+    }
+
+    pub fn unpublished(&self) -> u64 {
+        (self.total + 1).saturating_sub(self.next.get())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Retry {
+    /// One attempt; an unanswered PUB is `info`.
+    None,
+    /// Retry the same nsqd (reconnecting): a PUB applied but unanswered is published twice.
+    Same,
+    /// Retry the next nsqd: the duplicate gets a different nsqd message id.
+    Another,
+}
+
+#[derive(Clone, Debug)]
+pub struct ClientConfig {
+    pub topic: String,
+    pub channel: String,
+    pub heartbeat_interval_ms: i64,
+    pub msg_timeout_ms: u64,
+    pub read_timeout: Duration,
+    pub connect_timeout: Duration,
+    pub publish_timeout: Duration,
+    pub publish_interval: Duration,
+    pub retry: Retry,
+    pub retries_max: u32,
+    pub max_in_flight: i64,
+    pub max_attempts: u16,
+    pub handlers: u32,
+    pub processing: Duration,
+    pub handler_failure_rate: f64,
+    pub requeue_delay: Duration,
+    pub max_requeue_delay: Duration,
+    pub reconnect: Duration,
+}
+
+async fn connect(host: &str, config: &ClientConfig) -> Option<Link> {
+    let stream = tokio::time::timeout(
+        config.connect_timeout,
+        turmoil::net::TcpStream::connect((host, NSQD_TCP_PORT)),
+    )
+    .await
+    .ok()?
+    .ok()?;
+    let (read, write) = stream.into_split();
+    Some(link::start(read, write, config.read_timeout))
+}
+
+fn identify(config: &ClientConfig, feature_negotiation: bool) -> Command {
+    let mut body = serde_json::json!({
+        "client_id": "jetsam",
+        "hostname": "jetsam",
+        "user_agent": "jetsam-go-nsq-model",
+        "heartbeat_interval": config.heartbeat_interval_ms,
+        "feature_negotiation": feature_negotiation,
+    });
+    if config.msg_timeout_ms > 0 {
+        body["msg_timeout"] = config.msg_timeout_ms.into();
+    }
+    Command::Identify(body.to_string().into_bytes())
+}
+
+enum Outcome {
+    Ok,
+    /// Definitely not applied (not connected, or nsqd answered an error).
+    Fail(String),
+    /// Sent, and no answer: applied or not, nobody knows.
+    Unknown(String),
+}
+
+async fn publish_once(link: &mut Option<Link>, host: &str, body: &[u8], config: &ClientConfig) -> Outcome {
+    if link.as_ref().is_none_or(|l| !l.sender.is_alive()) {
+        let Some(mut fresh) = connect(host, config).await else {
+            return Outcome::Fail(format!("cannot connect to {host}"));
+        };
+        match fresh
+            .request(&identify(config, false), config.publish_timeout)
+            .await
+        {
+            Some((FrameType::Response, _)) => *link = Some(fresh),
+            _ => return Outcome::Fail(format!("IDENTIFY to {host} failed")),
+        }
+    }
+    let active = link.as_mut().expect("connected above");
+    let command = Command::Pub {
+        topic: config.topic.clone(),
+        body: body.to_vec(),
+    };
+    match active.request(&command, config.publish_timeout).await {
+        Some((FrameType::Response, data)) if data == b"OK" => Outcome::Ok,
+        Some((FrameType::Error, data)) => {
+            *link = None;
+            Outcome::Fail(String::from_utf8_lossy(&data).into_owned())
+        }
+        Some(_) | None => {
+            // No answer in time. Responses are matched in order, so a late OK would answer the
+            // wrong PUB: the connection is dropped and the next publish reconnects.
+            *link = None;
+            Outcome::Unknown(format!(
+                "no response from {host} within {:?}",
+                config.publish_timeout
+            ))
+        }
+    }
+}
+
+/// A producer process: takes messages from the source and publishes each to its nsqd.
+pub async fn run_producer(
+    env: Env,
+    host: String,
+    nsqds: Vec<String>,
+    home: usize,
+    config: ClientConfig,
+    source: Rc<Source>,
+) -> turmoil::Result {
+    let process = env.process(&host);
+    let _running = process.start();
+    let name = format!("{host}@{}", process.incarnation());
+    let mut links: Vec<Option<Link>> = nsqds.iter().map(|_| None).collect();
+    let mut seq = 0;
+    loop {
+        process.checkpoint().await;
+        if process.stop_requested() {
+            return Ok(());
+        }
+        let Some((id, key)) = source.take() else {
+            return Ok(());
+        };
+        seq += 1;
+        env.record(
+            &host,
+            EventKind::Publish {
+                id,
+                producer: name.clone(),
+                seq,
+                key: key.clone(),
+            },
+        );
+        let body = encode_body(id, key.as_deref());
+        let mut target = home;
+        let mut unknown = None;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let outcome = publish_once(&mut links[target], &nsqds[target], &body, &config).await;
+            process.checkpoint().await;
+            let retry_left = config.retry != Retry::None && attempt <= config.retries_max;
+            match outcome {
+                Outcome::Ok => {
+                    env.record(&host, EventKind::PublishOk { id });
+                    break;
+                }
+                Outcome::Unknown(reason) | Outcome::Fail(reason) if retry_left => {
+                    if unknown.is_none() {
+                        unknown = Some(reason);
+                    }
+                    env.note(&host, "producer.retry");
+                    if config.retry == Retry::Another {
+                        target = (target + 1) % nsqds.len();
+                    }
+                }
+                Outcome::Unknown(reason) => {
+                    env.record(&host, EventKind::PublishInfo { id, reason });
+                    break;
+                }
+                Outcome::Fail(error) => {
+                    // An earlier attempt may have been applied: then the outcome is unknown.
+                    match unknown {
+                        Some(reason) => env.record(&host, EventKind::PublishInfo { id, reason }),
+                        None => env.record(&host, EventKind::PublishFail { id, error }),
+                    }
+                    break;
+                }
+            }
+        }
+        if !config.publish_interval.is_zero() {
+            process.sleep(config.publish_interval).await;
+        }
+    }
+}
+
+type Delivery = (Message, Sender, String);
+
+/// A consumer process with go-nsq's behaviour: a connection to every nsqd, `max_in_flight`
+/// spread over them as RDY, handlers that FIN on success and REQ with a linear delay on
+/// error, and messages past `max_attempts` finished without running the handler.
+pub async fn run_consumer(
+    env: Env,
+    host: String,
+    nsqds: Vec<String>,
+    config: ClientConfig,
+) -> turmoil::Result {
+    let process = env.process(&host);
+    let _running = process.start();
+    let (deliveries, incoming) = mpsc::unbounded_channel::<Delivery>();
+    let incoming = Rc::new(Mutex::new(incoming));
+    // go-nsq divides max_in_flight across connections, at least 1 each.
+    let rdy = (config.max_in_flight / nsqds.len() as i64).max(1);
+    for nsqd in &nsqds {
+        let (env, host, nsqd, config, deliveries, process) = (
+            env.clone(),
+            host.clone(),
+            nsqd.clone(),
+            config.clone(),
+            deliveries.clone(),
+            process.clone(),
+        );
+        tokio::task::spawn_local(async move {
+            connection_loop(env, host, nsqd, config, rdy, deliveries, process).await
+        });
+    }
+    let mut handlers = Vec::new();
+    for _ in 0..config.handlers.max(1) {
+        let (env, host, config, incoming, process) = (
+            env.clone(),
+            host.clone(),
+            config.clone(),
+            incoming.clone(),
+            process.clone(),
+        );
+        handlers.push(tokio::task::spawn_local(async move {
+            handler_loop(env, host, config, incoming, process).await
+        }));
+    }
+    process.stopping().await;
+    Ok(())
+}
+
+async fn connection_loop(
+    env: Env,
+    host: String,
+    nsqd: String,
+    config: ClientConfig,
+    rdy: i64,
+    deliveries: mpsc::UnboundedSender<Delivery>,
+    process: Process,
+) {
+    loop {
+        if let Some(mut link) = connect(&nsqd, &config).await {
+            let identified = matches!(
+                link.request(&identify(&config, true), config.read_timeout).await,
+                Some((FrameType::Response, _))
+            );
+            let subscribed = identified
+                && matches!(
+                    link.request(
+                        &Command::Sub {
+                            topic: config.topic.clone(),
+                            channel: config.channel.clone()
+                        },
+                        config.read_timeout
+                    )
+                    .await,
+                    Some((FrameType::Response, _))
+                );
+            if subscribed && link.sender.send(&Command::Rdy(rdy)) {
+                while let Some((kind, data)) = link.next().await {
+                    match kind {
+                        FrameType::Message => {
+                            if let Ok(message) = Message::decode(&data) {
+                                let _ = deliveries.send((message, link.sender.clone(), nsqd.clone()));
+                            }
+                        }
+                        FrameType::Error => env.note(&host, "consumer.error_frame"),
+                        FrameType::Response => {}
+                    }
+                }
+            }
+            env.note(&host, "consumer.connection_lost");
+        }
+        // Without lookupd, go-nsq reconnects to a configured nsqd every LookupdPollInterval.
+        process.sleep(config.reconnect).await;
+    }
+}
+
+async fn handler_loop(
+    env: Env,
+    host: String,
+    config: ClientConfig,
+    incoming: Rc<Mutex<mpsc::UnboundedReceiver<Delivery>>>,
+    process: Process,
+) {
+    loop {
+        let next = incoming.lock().await.recv().await;
+        let Some((message, sender, nsqd)) = next else {
+            return;
+        };
+        process.checkpoint().await;
+        let Some(id) = decode_body(&message.body) else {
+            sender.send(&Command::Fin(message.id));
+            env.note(&host, "consumer.bad_body");
+            continue;
+        };
+        if config.max_attempts > 0 && message.attempts > config.max_attempts {
+            // go-nsq gives up silently: FIN without calling the handler.
+            sender.send(&Command::Fin(message.id));
+            env.note(&host, "consumer.gave_up");
+            continue;
+        }
+        env.record(
+            &host,
+            EventKind::Deliver {
+                id,
+                attempt: u32::from(message.attempts),
+                consumer: host.clone(),
+                partition: Some(nsqd.clone()),
+            },
+        );
+        process.sleep(config.processing).await;
+        let failed =
+            config.handler_failure_rate > 0.0 && env.rng().random_bool(config.handler_failure_rate.min(1.0));
+        if failed {
+            // go-nsq: Requeue(-1), a linear delay of requeue_delay × attempts, capped.
+            let delay = (config.requeue_delay * u32::from(message.attempts)).min(config.max_requeue_delay);
+            sender.send(&Command::Req {
+                id: message.id,
+                timeout_ms: delay.as_millis() as i64,
+            });
+            env.note(&host, "consumer.handler_error");
+            continue;
+        }
+        env.record(
+            &host,
+            EventKind::Effect {
+                id,
+                consumer: host.clone(),
+            },
+        );
+        if sender.send(&Command::Fin(message.id)) {
+            env.record(
+                &host,
+                EventKind::Ack {
+                    id,
+                    consumer: host.clone(),
+                },
+            );
+        } else {
+            env.note(&host, "consumer.fin_lost");
+        }
+    }
+}

@@ -1,0 +1,348 @@
+//! The `nsq` design: nsqd hosts, producers publishing to their own nsqd, consumers connected
+//! to every nsqd (reference §1; designs table rows 1 to 4).
+
+use super::clients::{run_consumer, run_producer, ClientConfig, Retry, Source};
+use super::nsqd::NsqdOptions;
+use super::sim_nsqd::{self, Registry};
+use serde::{Deserialize, Serialize};
+use sim::fault::Topology;
+use sim::scenario::{Scenario, ScenarioError, Workload};
+use sim::{Design, Env};
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::time::Duration;
+
+pub const NSQDS_MAX: u32 = 16;
+pub const CLIENTS_MAX: u32 = 32;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub nsqds: u32,
+    pub consumers: u32,
+    pub topic: String,
+    pub channel: String,
+    /// nsqd's own options (`[config.nsqd]`), nsqd's defaults.
+    pub nsqd: NsqdOptions,
+    pub max_in_flight: i64,
+    pub max_attempts: u16,
+    /// The consumer's IDENTIFY msg_timeout; 0 takes nsqd's.
+    pub msg_timeout_ms: u64,
+    pub heartbeat_interval_ms: i64,
+    pub read_timeout_ms: u64,
+    pub connect_timeout_ms: u64,
+    pub publish_timeout_ms: u64,
+    pub retry: Retry,
+    pub retries_max: u32,
+    pub handlers: u32,
+    pub processing_ms: u64,
+    pub handler_failure_rate: f64,
+    pub requeue_delay_ms: u64,
+    pub max_requeue_delay_ms: u64,
+    pub reconnect_ms: u64,
+}
+
+impl Default for Config {
+    /// go-nsq's defaults where it has them.
+    fn default() -> Config {
+        Config {
+            nsqds: 1,
+            consumers: 1,
+            topic: "orders".into(),
+            channel: "billing".into(),
+            nsqd: NsqdOptions::default(),
+            max_in_flight: 1,
+            max_attempts: 5,
+            msg_timeout_ms: 0,
+            heartbeat_interval_ms: 30_000,
+            read_timeout_ms: 60_000,
+            connect_timeout_ms: 1_000,
+            publish_timeout_ms: 60_000,
+            retry: Retry::None,
+            retries_max: 3,
+            handlers: 1,
+            processing_ms: 5,
+            handler_failure_rate: 0.0,
+            requeue_delay_ms: 90_000,
+            max_requeue_delay_ms: 15 * 60_000,
+            reconnect_ms: 60_000,
+        }
+    }
+}
+
+pub fn config_keys() -> Vec<crate::ConfigKey> {
+    let d = Config::default();
+    let n = NsqdOptions::default();
+    use crate::ConfigKey as K;
+    vec![
+        K::new(
+            "nsqds",
+            d.nsqds,
+            "nsqd hosts (nsqd1..); producer i publishes to nsqd ((i-1) mod n)+1",
+        ),
+        K::new(
+            "consumers",
+            d.consumers,
+            "consumer hosts, each connected to every nsqd",
+        ),
+        K::new("topic", "\"orders\"", "topic name (#ephemeral suffix allowed)"),
+        K::new(
+            "channel",
+            "\"billing\"",
+            "channel name (#ephemeral suffix allowed)",
+        ),
+        K::new(
+            "max_in_flight",
+            d.max_in_flight,
+            "go-nsq max_in_flight, spread over connections as RDY",
+        ),
+        K::new(
+            "max_attempts",
+            d.max_attempts,
+            "go-nsq: past this, FIN without running the handler",
+        ),
+        K::new(
+            "msg_timeout_ms",
+            d.msg_timeout_ms,
+            "consumer IDENTIFY msg_timeout; 0 = nsqd's",
+        ),
+        K::new(
+            "heartbeat_interval_ms",
+            d.heartbeat_interval_ms,
+            "consumer IDENTIFY heartbeat interval",
+        ),
+        K::new("read_timeout_ms", d.read_timeout_ms, "go-nsq ReadTimeout"),
+        K::new(
+            "publish_timeout_ms",
+            d.publish_timeout_ms,
+            "how long a producer waits for a PUB's answer",
+        ),
+        K::new(
+            "retry",
+            "\"none\"",
+            "producer retry after no answer: none, same, another",
+        ),
+        K::new("retries_max", d.retries_max, "producer retries per message"),
+        K::new("handlers", d.handlers, "concurrent handlers per consumer"),
+        K::new("processing_ms", d.processing_ms, "handler time per message"),
+        K::new(
+            "handler_failure_rate",
+            d.handler_failure_rate,
+            "chance a handler fails (REQ with linear delay)",
+        ),
+        K::new(
+            "requeue_delay_ms",
+            d.requeue_delay_ms,
+            "go-nsq DefaultRequeueDelay (× attempts)",
+        ),
+        K::new(
+            "max_requeue_delay_ms",
+            d.max_requeue_delay_ms,
+            "go-nsq MaxRequeueDelay",
+        ),
+        K::new(
+            "reconnect_ms",
+            d.reconnect_ms,
+            "reconnect interval to a lost nsqd (go-nsq: LookupdPollInterval)",
+        ),
+        K::new("nsqd.mem_queue_size", n.mem_queue_size, "nsqd --mem-queue-size"),
+        K::new("nsqd.msg_timeout_ms", n.msg_timeout_ms, "nsqd --msg-timeout"),
+        K::new("nsqd.sync_every", n.sync_every, "nsqd --sync-every"),
+        K::new("nsqd.sync_timeout_ms", n.sync_timeout_ms, "nsqd --sync-timeout"),
+        K::new(
+            "nsqd.client_timeout_ms",
+            n.client_timeout_ms,
+            "nsqd --client-timeout (heartbeats at half)",
+        ),
+        K::new(
+            "nsqd.queue_scan_interval_ms",
+            n.queue_scan_interval_ms,
+            "nsqd --queue-scan-interval",
+        ),
+        K::new(
+            "nsqd.output_buffer_timeout_ms",
+            n.output_buffer_timeout_ms,
+            "nsqd default output buffer timeout",
+        ),
+        K::new(
+            "nsqd.max_req_timeout_ms",
+            n.max_req_timeout_ms,
+            "nsqd --max-req-timeout",
+        ),
+    ]
+}
+
+pub struct Nsq {
+    config: Config,
+    workload: Workload,
+    source: Rc<Source>,
+    registry: Registry,
+}
+
+pub fn build(scenario: &Scenario) -> Result<Box<dyn Design>, ScenarioError> {
+    let config: Config = scenario.design_config()?;
+    if config.nsqds == 0 || config.nsqds > NSQDS_MAX {
+        return Err(scenario.config_error("nsqds", format!("must be 1..={NSQDS_MAX}")));
+    }
+    if config.consumers == 0 || config.consumers > CLIENTS_MAX {
+        return Err(scenario.config_error("consumers", format!("must be 1..={CLIENTS_MAX}")));
+    }
+    if scenario.workload.producers > CLIENTS_MAX {
+        return Err(ScenarioError {
+            path: scenario.path.clone(),
+            line: None,
+            message: format!("workload.producers: at most {CLIENTS_MAX} for nsq"),
+        });
+    }
+    if !super::protocol::is_valid_topic_name(&config.topic) {
+        return Err(scenario.config_error(
+            "topic",
+            format!("{:?} is not a valid NSQ topic name", config.topic),
+        ));
+    }
+    if !super::protocol::is_valid_channel_name(&config.channel) {
+        return Err(scenario.config_error(
+            "channel",
+            format!("{:?} is not a valid NSQ channel name", config.channel),
+        ));
+    }
+    if !(0.0..=1.0).contains(&config.handler_failure_rate) {
+        return Err(scenario.config_error("handler_failure_rate", "must be within 0..=1".into()));
+    }
+    if config.max_in_flight < 1 || config.max_in_flight > config.nsqd.max_rdy_count {
+        return Err(scenario.config_error(
+            "max_in_flight",
+            format!("must be 1..={}", config.nsqd.max_rdy_count),
+        ));
+    }
+    Ok(Box::new(Nsq {
+        source: Rc::new(Source {
+            next: Cell::new(1),
+            total: scenario.workload.messages,
+            keys: scenario.workload.keys,
+        }),
+        workload: scenario.workload.clone(),
+        registry: Rc::new(RefCell::new(BTreeMap::new())),
+        config,
+    }))
+}
+
+impl Nsq {
+    fn nsqds(&self) -> Vec<String> {
+        (1..=self.config.nsqds).map(|i| format!("nsqd{i}")).collect()
+    }
+    fn producers(&self) -> Vec<String> {
+        (1..=self.workload.producers)
+            .map(|i| format!("producer{i}"))
+            .collect()
+    }
+    fn consumers(&self) -> Vec<String> {
+        (1..=self.config.consumers)
+            .map(|i| format!("consumer{i}"))
+            .collect()
+    }
+
+    fn client_config(&self) -> ClientConfig {
+        let c = &self.config;
+        ClientConfig {
+            topic: c.topic.clone(),
+            channel: c.channel.clone(),
+            heartbeat_interval_ms: c.heartbeat_interval_ms,
+            msg_timeout_ms: c.msg_timeout_ms,
+            read_timeout: Duration::from_millis(c.read_timeout_ms),
+            connect_timeout: Duration::from_millis(c.connect_timeout_ms),
+            publish_timeout: Duration::from_millis(c.publish_timeout_ms),
+            publish_interval: Duration::from_millis(self.workload.publish_interval_ms),
+            retry: c.retry,
+            retries_max: c.retries_max,
+            max_in_flight: c.max_in_flight,
+            max_attempts: c.max_attempts,
+            handlers: c.handlers,
+            processing: Duration::from_millis(c.processing_ms),
+            handler_failure_rate: c.handler_failure_rate,
+            requeue_delay: Duration::from_millis(c.requeue_delay_ms),
+            max_requeue_delay: Duration::from_millis(c.max_requeue_delay_ms),
+            reconnect: Duration::from_millis(c.reconnect_ms),
+        }
+    }
+}
+
+impl Design for Nsq {
+    fn topology(&self) -> Topology {
+        Topology {
+            hosts: self
+                .nsqds()
+                .into_iter()
+                .chain(self.producers())
+                .chain(self.consumers())
+                .collect(),
+        }
+    }
+
+    fn install<'a>(&'a self, sim: &mut turmoil::Sim<'a>, env: &Env) {
+        let nsqds = self.nsqds();
+        for host in &nsqds {
+            let (env, host_name, options, registry) = (
+                env.clone(),
+                host.clone(),
+                self.config.nsqd.clone(),
+                self.registry.clone(),
+            );
+            sim.host(host.as_str(), move || {
+                sim_nsqd::run(env.clone(), host_name.clone(), options.clone(), registry.clone())
+            });
+        }
+        let client = self.client_config();
+        for (index, host) in self.producers().into_iter().enumerate() {
+            let (env, nsqds, client, source, name) = (
+                env.clone(),
+                nsqds.clone(),
+                client.clone(),
+                self.source.clone(),
+                host.clone(),
+            );
+            let home = index % nsqds.len();
+            sim.host(host.as_str(), move || {
+                run_producer(
+                    env.clone(),
+                    name.clone(),
+                    nsqds.clone(),
+                    home,
+                    client.clone(),
+                    source.clone(),
+                )
+            });
+        }
+        for host in self.consumers() {
+            let (env, nsqds, client, name) = (env.clone(), nsqds.clone(), client.clone(), host.clone());
+            sim.host(host.as_str(), move || {
+                run_consumer(env.clone(), name.clone(), nsqds.clone(), client.clone())
+            });
+        }
+    }
+
+    fn pending(&self, env: &Env) -> Option<String> {
+        let unpublished = self.source.unpublished();
+        if unpublished > 0 {
+            return Some(format!("{unpublished} message(s) not yet published"));
+        }
+        if let Some(p) = self.producers().into_iter().find(|p| env.process(p).is_running()) {
+            return Some(format!("{p} is still publishing"));
+        }
+        let mut waiting = Vec::new();
+        for (host, core) in self.registry.borrow().iter() {
+            let Some(core) = core.upgrade() else { continue }; // down: its memory is gone
+            for s in core.borrow().stats() {
+                let held = s.depth + s.in_flight as i64 + s.deferred as i64 + s.topic_depth;
+                if held > 0 {
+                    waiting.push(format!(
+                        "{host} {}/{}: depth {} in flight {} deferred {} topic {}",
+                        s.topic, s.channel, s.depth, s.in_flight, s.deferred, s.topic_depth
+                    ));
+                }
+            }
+        }
+        (!waiting.is_empty()).then(|| waiting.join("; "))
+    }
+}

@@ -1,0 +1,133 @@
+//! NSQ scenarios checked against the reference's timings and witnesses, not only verdicts.
+
+use super::load;
+use scenarios::explore::explore;
+use scenarios::parse_expect_override;
+use sim::history::{EventKind, MsgId};
+
+fn deliveries(history: &sim::History, id: MsgId) -> Vec<(u64, u32, String)> {
+    history
+        .events()
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::Deliver {
+                id: d,
+                attempt,
+                consumer,
+                ..
+            } if *d == id => Some((e.time.0, *attempt, consumer.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn msg_timeout_fires_at_most_a_queue_scan_late_and_the_message_goes_to_the_other_consumer() {
+    let outcome = load("scenarios/nsq/duplicate-after-msg-timeout.toml").run(1);
+    let events = outcome.history.events();
+    let first_delivery = events
+        .iter()
+        .find(|e| matches!(e.kind, EventKind::Deliver { .. }))
+        .expect("a delivery")
+        .time
+        .0;
+    let first_timeout = events
+        .iter()
+        .find(|e| matches!(&e.kind, EventKind::Note { name } if name == "nsqd.msg_timeout"))
+        .expect("a timeout")
+        .time
+        .0;
+    // msg_timeout 1000 ms; the queue scan runs every 100 ms, so up to 100 ms late.
+    let after_ms = (first_timeout - first_delivery) / 1000;
+    assert!(
+        (1000..=1100).contains(&after_ms),
+        "timed out {after_ms} ms after delivery"
+    );
+    let duplicated = outcome
+        .findings
+        .duplicate_effect
+        .first()
+        .expect("a duplicate effect")
+        .id;
+    let seen = deliveries(&outcome.history, duplicated);
+    assert_eq!(seen[1].1, 2, "attempt 2");
+    assert_ne!(seen[0].2, seen[1].2, "redelivered to the other consumer");
+}
+
+#[test]
+fn a_disconnected_consumers_message_waits_the_whole_msg_timeout() {
+    let outcome = load("scenarios/nsq/no-requeue-on-disconnect.toml").run(1);
+    let kill_us = outcome
+        .history
+        .events()
+        .iter()
+        .find_map(|e| {
+            matches!(&e.kind, EventKind::Fault { action, .. } if action == "kill").then_some(e.time.0)
+        })
+        .expect("the kill");
+    let redelivered: Vec<(u64, u32, String)> = outcome
+        .history
+        .events()
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::Deliver {
+                attempt, consumer, ..
+            } if *attempt > 1 => Some((e.time.0, *attempt, consumer.clone())),
+            _ => None,
+        })
+        .collect();
+    assert!(!redelivered.is_empty());
+    for (time, _, consumer) in &redelivered {
+        assert!(
+            *time >= kill_us + 4_600_000,
+            "not requeued on disconnect: redelivered at {time}us, kill at {kill_us}us"
+        );
+        assert_eq!(consumer, "consumer2");
+    }
+}
+
+#[test]
+fn the_message_lost_on_kill_was_in_flight() {
+    let outcome = load("scenarios/nsq/in-flight-lost-on-kill.toml").run(1);
+    assert_eq!(
+        outcome.findings.lost.len(),
+        1,
+        "only the in-flight one: the disk queue kept the rest"
+    );
+    assert!(
+        outcome.findings.lost[0].detail.contains("delivered 1 time"),
+        "{}",
+        outcome.findings.lost[0]
+    );
+}
+
+#[test]
+fn kill_with_memory_backlog_loses_only_what_nsqd_held_in_memory() {
+    let outcome = load("scenarios/nsq/kill-with-memory-backlog.toml").run(1);
+    let kill_us = 200_000;
+    assert!(!outcome.findings.lost.is_empty());
+    for lost in &outcome.findings.lost {
+        assert!(lost.times[1].0 <= kill_us, "acknowledged before the kill: {lost}");
+    }
+    assert!(outcome.findings.duplicate_effect.is_empty());
+}
+
+#[test]
+fn swarm_faults_find_nsqs_loss_and_duplicate_windows_on_their_own() {
+    for claim in ["no-loss=holds", "at-most-once=holds"] {
+        let mut loaded = load("scenarios/nsq/swarm-standard.toml");
+        loaded.override_expectations(&[parse_expect_override(claim).unwrap()]);
+        let found = explore(&loaded, 0..300, 2, &|_| {}).first_failure;
+        let failure = found.unwrap_or_else(|| panic!("explore finds a seed breaking {claim}"));
+        // The replay shows the same thing.
+        let replay = loaded.run(failure.seed);
+        assert!(!loaded.unmet(&replay).is_empty());
+    }
+}
+
+#[test]
+fn nsq_never_delivers_a_message_nobody_published_whatever_the_swarm_draws() {
+    let loaded = load("scenarios/nsq/swarm-standard.toml");
+    let result = explore(&loaded, 0..60, 2, &|_| {});
+    assert_eq!(result.first_failure, None);
+}
