@@ -46,6 +46,11 @@ pub trait Design {
 struct ProcessState {
     paused: Cell<bool>,
     stop_requested: Cell<bool>,
+    /// Wakes the process's waiters when `paused` or `stop_requested` changes. A `Notified`
+    /// is registered as soon as it is created, so a change between the check and the wait is
+    /// not missed; tokio's `Notify` is not tied to a runtime, so the harness can notify from
+    /// outside any host.
+    changed: tokio::sync::Notify,
     /// Set by the host's software while it runs; cleared on exit or when it is dropped.
     running: Cell<bool>,
     incarnation: Cell<u64>,
@@ -191,9 +196,6 @@ pub struct Process {
     state: Rc<ProcessState>,
 }
 
-/// How often a paused or stopping process looks at its flags, in simulated time.
-const PROCESS_POLL: Duration = Duration::from_millis(1);
-
 impl Process {
     pub fn host(&self) -> &str {
         &self.host
@@ -216,8 +218,12 @@ impl Process {
     }
 
     pub async fn checkpoint(&self) {
-        while self.state.paused.get() {
-            tokio::time::sleep(PROCESS_POLL).await;
+        loop {
+            let changed = self.state.changed.notified();
+            if !self.state.paused.get() {
+                return;
+            }
+            changed.await;
         }
     }
 
@@ -233,8 +239,12 @@ impl Process {
 
     /// Resolves when a graceful shutdown is requested.
     pub async fn stopping(&self) {
-        while !self.state.stop_requested.get() {
-            tokio::time::sleep(PROCESS_POLL).await;
+        loop {
+            let changed = self.state.changed.notified();
+            if self.state.stop_requested.get() {
+                return;
+            }
+            changed.await;
         }
     }
 }
@@ -556,7 +566,9 @@ impl Harness {
 
     fn unpause(&mut self, sim: &mut turmoil::Sim<'_>, host: &str) {
         if self.paused.remove(host) {
-            self.env.state(host).paused.set(false);
+            let state = self.env.state(host);
+            state.paused.set(false);
+            state.changed.notify_waiters();
             let others = self.others(host);
             for other in &others {
                 sim.release(host, other.as_str());
@@ -614,7 +626,9 @@ impl Harness {
                 if self.down.contains(host) || !self.paused.insert(host.clone()) {
                     return;
                 }
-                self.env.state(host).paused.set(true);
+                let state = self.env.state(host);
+                state.paused.set(true);
+                state.changed.notify_waiters();
                 for other in self.others(host) {
                     sim.hold(host.as_str(), other.as_str());
                 }
@@ -630,7 +644,9 @@ impl Harness {
                     return;
                 }
                 self.unpause(sim, host);
-                self.env.state(host).stop_requested.set(true);
+                let state = self.env.state(host);
+                state.stop_requested.set(true);
+                state.changed.notify_waiters();
                 self.stopping.insert(host.clone(), now_ms + self.stop_grace_ms);
             }
             FaultAction::LoseReplies {
