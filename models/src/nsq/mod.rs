@@ -17,6 +17,7 @@ pub mod design;
 pub mod diskqueue;
 pub mod guid;
 pub mod link;
+pub mod lookupd;
 pub mod nsqd;
 #[cfg(test)]
 mod nsqd_tests;
