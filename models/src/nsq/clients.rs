@@ -86,6 +86,10 @@ pub struct ClientConfig {
     pub requeue_delay: Duration,
     pub max_requeue_delay: Duration,
     pub reconnect: Duration,
+    /// With lookupds, consumers discover nsqds by polling them; without, they connect to
+    /// every nsqd directly.
+    pub lookupds: Vec<String>,
+    pub lookupd_poll_interval: Duration,
 }
 
 async fn connect(host: &str, config: &ClientConfig) -> Option<Link> {
@@ -250,18 +254,35 @@ pub async fn run_consumer(
     let incoming = Rc::new(Mutex::new(incoming));
     // go-nsq divides max_in_flight across connections, at least 1 each.
     let rdy = (config.max_in_flight / nsqds.len() as i64).max(1);
-    for nsqd in &nsqds {
-        let (env, host, nsqd, config, deliveries, process) = (
+    if config.lookupds.is_empty() {
+        for nsqd in &nsqds {
+            let (env, host, nsqd, config, deliveries, process) = (
+                env.clone(),
+                host.clone(),
+                nsqd.clone(),
+                config.clone(),
+                deliveries.clone(),
+                process.clone(),
+            );
+            tokio::task::spawn_local(async move {
+                loop {
+                    connect_and_consume(&env, &host, &nsqd, &config, rdy, &deliveries).await;
+                    // Without lookupd, go-nsq reconnects to a configured nsqd every LookupdPollInterval.
+                    process.sleep(config.reconnect).await;
+                }
+            });
+        }
+    } else {
+        let (env, host, config, deliveries, process) = (
             env.clone(),
             host.clone(),
-            nsqd.clone(),
             config.clone(),
             deliveries.clone(),
             process.clone(),
         );
-        tokio::task::spawn_local(async move {
-            connection_loop(env, host, nsqd, config, rdy, deliveries, process).await
-        });
+        tokio::task::spawn_local(
+            async move { lookupd_loop(env, host, config, rdy, deliveries, process).await },
+        );
     }
     let mut handlers = Vec::new();
     for _ in 0..config.handlers.max(1) {
@@ -280,51 +301,130 @@ pub async fn run_consumer(
     Ok(())
 }
 
-async fn connection_loop(
+/// go-nsq's lookupdLoop: after an initial jitter, poll one lookupd at a time (round robin,
+/// trying up to three on error), connect to every nsqd listed that is not connected yet, and
+/// never drop one that disappears from lookup: a connection ends only on error, and then a
+/// query is made at once.
+async fn lookupd_loop(
     env: Env,
     host: String,
-    nsqd: String,
     config: ClientConfig,
     rdy: i64,
     deliveries: mpsc::UnboundedSender<Delivery>,
     process: Process,
 ) {
+    let connected: Rc<std::cell::RefCell<std::collections::BTreeSet<String>>> = Rc::default();
+    let requery = Rc::new(tokio::sync::Notify::new());
+    let jitter = config
+        .lookupd_poll_interval
+        .mul_f64(env.rng().random_range(0.0..0.3));
+    process.sleep(jitter).await;
+    let mut next = 0usize;
     loop {
-        if let Some(mut link) = connect(&nsqd, &config).await {
-            let identified = matches!(
-                link.request(&identify(&config, true), config.read_timeout).await,
-                Some((FrameType::Response, _))
-            );
-            let subscribed = identified
-                && matches!(
-                    link.request(
-                        &Command::Sub {
-                            topic: config.topic.clone(),
-                            channel: config.channel.clone()
-                        },
-                        config.read_timeout
-                    )
-                    .await,
-                    Some((FrameType::Response, _))
-                );
-            if subscribed && link.sender.send(&Command::Rdy(rdy)) {
-                while let Some((kind, data)) = link.next().await {
-                    match kind {
-                        FrameType::Message => {
-                            if let Ok(message) = Message::decode(&data) {
-                                let _ = deliveries.send((message, link.sender.clone(), nsqd.clone()));
-                            }
+        for _ in 0..config.lookupds.len().min(3) {
+            let lookupd = &config.lookupds[next % config.lookupds.len()];
+            next += 1;
+            match query_lookupd(lookupd, &config.topic).await {
+                Some(producers) => {
+                    for nsqd in producers {
+                        if !connected.borrow_mut().insert(nsqd.clone()) {
+                            continue;
                         }
-                        FrameType::Error => env.note(&host, "consumer.error_frame"),
-                        FrameType::Response => {}
+                        env.note(&host, "consumer.discovered_nsqd");
+                        let (env, host, config, deliveries, connected, requery) = (
+                            env.clone(),
+                            host.clone(),
+                            config.clone(),
+                            deliveries.clone(),
+                            connected.clone(),
+                            requery.clone(),
+                        );
+                        tokio::task::spawn_local(async move {
+                            connect_and_consume(&env, &host, &nsqd, &config, rdy, &deliveries).await;
+                            connected.borrow_mut().remove(&nsqd);
+                            requery.notify_one();
+                        });
+                    }
+                    break;
+                }
+                None => env.note(&host, "consumer.lookupd_query_failed"),
+            }
+        }
+        tokio::select! {
+            biased;
+            _ = requery.notified() => {}
+            _ = process.sleep(config.lookupd_poll_interval) => {}
+        }
+    }
+}
+
+/// `GET /lookup?topic=`: the producers' broadcast addresses, or `None` if the lookupd could
+/// not be asked. A topic this lookupd does not know is an empty answer.
+async fn query_lookupd(lookupd: &str, topic: &str) -> Option<Vec<String>> {
+    let timeout = Duration::from_secs(1);
+    let port = super::lookupd::LOOKUPD_HTTP_PORT;
+    let stream = tokio::time::timeout(timeout, turmoil::net::TcpStream::connect((lookupd, port)))
+        .await
+        .ok()?
+        .ok()?;
+    let target = format!("/lookup?topic={topic}");
+    let (status, body) = tokio::time::timeout(timeout, super::http::get(stream, lookupd, &target))
+        .await
+        .ok()?
+        .ok()?;
+    if status == 404 {
+        return Some(Vec::new());
+    }
+    let value: serde_json::Value = serde_json::from_str(&body).ok()?;
+    Some(
+        value["producers"]
+            .as_array()?
+            .iter()
+            .filter_map(|p| p["broadcast_address"].as_str().map(str::to_string))
+            .collect(),
+    )
+}
+
+/// One connection to one nsqd, from connect to its end.
+async fn connect_and_consume(
+    env: &Env,
+    host: &str,
+    nsqd: &str,
+    config: &ClientConfig,
+    rdy: i64,
+    deliveries: &mpsc::UnboundedSender<Delivery>,
+) {
+    let Some(mut link) = connect(nsqd, config).await else {
+        env.note(host, "consumer.connect_failed");
+        return;
+    };
+    let identified = matches!(
+        link.request(&identify(config, true), config.read_timeout).await,
+        Some((FrameType::Response, _))
+    );
+    let subscribe = Command::Sub {
+        topic: config.topic.clone(),
+        channel: config.channel.clone(),
+    };
+    let subscribed = identified
+        && matches!(
+            link.request(&subscribe, config.read_timeout).await,
+            Some((FrameType::Response, _))
+        );
+    if subscribed && link.sender.send(&Command::Rdy(rdy)) {
+        while let Some((kind, data)) = link.next().await {
+            match kind {
+                FrameType::Message => {
+                    if let Ok(message) = Message::decode(&data) {
+                        let _ = deliveries.send((message, link.sender.clone(), nsqd.to_string()));
                     }
                 }
+                FrameType::Error => env.note(host, "consumer.error_frame"),
+                FrameType::Response => {}
             }
-            env.note(&host, "consumer.connection_lost");
         }
-        // Without lookupd, go-nsq reconnects to a configured nsqd every LookupdPollInterval.
-        process.sleep(config.reconnect).await;
     }
+    env.note(host, "consumer.connection_lost");
 }
 
 async fn handler_loop(

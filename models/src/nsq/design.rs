@@ -2,6 +2,7 @@
 //! to every nsqd (reference §1; designs table rows 1 to 4).
 
 use super::clients::{run_consumer, run_producer, ClientConfig, Retry, Source};
+use super::lookupd::LookupdOptions;
 use super::nsqd::NsqdOptions;
 use super::sim_nsqd::{self, Registry};
 use serde::{Deserialize, Serialize};
@@ -19,6 +20,8 @@ pub const CLIENTS_MAX: u32 = 32;
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
+    /// nsqlookupd hosts (lookupd1..). With 0, consumers connect to every nsqd directly.
+    pub lookupds: u32,
     pub nsqds: u32,
     pub consumers: u32,
     pub topic: String,
@@ -41,12 +44,19 @@ pub struct Config {
     pub requeue_delay_ms: u64,
     pub max_requeue_delay_ms: u64,
     pub reconnect_ms: u64,
+    /// go-nsq's lookupd_poll_interval (with an initial jitter of up to 30 %).
+    pub lookupd_poll_interval_ms: u64,
+    /// nsqlookupd's own options (`[config.lookupd]`).
+    pub lookupd: LookupdOptions,
 }
 
 impl Default for Config {
     /// go-nsq's defaults where it has them.
     fn default() -> Config {
         Config {
+            lookupds: 0,
+            lookupd_poll_interval_ms: 60_000,
+            lookupd: LookupdOptions::default(),
             nsqds: 1,
             consumers: 1,
             topic: "orders".into(),
@@ -182,6 +192,9 @@ pub struct Nsq {
 
 pub fn build(scenario: &Scenario) -> Result<Box<dyn Design>, ScenarioError> {
     let config: Config = scenario.design_config()?;
+    if config.lookupds > NSQDS_MAX {
+        return Err(scenario.config_error("lookupds", format!("at most {NSQDS_MAX}")));
+    }
     if config.nsqds == 0 || config.nsqds > NSQDS_MAX {
         return Err(scenario.config_error("nsqds", format!("must be 1..={NSQDS_MAX}")));
     }
@@ -229,6 +242,11 @@ pub fn build(scenario: &Scenario) -> Result<Box<dyn Design>, ScenarioError> {
 }
 
 impl Nsq {
+    fn lookupds(&self) -> Vec<String> {
+        (1..=self.config.lookupds)
+            .map(|i| format!("lookupd{i}"))
+            .collect()
+    }
     fn nsqds(&self) -> Vec<String> {
         (1..=self.config.nsqds).map(|i| format!("nsqd{i}")).collect()
     }
@@ -264,6 +282,8 @@ impl Nsq {
             requeue_delay: Duration::from_millis(c.requeue_delay_ms),
             max_requeue_delay: Duration::from_millis(c.max_requeue_delay_ms),
             reconnect: Duration::from_millis(c.reconnect_ms),
+            lookupds: self.lookupds(),
+            lookupd_poll_interval: Duration::from_millis(c.lookupd_poll_interval_ms),
         }
     }
 }
@@ -272,8 +292,9 @@ impl Design for Nsq {
     fn topology(&self) -> Topology {
         Topology {
             hosts: self
-                .nsqds()
+                .lookupds()
                 .into_iter()
+                .chain(self.nsqds())
                 .chain(self.producers())
                 .chain(self.consumers())
                 .collect(),
@@ -282,15 +303,29 @@ impl Design for Nsq {
 
     fn install<'a>(&'a self, sim: &mut turmoil::Sim<'a>, env: &Env) {
         let nsqds = self.nsqds();
+        let lookupds = self.lookupds();
+        for host in &lookupds {
+            let (env, name, options) = (env.clone(), host.clone(), self.config.lookupd.clone());
+            sim.host(host.as_str(), move || {
+                super::sim_lookupd::run(env.clone(), name.clone(), options.clone())
+            });
+        }
         for host in &nsqds {
-            let (env, host_name, options, registry) = (
+            let (env, host_name, options, registry, lookupds) = (
                 env.clone(),
                 host.clone(),
                 self.config.nsqd.clone(),
                 self.registry.clone(),
+                lookupds.clone(),
             );
             sim.host(host.as_str(), move || {
-                sim_nsqd::run(env.clone(), host_name.clone(), options.clone(), registry.clone())
+                sim_nsqd::run(
+                    env.clone(),
+                    host_name.clone(),
+                    options.clone(),
+                    lookupds.clone(),
+                    registry.clone(),
+                )
             });
         }
         let client = self.client_config();
@@ -333,15 +368,12 @@ impl Design for Nsq {
         let mut waiting = Vec::new();
         for (host, core) in self.registry.borrow().iter() {
             let Some(core) = core.upgrade() else { continue }; // down: its memory is gone
-            for s in core.borrow().stats() {
-                let held = s.depth + s.in_flight as i64 + s.deferred as i64 + s.topic_depth;
-                if held > 0 {
-                    waiting.push(format!(
-                        "{host} {}/{}: depth {} in flight {} deferred {} topic {}",
-                        s.topic, s.channel, s.depth, s.in_flight, s.deferred, s.topic_depth
-                    ));
-                }
-            }
+            waiting.extend(
+                core.borrow()
+                    .held()
+                    .into_iter()
+                    .map(|line| format!("{host} {line}")),
+            );
         }
         (!waiting.is_empty()).then(|| waiting.join("; "))
     }

@@ -16,11 +16,13 @@ pub mod clients;
 pub mod design;
 pub mod diskqueue;
 pub mod guid;
+pub mod http;
 pub mod link;
 pub mod lookupd;
 pub mod nsqd;
 #[cfg(test)]
 mod nsqd_tests;
 pub mod protocol;
+pub mod sim_lookupd;
 pub mod sim_nsqd;
 pub mod topic;

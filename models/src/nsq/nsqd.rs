@@ -880,6 +880,44 @@ impl<D: Disk + Clone> Nsqd<D> {
             .collect()
     }
 
+    /// Everything this nsqd still holds, as one line per queue that is not empty: topics
+    /// (including topics with no channel, which keep their backlog for the first channel),
+    /// channel depths, in-flight and deferred messages. Empty when it holds nothing.
+    pub fn held(&self) -> Vec<String> {
+        let mut held = Vec::new();
+        for topic in self.topics.values() {
+            if topic.depth() > 0 {
+                held.push(format!("topic {} depth {}", topic.name, topic.depth()));
+            }
+            for c in topic.channels.values() {
+                let count = c.depth() + c.in_flight_count() as i64 + c.deferred_count() as i64;
+                if count > 0 {
+                    held.push(format!(
+                        "{}/{} depth {} in flight {} deferred {}",
+                        topic.name,
+                        c.name,
+                        c.depth(),
+                        c.in_flight_count(),
+                        c.deferred_count()
+                    ));
+                }
+            }
+        }
+        held
+    }
+
+    /// Every topic, then its channels: what an nsqd REGISTERs with a lookupd on connecting.
+    pub fn registrations(&self) -> Vec<(String, Option<String>)> {
+        let mut out = Vec::new();
+        for topic in self.topics.values() {
+            out.push((topic.name.clone(), None));
+            for channel in topic.channels.keys() {
+                out.push((topic.name.clone(), Some(channel.clone())));
+            }
+        }
+        out
+    }
+
     pub fn topic_names(&self) -> BTreeSet<String> {
         self.topics.keys().cloned().collect()
     }

@@ -31,11 +31,18 @@ struct Connection {
     reader: tokio::task::AbortHandle,
 }
 
+/// What an nsqd tells a lookupd.
+enum LookupEvent {
+    Register(String, Option<String>),
+    Ping,
+}
+
 struct Driver {
     env: Env,
     host: String,
     core: Rc<RefCell<Nsqd<SimDisk>>>,
     connections: RefCell<BTreeMap<ClientId, Connection>>,
+    lookup_peers: RefCell<Vec<mpsc::UnboundedSender<LookupEvent>>>,
 }
 
 impl Driver {
@@ -53,7 +60,11 @@ impl Driver {
                     }
                 }
                 Output::Close(id) => closing.push(id),
-                Output::Register { .. } => {} // nsqlookupd peers come with lookupd
+                Output::Register { topic, channel } => {
+                    for peer in self.lookup_peers.borrow().iter() {
+                        let _ = peer.send(LookupEvent::Register(topic.clone(), channel.clone()));
+                    }
+                }
                 Output::Note(name) => self.env.note(&self.host, name),
             }
         }
@@ -80,8 +91,87 @@ impl Driver {
     }
 }
 
+/// nsqd pings every lookupd this often (`nsqd/lookup.go`).
+const LOOKUPD_PING_INTERVAL: Duration = Duration::from_secs(15);
+
+fn register_line(topic: &str, channel: Option<&str>) -> Vec<u8> {
+    match channel {
+        Some(channel) => format!("REGISTER {topic} {channel}\n").into_bytes(),
+        None => format!("REGISTER {topic}\n").into_bytes(),
+    }
+}
+
+/// One long-lived connection to a lookupd: IDENTIFY, REGISTER everything, then REGISTER what
+/// is created and PING every 15 s. When it fails, nsqd tries again on its next ping tick.
+async fn lookup_peer(
+    driver: Rc<Driver>,
+    lookupd: String,
+    mut events: mpsc::UnboundedReceiver<LookupEvent>,
+    process: sim::Process,
+) {
+    loop {
+        let connected = tokio::time::timeout(
+            Duration::from_secs(1),
+            turmoil::net::TcpStream::connect((lookupd.as_str(), super::lookupd::LOOKUPD_TCP_PORT)),
+        )
+        .await;
+        if let Ok(Ok(stream)) = connected {
+            let (mut read, mut write) = stream.into_split();
+            // Responses are read and dropped; a dead connection shows as the reader ending.
+            let mut reader = tokio::task::spawn_local(async move {
+                let mut chunk = [0u8; 4096];
+                while let Ok(n) = read.read(&mut chunk).await {
+                    if n == 0 {
+                        break;
+                    }
+                }
+            });
+            let identify = serde_json::json!({
+                "broadcast_address": driver.host,
+                "hostname": driver.host,
+                "tcp_port": NSQD_TCP_PORT,
+                "http_port": 4151,
+                "version": super::nsqd::VERSION,
+            })
+            .to_string();
+            let mut hello = super::lookupd::MAGIC_V1.to_vec();
+            hello.extend_from_slice(b"IDENTIFY\n");
+            hello.extend_from_slice(&(identify.len() as u32).to_be_bytes());
+            hello.extend_from_slice(identify.as_bytes());
+            for (topic, channel) in driver.core.borrow().registrations() {
+                hello.extend(register_line(&topic, channel.as_deref()));
+            }
+            let mut alive = write.write_all(&hello).await.is_ok();
+            while alive {
+                tokio::select! {
+                    biased;
+                    _ = &mut reader => alive = false,
+                    event = events.recv() => {
+                        let Some(event) = event else { return };
+                        let bytes = match event {
+                            LookupEvent::Register(topic, channel) => register_line(&topic, channel.as_deref()),
+                            LookupEvent::Ping => b"PING\n".to_vec(),
+                        };
+                        alive = write.write_all(&bytes).await.is_ok();
+                    }
+                }
+            }
+            reader.abort();
+            driver.env.note(&driver.host, "nsqd.lookupd_connection_lost");
+        }
+        process.sleep(LOOKUPD_PING_INTERVAL).await;
+        while events.try_recv().is_ok() {} // everything is re-registered on reconnect
+    }
+}
+
 /// The nsqd process on `host`.
-pub async fn run(env: Env, host: String, options: NsqdOptions, registry: Registry) -> turmoil::Result {
+pub async fn run(
+    env: Env,
+    host: String,
+    options: NsqdOptions,
+    lookupds: Vec<String>,
+    registry: Registry,
+) -> turmoil::Result {
     let process = env.process(&host);
     let _running = process.start();
     let now = Duration::from_micros(env.now().0);
@@ -98,7 +188,28 @@ pub async fn run(env: Env, host: String, options: NsqdOptions, registry: Registr
         host: host.clone(),
         core,
         connections: RefCell::new(BTreeMap::new()),
+        lookup_peers: RefCell::new(Vec::new()),
     });
+    let mut peer_tasks = Vec::new();
+    for lookupd in lookupds {
+        let (tx, rx) = mpsc::unbounded_channel();
+        driver.lookup_peers.borrow_mut().push(tx.clone());
+        peer_tasks.push(tokio::task::spawn_local(lookup_peer(
+            driver.clone(),
+            lookupd,
+            rx,
+            process.clone(),
+        )));
+        let process = process.clone();
+        peer_tasks.push(tokio::task::spawn_local(async move {
+            loop {
+                process.sleep(LOOKUPD_PING_INTERVAL).await;
+                if tx.send(LookupEvent::Ping).is_err() {
+                    return;
+                }
+            }
+        }));
+    }
     driver.note_disk(); // what reopening the disk queues found
     let listener = TcpListener::bind(("0.0.0.0", NSQD_TCP_PORT)).await?;
 
@@ -160,6 +271,9 @@ pub async fn run(env: Env, host: String, options: NsqdOptions, registry: Registr
     }
     // SIGTERM: nsqd's Exit flushes every queue to disk and persists its metadata.
     ticker.abort();
+    for task in peer_tasks {
+        task.abort();
+    }
     let ids: Vec<ClientId> = driver.connections.borrow().keys().copied().collect();
     for id in ids {
         driver.close(id);

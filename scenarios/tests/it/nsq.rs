@@ -131,3 +131,29 @@ fn nsq_never_delivers_a_message_nobody_published_whatever_the_swarm_draws() {
     let result = explore(&loaded, 0..60, 2, &|_| {});
     assert_eq!(result.first_failure, None);
 }
+
+#[test]
+fn an_nsqd_cut_off_from_every_lookupd_is_consumed_only_after_it_registers() {
+    let outcome = load("scenarios/nsq/lookupd-partition-delays-discovery.toml").run(1);
+    let from_nsqd2: Vec<u64> = outcome
+        .history
+        .events()
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::Deliver {
+                partition: Some(p), ..
+            } if p == "nsqd2" => Some(e.time.0),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(from_nsqd2.len(), 50, "producer2's whole backlog");
+    assert!(
+        from_nsqd2.iter().all(|t| *t >= 2_000_000),
+        "nothing from nsqd2 before the heal"
+    );
+    assert_eq!(
+        outcome.verdicts.counters.get("note.consumer.discovered_nsqd"),
+        Some(&2)
+    );
+    assert!(outcome.verdicts.get(sim::verdict::Property::AtLeastOnce).holds);
+}
