@@ -20,6 +20,7 @@ pub mod http;
 pub mod link;
 pub mod lookupd;
 pub mod nsqd;
+pub mod nsqd_driver;
 #[cfg(test)]
 mod nsqd_tests;
 pub mod protocol;
