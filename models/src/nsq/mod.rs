@@ -19,11 +19,13 @@ pub mod guid;
 pub mod http;
 pub mod link;
 pub mod lookupd;
+pub mod lookupd_driver;
 pub mod nsqd;
 pub mod nsqd_driver;
 #[cfg(test)]
 mod nsqd_tests;
 pub mod protocol;
+pub mod real;
 pub mod sim_lookupd;
 pub mod sim_nsqd;
 pub mod topic;

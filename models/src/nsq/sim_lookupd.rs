@@ -1,12 +1,11 @@
 //! The turmoil driver for nsqlookupd: its sans-I/O core behind simulated TCP and HTTP.
 
-use super::http;
-use super::lookupd::{Lookupd, LookupdOptions, PeerOutput, LOOKUPD_HTTP_PORT, LOOKUPD_TCP_PORT};
+use super::lookupd::{Lookupd, LookupdOptions, LOOKUPD_HTTP_PORT, LOOKUPD_TCP_PORT};
+use super::lookupd_driver::{serve_http, serve_peer};
 use sim::Env;
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use turmoil::net::TcpListener;
 
 pub async fn run(env: Env, host: String, options: LookupdOptions) -> turmoil::Result {
@@ -23,13 +22,7 @@ pub async fn run(env: Env, host: String, options: LookupdOptions) -> turmoil::Re
         tokio::task::spawn_local(async move {
             while let Ok((stream, _)) = http_listener.accept().await {
                 process.checkpoint().await;
-                let (core, now) = (core.clone(), now.clone());
-                tokio::task::spawn_local(async move {
-                    let _ = http::serve(stream, |method, target| {
-                        core.borrow_mut().http(method, target, now())
-                    })
-                    .await;
-                });
+                tokio::task::spawn_local(serve_http(core.clone(), stream, now.clone()));
             }
         })
     };
@@ -40,31 +33,9 @@ pub async fn run(env: Env, host: String, options: LookupdOptions) -> turmoil::Re
             _ = process.stopping() => break,
             accepted = tcp_listener.accept() => {
                 let (stream, remote) = accepted?;
-                let peer = core.borrow_mut().connect(now());
                 let (core, now, process) = (core.clone(), now.clone(), process.clone());
                 tokio::task::spawn_local(async move {
-                    let (mut read, mut write) = stream.into_split();
-                    let mut chunk = vec![0u8; 16 * 1024];
-                    'conn: loop {
-                        let n = match read.read(&mut chunk).await {
-                            Ok(n) if n > 0 => n,
-                            _ => break,
-                        };
-                        process.checkpoint().await;
-                        let outputs = core.borrow_mut().receive(peer, &chunk[..n], &remote.to_string(), now());
-                        for output in outputs {
-                            match output {
-                                PeerOutput::Send(bytes) => {
-                                    if write.write_all(&bytes).await.is_err() {
-                                        break 'conn;
-                                    }
-                                }
-                                PeerOutput::Close => break 'conn,
-                            }
-                        }
-                    }
-                    // The connection is gone: nsqlookupd drops the peer's registrations at once.
-                    core.borrow_mut().disconnect(peer);
+                    serve_peer(core, stream, remote.to_string(), now, || process.checkpoint()).await;
                 });
             }
         }

@@ -65,6 +65,89 @@ enum Command {
     },
     /// List designs (with config keys and defaults), fault actions and properties.
     List,
+    /// Run nsqd as a real server (the model's code on real sockets and a real data directory).
+    Nsqd(NsqdArgs),
+    /// Run nsqlookupd as a real server.
+    Lookupd(LookupdArgs),
+}
+
+/// Flags named as nsqd's. Durations are written as NSQ writes them: 60s, 250ms, 15m, 1h.
+#[derive(clap::Args)]
+struct NsqdArgs {
+    #[arg(long, default_value = "0.0.0.0:4150")]
+    tcp_address: std::net::SocketAddr,
+    #[arg(long, default_value = "0.0.0.0:4151")]
+    http_address: std::net::SocketAddr,
+    /// A lookupd's TCP address (repeatable).
+    #[arg(long = "lookupd-tcp-address")]
+    lookupd_tcp_address: Vec<String>,
+    /// Address announced to lookupds (default: the TCP address's IP, or 127.0.0.1).
+    #[arg(long)]
+    broadcast_address: Option<String>,
+    #[arg(long, default_value = ".")]
+    data_path: PathBuf,
+    #[arg(long, default_value_t = 10_000)]
+    mem_queue_size: usize,
+    #[arg(long, default_value = "60s", value_parser = parse_duration_ms)]
+    msg_timeout: u64,
+    #[arg(long, default_value = "15m", value_parser = parse_duration_ms)]
+    max_msg_timeout: u64,
+    #[arg(long, default_value_t = 2500)]
+    sync_every: u64,
+    #[arg(long, default_value = "2s", value_parser = parse_duration_ms)]
+    sync_timeout: u64,
+    #[arg(long, default_value_t = 2500)]
+    max_rdy_count: i64,
+    #[arg(long, default_value = "100ms", value_parser = parse_duration_ms)]
+    queue_scan_interval: u64,
+}
+
+#[derive(clap::Args)]
+struct LookupdArgs {
+    #[arg(long, default_value = "0.0.0.0:4160")]
+    tcp_address: std::net::SocketAddr,
+    #[arg(long, default_value = "0.0.0.0:4161")]
+    http_address: std::net::SocketAddr,
+    #[arg(long, default_value = "5m", value_parser = parse_duration_ms)]
+    inactive_producer_timeout: u64,
+    #[arg(long, default_value = "45s", value_parser = parse_duration_ms)]
+    tombstone_lifetime: u64,
+}
+
+/// `250ms`, `2s`, `15m`, `1h` (or a bare number of milliseconds) as milliseconds.
+fn parse_duration_ms(text: &str) -> Result<u64, String> {
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration like 60s or 250ms"))?;
+    let factor = match unit {
+        "" | "ms" => 1,
+        "s" => 1000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        _ => return Err(format!("`{text}`: unknown unit `{unit}` (use ms, s, m or h)")),
+    };
+    Ok(number * factor)
+}
+
+/// Resolves on Ctrl-C or SIGTERM: the graceful shutdown nsqd does on those signals.
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
+    }
+}
+
+fn serve(future: impl std::future::Future<Output = std::io::Result<()>>) -> Result<bool, BadInput> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| BadInput(e.into()))?;
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&runtime, future).map_err(|e| BadInput(e.into()))?;
+    Ok(true)
 }
 
 /// `println!` that ignores a closed stdout (`jetsam replay ... | head`), instead of panicking.
@@ -238,6 +321,56 @@ fn dispatch(command: Command) -> Result<bool, BadInput> {
                     Ok(false)
                 }
             }
+        }
+        Command::Nsqd(args) => {
+            let broadcast_address = args.broadcast_address.unwrap_or_else(|| {
+                let ip = args.tcp_address.ip();
+                if ip.is_unspecified() {
+                    "127.0.0.1".to_string()
+                } else {
+                    ip.to_string()
+                }
+            });
+            let options = models::nsq::nsqd::NsqdOptions {
+                mem_queue_size: args.mem_queue_size,
+                msg_timeout_ms: args.msg_timeout,
+                max_msg_timeout_ms: args.max_msg_timeout,
+                sync_every: args.sync_every,
+                sync_timeout_ms: args.sync_timeout,
+                max_rdy_count: args.max_rdy_count,
+                queue_scan_interval_ms: args.queue_scan_interval,
+                ..Default::default()
+            };
+            let server = models::nsq::real::NsqdServer {
+                tcp_address: args.tcp_address,
+                http_address: args.http_address,
+                lookupd_tcp_addresses: args.lookupd_tcp_address,
+                data_path: args.data_path,
+                broadcast_address,
+                options,
+            };
+            eprintln!(
+                "jetsam nsqd: TCP {} HTTP {} data {}",
+                server.tcp_address,
+                server.http_address,
+                server.data_path.display()
+            );
+            serve(models::nsq::real::run_nsqd(server, shutdown_signal()))
+        }
+        Command::Lookupd(args) => {
+            let server = models::nsq::real::LookupdServer {
+                tcp_address: args.tcp_address,
+                http_address: args.http_address,
+                options: models::nsq::lookupd::LookupdOptions {
+                    inactive_producer_timeout_ms: args.inactive_producer_timeout,
+                    tombstone_lifetime_ms: args.tombstone_lifetime,
+                },
+            };
+            eprintln!(
+                "jetsam lookupd: TCP {} HTTP {}",
+                server.tcp_address, server.http_address
+            );
+            serve(models::nsq::real::run_lookupd(server, shutdown_signal()))
         }
         Command::List => {
             say!("designs:");

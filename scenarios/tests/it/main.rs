@@ -4,6 +4,7 @@ mod bundled;
 mod cli;
 mod determinism;
 mod explore;
+mod interop;
 mod nsq;
 mod schema_doc;
 
