@@ -27,7 +27,7 @@ pub struct RealContext {
 }
 
 impl RealContext {
-    #[allow(clippy::disallowed_methods)]
+    #[allow(clippy::disallowed_types, clippy::disallowed_methods)]
     pub fn new() -> RealContext {
         RealContext {
             start: std::time::Instant::now(),
