@@ -3,6 +3,8 @@
 //! then a `kill -9` and restart that keeps what nsqd keeps.
 
 use super::jetsam;
+// tokio-nsq's API takes a HashSet; this is a real client outside any simulation.
+#[allow(clippy::disallowed_types)]
 use std::collections::HashSet;
 use std::process::{Child, Stdio};
 use std::time::Duration;
@@ -100,6 +102,7 @@ async fn next_message(consumer: &mut tokio_nsq::NSQConsumer) -> NSQMessage {
         .expect("consumer open")
 }
 
+#[allow(clippy::disallowed_types)] // tokio-nsq's API takes a HashSet
 fn consumer(lookupd_http: u16, topic: &str) -> tokio_nsq::NSQConsumer {
     let mut addresses = HashSet::new();
     addresses.insert(format!("http://127.0.0.1:{lookupd_http}"));
