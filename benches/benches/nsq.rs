@@ -1,6 +1,5 @@
-//! NSQ speed: the standard topology (3 nsqd, 2 producers, 3 consumers; nsqlookupd not yet
-//! modelled) publishing 10,000 messages under swarm faults. Reported as simulated ms per
-//! wall second (criterion "elements" = simulated ms) and, by hand, messages per wall second,
+//! NSQ speed: the standard topology (2 nsqlookupd, 3 nsqd, 2 producers, 3 consumers)
+//! publishing 10,000 messages under swarm faults. Reported as simulated ms per wall second (criterion "elements" = simulated ms) and, by hand, messages per wall second,
 //! beside a bare turmoil request/response stream over the same simulated span.
 
 use benches::bare_turmoil_stream;
@@ -11,6 +10,8 @@ const SCENARIO: &str = r#"
 name = "bench: nsq standard topology, 10,000 messages, swarm faults"
 design = "nsq"
 [config]
+lookupds = 2
+lookupd_poll_interval_ms = 500
 nsqds = 3
 consumers = 3
 max_in_flight = 6
