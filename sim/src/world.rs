@@ -325,6 +325,8 @@ pub fn run(scenario: &Scenario, design: &dyn Design, schedule: Vec<ScheduledFaul
         paused: BTreeSet::new(),
         stopping: BTreeMap::new(),
         lose_replies_until: Vec::new(),
+        partitions: BTreeSet::new(),
+        powered_off: BTreeSet::new(),
         link_latency,
         stop_grace_ms: settings.stop_grace_ms,
         faults_applied: 0,
@@ -504,6 +506,10 @@ struct Harness {
     stopping: BTreeMap<String, u64>,
     /// Open `lose_replies` faults: (until_ms, from, to).
     lose_replies_until: Vec<(u64, String, String)>,
+    /// Partitions the schedule applied and no heal has repaired yet: (from, to, oneway).
+    partitions: BTreeSet<(String, String, bool)>,
+    /// Hosts that lost power: cut off from every peer until they restart.
+    powered_off: BTreeSet<String>,
     link_latency: Duration,
     stop_grace_ms: u64,
     faults_applied: usize,
@@ -583,6 +589,7 @@ impl Harness {
             FaultAction::Partition { a, b, oneway } => {
                 for x in a {
                     for y in b {
+                        self.partitions.insert((x.clone(), y.clone(), *oneway));
                         if *oneway {
                             sim.partition_oneway(x.as_str(), y.as_str());
                         } else {
@@ -604,6 +611,15 @@ impl Harness {
                     return;
                 }
                 self.stopping.remove(host);
+                // A machine that loses power sends nothing: no FIN, no RST. Its links are cut
+                // before its software goes, so the closes its sockets would send are lost, and
+                // peers learn of the crash only from their own timeouts. (A `kill` is a process
+                // crash: the kernel closes the sockets and peers see it at once.)
+                self.unpause(sim, host); // releasing held links first, so the cut stays
+                for other in self.others(host) {
+                    sim.partition(host.as_str(), other.as_str());
+                }
+                self.powered_off.insert(host.clone());
                 self.kill(sim, host);
                 let report = self.env.disk(host).power_fail(*torn, &mut *self.env.rng());
                 let detail = format!(
@@ -620,6 +636,7 @@ impl Harness {
                 if !self.down.remove(host) {
                     return; // not down: a restart of a running process is not a fault
                 }
+                self.power_on(sim, host);
                 sim.bounce(host.as_str());
             }
             FaultAction::Pause { host } => {
@@ -680,11 +697,35 @@ impl Harness {
         self.record(action.name(), hosts, action.detail());
     }
 
+    /// A powered-off host comes back on the network, minus the scheduled partitions that
+    /// still stand.
+    fn power_on(&mut self, sim: &mut turmoil::Sim<'_>, host: &str) {
+        if !self.powered_off.remove(host) {
+            return;
+        }
+        for other in self.others(host) {
+            sim.repair(host, other.as_str());
+        }
+        for (x, y, oneway) in &self.partitions {
+            if x == host || y == host {
+                if *oneway {
+                    sim.partition_oneway(x.as_str(), y.as_str());
+                } else {
+                    sim.partition(x.as_str(), y.as_str());
+                }
+            }
+        }
+    }
+
     fn heal_network(&mut self, sim: &mut turmoil::Sim<'_>) {
+        self.partitions.clear();
         for (i, x) in self.hosts.iter().enumerate() {
             for y in &self.hosts[i + 1..] {
-                sim.repair(x.as_str(), y.as_str());
                 sim.set_link_latency(x.as_str(), y.as_str(), self.link_latency);
+                // A host without power stays unreachable until it restarts.
+                if !self.powered_off.contains(x) && !self.powered_off.contains(y) {
+                    sim.repair(x.as_str(), y.as_str());
+                }
             }
         }
         self.lose_replies_until.clear();
@@ -705,6 +746,7 @@ impl Harness {
     /// During the drain, nothing stays down.
     fn restart_down(&mut self, sim: &mut turmoil::Sim<'_>) {
         for host in std::mem::take(&mut self.down) {
+            self.power_on(sim, &host);
             sim.bounce(host.as_str());
             self.record("restart", vec![host], "heal".into());
         }

@@ -208,3 +208,61 @@ fn a_panicking_model_is_a_crash_verdict_with_the_seed_not_a_harness_panic() {
     assert_eq!(outcome.seed, 42);
     assert!(!outcome.verdicts.unmet(&scenario.expect).is_empty());
 }
+
+fn first_info_reason(run: &RunOutcome) -> String {
+    run.history
+        .events()
+        .iter()
+        .find_map(|e| match &e.kind {
+            EventKind::PublishInfo { reason, .. } => Some(reason.clone()),
+            _ => None,
+        })
+        .expect("an unanswered publish")
+}
+
+#[test]
+fn a_killed_process_closes_its_connections_but_a_machine_without_power_goes_silent() {
+    let killed = run_echo(
+        "[[faults]]\nat_ms = 100\naction = \"kill\"\nhost = \"server\"\n[[faults]]\nat_ms = 300\naction = \"restart\"\nhost = \"server\"\n",
+        100,
+    );
+    let reason = first_info_reason(&killed);
+    assert!(
+        reason.starts_with("connection error"),
+        "the kernel closed the socket: {reason}"
+    );
+
+    let powered_off = run_echo(
+        "[[faults]]\nat_ms = 100\naction = \"power_fail\"\nhost = \"server\"\n[[faults]]\nat_ms = 300\naction = \"restart\"\nhost = \"server\"\n",
+        100,
+    );
+    let reason = first_info_reason(&powered_off);
+    assert_eq!(
+        reason, "timed out",
+        "nothing came back from a machine without power"
+    );
+    // And it comes back: served again after the restart.
+    let outcomes = outcomes(&powered_off);
+    assert_eq!(outcomes.last().map(|o| (o.1, o.2)), Some((Outcome::Ok, true)));
+}
+
+#[test]
+fn a_partition_that_outlives_a_power_failure_is_restored_with_the_host() {
+    let run = run_echo(
+        "[[faults]]\nat_ms = 50\naction = \"partition\"\na = [\"client\"]\nb = [\"server\"]\n\
+         [[faults]]\nat_ms = 100\naction = \"power_fail\"\nhost = \"server\"\n\
+         [[faults]]\nat_ms = 150\naction = \"restart\"\nhost = \"server\"\n\
+         [[faults]]\nat_ms = 400\naction = \"heal\"\n",
+        150,
+    );
+    let effects_while_partitioned = run
+        .history
+        .events()
+        .iter()
+        .filter(|e| matches!(e.kind, EventKind::Effect { .. }) && e.time.0 > 52_000 && e.time.0 < 400_000)
+        .count();
+    assert_eq!(
+        effects_while_partitioned, 0,
+        "the restart did not lift the scheduled partition"
+    );
+}
