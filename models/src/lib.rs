@@ -3,6 +3,7 @@
 //! **Boundary:** a design's logic takes time, randomness and I/O from `sim::Env` and turmoil;
 //! nothing here reads the wall clock or an unseeded RNG.
 
+pub mod db;
 pub mod go_channel;
 pub mod nsq;
 
