@@ -1,0 +1,832 @@
+//! An InnoDB-like storage engine, sans I/O (reference §5): tables with primary and unique
+//! keys, transactions, row locks through [`LockManager`], and a redo log on a [`Disk`].
+//!
+//! - Statements are typed (no SQL parser): SELECT (plain, or FOR UPDATE), INSERT, UPDATE with a
+//!   WHERE clause returning affected rows (changed rows, as MySQL counts without
+//!   `CLIENT_FOUND_ROWS`), COMMIT, ROLLBACK. Outside BEGIN, a statement runs in autocommit.
+//! - Locking reads, INSERT and UPDATE take exclusive row locks held to the end of the
+//!   transaction. A plain SELECT takes no lock and reads the latest committed row (a
+//!   simplification of InnoDB's snapshot read that is enough for the patterns modelled: the
+//!   check-then-insert race stays possible, which is the point).
+//! - A statement that must wait returns [`Outcome::Blocked`]; the host retries it when the
+//!   lock is granted ([`Engine::resume`]).
+//! - Error 1213 (deadlock) rolls back the victim's whole transaction; error 1205 (lock wait
+//!   timeout) fails only the statement and leaves the transaction open with its locks and
+//!   changes, unless `rollback_on_timeout`. Error 1062 is a duplicate key.
+//! - COMMIT appends a redo record; `flush_at_commit` (innodb_flush_log_at_trx_commit = 1)
+//!   fsyncs it at once, otherwise [`Engine::tick`] fsyncs once a second, so a power failure
+//!   loses up to a second of acknowledged commits. Opening the engine replays the redo log; a
+//!   torn last record is ignored.
+
+use super::locks::{Acquired, LockManager, LockOptions, Mode, Row as RowId, TxnId, WaitEnded};
+use serde::{Deserialize, Serialize};
+use sim::disk::Disk;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+pub const REDO_LOG: &str = "ib_logfile";
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Value {
+    Int(i64),
+    Text(String),
+}
+
+pub type Record = BTreeMap<String, Value>;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableSchema {
+    pub name: String,
+    pub primary_key: String,
+    #[serde(default)]
+    pub unique: Vec<String>,
+}
+
+/// How an UPDATE changes a column.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Set {
+    To(String, Value),
+    /// `col = col + n`, for ledgers.
+    Add(String, i64),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Statement {
+    Begin,
+    Select {
+        table: String,
+        key: Value,
+        for_update: bool,
+    },
+    Insert {
+        table: String,
+        record: Record,
+    },
+    /// `UPDATE table SET ... WHERE pk = key AND col = value ...`
+    Update {
+        table: String,
+        key: Value,
+        set: Vec<Set>,
+        only_if: Vec<(String, Value)>,
+    },
+    Commit,
+    Rollback,
+}
+
+/// MySQL error numbers the model raises.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DbError {
+    /// 1213 ER_LOCK_DEADLOCK: the whole transaction was rolled back.
+    Deadlock = 1213,
+    /// 1205 ER_LOCK_WAIT_TIMEOUT: the statement was rolled back; the transaction is open
+    /// (unless rollback_on_timeout).
+    LockWaitTimeout = 1205,
+    /// 1062 ER_DUP_ENTRY.
+    DuplicateKey = 1062,
+    /// No such table (a programming error in a workload).
+    NoSuchTable = 1146,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Outcome {
+    Ok,
+    Row(Option<Record>),
+    Affected(u64),
+    Error(DbError),
+    /// Waiting for a row lock; resume when granted.
+    Blocked,
+}
+
+pub type SessionId = u64;
+
+#[derive(Clone, Debug)]
+struct Txn {
+    id: TxnId,
+    explicit: bool,
+    /// (table, key, the record before this transaction's first change; None = absent).
+    undo: Vec<(String, Value, Option<Record>)>,
+    changed: BTreeSet<(String, Value)>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EngineOptions {
+    pub locks: LockOptions,
+    /// innodb_flush_log_at_trx_commit = 1: fsync the redo log at every commit.
+    pub flush_at_commit: bool,
+}
+
+impl Default for EngineOptions {
+    fn default() -> EngineOptions {
+        EngineOptions {
+            locks: LockOptions::default(),
+            flush_at_commit: true,
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct RedoRecord {
+    changes: Vec<(String, Value, Option<Record>)>,
+}
+
+pub struct Engine<D: Disk> {
+    options: EngineOptions,
+    disk: D,
+    schemas: BTreeMap<String, TableSchema>,
+    tables: BTreeMap<String, BTreeMap<Value, Record>>,
+    locks: LockManager,
+    sessions: BTreeMap<SessionId, Option<Txn>>,
+    /// A blocked statement per session, to run again when its lock is granted.
+    blocked: BTreeMap<SessionId, Statement>,
+    next_txn: TxnId,
+    next_session: SessionId,
+    /// Sessions whose blocked statement ended because they were a deadlock victim.
+    deadlocked: Vec<SessionId>,
+    next_sync: Duration,
+    /// Notes for "sometimes" counters.
+    pub notes: Vec<&'static str>,
+}
+
+impl<D: Disk> Engine<D> {
+    /// Opens the engine on `disk`, replaying the redo log over empty tables.
+    pub fn open(options: EngineOptions, disk: D, schemas: Vec<TableSchema>, now: Duration) -> Engine<D> {
+        let mut engine = Engine {
+            locks: LockManager::new(options.locks.clone()),
+            options,
+            disk,
+            tables: schemas
+                .iter()
+                .map(|s| (s.name.clone(), BTreeMap::new()))
+                .collect(),
+            schemas: schemas.into_iter().map(|s| (s.name.clone(), s)).collect(),
+            sessions: BTreeMap::new(),
+            blocked: BTreeMap::new(),
+            next_txn: 1,
+            next_session: 1,
+            deadlocked: Vec::new(),
+            next_sync: now + Duration::from_secs(1),
+            notes: Vec::new(),
+        };
+        engine.replay();
+        engine
+    }
+
+    fn replay(&mut self) {
+        let Ok(log) = self.disk.read(REDO_LOG) else { return };
+        let mut at = 0;
+        while at + 4 <= log.len() {
+            let len = u32::from_be_bytes(log[at..at + 4].try_into().expect("4 bytes")) as usize;
+            let Some(bytes) = log.get(at + 4..at + 4 + len) else {
+                self.notes.push("db.redo_torn_tail");
+                break; // a torn last record: that commit never became durable
+            };
+            let Ok(record) = serde_json::from_slice::<RedoRecord>(bytes) else {
+                self.notes.push("db.redo_torn_tail");
+                break;
+            };
+            for (table, key, after) in record.changes {
+                if let Some(rows) = self.tables.get_mut(&table) {
+                    match after {
+                        Some(row) => rows.insert(key, row),
+                        None => rows.remove(&key),
+                    };
+                }
+            }
+            at += 4 + len;
+        }
+    }
+
+    pub fn table(&self, name: &str) -> Option<&BTreeMap<Value, Record>> {
+        self.tables.get(name)
+    }
+
+    pub fn connect(&mut self) -> SessionId {
+        let id = self.next_session;
+        self.next_session += 1;
+        self.sessions.insert(id, None);
+        id
+    }
+
+    /// The session's connection closed: an open transaction is rolled back (as MySQL does).
+    pub fn disconnect(&mut self, session: SessionId) -> Vec<(SessionId, Outcome)> {
+        self.blocked.remove(&session);
+        let woken = match self.sessions.remove(&session).flatten() {
+            Some(txn) => self.abort(txn),
+            None => Vec::new(),
+        };
+        self.resume(woken)
+    }
+
+    fn txn_of(&mut self, session: SessionId) -> Txn {
+        match self.sessions.get_mut(&session).and_then(Option::take) {
+            Some(txn) => txn,
+            None => {
+                let id = self.next_txn;
+                self.next_txn += 1;
+                self.locks.begin(id);
+                Txn {
+                    id,
+                    explicit: false,
+                    undo: Vec::new(),
+                    changed: BTreeSet::new(),
+                }
+            }
+        }
+    }
+
+    /// Runs one statement for `session`. Also returns other sessions' blocked statements that
+    /// finished because this one released locks (commit, rollback, deadlock victim).
+    pub fn execute(
+        &mut self,
+        session: SessionId,
+        statement: Statement,
+        now: Duration,
+    ) -> (Outcome, Vec<(SessionId, Outcome)>) {
+        assert!(
+            !self.blocked.contains_key(&session),
+            "a blocked session sends nothing"
+        );
+        let mut woken = Vec::new();
+        let outcome = self.run(session, statement, now, &mut woken);
+        let resumed = self.resume(woken);
+        (outcome, resumed)
+    }
+
+    fn run(
+        &mut self,
+        session: SessionId,
+        statement: Statement,
+        now: Duration,
+        woken: &mut Vec<WaitEnded>,
+    ) -> Outcome {
+        match statement {
+            Statement::Begin => {
+                // BEGIN inside a transaction commits it first (implicit commit), as MySQL does.
+                if let Some(Some(txn)) = self.sessions.get(&session).cloned() {
+                    woken.extend(self.commit(txn));
+                }
+                let mut txn = self.txn_of(session);
+                txn.explicit = true;
+                self.sessions.insert(session, Some(txn));
+                Outcome::Ok
+            }
+            Statement::Commit => {
+                if let Some(txn) = self.sessions.get_mut(&session).and_then(Option::take) {
+                    woken.extend(self.commit(txn));
+                }
+                Outcome::Ok
+            }
+            Statement::Rollback => {
+                if let Some(txn) = self.sessions.get_mut(&session).and_then(Option::take) {
+                    woken.extend(self.abort(txn));
+                }
+                Outcome::Ok
+            }
+            Statement::Select {
+                ref table,
+                ref key,
+                for_update,
+            } => {
+                let Some(rows) = self.tables.get(table) else {
+                    return Outcome::Error(DbError::NoSuchTable);
+                };
+                if !for_update {
+                    let row = rows.get(key).cloned();
+                    // A plain SELECT outside a transaction is its own autocommit statement.
+                    return Outcome::Row(row);
+                }
+                let txn = self.txn_of(session);
+                let row = RowId::new(table, key_text(key));
+                self.with_lock(
+                    session,
+                    txn,
+                    row,
+                    statement.clone(),
+                    now,
+                    woken,
+                    |engine, _txn| Outcome::Row(engine.tables[table].get(key).cloned()),
+                )
+            }
+            Statement::Insert {
+                ref table,
+                ref record,
+            } => {
+                let Some(schema) = self.schemas.get(table).cloned() else {
+                    return Outcome::Error(DbError::NoSuchTable);
+                };
+                let Some(key) = record.get(&schema.primary_key).cloned() else {
+                    return Outcome::Error(DbError::DuplicateKey);
+                };
+                let txn = self.txn_of(session);
+                let record = record.clone();
+                let row = RowId::new(&schema.name, key_text(&key));
+                self.with_lock(
+                    session,
+                    txn,
+                    row,
+                    statement.clone(),
+                    now,
+                    woken,
+                    move |engine, txn| {
+                        let rows = &engine.tables[&schema.name];
+                        let duplicate = rows.contains_key(&key)
+                            || schema.unique.iter().any(|col| {
+                                record
+                                    .get(col)
+                                    .is_some_and(|v| rows.values().any(|r| r.get(col) == Some(v)))
+                            });
+                        if duplicate {
+                            return Outcome::Error(DbError::DuplicateKey);
+                        }
+                        engine.change(txn, &schema.name, key.clone(), Some(record.clone()));
+                        Outcome::Affected(1)
+                    },
+                )
+            }
+            Statement::Update {
+                ref table,
+                ref key,
+                ref set,
+                ref only_if,
+            } => {
+                if !self.tables.contains_key(table) {
+                    return Outcome::Error(DbError::NoSuchTable);
+                }
+                let txn = self.txn_of(session);
+                let (table, key, set, only_if) = (table.clone(), key.clone(), set.clone(), only_if.clone());
+                let row = RowId::new(&table, key_text(&key));
+                self.with_lock(
+                    session,
+                    txn,
+                    row,
+                    statement.clone(),
+                    now,
+                    woken,
+                    move |engine, txn| {
+                        let Some(current) = engine.tables[&table].get(&key).cloned() else {
+                            return Outcome::Affected(0);
+                        };
+                        if !only_if.iter().all(|(col, v)| current.get(col) == Some(v)) {
+                            return Outcome::Affected(0);
+                        }
+                        let mut next = current.clone();
+                        for s in &set {
+                            match s {
+                                Set::To(col, v) => {
+                                    next.insert(col.clone(), v.clone());
+                                }
+                                Set::Add(col, n) => {
+                                    let old = match next.get(col) {
+                                        Some(Value::Int(i)) => *i,
+                                        _ => 0,
+                                    };
+                                    next.insert(col.clone(), Value::Int(old + n));
+                                }
+                            }
+                        }
+                        if next == current {
+                            return Outcome::Affected(0); // MySQL counts changed rows
+                        }
+                        engine.change(txn, &table, key.clone(), Some(next));
+                        Outcome::Affected(1)
+                    },
+                )
+            }
+        }
+    }
+
+    /// Takes the exclusive lock on the statement's row, then runs `body`; or blocks; or fails
+    /// with 1213 when this transaction is the deadlock victim.
+    #[allow(clippy::too_many_arguments)]
+    fn with_lock(
+        &mut self,
+        session: SessionId,
+        mut txn: Txn,
+        row: RowId,
+        statement: Statement,
+        now: Duration,
+        woken: &mut Vec<WaitEnded>,
+        body: impl FnOnce(&mut Engine<D>, &mut Txn) -> Outcome,
+    ) -> Outcome {
+        match self.locks.acquire(txn.id, &row, Mode::Exclusive, now) {
+            Acquired::Granted => {
+                let outcome = body(self, &mut txn);
+                self.finish_statement(session, txn, woken);
+                outcome
+            }
+            Acquired::Waiting => {
+                self.sessions.insert(session, Some(txn));
+                self.blocked.insert(session, statement);
+                Outcome::Blocked
+            }
+            Acquired::Deadlock { victim, .. } => {
+                woken.extend(self.locks.take_grants());
+                self.notes.push("db.deadlock");
+                if victim == txn.id {
+                    // 1213: the whole transaction is rolled back (its locks are already gone).
+                    self.undo(&txn);
+                    self.sessions.insert(session, None);
+                    return Outcome::Error(DbError::Deadlock);
+                }
+                // Another transaction was the victim; this one waits on (or already got) the lock.
+                let victim_session = self
+                    .sessions
+                    .iter()
+                    .find(|(_, t)| t.as_ref().is_some_and(|t| t.id == victim))
+                    .map(|(s, _)| *s);
+                if let Some(victim_session) = victim_session {
+                    let victim_txn = self
+                        .sessions
+                        .insert(victim_session, None)
+                        .flatten()
+                        .expect("found above");
+                    self.undo(&victim_txn);
+                    self.blocked.remove(&victim_session);
+                    self.deadlocked.push(victim_session);
+                }
+                if self.locks.is_waiting(txn.id) {
+                    self.sessions.insert(session, Some(txn));
+                    self.blocked.insert(session, statement);
+                    Outcome::Blocked
+                } else {
+                    let outcome = body(self, &mut txn);
+                    self.finish_statement(session, txn, woken);
+                    outcome
+                }
+            }
+        }
+    }
+
+    fn finish_statement(&mut self, session: SessionId, txn: Txn, woken: &mut Vec<WaitEnded>) {
+        if txn.explicit {
+            self.sessions.insert(session, Some(txn));
+        } else {
+            self.sessions.insert(session, None);
+            woken.extend(self.commit(txn));
+        }
+    }
+
+    fn change(&mut self, txn: &mut Txn, table: &str, key: Value, after: Option<Record>) {
+        let rows = self.tables.get_mut(table).expect("checked by the caller");
+        if txn.changed.insert((table.to_string(), key.clone())) {
+            txn.undo
+                .push((table.to_string(), key.clone(), rows.get(&key).cloned()));
+            self.locks.modified(txn.id, 1);
+        }
+        match after {
+            Some(row) => rows.insert(key, row),
+            None => rows.remove(&key),
+        };
+    }
+
+    fn undo(&mut self, txn: &Txn) {
+        for (table, key, before) in txn.undo.iter().rev() {
+            let rows = self.tables.get_mut(table).expect("undo names known tables");
+            match before {
+                Some(row) => rows.insert(key.clone(), row.clone()),
+                None => rows.remove(key),
+            };
+        }
+    }
+
+    fn abort(&mut self, txn: Txn) -> Vec<WaitEnded> {
+        self.undo(&txn);
+        self.locks.release(txn.id)
+    }
+
+    fn commit(&mut self, txn: Txn) -> Vec<WaitEnded> {
+        if !txn.changed.is_empty() {
+            let changes: Vec<(String, Value, Option<Record>)> = txn
+                .changed
+                .iter()
+                .map(|(table, key)| (table.clone(), key.clone(), self.tables[table].get(key).cloned()))
+                .collect();
+            let bytes = serde_json::to_vec(&RedoRecord { changes }).expect("redo records serialize");
+            let mut framed = (bytes.len() as u32).to_be_bytes().to_vec();
+            framed.extend(bytes);
+            if self.disk.append(REDO_LOG, &framed).is_ok() && self.options.flush_at_commit {
+                let _ = self.disk.fsync(REDO_LOG);
+            }
+        }
+        self.locks.release(txn.id)
+    }
+
+    /// Statements blocked on locks that have now been granted run; timed-out ones fail.
+    fn resume(&mut self, mut woken: Vec<WaitEnded>) -> Vec<(SessionId, Outcome)> {
+        let mut done = Vec::new();
+        for session in std::mem::take(&mut self.deadlocked) {
+            done.push((session, Outcome::Error(DbError::Deadlock)));
+        }
+        while let Some(ended) = woken.pop() {
+            match ended {
+                WaitEnded::Granted(txn_id) => {
+                    let Some(session) = self.session_of(txn_id) else {
+                        continue;
+                    };
+                    let Some(statement) = self.blocked.remove(&session) else {
+                        continue;
+                    };
+                    let mut more = Vec::new();
+                    // The lock is held now: running the statement again cannot block on it.
+                    let outcome = self.run(session, statement, Duration::ZERO, &mut more);
+                    woken.extend(more);
+                    done.push((session, outcome));
+                }
+                WaitEnded::TimedOut { txn, rolled_back } => {
+                    let Some(session) = self.session_of(txn) else {
+                        continue;
+                    };
+                    self.blocked.remove(&session);
+                    if rolled_back {
+                        if let Some(t) = self.sessions.insert(session, None).flatten() {
+                            self.undo(&t);
+                        }
+                    } else if let Some(Some(t)) = self.sessions.get(&session) {
+                        if !t.explicit {
+                            // An autocommit statement that timed out leaves nothing open.
+                            let t = self.sessions.insert(session, None).flatten().expect("present");
+                            woken.extend(self.abort(t));
+                        }
+                    }
+                    self.notes.push("db.lock_wait_timeout");
+                    done.push((session, Outcome::Error(DbError::LockWaitTimeout)));
+                }
+            }
+        }
+        for session in std::mem::take(&mut self.deadlocked) {
+            done.push((session, Outcome::Error(DbError::Deadlock)));
+        }
+        done
+    }
+
+    fn session_of(&self, txn: TxnId) -> Option<SessionId> {
+        self.sessions
+            .iter()
+            .find(|(_, t)| t.as_ref().is_some_and(|t| t.id == txn))
+            .map(|(s, _)| *s)
+    }
+
+    /// Time passes: lock-wait timeouts, and the once-a-second redo fsync when commits are not
+    /// flushed at commit.
+    pub fn tick(&mut self, now: Duration) -> Vec<(SessionId, Outcome)> {
+        if now >= self.next_sync {
+            self.next_sync = now + Duration::from_secs(1);
+            if !self.options.flush_at_commit && self.disk.len(REDO_LOG).is_ok() {
+                let _ = self.disk.fsync(REDO_LOG);
+            }
+        }
+        let ended = self.locks.expire(now);
+        self.resume(ended)
+    }
+
+    pub fn is_blocked(&self, session: SessionId) -> bool {
+        self.blocked.contains_key(&session)
+    }
+
+    pub fn in_transaction(&self, session: SessionId) -> bool {
+        self.sessions.get(&session).is_some_and(Option::is_some)
+    }
+}
+
+fn key_text(value: &Value) -> String {
+    match value {
+        Value::Int(i) => i.to_string(),
+        Value::Text(t) => t.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+    use sim::disk::SimDisk;
+
+    const T0: Duration = Duration::ZERO;
+
+    fn schemas() -> Vec<TableSchema> {
+        vec![
+            TableSchema {
+                name: "accounts".into(),
+                primary_key: "id".into(),
+                unique: vec![],
+            },
+            TableSchema {
+                name: "inbox".into(),
+                primary_key: "message_id".into(),
+                unique: vec![],
+            },
+        ]
+    }
+
+    fn engine(disk: &SimDisk, flush_at_commit: bool) -> Engine<SimDisk> {
+        Engine::open(
+            EngineOptions {
+                flush_at_commit,
+                ..EngineOptions::default()
+            },
+            disk.clone(),
+            schemas(),
+            T0,
+        )
+    }
+
+    fn account(id: i64, balance: i64) -> Statement {
+        let mut record = Record::new();
+        record.insert("id".into(), Value::Int(id));
+        record.insert("balance".into(), Value::Int(balance));
+        Statement::Insert {
+            table: "accounts".into(),
+            record,
+        }
+    }
+
+    fn add(id: i64, n: i64) -> Statement {
+        Statement::Update {
+            table: "accounts".into(),
+            key: Value::Int(id),
+            set: vec![Set::Add("balance".into(), n)],
+            only_if: vec![],
+        }
+    }
+
+    fn balance(e: &Engine<SimDisk>, id: i64) -> i64 {
+        match e
+            .table("accounts")
+            .unwrap()
+            .get(&Value::Int(id))
+            .and_then(|r| r.get("balance"))
+        {
+            Some(Value::Int(b)) => *b,
+            _ => panic!("no account {id}"),
+        }
+    }
+
+    fn inbox(message: i64) -> Statement {
+        let mut record = Record::new();
+        record.insert("message_id".into(), Value::Int(message));
+        Statement::Insert {
+            table: "inbox".into(),
+            record,
+        }
+    }
+
+    fn exec(e: &mut Engine<SimDisk>, s: SessionId, st: Statement) -> (Outcome, Vec<(SessionId, Outcome)>) {
+        e.execute(s, st, T0)
+    }
+
+    #[test]
+    fn autocommit_insert_update_and_affected_rows() {
+        let disk = SimDisk::new();
+        let mut e = engine(&disk, true);
+        let s = e.connect();
+        assert_eq!(exec(&mut e, s, account(1, 100)).0, Outcome::Affected(1));
+        assert_eq!(
+            exec(&mut e, s, account(1, 5)).0,
+            Outcome::Error(DbError::DuplicateKey)
+        );
+        assert_eq!(exec(&mut e, s, add(1, 5)).0, Outcome::Affected(1));
+        let conditional = Statement::Update {
+            table: "accounts".into(),
+            key: Value::Int(1),
+            set: vec![Set::To("state".into(), Value::Text("DONE".into()))],
+            only_if: vec![("state".into(), Value::Text("NEW".into()))],
+        };
+        assert_eq!(
+            exec(&mut e, s, conditional).0,
+            Outcome::Affected(0),
+            "WHERE state='NEW' matched nothing"
+        );
+        assert_eq!(
+            exec(&mut e, s, add(1, 0)).0,
+            Outcome::Affected(0),
+            "unchanged rows are not counted"
+        );
+        assert_eq!(balance(&e, 1), 105);
+    }
+
+    #[test]
+    fn transfers_in_opposite_orders_deadlock_and_the_victims_whole_transaction_is_rolled_back() {
+        let disk = SimDisk::new();
+        let mut e = engine(&disk, true);
+        let setup = e.connect();
+        exec(&mut e, setup, account(1, 100));
+        exec(&mut e, setup, account(2, 100));
+        let (a, b) = (e.connect(), e.connect());
+        exec(&mut e, a, Statement::Begin);
+        exec(&mut e, b, Statement::Begin);
+        assert_eq!(exec(&mut e, a, add(1, -10)).0, Outcome::Affected(1));
+        assert_eq!(exec(&mut e, b, add(2, -20)).0, Outcome::Affected(1));
+        assert_eq!(exec(&mut e, a, add(2, 10)).0, Outcome::Blocked);
+        let (outcome, resumed) = exec(&mut e, b, add(1, 20));
+        // Equal weights: the requester (b) is the victim; a's blocked UPDATE then runs.
+        assert_eq!(outcome, Outcome::Error(DbError::Deadlock));
+        assert_eq!(resumed, vec![(a, Outcome::Affected(1))]);
+        assert!(!e.in_transaction(b), "1213 rolled back b's whole transaction");
+        assert_eq!(
+            balance(&e, 2),
+            110,
+            "b's earlier debit was undone, a's credit applied"
+        );
+        exec(&mut e, a, Statement::Commit);
+        assert_eq!(
+            balance(&e, 1) + balance(&e, 2),
+            200,
+            "money neither created nor destroyed"
+        );
+        assert!(e.notes.contains(&"db.deadlock"));
+    }
+
+    #[test]
+    fn after_1205_the_transaction_is_open_and_committing_it_commits_a_partial_transaction() {
+        let disk = SimDisk::new();
+        let mut e = engine(&disk, true);
+        let setup = e.connect();
+        exec(&mut e, setup, account(1, 100));
+        let (holder, consumer) = (e.connect(), e.connect());
+        exec(&mut e, holder, Statement::Begin);
+        exec(&mut e, holder, add(1, 1)); // holds the row lock
+        exec(&mut e, consumer, Statement::Begin);
+        assert_eq!(exec(&mut e, consumer, inbox(7)).0, Outcome::Affected(1));
+        assert_eq!(exec(&mut e, consumer, add(1, 50)).0, Outcome::Blocked);
+        let ended = e.tick(Duration::from_secs(50));
+        assert_eq!(ended, vec![(consumer, Outcome::Error(DbError::LockWaitTimeout))]);
+        assert!(e.in_transaction(consumer), "only the statement was rolled back");
+        // The careless handler commits anyway: the inbox row without the business update.
+        exec(&mut e, consumer, Statement::Commit);
+        exec(&mut e, holder, Statement::Rollback);
+        assert!(e.table("inbox").unwrap().contains_key(&Value::Int(7)));
+        assert_eq!(
+            balance(&e, 1),
+            100,
+            "the effect is missing: a partial transaction"
+        );
+    }
+
+    #[test]
+    fn an_insert_of_a_key_another_transaction_inserted_waits_then_fails_or_succeeds() {
+        for commit_first in [true, false] {
+            let disk = SimDisk::new();
+            let mut e = engine(&disk, true);
+            let (a, b) = (e.connect(), e.connect());
+            exec(&mut e, a, Statement::Begin);
+            exec(&mut e, a, inbox(9));
+            assert_eq!(exec(&mut e, b, inbox(9)).0, Outcome::Blocked);
+            let end = if commit_first {
+                Statement::Commit
+            } else {
+                Statement::Rollback
+            };
+            let (_, resumed) = exec(&mut e, a, end);
+            let expected = if commit_first {
+                Outcome::Error(DbError::DuplicateKey)
+            } else {
+                Outcome::Affected(1)
+            };
+            assert_eq!(resumed, vec![(b, expected)], "commit_first = {commit_first}");
+        }
+    }
+
+    #[test]
+    fn a_closed_connection_rolls_its_transaction_back() {
+        let disk = SimDisk::new();
+        let mut e = engine(&disk, true);
+        let s = e.connect();
+        exec(&mut e, s, account(1, 100));
+        exec(&mut e, s, Statement::Begin);
+        exec(&mut e, s, add(1, 5));
+        e.disconnect(s);
+        assert_eq!(balance(&e, 1), 100);
+    }
+
+    #[test]
+    fn the_flush_policy_decides_what_a_power_failure_loses() {
+        for flush_at_commit in [true, false] {
+            let disk = SimDisk::new();
+            let mut e = engine(&disk, flush_at_commit);
+            let s = e.connect();
+            exec(&mut e, s, account(1, 100));
+            e.tick(Duration::from_secs(1)); // the once-a-second flush
+            exec(&mut e, s, add(1, 5)); // acknowledged, flushed only if flush_at_commit
+            drop(e);
+            disk.power_fail(false, &mut rand_chacha::ChaCha8Rng::seed_from_u64(1));
+            let e = engine(&disk, flush_at_commit);
+            let expected = if flush_at_commit { 105 } else { 100 };
+            assert_eq!(balance(&e, 1), expected, "flush_at_commit = {flush_at_commit}");
+        }
+    }
+
+    #[test]
+    fn a_kill_keeps_every_commit_and_a_torn_redo_tail_is_ignored() {
+        let disk = SimDisk::new();
+        let mut e = engine(&disk, false);
+        let s = e.connect();
+        exec(&mut e, s, account(1, 100));
+        exec(&mut e, s, add(1, 1));
+        drop(e); // kill: the page cache keeps the redo log
+        disk.append(REDO_LOG, &[0, 0, 1, 0, b'{']).unwrap(); // a torn record
+        let e = engine(&disk, false);
+        assert_eq!(balance(&e, 1), 101);
+        assert!(e.notes.contains(&"db.redo_torn_tail"));
+    }
+}
