@@ -3,6 +3,7 @@
 
 pub mod explore;
 pub mod report;
+pub mod shrink;
 pub mod timeline;
 
 use sim::scenario::{Expect, Scenario, ScenarioError};

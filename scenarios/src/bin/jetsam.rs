@@ -63,6 +63,18 @@ enum Command {
         #[arg(long = "expect", value_name = "PROPERTY=holds|violated")]
         expect: Vec<String>,
     },
+    /// Shrink a failing seed to a minimal explicit fault schedule and workload that fail the
+    /// same way, written as a scenario file.
+    Shrink {
+        path: PathBuf,
+        #[arg(long)]
+        seed: u64,
+        #[arg(long = "expect", value_name = "PROPERTY=holds|violated")]
+        expect: Vec<String>,
+        /// Where to write the shrunk scenario (default: standard output).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// List designs (with config keys and defaults), fault actions and properties.
     List,
     /// Run nsqd as a real server (the model's code on real sockets and a real data directory).
@@ -371,6 +383,38 @@ fn dispatch(command: Command) -> Result<bool, BadInput> {
                 server.tcp_address, server.http_address
             );
             serve(models::nsq::real::run_lookupd(server, shutdown_signal()))
+        }
+        Command::Shrink {
+            path,
+            seed,
+            expect,
+            out,
+        } => {
+            let loaded = load(&path, &expect)?;
+            let shrunk = bad(scenarios::shrink::shrink(&loaded, seed).map_err(anyhow::Error::msg))?;
+            match &out {
+                Some(file) => {
+                    bad(std::fs::write(file, &shrunk.scenario).with_context(|| format!("{}", file.display())))?
+                }
+                None => say_raw!("{}", shrunk.scenario),
+            }
+            eprintln!(
+                "shrank seed {seed}: {} fault(s) -> {}, {} message(s) -> {}, in {} runs; still breaks: {}",
+                shrunk.faults_before,
+                shrunk.faults_after,
+                shrunk.messages_before,
+                shrunk.messages_after,
+                shrunk.runs,
+                shrunk.broken.iter().cloned().collect::<Vec<_>>().join(", ")
+            );
+            if let Some(file) = &out {
+                eprintln!(
+                    "replay: jetsam replay {} --seed {seed}{}",
+                    file.display(),
+                    expect_flags(&expect)
+                );
+            }
+            Ok(true)
         }
         Command::List => {
             say!("designs:");

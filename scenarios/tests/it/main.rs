@@ -7,6 +7,7 @@ mod explore;
 mod interop;
 mod nsq;
 mod schema_doc;
+mod shrink;
 
 use std::path::PathBuf;
 

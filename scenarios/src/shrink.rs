@@ -1,0 +1,274 @@
+//! `jetsam shrink`: reduce a failing run to a minimal reproduction that fails the same way.
+//!
+//! The run's concrete schedule (explicit, or drawn by the swarm profile) is reduced by delta
+//! debugging (ddmin: try removing chunks, then single faults), then the workload's message
+//! count by halving. "The same way" means every property the original run broke is still
+//! broken. The result is a scenario with an explicit `[[faults]]` schedule, so it replays on
+//! the same seed without the swarm draw.
+
+use crate::Loaded;
+use sim::fault::{FaultAction, ScheduledFault};
+use sim::world::{run, schedule_for};
+use std::collections::BTreeSet;
+
+/// Bound on shrinking runs, whatever the schedule's size.
+pub const SHRINK_RUNS_MAX: usize = 2_000;
+
+pub struct Shrunk {
+    pub seed: u64,
+    pub broken: BTreeSet<String>,
+    pub faults_before: usize,
+    pub faults_after: usize,
+    pub messages_before: u64,
+    pub messages_after: u64,
+    pub schedule: Vec<ScheduledFault>,
+    pub runs: usize,
+    /// The shrunk scenario as TOML.
+    pub scenario: String,
+}
+
+/// The properties an outcome breaks, by name (what "fails the same way" compares).
+fn broken(loaded: &Loaded, schedule: &[ScheduledFault], messages: u64, seed: u64) -> BTreeSet<String> {
+    let mut scenario = loaded.scenario.clone();
+    scenario.workload.messages = messages;
+    let design = models::build(&scenario).expect("checked when loaded");
+    let outcome = run(&scenario, design.as_ref(), schedule.to_vec(), seed);
+    let mut names: BTreeSet<String> = loaded
+        .unmet(&outcome)
+        .iter()
+        .filter_map(|line| line.split(':').next().map(str::to_string))
+        .collect();
+    if outcome.verdicts.crash.is_some() {
+        names.insert("crash".into());
+    }
+    names
+}
+
+pub fn shrink(loaded: &Loaded, seed: u64) -> Result<Shrunk, String> {
+    let design = models::build(&loaded.scenario).map_err(|e| e.to_string())?;
+    let original = schedule_for(&loaded.scenario, &design.topology(), seed).map_err(|e| e.to_string())?;
+    let messages_before = loaded.scenario.workload.messages;
+    let target = broken(loaded, &original, messages_before, seed);
+    if target.is_empty() {
+        return Err(format!("seed {seed} meets every expectation: nothing to shrink"));
+    }
+    let mut runs = 1;
+    let still_fails = |schedule: &[ScheduledFault], messages: u64, runs: &mut usize| -> bool {
+        *runs += 1;
+        *runs <= SHRINK_RUNS_MAX && target.is_subset(&broken(loaded, schedule, messages, seed))
+    };
+
+    // ddmin over the schedule.
+    let mut schedule = original.clone();
+    let mut chunks = 2usize;
+    while schedule.len() >= 2 && runs < SHRINK_RUNS_MAX {
+        let size = schedule.len().div_ceil(chunks);
+        let mut reduced = false;
+        for start in (0..schedule.len()).step_by(size.max(1)) {
+            let candidate: Vec<ScheduledFault> = schedule
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| *i < start || *i >= start + size)
+                .map(|(_, f)| f.clone())
+                .collect();
+            if still_fails(&candidate, messages_before, &mut runs) {
+                schedule = candidate;
+                chunks = (chunks - 1).max(2);
+                reduced = true;
+                break;
+            }
+        }
+        if !reduced {
+            if chunks >= schedule.len() {
+                break;
+            }
+            chunks = (chunks * 2).min(schedule.len());
+        }
+    }
+    if schedule.len() == 1 && still_fails(&[], messages_before, &mut runs) {
+        schedule.clear();
+    }
+
+    // Then, until nothing improves: shorter faults, faults at other times, fewer messages.
+    let mut messages = messages_before;
+    for _pass in 0..8 {
+        let mut improved = false;
+        for i in 0..schedule.len() {
+            for candidate in variants(&schedule[i]) {
+                if runs >= SHRINK_RUNS_MAX {
+                    break;
+                }
+                let mut trial = schedule.clone();
+                trial[i] = candidate;
+                trial.sort_by_key(|f| f.at_ms);
+                if trial != schedule && still_fails(&trial, messages, &mut runs) {
+                    schedule = trial;
+                    improved = true;
+                    break;
+                }
+            }
+        }
+        while messages > 1 && runs < SHRINK_RUNS_MAX {
+            let fewer = [messages / 2, messages - (messages / 10).max(1)];
+            match fewer
+                .into_iter()
+                .find(|m| *m < messages && still_fails(&schedule, *m, &mut runs))
+            {
+                Some(m) => {
+                    messages = m;
+                    improved = true;
+                }
+                None => break,
+            }
+        }
+        if !improved {
+            break;
+        }
+    }
+
+    let scenario = render(loaded, &schedule, messages, seed, &target);
+    Ok(Shrunk {
+        seed,
+        broken: target,
+        faults_before: original.len(),
+        faults_after: schedule.len(),
+        messages_before,
+        messages_after: messages,
+        schedule,
+        runs,
+        scenario,
+    })
+}
+
+/// The original scenario with an explicit schedule and the smaller workload.
+fn render(
+    loaded: &Loaded,
+    schedule: &[ScheduledFault],
+    messages: u64,
+    seed: u64,
+    broken: &BTreeSet<String>,
+) -> String {
+    let mut doc: toml::Table = toml::from_str(&loaded.scenario.text).expect("the scenario parsed before");
+    doc.remove("swarm");
+    doc.remove("faults");
+    let name = doc
+        .get("name")
+        .and_then(|v| v.as_str())
+        .unwrap_or(&loaded.scenario.name)
+        .to_string();
+    doc.insert(
+        "name".into(),
+        toml::Value::String(format!("{name} (shrunk from seed {seed})")),
+    );
+    doc.insert(
+        "description".into(),
+        toml::Value::String(format!(
+            "Shrunk by `jetsam shrink` from {} seed {seed}; it still breaks: {}. Replay with --seed {seed}.",
+            loaded.scenario.path,
+            broken.iter().cloned().collect::<Vec<_>>().join(", ")
+        )),
+    );
+    let workload = doc
+        .entry("workload")
+        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    if let Some(table) = workload.as_table_mut() {
+        table.insert("messages".into(), toml::Value::Integer(messages as i64));
+    }
+    let faults: Vec<toml::Value> = schedule
+        .iter()
+        .map(|f| toml::Value::Table(fault_table(f)))
+        .collect();
+    if !faults.is_empty() {
+        doc.insert("faults".into(), toml::Value::Array(faults));
+    }
+    toml::to_string(&doc).expect("a table serializes")
+}
+
+/// Simpler versions of one fault: earlier (so fewer messages are needed before it), later,
+/// and shorter where it has a duration.
+fn variants(fault: &ScheduledFault) -> Vec<ScheduledFault> {
+    let mut out = Vec::new();
+    for at_ms in [
+        fault.at_ms / 2,
+        fault.at_ms * 3 / 4,
+        fault.at_ms + fault.at_ms / 4,
+    ] {
+        if at_ms != fault.at_ms {
+            out.push(ScheduledFault {
+                at_ms,
+                action: fault.action.clone(),
+            });
+        }
+    }
+    if let FaultAction::LoseReplies {
+        from,
+        to,
+        duration_ms,
+    } = &fault.action
+    {
+        if *duration_ms > 1 {
+            out.push(ScheduledFault {
+                at_ms: fault.at_ms,
+                action: FaultAction::LoseReplies {
+                    from: from.clone(),
+                    to: to.clone(),
+                    duration_ms: duration_ms / 2,
+                },
+            });
+        }
+    }
+    out
+}
+
+fn strings(hosts: &[String]) -> toml::Value {
+    toml::Value::Array(hosts.iter().map(|h| toml::Value::String(h.clone())).collect())
+}
+
+fn fault_table(fault: &ScheduledFault) -> toml::Table {
+    let mut t = toml::Table::new();
+    t.insert("at_ms".into(), toml::Value::Integer(fault.at_ms as i64));
+    t.insert(
+        "action".into(),
+        toml::Value::String(fault.action.name().to_string()),
+    );
+    match &fault.action {
+        FaultAction::Partition { a, b, oneway } => {
+            t.insert("a".into(), strings(a));
+            t.insert("b".into(), strings(b));
+            t.insert("oneway".into(), toml::Value::Boolean(*oneway));
+        }
+        FaultAction::Heal => {}
+        FaultAction::Kill { host }
+        | FaultAction::Restart { host }
+        | FaultAction::Pause { host }
+        | FaultAction::Resume { host }
+        | FaultAction::Stop { host } => {
+            t.insert("host".into(), toml::Value::String(host.clone()));
+        }
+        FaultAction::PowerFail { host, torn } => {
+            t.insert("host".into(), toml::Value::String(host.clone()));
+            t.insert("torn".into(), toml::Value::Boolean(*torn));
+        }
+        FaultAction::LoseReplies {
+            from,
+            to,
+            duration_ms,
+        } => {
+            t.insert("from".into(), toml::Value::String(from.clone()));
+            t.insert("to".into(), toml::Value::String(to.clone()));
+            t.insert("duration_ms".into(), toml::Value::Integer(*duration_ms as i64));
+        }
+        FaultAction::Latency {
+            a,
+            b,
+            latency_ms,
+            jitter_ms,
+        } => {
+            t.insert("a".into(), strings(a));
+            t.insert("b".into(), strings(b));
+            t.insert("latency_ms".into(), toml::Value::Integer(*latency_ms as i64));
+            t.insert("jitter_ms".into(), toml::Value::Integer(*jitter_ms as i64));
+        }
+    }
+    t
+}
