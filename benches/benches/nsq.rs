@@ -45,7 +45,7 @@ fn nsq(c: &mut Criterion) {
     // lever: at 2 ms every network hop rounds up to 2 ms (the workload takes longer in
     // simulated time) but each simulated second costs half the steps. NSQ's own timescales
     // (100 ms queue scan, 250 ms output buffer, seconds of heartbeat) are far coarser.
-    for tick_ms in [1u64, 2] {
+    for tick_ms in [1u64, 2, 3] {
         let text = SCENARIO.replace("[run]\n", &format!("[run]\ntick_ms = {tick_ms}\n"));
         let loaded = scenarios::Loaded::parse("bench.toml", &text).expect("the bench scenario parses");
         let outcome = loaded.run(1);
