@@ -63,12 +63,15 @@ pub enum Statement {
         table: String,
         record: Record,
     },
-    /// `UPDATE table SET ... WHERE pk = key AND col = value ...`
+    /// `UPDATE table SET ... WHERE pk = key AND col = value ...`. `effect` names the message
+    /// whose side effect this change is: when it commits, the database records the effect.
     Update {
         table: String,
         key: Value,
         set: Vec<Set>,
         only_if: Vec<(String, Value)>,
+        #[serde(default)]
+        effect: Option<u64>,
     },
     Commit,
     Rollback,
@@ -107,6 +110,8 @@ struct Txn {
     /// (table, key, the record before this transaction's first change; None = absent).
     undo: Vec<(String, Value, Option<Record>)>,
     changed: BTreeSet<(String, Value)>,
+    /// Messages whose effect this transaction applied.
+    effects: BTreeSet<u64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -143,6 +148,8 @@ pub struct Engine<D: Disk> {
     next_session: SessionId,
     /// Sessions whose blocked statement ended because they were a deadlock victim.
     deadlocked: Vec<SessionId>,
+    /// Messages whose effect committed since the last `take_committed_effects`.
+    committed_effects: Vec<u64>,
     next_sync: Duration,
     /// Notes for "sometimes" counters.
     pub notes: Vec<&'static str>,
@@ -165,6 +172,7 @@ impl<D: Disk> Engine<D> {
             next_txn: 1,
             next_session: 1,
             deadlocked: Vec::new(),
+            committed_effects: Vec::new(),
             next_sync: now + Duration::from_secs(1),
             notes: Vec::new(),
         };
@@ -230,6 +238,7 @@ impl<D: Disk> Engine<D> {
                     explicit: false,
                     undo: Vec::new(),
                     changed: BTreeSet::new(),
+                    effects: BTreeSet::new(),
                 }
             }
         }
@@ -349,6 +358,7 @@ impl<D: Disk> Engine<D> {
                 ref key,
                 ref set,
                 ref only_if,
+                effect,
             } => {
                 if !self.tables.contains_key(table) {
                     return Outcome::Error(DbError::NoSuchTable);
@@ -389,6 +399,9 @@ impl<D: Disk> Engine<D> {
                             return Outcome::Affected(0); // MySQL counts changed rows
                         }
                         engine.change(txn, &table, key.clone(), Some(next));
+                        if let Some(message) = effect {
+                            txn.effects.insert(message);
+                        }
                         Outcome::Affected(1)
                     },
                 )
@@ -509,6 +522,7 @@ impl<D: Disk> Engine<D> {
                 let _ = self.disk.fsync(REDO_LOG);
             }
         }
+        self.committed_effects.extend(txn.effects.iter().copied());
         self.locks.release(txn.id)
     }
 
@@ -580,6 +594,13 @@ impl<D: Disk> Engine<D> {
         self.resume(ended)
     }
 
+    /// Messages whose side effect committed since the last call (what the database records
+    /// in the history as effects: the truth, whether or not the client heard the COMMIT's
+    /// answer).
+    pub fn take_committed_effects(&mut self) -> Vec<u64> {
+        std::mem::take(&mut self.committed_effects)
+    }
+
     pub fn is_blocked(&self, session: SessionId) -> bool {
         self.blocked.contains_key(&session)
     }
@@ -647,6 +668,7 @@ mod tests {
             key: Value::Int(id),
             set: vec![Set::Add("balance".into(), n)],
             only_if: vec![],
+            effect: Some(id as u64),
         }
     }
 
@@ -691,6 +713,7 @@ mod tests {
             key: Value::Int(1),
             set: vec![Set::To("state".into(), Value::Text("DONE".into()))],
             only_if: vec![("state".into(), Value::Text("NEW".into()))],
+            effect: None,
         };
         assert_eq!(
             exec(&mut e, s, conditional).0,

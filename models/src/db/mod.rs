@@ -9,5 +9,8 @@
 //! consumer strategies (ack before/after, inbox, conditional update, stored position) and
 //! retry policies wired into the NSQ consumer, the effect checkers, and scenarios.
 
+pub mod client;
 pub mod engine;
 pub mod locks;
+pub mod sim_db;
+pub mod wire;

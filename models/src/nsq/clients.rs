@@ -90,6 +90,10 @@ pub struct ClientConfig {
     /// every nsqd directly.
     pub lookupds: Vec<String>,
     pub lookupd_poll_interval: Duration,
+    /// With a database sink, handlers process each message as a transaction (issue 4).
+    pub db: Option<crate::db::client::DbConfig>,
+    /// Work after processing and before the FIN (the window where a crash redelivers).
+    pub ack_delay: Duration,
 }
 
 async fn connect(host: &str, config: &ClientConfig) -> Option<Link> {
@@ -427,6 +431,62 @@ async fn connect_and_consume(
     env.note(host, "consumer.connection_lost");
 }
 
+/// The handler with a database sink: the strategy decides when the FIN goes out.
+#[allow(clippy::too_many_arguments)]
+async fn handle_with_db(
+    env: &Env,
+    host: &str,
+    config: &ClientConfig,
+    db: &crate::db::client::DbConfig,
+    conn: &mut Option<crate::db::client::DbConn>,
+    message: &Message,
+    id: MsgId,
+    sender: &Sender,
+    process: &Process,
+) {
+    use crate::db::client::{process_message, Processed, Strategy};
+    let fin = |env: &Env| {
+        if sender.send(&Command::Fin(message.id)) {
+            env.record(
+                host,
+                EventKind::Ack {
+                    id,
+                    consumer: host.to_string(),
+                },
+            );
+        } else {
+            env.note(host, "consumer.fin_lost");
+        }
+    };
+    if db.strategy == Strategy::AckBefore {
+        fin(env);
+        if let Processed::Failed(_) = process_message(env, host, conn, id.0, db, process).await {
+            env.note(host, "consumer.effect_failed_after_ack");
+        }
+        return;
+    }
+    let processed = process_message(env, host, conn, id.0, db, process).await;
+    if processed == Processed::AlreadyDone {
+        env.note(host, "consumer.inbox_duplicate_skipped");
+    }
+    match processed {
+        Processed::Committed | Processed::AlreadyDone => {
+            if !config.ack_delay.is_zero() {
+                process.sleep(config.ack_delay).await;
+            }
+            fin(env);
+        }
+        Processed::Failed(_) => {
+            let delay = (config.requeue_delay * u32::from(message.attempts)).min(config.max_requeue_delay);
+            sender.send(&Command::Req {
+                id: message.id,
+                timeout_ms: delay.as_millis() as i64,
+            });
+            env.note(host, "consumer.handler_error");
+        }
+    }
+}
+
 async fn handler_loop(
     env: Env,
     host: String,
@@ -434,6 +494,7 @@ async fn handler_loop(
     incoming: Rc<Mutex<mpsc::UnboundedReceiver<Delivery>>>,
     process: Process,
 ) {
+    let mut db_conn = None;
     loop {
         let next = incoming.lock().await.recv().await;
         let Some((message, sender, nsqd)) = next else {
@@ -460,6 +521,22 @@ async fn handler_loop(
                 partition: Some(nsqd.clone()),
             },
         );
+        if let Some(db) = &config.db {
+            process.sleep(config.processing).await;
+            handle_with_db(
+                &env,
+                &host,
+                &config,
+                db,
+                &mut db_conn,
+                &message,
+                id,
+                &sender,
+                &process,
+            )
+            .await;
+            continue;
+        }
         process.sleep(config.processing).await;
         let failed =
             config.handler_failure_rate > 0.0 && env.rng().random_bool(config.handler_failure_rate.min(1.0));

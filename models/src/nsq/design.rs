@@ -5,6 +5,7 @@ use super::clients::{run_consumer, run_producer, ClientConfig, Retry, Source};
 use super::lookupd::LookupdOptions;
 use super::nsqd::NsqdOptions;
 use super::sim_nsqd::{self, Registry};
+use crate::db::client::{DbConfig, DbRetry, Strategy};
 use serde::{Deserialize, Serialize};
 use sim::fault::Topology;
 use sim::scenario::{Scenario, ScenarioError, Workload};
@@ -15,6 +16,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 pub const NSQDS_MAX: u32 = 16;
+pub const DB_HOST: &str = "db";
 pub const CLIENTS_MAX: u32 = 32;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -48,6 +50,28 @@ pub struct Config {
     pub lookupd_poll_interval_ms: u64,
     /// nsqlookupd's own options (`[config.lookupd]`).
     pub lookupd: LookupdOptions,
+    /// Where handlers apply their effect: in memory, or a database host (`db`).
+    pub sink: Sink,
+    /// With the database sink: the consumer's processing strategy and retry policy.
+    pub strategy: Strategy,
+    pub db_retry: DbRetry,
+    pub db_retries_max: u32,
+    pub db_backoff_ms: u64,
+    pub db_timeout_ms: u64,
+    pub accounts: u32,
+    pub statement_gap_ms: u64,
+    pub ack_delay_ms: u64,
+    /// innodb_flush_log_at_trx_commit = 1 (else the redo log is fsynced once a second).
+    pub db_flush_at_commit: bool,
+    pub lock_wait_timeout_ms: u64,
+    pub rollback_on_timeout: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Sink {
+    Memory,
+    Db,
 }
 
 impl Default for Config {
@@ -57,6 +81,18 @@ impl Default for Config {
             lookupds: 0,
             lookupd_poll_interval_ms: 60_000,
             lookupd: LookupdOptions::default(),
+            sink: Sink::Memory,
+            strategy: Strategy::AckAfter,
+            db_retry: DbRetry::None,
+            db_retries_max: 3,
+            db_backoff_ms: 100,
+            db_timeout_ms: 5_000,
+            accounts: 4,
+            statement_gap_ms: 2,
+            ack_delay_ms: 0,
+            db_flush_at_commit: true,
+            lock_wait_timeout_ms: 50_000,
+            rollback_on_timeout: false,
             nsqds: 1,
             consumers: 1,
             topic: "orders".into(),
@@ -155,6 +191,52 @@ pub fn config_keys() -> Vec<crate::ConfigKey> {
             "reconnect_ms",
             d.reconnect_ms,
             "reconnect interval to a lost nsqd (go-nsq: LookupdPollInterval)",
+        ),
+        K::new(
+            "sink",
+            "\"memory\"",
+            "where handlers apply effects: memory, or db (a database host)",
+        ),
+        K::new(
+            "strategy",
+            "\"ack_after\"",
+            "with db: ack_before, ack_after, inbox",
+        ),
+        K::new(
+            "db_retry",
+            "\"none\"",
+            "with db: none, or whole_transaction on 1213/1205/no answer",
+        ),
+        K::new(
+            "db_retries_max",
+            d.db_retries_max,
+            "with db: retries of the whole transaction",
+        ),
+        K::new(
+            "db_backoff_ms",
+            d.db_backoff_ms,
+            "with db: backoff × try between retries",
+        ),
+        K::new(
+            "accounts",
+            d.accounts,
+            "with db: accounts transfers move money between",
+        ),
+        K::new(
+            "statement_gap_ms",
+            d.statement_gap_ms,
+            "with db: think time between statements",
+        ),
+        K::new("ack_delay_ms", d.ack_delay_ms, "work between processing and FIN"),
+        K::new(
+            "db_flush_at_commit",
+            d.db_flush_at_commit,
+            "innodb_flush_log_at_trx_commit = 1",
+        ),
+        K::new(
+            "lock_wait_timeout_ms",
+            d.lock_wait_timeout_ms,
+            "innodb_lock_wait_timeout",
         ),
         K::new("nsqd.mem_queue_size", n.mem_queue_size, "nsqd --mem-queue-size"),
         K::new("nsqd.msg_timeout_ms", n.msg_timeout_ms, "nsqd --msg-timeout"),
@@ -284,6 +366,17 @@ impl Nsq {
             reconnect: Duration::from_millis(c.reconnect_ms),
             lookupds: self.lookupds(),
             lookupd_poll_interval: Duration::from_millis(c.lookupd_poll_interval_ms),
+            db: (c.sink == Sink::Db).then(|| DbConfig {
+                host: DB_HOST.to_string(),
+                strategy: c.strategy,
+                retry: c.db_retry,
+                retries_max: c.db_retries_max,
+                backoff: Duration::from_millis(c.db_backoff_ms),
+                accounts: c.accounts,
+                statement_gap: Duration::from_millis(c.statement_gap_ms),
+                timeout: Duration::from_millis(c.db_timeout_ms),
+            }),
+            ack_delay: Duration::from_millis(c.ack_delay_ms),
         }
     }
 }
@@ -297,6 +390,7 @@ impl Design for Nsq {
                 .chain(self.nsqds())
                 .chain(self.producers())
                 .chain(self.consumers())
+                .chain((self.config.sink == Sink::Db).then(|| DB_HOST.to_string()))
                 .collect(),
         }
     }
@@ -326,6 +420,21 @@ impl Design for Nsq {
                     lookupds.clone(),
                     registry.clone(),
                 )
+            });
+        }
+        if self.config.sink == Sink::Db {
+            let env = env.clone();
+            let options = crate::db::engine::EngineOptions {
+                locks: crate::db::locks::LockOptions {
+                    deadlock_detect: true,
+                    lock_wait_timeout: Duration::from_millis(self.config.lock_wait_timeout_ms),
+                    rollback_on_timeout: self.config.rollback_on_timeout,
+                },
+                flush_at_commit: self.config.db_flush_at_commit,
+            };
+            let accounts = self.config.accounts;
+            sim.host(DB_HOST, move || {
+                crate::db::sim_db::run(env.clone(), DB_HOST.to_string(), options.clone(), accounts, 1_000)
             });
         }
         let client = self.client_config();

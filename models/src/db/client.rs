@@ -1,0 +1,229 @@
+//! A consumer's connection to the database and the processing strategies (reference §5.1,
+//! §5.2): what a handler does with a message, from ack-before to the inbox pattern.
+
+use super::engine::{DbError, Outcome, Record, Set, Statement, Value};
+use super::wire::{decode, encode, Request, Response, DB_PORT};
+use serde::{Deserialize, Serialize};
+use sim::{Env, Process};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::mpsc;
+
+/// One database connection (one session). A statement whose answer does not come within the
+/// timeout drops the connection: the database rolls back anything uncommitted, and the
+/// caller cannot know whether a COMMIT it sent was applied.
+pub struct DbConn {
+    write: turmoil::net::tcp::OwnedWriteHalf,
+    responses: mpsc::UnboundedReceiver<Response>,
+    reader: tokio::task::JoinHandle<()>,
+    next_id: u64,
+}
+
+impl Drop for DbConn {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
+
+/// No answer: the connection failed or the timeout passed. Ambiguous for a COMMIT.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NoAnswer;
+
+impl DbConn {
+    pub async fn connect(host: &str, timeout: Duration) -> Option<DbConn> {
+        let stream = tokio::time::timeout(timeout, turmoil::net::TcpStream::connect((host, DB_PORT)))
+            .await
+            .ok()?
+            .ok()?;
+        let (mut read, write) = stream.into_split();
+        let (tx, responses) = mpsc::unbounded_channel();
+        let reader = tokio::task::spawn_local(async move {
+            let mut buffer = Vec::new();
+            let mut chunk = vec![0u8; 16 * 1024];
+            loop {
+                let n = match read.read(&mut chunk).await {
+                    Ok(n) if n > 0 => n,
+                    _ => return,
+                };
+                buffer.extend_from_slice(&chunk[..n]);
+                while let Ok(Some((response, used))) = decode::<Response>(&buffer) {
+                    buffer.drain(..used);
+                    if tx.send(response).is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        Some(DbConn {
+            write,
+            responses,
+            reader,
+            next_id: 1,
+        })
+    }
+
+    pub async fn call(&mut self, statement: Statement, timeout: Duration) -> Result<Outcome, NoAnswer> {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.write
+            .write_all(&encode(&Request { id, statement }))
+            .await
+            .map_err(|_| NoAnswer)?;
+        let wait = async {
+            while let Some(response) = self.responses.recv().await {
+                if response.id == id {
+                    return Ok(response.outcome);
+                }
+            }
+            Err(NoAnswer)
+        };
+        tokio::time::timeout(timeout, wait).await.unwrap_or(Err(NoAnswer))
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Strategy {
+    /// FIN, then process: a crash in between loses the effect (at-most-once).
+    AckBefore,
+    /// Process and commit, then FIN: a crash in between redelivers (at-least-once).
+    AckAfter,
+    /// AckAfter, plus an inbox row under the message id's unique key in the same
+    /// transaction; a duplicate key means already done (effectively-once).
+    Inbox,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DbRetry {
+    /// A failed transaction fails the message (the broker redelivers it).
+    None,
+    /// Retry the whole transaction on 1213, 1205 or no answer, with a growing backoff.
+    WholeTransaction,
+}
+
+#[derive(Clone, Debug)]
+pub struct DbConfig {
+    pub host: String,
+    pub strategy: Strategy,
+    pub retry: DbRetry,
+    pub retries_max: u32,
+    pub backoff: Duration,
+    pub accounts: u32,
+    /// Think time between the statements of a transaction (so transactions overlap).
+    pub statement_gap: Duration,
+    pub timeout: Duration,
+}
+
+/// What processing a message against the database came to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Processed {
+    Committed,
+    /// The inbox already had the message: done before, nothing to apply.
+    AlreadyDone,
+    Failed(String),
+}
+
+/// The transfer message `id` makes: one unit between two accounts, in an order that depends
+/// on the message, so concurrent transfers lock rows in opposite orders and deadlock.
+pub fn transfer_accounts(id: u64, accounts: u32) -> (i64, i64) {
+    let n = u64::from(accounts.max(2));
+    let from = id % n;
+    let mut to = (id * 7 + 3) % n;
+    if to == from {
+        to = (to + 1) % n;
+    }
+    (from as i64, to as i64)
+}
+
+fn add(account: i64, amount: i64, effect: Option<u64>) -> Statement {
+    Statement::Update {
+        table: "accounts".into(),
+        key: Value::Int(account),
+        set: vec![Set::Add("balance".into(), amount)],
+        only_if: vec![],
+        effect,
+    }
+}
+
+/// One attempt at the message's transaction.
+async fn attempt(
+    conn: &mut DbConn,
+    id: u64,
+    config: &DbConfig,
+    process: &Process,
+) -> Result<Processed, (String, bool)> {
+    let (from, to) = transfer_accounts(id, config.accounts);
+    let mut statements = vec![Statement::Begin];
+    if config.strategy == Strategy::Inbox {
+        let mut record = Record::new();
+        record.insert("message_id".into(), Value::Int(id as i64));
+        statements.push(Statement::Insert {
+            table: "inbox".into(),
+            record,
+        });
+    }
+    statements.push(add(from, -1, Some(id)));
+    statements.push(add(to, 1, None));
+    statements.push(Statement::Commit);
+    let last = statements.len() - 1;
+    for (i, statement) in statements.into_iter().enumerate() {
+        if i > 1 {
+            process.sleep(config.statement_gap).await;
+        }
+        match conn.call(statement, config.timeout).await {
+            Ok(Outcome::Error(DbError::DuplicateKey)) if config.strategy == Strategy::Inbox => {
+                let _ = conn.call(Statement::Rollback, config.timeout).await;
+                return Ok(Processed::AlreadyDone);
+            }
+            Ok(Outcome::Error(DbError::LockWaitTimeout)) => {
+                // 1205 left the transaction open: roll it back before anything else.
+                let _ = conn.call(Statement::Rollback, config.timeout).await;
+                return Err(("1205 lock wait timeout".into(), true));
+            }
+            Ok(Outcome::Error(error)) => return Err((format!("{} {error:?}", error as u32), true)),
+            Ok(_) => {}
+            Err(NoAnswer) if i == last => return Err(("COMMIT unanswered: outcome unknown".into(), false)),
+            Err(NoAnswer) => return Err(("no answer: rolled back with the connection".into(), false)),
+        }
+    }
+    Ok(Processed::Committed)
+}
+
+/// Processes message `id` against the database with the configured retry policy.
+pub async fn process_message(
+    env: &Env,
+    host: &str,
+    conn: &mut Option<DbConn>,
+    id: u64,
+    config: &DbConfig,
+    process: &Process,
+) -> Processed {
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        if conn.is_none() {
+            *conn = DbConn::connect(&config.host, config.timeout).await;
+        }
+        let result = match conn.as_mut() {
+            Some(c) => attempt(c, id, config, process).await,
+            None => Err(("cannot connect to the database".into(), false)),
+        };
+        match result {
+            Ok(done) => return done,
+            Err((reason, connection_ok)) => {
+                if !connection_ok {
+                    *conn = None;
+                }
+                if reason.starts_with("1213") {
+                    env.note(host, "consumer.deadlock_victim");
+                }
+                if config.retry == DbRetry::None || tries > config.retries_max {
+                    return Processed::Failed(reason);
+                }
+                env.note(host, "consumer.db_retry");
+                process.sleep(config.backoff * tries).await;
+            }
+        }
+    }
+}

@@ -1,0 +1,192 @@
+//! The database as a host in the simulation: the sans-I/O [`Engine`] behind simulated TCP,
+//! on the host's simulated disk (so kill and power_fail lose what InnoDB would). Effects are
+//! recorded in the history here, when their transaction commits: the truth, whether or not
+//! the client ever hears the COMMIT's answer.
+
+use super::engine::{Engine, EngineOptions, Outcome, Record, SessionId, Statement, TableSchema, Value};
+use super::wire::{decode, encode, Request, Response, DB_PORT};
+use sim::disk::SimDisk;
+use sim::history::{EventKind, MsgId};
+use sim::Env;
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::mpsc;
+use turmoil::net::TcpListener;
+
+pub const TICK: Duration = Duration::from_millis(10);
+
+pub fn schemas() -> Vec<TableSchema> {
+    vec![
+        TableSchema {
+            name: "accounts".into(),
+            primary_key: "id".into(),
+            unique: vec![],
+        },
+        TableSchema {
+            name: "inbox".into(),
+            primary_key: "message_id".into(),
+            unique: vec![],
+        },
+    ]
+}
+
+/// A session's connection writer and the id of the request it is waiting on.
+struct SessionLink {
+    tx: mpsc::UnboundedSender<Vec<u8>>,
+    waiting_on: u64,
+}
+
+struct Host {
+    env: Env,
+    name: String,
+    engine: RefCell<Engine<SimDisk>>,
+    /// Per session: its connection's writer and the id of the request it is waiting on.
+    sessions: RefCell<BTreeMap<SessionId, SessionLink>>,
+}
+
+impl Host {
+    fn now(&self) -> Duration {
+        Duration::from_micros(self.env.now().0)
+    }
+
+    fn answer(&self, session: SessionId, outcome: Outcome) {
+        if let Some(link) = self.sessions.borrow().get(&session) {
+            let _ = link.tx.send(encode(&Response {
+                id: link.waiting_on,
+                outcome,
+            }));
+        }
+    }
+
+    fn settle(&self, resumed: Vec<(SessionId, Outcome)>) {
+        for (session, outcome) in resumed {
+            self.answer(session, outcome);
+        }
+        let (effects, notes) = {
+            let mut engine = self.engine.borrow_mut();
+            (engine.take_committed_effects(), std::mem::take(&mut engine.notes))
+        };
+        for message in effects {
+            self.env.record(
+                &self.name,
+                EventKind::Effect {
+                    id: MsgId(message),
+                    consumer: self.name.clone(),
+                },
+            );
+        }
+        for note in notes {
+            self.env.note(&self.name, note);
+        }
+    }
+}
+
+/// The database process on `host`, with `accounts` accounts of `balance` created on first start.
+pub async fn run(
+    env: Env,
+    host: String,
+    options: EngineOptions,
+    accounts: u32,
+    balance: i64,
+) -> turmoil::Result {
+    let process = env.process(&host);
+    let _running = process.start();
+    let now = Duration::from_micros(env.now().0);
+    let mut engine = Engine::open(options, env.disk(&host), schemas(), now);
+    if engine.table("accounts").is_some_and(|t| t.is_empty()) {
+        let setup = engine.connect();
+        for id in 0..i64::from(accounts) {
+            let mut record = Record::new();
+            record.insert("id".into(), Value::Int(id));
+            record.insert("balance".into(), Value::Int(balance));
+            engine.execute(
+                setup,
+                Statement::Insert {
+                    table: "accounts".into(),
+                    record,
+                },
+                now,
+            );
+        }
+        engine.disconnect(setup);
+    }
+    let state = Rc::new(Host {
+        env: env.clone(),
+        name: host.clone(),
+        engine: RefCell::new(engine),
+        sessions: RefCell::new(BTreeMap::new()),
+    });
+    state.settle(Vec::new());
+    let ticker = {
+        let (state, process) = (state.clone(), process.clone());
+        tokio::task::spawn_local(async move {
+            loop {
+                process.sleep(TICK).await;
+                let now = state.now();
+                let resumed = state.engine.borrow_mut().tick(now);
+                state.settle(resumed);
+            }
+        })
+    };
+    let listener = TcpListener::bind(("0.0.0.0", DB_PORT)).await?;
+    loop {
+        tokio::select! {
+            biased;
+            _ = process.stopping() => break,
+            accepted = listener.accept() => {
+                let (stream, _) = accepted?;
+                let (mut read, mut write) = stream.into_split();
+                let session = state.engine.borrow_mut().connect();
+                let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
+                state.sessions.borrow_mut().insert(session, SessionLink { tx, waiting_on: 0 });
+                tokio::task::spawn_local(async move {
+                    while let Some(bytes) = rx.recv().await {
+                        if write.write_all(&bytes).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+                let (state, process) = (state.clone(), process.clone());
+                tokio::task::spawn_local(async move {
+                    let mut buffer = Vec::new();
+                    let mut chunk = vec![0u8; 16 * 1024];
+                    'conn: loop {
+                        let n = match read.read(&mut chunk).await {
+                            Ok(n) if n > 0 => n,
+                            _ => break,
+                        };
+                        process.checkpoint().await;
+                        buffer.extend_from_slice(&chunk[..n]);
+                        loop {
+                            match decode::<Request>(&buffer) {
+                                Ok(Some((request, used))) => {
+                                    buffer.drain(..used);
+                                    if let Some(link) = state.sessions.borrow_mut().get_mut(&session) {
+                                        link.waiting_on = request.id;
+                                    }
+                                    let now = state.now();
+                                    let (outcome, resumed) = state.engine.borrow_mut().execute(session, request.statement, now);
+                                    if outcome != Outcome::Blocked {
+                                        state.answer(session, outcome);
+                                    }
+                                    state.settle(resumed);
+                                }
+                                Ok(None) => break,
+                                Err(_) => break 'conn, // a garbled client: drop it
+                            }
+                        }
+                    }
+                    // The connection is gone: MySQL rolls back its open transaction.
+                    state.sessions.borrow_mut().remove(&session);
+                    let resumed = state.engine.borrow_mut().disconnect(session);
+                    state.settle(resumed);
+                });
+            }
+        }
+    }
+    ticker.abort();
+    Ok(())
+}
