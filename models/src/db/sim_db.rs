@@ -84,11 +84,17 @@ impl Host {
     }
 }
 
+/// MySQL's `wait_timeout` default: a connection silent this long is closed, rolling back
+/// its open transaction. Until then a client that vanished without a FIN (a partition, a
+/// machine without power) keeps its transaction, and its row locks, open.
+pub const WAIT_TIMEOUT_DEFAULT: Duration = Duration::from_secs(8 * 3600);
+
 /// The database process on `host`, with `accounts` accounts of `balance` created on first start.
 pub async fn run(
     env: Env,
     host: String,
     options: EngineOptions,
+    wait_timeout: Duration,
     accounts: u32,
     balance: i64,
 ) -> turmoil::Result {
@@ -154,9 +160,13 @@ pub async fn run(
                     let mut buffer = Vec::new();
                     let mut chunk = vec![0u8; 16 * 1024];
                     'conn: loop {
-                        let n = match read.read(&mut chunk).await {
-                            Ok(n) if n > 0 => n,
-                            _ => break,
+                        let n = match tokio::time::timeout(wait_timeout, read.read(&mut chunk)).await {
+                            Ok(Ok(n)) if n > 0 => n,
+                            Ok(_) => break,
+                            Err(_) => {
+                                state.env.note(&state.name, "db.wait_timeout_closed_connection");
+                                break;
+                            }
                         };
                         process.checkpoint().await;
                         buffer.extend_from_slice(&chunk[..n]);

@@ -65,6 +65,8 @@ pub struct Config {
     pub db_flush_at_commit: bool,
     pub lock_wait_timeout_ms: u64,
     pub rollback_on_timeout: bool,
+    /// MySQL wait_timeout: a silent connection is closed and its transaction rolled back.
+    pub db_wait_timeout_ms: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -93,6 +95,7 @@ impl Default for Config {
             db_flush_at_commit: true,
             lock_wait_timeout_ms: 50_000,
             rollback_on_timeout: false,
+            db_wait_timeout_ms: crate::db::sim_db::WAIT_TIMEOUT_DEFAULT.as_millis() as u64,
             nsqds: 1,
             consumers: 1,
             topic: "orders".into(),
@@ -237,6 +240,11 @@ pub fn config_keys() -> Vec<crate::ConfigKey> {
             "lock_wait_timeout_ms",
             d.lock_wait_timeout_ms,
             "innodb_lock_wait_timeout",
+        ),
+        K::new(
+            "db_wait_timeout_ms",
+            d.db_wait_timeout_ms,
+            "MySQL wait_timeout: a silent connection is closed, its transaction rolled back",
         ),
         K::new("nsqd.mem_queue_size", n.mem_queue_size, "nsqd --mem-queue-size"),
         K::new("nsqd.msg_timeout_ms", n.msg_timeout_ms, "nsqd --msg-timeout"),
@@ -433,8 +441,16 @@ impl Design for Nsq {
                 flush_at_commit: self.config.db_flush_at_commit,
             };
             let accounts = self.config.accounts;
+            let wait_timeout = Duration::from_millis(self.config.db_wait_timeout_ms);
             sim.host(DB_HOST, move || {
-                crate::db::sim_db::run(env.clone(), DB_HOST.to_string(), options.clone(), accounts, 1_000)
+                crate::db::sim_db::run(
+                    env.clone(),
+                    DB_HOST.to_string(),
+                    options.clone(),
+                    wait_timeout,
+                    accounts,
+                    1_000,
+                )
             });
         }
         let client = self.client_config();

@@ -106,3 +106,18 @@ fn no_loss_while_the_process_lives_whatever_pauses_and_stops_the_swarm_draws() {
         .collect();
     assert!(faults.contains("pause") && faults.contains("stop"), "{faults:?}");
 }
+
+#[test]
+fn swarm_faults_find_duplicate_and_lost_effects_at_the_database_on_their_own() {
+    for claim in ["at-most-once=holds", "no-loss=holds"] {
+        let (loaded, failure) = explore_with("scenarios/db/swarm-ack-after.toml", claim, 0..300);
+        let failure = failure.unwrap_or_else(|| panic!("explore breaks {claim}"));
+        let property = claim.split('=').next().unwrap();
+        assert!(
+            failure.unmet.iter().any(|l| l.starts_with(property)),
+            "{failure:?}"
+        );
+        let replay = loaded.run(failure.seed);
+        assert!(!loaded.unmet(&replay).is_empty(), "the seed replays");
+    }
+}
