@@ -100,6 +100,10 @@ pub enum DbRetry {
     None,
     /// Retry the whole transaction on 1213, 1205 or no answer, with a growing backoff.
     WholeTransaction,
+    /// The careless handling of 1205 (reference §5.2, pitfall 1): treat it as a failed
+    /// statement to "retry later", and COMMIT what the transaction did so far. The later
+    /// retry never comes; with the inbox, the message now looks processed for good.
+    CommitAfterTimeout,
 }
 
 #[derive(Clone, Debug)]
@@ -119,6 +123,8 @@ pub struct DbConfig {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Processed {
     Committed,
+    /// Committed without all of its statements (after a 1205, carelessly).
+    CommittedPartial,
     /// The inbox already had the message: done before, nothing to apply.
     AlreadyDone,
     Failed(String),
@@ -163,8 +169,10 @@ async fn attempt(
             record,
         });
     }
-    statements.push(add(from, -1, Some(id)));
-    statements.push(add(to, 1, None));
+    // The effect is the whole transfer: its last statement carries the tag, so a transaction
+    // committed without all of it (a careless commit after 1205) records no effect.
+    statements.push(add(from, -1, None));
+    statements.push(add(to, 1, Some(id)));
     statements.push(Statement::Commit);
     let last = statements.len() - 1;
     for (i, statement) in statements.into_iter().enumerate() {
@@ -175,6 +183,13 @@ async fn attempt(
             Ok(Outcome::Error(DbError::DuplicateKey)) if config.strategy == Strategy::Inbox => {
                 let _ = conn.call(Statement::Rollback, config.timeout).await;
                 return Ok(Processed::AlreadyDone);
+            }
+            Ok(Outcome::Error(DbError::LockWaitTimeout)) if config.retry == DbRetry::CommitAfterTimeout => {
+                // The transaction is still open after 1205, with its earlier changes.
+                return match conn.call(Statement::Commit, config.timeout).await {
+                    Ok(_) => Ok(Processed::CommittedPartial),
+                    Err(NoAnswer) => Err(("COMMIT unanswered: outcome unknown".into(), false)),
+                };
             }
             Ok(Outcome::Error(DbError::LockWaitTimeout)) => {
                 // 1205 left the transaction open: roll it back before anything else.

@@ -469,8 +469,11 @@ async fn handle_with_db(
     if processed == Processed::AlreadyDone {
         env.note(host, "consumer.inbox_duplicate_skipped");
     }
+    if processed == Processed::CommittedPartial {
+        env.note(host, "consumer.committed_partial_after_1205");
+    }
     match processed {
-        Processed::Committed | Processed::AlreadyDone => {
+        Processed::Committed | Processed::AlreadyDone | Processed::CommittedPartial => {
             if !config.ack_delay.is_zero() {
                 process.sleep(config.ack_delay).await;
             }

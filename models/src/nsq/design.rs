@@ -208,7 +208,7 @@ pub fn config_keys() -> Vec<crate::ConfigKey> {
         K::new(
             "db_retry",
             "\"none\"",
-            "with db: none, or whole_transaction on 1213/1205/no answer",
+            "with db: none, whole_transaction (on 1213/1205/no answer), or commit_after_1205 (careless)",
         ),
         K::new(
             "db_retries_max",

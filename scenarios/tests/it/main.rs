@@ -2,6 +2,7 @@
 
 mod bundled;
 mod cli;
+mod db;
 mod determinism;
 mod explore;
 mod interop;

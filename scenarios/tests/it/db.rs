@@ -1,0 +1,57 @@
+//! Database scenarios checked beyond their verdicts.
+
+use super::load;
+use sim::verdict::Property;
+
+#[test]
+fn the_careless_1205_handling_loses_effects_that_retrying_the_whole_transaction_keeps() {
+    let careless = load("scenarios/db/careless-1205-commits-partial-transaction.toml");
+    let outcome = careless.run(1);
+    assert!(!outcome.verdicts.get(Property::NoLoss).holds);
+    assert!(outcome
+        .verdicts
+        .counters
+        .get("note.consumer.committed_partial_after_1205")
+        .is_some_and(|n| *n > 0));
+    assert!(
+        outcome
+            .findings
+            .lost
+            .iter()
+            .all(|a| a.detail.contains("delivered")),
+        "lost after delivery"
+    );
+
+    let text = careless
+        .scenario
+        .text
+        .replace("commit_after_timeout", "whole_transaction");
+    let careful = scenarios::Loaded::parse("careful.toml", &text).unwrap();
+    let outcome = careful.run(1);
+    assert!(
+        outcome.verdicts.get(Property::NoLoss).holds,
+        "same schedule, whole-transaction retry"
+    );
+    assert!(
+        outcome
+            .verdicts
+            .counters
+            .get("note.db.lock_wait_timeout")
+            .is_some_and(|n| *n > 0),
+        "1205 still happened"
+    );
+}
+
+#[test]
+fn deadlocks_between_concurrent_transfers_are_real_and_every_effect_lands() {
+    let outcome = load("scenarios/db/deadlocks-without-injection.toml").run(1);
+    let deadlocks = outcome
+        .verdicts
+        .counters
+        .get("note.db.deadlock")
+        .copied()
+        .unwrap_or(0);
+    assert!(deadlocks >= 5, "{deadlocks} deadlocks");
+    assert!(outcome.verdicts.get(Property::AtLeastOnce).holds);
+    assert!(outcome.findings.phantom.is_empty());
+}
