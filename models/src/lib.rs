@@ -6,6 +6,7 @@
 pub mod db;
 pub mod go_channel;
 pub mod nsq;
+pub mod source;
 
 use sim::scenario::{Scenario, ScenarioError};
 use sim::Design;

@@ -626,18 +626,7 @@ mod tests {
     const T0: Duration = Duration::ZERO;
 
     fn schemas() -> Vec<TableSchema> {
-        vec![
-            TableSchema {
-                name: "accounts".into(),
-                primary_key: "id".into(),
-                unique: vec![],
-            },
-            TableSchema {
-                name: "inbox".into(),
-                primary_key: "message_id".into(),
-                unique: vec![],
-            },
-        ]
+        crate::db::sim_db::schemas()
     }
 
     fn engine(disk: &SimDisk, flush_at_commit: bool) -> Engine<SimDisk> {

@@ -23,13 +23,13 @@
 
 pub mod chan;
 
+use crate::source::Source;
 use chan::GoChan;
 use serde::{Deserialize, Serialize};
 use sim::fault::Topology;
 use sim::history::{EventKind, MsgId};
 use sim::scenario::{Scenario, ScenarioError, Workload};
 use sim::{Design, Env, Process};
-use std::cell::Cell;
 use std::rc::Rc;
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -96,31 +96,6 @@ pub fn config_keys() -> Vec<crate::ConfigKey> {
     ]
 }
 
-/// The message source outside the process (an upstream that hands out each message once).
-/// It survives a crash of the process, as an upstream would.
-#[derive(Debug)]
-struct Source {
-    next: Cell<u64>,
-    total: u64,
-    keys: u32,
-}
-
-impl Source {
-    fn take(&self) -> Option<(MsgId, Option<String>)> {
-        let id = self.next.get();
-        if id > self.total {
-            return None;
-        }
-        self.next.set(id + 1);
-        let key = (self.keys > 0).then(|| format!("k{}", id % u64::from(self.keys)));
-        Some((MsgId(id), key))
-    }
-
-    fn unpublished(&self) -> u64 {
-        (self.total + 1).saturating_sub(self.next.get())
-    }
-}
-
 pub struct GoChannel {
     config: Config,
     workload: Workload,
@@ -147,11 +122,7 @@ pub fn build(scenario: &Scenario) -> Result<Box<dyn Design>, ScenarioError> {
 
 impl GoChannel {
     pub fn new(config: Config, workload: Workload) -> GoChannel {
-        let source = Rc::new(Source {
-            next: Cell::new(1),
-            total: workload.messages,
-            keys: workload.keys,
-        });
+        let source = Rc::new(Source::new(&workload));
         GoChannel {
             config,
             workload,

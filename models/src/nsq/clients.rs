@@ -12,7 +12,6 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 use sim::history::{EventKind, MsgId};
 use sim::{Env, Process};
-use std::cell::Cell;
 use std::rc::Rc;
 use std::time::Duration;
 use tokio::sync::{mpsc, Mutex};
@@ -29,31 +28,7 @@ pub fn decode_body(body: &[u8]) -> Option<MsgId> {
     text.split(' ').next()?.parse().ok().map(MsgId)
 }
 
-/// The upstream the producers take messages from; it outlives producer crashes.
-#[derive(Debug)]
-pub struct Source {
-    pub next: Cell<u64>,
-    pub total: u64,
-    pub keys: u32,
-}
-
-impl Source {
-    pub fn take(&self) -> Option<(MsgId, Option<String>)> {
-        let id = self.next.get();
-        if id > self.total {
-            return None;
-        }
-        self.next.set(id + 1);
-        Some((
-            MsgId(id),
-            (self.keys > 0).then(|| format!("k{}", id % u64::from(self.keys))),
-        ))
-    }
-
-    pub fn unpublished(&self) -> u64 {
-        (self.total + 1).saturating_sub(self.next.get())
-    }
-}
+pub use crate::source::Source;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use sim::fault::Topology;
 use sim::scenario::{Scenario, ScenarioError, Workload};
 use sim::{Design, Env};
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::Duration;
@@ -320,11 +320,7 @@ pub fn build(scenario: &Scenario) -> Result<Box<dyn Design>, ScenarioError> {
         ));
     }
     Ok(Box::new(Nsq {
-        source: Rc::new(Source {
-            next: Cell::new(1),
-            total: scenario.workload.messages,
-            keys: scenario.workload.keys,
-        }),
+        source: Rc::new(Source::new(&scenario.workload)),
         workload: scenario.workload.clone(),
         registry: Rc::new(RefCell::new(BTreeMap::new())),
         config,
