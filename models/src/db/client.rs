@@ -91,6 +91,10 @@ pub enum Strategy {
     /// AckAfter, plus an inbox row under the message id's unique key in the same
     /// transaction; a duplicate key means already done (effectively-once).
     Inbox,
+    /// AckAfter, plus the message's order moving `NEW` to `DONE` in the same transaction
+    /// (`UPDATE orders SET state='DONE' WHERE id=? AND state='NEW'`); 0 rows affected means
+    /// already done.
+    Conditional,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -169,6 +173,15 @@ async fn attempt(
             record,
         });
     }
+    if config.strategy == Strategy::Conditional {
+        statements.push(Statement::Update {
+            table: "orders".into(),
+            key: Value::Int(id as i64),
+            set: vec![Set::To("state".into(), Value::Text("DONE".into()))],
+            only_if: vec![("state".into(), Value::Text("NEW".into()))],
+            effect: None,
+        });
+    }
     // The effect is the whole transfer: its last statement carries the tag, so a transaction
     // committed without all of it (a careless commit after 1205) records no effect.
     statements.push(add(from, -1, None));
@@ -181,6 +194,11 @@ async fn attempt(
         }
         match conn.call(statement, config.timeout).await {
             Ok(Outcome::Error(DbError::DuplicateKey)) if config.strategy == Strategy::Inbox => {
+                let _ = conn.call(Statement::Rollback, config.timeout).await;
+                return Ok(Processed::AlreadyDone);
+            }
+            Ok(Outcome::Affected(0)) if config.strategy == Strategy::Conditional && i == 1 => {
+                // The order is not NEW any more: processed before (MySQL counts changed rows).
                 let _ = conn.call(Statement::Rollback, config.timeout).await;
                 return Ok(Processed::AlreadyDone);
             }

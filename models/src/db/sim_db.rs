@@ -30,6 +30,11 @@ pub fn schemas() -> Vec<TableSchema> {
             primary_key: "message_id".into(),
             unique: vec![],
         },
+        TableSchema {
+            name: "orders".into(),
+            primary_key: "id".into(),
+            unique: vec![],
+        },
     ]
 }
 
@@ -89,7 +94,8 @@ impl Host {
 /// machine without power) keeps its transaction, and its row locks, open.
 pub const WAIT_TIMEOUT_DEFAULT: Duration = Duration::from_secs(8 * 3600);
 
-/// The database process on `host`, with `accounts` accounts of `balance` created on first start.
+/// The database process on `host`. On first start it creates `accounts` accounts of
+/// `balance`, and one `NEW` order per message (1..=`orders`) for the conditional strategy.
 pub async fn run(
     env: Env,
     host: String,
@@ -97,6 +103,7 @@ pub async fn run(
     wait_timeout: Duration,
     accounts: u32,
     balance: i64,
+    orders: u64,
 ) -> turmoil::Result {
     let process = env.process(&host);
     let _running = process.start();
@@ -112,6 +119,19 @@ pub async fn run(
                 setup,
                 Statement::Insert {
                     table: "accounts".into(),
+                    record,
+                },
+                now,
+            );
+        }
+        for id in 1..=orders as i64 {
+            let mut record = Record::new();
+            record.insert("id".into(), Value::Int(id));
+            record.insert("state".into(), Value::Text("NEW".into()));
+            engine.execute(
+                setup,
+                Statement::Insert {
+                    table: "orders".into(),
                     record,
                 },
                 now,

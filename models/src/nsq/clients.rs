@@ -442,7 +442,14 @@ async fn handle_with_db(
     }
     let processed = process_message(env, host, conn, id.0, db, process).await;
     if processed == Processed::AlreadyDone {
-        env.note(host, "consumer.inbox_duplicate_skipped");
+        env.note(
+            host,
+            if db.strategy == crate::db::client::Strategy::Conditional {
+                "consumer.conditional_already_done"
+            } else {
+                "consumer.inbox_duplicate_skipped"
+            },
+        );
     }
     if processed == Processed::CommittedPartial {
         env.note(host, "consumer.committed_partial_after_1205");

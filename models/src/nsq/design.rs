@@ -203,7 +203,7 @@ pub fn config_keys() -> Vec<crate::ConfigKey> {
         K::new(
             "strategy",
             "\"ack_after\"",
-            "with db: ack_before, ack_after, inbox",
+            "with db: ack_before, ack_after, inbox, conditional",
         ),
         K::new(
             "db_retry",
@@ -438,6 +438,7 @@ impl Design for Nsq {
             };
             let accounts = self.config.accounts;
             let wait_timeout = Duration::from_millis(self.config.db_wait_timeout_ms);
+            let orders = self.workload.messages;
             sim.host(DB_HOST, move || {
                 crate::db::sim_db::run(
                     env.clone(),
@@ -446,6 +447,7 @@ impl Design for Nsq {
                     wait_timeout,
                     accounts,
                     1_000,
+                    orders,
                 )
             });
         }
