@@ -55,3 +55,30 @@ fn deadlocks_between_concurrent_transfers_are_real_and_every_effect_lands() {
     assert!(outcome.verdicts.get(Property::AtLeastOnce).holds);
     assert!(outcome.findings.phantom.is_empty());
 }
+
+#[test]
+fn a_retry_loop_past_msg_timeout_has_two_consumers_on_one_message_at_once() {
+    use sim::history::EventKind;
+    let outcome = load("scenarios/db/retry-outlives-msg-timeout-duplicates.toml").run(1);
+    let events = outcome.history.events();
+    // Some duplicated message was held by both consumers before either committed it.
+    let overlapping = outcome.findings.duplicate_effect.iter().filter(|anomaly| {
+        let first_effect = events
+            .iter()
+            .find(|e| matches!(&e.kind, EventKind::Effect { id, .. } if *id == anomaly.id))
+            .map_or(0, |e| e.time.0);
+        let consumers: std::collections::BTreeSet<&String> = events
+            .iter()
+            .filter(|e| e.time.0 < first_effect)
+            .filter_map(|e| match &e.kind {
+                EventKind::Deliver { id, consumer, .. } if *id == anomaly.id => Some(consumer),
+                _ => None,
+            })
+            .collect();
+        consumers.len() == 2
+    });
+    assert!(
+        overlapping.count() > 0,
+        "no duplicated message was processed by two consumers at once"
+    );
+}
