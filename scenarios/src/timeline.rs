@@ -44,6 +44,7 @@ pub fn line(event: &Event) -> String {
             format!("FAULT    {action} {}{detail}", hosts.join(","))
         }
         EventKind::Note { name } => format!("note     {name}"),
+        EventKind::Observe { name, value } => format!("observe  {name} = {value}"),
         EventKind::Phase { phase, detail } if detail.is_empty() => format!("PHASE    {phase:?}"),
         EventKind::Phase { phase, detail } => format!("PHASE    {phase:?}: {detail}"),
         EventKind::Crash { message } => format!("CRASH    {message}"),

@@ -121,6 +121,12 @@ pub enum EventKind {
         #[serde(default, skip_serializing_if = "String::is_empty")]
         detail: String,
     },
+    /// A model read a value that must not change, e.g. the total of all account balances
+    /// after a commit (a Jepsen-style read of the system's state, recorded when it is made).
+    Observe {
+        name: String,
+        value: i64,
+    },
     /// A model observed something worth counting ("sometimes" checks), e.g. a select that
     /// chose quit while data was still buffered.
     Note {

@@ -24,17 +24,20 @@ pub enum Property {
     NoDuplicateDelivery,
     /// Nothing delivered that was never published, or only published with `fail`.
     NoPhantom,
+    /// Every observed invariant kept its value (e.g. transfers neither create nor destroy money).
+    Conserved,
     Ordered(OrderScope),
 }
 
 impl Property {
-    pub const ALL: [Property; 10] = [
+    pub const ALL: [Property; 11] = [
         Property::NoLoss,
         Property::AtLeastOnce,
         Property::AtMostOnce,
         Property::ExactlyOnce,
         Property::NoDuplicateDelivery,
         Property::NoPhantom,
+        Property::Conserved,
         Property::Ordered(OrderScope::Producer),
         Property::Ordered(OrderScope::Key),
         Property::Ordered(OrderScope::Partition),
@@ -49,6 +52,7 @@ impl Property {
             Property::ExactlyOnce => "exactly-once".into(),
             Property::NoDuplicateDelivery => "no-duplicate-delivery".into(),
             Property::NoPhantom => "no-phantom".into(),
+            Property::Conserved => "conserved".into(),
             Property::Ordered(scope) => format!("ordered({})", scope.name()),
         }
     }
@@ -71,6 +75,7 @@ impl Property {
             }
             Property::NoDuplicateDelivery => "no message delivered twice (duplicate-delivery)",
             Property::NoPhantom => "nothing delivered that was not published (phantom)",
+            Property::Conserved => "observed invariants keep their value, e.g. the ledger total (invariant)",
             Property::Ordered(OrderScope::Producer) => {
                 "deliveries follow each producer's publish order (reorder)"
             }
@@ -90,6 +95,7 @@ impl Property {
             Property::ExactlyOnce => vec![&findings.lost, &findings.duplicate_effect, &findings.phantom],
             Property::NoDuplicateDelivery => vec![&findings.duplicate_delivery],
             Property::NoPhantom => vec![&findings.phantom],
+            Property::Conserved => vec![&findings.invariant],
             Property::Ordered(scope) => vec![findings.reorder(scope)],
         };
         let liveness: Vec<&[Anomaly]> = match self {
@@ -267,6 +273,7 @@ pub fn counters(history: &History) -> BTreeMap<String, u64> {
             EventKind::Ack { .. } => bump("ack"),
             EventKind::Fault { action, .. } => bump(&format!("fault.{action}")),
             EventKind::Note { name } => bump(&format!("note.{name}")),
+            EventKind::Observe { .. } => bump("observe"),
             EventKind::Crash { .. } => bump("crash"),
             EventKind::Phase { .. } => {}
         }

@@ -108,6 +108,10 @@ pub enum DbRetry {
     /// statement to "retry later", and COMMIT what the transaction did so far. The later
     /// retry never comes; with the inbox, the message now looks processed for good.
     CommitAfterTimeout,
+    /// The careless handling of 1213 (reference §5.2, pitfall 2): carry on with the
+    /// remaining statements as if still in the transaction. The rollback already happened,
+    /// so they run in autocommit and commit on their own: a partial effect.
+    ContinueAfterDeadlock,
 }
 
 #[derive(Clone, Debug)]
@@ -188,6 +192,7 @@ async fn attempt(
     statements.push(add(to, 1, Some(id)));
     statements.push(Statement::Commit);
     let last = statements.len() - 1;
+    let mut continued = false;
     for (i, statement) in statements.into_iter().enumerate() {
         if i > 1 {
             process.sleep(config.statement_gap).await;
@@ -201,6 +206,10 @@ async fn attempt(
                 // The order is not NEW any more: processed before (MySQL counts changed rows).
                 let _ = conn.call(Statement::Rollback, config.timeout).await;
                 return Ok(Processed::AlreadyDone);
+            }
+            Ok(Outcome::Error(DbError::Deadlock)) if config.retry == DbRetry::ContinueAfterDeadlock => {
+                // 1213 already rolled the whole transaction back; the careless handler goes on.
+                continued = true;
             }
             Ok(Outcome::Error(DbError::LockWaitTimeout)) if config.retry == DbRetry::CommitAfterTimeout => {
                 // The transaction is still open after 1205, with its earlier changes.
@@ -219,6 +228,9 @@ async fn attempt(
             Err(NoAnswer) if i == last => return Err(("COMMIT unanswered: outcome unknown".into(), false)),
             Err(NoAnswer) => return Err(("no answer: rolled back with the connection".into(), false)),
         }
+    }
+    if continued {
+        return Ok(Processed::CommittedPartial);
     }
     Ok(Processed::Committed)
 }

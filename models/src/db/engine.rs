@@ -209,6 +209,24 @@ impl<D: Disk> Engine<D> {
         self.tables.get(name)
     }
 
+    /// The table as committed: rows changed by open transactions show their value before
+    /// those transactions (their undo images; exclusive row locks mean no one else changed
+    /// them since). What a read from another session would see, with no dirty reads.
+    pub fn committed(&self, name: &str) -> BTreeMap<Value, Record> {
+        let mut rows = self.tables.get(name).cloned().unwrap_or_default();
+        for txn in self.sessions.values().flatten() {
+            for (table, key, before) in &txn.undo {
+                if table == name {
+                    match before {
+                        Some(row) => rows.insert(key.clone(), row.clone()),
+                        None => rows.remove(key),
+                    };
+                }
+            }
+        }
+        rows
+    }
+
     pub fn connect(&mut self) -> SessionId {
         let id = self.next_session;
         self.next_session += 1;
@@ -809,6 +827,23 @@ mod tests {
         exec(&mut e, s, add(1, 5));
         e.disconnect(s);
         assert_eq!(balance(&e, 1), 100);
+    }
+
+    #[test]
+    fn the_committed_view_hides_open_transactions() {
+        let disk = SimDisk::new();
+        let mut e = engine(&disk, true);
+        let s = e.connect();
+        exec(&mut e, s, account(1, 100));
+        exec(&mut e, s, Statement::Begin);
+        exec(&mut e, s, add(1, -30));
+        assert_eq!(balance(&e, 1), 70, "the session sees its own change");
+        assert_eq!(
+            e.committed("accounts")[&Value::Int(1)]["balance"],
+            Value::Int(100)
+        );
+        exec(&mut e, s, Statement::Commit);
+        assert_eq!(e.committed("accounts")[&Value::Int(1)]["balance"], Value::Int(70));
     }
 
     #[test]

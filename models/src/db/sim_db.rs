@@ -47,6 +47,8 @@ struct SessionLink {
 struct Host {
     env: Env,
     name: String,
+    /// The last total of all balances recorded in the history.
+    observed_total: std::cell::Cell<Option<i64>>,
     engine: RefCell<Engine<SimDisk>>,
     /// Per session: its connection's writer and the id of the request it is waiting on.
     sessions: RefCell<BTreeMap<SessionId, SessionLink>>,
@@ -85,6 +87,32 @@ impl Host {
         }
         for note in notes {
             self.env.note(&self.name, note);
+        }
+        self.observe_total();
+    }
+
+    /// Records the total of all balances whenever it differs from the last one recorded (and
+    /// once at startup): transfers move money, they never create or destroy it.
+    fn observe_total(&self) {
+        let total: i64 = self
+            .engine
+            .borrow()
+            .committed("accounts")
+            .values()
+            .filter_map(|row| match row.get("balance") {
+                Some(Value::Int(balance)) => Some(*balance),
+                _ => None,
+            })
+            .sum();
+        if self.observed_total.get() != Some(total) {
+            self.observed_total.set(Some(total));
+            self.env.record(
+                &self.name,
+                EventKind::Observe {
+                    name: "accounts.total_balance".into(),
+                    value: total,
+                },
+            );
         }
     }
 }
@@ -142,6 +170,7 @@ pub async fn run(
     let state = Rc::new(Host {
         env: env.clone(),
         name: host.clone(),
+        observed_total: std::cell::Cell::new(None),
         engine: RefCell::new(engine),
         sessions: RefCell::new(BTreeMap::new()),
     });

@@ -452,7 +452,14 @@ async fn handle_with_db(
         );
     }
     if processed == Processed::CommittedPartial {
-        env.note(host, "consumer.committed_partial_after_1205");
+        env.note(
+            host,
+            if db.retry == crate::db::client::DbRetry::ContinueAfterDeadlock {
+                "consumer.continued_after_1213"
+            } else {
+                "consumer.committed_partial_after_1205"
+            },
+        );
     }
     match processed {
         Processed::Committed | Processed::AlreadyDone | Processed::CommittedPartial => {

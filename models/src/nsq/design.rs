@@ -208,7 +208,7 @@ pub fn config_keys() -> Vec<crate::ConfigKey> {
         K::new(
             "db_retry",
             "\"none\"",
-            "with db: none, whole_transaction (on 1213/1205/no answer), or commit_after_1205 (careless)",
+            "with db: none, whole_transaction (on 1213/1205/no answer); careless: commit_after_timeout, continue_after_deadlock",
         ),
         K::new(
             "db_retries_max",

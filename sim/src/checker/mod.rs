@@ -8,6 +8,7 @@
 
 pub mod duplicate_delivery;
 pub mod duplicate_effect;
+pub mod invariant;
 pub mod lost;
 pub mod phantom;
 pub mod reorder;
@@ -36,6 +37,9 @@ pub enum AnomalyKind {
     Reorder,
     /// Delivered but never published, or published only with `fail`.
     Phantom,
+    /// A value that must stay constant (an `observe` event) changed, e.g. money created or
+    /// destroyed by transfers.
+    Invariant,
 }
 
 impl AnomalyKind {
@@ -47,6 +51,7 @@ impl AnomalyKind {
             AnomalyKind::DuplicateEffect => "duplicate-effect",
             AnomalyKind::Reorder => "reorder",
             AnomalyKind::Phantom => "phantom",
+            AnomalyKind::Invariant => "invariant",
         }
     }
 }
@@ -71,7 +76,11 @@ pub struct Anomaly {
 
 impl fmt::Display for Anomaly {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}: {}", self.kind, self.id, self.detail)?;
+        if self.kind == AnomalyKind::Invariant {
+            write!(f, "{}: {}", self.kind, self.detail)?;
+        } else {
+            write!(f, "{} {}: {}", self.kind, self.id, self.detail)?;
+        }
         let at: Vec<String> = self
             .times
             .iter()
@@ -129,6 +138,7 @@ pub struct Findings {
     pub duplicate_delivery: Vec<Anomaly>,
     pub duplicate_effect: Vec<Anomaly>,
     pub phantom: Vec<Anomaly>,
+    pub invariant: Vec<Anomaly>,
     /// Indexed like [`OrderScope::ALL`].
     pub reorder: [Vec<Anomaly>; 4],
 }
@@ -152,6 +162,7 @@ pub fn check_all(history: &History) -> Findings {
         duplicate_delivery: duplicate_delivery::check_indexed(history, &index),
         duplicate_effect: duplicate_effect::check_indexed(history, &index),
         phantom: phantom::check_indexed(history, &index),
+        invariant: invariant::check(history),
         reorder: OrderScope::ALL.map(|scope| reorder::check_indexed(history, &index, scope)),
     }
 }

@@ -60,6 +60,7 @@ fn kinds_found(findings: &Findings) -> Vec<AnomalyKind> {
         &findings.duplicate_delivery,
         &findings.duplicate_effect,
         &findings.phantom,
+        &findings.invariant,
     ]
     .into_iter()
     .chain(findings.reorder.iter())

@@ -205,3 +205,27 @@ fn a_tail_requeue_is_a_reorder_but_an_immediate_repeat_is_not() {
         .history();
     assert!(reorder::check(&repeated, OrderScope::Global).is_empty());
 }
+
+#[test]
+fn invariant_finds_a_changed_total_and_passes_a_constant_one() {
+    use crate::history::{Event, EventKind, SimTime};
+    let observe = |t: u64, value: i64| Event {
+        time: SimTime(t),
+        host: "db".into(),
+        kind: EventKind::Observe {
+            name: "accounts.total_balance".into(),
+            value,
+        },
+    };
+    let constant = History::from_events(vec![observe(1, 4000), observe(2, 4000), observe(3, 4000)]);
+    assert!(invariant::check(&constant).is_empty());
+    let created = History::from_events(vec![observe(1, 4000), observe(2, 4001), observe(3, 4001)]);
+    let found = invariant::check(&created);
+    assert_eq!(found.len(), 2, "every observation off the reference: {found:?}");
+    assert_eq!(found[0].kind, AnomalyKind::Invariant);
+    assert!(
+        found[0].to_string().contains("was 4000, then 4001 (+1)"),
+        "{}",
+        found[0]
+    );
+}
