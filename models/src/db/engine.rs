@@ -9,7 +9,7 @@
 //!   simplification of InnoDB's snapshot read that is enough for the patterns modelled: the
 //!   check-then-insert race stays possible, which is the point).
 //! - A statement that must wait returns [`Outcome::Blocked`]; the host retries it when the
-//!   lock is granted ([`Engine::resume`]).
+//!   lock is granted (the engine resumes it).
 //! - Error 1213 (deadlock) rolls back the victim's whole transaction; error 1205 (lock wait
 //!   timeout) fails only the statement and leaves the transaction open with its locks and
 //!   changes, unless `rollback_on_timeout`. Error 1062 is a duplicate key.
