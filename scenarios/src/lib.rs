@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 const NOT_SCENARIO_DIRS: [&str; 3] = ["src", "tests", "target"];
 
 /// Every scenario file under `path` (a file, or a directory searched recursively), sorted.
-/// `Cargo.toml`, hidden folders and [`NOT_SCENARIO_DIRS`] are skipped.
+/// `Cargo.toml`, hidden folders, `src/`, `tests/` and `target/` are skipped.
 pub fn scenario_files(path: &Path) -> std::io::Result<Vec<PathBuf>> {
     if path.is_file() {
         return Ok(vec![path.to_path_buf()]);
