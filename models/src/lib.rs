@@ -56,7 +56,13 @@ pub fn designs() -> Vec<DesignInfo> {
             summary:
                 "nsqd hosts, producers publishing to their own nsqd, go-nsq-like consumers on every nsqd",
             promise: "at-least-once assuming nsqd does not fail; no ordering (reference table rows 1-4)",
-            hosts: &["nsqd1..", "producer1..", "consumer1.."],
+            hosts: &[
+                "lookupd1.. (lookupds > 0)",
+                "nsqd1..",
+                "producer1..",
+                "consumer1..",
+                "db (sink = db)",
+            ],
             config_keys: nsq::design::config_keys,
             build: nsq::design::build,
         },
