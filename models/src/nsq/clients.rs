@@ -12,6 +12,7 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 use sim::history::{EventKind, MsgId};
 use sim::{Env, Process};
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::Duration;
 use tokio::sync::{mpsc, Mutex};
@@ -69,6 +70,8 @@ pub struct ClientConfig {
     pub db: Option<crate::db::client::DbConfig>,
     /// Work after processing and before the FIN (the window where a crash redelivers).
     pub ack_delay: Duration,
+    /// go-nsq's backoff: (BackoffMultiplier, MaxBackoffDuration), or None to disable it.
+    pub backoff: Option<(Duration, Duration)>,
 }
 
 async fn connect(host: &str, config: &ClientConfig) -> Option<Link> {
@@ -218,6 +221,111 @@ pub async fn run_producer(
 
 type Delivery = (Message, Sender, String);
 
+/// A consumer's RDY: the per-connection share of max_in_flight, go-nsq's backoff after
+/// handler errors, and the live connections to apply it to.
+pub struct Throttle {
+    rdy: i64,
+    backoff: RefCell<Option<super::backoff::Backoff>>,
+    senders: RefCell<std::collections::BTreeMap<u64, Sender>>,
+    next: Cell<u64>,
+    /// Bumped on every signal, so a waters-testing task knows whether anything came back.
+    generation: Cell<u64>,
+}
+
+/// go-nsq's LowRdyIdleTimeout: a connection idle this long gives up its RDY to another.
+const LOW_RDY_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl Throttle {
+    fn new(rdy: i64, config: &ClientConfig) -> Rc<Throttle> {
+        Rc::new(Throttle {
+            rdy,
+            backoff: RefCell::new(
+                config
+                    .backoff
+                    .map(|(multiplier, max)| super::backoff::Backoff::new(multiplier, max)),
+            ),
+            senders: RefCell::new(std::collections::BTreeMap::new()),
+            next: Cell::new(0),
+            generation: Cell::new(0),
+        })
+    }
+
+    /// A new connection's RDY: none while backing off.
+    fn initial_rdy(&self) -> i64 {
+        if self.backoff.borrow().as_ref().is_some_and(|b| b.backing_off()) {
+            0
+        } else {
+            self.rdy
+        }
+    }
+
+    fn register(&self, sender: Sender) -> u64 {
+        let key = self.next.get();
+        self.next.set(key + 1);
+        self.senders.borrow_mut().insert(key, sender);
+        key
+    }
+
+    fn unregister(&self, key: u64) {
+        self.senders.borrow_mut().remove(&key);
+    }
+
+    fn all(&self, count: i64) {
+        for sender in self.senders.borrow().values() {
+            sender.send(&Command::Rdy(count));
+        }
+    }
+
+    /// A message finished (`success`) or was requeued after a handler error.
+    fn signal(self: &Rc<Self>, success: bool, env: &Env, host: &str, process: &Process) {
+        let now = Duration::from_micros(env.now().0);
+        self.generation.set(self.generation.get() + 1);
+        let action = match self.backoff.borrow_mut().as_mut() {
+            Some(backoff) => backoff.signal(success, now),
+            None => return,
+        };
+        match action {
+            super::backoff::Action::Nothing => {}
+            super::backoff::Action::Restore => {
+                env.note(host, "consumer.backoff_ended");
+                self.all(self.rdy);
+            }
+            super::backoff::Action::Pause { until } => {
+                env.note(host, "consumer.backoff");
+                self.all(0);
+                let (throttle, env, process) = (self.clone(), env.clone(), process.clone());
+                tokio::task::spawn_local(async move {
+                    process
+                        .sleep(until.saturating_sub(Duration::from_micros(env.now().0)))
+                        .await;
+                    if !throttle.backoff.borrow_mut().as_mut().is_some_and(|b| b.resume()) {
+                        return;
+                    }
+                    let generation = throttle.generation.get();
+                    loop {
+                        // Test the waters: RDY 1 on one connection chosen at random. If it stays
+                        // silent (no message there), go-nsq's RDY redistribution moves the RDY
+                        // to another connection after LowRdyIdleTimeout.
+                        let senders: Vec<Sender> = throttle.senders.borrow().values().cloned().collect();
+                        let choice =
+                            (!senders.is_empty()).then(|| senders[env.choose(senders.len())].clone());
+                        if let Some(choice) = &choice {
+                            choice.send(&Command::Rdy(1));
+                        }
+                        process.sleep(LOW_RDY_IDLE_TIMEOUT).await;
+                        if throttle.generation.get() != generation {
+                            return; // a message came back: the backoff moved on
+                        }
+                        if let Some(choice) = &choice {
+                            choice.send(&Command::Rdy(0));
+                        }
+                    }
+                });
+            }
+        }
+    }
+}
+
 /// A consumer process with go-nsq's behaviour: a connection to every nsqd, `max_in_flight`
 /// spread over them as RDY, handlers that FIN on success and REQ with a linear delay on
 /// error, and messages past `max_attempts` finished without running the handler.
@@ -233,47 +341,51 @@ pub async fn run_consumer(
     let incoming = Rc::new(Mutex::new(incoming));
     // go-nsq divides max_in_flight across connections, at least 1 each.
     let rdy = (config.max_in_flight / nsqds.len() as i64).max(1);
+    let throttle = Throttle::new(rdy, &config);
     if config.lookupds.is_empty() {
         for nsqd in &nsqds {
-            let (env, host, nsqd, config, deliveries, process) = (
+            let (env, host, nsqd, config, deliveries, process, throttle) = (
                 env.clone(),
                 host.clone(),
                 nsqd.clone(),
                 config.clone(),
                 deliveries.clone(),
                 process.clone(),
+                throttle.clone(),
             );
             tokio::task::spawn_local(async move {
                 loop {
-                    connect_and_consume(&env, &host, &nsqd, &config, rdy, &deliveries).await;
+                    connect_and_consume(&env, &host, &nsqd, &config, &throttle, &deliveries).await;
                     // Without lookupd, go-nsq reconnects to a configured nsqd every LookupdPollInterval.
                     process.sleep(config.reconnect).await;
                 }
             });
         }
     } else {
-        let (env, host, config, deliveries, process) = (
+        let (env, host, config, deliveries, process, throttle) = (
             env.clone(),
             host.clone(),
             config.clone(),
             deliveries.clone(),
             process.clone(),
+            throttle.clone(),
         );
-        tokio::task::spawn_local(
-            async move { lookupd_loop(env, host, config, rdy, deliveries, process).await },
-        );
+        tokio::task::spawn_local(async move {
+            lookupd_loop(env, host, config, throttle, deliveries, process).await
+        });
     }
     let mut handlers = Vec::new();
     for _ in 0..config.handlers.max(1) {
-        let (env, host, config, incoming, process) = (
+        let (env, host, config, incoming, process, throttle) = (
             env.clone(),
             host.clone(),
             config.clone(),
             incoming.clone(),
             process.clone(),
+            throttle.clone(),
         );
         handlers.push(tokio::task::spawn_local(async move {
-            handler_loop(env, host, config, incoming, process).await
+            handler_loop(env, host, config, incoming, process, throttle).await
         }));
     }
     process.stopping().await;
@@ -288,7 +400,7 @@ async fn lookupd_loop(
     env: Env,
     host: String,
     config: ClientConfig,
-    rdy: i64,
+    throttle: Rc<Throttle>,
     deliveries: mpsc::UnboundedSender<Delivery>,
     process: Process,
 ) {
@@ -310,16 +422,17 @@ async fn lookupd_loop(
                             continue;
                         }
                         env.note(&host, "consumer.discovered_nsqd");
-                        let (env, host, config, deliveries, connected, requery) = (
+                        let (env, host, config, deliveries, connected, requery, throttle) = (
                             env.clone(),
                             host.clone(),
                             config.clone(),
                             deliveries.clone(),
                             connected.clone(),
                             requery.clone(),
+                            throttle.clone(),
                         );
                         tokio::task::spawn_local(async move {
-                            connect_and_consume(&env, &host, &nsqd, &config, rdy, &deliveries).await;
+                            connect_and_consume(&env, &host, &nsqd, &config, &throttle, &deliveries).await;
                             connected.borrow_mut().remove(&nsqd);
                             requery.notify_one();
                         });
@@ -370,7 +483,7 @@ async fn connect_and_consume(
     host: &str,
     nsqd: &str,
     config: &ClientConfig,
-    rdy: i64,
+    throttle: &Rc<Throttle>,
     deliveries: &mpsc::UnboundedSender<Delivery>,
 ) {
     let Some(mut link) = connect(nsqd, config).await else {
@@ -390,7 +503,8 @@ async fn connect_and_consume(
             link.request(&subscribe, config.read_timeout).await,
             Some((FrameType::Response, _))
         );
-    if subscribed && link.sender.send(&Command::Rdy(rdy)) {
+    if subscribed && link.sender.send(&Command::Rdy(throttle.initial_rdy())) {
+        let registered = throttle.register(link.sender.clone());
         while let Some((kind, data)) = link.next().await {
             match kind {
                 FrameType::Message => {
@@ -402,6 +516,7 @@ async fn connect_and_consume(
                 FrameType::Response => {}
             }
         }
+        throttle.unregister(registered);
     }
     env.note(host, "consumer.connection_lost");
 }
@@ -418,7 +533,7 @@ async fn handle_with_db(
     id: MsgId,
     sender: &Sender,
     process: &Process,
-) {
+) -> bool {
     use crate::db::client::{process_message, Processed, Strategy};
     let fin = |env: &Env| {
         if sender.send(&Command::Fin(message.id)) {
@@ -438,7 +553,7 @@ async fn handle_with_db(
         if let Processed::Failed(_) = process_message(env, host, conn, id.0, db, process).await {
             env.note(host, "consumer.effect_failed_after_ack");
         }
-        return;
+        return true; // FIN'd: a success to go-nsq
     }
     let processed = process_message(env, host, conn, id.0, db, process).await;
     if processed == Processed::AlreadyDone {
@@ -467,6 +582,7 @@ async fn handle_with_db(
                 process.sleep(config.ack_delay).await;
             }
             fin(env);
+            true
         }
         Processed::Failed(_) => {
             let delay = (config.requeue_delay * u32::from(message.attempts)).min(config.max_requeue_delay);
@@ -475,6 +591,7 @@ async fn handle_with_db(
                 timeout_ms: delay.as_millis() as i64,
             });
             env.note(host, "consumer.handler_error");
+            false
         }
     }
 }
@@ -485,6 +602,7 @@ async fn handler_loop(
     config: ClientConfig,
     incoming: Rc<Mutex<mpsc::UnboundedReceiver<Delivery>>>,
     process: Process,
+    throttle: Rc<Throttle>,
 ) {
     let mut db_conn = None;
     loop {
@@ -502,6 +620,7 @@ async fn handler_loop(
             // go-nsq gives up silently: FIN without calling the handler.
             sender.send(&Command::Fin(message.id));
             env.note(&host, "consumer.gave_up");
+            throttle.signal(true, &env, &host, &process);
             continue;
         }
         env.record(
@@ -540,6 +659,7 @@ async fn handler_loop(
                 timeout_ms: delay.as_millis() as i64,
             });
             env.note(&host, "consumer.handler_error");
+            throttle.signal(false, &env, &host, &process);
             continue;
         }
         env.record(
@@ -560,5 +680,6 @@ async fn handler_loop(
         } else {
             env.note(&host, "consumer.fin_lost");
         }
+        throttle.signal(true, &env, &host, &process);
     }
 }

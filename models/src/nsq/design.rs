@@ -67,6 +67,10 @@ pub struct Config {
     pub rollback_on_timeout: bool,
     /// MySQL wait_timeout: a silent connection is closed and its transaction rolled back.
     pub db_wait_timeout_ms: u64,
+    /// go-nsq's backoff after handler errors (on by default, as in go-nsq).
+    pub backoff: bool,
+    pub backoff_multiplier_ms: u64,
+    pub max_backoff_ms: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -96,6 +100,9 @@ impl Default for Config {
             lock_wait_timeout_ms: 50_000,
             rollback_on_timeout: false,
             db_wait_timeout_ms: crate::db::sim_db::WAIT_TIMEOUT_DEFAULT.as_millis() as u64,
+            backoff: true,
+            backoff_multiplier_ms: 1_000,
+            max_backoff_ms: 120_000,
             nsqds: 1,
             consumers: 1,
             topic: "orders".into(),
@@ -246,6 +253,9 @@ pub fn config_keys() -> Vec<crate::ConfigKey> {
             d.db_wait_timeout_ms,
             "MySQL wait_timeout: a silent connection is closed, its transaction rolled back",
         ),
+        K::new("backoff", d.backoff, "go-nsq backoff: RDY 0 for multiplier x 2^n after handler errors"),
+        K::new("backoff_multiplier_ms", d.backoff_multiplier_ms, "go-nsq BackoffMultiplier"),
+        K::new("max_backoff_ms", d.max_backoff_ms, "go-nsq MaxBackoffDuration"),
         K::new("nsqd.mem_queue_size", n.mem_queue_size, "nsqd --mem-queue-size"),
         K::new("nsqd.msg_timeout_ms", n.msg_timeout_ms, "nsqd --msg-timeout"),
         K::new("nsqd.sync_every", n.sync_every, "nsqd --sync-every"),
@@ -381,6 +391,12 @@ impl Nsq {
                 timeout: Duration::from_millis(c.db_timeout_ms),
             }),
             ack_delay: Duration::from_millis(c.ack_delay_ms),
+            backoff: c.backoff.then(|| {
+                (
+                    Duration::from_millis(c.backoff_multiplier_ms),
+                    Duration::from_millis(c.max_backoff_ms),
+                )
+            }),
         }
     }
 }

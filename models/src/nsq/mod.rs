@@ -14,15 +14,17 @@
 //!   [`sim_nsqd`] and [`sim_lookupd`] bind them to turmoil, [`real`] to tokio sockets, a real
 //!   data directory and the real clock (`jetsam nsqd`, `jetsam lookupd`);
 //! - [`link`], [`http`]: a client connection to nsqd, and the little HTTP lookupd needs;
-//! - [`clients`]: the producer and the go-nsq-like consumer; [`design`]: the `nsq` design.
+//! - [`clients`]: the producer and the go-nsq-like consumer, with [`backoff`]; [`design`]:
+//!   the `nsq` design.
 //!
 //! Not modelled yet: nsqd's channel pre-creation from lookupd when a topic is created (topics
 //! start at once, as on an nsqd whose lookupds cannot be reached; with the single channel the
-//! design's consumers share, the difference cannot be observed), go-nsq's backoff (the RDY
-//! throttle after handler errors) and RDY redistribution, TLS, compression, AUTH, pausing,
-//! and nsqd's HTTP publish API.
+//! design's consumers share, the difference cannot be observed), go-nsq's RDY redistribution
+//! beyond moving the backoff's test RDY off a silent connection, TLS, compression, AUTH,
+//! pausing, and nsqd's HTTP publish API.
 
 pub mod backend;
+pub mod backoff;
 pub mod channel;
 pub mod clients;
 pub mod design;
