@@ -160,10 +160,28 @@ fn render(
         "name".into(),
         toml::Value::String(format!("{name} (shrunk from seed {seed})")),
     );
+    // The case carries its seed and what it showed: its expectations are the properties it
+    // broke, as "violated", so replaying it checks it still fails the same way. When a model
+    // fix makes it pass, flip them to "holds" and say so in the description.
+    let run = doc
+        .entry("run")
+        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    if let Some(table) = run.as_table_mut() {
+        table.insert("seed".into(), toml::Value::Integer(seed as i64));
+    }
+    let mut expect = toml::Table::new();
+    for property in broken
+        .iter()
+        .filter(|p| sim::verdict::Property::parse(p).is_some())
+    {
+        expect.insert(property.clone(), toml::Value::String("violated".into()));
+    }
+    doc.insert("expect".into(), toml::Value::Table(expect));
     doc.insert(
         "description".into(),
         toml::Value::String(format!(
-            "Shrunk by `jetsam shrink` from {} seed {seed}; it still breaks: {}. Replay with --seed {seed}.",
+            "Shrunk by `jetsam shrink` (jetsam {}) from {} seed {seed}; it still breaks: {}. It replays on its own seed (run.seed).",
+            env!("CARGO_PKG_VERSION"),
             loaded.scenario.path,
             broken.iter().cloned().collect::<Vec<_>>().join(", ")
         )),

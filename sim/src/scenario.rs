@@ -86,6 +86,9 @@ pub struct RunSettings {
     pub link_latency_ms: u64,
     /// After `stop`, how long a process may take to shut down before it is killed.
     pub stop_grace_ms: u64,
+    /// The seed `jetsam run` and the test suite use when none is given (a regression case
+    /// records the seed it failed on).
+    pub seed: u64,
 }
 
 impl Default for RunSettings {
@@ -96,6 +99,7 @@ impl Default for RunSettings {
             drain_ms: 60_000,
             link_latency_ms: 1,
             stop_grace_ms: 5_000,
+            seed: 1,
         }
     }
 }

@@ -29,9 +29,9 @@ enum Command {
         /// Scenario files or directories.
         #[arg(required = true)]
         paths: Vec<PathBuf>,
-        /// The seed; defaults to 1.
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
+        /// The seed; defaults to the scenario's `run.seed` (1 unless the file says).
+        #[arg(long)]
+        seed: Option<u64>,
         /// Print JSON (one object per scenario, one per line).
         #[arg(long)]
         json: bool,
@@ -45,8 +45,9 @@ enum Command {
     /// Replay one seed of a scenario as a timeline with simulated timestamps.
     Replay {
         path: PathBuf,
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
+        /// The seed; defaults to the scenario's `run.seed`.
+        #[arg(long)]
+        seed: Option<u64>,
         #[arg(long = "expect", value_name = "PROPERTY=holds|violated")]
         expect: Vec<String>,
     },
@@ -74,6 +75,10 @@ enum Command {
         /// Where to write the shrunk scenario (default: standard output).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Save it to the regression corpus (scenarios/regressions/), where every test run
+        /// replays it and checks it still fails the same way.
+        #[arg(long, conflicts_with = "out")]
+        save: bool,
     },
     /// List designs (with config keys and defaults), fault actions and properties.
     List,
@@ -251,7 +256,7 @@ fn dispatch(command: Command) -> Result<bool, BadInput> {
             let loaded: Vec<Loaded> = files.iter().map(|f| load(f, &expect)).collect::<Result<_, _>>()?;
             let mut failed = 0usize;
             for scenario in &loaded {
-                let outcome = scenario.run(seed);
+                let outcome = scenario.run(seed.unwrap_or(scenario.scenario.run.seed));
                 if let Some(path) = &history {
                     let file =
                         bad(std::fs::File::create(path).with_context(|| format!("{}", path.display())))?;
@@ -273,8 +278,9 @@ fn dispatch(command: Command) -> Result<bool, BadInput> {
             }
             if loaded.len() > 1 && !json {
                 say!(
-                    "{} scenario(s) on seed {seed}: {} met every expectation, {failed} did not",
+                    "{} scenario(s) on {}: {} met every expectation, {failed} did not",
                     loaded.len(),
+                    seed.map_or("their own seeds".to_string(), |s| format!("seed {s}")),
                     loaded.len() - failed
                 );
             }
@@ -282,6 +288,7 @@ fn dispatch(command: Command) -> Result<bool, BadInput> {
         }
         Command::Replay { path, seed, expect } => {
             let loaded = load(&path, &expect)?;
+            let seed = seed.unwrap_or(loaded.scenario.run.seed);
             let outcome = loaded.run(seed);
             say!("seed {seed}  {}", loaded.scenario.name);
             say_raw!("{}", timeline::render(&outcome.history));
@@ -389,9 +396,22 @@ fn dispatch(command: Command) -> Result<bool, BadInput> {
             seed,
             expect,
             out,
+            save,
         } => {
             let loaded = load(&path, &expect)?;
             let shrunk = bad(scenarios::shrink::shrink(&loaded, seed).map_err(anyhow::Error::msg))?;
+            let out = if save {
+                let stem = path
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                let dir = PathBuf::from("scenarios/regressions");
+                bad(std::fs::create_dir_all(&dir).with_context(|| format!("{}", dir.display())))?;
+                let broken: Vec<String> = shrunk.broken.iter().cloned().collect();
+                Some(dir.join(format!("{stem}-seed-{seed}-{}.toml", broken.join("-"))))
+            } else {
+                out
+            };
             match &out {
                 Some(file) => {
                     bad(std::fs::write(file, &shrunk.scenario).with_context(|| format!("{}", file.display())))?
@@ -408,11 +428,8 @@ fn dispatch(command: Command) -> Result<bool, BadInput> {
                 shrunk.broken.iter().cloned().collect::<Vec<_>>().join(", ")
             );
             if let Some(file) = &out {
-                eprintln!(
-                    "replay: jetsam replay {} --seed {seed}{}",
-                    file.display(),
-                    expect_flags(&expect)
-                );
+                // The file carries its seed and its expectations.
+                eprintln!("replay: jetsam replay {}", file.display());
             }
             Ok(true)
         }

@@ -19,7 +19,7 @@ fn every_bundled_scenario_meets_its_expectations() {
             !loaded.scenario.expect.properties.is_empty(),
             "{path}: a scenario must assert at least one verdict"
         );
-        let outcome = loaded.run(1);
+        let outcome = loaded.run(loaded.scenario.run.seed);
         for line in loaded.unmet(&outcome) {
             failures.push(format!("{path}: {line}"));
         }
@@ -76,7 +76,8 @@ fn the_same_scenario_without_its_kill_loses_nothing() {
 fn verdict_summaries() {
     let mut summary = String::new();
     for path in bundled() {
-        let outcome = load(&path).run(1);
+        let loaded = load(&path);
+        let outcome = loaded.run(loaded.scenario.run.seed);
         let violated: Vec<String> = outcome
             .verdicts
             .properties
@@ -120,7 +121,8 @@ fn a_run_that_does_not_drain_is_a_liveness_failure_naming_what_is_pending() {
 #[test]
 fn every_bundled_scenario_drains() {
     for path in bundled() {
-        let outcome = load(&path).run(1);
+        let loaded = load(&path);
+        let outcome = loaded.run(loaded.scenario.run.seed);
         assert!(
             outcome.verdicts.drained,
             "{path}: pending {:?}",
