@@ -623,6 +623,9 @@ async fn handler_loop(
             throttle.signal(true, &env, &host, &process);
             continue;
         }
+        // The delivery is recorded when a handler takes the message, as go-nsq's handler loop
+        // does. nsqd may have sent it much earlier: while handlers are busy, messages wait in
+        // the consumer's queue with their msg_timeout already running at nsqd.
         env.record(
             &host,
             EventKind::Deliver {
