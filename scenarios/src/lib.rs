@@ -1,6 +1,7 @@
 //! Loading and running scenario files, reporting verdicts, replay timelines and seed
 //! exploration: everything the `jetsam` binary does, as a library the tests call too.
 
+pub mod compare;
 pub mod explore;
 pub mod report;
 pub mod shrink;

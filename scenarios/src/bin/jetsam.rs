@@ -80,6 +80,24 @@ enum Command {
         #[arg(long, conflicts_with = "out")]
         save: bool,
     },
+    /// Run several scenarios (design variants) over the same seeds and print the guarantee
+    /// matrix: per variant and property, held in N/N or violated in k/N (smallest seed, kinds).
+    Compare {
+        /// Scenario files or directories.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Seed range A..B (B exclusive).
+        #[arg(long)]
+        seeds: String,
+        #[arg(long)]
+        jobs: Option<usize>,
+        /// Also write the matrix as Markdown here.
+        #[arg(long)]
+        markdown: Option<PathBuf>,
+        /// Also write the matrix as JSON here.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
     /// List designs (with config keys and defaults), fault actions and properties.
     List,
     /// Run nsqd as a real server (the model's code on real sockets and a real data directory).
@@ -181,6 +199,19 @@ macro_rules! say_raw {
         use std::io::Write as _;
         let _ = write!(std::io::stdout(), $($arg)*);
     }};
+}
+
+/// Progress on stderr at every tenth of the runs.
+#[derive(Default)]
+struct AtomicUsizeStep(std::sync::atomic::AtomicUsize);
+
+impl AtomicUsizeStep {
+    fn report(&self, done: usize, total: usize) {
+        let tenth = (done * 10 / total.max(1)).min(10);
+        if self.0.fetch_max(tenth, std::sync::atomic::Ordering::SeqCst) < tenth {
+            eprintln!("compare: {done}/{total} runs");
+        }
+    }
 }
 
 /// Bad input: reported as one line, exit status 2.
@@ -431,6 +462,38 @@ fn dispatch(command: Command) -> Result<bool, BadInput> {
                 // The file carries its seed and its expectations.
                 eprintln!("replay: jetsam replay {}", file.display());
             }
+            Ok(true)
+        }
+        Command::Compare {
+            paths,
+            seeds,
+            jobs,
+            markdown,
+            json,
+        } => {
+            let range = bad(parse_seeds(&seeds).map_err(anyhow::Error::msg))?;
+            let mut files = Vec::new();
+            for path in &paths {
+                let found = bad(scenario_files(path).with_context(|| format!("{}", path.display())))?;
+                if found.is_empty() {
+                    return Err(BadInput(anyhow::anyhow!("{}: no scenario files", path.display())));
+                }
+                files.extend(found);
+            }
+            let loaded: Vec<Loaded> = files.iter().map(|f| load(f, &[])).collect::<Result<_, _>>()?;
+            let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+            let step = AtomicUsizeStep::default();
+            let matrix =
+                scenarios::compare::compare(&loaded, range, jobs, &|done, total| step.report(done, total));
+            let text = matrix.markdown();
+            if let Some(file) = &markdown {
+                bad(std::fs::write(file, &text).with_context(|| format!("{}", file.display())))?;
+            }
+            if let Some(file) = &json {
+                let body = serde_json::to_string_pretty(&matrix).expect("the matrix serializes");
+                bad(std::fs::write(file, body).with_context(|| format!("{}", file.display())))?;
+            }
+            say_raw!("{text}");
             Ok(true)
         }
         Command::List => {

@@ -2,6 +2,7 @@
 
 mod bundled;
 mod cli;
+mod compare;
 mod db;
 mod determinism;
 mod explore;
