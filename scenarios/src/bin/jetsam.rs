@@ -256,6 +256,19 @@ fn expect_flags(expect: &[String]) -> String {
     expect.iter().map(|e| format!(" --expect {e}")).collect()
 }
 
+/// Every scenario file under the given files and directories; a path with none is bad input.
+fn collect_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, BadInput> {
+    let mut files = Vec::new();
+    for path in paths {
+        let found = bad(scenario_files(path).with_context(|| format!("{}", path.display())))?;
+        if found.is_empty() {
+            return Err(BadInput(anyhow::anyhow!("{}: no scenario files", path.display())));
+        }
+        files.extend(found);
+    }
+    Ok(files)
+}
+
 fn load(path: &std::path::Path, expect: &[String]) -> Result<Loaded, BadInput> {
     let text = path.to_string_lossy();
     let mut loaded = bad(Loaded::load(&text))?;
@@ -272,14 +285,7 @@ fn dispatch(command: Command) -> Result<bool, BadInput> {
             history,
             expect,
         } => {
-            let mut files = Vec::new();
-            for path in &paths {
-                let found = bad(scenario_files(path).with_context(|| format!("{}", path.display())))?;
-                if found.is_empty() {
-                    return Err(BadInput(anyhow::anyhow!("{}: no scenario files", path.display())));
-                }
-                files.extend(found);
-            }
+            let files = collect_files(&paths)?;
             if history.is_some() && files.len() != 1 {
                 return Err(BadInput(anyhow::anyhow!("--history takes exactly one scenario")));
             }
@@ -472,14 +478,7 @@ fn dispatch(command: Command) -> Result<bool, BadInput> {
             json,
         } => {
             let range = bad(parse_seeds(&seeds).map_err(anyhow::Error::msg))?;
-            let mut files = Vec::new();
-            for path in &paths {
-                let found = bad(scenario_files(path).with_context(|| format!("{}", path.display())))?;
-                if found.is_empty() {
-                    return Err(BadInput(anyhow::anyhow!("{}: no scenario files", path.display())));
-                }
-                files.extend(found);
-            }
+            let files = collect_files(&paths)?;
             let loaded: Vec<Loaded> = files.iter().map(|f| load(f, &[])).collect::<Result<_, _>>()?;
             let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
             let step = AtomicUsizeStep::default();
