@@ -43,6 +43,8 @@ pub fn line(event: &Event) -> String {
             };
             format!("FAULT    {action} {}{detail}", hosts.join(","))
         }
+        EventKind::Write { id, txn, parts } => format!("write    {id} txn {txn}: {}", parts.join(", ")),
+        EventKind::EffectParts { parts } => format!("schema   an effect writes {}", parts.join(", ")),
         EventKind::Note { name } => format!("note     {name}"),
         EventKind::Observe { name, value } => format!("observe  {name} = {value}"),
         EventKind::Phase { phase, detail } if detail.is_empty() => format!("PHASE    {phase:?}"),

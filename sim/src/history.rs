@@ -109,6 +109,18 @@ pub enum EventKind {
         id: MsgId,
         consumer: String,
     },
+    /// A database transaction committed these parts of the message's effect (see
+    /// `effect_parts`). A transaction that commits only some of them is a partial transaction.
+    Write {
+        id: MsgId,
+        txn: u64,
+        parts: Vec<String>,
+    },
+    /// The design declares what a whole effect writes, e.g. `["inbox", "debit", "credit"]`:
+    /// the schema the partial-transaction checker judges `write` events against.
+    EffectParts {
+        parts: Vec<String>,
+    },
     /// The consumer acknowledged the message to the queue (FIN, commit, ...).
     Ack {
         id: MsgId,
@@ -154,6 +166,7 @@ impl EventKind {
             | EventKind::PublishInfo { id, .. }
             | EventKind::Deliver { id, .. }
             | EventKind::Effect { id, .. }
+            | EventKind::Write { id, .. }
             | EventKind::Ack { id, .. } => Some(*id),
             _ => None,
         }

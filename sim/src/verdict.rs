@@ -26,11 +26,13 @@ pub enum Property {
     NoPhantom,
     /// Every observed invariant kept its value (e.g. transfers neither create nor destroy money).
     Conserved,
+    /// Every transaction that wrote part of a message's effect wrote all of it.
+    Atomic,
     Ordered(OrderScope),
 }
 
 impl Property {
-    pub const ALL: [Property; 11] = [
+    pub const ALL: [Property; 12] = [
         Property::NoLoss,
         Property::AtLeastOnce,
         Property::AtMostOnce,
@@ -38,6 +40,7 @@ impl Property {
         Property::NoDuplicateDelivery,
         Property::NoPhantom,
         Property::Conserved,
+        Property::Atomic,
         Property::Ordered(OrderScope::Producer),
         Property::Ordered(OrderScope::Key),
         Property::Ordered(OrderScope::Partition),
@@ -53,6 +56,7 @@ impl Property {
             Property::NoDuplicateDelivery => "no-duplicate-delivery".into(),
             Property::NoPhantom => "no-phantom".into(),
             Property::Conserved => "conserved".into(),
+            Property::Atomic => "atomic".into(),
             Property::Ordered(scope) => format!("ordered({})", scope.name()),
         }
     }
@@ -71,11 +75,13 @@ impl Property {
             Property::AtLeastOnce => "every acknowledged publish was processed (lost, unseen)",
             Property::AtMostOnce => "no side effect applied twice (duplicate-effect)",
             Property::ExactlyOnce => {
-                "at-least-once, at-most-once, no phantoms (lost, unseen, duplicate-effect, phantom)"
+                "at-least-once, at-most-once, atomic, no phantoms (lost, unseen, duplicate-effect, \
+                 partial-transaction, phantom)"
             }
             Property::NoDuplicateDelivery => "no message delivered twice (duplicate-delivery)",
             Property::NoPhantom => "nothing delivered that was not published (phantom)",
             Property::Conserved => "observed invariants keep their value, e.g. the ledger total (invariant)",
+            Property::Atomic => "no transaction committed part of a message's effect (partial-transaction)",
             Property::Ordered(OrderScope::Producer) => {
                 "deliveries follow each producer's publish order (reorder)"
             }
@@ -92,10 +98,16 @@ impl Property {
         let safety: Vec<&[Anomaly]> = match self {
             Property::NoLoss | Property::AtLeastOnce => vec![&findings.lost],
             Property::AtMostOnce => vec![&findings.duplicate_effect],
-            Property::ExactlyOnce => vec![&findings.lost, &findings.duplicate_effect, &findings.phantom],
+            Property::ExactlyOnce => vec![
+                &findings.lost,
+                &findings.duplicate_effect,
+                &findings.partial,
+                &findings.phantom,
+            ],
             Property::NoDuplicateDelivery => vec![&findings.duplicate_delivery],
             Property::NoPhantom => vec![&findings.phantom],
             Property::Conserved => vec![&findings.invariant],
+            Property::Atomic => vec![&findings.partial],
             Property::Ordered(scope) => vec![findings.reorder(scope)],
         };
         let liveness: Vec<&[Anomaly]> = match self {
@@ -271,11 +283,12 @@ pub fn counters(history: &History) -> BTreeMap<String, u64> {
             }
             EventKind::Effect { .. } => bump("effect"),
             EventKind::Ack { .. } => bump("ack"),
+            EventKind::Write { .. } => bump("write"),
             EventKind::Fault { action, .. } => bump(&format!("fault.{action}")),
             EventKind::Note { name } => bump(&format!("note.{name}")),
             EventKind::Observe { .. } => bump("observe"),
             EventKind::Crash { .. } => bump("crash"),
-            EventKind::Phase { .. } => {}
+            EventKind::Phase { .. } | EventKind::EffectParts { .. } => {}
         }
     }
     counts

@@ -10,6 +10,7 @@ pub mod duplicate_delivery;
 pub mod duplicate_effect;
 pub mod invariant;
 pub mod lost;
+pub mod partial;
 pub mod phantom;
 pub mod reorder;
 pub mod unseen;
@@ -40,6 +41,8 @@ pub enum AnomalyKind {
     /// A value that must stay constant (an `observe` event) changed, e.g. money created or
     /// destroyed by transfers.
     Invariant,
+    /// A transaction committed part of a message's effect, not all of it.
+    PartialTransaction,
 }
 
 impl AnomalyKind {
@@ -52,6 +55,7 @@ impl AnomalyKind {
             AnomalyKind::Reorder => "reorder",
             AnomalyKind::Phantom => "phantom",
             AnomalyKind::Invariant => "invariant",
+            AnomalyKind::PartialTransaction => "partial-transaction",
         }
     }
 }
@@ -139,6 +143,7 @@ pub struct Findings {
     pub duplicate_effect: Vec<Anomaly>,
     pub phantom: Vec<Anomaly>,
     pub invariant: Vec<Anomaly>,
+    pub partial: Vec<Anomaly>,
     /// Indexed like [`OrderScope::ALL`].
     pub reorder: [Vec<Anomaly>; 4],
 }
@@ -163,6 +168,7 @@ pub fn check_all(history: &History) -> Findings {
         duplicate_effect: duplicate_effect::check_indexed(history, &index),
         phantom: phantom::check_indexed(history, &index),
         invariant: invariant::check(history),
+        partial: partial::check(history),
         reorder: OrderScope::ALL.map(|scope| reorder::check_indexed(history, &index, scope)),
     }
 }

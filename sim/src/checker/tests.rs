@@ -229,3 +229,60 @@ fn invariant_finds_a_changed_total_and_passes_a_constant_one() {
         found[0]
     );
 }
+
+#[test]
+fn partial_finds_a_transaction_that_committed_part_of_an_effect() {
+    use crate::history::{Event, EventKind, MsgId, SimTime};
+    let event = |t: u64, kind: EventKind| Event {
+        time: SimTime(t),
+        host: "db".into(),
+        kind,
+    };
+    let parts = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+    let write = |t: u64, id: u64, txn: u64, names: &[&str]| {
+        event(
+            t,
+            EventKind::Write {
+                id: MsgId(id),
+                txn,
+                parts: parts(names),
+            },
+        )
+    };
+    let schema = event(
+        0,
+        EventKind::EffectParts {
+            parts: parts(&["inbox", "debit", "credit"]),
+        },
+    );
+    let whole = History::from_events(vec![
+        schema.clone(),
+        write(1, 1, 7, &["inbox", "debit", "credit"]),
+        write(2, 2, 8, &["credit", "inbox", "debit"]),
+    ]);
+    assert!(
+        partial::check(&whole).is_empty(),
+        "order of parts does not matter"
+    );
+    let torn = History::from_events(vec![
+        schema,
+        write(1, 1, 7, &["inbox"]),
+        write(2, 1, 9, &["debit", "credit"]),
+    ]);
+    let found = partial::check(&torn);
+    assert_eq!(
+        found.len(),
+        2,
+        "two transactions, each with part of the effect: {found:?}"
+    );
+    assert_eq!(found[0].kind, AnomalyKind::PartialTransaction);
+    assert!(found[0]
+        .detail
+        .contains("transaction 7 committed inbox without debit, credit"));
+    assert!(found[1].detail.contains("without inbox"));
+    let undeclared = History::from_events(vec![write(1, 1, 7, &["inbox"])]);
+    assert!(
+        partial::check(&undeclared).is_empty(),
+        "no schema, nothing to judge"
+    );
+}
