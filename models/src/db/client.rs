@@ -1,7 +1,7 @@
 //! A consumer's connection to the database and the processing strategies (reference §5.1,
 //! §5.2): what a handler does with a message, from ack-before to the inbox pattern.
 
-use super::engine::{DbError, Outcome, Record, Set, Statement, Value};
+use super::engine::{DbError, Outcome, Record, Set, Statement, Tag, Value};
 use super::wire::{decode, encode, Request, Response, DB_PORT};
 use serde::{Deserialize, Serialize};
 use sim::{Env, Process};
@@ -95,6 +95,13 @@ pub enum Strategy {
     /// (`UPDATE orders SET state='DONE' WHERE id=? AND state='NEW'`); 0 rows affected means
     /// already done.
     Conditional,
+    /// The Kafka pattern (reference §5.1, table row 10/12): store the consumer's position
+    /// (here the highest message id processed; ids are the upstream's order) in the same
+    /// transaction as the result, read with `SELECT ... FOR UPDATE`; a message at or below
+    /// the position is taken as already processed. Exactly-once where delivery follows the
+    /// position's order (a Kafka partition); NSQ promises no order, so a message delivered
+    /// after a later one is skipped for good.
+    Position,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -122,6 +129,11 @@ pub struct DbConfig {
     pub retries_max: u32,
     pub backoff: Duration,
     pub accounts: u32,
+    /// The inbox row is inserted after the transfer rather than before it.
+    pub inbox_last: bool,
+    /// Every `batch_every`-th message is a batch (0: none) writing `batch_rows` audit rows.
+    pub batch_every: u32,
+    pub batch_rows: u32,
     /// Think time between the statements of a transaction (so transactions overlap).
     pub statement_gap: Duration,
     pub timeout: Duration,
@@ -150,14 +162,127 @@ pub fn transfer_accounts(id: u64, accounts: u32) -> (i64, i64) {
     (from as i64, to as i64)
 }
 
-fn add(account: i64, amount: i64, effect: Option<u64>) -> Statement {
+fn tag(message: u64, part: &str, completes: bool) -> Option<Tag> {
+    Some(Tag {
+        message,
+        part: part.into(),
+        completes,
+    })
+}
+
+fn add(account: i64, amount: i64, tag: Option<Tag>) -> Statement {
     Statement::Update {
         table: "accounts".into(),
         key: Value::Int(account),
         set: vec![Set::Add("balance".into(), amount)],
         only_if: vec![],
-        effect,
+        tag,
     }
+}
+
+fn insert(table: &str, column: &str, key: i64, tag: Option<Tag>) -> Statement {
+    let mut record = Record::new();
+    record.insert(column.into(), Value::Int(key));
+    Statement::Insert {
+        table: table.into(),
+        record,
+        tag,
+    }
+}
+
+/// Whether message `id` is a batch: its transaction first writes `batch_rows` audit rows,
+/// which makes it heavier than a plain transfer in InnoDB's victim choice (reference §5.2:
+/// the lighter transaction is rolled back, so the plain transfers lose every deadlock against
+/// a batch).
+pub fn is_batch(id: u64, config: &DbConfig) -> bool {
+    config.batch_every > 0 && id % u64::from(config.batch_every) == 0
+}
+
+/// The parts a whole effect writes under `config`, in the names the database records.
+pub fn effect_parts(config: &DbConfig) -> Vec<String> {
+    let guard = match config.strategy {
+        Strategy::Inbox => Some("inbox"),
+        Strategy::Conditional => Some("order"),
+        Strategy::Position => Some("position"),
+        Strategy::AckBefore | Strategy::AckAfter => None,
+    };
+    guard
+        .into_iter()
+        .chain(["debit", "credit"])
+        .map(String::from)
+        .collect()
+}
+
+/// The role of a statement in the message's transaction.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Begin,
+    /// The inbox insert or the conditional update: says whether the message was done before.
+    Guard,
+    /// The locking read of the stored position: at or past the message means done before.
+    PositionRead,
+    Work,
+    Commit,
+}
+
+/// The message's transaction: BEGIN, the guard (inbox first, or last with `inbox_last`), a
+/// batch's audit rows, the debit, the credit, COMMIT. Each part of the effect is tagged.
+fn transaction(id: u64, config: &DbConfig) -> Vec<(Role, Statement)> {
+    let (from, to) = transfer_accounts(id, config.accounts);
+    let mut statements = vec![(Role::Begin, Statement::Begin)];
+    let inbox = (
+        Role::Guard,
+        insert("inbox", "message_id", id as i64, tag(id, "inbox", false)),
+    );
+    if config.strategy == Strategy::Inbox && !config.inbox_last {
+        statements.push(inbox.clone());
+    }
+    if config.strategy == Strategy::Conditional {
+        statements.push((
+            Role::Guard,
+            Statement::Update {
+                table: "orders".into(),
+                key: Value::Int(id as i64),
+                set: vec![Set::To("state".into(), Value::Text("DONE".into()))],
+                only_if: vec![("state".into(), Value::Text("NEW".into()))],
+                tag: tag(id, "order", false),
+            },
+        ));
+    }
+    if config.strategy == Strategy::Position {
+        let position = Value::Int(0);
+        statements.push((
+            Role::PositionRead,
+            Statement::Select {
+                table: "positions".into(),
+                key: position.clone(),
+                for_update: true,
+            },
+        ));
+        statements.push((
+            Role::Work,
+            Statement::Update {
+                table: "positions".into(),
+                key: position,
+                set: vec![Set::To("position".into(), Value::Int(id as i64))],
+                only_if: vec![],
+                tag: tag(id, "position", false),
+            },
+        ));
+    }
+    if is_batch(id, config) {
+        for row in 0..i64::from(config.batch_rows) {
+            statements.push((Role::Work, insert("audit", "id", id as i64 * 1_000 + row, None)));
+        }
+    }
+    // The credit completes the effect: a transaction committed without it applied no effect.
+    statements.push((Role::Work, add(from, -1, tag(id, "debit", false))));
+    statements.push((Role::Work, add(to, 1, tag(id, "credit", true))));
+    if config.strategy == Strategy::Inbox && config.inbox_last {
+        statements.push(inbox);
+    }
+    statements.push((Role::Commit, Statement::Commit));
+    statements
 }
 
 /// One attempt at the message's transaction.
@@ -167,48 +292,34 @@ async fn attempt(
     config: &DbConfig,
     process: &Process,
 ) -> Result<Processed, (String, bool)> {
-    let (from, to) = transfer_accounts(id, config.accounts);
-    let mut statements = vec![Statement::Begin];
-    if config.strategy == Strategy::Inbox {
-        let mut record = Record::new();
-        record.insert("message_id".into(), Value::Int(id as i64));
-        statements.push(Statement::Insert {
-            table: "inbox".into(),
-            record,
-        });
-    }
-    if config.strategy == Strategy::Conditional {
-        statements.push(Statement::Update {
-            table: "orders".into(),
-            key: Value::Int(id as i64),
-            set: vec![Set::To("state".into(), Value::Text("DONE".into()))],
-            only_if: vec![("state".into(), Value::Text("NEW".into()))],
-            effect: None,
-        });
-    }
-    // The effect is the whole transfer: its last statement carries the tag, so a transaction
-    // committed without all of it (a careless commit after 1205) records no effect.
-    statements.push(add(from, -1, None));
-    statements.push(add(to, 1, Some(id)));
-    statements.push(Statement::Commit);
-    let last = statements.len() - 1;
     let mut continued = false;
-    for (i, statement) in statements.into_iter().enumerate() {
+    for (i, (role, statement)) in transaction(id, config).into_iter().enumerate() {
         if i > 1 {
             process.sleep(config.statement_gap).await;
         }
         match conn.call(statement, config.timeout).await {
-            Ok(Outcome::Error(DbError::DuplicateKey)) if config.strategy == Strategy::Inbox => {
+            Ok(Outcome::Error(DbError::DuplicateKey)) if role == Role::Guard => {
                 let _ = conn.call(Statement::Rollback, config.timeout).await;
                 return Ok(Processed::AlreadyDone);
             }
-            Ok(Outcome::Affected(0)) if config.strategy == Strategy::Conditional && i == 1 => {
+            Ok(Outcome::Affected(0)) if role == Role::Guard => {
                 // The order is not NEW any more: processed before (MySQL counts changed rows).
                 let _ = conn.call(Statement::Rollback, config.timeout).await;
                 return Ok(Processed::AlreadyDone);
             }
+            Ok(Outcome::Row(Some(row))) if role == Role::PositionRead => {
+                let position = match row.get("position") {
+                    Some(Value::Int(p)) => *p,
+                    _ => 0,
+                };
+                if position >= id as i64 {
+                    let _ = conn.call(Statement::Rollback, config.timeout).await;
+                    return Ok(Processed::AlreadyDone);
+                }
+            }
             Ok(Outcome::Error(DbError::Deadlock)) if config.retry == DbRetry::ContinueAfterDeadlock => {
-                // 1213 already rolled the whole transaction back; the careless handler goes on.
+                // 1213 already rolled the whole transaction back; the careless handler goes
+                // on, and what follows runs in autocommit, each statement committing alone.
                 continued = true;
             }
             Ok(Outcome::Error(DbError::LockWaitTimeout)) if config.retry == DbRetry::CommitAfterTimeout => {
@@ -225,7 +336,9 @@ async fn attempt(
             }
             Ok(Outcome::Error(error)) => return Err((format!("{} {error:?}", error as u32), true)),
             Ok(_) => {}
-            Err(NoAnswer) if i == last => return Err(("COMMIT unanswered: outcome unknown".into(), false)),
+            Err(NoAnswer) if role == Role::Commit => {
+                return Err(("COMMIT unanswered: outcome unknown".into(), false))
+            }
             Err(NoAnswer) => return Err(("no answer: rolled back with the connection".into(), false)),
         }
     }

@@ -62,19 +62,41 @@ pub enum Statement {
     Insert {
         table: String,
         record: Record,
+        #[serde(default)]
+        tag: Option<Tag>,
     },
-    /// `UPDATE table SET ... WHERE pk = key AND col = value ...`. `effect` names the message
-    /// whose side effect this change is: when it commits, the database records the effect.
+    /// `UPDATE table SET ... WHERE pk = key AND col = value ...`.
     Update {
         table: String,
         key: Value,
         set: Vec<Set>,
         only_if: Vec<(String, Value)>,
         #[serde(default)]
-        effect: Option<u64>,
+        tag: Option<Tag>,
     },
     Commit,
     Rollback,
+}
+
+/// Which message's side effect a write belongs to, and which part of it (`inbox`, `debit`,
+/// ...). The database reports tagged writes when they commit, per transaction, so the history
+/// shows both whether a message's effect was applied and whether it was applied whole. A tag
+/// is bookkeeping for the observer, like a Jepsen client's write log: it changes nothing the
+/// statement does.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tag {
+    pub message: u64,
+    pub part: String,
+    /// This part completes the message's effect: when it commits, the effect is applied.
+    #[serde(default)]
+    pub completes: bool,
+}
+
+/// The tagged writes one transaction committed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CommittedWrites {
+    pub txn: TxnId,
+    pub writes: Vec<Tag>,
 }
 
 /// MySQL error numbers the model raises.
@@ -110,8 +132,8 @@ struct Txn {
     /// (table, key, the record before this transaction's first change; None = absent).
     undo: Vec<(String, Value, Option<Record>)>,
     changed: BTreeSet<(String, Value)>,
-    /// Messages whose effect this transaction applied.
-    effects: BTreeSet<u64>,
+    /// Tagged writes this transaction made, in statement order.
+    writes: Vec<Tag>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -148,8 +170,8 @@ pub struct Engine<D: Disk> {
     next_session: SessionId,
     /// Sessions whose blocked statement ended because they were a deadlock victim.
     deadlocked: Vec<SessionId>,
-    /// Messages whose effect committed since the last `take_committed_effects`.
-    committed_effects: Vec<u64>,
+    /// Tagged writes of transactions committed since the last `take_committed_writes`.
+    committed_writes: Vec<CommittedWrites>,
     next_sync: Duration,
     /// Notes for "sometimes" counters.
     pub notes: Vec<&'static str>,
@@ -172,7 +194,7 @@ impl<D: Disk> Engine<D> {
             next_txn: 1,
             next_session: 1,
             deadlocked: Vec::new(),
-            committed_effects: Vec::new(),
+            committed_writes: Vec::new(),
             next_sync: now + Duration::from_secs(1),
             notes: Vec::new(),
         };
@@ -256,7 +278,7 @@ impl<D: Disk> Engine<D> {
                     explicit: false,
                     undo: Vec::new(),
                     changed: BTreeSet::new(),
-                    effects: BTreeSet::new(),
+                    writes: Vec::new(),
                 }
             }
         }
@@ -338,6 +360,7 @@ impl<D: Disk> Engine<D> {
             Statement::Insert {
                 ref table,
                 ref record,
+                ref tag,
             } => {
                 let Some(schema) = self.schemas.get(table).cloned() else {
                     return Outcome::Error(DbError::NoSuchTable);
@@ -346,7 +369,7 @@ impl<D: Disk> Engine<D> {
                     return Outcome::Error(DbError::DuplicateKey);
                 };
                 let txn = self.txn_of(session);
-                let record = record.clone();
+                let (record, tag) = (record.clone(), tag.clone());
                 let row = RowId::new(&schema.name, key_text(&key));
                 self.with_lock(
                     session,
@@ -367,6 +390,7 @@ impl<D: Disk> Engine<D> {
                             return Outcome::Error(DbError::DuplicateKey);
                         }
                         engine.change(txn, &schema.name, key.clone(), Some(record.clone()));
+                        txn.writes.extend(tag.clone());
                         Outcome::Affected(1)
                     },
                 )
@@ -376,13 +400,19 @@ impl<D: Disk> Engine<D> {
                 ref key,
                 ref set,
                 ref only_if,
-                effect,
+                ref tag,
             } => {
                 if !self.tables.contains_key(table) {
                     return Outcome::Error(DbError::NoSuchTable);
                 }
                 let txn = self.txn_of(session);
-                let (table, key, set, only_if) = (table.clone(), key.clone(), set.clone(), only_if.clone());
+                let (table, key, set, only_if, tag) = (
+                    table.clone(),
+                    key.clone(),
+                    set.clone(),
+                    only_if.clone(),
+                    tag.clone(),
+                );
                 let row = RowId::new(&table, key_text(&key));
                 self.with_lock(
                     session,
@@ -417,9 +447,7 @@ impl<D: Disk> Engine<D> {
                             return Outcome::Affected(0); // MySQL counts changed rows
                         }
                         engine.change(txn, &table, key.clone(), Some(next));
-                        if let Some(message) = effect {
-                            txn.effects.insert(message);
-                        }
+                        txn.writes.extend(tag.clone());
                         Outcome::Affected(1)
                     },
                 )
@@ -540,7 +568,12 @@ impl<D: Disk> Engine<D> {
                 let _ = self.disk.fsync(REDO_LOG);
             }
         }
-        self.committed_effects.extend(txn.effects.iter().copied());
+        if !txn.writes.is_empty() {
+            self.committed_writes.push(CommittedWrites {
+                txn: txn.id,
+                writes: txn.writes.clone(),
+            });
+        }
         self.locks.release(txn.id)
     }
 
@@ -612,15 +645,26 @@ impl<D: Disk> Engine<D> {
         self.resume(ended)
     }
 
-    /// Messages whose side effect committed since the last call (what the database records
-    /// in the history as effects: the truth, whether or not the client heard the COMMIT's
-    /// answer).
-    pub fn take_committed_effects(&mut self) -> Vec<u64> {
-        std::mem::take(&mut self.committed_effects)
+    /// Tagged writes committed since the last call, per transaction (what the database
+    /// records in the history: the truth, whether or not the client heard the COMMIT's answer).
+    pub fn take_committed_writes(&mut self) -> Vec<CommittedWrites> {
+        std::mem::take(&mut self.committed_writes)
     }
 
     pub fn is_blocked(&self, session: SessionId) -> bool {
         self.blocked.contains_key(&session)
+    }
+
+    /// An injected deadlock (for swarm runs): the session's open transaction is rolled back
+    /// whole, as if chosen as a deadlock victim, and its statement fails with 1213. Also
+    /// returns other sessions' statements that the released locks let finish.
+    pub fn inject_deadlock(&mut self, session: SessionId) -> (Outcome, Vec<(SessionId, Outcome)>) {
+        let Some(txn) = self.sessions.get_mut(&session).and_then(Option::take) else {
+            return (Outcome::Ok, Vec::new());
+        };
+        self.notes.push("db.deadlock_injected");
+        let woken = self.abort(txn);
+        (Outcome::Error(DbError::Deadlock), self.resume(woken))
     }
 
     pub fn in_transaction(&self, session: SessionId) -> bool {
@@ -666,6 +710,7 @@ mod tests {
         Statement::Insert {
             table: "accounts".into(),
             record,
+            tag: None,
         }
     }
 
@@ -675,7 +720,11 @@ mod tests {
             key: Value::Int(id),
             set: vec![Set::Add("balance".into(), n)],
             only_if: vec![],
-            effect: Some(id as u64),
+            tag: Some(Tag {
+                message: id as u64,
+                part: "credit".into(),
+                completes: true,
+            }),
         }
     }
 
@@ -697,6 +746,7 @@ mod tests {
         Statement::Insert {
             table: "inbox".into(),
             record,
+            tag: None,
         }
     }
 
@@ -720,7 +770,7 @@ mod tests {
             key: Value::Int(1),
             set: vec![Set::To("state".into(), Value::Text("DONE".into()))],
             only_if: vec![("state".into(), Value::Text("NEW".into()))],
-            effect: None,
+            tag: None,
         };
         assert_eq!(
             exec(&mut e, s, conditional).0,

@@ -3,8 +3,11 @@
 //! recorded in the history here, when their transaction commits: the truth, whether or not
 //! the client ever hears the COMMIT's answer.
 
-use super::engine::{Engine, EngineOptions, Outcome, Record, SessionId, Statement, TableSchema, Value};
+use super::engine::{
+    CommittedWrites, Engine, EngineOptions, Outcome, Record, SessionId, Statement, TableSchema, Value,
+};
 use super::wire::{decode, encode, Request, Response, DB_PORT};
+use rand::Rng;
 use sim::disk::SimDisk;
 use sim::history::{EventKind, MsgId};
 use sim::Env;
@@ -35,7 +38,26 @@ pub fn schemas() -> Vec<TableSchema> {
             primary_key: "id".into(),
             unique: vec![],
         },
+        TableSchema {
+            name: "positions".into(),
+            primary_key: "id".into(),
+            unique: vec![],
+        },
+        TableSchema {
+            name: "audit".into(),
+            primary_key: "id".into(),
+            unique: vec![],
+        },
     ]
+}
+
+/// Whether the statement takes a row lock: where InnoDB can find a deadlock.
+fn takes_row_lock(statement: &Statement) -> bool {
+    match statement {
+        Statement::Insert { .. } | Statement::Update { .. } => true,
+        Statement::Select { for_update, .. } => *for_update,
+        Statement::Begin | Statement::Commit | Statement::Rollback => false,
+    }
 }
 
 /// A session's connection writer and the id of the request it is waiting on.
@@ -49,6 +71,8 @@ struct Host {
     name: String,
     /// The last total of all balances recorded in the history.
     observed_total: std::cell::Cell<Option<i64>>,
+    /// The chance that a row-locking statement in a transaction fails with an injected 1213.
+    injected_deadlock_rate: f64,
     engine: RefCell<Engine<SimDisk>>,
     /// Per session: its connection's writer and the id of the request it is waiting on.
     sessions: RefCell<BTreeMap<SessionId, SessionLink>>,
@@ -72,18 +96,35 @@ impl Host {
         for (session, outcome) in resumed {
             self.answer(session, outcome);
         }
-        let (effects, notes) = {
+        let (committed, notes) = {
             let mut engine = self.engine.borrow_mut();
-            (engine.take_committed_effects(), std::mem::take(&mut engine.notes))
+            (engine.take_committed_writes(), std::mem::take(&mut engine.notes))
         };
-        for message in effects {
-            self.env.record(
-                &self.name,
-                EventKind::Effect {
-                    id: MsgId(message),
-                    consumer: self.name.clone(),
-                },
-            );
+        for CommittedWrites { txn, writes } in committed {
+            // One `write` per message the transaction touched, then the effect if it completed.
+            let mut messages: Vec<u64> = writes.iter().map(|tag| tag.message).collect();
+            messages.sort_unstable();
+            messages.dedup();
+            for message in messages {
+                let mine = writes.iter().filter(|tag| tag.message == message);
+                self.env.record(
+                    &self.name,
+                    EventKind::Write {
+                        id: MsgId(message),
+                        txn,
+                        parts: mine.clone().map(|tag| tag.part.clone()).collect(),
+                    },
+                );
+                if mine.clone().any(|tag| tag.completes) {
+                    self.env.record(
+                        &self.name,
+                        EventKind::Effect {
+                            id: MsgId(message),
+                            consumer: self.name.clone(),
+                        },
+                    );
+                }
+            }
         }
         for note in notes {
             self.env.note(&self.name, note);
@@ -122,17 +163,30 @@ impl Host {
 /// machine without power) keeps its transaction, and its row locks, open.
 pub const WAIT_TIMEOUT_DEFAULT: Duration = Duration::from_secs(8 * 3600);
 
+/// How the database host is set up.
+#[derive(Clone, Debug)]
+pub struct DbHost {
+    pub engine: EngineOptions,
+    pub wait_timeout: Duration,
+    pub accounts: u32,
+    pub balance: i64,
+    pub orders: u64,
+    /// The chance that a row-locking statement in a transaction fails with an injected 1213.
+    pub injected_deadlock_rate: f64,
+}
+
 /// The database process on `host`. On first start it creates `accounts` accounts of
-/// `balance`, and one `NEW` order per message (1..=`orders`) for the conditional strategy.
-pub async fn run(
-    env: Env,
-    host: String,
-    options: EngineOptions,
-    wait_timeout: Duration,
-    accounts: u32,
-    balance: i64,
-    orders: u64,
-) -> turmoil::Result {
+/// `balance`, one `NEW` order per message (1..=`orders`) for the conditional strategy, and
+/// the stored position (0) for the position strategy.
+pub async fn run(env: Env, host: String, setup: DbHost) -> turmoil::Result {
+    let DbHost {
+        engine: options,
+        wait_timeout,
+        accounts,
+        balance,
+        orders,
+        injected_deadlock_rate,
+    } = setup;
     let process = env.process(&host);
     let _running = process.start();
     let now = Duration::from_micros(env.now().0);
@@ -148,6 +202,7 @@ pub async fn run(
                 Statement::Insert {
                     table: "accounts".into(),
                     record,
+                    tag: None,
                 },
                 now,
             );
@@ -161,16 +216,31 @@ pub async fn run(
                 Statement::Insert {
                     table: "orders".into(),
                     record,
+                    tag: None,
                 },
                 now,
             );
         }
+        // The consumer group's stored position: the highest message id processed.
+        let mut record = Record::new();
+        record.insert("id".into(), Value::Int(0));
+        record.insert("position".into(), Value::Int(0));
+        engine.execute(
+            setup,
+            Statement::Insert {
+                table: "positions".into(),
+                record,
+                tag: None,
+            },
+            now,
+        );
         engine.disconnect(setup);
     }
     let state = Rc::new(Host {
         env: env.clone(),
         name: host.clone(),
         observed_total: std::cell::Cell::new(None),
+        injected_deadlock_rate,
         engine: RefCell::new(engine),
         sessions: RefCell::new(BTreeMap::new()),
     });
@@ -227,7 +297,15 @@ pub async fn run(
                                         link.waiting_on = request.id;
                                     }
                                     let now = state.now();
-                                    let (outcome, resumed) = state.engine.borrow_mut().execute(session, request.statement, now);
+                                    let inject = state.injected_deadlock_rate > 0.0
+                                        && takes_row_lock(&request.statement)
+                                        && state.engine.borrow().in_transaction(session)
+                                        && state.env.rng().random_bool(state.injected_deadlock_rate);
+                                    let (outcome, resumed) = if inject {
+                                        state.engine.borrow_mut().inject_deadlock(session)
+                                    } else {
+                                        state.engine.borrow_mut().execute(session, request.statement, now)
+                                    };
                                     if outcome != Outcome::Blocked {
                                         state.answer(session, outcome);
                                     }

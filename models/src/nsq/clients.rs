@@ -559,10 +559,10 @@ async fn handle_with_db(
     if processed == Processed::AlreadyDone {
         env.note(
             host,
-            if db.strategy == crate::db::client::Strategy::Conditional {
-                "consumer.conditional_already_done"
-            } else {
-                "consumer.inbox_duplicate_skipped"
+            match db.strategy {
+                crate::db::client::Strategy::Conditional => "consumer.conditional_already_done",
+                crate::db::client::Strategy::Position => "consumer.behind_stored_position_skipped",
+                _ => "consumer.inbox_duplicate_skipped",
             },
         );
     }

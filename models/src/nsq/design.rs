@@ -59,12 +59,20 @@ pub struct Config {
     pub db_backoff_ms: u64,
     pub db_timeout_ms: u64,
     pub accounts: u32,
+    /// With the inbox strategy: insert the inbox row after the transfer, not before it.
+    pub inbox_last: bool,
+    /// Every `batch_every`-th message is a batch writing `batch_rows` audit rows first (0: none).
+    pub batch_every: u32,
+    pub batch_rows: u32,
     pub statement_gap_ms: u64,
     pub ack_delay_ms: u64,
     /// innodb_flush_log_at_trx_commit = 1 (else the redo log is fsynced once a second).
     pub db_flush_at_commit: bool,
     pub lock_wait_timeout_ms: u64,
     pub rollback_on_timeout: bool,
+    /// The chance that a row-locking statement inside a transaction fails with an injected
+    /// 1213 (for swarm runs; real deadlocks happen regardless).
+    pub injected_deadlock_rate: f64,
     /// MySQL wait_timeout: a silent connection is closed and its transaction rolled back.
     pub db_wait_timeout_ms: u64,
     /// go-nsq's backoff after handler errors (on by default, as in go-nsq).
@@ -94,11 +102,15 @@ impl Default for Config {
             db_backoff_ms: 100,
             db_timeout_ms: 5_000,
             accounts: 4,
+            inbox_last: false,
+            batch_every: 0,
+            batch_rows: 20,
             statement_gap_ms: 2,
             ack_delay_ms: 0,
             db_flush_at_commit: true,
             lock_wait_timeout_ms: 50_000,
             rollback_on_timeout: false,
+            injected_deadlock_rate: 0.0,
             db_wait_timeout_ms: crate::db::sim_db::WAIT_TIMEOUT_DEFAULT.as_millis() as u64,
             backoff: true,
             backoff_multiplier_ms: 1_000,
@@ -210,7 +222,7 @@ pub fn config_keys() -> Vec<crate::ConfigKey> {
         K::new(
             "strategy",
             "\"ack_after\"",
-            "with db: ack_before, ack_after, inbox, conditional",
+            "with db: ack_before, ack_after, inbox, conditional, position",
         ),
         K::new(
             "db_retry",
@@ -233,6 +245,21 @@ pub fn config_keys() -> Vec<crate::ConfigKey> {
             "with db: accounts transfers move money between",
         ),
         K::new(
+            "inbox_last",
+            d.inbox_last,
+            "with db and inbox: insert the inbox row after the transfer",
+        ),
+        K::new(
+            "batch_every",
+            d.batch_every,
+            "with db: every n-th message is a heavier batch transaction (0: none)",
+        ),
+        K::new(
+            "batch_rows",
+            d.batch_rows,
+            "with db: audit rows a batch writes before its transfer",
+        ),
+        K::new(
             "statement_gap_ms",
             d.statement_gap_ms,
             "with db: think time between statements",
@@ -247,6 +274,11 @@ pub fn config_keys() -> Vec<crate::ConfigKey> {
             "lock_wait_timeout_ms",
             d.lock_wait_timeout_ms,
             "innodb_lock_wait_timeout",
+        ),
+        K::new(
+            "injected_deadlock_rate",
+            d.injected_deadlock_rate,
+            "with db: chance a row-locking statement in a transaction fails with an injected 1213",
         ),
         K::new(
             "db_wait_timeout_ms",
@@ -387,6 +419,9 @@ impl Nsq {
                 retries_max: c.db_retries_max,
                 backoff: Duration::from_millis(c.db_backoff_ms),
                 accounts: c.accounts,
+                inbox_last: c.inbox_last,
+                batch_every: c.batch_every,
+                batch_rows: c.batch_rows,
                 statement_gap: Duration::from_millis(c.statement_gap_ms),
                 timeout: Duration::from_millis(c.db_timeout_ms),
             }),
@@ -452,22 +487,28 @@ impl Design for Nsq {
                 },
                 flush_at_commit: self.config.db_flush_at_commit,
             };
-            let accounts = self.config.accounts;
-            let wait_timeout = Duration::from_millis(self.config.db_wait_timeout_ms);
-            let orders = self.workload.messages;
+            let setup = crate::db::sim_db::DbHost {
+                engine: options,
+                wait_timeout: Duration::from_millis(self.config.db_wait_timeout_ms),
+                accounts: self.config.accounts,
+                balance: 1_000,
+                orders: self.workload.messages,
+                injected_deadlock_rate: self.config.injected_deadlock_rate,
+            };
             sim.host(DB_HOST, move || {
-                crate::db::sim_db::run(
-                    env.clone(),
-                    DB_HOST.to_string(),
-                    options.clone(),
-                    wait_timeout,
-                    accounts,
-                    1_000,
-                    orders,
-                )
+                crate::db::sim_db::run(env.clone(), DB_HOST.to_string(), setup.clone())
             });
         }
         let client = self.client_config();
+        if let Some(db) = &client.db {
+            // What a whole effect writes, for the partial-transaction checker.
+            env.record(
+                DB_HOST,
+                sim::history::EventKind::EffectParts {
+                    parts: crate::db::client::effect_parts(db),
+                },
+            );
+        }
         for (index, host) in self.producers().into_iter().enumerate() {
             let (env, nsqds, client, source, name) = (
                 env.clone(),

@@ -82,3 +82,43 @@ fn a_retry_loop_past_msg_timeout_has_two_consumers_on_one_message_at_once() {
         "no duplicated message was processed by two consumers at once"
     );
 }
+
+#[test]
+fn only_the_light_transfers_starve_while_the_heavy_batches_win_every_deadlock() {
+    let starved = load("scenarios/db/starved-deadlock-victim-dropped.toml");
+    let outcome = starved.run(1);
+    let lost: Vec<u64> = outcome.findings.lost.iter().map(|a| a.id.0).collect();
+    assert!(!lost.is_empty(), "some message was dropped");
+    assert!(
+        lost.iter().all(|id| id % 2 == 1),
+        "every dropped message is a plain transfer (batches are even): {lost:?}"
+    );
+
+    // The same workload with every transaction of one weight: the even messages are plain
+    // transfers too, and they starve like the rest. Weight is what protected the batches.
+    let text = starved
+        .scenario
+        .text
+        .replace("batch_every = 2", "batch_every = 0");
+    let even = scenarios::Loaded::parse("even.toml", &text).unwrap().run(1);
+    assert!(
+        even.findings.lost.iter().any(|a| a.id.0 % 2 == 0),
+        "with equal weights, even messages are dropped too"
+    );
+}
+
+#[test]
+fn the_partial_transaction_checker_names_what_a_careless_commit_left_out() {
+    let outcome = load("scenarios/db/careless-continue-after-1213-commits-inbox-alone.toml").run(1);
+    assert!(!outcome.findings.partial.is_empty());
+    for anomaly in &outcome.findings.partial {
+        assert!(
+            anomaly.detail.contains("committed inbox without debit, credit"),
+            "{}",
+            anomaly.detail
+        );
+    }
+    // Each partial commit is also a lost effect: the inbox row makes redelivery skip it.
+    let lost: Vec<_> = outcome.findings.lost.iter().map(|a| a.id).collect();
+    assert!(outcome.findings.partial.iter().all(|a| lost.contains(&a.id)));
+}
