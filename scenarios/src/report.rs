@@ -39,6 +39,8 @@ pub struct RunReport {
     pub counters: BTreeMap<String, u64>,
     pub stats: RunStats,
     pub schedule: Vec<sim::fault::ScheduledFault>,
+    pub promise: sim::promise::Promise,
+    pub kept: sim::promise::Kept,
 }
 
 impl RunReport {
@@ -85,6 +87,8 @@ impl RunReport {
             counters: outcome.verdicts.counters.clone(),
             stats: outcome.stats.clone(),
             schedule: outcome.schedule.clone(),
+            promise: outcome.promise.clone(),
+            kept: outcome.kept.clone(),
         }
     }
 
@@ -133,6 +137,8 @@ impl RunReport {
                 }
             }
         }
+        let _ = writeln!(out, "  promise: {}", self.promise.text);
+        let _ = writeln!(out, "  promise {}", kept_line(&self.kept));
         let notable: Vec<String> = self
             .counters
             .iter()
@@ -155,5 +161,23 @@ impl RunReport {
             }
         }
         out
+    }
+}
+
+/// One line on whether a run kept its promise.
+pub fn kept_line(kept: &sim::promise::Kept) -> String {
+    use sim::promise::Kept;
+    match kept {
+        Kept::Held => "held".into(),
+        Kept::Outside { properties, causes } => format!(
+            "outside: {} violated in a documented window ({})",
+            properties.join(", "),
+            causes.join("; ")
+        ),
+        Kept::Broken { crash: true, .. } => "BROKEN: the model crashed".into(),
+        Kept::Broken { properties, .. } => format!(
+            "BROKEN: {} violated with no documented cause (a model bug or a finding)",
+            properties.join(", ")
+        ),
     }
 }

@@ -11,6 +11,7 @@ pub mod checker;
 pub mod disk;
 pub mod fault;
 pub mod history;
+pub mod promise;
 pub mod scenario;
 pub mod verdict;
 pub mod world;

@@ -10,6 +10,7 @@ use crate::checker::{check_all, Findings};
 use crate::disk::SimDisk;
 use crate::fault::{swarm_schedule, FaultAction, ScheduledFault, Topology};
 use crate::history::{Event, EventKind, History, MsgId, Phase, SimTime};
+use crate::promise::{Kept, Promise};
 use crate::scenario::{FaultPlan, Scenario};
 use crate::verdict::Verdicts;
 use rand::{Rng, SeedableRng};
@@ -40,6 +41,11 @@ pub trait Design {
     /// ever deliver has been delivered and processed). Used only to end the drain and to say
     /// what was pending if it never ends; never to judge (checkers read only the history).
     fn pending(&self, env: &Env) -> Option<String>;
+
+    /// What this variant promises (from its configuration), judged against every run.
+    fn promise(&self) -> Promise {
+        Promise::none()
+    }
 }
 
 #[derive(Debug, Default)]
@@ -272,6 +278,9 @@ pub struct RunOutcome {
     pub history: History,
     pub findings: Findings,
     pub verdicts: Verdicts,
+    /// What the design variant promises, and whether this run kept it.
+    pub promise: Promise,
+    pub kept: Kept,
     pub stats: RunStats,
 }
 
@@ -409,12 +418,16 @@ pub fn run(scenario: &Scenario, design: &dyn Design, schedule: Vec<ScheduledFaul
         events: history.len(),
         faults_applied: harness.faults_applied,
     };
+    let promise = design.promise();
+    let kept = promise.judge(&verdicts, &history);
     RunOutcome {
         seed,
         schedule,
         history,
         findings,
         verdicts,
+        promise,
+        kept,
         stats,
     }
 }

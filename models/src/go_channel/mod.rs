@@ -26,9 +26,12 @@ pub mod chan;
 use crate::source::Source;
 use chan::GoChan;
 use serde::{Deserialize, Serialize};
+use sim::checker::OrderScope;
 use sim::fault::Topology;
 use sim::history::{EventKind, MsgId};
+use sim::promise::{Excuse, Promise};
 use sim::scenario::{Scenario, ScenarioError, Workload};
+use sim::verdict::Property;
 use sim::{Design, Env, Process};
 use std::rc::Rc;
 use std::time::Duration;
@@ -147,6 +150,26 @@ impl Design for GoChannel {
         sim.host(HOST, move || {
             program(env.clone(), config.clone(), producers, interval, source.clone())
         });
+    }
+
+    /// Reference table row 23: a FIFO hand-off, exactly once, while the process lives. A
+    /// crash loses what the channel buffered; closing it while a careless `select` picks
+    /// quit loses the backlog (both documented). Order is per channel, so with one consumer
+    /// each producer's order holds.
+    fn promise(&self) -> Promise {
+        let mut properties = vec![Property::ExactlyOnce];
+        if self.config.consumers == 1 {
+            properties.push(Property::Ordered(OrderScope::Producer));
+        }
+        Promise {
+            text: "exactly once, FIFO per channel, while the process lives (reference table row 23)".into(),
+            properties,
+            excuses: vec![
+                Excuse::fault("kill", HOST),
+                Excuse::fault("power_fail", HOST),
+                Excuse::note("select.quit_with_backlog"),
+            ],
+        }
     }
 
     fn pending(&self, env: &Env) -> Option<String> {

@@ -8,7 +8,9 @@ use super::sim_nsqd::{self, Registry};
 use crate::db::client::{DbConfig, DbRetry, Strategy};
 use serde::{Deserialize, Serialize};
 use sim::fault::Topology;
+use sim::promise::{Excuse, Promise};
 use sim::scenario::{Scenario, ScenarioError, Workload};
+use sim::verdict::Property;
 use sim::{Design, Env};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -534,6 +536,63 @@ impl Design for Nsq {
             sim.host(host.as_str(), move || {
                 run_consumer(env.clone(), name.clone(), nsqds.clone(), client.clone())
             });
+        }
+    }
+
+    /// The variant's promise, from the reference's designs table: NSQ's at-least-once
+    /// "assuming nsqd does not fail" (rows 1-4) and, with the database sink, the strategy's
+    /// (rows 11, 12 and 24 as they apply on NSQ).
+    fn promise(&self) -> Promise {
+        let c = &self.config;
+        // nsqd failures lose what it held in memory (and unsynced disk); go-nsq drops a
+        // message after max_attempts; ephemeral channels drop overflow. All documented.
+        let nsq_windows = vec![
+            Excuse::fault("kill", "nsqd"),
+            Excuse::fault("power_fail", "nsqd"),
+            Excuse::note("consumer.gave_up"),
+            Excuse::note("nsqd.ephemeral_overflow_dropped"),
+            Excuse::note("nsqd.ephemeral_channel_deleted"),
+        ];
+        if c.sink == Sink::Memory {
+            return Promise {
+                text: "at-least-once assuming nsqd does not fail; no ordering (reference table rows 1-4)"
+                    .into(),
+                properties: vec![Property::AtLeastOnce],
+                excuses: nsq_windows,
+            };
+        }
+        let careless = [
+            Excuse::note("consumer.committed_partial_after_1205"),
+            Excuse::note("consumer.continued_after_1213"),
+        ];
+        match c.strategy {
+            Strategy::AckBefore => Promise {
+                text: "at-most-once effects: FIN before the transaction (reference table row 11, on NSQ)"
+                    .into(),
+                properties: vec![Property::AtMostOnce],
+                // A FIN that never reaches nsqd, or a replay after an nsqd crash, redelivers.
+                excuses: ["partition", "lose_replies", "pause", "kill", "power_fail"]
+                    .into_iter()
+                    .map(|action| Excuse::fault(action, ""))
+                    .collect(),
+            },
+            Strategy::AckAfter => Promise {
+                text: "at-least-once effects: FIN after COMMIT (reference table rows 1 and 12)".into(),
+                properties: vec![Property::AtLeastOnce],
+                excuses: nsq_windows.into_iter().chain(careless).collect(),
+            },
+            Strategy::Inbox | Strategy::Conditional | Strategy::Position => Promise {
+                text: format!(
+                    "effectively-once effects: FIN after COMMIT, guarded by {} (reference table row 24)",
+                    match c.strategy {
+                        Strategy::Inbox => "an inbox unique key",
+                        Strategy::Conditional => "a conditional state update",
+                        _ => "a stored position",
+                    }
+                ),
+                properties: vec![Property::ExactlyOnce],
+                excuses: nsq_windows.into_iter().chain(careless).collect(),
+            },
         }
     }
 

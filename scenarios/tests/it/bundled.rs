@@ -86,9 +86,10 @@ fn verdict_summaries() {
             .map(|v| format!("{}({})", v.property, v.safety.len() + v.liveness.len()))
             .collect();
         summary.push_str(&format!(
-            "{path}\n  events {} drained {} violated: {}\n",
+            "{path}\n  events {} drained {} promise {} violated: {}\n",
             outcome.history.len(),
             outcome.verdicts.drained,
+            outcome.kept.name(),
             if violated.is_empty() {
                 "none".to_string()
             } else {
