@@ -45,6 +45,7 @@ pub fn line(event: &Event) -> String {
         }
         EventKind::Write { id, txn, parts } => format!("write    {id} txn {txn}: {}", parts.join(", ")),
         EventKind::EffectParts { parts } => format!("schema   an effect writes {}", parts.join(", ")),
+        EventKind::Gauge { name, value } => format!("gauge    {name} = {value}"),
         EventKind::Note { name } => format!("note     {name}"),
         EventKind::Observe { name, value } => format!("observe  {name} = {value}"),
         EventKind::Phase { phase, detail } if detail.is_empty() => format!("PHASE    {phase:?}"),

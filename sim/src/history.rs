@@ -139,6 +139,12 @@ pub enum EventKind {
         name: String,
         value: i64,
     },
+    /// A statistic of a host's queues changed, e.g. `orders/billing depth` (what nsqadmin
+    /// shows). For reports only: no checker reads gauges.
+    Gauge {
+        name: String,
+        value: i64,
+    },
     /// A model observed something worth counting ("sometimes" checks), e.g. a select that
     /// chose quit while data was still buffered.
     Note {

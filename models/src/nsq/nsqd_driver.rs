@@ -22,6 +22,9 @@ pub trait Context: 'static {
     fn now(&self) -> Duration;
     fn rng(&self) -> RefMut<'_, ChaCha8Rng>;
     fn note(&self, name: &str);
+    /// A queue statistic changed (depth, in flight, ...): what nsqadmin would show. The
+    /// simulation records it in the history for reports; real servers ignore it.
+    fn gauge(&self, _name: &str, _value: i64) {}
     /// Waits while the process is paused (a no-op for real servers).
     fn checkpoint(&self) -> impl Future<Output = ()>;
     fn sleep(&self, duration: Duration) -> impl Future<Output = ()>;
@@ -60,6 +63,8 @@ pub struct Driver<C: Context, D: Disk + Clone> {
     pub core: Rc<RefCell<Nsqd<D>>>,
     connections: RefCell<BTreeMap<ClientId, Connection>>,
     lookup_peers: RefCell<Vec<mpsc::UnboundedSender<LookupEvent>>>,
+    /// The gauges last reported, so only changes are.
+    gauges: RefCell<BTreeMap<String, i64>>,
 }
 
 impl<C: Context, D: Disk + Clone + 'static> Driver<C, D> {
@@ -69,6 +74,7 @@ impl<C: Context, D: Disk + Clone + 'static> Driver<C, D> {
             core: Rc::new(RefCell::new(core)),
             connections: RefCell::new(BTreeMap::new()),
             lookup_peers: RefCell::new(Vec::new()),
+            gauges: RefCell::new(BTreeMap::new()),
         })
     }
 
@@ -170,6 +176,27 @@ impl<C: Context, D: Disk + Clone + 'static> Driver<C, D> {
             self.core.borrow_mut().tick(now, &mut *self.ctx.rng(), &mut out);
             self.dispatch(out);
             self.note_disk();
+            self.report_gauges();
+        }
+    }
+
+    /// Reports each queue statistic that changed since the last report.
+    fn report_gauges(&self) {
+        let mut now: Vec<(String, i64)> = Vec::new();
+        for s in self.core.borrow().stats() {
+            let queue = format!("{}/{}", s.topic, s.channel);
+            now.push((format!("{queue} depth"), s.depth));
+            now.push((format!("{queue} in_flight"), s.in_flight as i64));
+            now.push((format!("{queue} deferred"), s.deferred as i64));
+            now.push((format!("{queue} requeued"), s.requeued as i64));
+            now.push((format!("{queue} timed_out"), s.timed_out as i64));
+        }
+        let mut last = self.gauges.borrow_mut();
+        for (name, value) in now {
+            if last.get(&name) != Some(&value) {
+                self.ctx.gauge(&name, value);
+                last.insert(name, value);
+            }
         }
     }
 

@@ -36,6 +36,15 @@ impl Context for SimContext {
     fn note(&self, name: &str) {
         self.env.note(&self.host, name);
     }
+    fn gauge(&self, name: &str, value: i64) {
+        self.env.record(
+            &self.host,
+            sim::history::EventKind::Gauge {
+                name: name.to_string(),
+                value,
+            },
+        );
+    }
     async fn checkpoint(&self) {
         self.process.checkpoint().await
     }
