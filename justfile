@@ -21,5 +21,9 @@ bench:
 explore scenario seeds="0..1000" *flags="":
     cargo run --release -p scenarios --bin jetsam -- explore {{scenario}} --seeds {{seeds}} {{flags}}
 
+# Regenerate the committed reports under reports/ (review the diff; tests check them).
+reports:
+    cargo run --release -p scenarios --bin jetsam -- reports
+
 ci:
     bash .ci/run

@@ -1,16 +1,25 @@
 //! `jetsam compare`: several scenarios (design variants) over the same seed range, in
 //! parallel, as a guarantee matrix: for each variant and property, "held in N/N" or
-//! "violated in k/N" with the smallest seed that broke it and the anomaly kinds seen.
+//! "violated in k/N" with the smallest seed that broke it and the anomaly kinds seen, and
+//! the variant's promise: held, outside (a documented window) or broken.
+//!
+//! A compare is a list of [`RunRecord`]s, one per (variant, seed); the matrix is a pure
+//! function of them. `--shard I/N` runs every N-th record and writes them as a [`Shard`];
+//! `jetsam merge` checks that the shards belong together and builds the same matrix.
 
 use crate::Loaded;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use sim::promise::Kept;
 use sim::verdict::Property;
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+/// The shard file format's version; `merge` refuses others.
+pub const SHARD_FORMAT: u32 = 1;
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Cell {
     pub seeds: u64,
     pub violated: u64,
@@ -18,52 +27,135 @@ pub struct Cell {
     pub anomaly_kinds: BTreeSet<String>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Row {
+/// The promise column: how many seeds held, fell outside, or broke the variant's promise.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PromiseCell {
+    pub held: u64,
+    pub outside: u64,
+    pub broken: u64,
+    pub smallest_broken_seed: Option<u64>,
+    /// Properties broken with no documented cause.
+    pub broken_properties: BTreeSet<String>,
+    /// The documented windows seen (the excuse kinds: `kill nsqd`, `consumer.gave_up`, ...).
+    pub windows: BTreeSet<String>,
+}
+
+/// One variant: a scenario file, its design and what the variant promises.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Variant {
     pub scenario: String,
     pub path: String,
     pub design: String,
-    /// What the design promises (the reference's designs-by-guarantees terms).
     pub promise: String,
+    /// The promised properties.
+    pub promised: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Row {
+    pub variant: Variant,
     pub cells: BTreeMap<String, Cell>,
+    pub kept: PromiseCell,
     /// Seeds whose run crashed (a model panic) or did not drain.
     pub crashed: Vec<u64>,
     pub undrained: Vec<u64>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Matrix {
     pub seeds: (u64, u64),
     pub properties: Vec<String>,
     pub rows: Vec<Row>,
 }
 
-/// One run's per-property result: (violated, anomaly kinds).
-type RunResult = (u64, BTreeMap<String, (bool, BTreeSet<String>)>, bool, bool);
+/// What one run contributes to the matrix.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunRecord {
+    /// Index into the compare's variants.
+    pub variant: usize,
+    pub seed: u64,
+    /// Per property: (violated, anomaly kinds).
+    pub properties: BTreeMap<String, (bool, BTreeSet<String>)>,
+    pub crashed: bool,
+    pub undrained: bool,
+    pub kept: Kept,
+}
 
-/// Runs every scenario on every seed of `seeds` with `jobs` worker threads (outside any
-/// simulation: each run owns its simulation). The matrix does not depend on `jobs`.
-pub fn compare(
+/// One shard's output: enough to check that shards belong together, and its records.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shard {
+    pub format: u32,
+    pub jetsam: String,
+    /// `(index, count)`, index from 1.
+    pub shard: (usize, usize),
+    pub seeds: (u64, u64),
+    pub variants: Vec<Variant>,
+    pub records: Vec<RunRecord>,
+}
+
+/// `I/N` with 1 <= I <= N.
+pub fn parse_shard(text: &str) -> Result<(usize, usize), String> {
+    let (i, n) = text
+        .split_once('/')
+        .ok_or_else(|| format!("--shard {text}: expected I/N, e.g. 2/4"))?;
+    let (i, n) = (i.trim().parse::<usize>(), n.trim().parse::<usize>());
+    match (i, n) {
+        (Ok(i), Ok(n)) if n >= 1 && (1..=n).contains(&i) => Ok((i, n)),
+        _ => Err(format!("--shard {text}: expected I/N with 1 <= I <= N")),
+    }
+}
+
+pub fn variants(scenarios: &[Loaded]) -> Vec<Variant> {
+    scenarios
+        .iter()
+        .map(|loaded| {
+            let promise = models::build(&loaded.scenario)
+                .expect("checked when loaded")
+                .promise();
+            Variant {
+                scenario: loaded.scenario.name.clone(),
+                path: loaded.scenario.path.clone(),
+                design: loaded.scenario.design.clone(),
+                promise: promise.text,
+                promised: promise.properties.iter().map(|p| p.name()).collect(),
+            }
+        })
+        .collect()
+}
+
+/// The (variant, seed) pairs of a compare, in a fixed order; shard `(i, n)` takes every
+/// n-th pair starting at the (i-1)-th, so shards of any count cover every pair once.
+fn work(variants: usize, seeds: &Range<u64>, shard: (usize, usize)) -> Vec<(usize, u64)> {
+    (0..variants)
+        .flat_map(|v| seeds.clone().map(move |s| (v, s)))
+        .enumerate()
+        .filter(|(at, _)| at % shard.1 == shard.0 - 1)
+        .map(|(_, pair)| pair)
+        .collect()
+}
+
+/// Runs shard `shard` of the compare with `jobs` worker threads (outside any simulation:
+/// each run owns its simulation). The records do not depend on `jobs`.
+pub fn run_records(
     scenarios: &[Loaded],
     seeds: Range<u64>,
+    shard: (usize, usize),
     jobs: usize,
     progress: &(dyn Fn(usize, usize) + Sync),
-) -> Matrix {
-    let work: Vec<(usize, u64)> = (0..scenarios.len())
-        .flat_map(|i| seeds.clone().map(move |s| (i, s)))
-        .collect();
+) -> Vec<RunRecord> {
+    let work = work(scenarios.len(), &seeds, shard);
     let next = AtomicUsize::new(0);
     let done = AtomicUsize::new(0);
-    let results: Mutex<Vec<(usize, RunResult)>> = Mutex::new(Vec::with_capacity(work.len()));
+    let results: Mutex<Vec<RunRecord>> = Mutex::new(Vec::with_capacity(work.len()));
     std::thread::scope(|scope| {
         for _ in 0..jobs.max(1) {
             scope.spawn(|| loop {
                 let at = next.fetch_add(1, Ordering::SeqCst);
-                let Some(&(index, seed)) = work.get(at) else {
+                let Some(&(variant, seed)) = work.get(at) else {
                     return;
                 };
-                let outcome = scenarios[index].run(seed);
-                let per_property = outcome
+                let outcome = scenarios[variant].run(seed);
+                let properties = outcome
                     .verdicts
                     .properties
                     .iter()
@@ -77,60 +169,155 @@ pub fn compare(
                         (v.property.name(), (!v.holds, kinds))
                     })
                     .collect();
-                let result = (
+                let record = RunRecord {
+                    variant,
                     seed,
-                    per_property,
-                    outcome.verdicts.crash.is_some(),
-                    !outcome.verdicts.drained,
-                );
-                results
-                    .lock()
-                    .expect("no worker panics holding it")
-                    .push((index, result));
+                    properties,
+                    crashed: outcome.verdicts.crash.is_some(),
+                    undrained: !outcome.verdicts.drained,
+                    kept: outcome.kept,
+                };
+                results.lock().expect("no worker panics holding it").push(record);
                 progress(done.fetch_add(1, Ordering::SeqCst) + 1, work.len());
             });
         }
     });
-    let mut results = results.into_inner().expect("workers joined");
-    results.sort_by_key(|(index, (seed, ..))| (*index, *seed));
-    let designs = models::designs();
-    let mut rows: Vec<Row> = scenarios
-        .iter()
-        .map(|loaded| Row {
-            scenario: loaded.scenario.name.clone(),
-            path: loaded.scenario.path.clone(),
-            design: loaded.scenario.design.clone(),
-            promise: designs
-                .iter()
-                .find(|d| d.name == loaded.scenario.design)
-                .map_or(String::new(), |d| d.promise.to_string()),
-            cells: BTreeMap::new(),
-            crashed: Vec::new(),
-            undrained: Vec::new(),
-        })
-        .collect();
-    for (index, (seed, per_property, crashed, undrained)) in results {
-        let row = &mut rows[index];
-        if crashed {
-            row.crashed.push(seed);
+    let mut records = results.into_inner().expect("workers joined");
+    records.sort_by_key(|r| (r.variant, r.seed));
+    records
+}
+
+/// Runs the whole compare and builds its matrix.
+pub fn compare(
+    scenarios: &[Loaded],
+    seeds: Range<u64>,
+    jobs: usize,
+    progress: &(dyn Fn(usize, usize) + Sync),
+) -> Matrix {
+    let records = run_records(scenarios, seeds.clone(), (1, 1), jobs, progress);
+    Matrix::build(variants(scenarios), (seeds.start, seeds.end), records)
+}
+
+/// The documented window an `outside` cause names, without its hosts and times
+/// (`kill nsqd2 at 340 ms` is the window `kill nsqd`; `consumer.gave_up on consumer1` is
+/// `consumer.gave_up`).
+fn window(cause: &str) -> String {
+    let head = cause.split(" on ").next().unwrap_or(cause);
+    let head = head.split(" at ").next().unwrap_or(head);
+    match head.split_once(' ') {
+        Some((action, hosts)) => {
+            let host = hosts.split(',').next().unwrap_or(hosts);
+            format!("{action} {}", host.trim_end_matches(|c: char| c.is_ascii_digit()))
         }
-        if undrained {
-            row.undrained.push(seed);
-        }
-        for (property, (violated, kinds)) in per_property {
-            let cell = row.cells.entry(property).or_default();
-            cell.seeds += 1;
-            if violated {
-                cell.violated += 1;
-                cell.smallest_seed = Some(cell.smallest_seed.map_or(seed, |s| s.min(seed)));
-                cell.anomaly_kinds.extend(kinds);
+        None => head.to_string(),
+    }
+}
+
+impl Matrix {
+    /// The matrix of `records`, whatever order they come in.
+    pub fn build(variants: Vec<Variant>, seeds: (u64, u64), mut records: Vec<RunRecord>) -> Matrix {
+        records.sort_by_key(|r| (r.variant, r.seed));
+        let mut rows: Vec<Row> = variants
+            .into_iter()
+            .map(|variant| Row {
+                variant,
+                cells: BTreeMap::new(),
+                kept: PromiseCell::default(),
+                crashed: Vec::new(),
+                undrained: Vec::new(),
+            })
+            .collect();
+        for record in records {
+            let row = &mut rows[record.variant];
+            let seed = record.seed;
+            if record.crashed {
+                row.crashed.push(seed);
+            }
+            if record.undrained {
+                row.undrained.push(seed);
+            }
+            for (property, (violated, kinds)) in record.properties {
+                let cell = row.cells.entry(property).or_default();
+                cell.seeds += 1;
+                if violated {
+                    cell.violated += 1;
+                    cell.smallest_seed = Some(cell.smallest_seed.map_or(seed, |s| s.min(seed)));
+                    cell.anomaly_kinds.extend(kinds);
+                }
+            }
+            let kept = &mut row.kept;
+            match record.kept {
+                Kept::Held => kept.held += 1,
+                Kept::Outside { causes, .. } => {
+                    kept.outside += 1;
+                    kept.windows.extend(causes.iter().map(|c| window(c)));
+                }
+                Kept::Broken { properties, crash } => {
+                    kept.broken += 1;
+                    kept.smallest_broken_seed = Some(kept.smallest_broken_seed.map_or(seed, |s| s.min(seed)));
+                    kept.broken_properties.extend(properties);
+                    if crash {
+                        kept.broken_properties.insert("crash".into());
+                    }
+                }
             }
         }
+        Matrix {
+            seeds,
+            properties: Property::ALL.iter().map(|p| p.name()).collect(),
+            rows,
+        }
     }
-    Matrix {
-        seeds: (seeds.start, seeds.end),
-        properties: Property::ALL.iter().map(|p| p.name()).collect(),
-        rows,
+
+    /// Combines shard outputs into the matrix of the whole compare. Every shard must come
+    /// from the same variants, seeds, shard count and format, and each index exactly once.
+    pub fn merge(shards: &[(String, Shard)]) -> Result<Matrix, String> {
+        let Some((first_name, first)) = shards.first() else {
+            return Err("merge: no shard files given".into());
+        };
+        let count = first.shard.1;
+        let mut seen = vec![false; count];
+        let mut records = Vec::new();
+        for (name, shard) in shards {
+            if shard.format != SHARD_FORMAT {
+                return Err(format!(
+                    "{name}: shard format {} (this jetsam reads {SHARD_FORMAT})",
+                    shard.format
+                ));
+            }
+            if shard.shard.1 != count {
+                return Err(format!(
+                    "{name}: shard {}/{} does not belong with {first_name}'s {}/{count}",
+                    shard.shard.0, shard.shard.1, first.shard.0
+                ));
+            }
+            if shard.seeds != first.seeds || shard.variants != first.variants {
+                return Err(format!(
+                    "{name}: a different compare from {first_name} (seeds or scenarios differ)"
+                ));
+            }
+            let index = shard.shard.0;
+            if index == 0 || index > count {
+                return Err(format!("{name}: shard index {index} outside 1..={count}"));
+            }
+            if std::mem::replace(&mut seen[index - 1], true) {
+                return Err(format!("{name}: shard {index}/{count} given twice"));
+            }
+            let expected = work(first.variants.len(), &(first.seeds.0..first.seeds.1), shard.shard);
+            let got: Vec<(usize, u64)> = shard.records.iter().map(|r| (r.variant, r.seed)).collect();
+            if got != expected {
+                return Err(format!(
+                    "{name}: shard {index}/{count} holds {} of its {} runs (truncated or edited)",
+                    got.len(),
+                    expected.len()
+                ));
+            }
+            records.extend(shard.records.iter().cloned());
+        }
+        if let Some(missing) = seen.iter().position(|s| !s) {
+            return Err(format!("merge: shard {}/{count} is missing", missing + 1));
+        }
+        Ok(Matrix::build(first.variants.clone(), first.seeds, records))
     }
 }
 
@@ -148,11 +335,43 @@ impl Cell {
     }
 }
 
+impl PromiseCell {
+    pub fn seeds(&self) -> u64 {
+        self.held + self.outside + self.broken
+    }
+
+    pub fn text(&self) -> String {
+        let n = self.seeds();
+        let mut parts = vec![format!("held {}/{n}", self.held)];
+        if self.outside > 0 {
+            parts.push(format!(
+                "outside {}/{n} ({})",
+                self.outside,
+                self.windows.iter().cloned().collect::<Vec<_>>().join(", ")
+            ));
+        }
+        if let Some(seed) = self.smallest_broken_seed {
+            parts.push(format!(
+                "**BROKEN {}/{n}** (seed {seed}: {})",
+                self.broken,
+                self.broken_properties
+                    .iter()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        parts.join("; ")
+    }
+}
+
 impl Matrix {
     /// The matrix as a Markdown table: a row per variant, a column per property.
     pub fn markdown(&self) -> String {
         let mut out = format!(
-            "# Guarantee matrix, seeds {}..{}\n\n| variant | design | promise | {} |\n|---|---|---|{}\n",
+            "# Guarantee matrix, seeds {}..{}\n\n\
+             Columns are explained in [reports/README.md](README.md).\n\n\
+             | variant | design | promise | kept | {} |\n|---|---|---|---|{}\n",
             self.seeds.0,
             self.seeds.1,
             self.properties.join(" | "),
@@ -162,14 +381,22 @@ impl Matrix {
             let cells: Vec<String> = self
                 .properties
                 .iter()
-                .map(|p| row.cells.get(p).map_or("-".to_string(), Cell::text))
+                .map(|p| {
+                    let text = row.cells.get(p).map_or("-".to_string(), Cell::text);
+                    if row.variant.promised.contains(p) {
+                        format!("{text} (promised)")
+                    } else {
+                        text
+                    }
+                })
                 .collect();
             out.push_str(&format!(
-                "| {} (`{}`) | {} | {} | {} |\n",
-                row.scenario,
-                row.path,
-                row.design,
-                row.promise,
+                "| {} (`{}`) | {} | {} | {} | {} |\n",
+                row.variant.scenario,
+                row.variant.path,
+                row.variant.design,
+                row.variant.promise,
+                row.kept.text(),
                 cells.join(" | ")
             ));
         }
@@ -180,7 +407,7 @@ impl Matrix {
             .map(|r| {
                 format!(
                     "- `{}`: crashed on seeds {:?}, did not drain on seeds {:?}",
-                    r.path, r.crashed, r.undrained
+                    r.variant.path, r.crashed, r.undrained
                 )
             })
             .collect();
@@ -190,5 +417,38 @@ impl Matrix {
             out.push('\n');
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shards_of_any_count_cover_every_run_once() {
+        let seeds = 3..10;
+        let all = work(4, &seeds, (1, 1));
+        assert_eq!(all.len(), 28);
+        for n in 1..=6 {
+            let mut union: Vec<(usize, u64)> = (1..=n).flat_map(|i| work(4, &seeds, (i, n))).collect();
+            union.sort();
+            assert_eq!(union, all, "{n} shards");
+        }
+    }
+
+    #[test]
+    fn shard_specs_are_checked() {
+        assert_eq!(parse_shard("2/4"), Ok((2, 4)));
+        for bad in ["0/4", "5/4", "1/0", "2", "a/b", "-1/3"] {
+            assert!(parse_shard(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_window_names_the_excuse_without_hosts_or_times() {
+        assert_eq!(window("kill nsqd2 at 340 ms"), "kill nsqd");
+        assert_eq!(window("power_fail nsqd1,nsqd3 at 6 ms"), "power_fail nsqd");
+        assert_eq!(window("consumer.gave_up on consumer1"), "consumer.gave_up");
+        assert_eq!(window("kill app at 300 ms"), "kill app");
     }
 }

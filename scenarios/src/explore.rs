@@ -24,21 +24,18 @@ pub struct Exploration {
     pub first_failure: Option<Failure>,
 }
 
-/// Runs `loaded` on every seed of `seeds` with `jobs` worker threads.
-pub fn explore(
-    loaded: &Loaded,
-    seeds: Range<u64>,
-    jobs: usize,
-    progress: &(dyn Fn(u64) + Sync),
-) -> Exploration {
-    let next = AtomicU64::new(seeds.start);
-    let stop_at = AtomicU64::new(seeds.end); // no seed >= this is started
+/// Runs `loaded` on every seed of `seeds` (in increasing order) with `jobs` worker threads.
+pub fn explore(loaded: &Loaded, seeds: &[u64], jobs: usize, progress: &(dyn Fn(u64) + Sync)) -> Exploration {
+    let next = AtomicUsize::new(0);
+    let stop_at = AtomicU64::new(u64::MAX); // no seed >= this is started
     let seeds_run = AtomicUsize::new(0);
     let failures: Mutex<Vec<Failure>> = Mutex::new(Vec::new());
     std::thread::scope(|scope| {
         for _ in 0..jobs.max(1) {
             scope.spawn(|| loop {
-                let seed = next.fetch_add(1, Ordering::SeqCst);
+                let Some(&seed) = seeds.get(next.fetch_add(1, Ordering::SeqCst)) else {
+                    return;
+                };
                 if seed >= stop_at.load(Ordering::SeqCst) {
                     return;
                 }
@@ -65,6 +62,15 @@ pub fn explore(
         seeds_run: seeds_run.into_inner(),
         first_failure,
     }
+}
+
+/// The seeds of `range` that shard `(i, n)` runs: every n-th, starting at the (i-1)-th.
+pub fn shard_seeds(range: std::ops::Range<u64>, (i, n): (usize, usize)) -> Vec<u64> {
+    range
+        .enumerate()
+        .filter(|(at, _)| at % n == i - 1)
+        .map(|(_, seed)| seed)
+        .collect()
 }
 
 /// Parses `A..B` (B exclusive) or a single seed `A`.

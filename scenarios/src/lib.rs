@@ -3,6 +3,8 @@
 
 pub mod compare;
 pub mod explore;
+pub mod html;
+pub mod published;
 pub mod report;
 pub mod shrink;
 pub mod timeline;

@@ -16,7 +16,7 @@
 
 use crate::history::{EventKind, History};
 use crate::verdict::{Property, Verdicts};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// A documented window outside the promise.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -58,7 +58,7 @@ pub struct Promise {
 }
 
 /// A run's verdict on the promise.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "verdict")]
 pub enum Kept {
     Held,

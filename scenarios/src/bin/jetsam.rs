@@ -63,6 +63,10 @@ enum Command {
         jobs: Option<usize>,
         #[arg(long = "expect", value_name = "PROPERTY=holds|violated")]
         expect: Vec<String>,
+        /// Run only shard I of N of the seed range (every N-th seed), e.g. from a CI matrix
+        /// or a Kubernetes indexed Job.
+        #[arg(long, value_name = "I/N")]
+        shard: Option<String>,
     },
     /// Shrink a failing seed to a minimal explicit fault schedule and workload that fail the
     /// same way, written as a scenario file.
@@ -97,6 +101,34 @@ enum Command {
         /// Also write the matrix as JSON here.
         #[arg(long)]
         json: Option<PathBuf>,
+        /// Also write the HTML report here (the matrix, and a timeline per violation).
+        #[arg(long)]
+        html: Option<PathBuf>,
+        /// Run only shard I of N of the runs and write them to --out, for `jetsam merge`.
+        #[arg(long, value_name = "I/N", requires = "out")]
+        shard: Option<String>,
+        /// Where a shard writes its runs.
+        #[arg(long, requires = "shard")]
+        out: Option<PathBuf>,
+    },
+    /// Combine `compare --shard` outputs into the matrix one unsharded compare prints.
+    Merge {
+        #[arg(required = true)]
+        shards: Vec<PathBuf>,
+        #[arg(long)]
+        markdown: Option<PathBuf>,
+        #[arg(long)]
+        json: Option<PathBuf>,
+        #[arg(long)]
+        html: Option<PathBuf>,
+    },
+    /// Regenerate the published reports under reports/ (run from the workspace root), or with
+    /// --check say which differ from what is committed.
+    Reports {
+        #[arg(long)]
+        check: bool,
+        #[arg(long)]
+        jobs: Option<usize>,
     },
     /// List designs (with config keys and defaults), fault actions and properties.
     List,
@@ -201,17 +233,16 @@ macro_rules! say_raw {
     }};
 }
 
-/// Progress on stderr at every tenth of the runs.
-#[derive(Default)]
-struct AtomicUsizeStep(std::sync::atomic::AtomicUsize);
-
-impl AtomicUsizeStep {
-    fn report(&self, done: usize, total: usize) {
-        let tenth = (done * 10 / total.max(1)).min(10);
-        if self.0.fetch_max(tenth, std::sync::atomic::Ordering::SeqCst) < tenth {
-            eprintln!("compare: {done}/{total} runs");
-        }
-    }
+/// A progress bar on stderr (drawn only when stderr is a terminal).
+fn progress_bar(total: u64, what: &str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(total);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(&format!(
+            "{what} {{bar:40}} {{pos}}/{{len}} runs, eta {{eta}}"
+        ))
+        .expect("a valid template"),
+    );
+    bar
 }
 
 /// Bad input: reported as one line, exit status 2.
@@ -267,6 +298,30 @@ fn collect_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, BadInput> {
         files.extend(found);
     }
     Ok(files)
+}
+
+/// Prints the matrix as Markdown, and writes it in each form asked for.
+fn write_matrix(
+    matrix: &scenarios::compare::Matrix,
+    markdown: Option<PathBuf>,
+    json: Option<PathBuf>,
+    html: Option<PathBuf>,
+) -> Result<(), BadInput> {
+    let text = matrix.markdown();
+    if let Some(file) = &markdown {
+        bad(std::fs::write(file, &text).with_context(|| format!("{}", file.display())))?;
+    }
+    if let Some(file) = &json {
+        let body = serde_json::to_string_pretty(matrix).expect("the matrix serializes");
+        bad(std::fs::write(file, body).with_context(|| format!("{}", file.display())))?;
+    }
+    if let Some(file) = &html {
+        let page =
+            bad(scenarios::html::report(matrix, std::path::Path::new("")).map_err(anyhow::Error::msg))?;
+        bad(std::fs::write(file, page).with_context(|| format!("{}", file.display())))?;
+    }
+    say_raw!("{text}");
+    Ok(())
 }
 
 fn load(path: &std::path::Path, expect: &[String]) -> Result<Loaded, BadInput> {
@@ -339,21 +394,34 @@ fn dispatch(command: Command) -> Result<bool, BadInput> {
             seeds,
             jobs,
             expect,
+            shard,
         } => {
             let range = bad(parse_seeds(&seeds).map_err(anyhow::Error::msg))?;
+            let shard = match &shard {
+                Some(text) => bad(scenarios::compare::parse_shard(text).map_err(anyhow::Error::msg))?,
+                None => (1, 1),
+            };
+            let seed_list = scenarios::explore::shard_seeds(range.clone(), shard);
             let loaded = load(&path, &expect)?;
             let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
             if jobs == 0 {
                 return Err(BadInput(anyhow::anyhow!("--jobs must be at least 1")));
             }
-            let total = range.end - range.start;
+            let total = seed_list.len();
             eprintln!(
-                "exploring {} on seeds {}..{} with {jobs} job(s)",
+                "exploring {} on seeds {}..{}{} with {jobs} job(s)",
                 path.display(),
                 range.start,
-                range.end
+                range.end,
+                if shard.1 > 1 {
+                    format!(" (shard {}/{}: {total} seeds)", shard.0, shard.1)
+                } else {
+                    String::new()
+                }
             );
-            let result = explore(&loaded, range.clone(), jobs, &|_| {});
+            let bar = progress_bar(total as u64, "explore");
+            let result = explore(&loaded, &seed_list, jobs, &|_| bar.inc(1));
+            bar.finish_and_clear();
             match result.first_failure {
                 None => {
                     say!("PASS  {total} seed(s), every expectation met on each");
@@ -476,24 +544,114 @@ fn dispatch(command: Command) -> Result<bool, BadInput> {
             jobs,
             markdown,
             json,
+            html,
+            shard,
+            out,
         } => {
             let range = bad(parse_seeds(&seeds).map_err(anyhow::Error::msg))?;
+            let shard = match &shard {
+                Some(text) => Some(bad(
+                    scenarios::compare::parse_shard(text).map_err(anyhow::Error::msg)
+                )?),
+                None => None,
+            };
             let files = collect_files(&paths)?;
             let loaded: Vec<Loaded> = files.iter().map(|f| load(f, &[])).collect::<Result<_, _>>()?;
             let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-            let step = AtomicUsizeStep::default();
-            let matrix =
-                scenarios::compare::compare(&loaded, range, jobs, &|done, total| step.report(done, total));
-            let text = matrix.markdown();
-            if let Some(file) = &markdown {
-                bad(std::fs::write(file, &text).with_context(|| format!("{}", file.display())))?;
+            if jobs == 0 {
+                return Err(BadInput(anyhow::anyhow!("--jobs must be at least 1")));
             }
-            if let Some(file) = &json {
-                let body = serde_json::to_string_pretty(&matrix).expect("the matrix serializes");
-                bad(std::fs::write(file, body).with_context(|| format!("{}", file.display())))?;
+            let variants = scenarios::compare::variants(&loaded);
+            let bar = progress_bar(0, "compare");
+            let records = scenarios::compare::run_records(
+                &loaded,
+                range.clone(),
+                shard.unwrap_or((1, 1)),
+                jobs,
+                &|done, total| {
+                    bar.set_length(total as u64);
+                    bar.set_position(done as u64);
+                },
+            );
+            bar.finish_and_clear();
+            if let (Some(shard), Some(out)) = (shard, &out) {
+                let file = scenarios::compare::Shard {
+                    format: scenarios::compare::SHARD_FORMAT,
+                    jetsam: env!("CARGO_PKG_VERSION").to_string(),
+                    shard,
+                    seeds: (range.start, range.end),
+                    variants,
+                    records,
+                };
+                let body = serde_json::to_string(&file).expect("a shard serializes");
+                bad(std::fs::write(out, body).with_context(|| format!("{}", out.display())))?;
+                eprintln!(
+                    "shard {}/{}: {} run(s) written to {}",
+                    shard.0,
+                    shard.1,
+                    file.records.len(),
+                    out.display()
+                );
+                return Ok(true);
             }
-            say_raw!("{text}");
+            let matrix = scenarios::compare::Matrix::build(variants, (range.start, range.end), records);
+            write_matrix(&matrix, markdown, json, html)?;
             Ok(true)
+        }
+        Command::Merge {
+            shards,
+            markdown,
+            json,
+            html,
+        } => {
+            let mut read = Vec::new();
+            for path in &shards {
+                let name = path.display().to_string();
+                let text = bad(std::fs::read_to_string(path).with_context(|| name.clone()))?;
+                let shard: scenarios::compare::Shard = bad(serde_json::from_str(&text)
+                    .map_err(|e| anyhow::anyhow!("{name}: not a jetsam shard file ({e})")))?;
+                read.push((name, shard));
+            }
+            let matrix = bad(scenarios::compare::Matrix::merge(&read).map_err(anyhow::Error::msg))?;
+            write_matrix(&matrix, markdown, json, html)?;
+            Ok(true)
+        }
+        Command::Reports { check, jobs } => {
+            let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+            let root = bad(std::env::current_dir().context("the current directory"))?;
+            if !root.join("reports").is_dir() || !root.join("scenarios").is_dir() {
+                return Err(BadInput(anyhow::anyhow!(
+                    "reports: run from the workspace root (no reports/ and scenarios/ here)"
+                )));
+            }
+            let mut stale = Vec::new();
+            for report in scenarios::published::published() {
+                let files =
+                    bad(scenarios::published::render(&report, &root, jobs).map_err(anyhow::Error::msg))?;
+                for (path, contents) in files {
+                    let committed = std::fs::read_to_string(root.join(&path)).unwrap_or_default();
+                    if committed == contents {
+                        continue;
+                    }
+                    if check {
+                        stale.push(path.display().to_string());
+                    } else {
+                        bad(std::fs::write(root.join(&path), contents)
+                            .with_context(|| format!("{}", path.display())))?;
+                        eprintln!("wrote {}", path.display());
+                    }
+                }
+            }
+            if stale.is_empty() {
+                eprintln!("reports: {}", if check { "up to date" } else { "written" });
+                Ok(true)
+            } else {
+                say!(
+                    "reports differ from what the code produces (run `just reports`): {}",
+                    stale.join(", ")
+                );
+                Ok(false)
+            }
         }
         Command::List => {
             say!("designs:");

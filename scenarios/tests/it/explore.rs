@@ -12,7 +12,7 @@ fn explore_with(
 ) -> (scenarios::Loaded, Option<scenarios::explore::Failure>) {
     let mut loaded = load(path);
     loaded.override_expectations(&[parse_expect_override(claim).unwrap()]);
-    let result = explore(&loaded, seeds, 2, &|_| {});
+    let result = explore(&loaded, &seeds.collect::<Vec<u64>>(), 2, &|_| {});
     (loaded, result.first_failure)
 }
 
@@ -44,7 +44,7 @@ fn swarm_careless_shutdown_breaks_no_phantom_and_no_loss() {
 #[test]
 fn a_go_channel_never_duplicates_or_reorders_whatever_the_swarm_draws() {
     let loaded = load("scenarios/go-channel/swarm-correct.toml");
-    let result = explore(&loaded, 0..100, 2, &|_| {});
+    let result = explore(&loaded, &(0..100).collect::<Vec<u64>>(), 2, &|_| {});
     assert_eq!(result.first_failure, None);
     assert_eq!(result.seeds_run, 100);
 }
@@ -58,7 +58,7 @@ fn explore_reports_the_smallest_failing_seed_whatever_the_jobs() {
     );
     let mut loaded = load("scenarios/go-channel/swarm-careless.toml");
     loaded.override_expectations(&[parse_expect_override("no-phantom=holds").unwrap()]);
-    let three = explore(&loaded, 0..60, 3, &|_| {}).first_failure;
+    let three = explore(&loaded, &(0..60).collect::<Vec<u64>>(), 3, &|_| {}).first_failure;
     assert_eq!(one.map(|f| f.seed), three.map(|f| f.seed));
 }
 
@@ -97,7 +97,7 @@ fn the_cli_prints_a_replay_command_that_reproduces_the_failure() {
 #[test]
 fn no_loss_while_the_process_lives_whatever_pauses_and_stops_the_swarm_draws() {
     let loaded = load("scenarios/go-channel/swarm-process-lives.toml");
-    let result = explore(&loaded, 0..100, 2, &|_| {});
+    let result = explore(&loaded, &(0..100).collect::<Vec<u64>>(), 2, &|_| {});
     assert_eq!(result.first_failure, None);
     // And the draws did pause and stop the process.
     let faults: std::collections::BTreeSet<&str> = (0..10)
@@ -120,4 +120,15 @@ fn swarm_faults_find_duplicate_and_lost_effects_at_the_database_on_their_own() {
         let replay = loaded.run(failure.seed);
         assert!(!loaded.unmet(&replay).is_empty(), "the seed replays");
     }
+}
+
+#[test]
+fn explore_shards_split_the_seed_range_without_overlap() {
+    use scenarios::explore::shard_seeds;
+    for n in 1..=5 {
+        let mut all: Vec<u64> = (1..=n).flat_map(|i| shard_seeds(10..23, (i, n))).collect();
+        all.sort();
+        assert_eq!(all, (10..23).collect::<Vec<_>>(), "{n} shards");
+    }
+    assert_eq!(shard_seeds(0..10, (2, 3)), vec![1, 4, 7]);
 }

@@ -8,6 +8,7 @@ mod determinism;
 mod explore;
 mod interop;
 mod nsq;
+mod reports;
 mod schema_doc;
 mod shrink;
 

@@ -117,7 +117,7 @@ fn swarm_faults_find_nsqs_loss_and_duplicate_windows_on_their_own() {
     for claim in ["no-loss=holds", "at-most-once=holds"] {
         let mut loaded = load("scenarios/nsq/swarm-standard.toml");
         loaded.override_expectations(&[parse_expect_override(claim).unwrap()]);
-        let found = explore(&loaded, 0..300, 2, &|_| {}).first_failure;
+        let found = explore(&loaded, &(0..300).collect::<Vec<u64>>(), 2, &|_| {}).first_failure;
         let failure = found.unwrap_or_else(|| panic!("explore finds a seed breaking {claim}"));
         // The replay shows the same thing.
         let replay = loaded.run(failure.seed);
@@ -128,7 +128,7 @@ fn swarm_faults_find_nsqs_loss_and_duplicate_windows_on_their_own() {
 #[test]
 fn nsq_never_delivers_a_message_nobody_published_whatever_the_swarm_draws() {
     let loaded = load("scenarios/nsq/swarm-standard.toml");
-    let result = explore(&loaded, 0..60, 2, &|_| {});
+    let result = explore(&loaded, &(0..60).collect::<Vec<u64>>(), 2, &|_| {});
     assert_eq!(result.first_failure, None);
 }
 

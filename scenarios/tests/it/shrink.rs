@@ -9,7 +9,7 @@ use scenarios::shrink::shrink;
 fn first_failure(path: &str, claim: &str) -> (scenarios::Loaded, u64) {
     let mut loaded = load(path);
     loaded.override_expectations(&[parse_expect_override(claim).unwrap()]);
-    let seed = explore(&loaded, 0..300, 2, &|_| {})
+    let seed = explore(&loaded, &(0..300).collect::<Vec<u64>>(), 2, &|_| {})
         .first_failure
         .expect("explore finds one")
         .seed;
