@@ -110,12 +110,34 @@ pub fn shrink(loaded: &Loaded, seed: u64) -> Result<Shrunk, String> {
         }
         while messages > 1 && runs < SHRINK_RUNS_MAX {
             let fewer = [messages / 2, messages - (messages / 10).max(1)];
-            match fewer
+            if let Some(m) = fewer
                 .into_iter()
                 .find(|m| *m < messages && still_fails(&schedule, *m, &mut runs))
             {
-                Some(m) => {
+                messages = m;
+                improved = true;
+                continue;
+            }
+            // Fewer messages publish for less time: bring the faults forward with them, so a
+            // fault that must hit while messages are in flight still does.
+            let compressed: Option<(u64, Vec<ScheduledFault>)> = fewer.into_iter().find_map(|m| {
+                if m >= messages || m == 0 {
+                    return None;
+                }
+                let mut trial: Vec<ScheduledFault> = schedule
+                    .iter()
+                    .map(|f| ScheduledFault {
+                        at_ms: f.at_ms * m / messages,
+                        ..f.clone()
+                    })
+                    .collect();
+                trial.sort_by_key(|f| f.at_ms);
+                still_fails(&trial, m, &mut runs).then_some((m, trial))
+            });
+            match compressed {
+                Some((m, trial)) => {
                     messages = m;
+                    schedule = trial;
                     improved = true;
                 }
                 None => break,
@@ -206,7 +228,11 @@ fn render(
 /// and shorter where it has a duration.
 fn variants(fault: &ScheduledFault) -> Vec<ScheduledFault> {
     let mut out = Vec::new();
+    // Big jumps first: a fault that must land while messages are in flight often needs to
+    // come much earlier once there are fewer messages.
     for at_ms in [
+        fault.at_ms / 8,
+        fault.at_ms / 4,
         fault.at_ms / 2,
         fault.at_ms * 3 / 4,
         fault.at_ms + fault.at_ms / 4,
