@@ -45,6 +45,14 @@ pub fn line(event: &Event) -> String {
         }
         EventKind::Write { id, txn, parts } => format!("write    {id} txn {txn}: {}", parts.join(", ")),
         EventKind::EffectParts { parts } => format!("schema   an effect writes {}", parts.join(", ")),
+        EventKind::Groups { members } => format!(
+            "schema   groups: {}",
+            members
+                .iter()
+                .map(|(c, g)| format!("{c} in {g}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
         EventKind::Gauge { name, value } => format!("gauge    {name} = {value}"),
         EventKind::Note { name } => format!("note     {name}"),
         EventKind::Observe { name, value } => format!("observe  {name} = {value}"),

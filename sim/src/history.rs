@@ -121,6 +121,11 @@ pub enum EventKind {
     EffectParts {
         parts: Vec<String>,
     },
+    /// Consumers in several groups (NSQ channels, Kafka consumer groups), each of which must
+    /// get every message: `(consumer, group)` pairs. Checkers judge each group on its own.
+    Groups {
+        members: Vec<(String, String)>,
+    },
     /// The consumer acknowledged the message to the queue (FIN, commit, ...).
     Ack {
         id: MsgId,

@@ -57,6 +57,8 @@ pub struct Workload {
     pub publish_interval_ms: u64,
     /// When > 0, message i carries key `k{i % keys}` (for per-key ordering).
     pub keys: u32,
+    /// Simulated time before the first publish (consumers may start earlier).
+    pub start_ms: u64,
 }
 
 impl Default for Workload {
@@ -66,6 +68,7 @@ impl Default for Workload {
             producers: 1,
             publish_interval_ms: 1,
             keys: 0,
+            start_ms: 0,
         }
     }
 }

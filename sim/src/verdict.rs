@@ -288,7 +288,10 @@ pub fn counters(history: &History) -> BTreeMap<String, u64> {
             EventKind::Note { name } => bump(&format!("note.{name}")),
             EventKind::Observe { .. } => bump("observe"),
             EventKind::Crash { .. } => bump("crash"),
-            EventKind::Phase { .. } | EventKind::EffectParts { .. } | EventKind::Gauge { .. } => {}
+            EventKind::Phase { .. }
+            | EventKind::EffectParts { .. }
+            | EventKind::Gauge { .. }
+            | EventKind::Groups { .. } => {}
         }
     }
     counts

@@ -145,10 +145,13 @@ impl Design for GoChannel {
         let env = env.clone();
         let config = self.config.clone();
         let producers = self.workload.producers;
-        let interval = Duration::from_millis(self.workload.publish_interval_ms);
+        let pace = (
+            Duration::from_millis(self.workload.publish_interval_ms),
+            Duration::from_millis(self.workload.start_ms),
+        );
         let source = self.source.clone();
         sim.host(HOST, move || {
-            program(env.clone(), config.clone(), producers, interval, source.clone())
+            program(env.clone(), config.clone(), producers, pace, source.clone())
         });
     }
 
@@ -188,7 +191,7 @@ async fn program(
     env: Env,
     config: Config,
     producers: u32,
-    interval: Duration,
+    (interval, start_at): (Duration, Duration),
     source: Rc<Source>,
 ) -> turmoil::Result {
     let process = env.process(HOST);
@@ -217,7 +220,8 @@ async fn program(
         let name = format!("producer-{index}@{}", process.incarnation());
         let (env, process, ch, source) = (env.clone(), process.clone(), ch.clone(), source.clone());
         producer_tasks.push(tokio::task::spawn_local(async move {
-            produce(&env, &process, &name, &ch, &source, interval).await
+            let start = start_at.saturating_sub(Duration::from_micros(env.now().0));
+            produce(&env, &process, &name, &ch, &source, interval, start).await
         }));
     }
     // wg.Wait() on the producers, then close(ch); close(quit).
@@ -246,8 +250,10 @@ async fn produce(
     ch: &GoChan<MsgId>,
     source: &Source,
     interval: Duration,
+    start: Duration,
 ) {
     let mut seq = 0;
+    process.sleep(start).await;
     loop {
         process.checkpoint().await;
         if process.stop_requested() {

@@ -52,6 +52,10 @@ pub struct ClientConfig {
     pub connect_timeout: Duration,
     pub publish_timeout: Duration,
     pub publish_interval: Duration,
+    /// nsqds a consumer connects to directly, besides those lookupd lists.
+    pub direct_nsqds: Vec<String>,
+    /// Simulated time of the first publish (the workload's `start_ms`).
+    pub publish_start: Duration,
     pub retry: Retry,
     pub retries_max: u32,
     pub max_in_flight: i64,
@@ -158,6 +162,8 @@ pub async fn run_producer(
     let name = format!("{host}@{}", process.incarnation());
     let mut links: Vec<Option<Link>> = nsqds.iter().map(|_| None).collect();
     let mut seq = 0;
+    let now = Duration::from_micros(env.now().0);
+    process.sleep(config.publish_start.saturating_sub(now)).await;
     loop {
         process.checkpoint().await;
         if process.stop_requested() {
@@ -342,8 +348,15 @@ pub async fn run_consumer(
     // go-nsq divides max_in_flight across connections, at least 1 each.
     let rdy = (config.max_in_flight / nsqds.len() as i64).max(1);
     let throttle = Throttle::new(rdy, &config);
-    if config.lookupds.is_empty() {
-        for nsqd in &nsqds {
+    // Without lookupd, go-nsq connects to every configured nsqd (ConnectToNSQDs); with
+    // lookupd it may still be given some nsqds directly (`consumer_nsqds`).
+    let direct: Vec<String> = if config.lookupds.is_empty() {
+        nsqds.clone()
+    } else {
+        config.direct_nsqds.clone()
+    };
+    {
+        for nsqd in &direct {
             let (env, host, nsqd, config, deliveries, process, throttle) = (
                 env.clone(),
                 host.clone(),
@@ -361,7 +374,8 @@ pub async fn run_consumer(
                 }
             });
         }
-    } else {
+    }
+    if !config.lookupds.is_empty() {
         let (env, host, config, deliveries, process, throttle) = (
             env.clone(),
             host.clone(),
@@ -371,7 +385,7 @@ pub async fn run_consumer(
             throttle.clone(),
         );
         tokio::task::spawn_local(async move {
-            lookupd_loop(env, host, config, throttle, deliveries, process).await
+            lookupd_loop(env, host, config, throttle, deliveries, process, direct).await
         });
     }
     let mut handlers = Vec::new();
@@ -403,8 +417,11 @@ async fn lookupd_loop(
     throttle: Rc<Throttle>,
     deliveries: mpsc::UnboundedSender<Delivery>,
     process: Process,
+    direct: Vec<String>,
 ) {
-    let connected: Rc<std::cell::RefCell<std::collections::BTreeSet<String>>> = Rc::default();
+    // go-nsq refuses a second connection to an nsqd it is already connected to.
+    let connected: Rc<std::cell::RefCell<std::collections::BTreeSet<String>>> =
+        Rc::new(std::cell::RefCell::new(direct.into_iter().collect()));
     let requery = Rc::new(tokio::sync::Notify::new());
     let jitter = config
         .lookupd_poll_interval

@@ -30,6 +30,11 @@ pub struct Config {
     pub consumers: u32,
     pub topic: String,
     pub channel: String,
+    /// Several channels on the topic (each gets a copy of every message); consumer i
+    /// subscribes to channel ((i-1) mod n). Empty: every consumer on `channel`.
+    pub channels: Vec<String>,
+    /// nsqds consumers connect to directly (go-nsq ConnectToNSQDs) as well as through lookupd.
+    pub consumer_nsqds: Vec<String>,
     /// nsqd's own options (`[config.nsqd]`), nsqd's defaults.
     pub nsqd: NsqdOptions,
     pub max_in_flight: i64,
@@ -121,6 +126,8 @@ impl Default for Config {
             consumers: 1,
             topic: "orders".into(),
             channel: "billing".into(),
+            channels: Vec::new(),
+            consumer_nsqds: Vec::new(),
             nsqd: NsqdOptions::default(),
             max_in_flight: 1,
             max_attempts: 5,
@@ -161,6 +168,16 @@ pub fn config_keys() -> Vec<crate::ConfigKey> {
             "channel",
             "\"billing\"",
             "channel name (#ephemeral suffix allowed)",
+        ),
+        K::new(
+            "consumer_nsqds",
+            "[]",
+            "nsqds consumers connect to directly, besides lookupd's (go-nsq ConnectToNSQDs)",
+        ),
+        K::new(
+            "channels",
+            "[]",
+            "several channels, e.g. [\"billing\", \"audit\"]: consumer i takes channel ((i-1) mod n), each channel is judged on its own",
         ),
         K::new(
             "max_in_flight",
@@ -354,6 +371,31 @@ pub fn build(scenario: &Scenario) -> Result<Box<dyn Design>, ScenarioError> {
             format!("{:?} is not a valid NSQ channel name", config.channel),
         ));
     }
+    for name in &config.channels {
+        if !super::protocol::is_valid_channel_name(name) {
+            return Err(
+                scenario.config_error("channels", format!("{name:?} is not a valid NSQ channel name"))
+            );
+        }
+    }
+    for name in &config.consumer_nsqds {
+        let known = name
+            .strip_prefix("nsqd")
+            .and_then(|n| n.parse::<u32>().ok())
+            .is_some_and(|n| (1..=config.nsqds).contains(&n));
+        if !known {
+            return Err(scenario.config_error(
+                "consumer_nsqds",
+                format!("{name:?} is not one of nsqd1..nsqd{}", config.nsqds),
+            ));
+        }
+    }
+    if config.channels.len() > 1 && config.sink == Sink::Db {
+        return Err(scenario.config_error(
+            "channels",
+            "several channels need sink = \"memory\" (the database judges one effect per message)".into(),
+        ));
+    }
     if !(0.0..=1.0).contains(&config.handler_failure_rate) {
         return Err(scenario.config_error("handler_failure_rate", "must be within 0..=1".into()));
     }
@@ -391,6 +433,15 @@ impl Nsq {
             .collect()
     }
 
+    /// The channels consumers subscribe to, in order.
+    fn channel_names(&self) -> Vec<String> {
+        if self.config.channels.is_empty() {
+            vec![self.config.channel.clone()]
+        } else {
+            self.config.channels.clone()
+        }
+    }
+
     fn client_config(&self) -> ClientConfig {
         let c = &self.config;
         ClientConfig {
@@ -402,6 +453,8 @@ impl Nsq {
             connect_timeout: Duration::from_millis(c.connect_timeout_ms),
             publish_timeout: Duration::from_millis(c.publish_timeout_ms),
             publish_interval: Duration::from_millis(self.workload.publish_interval_ms),
+            publish_start: Duration::from_millis(self.workload.start_ms),
+            direct_nsqds: c.consumer_nsqds.clone(),
             retry: c.retry,
             retries_max: c.retries_max,
             max_in_flight: c.max_in_flight,
@@ -531,8 +584,25 @@ impl Design for Nsq {
                 )
             });
         }
-        for host in self.consumers() {
-            let (env, nsqds, client, name) = (env.clone(), nsqds.clone(), client.clone(), host.clone());
+        let channels = self.channel_names();
+        if channels.len() > 1 {
+            // Which consumer reads which channel: each channel is judged on its own.
+            env.record(
+                "harness",
+                sim::history::EventKind::Groups {
+                    members: self
+                        .consumers()
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, host)| (host, channels[i % channels.len()].clone()))
+                        .collect(),
+                },
+            );
+        }
+        for (index, host) in self.consumers().into_iter().enumerate() {
+            let mut client = client.clone();
+            client.channel = channels[index % channels.len()].clone();
+            let (env, nsqds, name) = (env.clone(), nsqds.clone(), host.clone());
             sim.host(host.as_str(), move || {
                 run_consumer(env.clone(), name.clone(), nsqds.clone(), client.clone())
             });
@@ -552,6 +622,10 @@ impl Design for Nsq {
             Excuse::note("consumer.gave_up"),
             Excuse::note("nsqd.ephemeral_overflow_dropped"),
             Excuse::note("nsqd.ephemeral_channel_deleted"),
+            // A channel created after its topic pumped a message never gets that message:
+            // pre-creation from lookupd closes the window, unless no lookupd could be asked.
+            Excuse::note("nsqd.precreate_no_lookupd"),
+            Excuse::note("nsqd.precreate_failed"),
         ];
         if c.sink == Sink::Memory {
             return Promise {

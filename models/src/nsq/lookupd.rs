@@ -30,6 +30,13 @@ const BODY_MAX: usize = 1024 * 1024;
 pub struct LookupdOptions {
     pub inactive_producer_timeout_ms: u64,
     pub tombstone_lifetime_ms: u64,
+    /// The address nsqlookupd gives in its IDENTIFY response, with its HTTP port: where an
+    /// nsqd asks it for a new topic's channels. Set by the driver (the simulated host's
+    /// name, or the real server's address), not by scenarios.
+    #[serde(skip)]
+    pub broadcast_address: String,
+    #[serde(skip)]
+    pub http_port: u16,
 }
 
 impl Default for LookupdOptions {
@@ -37,6 +44,8 @@ impl Default for LookupdOptions {
         LookupdOptions {
             inactive_producer_timeout_ms: 300_000,
             tombstone_lifetime_ms: 45_000,
+            broadcast_address: "nsqlookupd".into(),
+            http_port: LOOKUPD_HTTP_PORT,
         }
     }
 }
@@ -232,10 +241,10 @@ impl Lookupd {
         state.last_update = now;
         Ok(serde_json::json!({
             "tcp_port": LOOKUPD_TCP_PORT,
-            "http_port": LOOKUPD_HTTP_PORT,
+            "http_port": self.options.http_port,
             "version": VERSION,
-            "broadcast_address": "nsqlookupd",
-            "hostname": "nsqlookupd",
+            "broadcast_address": self.options.broadcast_address,
+            "hostname": self.options.broadcast_address,
         })
         .to_string()
         .into_bytes())

@@ -130,6 +130,11 @@ struct Client {
     /// Message frames written but not yet flushed.
     buffered: Vec<u8>,
     next_flush: Option<Duration>,
+    /// This client's command created a topic whose channels nsqd is asking lookupd for:
+    /// like nsqd's `GetTopic`, the command blocks. Its answer waits in `held`, and its later
+    /// input is not read, until the query ends.
+    blocked_on: Option<String>,
+    held: Vec<Output>,
 }
 
 impl Client {
@@ -151,6 +156,21 @@ pub enum Output {
     },
     /// Something worth counting in the history ("sometimes" notes).
     Note(&'static str),
+    /// A topic was just created and lookupds are configured: ask them for the topic's
+    /// channels (`GET /channels?topic=`) and answer with [`Nsqd::channels_found`].
+    QueryChannels(String),
+}
+
+/// What asking lookupd for a new topic's channels came to (`nsqd.GetTopic`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ChannelsFound {
+    /// No lookupd has answered IDENTIFY yet, so there is none to ask: the topic starts at
+    /// once ("no available nsqlookupd to query for channels to pre-create").
+    NoLookupd,
+    /// Every lookupd failed to answer: the topic starts with no pre-created channel.
+    Failed,
+    /// The union of the channels the lookupds that answered know.
+    Channels(Vec<String>),
 }
 
 #[derive(Debug, Default)]
@@ -218,6 +238,10 @@ pub struct Nsqd<D: Disk + Clone> {
     guids: GuidFactory,
     epoch_ms: u64,
     next_scan: Duration,
+    /// nsqd was given lookupd addresses: new topics pre-create their channels from lookupd.
+    precreate: bool,
+    /// Set by `get_topic` when it created a topic that waits for pre-creation.
+    created_pending: Option<String>,
 }
 
 impl<D: Disk + Clone> Nsqd<D> {
@@ -232,6 +256,8 @@ impl<D: Disk + Clone> Nsqd<D> {
             next_client: 1,
             guids: GuidFactory::new(node_id),
             epoch_ms,
+            precreate: false,
+            created_pending: None,
         };
         let metadata: Metadata = nsqd
             .disk
@@ -253,12 +279,75 @@ impl<D: Disk + Clone> Nsqd<D> {
         &self.options
     }
 
+    /// nsqd has lookupds (`--lookupd-tcp-address`): topics created from now on pre-create
+    /// the channels lookupd knows before their pump starts.
+    pub fn set_lookupds_configured(&mut self, configured: bool) {
+        self.precreate = configured;
+    }
+
+    /// The answer to [`Output::QueryChannels`]: creates the channels found (never
+    /// `#ephemeral` ones, which would have no client), starts the topic, and unblocks the
+    /// clients whose command created it.
+    pub fn channels_found(
+        &mut self,
+        topic: &str,
+        found: ChannelsFound,
+        now: Duration,
+        rng: &mut impl Rng,
+        out: &mut Outbox,
+    ) {
+        if self.topics.get(topic).is_none_or(|t| t.is_started()) {
+            return;
+        }
+        match &found {
+            ChannelsFound::NoLookupd => out.0.push(Output::Note("nsqd.precreate_no_lookupd")),
+            ChannelsFound::Failed => out.0.push(Output::Note("nsqd.precreate_failed")),
+            ChannelsFound::Channels(names) => {
+                let mut created = false;
+                for name in names.iter().filter(|n| !super::protocol::is_ephemeral(n)) {
+                    if !self.topics[topic].channels.contains_key(name) {
+                        created = true;
+                    }
+                    self.get_channel(topic, name, now, out);
+                }
+                if created {
+                    out.0.push(Output::Note("nsqd.channels_precreated"));
+                }
+            }
+        }
+        if let Some(t) = self.topics.get_mut(topic) {
+            t.start();
+        }
+        let blocked: Vec<ClientId> = self
+            .clients
+            .iter()
+            .filter(|(_, c)| c.blocked_on.as_deref() == Some(topic))
+            .map(|(id, _)| *id)
+            .collect();
+        for client in blocked {
+            let c = self.clients.get_mut(&client).expect("listed above");
+            c.blocked_on = None;
+            out.0.append(&mut c.held);
+            // Read what the client sent while it was blocked.
+            self.receive(client, &[], now, rng, out);
+        }
+        self.pump(now, rng, out);
+    }
+
     fn get_topic(&mut self, name: &str, now: Duration, out: &mut Outbox) -> &mut Topic<D> {
         if !self.topics.contains_key(name) {
             let ephemeral = super::protocol::is_ephemeral(name);
             let backend = Backend::open(name, ephemeral, self.disk.clone(), self.options.disk_queue(), now);
             let mut topic = Topic::new(name, self.options.mem_queue_size, backend);
-            topic.start();
+            if self.precreate {
+                // nsqd's GetTopic: the topic exists, its pump waits for the channels lookupd
+                // knows (reference §1: channel pre-creation). Topics reopened from metadata
+                // at startup start at once (`open` runs before lookupds are configured).
+                out.0.push(Output::QueryChannels(name.to_string()));
+                self.created_pending = Some(name.to_string());
+            } else {
+                topic.start();
+            }
             self.topics.insert(name.to_string(), topic);
             out.0.push(Output::Register {
                 topic: name.to_string(),
@@ -356,6 +445,8 @@ impl<D: Disk + Clone> Nsqd<D> {
                 next_heartbeat: Some(now + heartbeat),
                 buffered: Vec::new(),
                 next_flush: Some(now + output_buffer_timeout),
+                blocked_on: None,
+                held: Vec::new(),
             },
         );
         id
@@ -429,6 +520,9 @@ impl<D: Disk + Clone> Nsqd<D> {
             if state.state == State::Closed {
                 return;
             }
+            if state.blocked_on.is_some() {
+                break;
+            }
             if state.input.len() > CLIENT_BUFFER_MAX {
                 state.state = State::Closed;
                 out.error(
@@ -450,13 +544,27 @@ impl<D: Disk + Clone> Nsqd<D> {
                     return;
                 }
             };
-            if let Err(error) = self.exec(client, command, now, out) {
+            let before = out.0.len();
+            let result = self.exec(client, command, now, out);
+            if let Err(error) = result {
                 if error.fatal {
                     if let Some(state) = self.clients.get_mut(&client) {
                         state.state = State::Closed;
                     }
                 }
                 out.error(client, &error);
+            }
+            if let Some(topic) = self.created_pending.take() {
+                // The command blocks in GetTopic: hold its answer, stop reading.
+                let (mine, others): (Vec<Output>, Vec<Output>) = out
+                    .0
+                    .drain(before..)
+                    .partition(|o| matches!(o, Output::Send(id, _) | Output::Close(id) if *id == client));
+                out.0.extend(others);
+                if let Some(state) = self.clients.get_mut(&client) {
+                    state.blocked_on = Some(topic);
+                    state.held = mine;
+                }
             }
         }
         self.pump(now, rng, out);

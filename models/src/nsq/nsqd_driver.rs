@@ -5,11 +5,11 @@
 
 use super::channel::ClientId;
 use super::lookupd::MAGIC_V1;
-use super::nsqd::{Nsqd, Outbox, Output};
+use super::nsqd::{ChannelsFound, Nsqd, Outbox, Output};
 use rand_chacha::ChaCha8Rng;
 use sim::disk::Disk;
 use std::cell::{RefCell, RefMut};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::io;
 use std::rc::Rc;
@@ -65,6 +65,11 @@ pub struct Driver<C: Context, D: Disk + Clone> {
     lookup_peers: RefCell<Vec<mpsc::UnboundedSender<LookupEvent>>>,
     /// The gauges last reported, so only changes are.
     gauges: RefCell<BTreeMap<String, i64>>,
+    /// Topics whose channels to ask lookupd for (set up with the lookupd peers).
+    channel_queries: RefCell<Option<mpsc::UnboundedSender<String>>>,
+    /// Each lookupd peer's HTTP address, once its IDENTIFY response has named it (nsqd's
+    /// `lookupPeer.Info`, kept across reconnections).
+    lookupd_http: RefCell<Vec<Option<String>>>,
 }
 
 impl<C: Context, D: Disk + Clone + 'static> Driver<C, D> {
@@ -75,6 +80,8 @@ impl<C: Context, D: Disk + Clone + 'static> Driver<C, D> {
             connections: RefCell::new(BTreeMap::new()),
             lookup_peers: RefCell::new(Vec::new()),
             gauges: RefCell::new(BTreeMap::new()),
+            channel_queries: RefCell::new(None),
+            lookupd_http: RefCell::new(Vec::new()),
         })
     }
 
@@ -94,6 +101,16 @@ impl<C: Context, D: Disk + Clone + 'static> Driver<C, D> {
                     }
                 }
                 Output::Note(name) => self.ctx.note(name),
+                Output::QueryChannels(topic) => {
+                    let queued = self
+                        .channel_queries
+                        .borrow()
+                        .as_ref()
+                        .is_some_and(|tx| tx.send(topic.clone()).is_ok());
+                    if !queued {
+                        self.answer_channels(&topic, ChannelsFound::NoLookupd);
+                    }
+                }
             }
         }
         for id in closing {
@@ -200,6 +217,70 @@ impl<C: Context, D: Disk + Clone + 'static> Driver<C, D> {
         }
     }
 
+    fn answer_channels(&self, topic: &str, found: ChannelsFound) {
+        let mut out = Outbox::default();
+        let now = self.ctx.now();
+        self.core
+            .borrow_mut()
+            .channels_found(topic, found, now, &mut *self.ctx.rng(), &mut out);
+        self.dispatch(out);
+    }
+
+    /// nsqd's `GetLookupdTopicChannels`: every lookupd that has identified itself is asked at
+    /// once, with nsqd's HTTP client timeouts; the answer is the union of those that replied,
+    /// or a failure if none did.
+    async fn query_channels<S, F, Fut>(self: Rc<Self>, topic: String, connect: F)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + 'static,
+        F: Fn(String) -> Fut + Clone + 'static,
+        Fut: Future<Output = io::Result<S>> + 'static,
+    {
+        let addresses: Vec<String> = self.lookupd_http.borrow().iter().flatten().cloned().collect();
+        if addresses.is_empty() {
+            self.answer_channels(&topic, ChannelsFound::NoLookupd);
+            return;
+        }
+        let mut queries = tokio::task::JoinSet::new();
+        for address in addresses {
+            let (connect, topic) = (connect.clone(), topic.clone());
+            queries.spawn_local(async move {
+                let stream = tokio::time::timeout(HTTP_CONNECT_TIMEOUT, connect(address.clone()))
+                    .await
+                    .ok()?
+                    .ok()?;
+                let host = address.rsplit_once(':').map_or(address.as_str(), |(h, _)| h);
+                let target = format!("/channels?topic={topic}");
+                let (status, body) =
+                    tokio::time::timeout(HTTP_REQUEST_TIMEOUT, super::http::get(stream, host, &target))
+                        .await
+                        .ok()?
+                        .ok()?;
+                if status != 200 {
+                    return None;
+                }
+                let value: serde_json::Value = serde_json::from_str(&body).ok()?;
+                Some(
+                    value["channels"]
+                        .as_array()?
+                        .iter()
+                        .filter_map(|c| c.as_str().map(str::to_string))
+                        .collect::<Vec<String>>(),
+                )
+            });
+        }
+        let mut channels: Option<BTreeSet<String>> = None;
+        while let Some(joined) = queries.join_next().await {
+            if let Ok(Some(found)) = joined {
+                channels.get_or_insert_with(BTreeSet::new).extend(found);
+            }
+        }
+        let found = match channels {
+            Some(names) => ChannelsFound::Channels(names.into_iter().collect()),
+            None => ChannelsFound::Failed,
+        };
+        self.answer_channels(&topic, found);
+    }
+
     /// Starts one lookupd peer per address; returns the tasks.
     pub fn start_lookup_peers<S, F, Fut>(
         self: &Rc<Self>,
@@ -213,12 +294,26 @@ impl<C: Context, D: Disk + Clone + 'static> Driver<C, D> {
         Fut: Future<Output = io::Result<S>> + 'static,
     {
         let mut tasks = Vec::new();
-        for lookupd in lookupds {
+        self.core
+            .borrow_mut()
+            .set_lookupds_configured(!lookupds.is_empty());
+        if !lookupds.is_empty() {
+            let (tx, mut rx) = mpsc::unbounded_channel::<String>();
+            *self.channel_queries.borrow_mut() = Some(tx);
+            let (driver, connect) = (self.clone(), connect.clone());
+            tasks.push(tokio::task::spawn_local(async move {
+                while let Some(topic) = rx.recv().await {
+                    tokio::task::spawn_local(driver.clone().query_channels(topic, connect.clone()));
+                }
+            }));
+        }
+        *self.lookupd_http.borrow_mut() = vec![None; lookupds.len()];
+        for (index, lookupd) in lookupds.into_iter().enumerate() {
             let (tx, rx) = mpsc::unbounded_channel();
             self.lookup_peers.borrow_mut().push(tx.clone());
             let (driver, connect, announce) = (self.clone(), connect.clone(), announce.clone());
             tasks.push(tokio::task::spawn_local(async move {
-                driver.lookup_peer(lookupd, announce, connect, rx).await
+                driver.lookup_peer(index, lookupd, announce, connect, rx).await
             }));
             let driver = self.clone();
             tasks.push(tokio::task::spawn_local(async move {
@@ -237,6 +332,7 @@ impl<C: Context, D: Disk + Clone + 'static> Driver<C, D> {
     /// what is created and PING every 15 s. When it fails, nsqd tries again on its next tick.
     async fn lookup_peer<S, F, Fut>(
         self: Rc<Self>,
+        index: usize,
         lookupd: String,
         announce: Announce,
         connect: F,
@@ -251,12 +347,30 @@ impl<C: Context, D: Disk + Clone + 'static> Driver<C, D> {
                 tokio::time::timeout(Duration::from_secs(1), connect(lookupd.clone())).await
             {
                 let (mut read, mut write) = tokio::io::split(stream);
-                // Responses are read and dropped; a dead connection shows as the reader ending.
+                // Every command gets one response (a 4-byte size, then the data). The first
+                // answers IDENTIFY and names the lookupd's HTTP address. A dead connection
+                // shows as the reader ending.
+                let (responses_tx, mut responses) = mpsc::unbounded_channel::<Vec<u8>>();
+                let driver = self.clone();
                 let mut reader = tokio::task::spawn_local(async move {
                     let mut chunk = [0u8; 4096];
+                    let mut buffer = Vec::new();
+                    let mut identified = false;
                     while let Ok(n) = read.read(&mut chunk).await {
                         if n == 0 {
                             break;
+                        }
+                        buffer.extend_from_slice(&chunk[..n]);
+                        while let Some(data) = take_v1_response(&mut buffer) {
+                            if !identified {
+                                identified = true;
+                                if let Some(address) = identify_response_http_address(&data) {
+                                    driver.lookupd_http.borrow_mut()[index] = Some(address);
+                                }
+                            }
+                            if responses_tx.send(data).is_err() {
+                                return;
+                            }
                         }
                     }
                 });
@@ -272,10 +386,15 @@ impl<C: Context, D: Disk + Clone + 'static> Driver<C, D> {
                 hello.extend_from_slice(b"IDENTIFY\n");
                 hello.extend_from_slice(&(identify.len() as u32).to_be_bytes());
                 hello.extend_from_slice(identify.as_bytes());
-                for (topic, channel) in self.core.borrow().registrations() {
-                    hello.extend(register_line(&topic, channel.as_deref()));
+                let registrations = self.core.borrow().registrations();
+                for (topic, channel) in &registrations {
+                    hello.extend(register_line(topic, channel.as_deref()));
                 }
-                let mut alive = write.write_all(&hello).await.is_ok();
+                // nsqd's lookupPeer reads each response with a one-second deadline; a command
+                // left unanswered closes the connection, and the next one reconnects and
+                // registers everything again.
+                let mut alive = write.write_all(&hello).await.is_ok()
+                    && answered(1 + registrations.len(), &mut responses).await;
                 while alive {
                     tokio::select! {
                         biased;
@@ -286,7 +405,7 @@ impl<C: Context, D: Disk + Clone + 'static> Driver<C, D> {
                                 LookupEvent::Register(topic, channel) => register_line(&topic, channel.as_deref()),
                                 LookupEvent::Ping => b"PING\n".to_vec(),
                             };
-                            alive = write.write_all(&bytes).await.is_ok();
+                            alive = write.write_all(&bytes).await.is_ok() && answered(1, &mut responses).await;
                         }
                     }
                 }
@@ -306,6 +425,44 @@ impl<C: Context, D: Disk + Clone + 'static> Driver<C, D> {
         }
         self.core.borrow_mut().close()
     }
+}
+
+/// nsqd's lookupPeer read and write deadline.
+const LOOKUPD_READ_DEADLINE: Duration = Duration::from_secs(1);
+
+/// Whether `count` responses arrive within the lookupd read deadline.
+async fn answered(count: usize, responses: &mut mpsc::UnboundedReceiver<Vec<u8>>) -> bool {
+    let wait = async {
+        for _ in 0..count {
+            responses.recv().await?;
+        }
+        Some(())
+    };
+    matches!(
+        tokio::time::timeout(LOOKUPD_READ_DEADLINE, wait).await,
+        Ok(Some(()))
+    )
+}
+
+/// Takes one whole V1 response (a 4-byte size, then that many bytes) off `buffer`.
+fn take_v1_response(buffer: &mut Vec<u8>) -> Option<Vec<u8>> {
+    let size = u32::from_be_bytes(buffer.get(..4)?.try_into().ok()?) as usize;
+    let data = buffer.get(4..4 + size)?.to_vec();
+    buffer.drain(..4 + size);
+    Some(data)
+}
+
+/// nsqd's HTTP client timeouts (`--http-client-connect-timeout`, `--http-client-request-timeout`).
+const HTTP_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+const HTTP_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The `broadcast_address:http_port` in a lookupd's IDENTIFY response (V1 responses carry
+/// no frame type, unlike nsqd's V2).
+fn identify_response_http_address(data: &[u8]) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_slice(data).ok()?;
+    let host = value["broadcast_address"].as_str()?;
+    let port = value["http_port"].as_u64()?;
+    Some(format!("{host}:{port}"))
 }
 
 fn register_line(topic: &str, channel: Option<&str>) -> Vec<u8> {

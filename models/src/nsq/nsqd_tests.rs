@@ -356,3 +356,82 @@ fn dpub_defers_and_req_with_delay_defers() {
     h.advance(300 * MS);
     assert_eq!(h.messages(c)[0].attempts, 2);
 }
+
+#[test]
+fn a_topic_created_with_lookupds_waits_for_its_channels_and_blocks_the_creating_publish() {
+    use super::nsqd::ChannelsFound;
+    let mut h = Harness::new(NsqdOptions::default());
+    h.nsqd.set_lookupds_configured(true);
+    let p = h.connect();
+    let publish = |body: &str| Command::Pub {
+        topic: "orders".into(),
+        body: body.as_bytes().to_vec(),
+    };
+    // The first PUB creates the topic: nsqd asks lookupd, and the PUB waits for the answer.
+    let mut out = Outbox::default();
+    let mut bytes = encode_command(&publish("m1"));
+    bytes.extend(encode_command(&publish("m2"))); // sent while blocked: not read yet
+    h.nsqd.receive(p, &bytes, h.now, &mut h.rng, &mut out);
+    let queried: Vec<_> = out
+        .0
+        .iter()
+        .filter(|o| matches!(o, Output::QueryChannels(t) if t == "orders"))
+        .collect();
+    assert_eq!(queried.len(), 1);
+    h.absorb(out);
+    assert!(h.frames(p).is_empty(), "the creating PUB's OK is held");
+    // Another client's PUB goes through: the topic exists, its pump has not started.
+    h.publish("orders", "m3");
+    // lookupd knows billing and an ephemeral channel: billing is pre-created, not the other.
+    let mut out = Outbox::default();
+    h.nsqd.channels_found(
+        "orders",
+        ChannelsFound::Channels(vec!["billing".into(), "tail#ephemeral".into()]),
+        h.now,
+        &mut h.rng,
+        &mut out,
+    );
+    assert!(out.0.contains(&Output::Note("nsqd.channels_precreated")));
+    h.absorb(out);
+    assert_eq!(
+        h.frames(p),
+        vec![
+            (FrameType::Response, b"OK".to_vec()),
+            (FrameType::Response, b"OK".to_vec())
+        ],
+        "the held OK, then the OK for the PUB read after unblocking"
+    );
+    let c = h.subscribe("orders", "billing", 10);
+    h.advance(300 * MS);
+    let got: Vec<String> = h.messages(c).iter().map(body).collect();
+    assert_eq!(got.len(), 3, "billing existed before the pump started: {got:?}");
+    assert!(h.nsqd.stats().iter().all(|s| s.channel != "tail#ephemeral"));
+}
+
+#[test]
+fn with_no_lookupd_to_ask_the_topic_starts_without_channels_and_a_late_channel_misses_the_backlog() {
+    use super::nsqd::ChannelsFound;
+    let mut h = Harness::new(NsqdOptions::default());
+    h.nsqd.set_lookupds_configured(true);
+    let p = h.connect();
+    h.send(
+        p,
+        Command::Pub {
+            topic: "orders".into(),
+            body: b"m1".to_vec(),
+        },
+    );
+    let mut out = Outbox::default();
+    h.nsqd
+        .channels_found("orders", ChannelsFound::NoLookupd, h.now, &mut h.rng, &mut out);
+    assert!(out.0.contains(&Output::Note("nsqd.precreate_no_lookupd")));
+    h.absorb(out);
+    let first = h.subscribe("orders", "audit", 10);
+    let late = h.subscribe("orders", "billing", 10);
+    h.advance(300 * MS);
+    assert_eq!(h.messages(first).len(), 1, "the first channel gets the backlog");
+    assert!(
+        h.messages(late).is_empty(),
+        "a channel created after the pump ran never gets it"
+    );
+}

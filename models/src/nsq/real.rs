@@ -145,10 +145,19 @@ pub async fn run_lookupd(
     server: LookupdServer,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> io::Result<()> {
-    let core = Rc::new(RefCell::new(Lookupd::new(server.options.clone())));
-    let ctx = Rc::new(RealContext::new());
     let tcp = TcpListener::bind(server.tcp_address).await?;
     let http = TcpListener::bind(server.http_address).await?;
+    let mut options = server.options.clone();
+    // What nsqds are told to reach this lookupd's HTTP API at.
+    let ip = server.http_address.ip();
+    options.broadcast_address = if ip.is_unspecified() {
+        "127.0.0.1".to_string()
+    } else {
+        ip.to_string()
+    };
+    options.http_port = http.local_addr()?.port();
+    let core = Rc::new(RefCell::new(Lookupd::new(options)));
+    let ctx = Rc::new(RealContext::new());
     let http_task = {
         let (core, ctx) = (core.clone(), ctx.clone());
         tokio::task::spawn_local(async move {

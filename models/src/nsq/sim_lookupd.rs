@@ -8,7 +8,9 @@ use std::rc::Rc;
 use std::time::Duration;
 use turmoil::net::TcpListener;
 
-pub async fn run(env: Env, host: String, options: LookupdOptions) -> turmoil::Result {
+pub async fn run(env: Env, host: String, mut options: LookupdOptions) -> turmoil::Result {
+    options.broadcast_address = host.clone();
+    options.http_port = LOOKUPD_HTTP_PORT;
     let process = env.process(&host);
     let _running = process.start();
     let core = Rc::new(RefCell::new(Lookupd::new(options)));

@@ -88,8 +88,15 @@ pub async fn run(
         tcp_port: NSQD_TCP_PORT,
         http_port: NSQD_HTTP_PORT,
     };
-    let mut tasks = driver.start_lookup_peers(lookupds, announce, |lookupd: String| async move {
-        TcpStream::connect((lookupd.as_str(), super::lookupd::LOOKUPD_TCP_PORT)).await
+    // A lookupd is named by its host (its TCP port implied) or, for HTTP, as host:port.
+    let mut tasks = driver.start_lookup_peers(lookupds, announce, |address: String| async move {
+        match address
+            .rsplit_once(':')
+            .and_then(|(h, p)| Some((h.to_string(), p.parse::<u16>().ok()?)))
+        {
+            Some((host, port)) => TcpStream::connect((host.as_str(), port)).await,
+            None => TcpStream::connect((address.as_str(), super::lookupd::LOOKUPD_TCP_PORT)).await,
+        }
     });
     tasks.push(tokio::task::spawn_local(driver.clone().tick_loop()));
     let listener = TcpListener::bind(("0.0.0.0", NSQD_TCP_PORT)).await?;

@@ -488,6 +488,7 @@ fn dispatch(command: Command) -> Result<bool, BadInput> {
                 options: models::nsq::lookupd::LookupdOptions {
                     inactive_producer_timeout_ms: args.inactive_producer_timeout,
                     tombstone_lifetime_ms: args.tombstone_lifetime,
+                    ..Default::default()
                 },
             };
             eprintln!(

@@ -158,8 +158,47 @@ impl Findings {
     }
 }
 
-/// Runs every checker, sharing one publish index.
+/// Runs every checker, sharing one publish index. When the history declares consumer groups
+/// (`groups`: NSQ channels, each owed a copy of every message), the message checkers judge
+/// each group on its own history (publishes, faults and everything else, with only that
+/// group's consumers' deliveries, effects and acks), and each anomaly names its group.
 pub fn check_all(history: &History) -> Findings {
+    let mut findings = match groups(history) {
+        Some(groups) if groups.len() > 1 => {
+            let mut all = Findings::default();
+            for (group, members) in groups {
+                let projected = project(history, &members);
+                let mut found = check_messages(&projected);
+                let tag = |list: &mut Vec<Anomaly>| {
+                    for anomaly in list.iter_mut() {
+                        anomaly.detail = format!("[{group}] {}", anomaly.detail);
+                    }
+                };
+                tag(&mut found.lost);
+                tag(&mut found.unseen);
+                tag(&mut found.duplicate_delivery);
+                tag(&mut found.duplicate_effect);
+                tag(&mut found.phantom);
+                found.reorder.iter_mut().for_each(tag);
+                all.lost.extend(found.lost);
+                all.unseen.extend(found.unseen);
+                all.duplicate_delivery.extend(found.duplicate_delivery);
+                all.duplicate_effect.extend(found.duplicate_effect);
+                all.phantom.extend(found.phantom);
+                for (into, from) in all.reorder.iter_mut().zip(found.reorder) {
+                    into.extend(from);
+                }
+            }
+            all
+        }
+        _ => check_messages(history),
+    };
+    findings.invariant = invariant::check(history);
+    findings.partial = partial::check(history);
+    findings
+}
+
+fn check_messages(history: &History) -> Findings {
     let index = PublishIndex::build(history);
     Findings {
         lost: lost::check_indexed(history, &index),
@@ -167,10 +206,46 @@ pub fn check_all(history: &History) -> Findings {
         duplicate_delivery: duplicate_delivery::check_indexed(history, &index),
         duplicate_effect: duplicate_effect::check_indexed(history, &index),
         phantom: phantom::check_indexed(history, &index),
-        invariant: invariant::check(history),
-        partial: partial::check(history),
+        invariant: Vec::new(),
+        partial: Vec::new(),
         reorder: OrderScope::ALL.map(|scope| reorder::check_indexed(history, &index, scope)),
     }
+}
+
+/// The declared groups and their consumers, in the order first declared.
+fn groups(history: &History) -> Option<Vec<(String, Vec<String>)>> {
+    let members = history.events().iter().find_map(|e| match &e.kind {
+        crate::history::EventKind::Groups { members } => Some(members),
+        _ => None,
+    })?;
+    let mut groups: Vec<(String, Vec<String>)> = Vec::new();
+    for (consumer, group) in members {
+        match groups.iter_mut().find(|(g, _)| g == group) {
+            Some((_, list)) => list.push(consumer.clone()),
+            None => groups.push((group.clone(), vec![consumer.clone()])),
+        }
+    }
+    Some(groups)
+}
+
+/// The history as one group sees it: other groups' consumers' deliveries, effects and acks
+/// left out.
+fn project(history: &History, members: &[String]) -> History {
+    use crate::history::EventKind;
+    let keep = |consumer: &String| members.contains(consumer);
+    History::from_events(
+        history
+            .events()
+            .iter()
+            .filter(|e| match &e.kind {
+                EventKind::Deliver { consumer, .. }
+                | EventKind::Effect { consumer, .. }
+                | EventKind::Ack { consumer, .. } => keep(consumer),
+                _ => true,
+            })
+            .cloned()
+            .collect(),
+    )
 }
 
 /// Shared by the two "never processed" checkers: acknowledged publishes with no effect.

@@ -286,3 +286,70 @@ fn partial_finds_a_transaction_that_committed_part_of_an_effect() {
         "no schema, nothing to judge"
     );
 }
+
+#[test]
+fn with_declared_groups_each_group_is_owed_every_message_and_copies_across_groups_are_not_duplicates() {
+    use crate::history::{Event, EventKind, History, SimTime};
+    let base = Build::new().published(1..=2).history();
+    let mut events: Vec<Event> = base.events().to_vec();
+    let mut t = 1_000;
+    let mut at = |host: &str, kind: EventKind| {
+        t += 10;
+        Event {
+            time: SimTime(t),
+            host: host.into(),
+            kind,
+        }
+    };
+    events.push(at(
+        "jetsam",
+        EventKind::Groups {
+            members: vec![("c1".into(), "billing".into()), ("c2".into(), "audit".into())],
+        },
+    ));
+    for (consumer, ids) in [("c1", vec![1, 2]), ("c2", vec![2])] {
+        for id in ids {
+            events.push(at(
+                consumer,
+                EventKind::Deliver {
+                    id: MsgId(id),
+                    attempt: 1,
+                    consumer: consumer.into(),
+                    partition: None,
+                },
+            ));
+            events.push(at(
+                consumer,
+                EventKind::Effect {
+                    id: MsgId(id),
+                    consumer: consumer.into(),
+                },
+            ));
+        }
+    }
+    events.push(at(
+        "jetsam",
+        EventKind::Phase {
+            phase: crate::history::Phase::Drained,
+            detail: String::new(),
+        },
+    ));
+    let findings = check_all(&History::from_events(events));
+    assert_eq!(
+        findings.lost.len(),
+        1,
+        "audit never processed m1: {:?}",
+        findings.lost
+    );
+    assert_eq!(findings.lost[0].id, MsgId(1));
+    assert!(
+        findings.lost[0].detail.starts_with("[audit]"),
+        "{}",
+        findings.lost[0].detail
+    );
+    assert!(
+        findings.duplicate_effect.is_empty(),
+        "m2 once per channel is not a duplicate"
+    );
+    assert!(findings.duplicate_delivery.is_empty());
+}
