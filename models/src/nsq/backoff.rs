@@ -51,9 +51,14 @@ impl Backoff {
         self.counter
     }
 
-    /// Whether new connections should start at RDY 0.
+    /// Whether the counter is above zero (go-nsq `inBackoff`).
     pub fn backing_off(&self) -> bool {
         self.counter > 0
+    }
+
+    /// Whether a backoff timeout runs (go-nsq `inBackoffTimeout`).
+    pub fn in_timeout(&self) -> bool {
+        self.paused_until.is_some()
     }
 
     /// A message finished (`success`) or was requeued with backoff.

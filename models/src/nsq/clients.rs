@@ -7,6 +7,7 @@
 
 use super::link::{self, Link, Sender};
 use super::protocol::{Command, FrameType, Message};
+use super::rdy::{ConnKey, Phase, Rdy, Sends, REDISTRIBUTE_INTERVAL};
 use super::sim_nsqd::NSQD_TCP_PORT;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
@@ -227,24 +228,24 @@ pub async fn run_producer(
 
 type Delivery = (Message, Sender, String);
 
-/// A consumer's RDY: the per-connection share of max_in_flight, go-nsq's backoff after
-/// handler errors, and the live connections to apply it to.
+/// nsqd's default --max-rdy-count, for an IDENTIFY answer that does not say.
+const MAX_RDY_COUNT_DEFAULT: i64 = 2500;
+
+/// A consumer's RDY: go-nsq's accounting over the live connections ([`super::rdy`]), its
+/// backoff after handler errors, and the connections to send RDY on.
 pub struct Throttle {
-    rdy: i64,
+    rdy: RefCell<Rdy>,
     backoff: RefCell<Option<super::backoff::Backoff>>,
-    senders: RefCell<std::collections::BTreeMap<u64, Sender>>,
-    next: Cell<u64>,
-    /// Bumped on every signal, so a waters-testing task knows whether anything came back.
-    generation: Cell<u64>,
+    senders: RefCell<std::collections::BTreeMap<ConnKey, Sender>>,
+    next: Cell<ConnKey>,
+    /// Wakes the RDY loop when a retry after ErrOverMaxInFlight is scheduled.
+    wake: tokio::sync::Notify,
 }
 
-/// go-nsq's LowRdyIdleTimeout: a connection idle this long gives up its RDY to another.
-const LOW_RDY_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
-
 impl Throttle {
-    fn new(rdy: i64, config: &ClientConfig) -> Rc<Throttle> {
+    fn new(config: &ClientConfig) -> Rc<Throttle> {
         Rc::new(Throttle {
-            rdy,
+            rdy: RefCell::new(Rdy::new(config.max_in_flight)),
             backoff: RefCell::new(
                 config
                     .backoff
@@ -252,40 +253,90 @@ impl Throttle {
             ),
             senders: RefCell::new(std::collections::BTreeMap::new()),
             next: Cell::new(0),
-            generation: Cell::new(0),
+            wake: tokio::sync::Notify::new(),
         })
     }
 
-    /// A new connection's RDY: none while backing off.
-    fn initial_rdy(&self) -> i64 {
-        if self.backoff.borrow().as_ref().is_some_and(|b| b.backing_off()) {
-            0
-        } else {
-            self.rdy
+    fn phase(&self) -> Phase {
+        match self.backoff.borrow().as_ref() {
+            Some(b) if b.in_timeout() => Phase::BackoffTimeout,
+            Some(b) if b.backing_off() => Phase::Backoff,
+            _ => Phase::Normal,
         }
     }
 
-    fn register(&self, sender: Sender) -> u64 {
+    /// Sends the RDY counts the accounting decided.
+    fn apply(&self, sends: Sends, retry_before: Option<Duration>) {
+        let senders = self.senders.borrow();
+        for (key, count) in sends {
+            if let Some(sender) = senders.get(&key) {
+                sender.send(&Command::Rdy(count));
+            }
+        }
+        if self.rdy.borrow().next_retry() != retry_before {
+            self.wake.notify_one();
+        }
+    }
+
+    fn update(&self, f: impl FnOnce(&mut Rdy, Phase) -> Sends) {
+        let phase = self.phase();
+        let before = self.rdy.borrow().next_retry();
+        let sends = f(&mut self.rdy.borrow_mut(), phase);
+        self.apply(sends, before);
+    }
+
+    /// A connection is subscribed: it gets its share, and the others re-check theirs.
+    fn connected(&self, sender: Sender, max_rdy: i64, now: Duration) -> ConnKey {
         let key = self.next.get();
         self.next.set(key + 1);
         self.senders.borrow_mut().insert(key, sender);
+        self.update(|rdy, phase| rdy.connected(key, max_rdy, now, phase));
         key
     }
 
-    fn unregister(&self, key: u64) {
+    fn closed(&self, key: ConnKey) {
         self.senders.borrow_mut().remove(&key);
+        self.rdy.borrow_mut().closed(key);
     }
 
-    fn all(&self, count: i64) {
-        for sender in self.senders.borrow().values() {
-            sender.send(&Command::Rdy(count));
+    fn message(&self, key: ConnKey, now: Duration) {
+        self.update(|rdy, phase| rdy.message(key, now, phase));
+    }
+
+    /// go-nsq's rdyLoop: redistribution every 5 s, and retries after ErrOverMaxInFlight.
+    async fn rdy_loop(self: Rc<Self>, env: Env, host: String, process: Process) {
+        let now = || Duration::from_micros(env.now().0);
+        let mut next_redistribute = now() + REDISTRIBUTE_INTERVAL;
+        loop {
+            let wake_at = self
+                .rdy
+                .borrow()
+                .next_retry()
+                .map_or(next_redistribute, |r| r.min(next_redistribute));
+            tokio::select! {
+                _ = process.sleep(wake_at.saturating_sub(now())) => {}
+                _ = self.wake.notified() => {}
+            }
+            let at = now();
+            self.update(|rdy, _| rdy.retries(at));
+            if at >= next_redistribute {
+                let mut moved = false;
+                self.update(|rdy, phase| {
+                    let sends = rdy.redistribute(at, phase, &mut *env.rng());
+                    moved = !sends.is_empty();
+                    sends
+                });
+                if moved {
+                    env.note(&host, "consumer.rdy_redistributed");
+                }
+                next_redistribute = at + REDISTRIBUTE_INTERVAL;
+            }
         }
     }
 
     /// A message finished (`success`) or was requeued after a handler error.
     fn signal(self: &Rc<Self>, success: bool, env: &Env, host: &str, process: &Process) {
         let now = Duration::from_micros(env.now().0);
-        self.generation.set(self.generation.get() + 1);
         let action = match self.backoff.borrow_mut().as_mut() {
             Some(backoff) => backoff.signal(success, now),
             None => return,
@@ -294,11 +345,11 @@ impl Throttle {
             super::backoff::Action::Nothing => {}
             super::backoff::Action::Restore => {
                 env.note(host, "consumer.backoff_ended");
-                self.all(self.rdy);
+                self.update(|rdy, _| rdy.restore(now));
             }
             super::backoff::Action::Pause { until } => {
                 env.note(host, "consumer.backoff");
-                self.all(0);
+                self.update(|rdy, _| rdy.zero_all(now));
                 let (throttle, env, process) = (self.clone(), env.clone(), process.clone());
                 tokio::task::spawn_local(async move {
                     process
@@ -307,25 +358,10 @@ impl Throttle {
                     if !throttle.backoff.borrow_mut().as_mut().is_some_and(|b| b.resume()) {
                         return;
                     }
-                    let generation = throttle.generation.get();
-                    loop {
-                        // Test the waters: RDY 1 on one connection chosen at random. If it stays
-                        // silent (no message there), go-nsq's RDY redistribution moves the RDY
-                        // to another connection after LowRdyIdleTimeout.
-                        let senders: Vec<Sender> = throttle.senders.borrow().values().cloned().collect();
-                        let choice =
-                            (!senders.is_empty()).then(|| senders[env.choose(senders.len())].clone());
-                        if let Some(choice) = &choice {
-                            choice.send(&Command::Rdy(1));
-                        }
-                        process.sleep(LOW_RDY_IDLE_TIMEOUT).await;
-                        if throttle.generation.get() != generation {
-                            return; // a message came back: the backoff moved on
-                        }
-                        if let Some(choice) = &choice {
-                            choice.send(&Command::Rdy(0));
-                        }
-                    }
+                    // Test the waters: RDY 1 on one connection chosen at random. If it stays
+                    // silent, redistribution moves it after LowRdyIdleTimeout.
+                    let at = Duration::from_micros(env.now().0);
+                    throttle.update(|rdy, _| rdy.test_waters(at, &mut *env.rng()));
                 });
             }
         }
@@ -345,9 +381,12 @@ pub async fn run_consumer(
     let _running = process.start();
     let (deliveries, incoming) = mpsc::unbounded_channel::<Delivery>();
     let incoming = Rc::new(Mutex::new(incoming));
-    // go-nsq divides max_in_flight across connections, at least 1 each.
-    let rdy = (config.max_in_flight / nsqds.len() as i64).max(1);
-    let throttle = Throttle::new(rdy, &config);
+    let throttle = Throttle::new(&config);
+    tokio::task::spawn_local(
+        throttle
+            .clone()
+            .rdy_loop(env.clone(), host.clone(), process.clone()),
+    );
     // Without lookupd, go-nsq connects to every configured nsqd (ConnectToNSQDs); with
     // lookupd it may still be given some nsqds directly (`consumer_nsqds`).
     let direct: Vec<String> = if config.lookupds.is_empty() {
@@ -507,25 +546,40 @@ async fn connect_and_consume(
         env.note(host, "consumer.connect_failed");
         return;
     };
-    let identified = matches!(
-        link.request(&identify(config, true), config.read_timeout).await,
-        Some((FrameType::Response, _))
-    );
+    // IDENTIFY's answer carries nsqd's max_rdy_count (feature negotiation).
+    let identified = match link.request(&identify(config, true), config.read_timeout).await {
+        Some((FrameType::Response, data)) => Some(
+            serde_json::from_slice::<serde_json::Value>(&data)
+                .ok()
+                .and_then(|v| v["max_rdy_count"].as_i64())
+                .unwrap_or(MAX_RDY_COUNT_DEFAULT),
+        ),
+        _ => None,
+    };
     let subscribe = Command::Sub {
         topic: config.topic.clone(),
         channel: config.channel.clone(),
     };
-    let subscribed = identified
-        && matches!(
+    let subscribed = match identified {
+        Some(max_rdy) => matches!(
             link.request(&subscribe, config.read_timeout).await,
             Some((FrameType::Response, _))
-        );
-    if subscribed && link.sender.send(&Command::Rdy(throttle.initial_rdy())) {
-        let registered = throttle.register(link.sender.clone());
+        )
+        .then_some(max_rdy),
+        None => None,
+    };
+    if let Some(max_rdy) = subscribed {
+        let now = || Duration::from_micros(env.now().0);
+        let key = throttle.connected(link.sender.clone(), max_rdy, now());
+        if throttle.phase() == Phase::Normal && throttle.rdy.borrow().rdy_of(key) == Some(0) {
+            // More connections than max_in_flight: this one starts with no RDY.
+            env.note(host, "consumer.rdy_over_max_in_flight");
+        }
         while let Some((kind, data)) = link.next().await {
             match kind {
                 FrameType::Message => {
                     if let Ok(message) = Message::decode(&data) {
+                        throttle.message(key, now());
                         let _ = deliveries.send((message, link.sender.clone(), nsqd.to_string()));
                     }
                 }
@@ -533,7 +587,7 @@ async fn connect_and_consume(
                 FrameType::Response => {}
             }
         }
-        throttle.unregister(registered);
+        throttle.closed(key);
     }
     env.note(host, "consumer.connection_lost");
 }

@@ -39,6 +39,7 @@ pub mod nsqd_driver;
 #[cfg(test)]
 mod nsqd_tests;
 pub mod protocol;
+pub mod rdy;
 pub mod real;
 pub mod sim_lookupd;
 pub mod sim_nsqd;

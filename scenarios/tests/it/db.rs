@@ -59,7 +59,8 @@ fn deadlocks_between_concurrent_transfers_are_real_and_every_effect_lands() {
 #[test]
 fn a_retry_loop_past_msg_timeout_has_two_consumers_on_one_message_at_once() {
     use sim::history::EventKind;
-    let outcome = load("scenarios/db/retry-outlives-msg-timeout-duplicates.toml").run(1);
+    let loaded = load("scenarios/db/retry-outlives-msg-timeout-duplicates.toml");
+    let outcome = loaded.run(loaded.scenario.run.seed);
     let events = outcome.history.events();
     // Some duplicated message was held by both consumers before either committed it.
     let overlapping = outcome.findings.duplicate_effect.iter().filter(|anomaly| {

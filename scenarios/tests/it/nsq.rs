@@ -157,3 +157,43 @@ fn an_nsqd_cut_off_from_every_lookupd_is_consumed_only_after_it_registers() {
     );
     assert!(outcome.verdicts.get(sim::verdict::Property::AtLeastOnce).holds);
 }
+
+#[test]
+fn go_nsq_never_has_more_in_flight_than_max_in_flight_and_starved_nsqds_wait_for_redistribution() {
+    use sim::history::EventKind;
+    let outcome = load("scenarios/nsq/rdy-redistributed-over-more-nsqds-than-max-in-flight.toml").run(1);
+    // nsqds' own in-flight gauges, summed: never above the consumer's max_in_flight of 1.
+    let mut in_flight: std::collections::BTreeMap<String, i64> = Default::default();
+    for event in outcome.history.events() {
+        if let EventKind::Gauge { name, value } = &event.kind {
+            if name.ends_with(" in_flight") {
+                in_flight.insert(event.host.clone(), *value);
+                let total: i64 = in_flight.values().sum();
+                assert!(total <= 1, "{total} in flight at {}", event.time);
+            }
+        }
+    }
+    // Deliveries come nsqd by nsqd: the first from the second nsqd to be served waits for
+    // a connection to sit idle for go-nsq's LowRdyIdleTimeout.
+    let mut first_from: Vec<(String, u64)> = Vec::new();
+    for event in outcome.history.events() {
+        if let EventKind::Deliver {
+            partition: Some(nsqd),
+            ..
+        } = &event.kind
+        {
+            if !first_from.iter().any(|(n, _)| n == nsqd) {
+                first_from.push((nsqd.clone(), event.time.0));
+            }
+        }
+    }
+    assert_eq!(
+        first_from.len(),
+        3,
+        "every nsqd is drained in the end: {first_from:?}"
+    );
+    assert!(
+        first_from[1].1 >= first_from[0].1 + 10_000_000,
+        "the second nsqd waited for redistribution: {first_from:?}"
+    );
+}
