@@ -10,9 +10,10 @@
 //! - **broken**: a promised property was violated with no excuse in the run, or the model
 //!   crashed. Either a model bug or a real finding; reports show it loudly.
 //!
-//! Attribution is by co-occurrence in the run, not by causal proof: a loss in a run with an
-//! excluded fault counts as outside the promise even if another mechanism caused it. This
-//! errs towards "outside", never towards "held".
+//! Attribution is by co-occurrence, not by causal proof: a violation counts as outside the
+//! promise when the run contains an excluded event at or after the earliest event of the
+//! anomalies (a fault before a message was published cannot have lost it), even if another
+//! mechanism caused it. This errs towards "outside", never towards "held".
 
 use crate::history::{EventKind, History};
 use crate::verdict::{Property, Verdicts};
@@ -101,8 +102,21 @@ impl Promise {
         if violated.is_empty() {
             return Kept::Held;
         }
+        // An excuse can only explain an anomaly that was under way when it happened: it must
+        // come at or after the earliest event of some anomaly breaking the promise (a kill
+        // before a message was even published cannot have lost it).
+        let since = self
+            .properties
+            .iter()
+            .map(|p| verdicts.get(*p))
+            .filter(|v| !v.holds)
+            .flat_map(|v| v.safety.iter().chain(&v.liveness))
+            .filter_map(|a| a.times.first())
+            .min()
+            .copied()
+            .unwrap_or(crate::history::SimTime(0));
         let mut causes: Vec<String> = Vec::new();
-        for event in history.events() {
+        for event in history.events().iter().filter(|e| e.time >= since) {
             let cause = match &event.kind {
                 EventKind::Fault { action, hosts, .. } => self.excuses.iter().find_map(|e| match e {
                     Excuse::Fault {
@@ -228,6 +242,21 @@ mod tests {
                 "{other:?} is not an excuse"
             );
         }
+        // A kill before the message was published cannot have lost it.
+        let mut early = lost(None).events().to_vec();
+        early.insert(
+            0,
+            event(
+                0,
+                "nsqd1",
+                EventKind::Fault {
+                    action: "kill".into(),
+                    hosts: vec!["nsqd1".into()],
+                    detail: String::new(),
+                },
+            ),
+        );
+        assert_eq!(judge(&promise, &History::from_events(early)).name(), "broken");
         let unpromised = Promise {
             properties: vec![Property::AtMostOnce],
             ..promise
