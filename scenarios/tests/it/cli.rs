@@ -91,6 +91,24 @@ fn malformed_scenarios_get_one_line_naming_line_and_field_and_exit_2() {
             "unknown design `kafka-9`",
         ),
         (
+            "channels.toml",
+            "design = \"nsq\"\n[config]\nchannels = [\"billing\", \"bad name!\"]\n",
+            ":3: ",
+            "is not a valid NSQ channel name",
+        ),
+        (
+            "channels-db.toml",
+            "design = \"nsq\"\n[config]\nsink = \"db\"\nchannels = [\"a\", \"b\"]\n",
+            ":4: ",
+            "several channels need sink",
+        ),
+        (
+            "direct.toml",
+            "design = \"nsq\"\n[config]\nconsumer_nsqds = [\"nsqd7\"]\n",
+            ":3: ",
+            "not one of nsqd1..nsqd1",
+        ),
+        (
             "host.toml",
             "design = \"go-channel\"\n[[faults]]\nat_ms = 5\naction = \"kill\"\nhost = \"nsqd1\"\n",
             ":2: ",
