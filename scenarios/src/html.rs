@@ -341,11 +341,24 @@ fn sequence_diagram(events: &[Event], anomaly: &Anomaly) -> String {
             _ => None,
         })
         .collect();
+    // A delivery that names the host it came from (NSQ: the nsqd) passes through that
+    // host's lifeline on its way to the consumer.
+    let known: BTreeSet<&str> = events.iter().map(|e| e.host.as_str()).collect();
+    let source = |event: &Event| match &event.kind {
+        EventKind::Deliver {
+            partition: Some(from),
+            ..
+        } if known.contains(from.as_str()) => Some(from.clone()),
+        _ => None,
+    };
     let mut hosts: Vec<String> = Vec::new();
     for event in &shown {
         let names: Vec<String> = match &event.kind {
             EventKind::Fault { hosts, .. } => hosts.clone(),
-            _ => vec![actor(event, &producers)],
+            _ => source(event)
+                .into_iter()
+                .chain([actor(event, &producers)])
+                .collect(),
         };
         for name in names {
             if !hosts.contains(&name) {
@@ -402,10 +415,13 @@ fn sequence_diagram(events: &[Event], anomaly: &Anomaly) -> String {
         );
         if mine(event) {
             if let Some((px, py)) = previous {
-                if px != cx {
+                let via = source(event)
+                    .map(|from| format!(" L{},{}", x(&from), cy - ROW_HEIGHT / 2))
+                    .unwrap_or_default();
+                if px != cx || !via.is_empty() {
                     let _ = writeln!(
                         svg,
-                        "<path class=\"arrow\" d=\"M{px},{py} L{cx},{cy}\" marker-end=\"url(#head)\"/>"
+                        "<path class=\"arrow\" d=\"M{px},{py}{via} L{cx},{cy}\" marker-end=\"url(#head)\"/>"
                     );
                 }
             }
