@@ -354,4 +354,51 @@ mod tests {
         assert_eq!(r.total(), 1);
         assert_eq!(r.retries(10 * S), vec![]);
     }
+
+    proptest::proptest! {
+        /// Whatever happens, the credit handed out never passes max_in_flight, never goes
+        /// negative on a connection that has not been sent a message past it, and the total
+        /// is the sum of the connections' credit.
+        #[test]
+        fn the_total_never_passes_max_in_flight(
+            max_in_flight in 1i64..6,
+            steps in proptest::collection::vec((0u8..7, 0u64..5), 1..200),
+        ) {
+            let mut rng = ChaCha8Rng::seed_from_u64(3);
+            let mut r = Rdy::new(max_in_flight);
+            let mut now = Duration::ZERO;
+            let mut phase = Phase::Normal;
+            for (step, key) in steps {
+                now += Duration::from_millis(700);
+                match step {
+                    // Keys are never reused: a reconnection is a new key.
+                    0 if r.rdy_of(key).is_none() => { r.connected(key, 2500, now, phase); }
+                    0 => {}
+                    1 => r.closed(key),
+                    2 => {
+                        // nsqd sends only while the connection has credit.
+                        if r.rdy_of(key).is_some_and(|n| n > 0) {
+                            r.message(key, now, phase);
+                        }
+                    }
+                    3 => { r.redistribute(now, phase, &mut rng); }
+                    4 => { r.retries(now); }
+                    5 => { phase = Phase::BackoffTimeout; r.zero_all(now); }
+                    _ => {
+                        if phase == Phase::BackoffTimeout {
+                            phase = Phase::Backoff;
+                            r.test_waters(now, &mut rng);
+                        } else {
+                            phase = Phase::Normal;
+                            r.restore(now);
+                        }
+                    }
+                }
+                let sum: i64 = r.conns.values().map(|c| c.rdy).sum();
+                proptest::prop_assert_eq!(r.total(), sum);
+                proptest::prop_assert!(r.total() <= max_in_flight, "total {} > {}", r.total(), max_in_flight);
+                proptest::prop_assert!(r.conns.values().all(|c| c.rdy >= 0));
+            }
+        }
+    }
 }
