@@ -18,4 +18,4 @@ pub mod world;
 
 pub use history::{Event, EventKind, History, MsgId, SimTime};
 pub use scenario::{Scenario, ScenarioError};
-pub use world::{run, schedule_for, Design, Env, Process, RunOutcome};
+pub use world::{connect, run, schedule_for, Design, Env, Process, RunOutcome};

@@ -71,6 +71,9 @@ struct EnvInner {
     processes: RefCell<BTreeMap<String, Rc<ProcessState>>>,
     disks: RefCell<BTreeMap<String, SimDisk>>,
     harness_now: Cell<SimTime>,
+    /// (from, to) pairs whose packets the network drops now: partitions, lost replies and
+    /// hosts without power. Kept by the harness, read by [`connect`].
+    unreachable: RefCell<BTreeSet<(String, String)>>,
 }
 
 /// The run's shared environment, handed to every host's software. Cheap to clone.
@@ -88,6 +91,7 @@ impl Env {
             history: RefCell::new(History::new()),
             staged: RefCell::new(Vec::new()),
             rng: RefCell::new(rng),
+            unreachable: RefCell::new(BTreeSet::new()),
             processes: RefCell::new(BTreeMap::new()),
             disks: RefCell::new(BTreeMap::new()),
             harness_now: Cell::new(SimTime(0)),
@@ -432,6 +436,35 @@ pub fn run(scenario: &Scenario, design: &dyn Design, schedule: Vec<ScheduledFaul
     }
 }
 
+/// Linux's SYN retransmissions (`tcp_syn_retries` = 6): 1 s, doubling each time.
+const SYN_RETRIES: u32 = 6;
+const SYN_RTO_INITIAL: Duration = Duration::from_secs(1);
+
+/// Opens a TCP connection from host `from` to `to:port` as a real network would: a host that
+/// is up but has nothing listening (or a killed process) refuses at once; a host the network
+/// cannot reach (a partition, lost replies, no power) drops the SYN, which is retried after
+/// 1, 2, 4, ... s until it gets through or the retries run out (`TimedOut`). turmoil alone
+/// refuses at once in both cases. Callers put their own connect timeout around it.
+pub async fn connect(env: &Env, from: &str, to: &str, port: u16) -> std::io::Result<turmoil::net::TcpStream> {
+    let mut rto = SYN_RTO_INITIAL;
+    for _ in 0..=SYN_RETRIES {
+        let blocked = env
+            .0
+            .unreachable
+            .borrow()
+            .contains(&(from.to_string(), to.to_string()));
+        if !blocked {
+            return turmoil::net::TcpStream::connect((to, port)).await;
+        }
+        tokio::time::sleep(rto).await;
+        rto *= 2;
+    }
+    Err(std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        format!("connect to {to}:{port} timed out"),
+    ))
+}
+
 thread_local! {
     /// Set while this thread runs a simulation: panics are a verdict, not a crash of jetsam.
     static IN_RUN: Cell<bool> = const { Cell::new(false) };
@@ -529,11 +562,33 @@ struct Harness {
 }
 
 impl Harness {
+    /// Tells [`connect`] which links drop packets now.
+    fn sync_reachability(&self) {
+        let mut blocked = BTreeSet::new();
+        for (x, y, oneway) in &self.partitions {
+            blocked.insert((x.clone(), y.clone()));
+            if !oneway {
+                blocked.insert((y.clone(), x.clone()));
+            }
+        }
+        for (_, from, to) in &self.lose_replies_until {
+            blocked.insert((from.clone(), to.clone()));
+        }
+        for host in &self.powered_off {
+            for other in self.others(host) {
+                blocked.insert((host.clone(), other.clone()));
+                blocked.insert((other, host.clone()));
+            }
+        }
+        *self.env.0.unreachable.borrow_mut() = blocked;
+    }
+
     fn others(&self, host: &str) -> Vec<String> {
         self.hosts.iter().filter(|h| *h != host).cloned().collect()
     }
 
     fn record(&mut self, action: &str, hosts: Vec<String>, detail: String) {
+        self.sync_reachability();
         self.faults_applied += 1;
         self.env.record_now(EventKind::Fault {
             action: action.to_string(),
@@ -553,6 +608,7 @@ impl Harness {
             sim.repair_oneway(from.as_str(), to.as_str());
             self.record("lose_replies_end", vec![from, to], String::new());
         }
+        self.sync_reachability();
         let stopping: Vec<(String, u64)> = self.stopping.iter().map(|(h, t)| (h.clone(), *t)).collect();
         for (host, deadline) in stopping {
             if !self.env.process(&host).is_running() {
@@ -716,6 +772,7 @@ impl Harness {
         if !self.powered_off.remove(host) {
             return;
         }
+        self.sync_reachability();
         for other in self.others(host) {
             sim.repair(host, other.as_str());
         }
@@ -742,6 +799,7 @@ impl Harness {
             }
         }
         self.lose_replies_until.clear();
+        self.sync_reachability();
     }
 
     /// End of the fault phase: heal every partition, resume every pause, restart every host

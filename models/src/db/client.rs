@@ -30,8 +30,8 @@ impl Drop for DbConn {
 pub struct NoAnswer;
 
 impl DbConn {
-    pub async fn connect(host: &str, timeout: Duration) -> Option<DbConn> {
-        let stream = tokio::time::timeout(timeout, turmoil::net::TcpStream::connect((host, DB_PORT)))
+    pub async fn connect(env: &Env, me: &str, host: &str, timeout: Duration) -> Option<DbConn> {
+        let stream = tokio::time::timeout(timeout, sim::connect(env, me, host, DB_PORT))
             .await
             .ok()?
             .ok()?;
@@ -361,7 +361,7 @@ pub async fn process_message(
     loop {
         tries += 1;
         if conn.is_none() {
-            *conn = DbConn::connect(&config.host, config.timeout).await;
+            *conn = DbConn::connect(env, host, &config.host, config.timeout).await;
         }
         let result = match conn.as_mut() {
             Some(c) => attempt(c, id, config, process).await,

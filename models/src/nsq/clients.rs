@@ -79,14 +79,11 @@ pub struct ClientConfig {
     pub backoff: Option<(Duration, Duration)>,
 }
 
-async fn connect(host: &str, config: &ClientConfig) -> Option<Link> {
-    let stream = tokio::time::timeout(
-        config.connect_timeout,
-        turmoil::net::TcpStream::connect((host, NSQD_TCP_PORT)),
-    )
-    .await
-    .ok()?
-    .ok()?;
+async fn connect(env: &Env, me: &str, host: &str, config: &ClientConfig) -> Option<Link> {
+    let stream = tokio::time::timeout(config.connect_timeout, sim::connect(env, me, host, NSQD_TCP_PORT))
+        .await
+        .ok()?
+        .ok()?;
     let (read, write) = stream.into_split();
     Some(link::start(read, write, config.read_timeout))
 }
@@ -113,9 +110,15 @@ enum Outcome {
     Unknown(String),
 }
 
-async fn publish_once(link: &mut Option<Link>, host: &str, body: &[u8], config: &ClientConfig) -> Outcome {
+async fn publish_once(
+    (env, me): (&Env, &str),
+    link: &mut Option<Link>,
+    host: &str,
+    body: &[u8],
+    config: &ClientConfig,
+) -> Outcome {
     if link.as_ref().is_none_or(|l| !l.sender.is_alive()) {
-        let Some(mut fresh) = connect(host, config).await else {
+        let Some(mut fresh) = connect(env, me, host, config).await else {
             return Outcome::Fail(format!("cannot connect to {host}"));
         };
         match fresh
@@ -189,7 +192,8 @@ pub async fn run_producer(
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let outcome = publish_once(&mut links[target], &nsqds[target], &body, &config).await;
+            let outcome =
+                publish_once((&env, &host), &mut links[target], &nsqds[target], &body, &config).await;
             process.checkpoint().await;
             let retry_left = config.retry != Retry::None && attempt <= config.retries_max;
             match outcome {
@@ -471,7 +475,7 @@ async fn lookupd_loop(
         for _ in 0..config.lookupds.len().min(3) {
             let lookupd = &config.lookupds[next % config.lookupds.len()];
             next += 1;
-            match query_lookupd(lookupd, &config.topic).await {
+            match query_lookupd(&env, &host, lookupd, &config.topic).await {
                 Some(producers) => {
                     for nsqd in producers {
                         if !connected.borrow_mut().insert(nsqd.clone()) {
@@ -508,10 +512,10 @@ async fn lookupd_loop(
 
 /// `GET /lookup?topic=`: the producers' broadcast addresses, or `None` if the lookupd could
 /// not be asked. A topic this lookupd does not know is an empty answer.
-async fn query_lookupd(lookupd: &str, topic: &str) -> Option<Vec<String>> {
+async fn query_lookupd(env: &Env, me: &str, lookupd: &str, topic: &str) -> Option<Vec<String>> {
     let timeout = Duration::from_secs(1);
     let port = super::lookupd::LOOKUPD_HTTP_PORT;
-    let stream = tokio::time::timeout(timeout, turmoil::net::TcpStream::connect((lookupd, port)))
+    let stream = tokio::time::timeout(timeout, sim::connect(env, me, lookupd, port))
         .await
         .ok()?
         .ok()?;
@@ -542,7 +546,7 @@ async fn connect_and_consume(
     throttle: &Rc<Throttle>,
     deliveries: &mpsc::UnboundedSender<Delivery>,
 ) {
-    let Some(mut link) = connect(nsqd, config).await else {
+    let Some(mut link) = connect(env, host, nsqd, config).await else {
         env.note(host, "consumer.connect_failed");
         return;
     };

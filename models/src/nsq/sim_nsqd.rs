@@ -12,7 +12,7 @@ use std::cell::{RefCell, RefMut};
 use std::collections::BTreeMap;
 use std::rc::{Rc, Weak};
 use std::time::Duration;
-use turmoil::net::{TcpListener, TcpStream};
+use turmoil::net::TcpListener;
 
 pub const NSQD_TCP_PORT: u16 = 4150;
 pub const NSQD_HTTP_PORT: u16 = 4151;
@@ -89,13 +89,18 @@ pub async fn run(
         http_port: NSQD_HTTP_PORT,
     };
     // A lookupd is named by its host (its TCP port implied) or, for HTTP, as host:port.
-    let mut tasks = driver.start_lookup_peers(lookupds, announce, |address: String| async move {
-        match address
-            .rsplit_once(':')
-            .and_then(|(h, p)| Some((h.to_string(), p.parse::<u16>().ok()?)))
-        {
-            Some((host, port)) => TcpStream::connect((host.as_str(), port)).await,
-            None => TcpStream::connect((address.as_str(), super::lookupd::LOOKUPD_TCP_PORT)).await,
+    let (me, connect_env) = (host.clone(), env.clone());
+    let mut tasks = driver.start_lookup_peers(lookupds, announce, move |address: String| {
+        let (me, env) = (me.clone(), connect_env.clone());
+        async move {
+            let (to, port) = match address.rsplit_once(':') {
+                Some((h, p)) => (
+                    h.to_string(),
+                    p.parse().unwrap_or(super::lookupd::LOOKUPD_TCP_PORT),
+                ),
+                None => (address.clone(), super::lookupd::LOOKUPD_TCP_PORT),
+            };
+            sim::connect(&env, &me, &to, port).await
         }
     });
     tasks.push(tokio::task::spawn_local(driver.clone().tick_loop()));

@@ -9,7 +9,7 @@ use std::cell::Cell;
 use std::rc::Rc;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use turmoil::net::{TcpListener, TcpStream};
+use turmoil::net::TcpListener;
 
 pub const PORT: u16 = 7000;
 
@@ -118,7 +118,7 @@ async fn client(
             },
         );
         if connection.is_none() {
-            match tokio::time::timeout(timeout, TcpStream::connect(("server", PORT))).await {
+            match tokio::time::timeout(timeout, sim::connect(&env, "client", "server", PORT)).await {
                 Ok(Ok(stream)) => {
                     let (read, write) = stream.into_split();
                     connection = Some((BufReader::new(read), write));

@@ -266,3 +266,32 @@ fn a_partition_that_outlives_a_power_failure_is_restored_with_the_host() {
         "the restart did not lift the scheduled partition"
     );
 }
+
+#[test]
+fn a_connect_across_a_partition_waits_for_the_syn_retry_instead_of_being_refused() {
+    // The client's first connect comes while the link is cut. turmoil alone refuses it at
+    // once; the harness's connect retries the SYN after 1 s, as Linux does, and by then the
+    // partition has healed, so the first publish goes through about a second late.
+    let scenario = scenario(
+        "[[faults]]\nat_ms = 0\naction = \"partition\"\na = [\"client\"]\nb = [\"server\"]\n\
+         [[faults]]\nat_ms = 600\naction = \"heal\"\n",
+    );
+    let mut design = Echo::new(3);
+    design.timeout = std::time::Duration::from_secs(3);
+    let schedule = schedule_for(&scenario, &sim::Design::topology(&design), 1).unwrap();
+    let run = run(&scenario, &design, schedule, 1);
+    let first_ok = run
+        .history
+        .events()
+        .iter()
+        .find(|e| matches!(e.kind, EventKind::PublishOk { id } if id == MsgId(1)))
+        .map(|e| e.time.0)
+        .expect("the first publish went through");
+    assert!(
+        (1_000_000..1_200_000).contains(&first_ok),
+        "the SYN retried after 1 s: ok at {first_ok} us"
+    );
+    assert!(outcomes(&run)
+        .iter()
+        .all(|(_, o, applied)| *o == Outcome::Ok && *applied));
+}
