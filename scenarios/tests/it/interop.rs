@@ -16,12 +16,20 @@ use tokio_nsq::{
 /// Bound on every wait, so a broken server fails the test instead of hanging it.
 const WAIT: Duration = Duration::from_secs(20);
 
+/// A free port below Linux's ephemeral range (32768 and up), so that once a killed server
+/// lets go of it, no client's outgoing connection can take it as its source port before the
+/// server restarts on it.
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    // Test processes run side by side with consecutive pids: spread their ranges apart.
+    let base = 20_000 + ((u64::from(std::process::id()) * 7_919) % 10_000) as u16;
+    loop {
+        let port = base + NEXT.fetch_add(1, Ordering::SeqCst) % 2_000;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 struct Server(Child);
