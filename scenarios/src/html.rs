@@ -529,7 +529,7 @@ fn chart(
         "<svg class=\"chart\" xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" height=\"{}\">\
          <text x=\"{left}\" y=\"14\">{} (max {max}) over {:.1} s simulated</text>\n",
         left + w + 260,
-        top + h + 20,
+        top + h + 34,
         escape(metric),
         end as f64 / 1e6
     );
@@ -551,6 +551,25 @@ fn chart(
         "<line class=\"lane\" x1=\"{left}\" y1=\"{}\" x2=\"{}\" y2=\"{}\"/>",
         top + h,
         left + w,
+        top + h
+    );
+    // Simulated-time ticks on the axis, and the value scale on the left.
+    for step in 0..=4u64 {
+        let t = end * step / 4;
+        let _ = writeln!(
+            svg,
+            "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\">{:.1} s</text>",
+            px(t),
+            top + h + 14,
+            t as f64 / 1e6
+        );
+    }
+    let _ = writeln!(
+        svg,
+        "<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{max}</text><text x=\"{}\" y=\"{}\" text-anchor=\"end\">0</text>",
+        left - 4,
+        top + 10,
+        left - 4,
         top + h
     );
     for (i, (name, points)) in lines.iter().enumerate() {
