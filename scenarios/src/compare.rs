@@ -198,21 +198,6 @@ pub fn compare(
     Matrix::build(variants(scenarios), (seeds.start, seeds.end), records)
 }
 
-/// The documented window an `outside` cause names, without its hosts and times
-/// (`kill nsqd2 at 340 ms` is the window `kill nsqd`; `consumer.gave_up on consumer1` is
-/// `consumer.gave_up`).
-fn window(cause: &str) -> String {
-    let head = cause.split(" on ").next().unwrap_or(cause);
-    let head = head.split(" at ").next().unwrap_or(head);
-    match head.split_once(' ') {
-        Some((action, hosts)) => {
-            let host = hosts.split(',').next().unwrap_or(hosts);
-            format!("{action} {}", host.trim_end_matches(|c: char| c.is_ascii_digit()))
-        }
-        None => head.to_string(),
-    }
-}
-
 impl Matrix {
     /// The matrix of `records`, whatever order they come in.
     pub fn build(variants: Vec<Variant>, seeds: (u64, u64), mut records: Vec<RunRecord>) -> Matrix {
@@ -248,9 +233,9 @@ impl Matrix {
             let kept = &mut row.kept;
             match record.kept {
                 Kept::Held => kept.held += 1,
-                Kept::Outside { causes, .. } => {
+                Kept::Outside { windows, .. } => {
                     kept.outside += 1;
-                    kept.windows.extend(causes.iter().map(|c| window(c)));
+                    kept.windows.extend(windows);
                 }
                 Kept::Broken { properties, crash } => {
                     kept.broken += 1;
@@ -442,13 +427,5 @@ mod tests {
         for bad in ["0/4", "5/4", "1/0", "2", "a/b", "-1/3"] {
             assert!(parse_shard(bad).is_err(), "{bad}");
         }
-    }
-
-    #[test]
-    fn a_window_names_the_excuse_without_hosts_or_times() {
-        assert_eq!(window("kill nsqd2 at 340 ms"), "kill nsqd");
-        assert_eq!(window("power_fail nsqd1,nsqd3 at 6 ms"), "power_fail nsqd");
-        assert_eq!(window("consumer.gave_up on consumer1"), "consumer.gave_up");
-        assert_eq!(window("kill app at 300 ms"), "kill app");
     }
 }

@@ -169,7 +169,9 @@ pub fn kept_line(kept: &sim::promise::Kept) -> String {
     use sim::promise::Kept;
     match kept {
         Kept::Held => "held".into(),
-        Kept::Outside { properties, causes } => format!(
+        Kept::Outside {
+            properties, causes, ..
+        } => format!(
             "outside: {} violated in a documented window ({})",
             properties.join(", "),
             causes.join("; ")

@@ -41,11 +41,12 @@ impl Excuse {
         Excuse::Note { name: name.into() }
     }
 
+    /// The window in a few words: `kill nsqd`, `partition` (any host), `consumer.gave_up`.
     pub fn describe(&self) -> String {
         match self {
-            Excuse::Fault { action, hosts } if hosts.is_empty() => format!("{action} of any host"),
-            Excuse::Fault { action, hosts } => format!("{action} of {hosts}*"),
-            Excuse::Note { name } => format!("note {name}"),
+            Excuse::Fault { action, hosts } if hosts.is_empty() => action.clone(),
+            Excuse::Fault { action, hosts } => format!("{action} {hosts}"),
+            Excuse::Note { name } => name.clone(),
         }
     }
 }
@@ -63,9 +64,12 @@ pub struct Promise {
 #[serde(rename_all = "snake_case", tag = "verdict")]
 pub enum Kept {
     Held,
+    /// `causes` are the excusing events (`kill nsqd2 at 340 ms`), `windows` the documented
+    /// windows they fall in (`kill nsqd`).
     Outside {
         properties: Vec<String>,
         causes: Vec<String>,
+        windows: Vec<String>,
     },
     Broken {
         properties: Vec<String>,
@@ -116,26 +120,32 @@ impl Promise {
             .copied()
             .unwrap_or(crate::history::SimTime(0));
         let mut causes: Vec<String> = Vec::new();
+        let mut windows: Vec<String> = Vec::new();
         for event in history.events().iter().filter(|e| e.time >= since) {
             let cause = match &event.kind {
                 EventKind::Fault { action, hosts, .. } => self.excuses.iter().find_map(|e| match e {
                     Excuse::Fault {
                         action: a,
                         hosts: prefix,
-                    } if a == action && hosts.iter().any(|h| h.starts_with(prefix.as_str())) => Some(
+                    } if a == action && hosts.iter().any(|h| h.starts_with(prefix.as_str())) => Some((
                         format!("{action} {} at {} ms", hosts.join(","), event.time.0 / 1000),
-                    ),
+                        e,
+                    )),
                     _ => None,
                 }),
                 EventKind::Note { name } => self.excuses.iter().find_map(|e| match e {
-                    Excuse::Note { name: n } if n == name => Some(format!("{name} on {}", event.host)),
+                    Excuse::Note { name: n } if n == name => Some((format!("{name} on {}", event.host), e)),
                     _ => None,
                 }),
                 _ => None,
             };
-            if let Some(cause) = cause {
+            if let Some((cause, excuse)) = cause {
                 if !causes.contains(&cause) {
                     causes.push(cause);
+                }
+                let window = excuse.describe();
+                if !windows.contains(&window) {
+                    windows.push(window);
                 }
                 if causes.len() == CAUSES_MAX {
                     break;
@@ -151,6 +161,7 @@ impl Promise {
             Kept::Outside {
                 properties: violated,
                 causes,
+                windows,
             }
         }
     }
@@ -233,6 +244,7 @@ mod tests {
             Kept::Outside {
                 properties: vec!["at-least-once".into()],
                 causes: vec!["kill nsqd2 at 0 ms".into()],
+                windows: vec!["kill nsqd".into()],
             }
         );
         for other in [None, Some(("kill", "consumer1")), Some(("pause", "nsqd2"))] {
