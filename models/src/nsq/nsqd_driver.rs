@@ -63,8 +63,8 @@ pub struct Driver<C: Context, D: Disk + Clone> {
     pub core: Rc<RefCell<Nsqd<D>>>,
     connections: RefCell<BTreeMap<ClientId, Connection>>,
     lookup_peers: RefCell<Vec<mpsc::UnboundedSender<LookupEvent>>>,
-    /// The gauges last reported, so only changes are.
-    gauges: RefCell<BTreeMap<String, i64>>,
+    /// The queue statistics last reported, per (topic, channel), so only changes are.
+    gauges: RefCell<BTreeMap<(String, String), [i64; 5]>>,
     /// Topics whose channels to ask lookupd for (set up with the lookupd peers).
     channel_queries: RefCell<Option<mpsc::UnboundedSender<String>>>,
     /// Each lookupd peer's HTTP address, once its IDENTIFY response has named it (nsqd's
@@ -197,23 +197,31 @@ impl<C: Context, D: Disk + Clone + 'static> Driver<C, D> {
         }
     }
 
-    /// Reports each queue statistic that changed since the last report.
+    /// Reports each queue statistic that changed since the last report. Runs every tick, so
+    /// names are only formatted for values that changed.
     fn report_gauges(&self) {
-        let mut now: Vec<(String, i64)> = Vec::new();
-        for s in self.core.borrow().stats() {
-            let queue = format!("{}/{}", s.topic, s.channel);
-            now.push((format!("{queue} depth"), s.depth));
-            now.push((format!("{queue} in_flight"), s.in_flight as i64));
-            now.push((format!("{queue} deferred"), s.deferred as i64));
-            now.push((format!("{queue} requeued"), s.requeued as i64));
-            now.push((format!("{queue} timed_out"), s.timed_out as i64));
-        }
+        const METRICS: [&str; 5] = ["depth", "in_flight", "deferred", "requeued", "timed_out"];
         let mut last = self.gauges.borrow_mut();
-        for (name, value) in now {
-            if last.get(&name) != Some(&value) {
-                self.ctx.gauge(&name, value);
-                last.insert(name, value);
+        for s in self.core.borrow().stats() {
+            let now = [
+                s.depth,
+                s.in_flight as i64,
+                s.deferred as i64,
+                s.requeued as i64,
+                s.timed_out as i64,
+            ];
+            let key = (s.topic, s.channel);
+            let before = last.get(&key).copied();
+            if before == Some(now) {
+                continue;
             }
+            for (i, value) in now.iter().enumerate() {
+                if before.is_none_or(|b| b[i] != *value) {
+                    self.ctx
+                        .gauge(&format!("{}/{} {}", key.0, key.1, METRICS[i]), *value);
+                }
+            }
+            last.insert(key, now);
         }
     }
 
