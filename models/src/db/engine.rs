@@ -571,7 +571,7 @@ impl<D: Disk> Engine<D> {
         if !txn.writes.is_empty() {
             self.committed_writes.push(CommittedWrites {
                 txn: txn.id,
-                writes: txn.writes.clone(),
+                writes: txn.writes,
             });
         }
         self.locks.release(txn.id)

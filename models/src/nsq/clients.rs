@@ -232,9 +232,6 @@ pub async fn run_producer(
 
 type Delivery = (Message, Sender, String);
 
-/// nsqd's default --max-rdy-count, for an IDENTIFY answer that does not say.
-const MAX_RDY_COUNT_DEFAULT: i64 = 2500;
-
 /// A consumer's RDY: go-nsq's accounting over the live connections ([`super::rdy`]), its
 /// backoff after handler errors, and the connections to send RDY on.
 pub struct Throttle {
@@ -556,7 +553,8 @@ async fn connect_and_consume(
             serde_json::from_slice::<serde_json::Value>(&data)
                 .ok()
                 .and_then(|v| v["max_rdy_count"].as_i64())
-                .unwrap_or(MAX_RDY_COUNT_DEFAULT),
+                // An answer that does not say: nsqd's default.
+                .unwrap_or(super::nsqd::MAX_RDY_COUNT_DEFAULT),
         ),
         _ => None,
     };

@@ -588,7 +588,7 @@ impl Design for Nsq {
         if channels.len() > 1 {
             // Which consumer reads which channel: each channel is judged on its own.
             env.record(
-                "harness",
+                sim::world::HARNESS_HOST,
                 sim::history::EventKind::Groups {
                     members: self
                         .consumers()

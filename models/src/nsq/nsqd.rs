@@ -56,6 +56,9 @@ pub struct NsqdOptions {
     pub max_bytes_per_file: u64,
 }
 
+/// nsqd's default `--max-rdy-count`.
+pub const MAX_RDY_COUNT_DEFAULT: i64 = 2500;
+
 impl Default for NsqdOptions {
     fn default() -> NsqdOptions {
         NsqdOptions {
@@ -65,7 +68,7 @@ impl Default for NsqdOptions {
             max_req_timeout_ms: 60 * 60_000,
             client_timeout_ms: 60_000,
             max_heartbeat_interval_ms: 60_000,
-            max_rdy_count: 2500,
+            max_rdy_count: MAX_RDY_COUNT_DEFAULT,
             max_msg_size: 1024 * 1024,
             max_body_size: 5 * 1024 * 1024,
             output_buffer_timeout_ms: 250,
