@@ -420,6 +420,10 @@ impl<C: Context, D: Disk + Clone + 'static> Driver<C, D> {
                 reader.abort();
                 self.ctx.note("nsqd.lookupd_connection_lost");
             }
+            // nsqd reconnects on the next command it sends this lookupd: the 15 s PING, or
+            // sooner a REGISTER for something just created. The model waits for the PING's
+            // slot and lets the re-registration on reconnect cover those REGISTERs, so a
+            // topic created meanwhile can reach lookupd up to 15 s later than in nsqd.
             self.ctx.sleep(LOOKUPD_PING_INTERVAL).await;
             while events.try_recv().is_ok() {} // everything is re-registered on reconnect
         }
