@@ -8,6 +8,7 @@
 //! - [`checker`]: pure checkers over a history; [`verdict`]: properties and expectations.
 
 pub mod checker;
+pub mod config;
 pub mod disk;
 pub mod fault;
 pub mod history;

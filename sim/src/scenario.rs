@@ -47,11 +47,15 @@ pub fn toml_error(path: &str, text: &str, error: &toml::de::Error) -> ScenarioEr
 }
 
 /// The messages producers publish. Designs read what applies to them.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Workload {
-    /// Messages to publish, numbered 1..=messages across all producers.
+    /// Messages to publish, numbered 1..=messages across all producers (id 0 is the zero
+    /// value).
+    #[schemars(range(max = 10_000_000))]
     pub messages: u64,
+    /// Producers sharing the message source.
+    #[schemars(range(min = 1))]
     pub producers: u32,
     /// Pause between one producer's publishes.
     pub publish_interval_ms: u64,
@@ -76,10 +80,11 @@ impl Default for Workload {
 /// Upper bound on `workload.messages`, so a typo cannot ask for a run that never ends.
 pub const WORKLOAD_MESSAGES_MAX: u64 = 10_000_000;
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct RunSettings {
     /// Simulated time per turmoil step. Coarser ticks run faster; 1 ms is tokio's resolution.
+    #[schemars(range(min = 1, max = 1000))]
     pub tick_ms: u64,
     /// Length of the fault phase; then everything is healed and the run drains.
     pub fault_phase_ms: u64,
@@ -387,23 +392,30 @@ impl Scenario {
     }
 
     /// Parses the `[config]` table into a design's own config type, so errors keep their
-    /// line numbers. Missing keys take the type's defaults.
-    pub fn design_config<T: DeserializeOwned + Default>(&self) -> Result<T, ScenarioError> {
+    /// line numbers. Missing keys take the type's defaults; keys outside the bounds the type
+    /// declares (`#[schemars(range(...))]`) are errors on their line.
+    pub fn design_config<T>(&self) -> Result<T, ScenarioError>
+    where
+        T: DeserializeOwned + Default + Serialize + schemars::JsonSchema,
+    {
         #[derive(Deserialize)]
         struct Section<T> {
             #[serde(default)]
             config: T,
         }
-        toml::from_str::<Section<T>>(&self.text)
+        let config = toml::from_str::<Section<T>>(&self.text)
             .map(|s| s.config)
-            .map_err(|e| toml_error(&self.path, &self.text, &e))
+            .map_err(|e| toml_error(&self.path, &self.text, &e))?;
+        crate::config::check_bounds(&config).map_err(|(key, message)| self.config_error(&key, message))?;
+        Ok(config)
     }
 
-    /// An error about a `[config]` key, with its line.
+    /// An error about a `[config]` key (a dotted path for nested sections), with its line.
     pub fn config_error(&self, key: &str, message: String) -> ScenarioError {
+        let leaf = key.rsplit('.').next().unwrap_or(key);
         ScenarioError {
             path: self.path.clone(),
-            line: find_key_line(&self.text, key),
+            line: find_key_line(&self.text, leaf),
             message: format!("config.{key}: {message}"),
         }
     }
@@ -687,7 +699,7 @@ sometimes = ["fault.kill"]
 
     #[test]
     fn design_config_keeps_spans() {
-        #[derive(Deserialize, Default, Debug)]
+        #[derive(Deserialize, Serialize, schemars::JsonSchema, Default, Debug)]
         #[serde(deny_unknown_fields)]
         struct C {
             #[allow(dead_code)]
