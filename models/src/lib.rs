@@ -6,29 +6,12 @@
 pub mod db;
 pub mod go_channel;
 pub mod nsq;
+pub mod server;
 pub mod source;
 
+use sim::config::ConfigSchema;
 use sim::scenario::{Scenario, ScenarioError};
 use sim::Design;
-use std::fmt::Display;
-
-/// One design-config key, for `jetsam list`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ConfigKey {
-    pub name: &'static str,
-    pub default: String,
-    pub doc: &'static str,
-}
-
-impl ConfigKey {
-    pub fn new(name: &'static str, default: impl Display, doc: &'static str) -> ConfigKey {
-        ConfigKey {
-            name,
-            default: default.to_string(),
-            doc,
-        }
-    }
-}
 
 /// A design jetsam knows how to build.
 pub struct DesignInfo {
@@ -37,8 +20,11 @@ pub struct DesignInfo {
     /// What the design promises, in the terms of the reference's designs table.
     pub promise: &'static str,
     pub hosts: &'static [&'static str],
-    pub config_keys: fn() -> Vec<ConfigKey>,
+    /// The `[config]` type: its keys, defaults, docs and bounds (`jetsam list`).
+    pub config: ConfigSchema,
     pub build: fn(&Scenario) -> Result<Box<dyn Design>, ScenarioError>,
+    /// The roles that run as real servers (`jetsam serve DESIGN ROLE`).
+    pub servers: &'static [server::ServerInfo],
 }
 
 pub fn designs() -> Vec<DesignInfo> {
@@ -48,8 +34,9 @@ pub fn designs() -> Vec<DesignInfo> {
             summary: "producers and consumers in one process joined by a bounded Go channel",
             promise: "FIFO hand-off, exactly once, while the process lives (reference table row 23)",
             hosts: &[go_channel::HOST],
-            config_keys: go_channel::config_keys,
+            config: ConfigSchema::of::<go_channel::Config>(),
             build: go_channel::build,
+            servers: &[],
         },
         DesignInfo {
             name: "nsq",
@@ -63,8 +50,9 @@ pub fn designs() -> Vec<DesignInfo> {
                 "consumer1..",
                 "db (sink = db)",
             ],
-            config_keys: nsq::design::config_keys,
+            config: ConfigSchema::of::<nsq::design::Config>(),
             build: nsq::design::build,
+            servers: nsq::serve::SERVERS,
         },
     ]
 }

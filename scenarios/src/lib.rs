@@ -4,6 +4,7 @@
 pub mod compare;
 pub mod explore;
 pub mod html;
+pub mod listing;
 pub mod published;
 pub mod report;
 pub mod shrink;

@@ -44,7 +44,7 @@ pub const CAPACITY_MAX: u32 = 100_000;
 pub const CONSUMERS_MAX: u32 = 64;
 pub const PRODUCERS_MAX: u32 = 64;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Shutdown {
     /// `for v := range ch`: drains everything, stops at close.
@@ -53,14 +53,17 @@ pub enum Shutdown {
     Careless,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// The `go-channel` design's `[config]`. The doc comments are what `jetsam list` shows.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// Channel buffer size; 0 is an unbuffered (rendezvous) channel.
+    #[schemars(range(max = 100_000))]
     pub capacity: u32,
     /// Which consumer loop the program uses.
     pub shutdown: Shutdown,
     /// Consumer goroutines receiving from the one channel.
+    #[schemars(range(min = 1, max = 64))]
     pub consumers: u32,
     /// Time the consumer's handler takes per message before its effect is applied.
     pub processing_ms: u64,
@@ -77,28 +80,6 @@ impl Default for Config {
     }
 }
 
-pub fn config_keys() -> Vec<crate::ConfigKey> {
-    let d = Config::default();
-    vec![
-        crate::ConfigKey::new(
-            "capacity",
-            d.capacity,
-            "channel buffer size; 0 = unbuffered (rendezvous)",
-        ),
-        crate::ConfigKey::new(
-            "shutdown",
-            "\"correct\"",
-            "\"correct\" (range over the channel) or \"careless\" (select on quit, ok ignored)",
-        ),
-        crate::ConfigKey::new("consumers", d.consumers, "consumer goroutines on the channel"),
-        crate::ConfigKey::new(
-            "processing_ms",
-            d.processing_ms,
-            "handler time per message before its effect",
-        ),
-    ]
-}
-
 pub struct GoChannel {
     config: Config,
     workload: Workload,
@@ -106,13 +87,9 @@ pub struct GoChannel {
 }
 
 pub fn build(scenario: &Scenario) -> Result<Box<dyn Design>, ScenarioError> {
+    // Bounds on capacity and consumers come from `Config`'s schema (`design_config`).
     let config: Config = scenario.design_config()?;
-    if config.capacity > CAPACITY_MAX {
-        return Err(scenario.config_error("capacity", format!("at most {CAPACITY_MAX}")));
-    }
-    if config.consumers == 0 || config.consumers > CONSUMERS_MAX {
-        return Err(scenario.config_error("consumers", format!("must be 1..={CONSUMERS_MAX}")));
-    }
+    assert!(config.capacity <= CAPACITY_MAX && (1..=CONSUMERS_MAX).contains(&config.consumers));
     if scenario.workload.producers > PRODUCERS_MAX {
         return Err(ScenarioError {
             path: scenario.path.clone(),

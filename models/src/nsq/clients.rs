@@ -9,6 +9,7 @@ use super::link::{self, Link, Sender};
 use super::protocol::{Command, FrameType, Message};
 use super::rdy::{ConnKey, Phase, Rdy, Sends, REDISTRIBUTE_INTERVAL};
 use super::sim_nsqd::NSQD_TCP_PORT;
+use crate::db::sink::{DbConsumer, DbSink, Handled};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 use sim::history::{EventKind, MsgId};
@@ -32,7 +33,7 @@ pub fn decode_body(body: &[u8]) -> Option<MsgId> {
 
 pub use crate::source::Source;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Retry {
     /// One attempt; an unanswered PUB is `info`.
@@ -71,10 +72,8 @@ pub struct ClientConfig {
     /// every nsqd directly.
     pub lookupds: Vec<String>,
     pub lookupd_poll_interval: Duration,
-    /// With a database sink, handlers process each message as a transaction (issue 4).
-    pub db: Option<crate::db::client::DbConfig>,
-    /// Work after processing and before the FIN (the window where a crash redelivers).
-    pub ack_delay: Duration,
+    /// With a database sink, handlers process each message as a transaction on it.
+    pub db: Option<DbSink>,
     /// go-nsq's backoff: (BackoffMultiplier, MaxBackoffDuration), or None to disable it.
     pub backoff: Option<(Duration, Duration)>,
 }
@@ -594,21 +593,20 @@ async fn connect_and_consume(
     env.note(host, "consumer.connection_lost");
 }
 
-/// The handler with a database sink: the strategy decides when the FIN goes out.
+/// The handler with a database sink: the strategy decides when the FIN goes out; a failed
+/// transaction is REQ'd as a failed handler is.
 #[allow(clippy::too_many_arguments)]
 async fn handle_with_db(
     env: &Env,
     host: &str,
     config: &ClientConfig,
-    db: &crate::db::client::DbConfig,
-    conn: &mut Option<crate::db::client::DbConn>,
+    db: &mut DbConsumer,
     message: &Message,
     id: MsgId,
     sender: &Sender,
     process: &Process,
-) -> bool {
-    use crate::db::client::{process_message, Processed, Strategy};
-    let fin = |env: &Env| {
+) -> Handled {
+    let fin = || {
         if sender.send(&Command::Fin(message.id)) {
             env.record(
                 host,
@@ -621,52 +619,16 @@ async fn handle_with_db(
             env.note(host, "consumer.fin_lost");
         }
     };
-    if db.strategy == Strategy::AckBefore {
-        fin(env);
-        if let Processed::Failed(_) = process_message(env, host, conn, id.0, db, process).await {
-            env.note(host, "consumer.effect_failed_after_ack");
-        }
-        return true; // FIN'd: a success to go-nsq
+    let handled = db.handle(env, host, id.0, process, fin).await;
+    if handled == Handled::Failed {
+        let delay = (config.requeue_delay * u32::from(message.attempts)).min(config.max_requeue_delay);
+        sender.send(&Command::Req {
+            id: message.id,
+            timeout_ms: delay.as_millis() as i64,
+        });
+        env.note(host, "consumer.handler_error");
     }
-    let processed = process_message(env, host, conn, id.0, db, process).await;
-    if processed == Processed::AlreadyDone {
-        env.note(
-            host,
-            match db.strategy {
-                crate::db::client::Strategy::Conditional => "consumer.conditional_already_done",
-                crate::db::client::Strategy::Position => "consumer.behind_stored_position_skipped",
-                _ => "consumer.inbox_duplicate_skipped",
-            },
-        );
-    }
-    if processed == Processed::CommittedPartial {
-        env.note(
-            host,
-            if db.retry == crate::db::client::DbRetry::ContinueAfterDeadlock {
-                "consumer.continued_after_1213"
-            } else {
-                "consumer.committed_partial_after_1205"
-            },
-        );
-    }
-    match processed {
-        Processed::Committed | Processed::AlreadyDone | Processed::CommittedPartial => {
-            if !config.ack_delay.is_zero() {
-                process.sleep(config.ack_delay).await;
-            }
-            fin(env);
-            true
-        }
-        Processed::Failed(_) => {
-            let delay = (config.requeue_delay * u32::from(message.attempts)).min(config.max_requeue_delay);
-            sender.send(&Command::Req {
-                id: message.id,
-                timeout_ms: delay.as_millis() as i64,
-            });
-            env.note(host, "consumer.handler_error");
-            false
-        }
-    }
+    handled
 }
 
 async fn handler_loop(
@@ -677,7 +639,7 @@ async fn handler_loop(
     process: Process,
     throttle: Rc<Throttle>,
 ) {
-    let mut db_conn = None;
+    let mut db = config.db.as_ref().map(DbSink::consumer);
     loop {
         let next = incoming.lock().await.recv().await;
         let Some((message, sender, nsqd)) = next else {
@@ -708,20 +670,11 @@ async fn handler_loop(
                 partition: Some(nsqd.clone()),
             },
         );
-        if let Some(db) = &config.db {
+        if let Some(db) = db.as_mut() {
             process.sleep(config.processing).await;
-            handle_with_db(
-                &env,
-                &host,
-                &config,
-                db,
-                &mut db_conn,
-                &message,
-                id,
-                &sender,
-                &process,
-            )
-            .await;
+            // The outcome does not drive go-nsq's backoff here (as before the sink became a
+            // component); issue 16 revisits the handler's flow control.
+            handle_with_db(&env, &host, &config, db, &message, id, &sender, &process).await;
             continue;
         }
         process.sleep(config.processing).await;

@@ -25,10 +25,14 @@ pub const VERSION: &str = super::nsqd::VERSION;
 const LINE_MAX: usize = 4096;
 const BODY_MAX: usize = 1024 * 1024;
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// nsqlookupd's options (`[config.lookupd]` in a scenario), named as its flags.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct LookupdOptions {
+    /// nsqlookupd --inactive-producer-timeout: an nsqd not heard from for this long drops out
+    /// of `/lookup`.
     pub inactive_producer_timeout_ms: u64,
+    /// nsqlookupd --tombstone-lifetime: how long a tombstoned producer stays out of `/lookup`.
     pub tombstone_lifetime_ms: u64,
     /// The address nsqlookupd gives in its IDENTIFY response, with its HTTP port: where an
     /// nsqd asks it for a new topic's channels. Set by the driver (the simulated host's

@@ -41,6 +41,7 @@ mod nsqd_tests;
 pub mod protocol;
 pub mod rdy;
 pub mod real;
+pub mod serve;
 pub mod sim_lookupd;
 pub mod sim_nsqd;
 pub mod topic;

@@ -33,26 +33,50 @@ pub const VERSION: &str = "1.3.0";
 pub const CLIENT_BUFFER_MAX: usize = 8 * 1024 * 1024;
 
 /// nsqd's options that the model uses, with nsqd's defaults (`nsqd/options.go`).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// nsqd's options (`[config.nsqd]` in a scenario), named as nsqd's flags, with its defaults.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct NsqdOptions {
+    /// nsqd --mem-queue-size: messages a topic or channel keeps in memory before its disk
+    /// queue.
     pub mem_queue_size: usize,
+    /// nsqd --msg-timeout: how long a message may be in flight before it is requeued.
     pub msg_timeout_ms: u64,
+    /// nsqd --max-msg-timeout: the largest msg_timeout a client may IDENTIFY with.
     pub max_msg_timeout_ms: u64,
+    /// nsqd --max-req-timeout: the largest REQ delay.
     pub max_req_timeout_ms: u64,
-    /// Heartbeats default to half of this; the read deadline is twice the heartbeat.
+    /// nsqd --client-timeout. Heartbeats default to half of this; the read deadline is twice
+    /// the heartbeat.
     pub client_timeout_ms: u64,
+    /// nsqd --max-heartbeat-interval: the largest heartbeat interval a client may IDENTIFY
+    /// with.
     pub max_heartbeat_interval_ms: u64,
+    /// nsqd --max-rdy-count.
+    #[schemars(range(min = 1))]
     pub max_rdy_count: i64,
+    /// nsqd --max-msg-size, in bytes.
     pub max_msg_size: i64,
+    /// nsqd --max-body-size, in bytes.
     pub max_body_size: i64,
+    /// nsqd's default output buffer timeout (IDENTIFY output_buffer_timeout).
     pub output_buffer_timeout_ms: u64,
+    /// nsqd --max-output-buffer-timeout.
     pub max_output_buffer_timeout_ms: u64,
+    /// nsqd --queue-scan-interval: how often the in-flight and deferred queues are scanned.
     pub queue_scan_interval_ms: u64,
+    /// nsqd --queue-scan-selection-count: channels scanned per pass.
     pub queue_scan_selection_count: usize,
+    /// nsqd --queue-scan-dirty-percent: the share of dirty channels that triggers another
+    /// pass at once.
+    #[schemars(range(min = 0.0, max = 1.0))]
     pub queue_scan_dirty_percent: f64,
+    /// nsqd --sync-every: disk-queue writes between fsyncs.
     pub sync_every: u64,
+    /// nsqd --sync-timeout: the longest time between fsyncs of a disk queue.
     pub sync_timeout_ms: u64,
+    /// nsqd --max-bytes-per-file: the size at which a disk queue rolls to a new file.
+    #[schemars(range(min = 1))]
     pub max_bytes_per_file: u64,
 }
 

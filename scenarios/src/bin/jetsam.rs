@@ -4,7 +4,7 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use scenarios::explore::{explore, parse_seeds};
+use scenarios::explore::{explore as explore_seeds, parse_seeds};
 use scenarios::report::RunReport;
 use scenarios::{parse_expect_override, scenario_files, timeline, Loaded};
 use sim::verdict::{Expectation, Property};
@@ -25,196 +25,170 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run scenario files (or every scenario under a directory) on one seed and judge them.
-    Run {
-        /// Scenario files or directories.
-        #[arg(required = true)]
-        paths: Vec<PathBuf>,
-        /// The seed; defaults to the scenario's `run.seed` (1 unless the file says).
-        #[arg(long)]
-        seed: Option<u64>,
-        /// Print JSON (one object per scenario, one per line).
-        #[arg(long)]
-        json: bool,
-        /// Write the history as JSON lines to this file (one scenario only).
-        #[arg(long)]
-        history: Option<PathBuf>,
-        /// Add or replace an expectation: PROPERTY=holds|violated (repeatable).
-        #[arg(long = "expect", value_name = "PROPERTY=holds|violated")]
-        expect: Vec<String>,
-    },
+    Run(RunArgs),
     /// Replay one seed of a scenario as a timeline with simulated timestamps.
-    Replay {
-        path: PathBuf,
-        /// The seed; defaults to the scenario's `run.seed`.
-        #[arg(long)]
-        seed: Option<u64>,
-        #[arg(long = "expect", value_name = "PROPERTY=holds|violated")]
-        expect: Vec<String>,
-    },
+    Replay(ReplayArgs),
     /// Run a scenario over a seed range in parallel; stop at the first seed that breaks an
     /// expectation and print the command that replays it.
-    Explore {
-        path: PathBuf,
-        /// Seed range A..B (B exclusive).
-        #[arg(long)]
-        seeds: String,
-        /// Worker threads (default: available cores).
-        #[arg(long)]
-        jobs: Option<usize>,
-        #[arg(long = "expect", value_name = "PROPERTY=holds|violated")]
-        expect: Vec<String>,
-        /// Run only shard I of N of the seed range (every N-th seed), e.g. from a CI matrix
-        /// or a Kubernetes indexed Job.
-        #[arg(long, value_name = "I/N")]
-        shard: Option<String>,
-    },
+    Explore(ExploreArgs),
     /// Shrink a failing seed to a minimal explicit fault schedule and workload that fail the
     /// same way, written as a scenario file.
-    Shrink {
-        path: PathBuf,
-        #[arg(long)]
-        seed: u64,
-        #[arg(long = "expect", value_name = "PROPERTY=holds|violated")]
-        expect: Vec<String>,
-        /// Where to write the shrunk scenario (default: standard output).
-        #[arg(long)]
-        out: Option<PathBuf>,
-        /// Save it to the regression corpus (scenarios/regressions/), where every test run
-        /// replays it and checks it still fails the same way.
-        #[arg(long, conflicts_with = "out")]
-        save: bool,
-    },
+    Shrink(ShrinkArgs),
     /// Run several scenarios (design variants) over the same seeds and print the guarantee
     /// matrix: per variant and property, held in N/N or violated in k/N (smallest seed, kinds).
-    Compare {
-        /// Scenario files or directories.
-        #[arg(required = true)]
-        paths: Vec<PathBuf>,
-        /// Seed range A..B (B exclusive).
-        #[arg(long)]
-        seeds: String,
-        #[arg(long)]
-        jobs: Option<usize>,
-        /// Also write the matrix as Markdown here.
-        #[arg(long)]
-        markdown: Option<PathBuf>,
-        /// Also write the matrix as JSON here.
-        #[arg(long)]
-        json: Option<PathBuf>,
-        /// Also write the HTML report here (the matrix, and a timeline per violation).
-        #[arg(long)]
-        html: Option<PathBuf>,
-        /// Run only shard I of N of the runs and write them to --out, for `jetsam merge`.
-        #[arg(long, value_name = "I/N", requires = "out")]
-        shard: Option<String>,
-        /// Where a shard writes its runs.
-        #[arg(long, requires = "shard")]
-        out: Option<PathBuf>,
-    },
+    Compare(CompareArgs),
     /// Combine `compare --shard` outputs into the matrix one unsharded compare prints.
-    Merge {
-        #[arg(required = true)]
-        shards: Vec<PathBuf>,
-        #[arg(long)]
-        markdown: Option<PathBuf>,
-        #[arg(long)]
-        json: Option<PathBuf>,
-        #[arg(long)]
-        html: Option<PathBuf>,
-    },
+    Merge(MergeArgs),
     /// Regenerate the published reports under reports/ (run from the workspace root), or with
     /// --check say which differ from what is committed.
-    Reports {
-        #[arg(long)]
-        check: bool,
-        #[arg(long)]
-        jobs: Option<usize>,
-    },
-    /// List designs (with config keys and defaults), fault actions and properties.
-    List,
-    /// Run nsqd as a real server (the model's code on real sockets and a real data directory).
-    Nsqd(NsqdArgs),
-    /// Run nsqlookupd as a real server.
-    Lookupd(LookupdArgs),
+    Reports(ReportsArgs),
+    /// List designs (with every config key, its default and meaning), fault actions and
+    /// properties. `--markdown` prints the config key tables scenarios/README.md carries.
+    List(ListArgs),
+    /// Run one role of a design as a real server: the model's code on real sockets, a real
+    /// data directory and the real clock (`jetsam serve nsq nsqd --help` for its flags).
+    #[command(disable_help_flag = true)]
+    Serve(ServeArgs),
+    /// `jetsam serve nsq nsqd`.
+    #[command(disable_help_flag = true)]
+    Nsqd(ServerFlags),
+    /// `jetsam serve nsq lookupd`.
+    #[command(disable_help_flag = true)]
+    Lookupd(ServerFlags),
 }
 
-/// Flags named as nsqd's. Durations are written as NSQ writes them: 60s, 250ms, 15m, 1h.
 #[derive(clap::Args)]
-struct NsqdArgs {
-    #[arg(long, default_value = "0.0.0.0:4150")]
-    tcp_address: std::net::SocketAddr,
-    #[arg(long, default_value = "0.0.0.0:4151")]
-    http_address: std::net::SocketAddr,
-    /// A lookupd's TCP address (repeatable).
-    #[arg(long = "lookupd-tcp-address")]
-    lookupd_tcp_address: Vec<String>,
-    /// Address announced to lookupds (default: the TCP address's IP, or 127.0.0.1).
+struct RunArgs {
+    /// Scenario files or directories.
+    #[arg(required = true)]
+    paths: Vec<PathBuf>,
+    /// The seed; defaults to the scenario's `run.seed` (1 unless the file says).
     #[arg(long)]
-    broadcast_address: Option<String>,
-    #[arg(long, default_value = ".")]
-    data_path: PathBuf,
-    #[arg(long, default_value_t = 10_000)]
-    mem_queue_size: usize,
-    #[arg(long, default_value = "60s", value_parser = parse_duration_ms)]
-    msg_timeout: u64,
-    #[arg(long, default_value = "15m", value_parser = parse_duration_ms)]
-    max_msg_timeout: u64,
-    #[arg(long, default_value_t = 2500)]
-    sync_every: u64,
-    #[arg(long, default_value = "2s", value_parser = parse_duration_ms)]
-    sync_timeout: u64,
-    #[arg(long, default_value_t = 2500)]
-    max_rdy_count: i64,
-    #[arg(long, default_value = "100ms", value_parser = parse_duration_ms)]
-    queue_scan_interval: u64,
+    seed: Option<u64>,
+    /// Print JSON (one object per scenario, one per line).
+    #[arg(long)]
+    json: bool,
+    /// Write the history as JSON lines to this file (one scenario only).
+    #[arg(long)]
+    history: Option<PathBuf>,
+    /// Add or replace an expectation: PROPERTY=holds|violated (repeatable).
+    #[arg(long = "expect", value_name = "PROPERTY=holds|violated")]
+    expect: Vec<String>,
 }
 
 #[derive(clap::Args)]
-struct LookupdArgs {
-    #[arg(long, default_value = "0.0.0.0:4160")]
-    tcp_address: std::net::SocketAddr,
-    #[arg(long, default_value = "0.0.0.0:4161")]
-    http_address: std::net::SocketAddr,
-    #[arg(long, default_value = "5m", value_parser = parse_duration_ms)]
-    inactive_producer_timeout: u64,
-    #[arg(long, default_value = "45s", value_parser = parse_duration_ms)]
-    tombstone_lifetime: u64,
+struct ReplayArgs {
+    path: PathBuf,
+    /// The seed; defaults to the scenario's `run.seed`.
+    #[arg(long)]
+    seed: Option<u64>,
+    #[arg(long = "expect", value_name = "PROPERTY=holds|violated")]
+    expect: Vec<String>,
 }
 
-/// `250ms`, `2s`, `15m`, `1h` (or a bare number of milliseconds) as milliseconds.
-fn parse_duration_ms(text: &str) -> Result<u64, String> {
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: u64 = number
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration like 60s or 250ms"))?;
-    let factor = match unit {
-        "" | "ms" => 1,
-        "s" => 1000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        _ => return Err(format!("`{text}`: unknown unit `{unit}` (use ms, s, m or h)")),
-    };
-    Ok(number * factor)
+#[derive(clap::Args)]
+struct ExploreArgs {
+    path: PathBuf,
+    /// Seed range A..B (B exclusive).
+    #[arg(long)]
+    seeds: String,
+    /// Worker threads (default: available cores).
+    #[arg(long)]
+    jobs: Option<usize>,
+    #[arg(long = "expect", value_name = "PROPERTY=holds|violated")]
+    expect: Vec<String>,
+    /// Run only shard I of N of the seed range (every N-th seed), e.g. from a CI matrix
+    /// or a Kubernetes indexed Job.
+    #[arg(long, value_name = "I/N")]
+    shard: Option<String>,
 }
 
-/// Resolves on Ctrl-C or SIGTERM: the graceful shutdown nsqd does on those signals.
-async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
-    }
+#[derive(clap::Args)]
+struct ShrinkArgs {
+    path: PathBuf,
+    #[arg(long)]
+    seed: u64,
+    #[arg(long = "expect", value_name = "PROPERTY=holds|violated")]
+    expect: Vec<String>,
+    /// Where to write the shrunk scenario (default: standard output).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Save it to the regression corpus (scenarios/regressions/), where every test run
+    /// replays it and checks it still fails the same way.
+    #[arg(long, conflicts_with = "out")]
+    save: bool,
 }
 
-fn serve(future: impl std::future::Future<Output = std::io::Result<()>>) -> Result<bool, BadInput> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| BadInput(e.into()))?;
-    let local = tokio::task::LocalSet::new();
-    local.block_on(&runtime, future).map_err(|e| BadInput(e.into()))?;
-    Ok(true)
+#[derive(clap::Args)]
+struct CompareArgs {
+    /// Scenario files or directories.
+    #[arg(required = true)]
+    paths: Vec<PathBuf>,
+    /// Seed range A..B (B exclusive).
+    #[arg(long)]
+    seeds: String,
+    #[arg(long)]
+    jobs: Option<usize>,
+    /// Also write the matrix as Markdown here.
+    #[arg(long)]
+    markdown: Option<PathBuf>,
+    /// Also write the matrix as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Also write the HTML report here (the matrix, and a timeline per violation).
+    #[arg(long)]
+    html: Option<PathBuf>,
+    /// Run only shard I of N of the runs and write them to --out, for `jetsam merge`.
+    #[arg(long, value_name = "I/N", requires = "out")]
+    shard: Option<String>,
+    /// Where a shard writes its runs.
+    #[arg(long, requires = "shard")]
+    out: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+struct MergeArgs {
+    #[arg(required = true)]
+    shards: Vec<PathBuf>,
+    #[arg(long)]
+    markdown: Option<PathBuf>,
+    #[arg(long)]
+    json: Option<PathBuf>,
+    #[arg(long)]
+    html: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+struct ReportsArgs {
+    #[arg(long)]
+    check: bool,
+    #[arg(long)]
+    jobs: Option<usize>,
+}
+
+#[derive(clap::Args)]
+struct ListArgs {
+    /// Print the config key tables as Markdown (what scenarios/README.md carries).
+    #[arg(long)]
+    markdown: bool,
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// The design (`jetsam list`).
+    design: String,
+    /// The role to run; the design's roles are listed when it is missing or unknown.
+    role: Option<String>,
+    /// The server's own flags (see `jetsam serve DESIGN ROLE --help`).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    flags: Vec<String>,
+}
+
+/// Flags handed to a server unparsed: the server parses them itself.
+#[derive(clap::Args)]
+struct ServerFlags {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    flags: Vec<String>,
 }
 
 /// `println!` that ignores a closed stdout (`jetsam replay ... | head`), instead of panicking.
@@ -333,345 +307,366 @@ fn load(path: &std::path::Path, expect: &[String]) -> Result<Loaded, BadInput> {
 
 fn dispatch(command: Command) -> Result<bool, BadInput> {
     match command {
-        Command::Run {
-            paths,
-            seed,
-            json,
-            history,
-            expect,
-        } => {
-            let files = collect_files(&paths)?;
-            if history.is_some() && files.len() != 1 {
-                return Err(BadInput(anyhow::anyhow!("--history takes exactly one scenario")));
-            }
-            // Load everything first: one malformed file is bad input before anything runs.
-            let loaded: Vec<Loaded> = files.iter().map(|f| load(f, &expect)).collect::<Result<_, _>>()?;
-            let mut failed = 0usize;
-            for scenario in &loaded {
-                let outcome = scenario.run(seed.unwrap_or(scenario.scenario.run.seed));
-                if let Some(path) = &history {
-                    let file =
-                        bad(std::fs::File::create(path).with_context(|| format!("{}", path.display())))?;
-                    bad(outcome.history.write_jsonl(std::io::BufWriter::new(file)))?;
-                }
-                let report = RunReport::new(scenario, &outcome);
-                failed += usize::from(!report.passed);
-                if json {
-                    say!("{}", serde_json::to_string(&report).expect("reports serialize"));
-                } else {
-                    say_raw!("{}", report.human());
-                    if !report.passed {
-                        say!("replay: {}", report.replay_command(&expect_flags(&expect)));
-                    }
-                    if loaded.len() > 1 {
-                        say!();
-                    }
-                }
-            }
-            if loaded.len() > 1 && !json {
-                say!(
-                    "{} scenario(s) on {}: {} met every expectation, {failed} did not",
-                    loaded.len(),
-                    seed.map_or("their own seeds".to_string(), |s| format!("seed {s}")),
-                    loaded.len() - failed
-                );
-            }
-            Ok(failed == 0)
+        Command::Run(args) => run(args),
+        Command::Replay(args) => replay(args),
+        Command::Explore(args) => explore(args),
+        Command::Shrink(args) => shrink(args),
+        Command::Compare(args) => compare(args),
+        Command::Merge(args) => merge(args),
+        Command::Reports(args) => reports(args),
+        Command::Serve(args) => serve(&args.design, args.role.as_deref(), &args.flags),
+        Command::Nsqd(args) => serve("nsq", Some("nsqd"), &args.flags),
+        Command::Lookupd(args) => serve("nsq", Some("lookupd"), &args.flags),
+        Command::List(args) => list(&args),
+    }
+}
+
+fn run(args: RunArgs) -> Result<bool, BadInput> {
+    let RunArgs {
+        paths,
+        seed,
+        json,
+        history,
+        expect,
+    } = args;
+    let files = collect_files(&paths)?;
+    if history.is_some() && files.len() != 1 {
+        return Err(BadInput(anyhow::anyhow!("--history takes exactly one scenario")));
+    }
+    // Load everything first: one malformed file is bad input before anything runs.
+    let loaded: Vec<Loaded> = files.iter().map(|f| load(f, &expect)).collect::<Result<_, _>>()?;
+    let mut failed = 0usize;
+    for scenario in &loaded {
+        let outcome = scenario.run(seed.unwrap_or(scenario.scenario.run.seed));
+        if let Some(path) = &history {
+            let file = bad(std::fs::File::create(path).with_context(|| format!("{}", path.display())))?;
+            bad(outcome.history.write_jsonl(std::io::BufWriter::new(file)))?;
         }
-        Command::Replay { path, seed, expect } => {
-            let loaded = load(&path, &expect)?;
-            let seed = seed.unwrap_or(loaded.scenario.run.seed);
-            let outcome = loaded.run(seed);
-            say!("seed {seed}  {}", loaded.scenario.name);
-            say_raw!("{}", timeline::render(&outcome.history));
-            let report = RunReport::new(&loaded, &outcome);
-            say!();
+        let report = RunReport::new(scenario, &outcome);
+        failed += usize::from(!report.passed);
+        if json {
+            say!("{}", serde_json::to_string(&report).expect("reports serialize"));
+        } else {
             say_raw!("{}", report.human());
-            Ok(report.passed)
-        }
-        Command::Explore {
-            path,
-            seeds,
-            jobs,
-            expect,
-            shard,
-        } => {
-            let range = bad(parse_seeds(&seeds).map_err(anyhow::Error::msg))?;
-            let shard = match &shard {
-                Some(text) => bad(scenarios::compare::parse_shard(text).map_err(anyhow::Error::msg))?,
-                None => (1, 1),
-            };
-            let seed_list = scenarios::explore::shard_seeds(range.clone(), shard);
-            let loaded = load(&path, &expect)?;
-            let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-            if jobs == 0 {
-                return Err(BadInput(anyhow::anyhow!("--jobs must be at least 1")));
+            if !report.passed {
+                say!("replay: {}", report.replay_command(&expect_flags(&expect)));
             }
-            let total = seed_list.len();
-            eprintln!(
-                "exploring {} on seeds {}..{}{} with {jobs} job(s)",
+            if loaded.len() > 1 {
+                say!();
+            }
+        }
+    }
+    if loaded.len() > 1 && !json {
+        say!(
+            "{} scenario(s) on {}: {} met every expectation, {failed} did not",
+            loaded.len(),
+            seed.map_or("their own seeds".to_string(), |s| format!("seed {s}")),
+            loaded.len() - failed
+        );
+    }
+    Ok(failed == 0)
+}
+
+fn replay(args: ReplayArgs) -> Result<bool, BadInput> {
+    let ReplayArgs { path, seed, expect } = args;
+    let loaded = load(&path, &expect)?;
+    let seed = seed.unwrap_or(loaded.scenario.run.seed);
+    let outcome = loaded.run(seed);
+    say!("seed {seed}  {}", loaded.scenario.name);
+    say_raw!("{}", timeline::render(&outcome.history));
+    let report = RunReport::new(&loaded, &outcome);
+    say!();
+    say_raw!("{}", report.human());
+    Ok(report.passed)
+}
+
+fn explore(args: ExploreArgs) -> Result<bool, BadInput> {
+    let ExploreArgs {
+        path,
+        seeds,
+        jobs,
+        expect,
+        shard,
+    } = args;
+    let range = bad(parse_seeds(&seeds).map_err(anyhow::Error::msg))?;
+    let shard = match &shard {
+        Some(text) => bad(scenarios::compare::parse_shard(text).map_err(anyhow::Error::msg))?,
+        None => (1, 1),
+    };
+    let seed_list = scenarios::explore::shard_seeds(range.clone(), shard);
+    let loaded = load(&path, &expect)?;
+    let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    if jobs == 0 {
+        return Err(BadInput(anyhow::anyhow!("--jobs must be at least 1")));
+    }
+    let total = seed_list.len();
+    eprintln!(
+        "exploring {} on seeds {}..{}{} with {jobs} job(s)",
+        path.display(),
+        range.start,
+        range.end,
+        if shard.1 > 1 {
+            format!(" (shard {}/{}: {total} seeds)", shard.0, shard.1)
+        } else {
+            String::new()
+        }
+    );
+    let bar = progress_bar(total as u64, "explore");
+    let result = explore_seeds(&loaded, &seed_list, jobs, &|_| bar.inc(1));
+    bar.finish_and_clear();
+    match result.first_failure {
+        None => {
+            say!("PASS  {total} seed(s), every expectation met on each");
+            Ok(true)
+        }
+        Some(failure) => {
+            say!(
+                "FAIL  seed {} breaks an expectation ({} seed(s) run):",
+                failure.seed,
+                result.seeds_run
+            );
+            for line in &failure.unmet {
+                say!("UNMET {line}");
+            }
+            say!(
+                "replay: jetsam replay {} --seed {}{}",
                 path.display(),
-                range.start,
-                range.end,
-                if shard.1 > 1 {
-                    format!(" (shard {}/{}: {total} seeds)", shard.0, shard.1)
-                } else {
-                    String::new()
-                }
+                failure.seed,
+                expect_flags(&expect)
             );
-            let bar = progress_bar(total as u64, "explore");
-            let result = explore(&loaded, &seed_list, jobs, &|_| bar.inc(1));
-            bar.finish_and_clear();
-            match result.first_failure {
-                None => {
-                    say!("PASS  {total} seed(s), every expectation met on each");
-                    Ok(true)
-                }
-                Some(failure) => {
-                    say!(
-                        "FAIL  seed {} breaks an expectation ({} seed(s) run):",
-                        failure.seed,
-                        result.seeds_run
-                    );
-                    for line in &failure.unmet {
-                        say!("UNMET {line}");
-                    }
-                    say!(
-                        "replay: jetsam replay {} --seed {}{}",
-                        path.display(),
-                        failure.seed,
-                        expect_flags(&expect)
-                    );
-                    Ok(false)
-                }
-            }
+            Ok(false)
         }
-        Command::Nsqd(args) => {
-            let broadcast_address = args.broadcast_address.unwrap_or_else(|| {
-                let ip = args.tcp_address.ip();
-                if ip.is_unspecified() {
-                    "127.0.0.1".to_string()
-                } else {
-                    ip.to_string()
-                }
-            });
-            let options = models::nsq::nsqd::NsqdOptions {
-                mem_queue_size: args.mem_queue_size,
-                msg_timeout_ms: args.msg_timeout,
-                max_msg_timeout_ms: args.max_msg_timeout,
-                sync_every: args.sync_every,
-                sync_timeout_ms: args.sync_timeout,
-                max_rdy_count: args.max_rdy_count,
-                queue_scan_interval_ms: args.queue_scan_interval,
-                ..Default::default()
-            };
-            let server = models::nsq::real::NsqdServer {
-                tcp_address: args.tcp_address,
-                http_address: args.http_address,
-                lookupd_tcp_addresses: args.lookupd_tcp_address,
-                data_path: args.data_path,
-                broadcast_address,
-                options,
-            };
-            eprintln!(
-                "jetsam nsqd: TCP {} HTTP {} data {}",
-                server.tcp_address,
-                server.http_address,
-                server.data_path.display()
-            );
-            serve(models::nsq::real::run_nsqd(server, shutdown_signal()))
+    }
+}
+
+fn shrink(args: ShrinkArgs) -> Result<bool, BadInput> {
+    let ShrinkArgs {
+        path,
+        seed,
+        expect,
+        out,
+        save,
+    } = args;
+    let loaded = load(&path, &expect)?;
+    let shrunk = bad(scenarios::shrink::shrink(&loaded, seed).map_err(anyhow::Error::msg))?;
+    let out = if save {
+        let stem = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let dir = PathBuf::from("scenarios/regressions");
+        bad(std::fs::create_dir_all(&dir).with_context(|| format!("{}", dir.display())))?;
+        let broken: Vec<String> = shrunk.broken.iter().cloned().collect();
+        Some(dir.join(format!("{stem}-seed-{seed}-{}.toml", broken.join("-"))))
+    } else {
+        out
+    };
+    match &out {
+        Some(file) => {
+            bad(std::fs::write(file, &shrunk.scenario).with_context(|| format!("{}", file.display())))?
         }
-        Command::Lookupd(args) => {
-            let server = models::nsq::real::LookupdServer {
-                tcp_address: args.tcp_address,
-                http_address: args.http_address,
-                options: models::nsq::lookupd::LookupdOptions {
-                    inactive_producer_timeout_ms: args.inactive_producer_timeout,
-                    tombstone_lifetime_ms: args.tombstone_lifetime,
-                    ..Default::default()
-                },
-            };
-            eprintln!(
-                "jetsam lookupd: TCP {} HTTP {}",
-                server.tcp_address, server.http_address
-            );
-            serve(models::nsq::real::run_lookupd(server, shutdown_signal()))
-        }
-        Command::Shrink {
-            path,
-            seed,
-            expect,
-            out,
-            save,
-        } => {
-            let loaded = load(&path, &expect)?;
-            let shrunk = bad(scenarios::shrink::shrink(&loaded, seed).map_err(anyhow::Error::msg))?;
-            let out = if save {
-                let stem = path
-                    .file_stem()
-                    .map(|s| s.to_string_lossy().into_owned())
-                    .unwrap_or_default();
-                let dir = PathBuf::from("scenarios/regressions");
-                bad(std::fs::create_dir_all(&dir).with_context(|| format!("{}", dir.display())))?;
-                let broken: Vec<String> = shrunk.broken.iter().cloned().collect();
-                Some(dir.join(format!("{stem}-seed-{seed}-{}.toml", broken.join("-"))))
-            } else {
-                out
-            };
-            match &out {
-                Some(file) => {
-                    bad(std::fs::write(file, &shrunk.scenario).with_context(|| format!("{}", file.display())))?
-                }
-                None => say_raw!("{}", shrunk.scenario),
-            }
-            eprintln!(
-                "shrank seed {seed}: {} fault(s) -> {}, {} message(s) -> {}, in {} runs; still breaks: {}",
-                shrunk.faults_before,
-                shrunk.faults_after,
-                shrunk.messages_before,
-                shrunk.messages_after,
-                shrunk.runs,
-                shrunk.broken.iter().cloned().collect::<Vec<_>>().join(", ")
-            );
-            if let Some(file) = &out {
-                // The file carries its seed and its expectations.
-                eprintln!("replay: jetsam replay {}", file.display());
-            }
-            Ok(true)
-        }
-        Command::Compare {
-            paths,
-            seeds,
-            jobs,
-            markdown,
-            json,
-            html,
+        None => say_raw!("{}", shrunk.scenario),
+    }
+    eprintln!(
+        "shrank seed {seed}: {} fault(s) -> {}, {} message(s) -> {}, in {} runs; still breaks: {}",
+        shrunk.faults_before,
+        shrunk.faults_after,
+        shrunk.messages_before,
+        shrunk.messages_after,
+        shrunk.runs,
+        shrunk.broken.iter().cloned().collect::<Vec<_>>().join(", ")
+    );
+    if let Some(file) = &out {
+        // The file carries its seed and its expectations.
+        eprintln!("replay: jetsam replay {}", file.display());
+    }
+    Ok(true)
+}
+
+fn compare(args: CompareArgs) -> Result<bool, BadInput> {
+    let CompareArgs {
+        paths,
+        seeds,
+        jobs,
+        markdown,
+        json,
+        html,
+        shard,
+        out,
+    } = args;
+    let range = bad(parse_seeds(&seeds).map_err(anyhow::Error::msg))?;
+    let shard = match &shard {
+        Some(text) => Some(bad(
+            scenarios::compare::parse_shard(text).map_err(anyhow::Error::msg)
+        )?),
+        None => None,
+    };
+    let files = collect_files(&paths)?;
+    let loaded: Vec<Loaded> = files.iter().map(|f| load(f, &[])).collect::<Result<_, _>>()?;
+    let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    if jobs == 0 {
+        return Err(BadInput(anyhow::anyhow!("--jobs must be at least 1")));
+    }
+    let variants = scenarios::compare::variants(&loaded);
+    let bar = progress_bar(0, "compare");
+    let records = scenarios::compare::run_records(
+        &loaded,
+        range.clone(),
+        shard.unwrap_or((1, 1)),
+        jobs,
+        &|done, total| {
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+        },
+    );
+    bar.finish_and_clear();
+    if let (Some(shard), Some(out)) = (shard, &out) {
+        let file = scenarios::compare::Shard {
+            format: scenarios::compare::SHARD_FORMAT,
+            jetsam: env!("CARGO_PKG_VERSION").to_string(),
             shard,
-            out,
-        } => {
-            let range = bad(parse_seeds(&seeds).map_err(anyhow::Error::msg))?;
-            let shard = match &shard {
-                Some(text) => Some(bad(
-                    scenarios::compare::parse_shard(text).map_err(anyhow::Error::msg)
-                )?),
-                None => None,
-            };
-            let files = collect_files(&paths)?;
-            let loaded: Vec<Loaded> = files.iter().map(|f| load(f, &[])).collect::<Result<_, _>>()?;
-            let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-            if jobs == 0 {
-                return Err(BadInput(anyhow::anyhow!("--jobs must be at least 1")));
-            }
-            let variants = scenarios::compare::variants(&loaded);
-            let bar = progress_bar(0, "compare");
-            let records = scenarios::compare::run_records(
-                &loaded,
-                range.clone(),
-                shard.unwrap_or((1, 1)),
-                jobs,
-                &|done, total| {
-                    bar.set_length(total as u64);
-                    bar.set_position(done as u64);
-                },
-            );
-            bar.finish_and_clear();
-            if let (Some(shard), Some(out)) = (shard, &out) {
-                let file = scenarios::compare::Shard {
-                    format: scenarios::compare::SHARD_FORMAT,
-                    jetsam: env!("CARGO_PKG_VERSION").to_string(),
-                    shard,
-                    seeds: (range.start, range.end),
-                    variants,
-                    records,
-                };
-                let body = serde_json::to_string(&file).expect("a shard serializes");
-                bad(std::fs::write(out, body).with_context(|| format!("{}", out.display())))?;
-                eprintln!(
-                    "shard {}/{}: {} run(s) written to {}",
-                    shard.0,
-                    shard.1,
-                    file.records.len(),
-                    out.display()
-                );
-                return Ok(true);
-            }
-            let matrix = scenarios::compare::Matrix::build(variants, (range.start, range.end), records);
-            write_matrix(&matrix, markdown, json, html)?;
+            seeds: (range.start, range.end),
+            variants,
+            records,
+        };
+        let body = serde_json::to_string(&file).expect("a shard serializes");
+        bad(std::fs::write(out, body).with_context(|| format!("{}", out.display())))?;
+        eprintln!(
+            "shard {}/{}: {} run(s) written to {}",
+            shard.0,
+            shard.1,
+            file.records.len(),
+            out.display()
+        );
+        return Ok(true);
+    }
+    let matrix = scenarios::compare::Matrix::build(variants, (range.start, range.end), records);
+    write_matrix(&matrix, markdown, json, html)?;
+    Ok(true)
+}
+
+fn merge(args: MergeArgs) -> Result<bool, BadInput> {
+    let MergeArgs {
+        shards,
+        markdown,
+        json,
+        html,
+    } = args;
+    let mut read = Vec::new();
+    for path in &shards {
+        let name = path.display().to_string();
+        let text = bad(std::fs::read_to_string(path).with_context(|| name.clone()))?;
+        let shard: scenarios::compare::Shard =
+            bad(serde_json::from_str(&text)
+                .map_err(|e| anyhow::anyhow!("{name}: not a jetsam shard file ({e})")))?;
+        read.push((name, shard));
+    }
+    let matrix = bad(scenarios::compare::Matrix::merge(&read).map_err(anyhow::Error::msg))?;
+    write_matrix(&matrix, markdown, json, html)?;
+    Ok(true)
+}
+
+fn reports(args: ReportsArgs) -> Result<bool, BadInput> {
+    let ReportsArgs { check, jobs } = args;
+    let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let root = bad(std::env::current_dir().context("the current directory"))?;
+    if !root.join("reports").is_dir() || !root.join("scenarios").is_dir() {
+        return Err(BadInput(anyhow::anyhow!(
+            "reports: run from the workspace root (no reports/ and scenarios/ here)"
+        )));
+    }
+    let mut stale = Vec::new();
+    let mut generated = vec![readme_key_tables(&root)?];
+    for report in scenarios::published::published() {
+        generated.extend(bad(
+            scenarios::published::render(&report, &root, jobs).map_err(anyhow::Error::msg)
+        )?);
+    }
+    for (path, contents) in generated {
+        let committed = std::fs::read_to_string(root.join(&path)).unwrap_or_default();
+        if committed == contents {
+            continue;
+        }
+        if check {
+            stale.push(path.display().to_string());
+        } else {
+            bad(std::fs::write(root.join(&path), contents).with_context(|| format!("{}", path.display())))?;
+            eprintln!("wrote {}", path.display());
+        }
+    }
+    if stale.is_empty() {
+        eprintln!("reports: {}", if check { "up to date" } else { "written" });
+        Ok(true)
+    } else {
+        say!(
+            "reports differ from what the code produces (run `just reports`): {}",
+            stale.join(", ")
+        );
+        Ok(false)
+    }
+}
+
+/// `scenarios/README.md` with its key tables as the config types say them.
+fn readme_key_tables(root: &std::path::Path) -> Result<(PathBuf, String), BadInput> {
+    let path = PathBuf::from("scenarios/README.md");
+    let readme =
+        bad(std::fs::read_to_string(root.join(&path)).with_context(|| format!("{}", path.display())))?;
+    let tables = scenarios::listing::key_tables();
+    let updated = scenarios::listing::readme_with(&readme, &tables).ok_or_else(|| {
+        BadInput(anyhow::anyhow!(
+            "{}: the generated key tables' markers are missing",
+            path.display()
+        ))
+    })?;
+    Ok((path, updated))
+}
+
+fn list(args: &ListArgs) -> Result<bool, BadInput> {
+    if args.markdown {
+        say_raw!("{}", scenarios::listing::key_tables());
+    } else {
+        say_raw!("{}", scenarios::listing::text());
+    }
+    Ok(true)
+}
+
+/// Runs a design's real server from the registry; the server parses its own flags.
+fn serve(design: &str, role: Option<&str>, flags: &[String]) -> Result<bool, BadInput> {
+    let designs = models::designs();
+    let Some(info) = designs.iter().find(|d| d.name == design) else {
+        let names: Vec<&str> = designs.iter().map(|d| d.name).collect();
+        return Err(BadInput(anyhow::anyhow!(
+            "unknown design `{design}`; designs are: {}",
+            names.join(", ")
+        )));
+    };
+    let roles: Vec<&str> = info.servers.iter().map(|s| s.role).collect();
+    let server = info.servers.iter().find(|s| Some(s.role) == role);
+    let Some(server) = server else {
+        let wanted = role.map_or("a role".to_string(), |r| format!("role `{r}`"));
+        let offered = match roles.is_empty() {
+            true => "it runs only in the simulation".to_string(),
+            false => format!("its roles are: {}", roles.join(", ")),
+        };
+        return Err(BadInput(anyhow::anyhow!(
+            "design `{design}` has no real server for {wanted}; {offered}"
+        )));
+    };
+    match (server.run)(flags) {
+        Ok(()) => Ok(true),
+        Err(models::server::ServeError::Usage(error)) if !error.use_stderr() => {
+            let _ = error.print(); // --help or --version
             Ok(true)
         }
-        Command::Merge {
-            shards,
-            markdown,
-            json,
-            html,
-        } => {
-            let mut read = Vec::new();
-            for path in &shards {
-                let name = path.display().to_string();
-                let text = bad(std::fs::read_to_string(path).with_context(|| name.clone()))?;
-                let shard: scenarios::compare::Shard = bad(serde_json::from_str(&text)
-                    .map_err(|e| anyhow::anyhow!("{name}: not a jetsam shard file ({e})")))?;
-                read.push((name, shard));
-            }
-            let matrix = bad(scenarios::compare::Matrix::merge(&read).map_err(anyhow::Error::msg))?;
-            write_matrix(&matrix, markdown, json, html)?;
-            Ok(true)
+        Err(models::server::ServeError::Usage(error)) => {
+            // clap's first line says what is wrong; the rest points at --help.
+            let text = error.render().to_string();
+            let first = text.lines().next().unwrap_or_default();
+            Err(BadInput(anyhow::anyhow!(
+                "{}",
+                first.trim_start_matches("error: ")
+            )))
         }
-        Command::Reports { check, jobs } => {
-            let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-            let root = bad(std::env::current_dir().context("the current directory"))?;
-            if !root.join("reports").is_dir() || !root.join("scenarios").is_dir() {
-                return Err(BadInput(anyhow::anyhow!(
-                    "reports: run from the workspace root (no reports/ and scenarios/ here)"
-                )));
-            }
-            let mut stale = Vec::new();
-            for report in scenarios::published::published() {
-                let files =
-                    bad(scenarios::published::render(&report, &root, jobs).map_err(anyhow::Error::msg))?;
-                for (path, contents) in files {
-                    let committed = std::fs::read_to_string(root.join(&path)).unwrap_or_default();
-                    if committed == contents {
-                        continue;
-                    }
-                    if check {
-                        stale.push(path.display().to_string());
-                    } else {
-                        bad(std::fs::write(root.join(&path), contents)
-                            .with_context(|| format!("{}", path.display())))?;
-                        eprintln!("wrote {}", path.display());
-                    }
-                }
-            }
-            if stale.is_empty() {
-                eprintln!("reports: {}", if check { "up to date" } else { "written" });
-                Ok(true)
-            } else {
-                say!(
-                    "reports differ from what the code produces (run `just reports`): {}",
-                    stale.join(", ")
-                );
-                Ok(false)
-            }
-        }
-        Command::List => {
-            say!("designs:");
-            for design in models::designs() {
-                say!("  {:<12} {}", design.name, design.summary);
-                say!("  {:<12} promise: {}", "", design.promise);
-                say!("  {:<12} hosts: {}", "", design.hosts.join(", "));
-                for key in (design.config_keys)() {
-                    say!("    config.{:<16} = {:<10} {}", key.name, key.default, key.doc);
-                }
-            }
-            say!("fault actions: {}", sim::fault::ACTION_NAMES.join(", "));
-            say!("swarm actions: {}", sim::fault::SWARM_ACTIONS.join(", "));
-            say!("partition shapes: isolate, halves, bridge");
-            say!("properties:");
-            for property in Property::ALL {
-                say!("  {:<24} {}", property.name(), property.describe());
-            }
-            Ok(true)
-        }
+        Err(models::server::ServeError::Io(error)) => Err(BadInput(error.into())),
     }
 }

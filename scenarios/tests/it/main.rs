@@ -3,6 +3,7 @@
 mod bundled;
 mod cli;
 mod compare;
+mod config_keys;
 mod db;
 mod determinism;
 mod explore;
