@@ -286,22 +286,8 @@ impl Nsq {
     }
 }
 
-impl Design for Nsq {
-    fn topology(&self) -> Topology {
-        Topology {
-            hosts: self
-                .lookupds()
-                .into_iter()
-                .chain(self.nsqds())
-                .chain(self.producers())
-                .chain(self.consumers())
-                .chain(self.db.as_ref().map(|db| db.host().to_string()))
-                .collect(),
-        }
-    }
-
-    fn install<'a>(&'a self, sim: &mut turmoil::Sim<'a>, env: &Env) {
-        let nsqds = self.nsqds();
+impl Nsq {
+    fn install_servers(&self, sim: &mut turmoil::Sim<'_>, env: &Env) {
         let lookupds = self.lookupds();
         for host in &lookupds {
             let (env, name, options) = (env.clone(), host.clone(), self.config.lookupd.clone());
@@ -309,8 +295,8 @@ impl Design for Nsq {
                 super::sim_lookupd::run(env.clone(), name.clone(), options.clone())
             });
         }
-        for host in &nsqds {
-            let (env, host_name, options, registry, lookupds) = (
+        for host in self.nsqds() {
+            let (env, name, options, registry, lookupds) = (
                 env.clone(),
                 host.clone(),
                 self.config.nsqd.clone(),
@@ -320,17 +306,18 @@ impl Design for Nsq {
             sim.host(host.as_str(), move || {
                 sim_nsqd::run(
                     env.clone(),
-                    host_name.clone(),
+                    name.clone(),
                     options.clone(),
                     lookupds.clone(),
                     registry.clone(),
                 )
             });
         }
-        if let Some(db) = &self.db {
-            db.install(sim, env);
-        }
-        let client = self.client_config();
+    }
+
+    /// Producer i publishes to nsqd ((i-1) mod n)+1, its own nsqd.
+    fn install_producers(&self, sim: &mut turmoil::Sim<'_>, env: &Env) {
+        let (nsqds, client) = (self.nsqds(), self.client_config());
         for (index, host) in self.producers().into_iter().enumerate() {
             let (env, nsqds, client, source, name) = (
                 env.clone(),
@@ -351,19 +338,22 @@ impl Design for Nsq {
                 )
             });
         }
-        let channels = self.channel_names();
+    }
+
+    /// Consumer i reads channel ((i-1) mod n); with several channels the history says which
+    /// consumer reads which, so each channel is judged on its own.
+    fn install_consumers(&self, sim: &mut turmoil::Sim<'_>, env: &Env) {
+        let (nsqds, client, channels) = (self.nsqds(), self.client_config(), self.channel_names());
         if channels.len() > 1 {
-            // Which consumer reads which channel: each channel is judged on its own.
+            let members = self
+                .consumers()
+                .into_iter()
+                .enumerate()
+                .map(|(i, host)| (host, channels[i % channels.len()].clone()))
+                .collect();
             env.record(
                 sim::world::HARNESS_HOST,
-                sim::history::EventKind::Groups {
-                    members: self
-                        .consumers()
-                        .into_iter()
-                        .enumerate()
-                        .map(|(i, host)| (host, channels[i % channels.len()].clone()))
-                        .collect(),
-                },
+                sim::history::EventKind::Groups { members },
             );
         }
         for (index, host) in self.consumers().into_iter().enumerate() {
@@ -374,6 +364,32 @@ impl Design for Nsq {
                 run_consumer(env.clone(), name.clone(), nsqds.clone(), client.clone())
             });
         }
+    }
+}
+
+impl Design for Nsq {
+    fn topology(&self) -> Topology {
+        Topology {
+            hosts: self
+                .lookupds()
+                .into_iter()
+                .chain(self.nsqds())
+                .chain(self.producers())
+                .chain(self.consumers())
+                .chain(self.db.as_ref().map(|db| db.host().to_string()))
+                .collect(),
+        }
+    }
+
+    /// Hosts in a fixed order (the order turmoil steps them in): lookupds, nsqds, the
+    /// database, producers, consumers.
+    fn install<'a>(&'a self, sim: &mut turmoil::Sim<'a>, env: &Env) {
+        self.install_servers(sim, env);
+        if let Some(db) = &self.db {
+            db.install(sim, env);
+        }
+        self.install_producers(sim, env);
+        self.install_consumers(sim, env);
     }
 
     /// The variant's promise, from the reference's designs table: NSQ's at-least-once
