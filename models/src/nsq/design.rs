@@ -1,11 +1,14 @@
 //! The `nsq` design: nsqd hosts, producers publishing to their own nsqd, consumers connected
 //! to every nsqd (reference §1; designs table rows 1 to 4).
 
-use super::clients::{run_consumer, run_producer, ClientConfig, Retry, Source};
+use super::client::ClientConfig;
+use super::consumer::run_consumer;
 use super::lookupd::LookupdOptions;
 use super::nsqd::NsqdOptions;
+use super::producer::{run_producer, Retry};
 use super::sim_nsqd::{self, Registry};
 use crate::db::sink::{DbSection, DbSink, DeliveryWindows};
+use crate::source::Source;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use sim::fault::Topology;

@@ -12,21 +12,22 @@
 //! Drivers and clients:
 //! - [`nsqd_driver`] and [`lookupd_driver`]: serving the cores over any stream;
 //!   [`sim_nsqd`] and [`sim_lookupd`] bind them to turmoil, [`real`] to tokio sockets, a real
-//!   data directory and the real clock (`jetsam nsqd`, `jetsam lookupd`);
+//!   data directory and the real clock;
 //! - [`link`], [`http`]: a client connection to nsqd, and the little HTTP lookupd needs;
-//! - [`clients`]: the producer and the go-nsq-like consumer, with [`backoff`]; [`design`]:
-//!   the `nsq` design.
+//! - [`client`]: what both clients share (settings, message bodies, connect, IDENTIFY);
+//!   [`producer`]: publishing with retries; [`consumer`]: the go-nsq-like consumer, with its
+//!   flow control in [`throttle`] ([`rdy`] accounting and [`backoff`]) and the database sink;
+//! - [`design`]: the `nsq` design (its config, hosts, promise); [`serve`]: its real servers
+//!   for `jetsam serve nsq nsqd|lookupd`.
 //!
-//! Not modelled yet: nsqd's channel pre-creation from lookupd when a topic is created (topics
-//! start at once, as on an nsqd whose lookupds cannot be reached; with the single channel the
-//! design's consumers share, the difference cannot be observed), go-nsq's RDY redistribution
-//! beyond moving the backoff's test RDY off a silent connection, TLS, compression, AUTH,
-//! pausing, and nsqd's HTTP publish API.
+//! Not modelled yet: TLS, compression, AUTH, pausing topics and channels, nsqd's HTTP
+//! publish API, and DPUB/MPUB in the workload (issue 16 lists the remaining differences).
 
 pub mod backend;
 pub mod backoff;
 pub mod channel;
-pub mod clients;
+pub mod client;
+pub mod consumer;
 pub mod design;
 pub mod diskqueue;
 pub mod guid;
@@ -38,10 +39,12 @@ pub mod nsqd;
 pub mod nsqd_driver;
 #[cfg(test)]
 mod nsqd_tests;
+pub mod producer;
 pub mod protocol;
 pub mod rdy;
 pub mod real;
 pub mod serve;
 pub mod sim_lookupd;
 pub mod sim_nsqd;
+pub mod throttle;
 pub mod topic;

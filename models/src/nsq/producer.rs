@@ -1,0 +1,151 @@
+//! The NSQ producer in the simulation: publishes its share of the workload to its own nsqd
+//! (reference §1.4), recording each PUB as invoke/ok/fail/info, with the configured retry.
+
+use super::client::{connect, encode_body, identify, ClientConfig};
+use super::link::Link;
+use super::protocol::{Command, FrameType};
+use crate::source::Source;
+use serde::{Deserialize, Serialize};
+use sim::history::EventKind;
+use sim::Env;
+use std::rc::Rc;
+use std::time::Duration;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Retry {
+    /// One attempt; an unanswered PUB is `info`.
+    None,
+    /// Retry the same nsqd (reconnecting): a PUB applied but unanswered is published twice.
+    Same,
+    /// Retry the next nsqd: the duplicate gets a different nsqd message id.
+    Another,
+}
+
+enum Outcome {
+    Ok,
+    /// Definitely not applied (not connected, or nsqd answered an error).
+    Fail(String),
+    /// Sent, and no answer: applied or not, nobody knows.
+    Unknown(String),
+}
+
+async fn publish_once(
+    (env, me): (&Env, &str),
+    link: &mut Option<Link>,
+    host: &str,
+    body: &[u8],
+    config: &ClientConfig,
+) -> Outcome {
+    if link.as_ref().is_none_or(|l| !l.sender.is_alive()) {
+        let Some(mut fresh) = connect(env, me, host, config).await else {
+            return Outcome::Fail(format!("cannot connect to {host}"));
+        };
+        match fresh
+            .request(&identify(config, false), config.publish_timeout)
+            .await
+        {
+            Some((FrameType::Response, _)) => *link = Some(fresh),
+            _ => return Outcome::Fail(format!("IDENTIFY to {host} failed")),
+        }
+    }
+    let active = link.as_mut().expect("connected above");
+    let command = Command::Pub {
+        topic: config.topic.clone(),
+        body: body.to_vec(),
+    };
+    match active.request(&command, config.publish_timeout).await {
+        Some((FrameType::Response, data)) if data == b"OK" => Outcome::Ok,
+        Some((FrameType::Error, data)) => {
+            *link = None;
+            Outcome::Fail(String::from_utf8_lossy(&data).into_owned())
+        }
+        Some(_) | None => {
+            // No answer in time. Responses are matched in order, so a late OK would answer the
+            // wrong PUB: the connection is dropped and the next publish reconnects.
+            *link = None;
+            Outcome::Unknown(format!(
+                "no response from {host} within {:?}",
+                config.publish_timeout
+            ))
+        }
+    }
+}
+
+/// A producer process: takes messages from the source and publishes each to its nsqd.
+pub async fn run_producer(
+    env: Env,
+    host: String,
+    nsqds: Vec<String>,
+    home: usize,
+    config: ClientConfig,
+    source: Rc<Source>,
+) -> turmoil::Result {
+    let process = env.process(&host);
+    let _running = process.start();
+    let name = format!("{host}@{}", process.incarnation());
+    let mut links: Vec<Option<Link>> = nsqds.iter().map(|_| None).collect();
+    let mut seq = 0;
+    let now = Duration::from_micros(env.now().0);
+    process.sleep(config.publish_start.saturating_sub(now)).await;
+    loop {
+        process.checkpoint().await;
+        if process.stop_requested() {
+            return Ok(());
+        }
+        let Some((id, key)) = source.take() else {
+            return Ok(());
+        };
+        seq += 1;
+        env.record(
+            &host,
+            EventKind::Publish {
+                id,
+                producer: name.clone(),
+                seq,
+                key: key.clone(),
+            },
+        );
+        let body = encode_body(id, key.as_deref());
+        let mut target = home;
+        let mut unknown = None;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let outcome =
+                publish_once((&env, &host), &mut links[target], &nsqds[target], &body, &config).await;
+            process.checkpoint().await;
+            let retry_left = config.retry != Retry::None && attempt <= config.retries_max;
+            match outcome {
+                Outcome::Ok => {
+                    env.record(&host, EventKind::PublishOk { id });
+                    break;
+                }
+                Outcome::Unknown(reason) | Outcome::Fail(reason) if retry_left => {
+                    if unknown.is_none() {
+                        unknown = Some(reason);
+                    }
+                    env.note(&host, "producer.retry");
+                    if config.retry == Retry::Another {
+                        target = (target + 1) % nsqds.len();
+                    }
+                }
+                Outcome::Unknown(reason) => {
+                    env.record(&host, EventKind::PublishInfo { id, reason });
+                    break;
+                }
+                Outcome::Fail(error) => {
+                    // An earlier attempt may have been applied: then the outcome is unknown.
+                    match unknown {
+                        Some(reason) => env.record(&host, EventKind::PublishInfo { id, reason }),
+                        None => env.record(&host, EventKind::PublishFail { id, error }),
+                    }
+                    break;
+                }
+            }
+        }
+        if !config.publish_interval.is_zero() {
+            process.sleep(config.publish_interval).await;
+        }
+    }
+}
