@@ -296,7 +296,7 @@ fn label(kind: &EventKind) -> String {
 /// hosts' lifelines.
 fn sequence_diagram(events: &[Event], anomaly: &Anomaly) -> String {
     let focus = anomaly.id;
-    let invariant = anomaly.kind == sim::checker::AnomalyKind::Invariant;
+    let invariant = anomaly.kind == sim::checker::invariant::INVARIANT;
     let mine = |e: &Event| {
         if invariant {
             matches!(e.kind, EventKind::Observe { .. })
