@@ -706,6 +706,7 @@ async fn handler_loop(
                 attempt: u32::from(message.attempts),
                 consumer: host.clone(),
                 partition: Some(nsqd.clone()),
+                node: Some(nsqd.clone()),
             },
         );
         if let Some(db) = &config.db {

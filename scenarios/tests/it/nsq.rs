@@ -141,9 +141,7 @@ fn an_nsqd_cut_off_from_every_lookupd_is_consumed_only_after_it_registers() {
         .events()
         .iter()
         .filter_map(|e| match &e.kind {
-            EventKind::Deliver {
-                partition: Some(p), ..
-            } if p == "nsqd2" => Some(e.time.0),
+            EventKind::Deliver { node: Some(n), .. } if n == "nsqd2" => Some(e.time.0),
             _ => None,
         })
         .collect();
@@ -178,11 +176,7 @@ fn go_nsq_never_has_more_in_flight_than_max_in_flight_and_starved_nsqds_wait_for
     // a connection to sit idle for go-nsq's LowRdyIdleTimeout.
     let mut first_from: Vec<(String, u64)> = Vec::new();
     for event in outcome.history.events() {
-        if let EventKind::Deliver {
-            partition: Some(nsqd),
-            ..
-        } = &event.kind
-        {
+        if let EventKind::Deliver { node: Some(nsqd), .. } = &event.kind {
             if !first_from.iter().any(|(n, _)| n == nsqd) {
                 first_from.push((nsqd.clone(), event.time.0));
             }

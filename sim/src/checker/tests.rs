@@ -316,6 +316,7 @@ fn with_declared_groups_each_group_is_owed_every_message_and_copies_across_group
                     attempt: 1,
                     consumer: consumer.into(),
                     partition: None,
+                    node: None,
                 },
             ));
             events.push(at(
