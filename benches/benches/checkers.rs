@@ -13,7 +13,11 @@ fn checkers(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::new("check_all", history.len()), &history, |b, h| {
             b.iter(|| {
                 let findings = sim::checker::check_all(h);
-                assert!(!findings.duplicate_delivery.is_empty() && !findings.reorder[3].is_empty());
+                use sim::checker::{duplicate_delivery, reorder, OrderScope};
+                assert!(
+                    !findings.get(duplicate_delivery::DUPLICATE_DELIVERY).is_empty()
+                        && !findings.get(reorder::kind(OrderScope::Global)).is_empty()
+                );
                 findings
             })
         });

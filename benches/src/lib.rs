@@ -53,6 +53,7 @@ pub fn synthetic_history(events: usize) -> History {
                         attempt,
                         consumer: consumer.to_string(),
                         partition: Some(format!("q{}", m % 8)),
+                        node: None,
                     },
                 );
             }

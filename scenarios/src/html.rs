@@ -296,7 +296,7 @@ fn label(kind: &EventKind) -> String {
 /// hosts' lifelines.
 fn sequence_diagram(events: &[Event], anomaly: &Anomaly) -> String {
     let focus = anomaly.id;
-    let invariant = anomaly.kind == sim::checker::AnomalyKind::Invariant;
+    let invariant = anomaly.kind == sim::checker::invariant::INVARIANT;
     let mine = |e: &Event| {
         if invariant {
             matches!(e.kind, EventKind::Observe { .. })
@@ -345,10 +345,7 @@ fn sequence_diagram(events: &[Event], anomaly: &Anomaly) -> String {
     // host's lifeline on its way to the consumer.
     let known: BTreeSet<&str> = events.iter().map(|e| e.host.as_str()).collect();
     let source = |event: &Event| match &event.kind {
-        EventKind::Deliver {
-            partition: Some(from),
-            ..
-        } if known.contains(from.as_str()) => Some(from.clone()),
+        EventKind::Deliver { node: Some(from), .. } if known.contains(from.as_str()) => Some(from.clone()),
         _ => None,
     };
     let mut hosts: Vec<String> = Vec::new();

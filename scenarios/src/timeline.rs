@@ -22,12 +22,15 @@ pub fn line(event: &Event) -> String {
             attempt,
             consumer,
             partition,
+            node,
         } => {
-            let from = partition
-                .as_deref()
-                .map(|p| format!(" from {p}"))
-                .unwrap_or_default();
-            format!("deliver  {id} to {consumer}{from} (attempt {attempt})")
+            let from = node.as_deref().map(|n| format!(" from {n}")).unwrap_or_default();
+            // NSQ's partition is its nsqd, already named; a Kafka partition is not its broker.
+            let within = match partition {
+                Some(p) if Some(p) != node.as_ref() => format!(" in {p}"),
+                _ => String::new(),
+            };
+            format!("deliver  {id} to {consumer}{from}{within} (attempt {attempt})")
         }
         EventKind::Effect { id, consumer } => format!("effect   {id} by {consumer}"),
         EventKind::Ack { id, consumer } => format!("ack      {id} by {consumer}"),
@@ -69,4 +72,32 @@ pub fn render(history: &History) -> String {
         let _ = writeln!(out, "{}", line(event));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::line;
+    use sim::history::{Event, EventKind, MsgId, SimTime};
+
+    fn deliver(partition: Option<&str>, node: Option<&str>) -> String {
+        line(&Event {
+            time: SimTime(1_000),
+            host: "c1".into(),
+            kind: EventKind::Deliver {
+                id: MsgId(7),
+                attempt: 1,
+                consumer: "c1".into(),
+                partition: partition.map(str::to_string),
+                node: node.map(str::to_string),
+            },
+        })
+    }
+
+    #[test]
+    fn a_delivery_names_its_node_and_a_partition_only_when_it_is_not_the_node() {
+        assert!(deliver(Some("nsqd1"), Some("nsqd1")).ends_with("deliver  m7 to c1 from nsqd1 (attempt 1)"));
+        assert!(deliver(Some("orders-3"), Some("broker2"))
+            .ends_with("deliver  m7 to c1 from broker2 in orders-3 (attempt 1)"));
+        assert!(deliver(None, None).ends_with("deliver  m7 to c1 (attempt 1)"));
+    }
 }

@@ -101,8 +101,15 @@ pub enum EventKind {
         id: MsgId,
         attempt: u32,
         consumer: String,
+        /// The unit of ordering the delivery came through (a Kafka partition; an nsqd's
+        /// channel, named by the nsqd): what `ordered(partition)` judges.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         partition: Option<String>,
+        /// The broker host that sent it (an nsqd, a Kafka broker), which reports draw the
+        /// delivery through; `None` when no broker host is in between (a Go channel). Apart
+        /// from `partition` because a Kafka partition moves between brokers.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        node: Option<String>,
     },
     /// The consumer's side effect for the message was applied.
     Effect {
@@ -329,16 +336,27 @@ mod tests {
                 attempt: 1,
                 consumer: "c".into(),
                 partition: Some("q".into()),
+                node: Some("broker".into()),
             },
         });
         let mut bytes = Vec::new();
         history.write_jsonl(&mut bytes).unwrap();
         let text = String::from_utf8(bytes).unwrap();
         assert!(text.starts_with(r#"{"t_us":10,"host":"app","type":"publish","id":1"#));
+        assert!(text.contains(r#""partition":"q","node":"broker"}"#), "{text}");
         let back = History::read_jsonl(&text).unwrap();
         assert_eq!(back, history);
         assert_eq!(back.hash(), history.hash());
         assert_eq!(history.hash().len(), 64);
+    }
+
+    #[test]
+    fn a_delivery_without_a_node_or_partition_omits_them_and_reads_back() {
+        let line = r#"{"t_us":1,"host":"c","type":"deliver","id":1,"attempt":1,"consumer":"c"}"#;
+        let history = History::read_jsonl(line).unwrap();
+        let mut bytes = Vec::new();
+        history.write_jsonl(&mut bytes).unwrap();
+        assert_eq!(String::from_utf8(bytes).unwrap().trim_end(), line);
     }
 
     #[test]

@@ -4,7 +4,14 @@
 //! a reorder, a phantom), **liveness** (something owed never happened before the drain budget
 //! ran out: `unseen`), and **crash** (a model panicked; the run stopped, with its seed).
 
-use crate::checker::{Anomaly, Findings, OrderScope};
+use crate::checker::duplicate_delivery::DUPLICATE_DELIVERY;
+use crate::checker::duplicate_effect::DUPLICATE_EFFECT;
+use crate::checker::invariant::INVARIANT;
+use crate::checker::lost::LOST;
+use crate::checker::partial::PARTIAL_TRANSACTION;
+use crate::checker::phantom::PHANTOM;
+use crate::checker::unseen::UNSEEN;
+use crate::checker::{reorder, Anomaly, AnomalyKind, Findings, OrderScope};
 use crate::history::{EventKind, History};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -31,21 +38,126 @@ pub enum Property {
     Ordered(OrderScope),
 }
 
-impl Property {
-    pub const ALL: [Property; 12] = [
+/// One row of the property table: what a property means and which anomaly kinds break it.
+#[derive(Clone, Copy, Debug)]
+pub struct PropertyRule {
+    pub property: Property,
+    pub describe: &'static str,
+    /// Kinds whose anomalies are safety violations of the property.
+    pub safety: &'static [AnomalyKind],
+    /// Kinds whose anomalies are liveness violations (owed, not seen before the drain budget
+    /// ran out).
+    pub liveness: &'static [AnomalyKind],
+}
+
+const fn rule(
+    property: Property,
+    describe: &'static str,
+    safety: &'static [AnomalyKind],
+    liveness: &'static [AnomalyKind],
+) -> PropertyRule {
+    PropertyRule {
+        property,
+        describe,
+        safety,
+        liveness,
+    }
+}
+
+/// The property table, in report order: the one place properties meet anomaly kinds.
+/// `Verdicts::judge` reads nothing else, and `Property::ALL` is its first column.
+pub const PROPERTIES: [PropertyRule; 12] = [
+    rule(
         Property::NoLoss,
+        "no acknowledged publish was lost (checker: lost)",
+        &[LOST],
+        &[],
+    ),
+    rule(
         Property::AtLeastOnce,
+        "every acknowledged publish was processed (lost, unseen)",
+        &[LOST],
+        &[UNSEEN],
+    ),
+    rule(
         Property::AtMostOnce,
+        "no side effect applied twice (duplicate-effect)",
+        &[DUPLICATE_EFFECT],
+        &[],
+    ),
+    rule(
         Property::ExactlyOnce,
+        "at-least-once, at-most-once, atomic, no phantoms (lost, unseen, duplicate-effect, \
+         partial-transaction, phantom)",
+        &[LOST, DUPLICATE_EFFECT, PARTIAL_TRANSACTION, PHANTOM],
+        &[UNSEEN],
+    ),
+    rule(
         Property::NoDuplicateDelivery,
+        "no message delivered twice (duplicate-delivery)",
+        &[DUPLICATE_DELIVERY],
+        &[],
+    ),
+    rule(
         Property::NoPhantom,
+        "nothing delivered that was not published (phantom)",
+        &[PHANTOM],
+        &[],
+    ),
+    rule(
         Property::Conserved,
+        "observed invariants keep their value, e.g. the ledger total (invariant)",
+        &[INVARIANT],
+        &[],
+    ),
+    rule(
         Property::Atomic,
+        "no transaction committed part of a message's effect (partial-transaction)",
+        &[PARTIAL_TRANSACTION],
+        &[],
+    ),
+    rule(
         Property::Ordered(OrderScope::Producer),
+        "deliveries follow each producer's publish order (reorder)",
+        &[reorder::kind(OrderScope::Producer)],
+        &[],
+    ),
+    rule(
         Property::Ordered(OrderScope::Key),
+        "deliveries follow publish order per key (reorder)",
+        &[reorder::kind(OrderScope::Key)],
+        &[],
+    ),
+    rule(
         Property::Ordered(OrderScope::Partition),
+        "deliveries follow publish order per partition (reorder)",
+        &[reorder::kind(OrderScope::Partition)],
+        &[],
+    ),
+    rule(
         Property::Ordered(OrderScope::Global),
-    ];
+        "deliveries follow the global publish order (reorder)",
+        &[reorder::kind(OrderScope::Global)],
+        &[],
+    ),
+];
+
+/// Kinds a registered checker finds that no property judges: they stay in `Findings` (and a
+/// replay's findings) without breaking anything. None yet; a checker added ahead of its
+/// property lists its kinds here, and the registry tests accept nothing else.
+pub const INFORMATIONAL: &[AnomalyKind] = &[];
+
+impl Property {
+    /// Every property, in the property table's order.
+    pub const ALL: [Property; PROPERTIES.len()] = {
+        let mut all = [Property::NoLoss; PROPERTIES.len()];
+        let mut row = 0;
+        while row < PROPERTIES.len() {
+            all[row] = PROPERTIES[row].property;
+            row += 1;
+        }
+        all
+    };
 
     pub fn name(self) -> String {
         match self {
@@ -69,55 +181,24 @@ impl Property {
         Property::ALL.into_iter().find(|p| p.name() == text)
     }
 
-    pub fn describe(self) -> &'static str {
-        match self {
-            Property::NoLoss => "no acknowledged publish was lost (checker: lost)",
-            Property::AtLeastOnce => "every acknowledged publish was processed (lost, unseen)",
-            Property::AtMostOnce => "no side effect applied twice (duplicate-effect)",
-            Property::ExactlyOnce => {
-                "at-least-once, at-most-once, atomic, no phantoms (lost, unseen, duplicate-effect, \
-                 partial-transaction, phantom)"
-            }
-            Property::NoDuplicateDelivery => "no message delivered twice (duplicate-delivery)",
-            Property::NoPhantom => "nothing delivered that was not published (phantom)",
-            Property::Conserved => "observed invariants keep their value, e.g. the ledger total (invariant)",
-            Property::Atomic => "no transaction committed part of a message's effect (partial-transaction)",
-            Property::Ordered(OrderScope::Producer) => {
-                "deliveries follow each producer's publish order (reorder)"
-            }
-            Property::Ordered(OrderScope::Key) => "deliveries follow publish order per key (reorder)",
-            Property::Ordered(OrderScope::Partition) => {
-                "deliveries follow publish order per partition (reorder)"
-            }
-            Property::Ordered(OrderScope::Global) => "deliveries follow the global publish order (reorder)",
-        }
+    /// This property's row of the property table.
+    pub fn rule(self) -> &'static PropertyRule {
+        PROPERTIES
+            .iter()
+            .find(|rule| rule.property == self)
+            .expect("Property::ALL is the table's first column")
     }
 
-    /// The (safety, liveness) anomalies that break this property.
+    pub fn describe(self) -> &'static str {
+        self.rule().describe
+    }
+
+    /// The (safety, liveness) anomalies that break this property, kind by kind in the
+    /// table's order.
     fn anomalies(self, findings: &Findings) -> (Vec<&Anomaly>, Vec<&Anomaly>) {
-        let safety: Vec<&[Anomaly]> = match self {
-            Property::NoLoss | Property::AtLeastOnce => vec![&findings.lost],
-            Property::AtMostOnce => vec![&findings.duplicate_effect],
-            Property::ExactlyOnce => vec![
-                &findings.lost,
-                &findings.duplicate_effect,
-                &findings.partial,
-                &findings.phantom,
-            ],
-            Property::NoDuplicateDelivery => vec![&findings.duplicate_delivery],
-            Property::NoPhantom => vec![&findings.phantom],
-            Property::Conserved => vec![&findings.invariant],
-            Property::Atomic => vec![&findings.partial],
-            Property::Ordered(scope) => vec![findings.reorder(scope)],
-        };
-        let liveness: Vec<&[Anomaly]> = match self {
-            Property::AtLeastOnce | Property::ExactlyOnce => vec![&findings.unseen],
-            _ => vec![],
-        };
-        (
-            safety.into_iter().flatten().collect(),
-            liveness.into_iter().flatten().collect(),
-        )
+        let rule = self.rule();
+        let of = |kinds: &[AnomalyKind]| kinds.iter().flat_map(|kind| findings.get(*kind)).collect();
+        (of(rule.safety), of(rule.liveness))
     }
 }
 

@@ -267,6 +267,7 @@ async fn handle(env: &Env, process: &Process, consumer: &str, id: MsgId, process
             attempt: 1,
             consumer: consumer.to_string(),
             partition: None,
+            node: None,
         },
     );
     process.sleep(Duration::from_millis(processing_ms)).await;

@@ -316,6 +316,7 @@ async fn handler_loop(
                 attempt: u32::from(message.attempts),
                 consumer: host.clone(),
                 partition: Some(nsqd.clone()),
+                node: Some(nsqd.clone()),
             },
         );
         if let Some(db) = db.as_mut() {

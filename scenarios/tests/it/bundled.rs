@@ -2,7 +2,7 @@
 //! show what the reference predicts.
 
 use super::{bundled, load};
-use sim::checker::AnomalyKind;
+use sim::checker::{lost::LOST, phantom::PHANTOM};
 use sim::verdict::Property;
 
 #[test]
@@ -34,7 +34,7 @@ fn every_bundled_scenario_meets_its_expectations() {
 #[test]
 fn go_channel_kill_loses_exactly_what_was_buffered_or_in_the_handler() {
     let outcome = load("scenarios/go-channel/kill-loses-buffered.toml").run(1);
-    let lost = &outcome.findings.lost;
+    let lost = outcome.findings.get(LOST);
     assert!(!lost.is_empty());
     let kill_us = 300_000;
     for anomaly in lost {
@@ -53,10 +53,10 @@ fn go_channel_kill_loses_exactly_what_was_buffered_or_in_the_handler() {
 #[test]
 fn go_channel_careless_shutdown_phantoms_are_zero_values() {
     let outcome = load("scenarios/go-channel/careless-shutdown-phantom.toml").run(1);
-    let phantoms = &outcome.findings.phantom;
+    let phantoms = outcome.findings.get(PHANTOM);
     assert_eq!(phantoms.len(), 1);
     assert_eq!(phantoms[0].id, sim::MsgId::ZERO);
-    assert_eq!(phantoms[0].kind, AnomalyKind::Phantom);
+    assert_eq!(phantoms[0].kind, PHANTOM);
     // Only shutdown produces them: nothing acknowledged is lost, since the channel was empty.
     assert!(outcome.verdicts.get(Property::NoLoss).holds);
 }
@@ -116,7 +116,7 @@ fn a_run_that_does_not_drain_is_a_liveness_failure_naming_what_is_pending() {
         "{unmet:?}"
     );
     // Acknowledged but unprocessed messages are `unseen`, not `lost`, in a run that did not drain.
-    assert!(outcome.findings.lost.is_empty());
+    assert!(outcome.findings.get(LOST).is_empty());
 }
 
 #[test]

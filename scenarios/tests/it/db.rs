@@ -1,6 +1,9 @@
 //! Database scenarios checked beyond their verdicts.
 
 use super::load;
+use sim::checker::{
+    duplicate_effect::DUPLICATE_EFFECT, lost::LOST, partial::PARTIAL_TRANSACTION, phantom::PHANTOM,
+};
 use sim::verdict::Property;
 
 #[test]
@@ -16,7 +19,7 @@ fn the_careless_1205_handling_loses_effects_that_retrying_the_whole_transaction_
     assert!(
         outcome
             .findings
-            .lost
+            .get(LOST)
             .iter()
             .all(|a| a.detail.contains("delivered")),
         "lost after delivery"
@@ -53,7 +56,7 @@ fn deadlocks_between_concurrent_transfers_are_real_and_every_effect_lands() {
         .unwrap_or(0);
     assert!(deadlocks >= 5, "{deadlocks} deadlocks");
     assert!(outcome.verdicts.get(Property::AtLeastOnce).holds);
-    assert!(outcome.findings.phantom.is_empty());
+    assert!(outcome.findings.get(PHANTOM).is_empty());
 }
 
 #[test]
@@ -63,7 +66,7 @@ fn a_retry_loop_past_msg_timeout_has_two_consumers_on_one_message_at_once() {
     let outcome = loaded.run(loaded.scenario.run.seed);
     let events = outcome.history.events();
     // Some duplicated message was held by both consumers before either committed it.
-    let overlapping = outcome.findings.duplicate_effect.iter().filter(|anomaly| {
+    let overlapping = outcome.findings.get(DUPLICATE_EFFECT).iter().filter(|anomaly| {
         let first_effect = events
             .iter()
             .find(|e| matches!(&e.kind, EventKind::Effect { id, .. } if *id == anomaly.id))
@@ -88,7 +91,7 @@ fn a_retry_loop_past_msg_timeout_has_two_consumers_on_one_message_at_once() {
 fn only_the_light_transfers_starve_while_the_heavy_batches_win_every_deadlock() {
     let starved = load("scenarios/db/starved-deadlock-victim-dropped.toml");
     let outcome = starved.run(1);
-    let lost: Vec<u64> = outcome.findings.lost.iter().map(|a| a.id.0).collect();
+    let lost: Vec<u64> = outcome.findings.get(LOST).iter().map(|a| a.id.0).collect();
     assert!(!lost.is_empty(), "some message was dropped");
     assert!(
         lost.iter().all(|id| id % 2 == 1),
@@ -103,7 +106,7 @@ fn only_the_light_transfers_starve_while_the_heavy_batches_win_every_deadlock() 
         .replace("batch_every = 2", "batch_every = 0");
     let even = scenarios::Loaded::parse("even.toml", &text).unwrap().run(1);
     assert!(
-        even.findings.lost.iter().any(|a| a.id.0 % 2 == 0),
+        even.findings.get(LOST).iter().any(|a| a.id.0 % 2 == 0),
         "with equal weights, even messages are dropped too"
     );
 }
@@ -111,8 +114,8 @@ fn only_the_light_transfers_starve_while_the_heavy_batches_win_every_deadlock() 
 #[test]
 fn the_partial_transaction_checker_names_what_a_careless_commit_left_out() {
     let outcome = load("scenarios/db/careless-continue-after-1213-commits-inbox-alone.toml").run(1);
-    assert!(!outcome.findings.partial.is_empty());
-    for anomaly in &outcome.findings.partial {
+    assert!(!outcome.findings.get(PARTIAL_TRANSACTION).is_empty());
+    for anomaly in outcome.findings.get(PARTIAL_TRANSACTION) {
         assert!(
             anomaly.detail.contains("committed inbox without debit, credit"),
             "{}",
@@ -120,6 +123,10 @@ fn the_partial_transaction_checker_names_what_a_careless_commit_left_out() {
         );
     }
     // Each partial commit is also a lost effect: the inbox row makes redelivery skip it.
-    let lost: Vec<_> = outcome.findings.lost.iter().map(|a| a.id).collect();
-    assert!(outcome.findings.partial.iter().all(|a| lost.contains(&a.id)));
+    let lost: Vec<_> = outcome.findings.get(LOST).iter().map(|a| a.id).collect();
+    assert!(outcome
+        .findings
+        .get(PARTIAL_TRANSACTION)
+        .iter()
+        .all(|a| lost.contains(&a.id)));
 }

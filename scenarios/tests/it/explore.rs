@@ -4,6 +4,7 @@
 use super::{jetsam, load};
 use scenarios::explore::explore;
 use scenarios::parse_expect_override;
+use sim::checker::lost::LOST;
 
 fn explore_with(
     path: &str,
@@ -26,7 +27,7 @@ fn swarm_kills_break_no_loss_within_a_few_hundred_seeds() {
     );
     // The failing seed replays: same schedule, same loss.
     let replay = loaded.run(failure.seed);
-    assert!(!replay.findings.lost.is_empty());
+    assert!(!replay.findings.get(LOST).is_empty());
     assert!(replay
         .schedule
         .iter()

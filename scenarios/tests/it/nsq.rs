@@ -3,6 +3,7 @@
 use super::load;
 use scenarios::explore::explore;
 use scenarios::parse_expect_override;
+use sim::checker::{duplicate_effect::DUPLICATE_EFFECT, lost::LOST};
 use sim::history::{EventKind, MsgId};
 
 fn deliveries(history: &sim::History, id: MsgId) -> Vec<(u64, u32, String)> {
@@ -45,7 +46,7 @@ fn msg_timeout_fires_at_most_a_queue_scan_late_and_the_message_goes_to_the_other
     );
     let duplicated = outcome
         .findings
-        .duplicate_effect
+        .get(DUPLICATE_EFFECT)
         .first()
         .expect("a duplicate effect")
         .id;
@@ -90,14 +91,14 @@ fn a_disconnected_consumers_message_waits_the_whole_msg_timeout() {
 fn the_message_lost_on_kill_was_in_flight() {
     let outcome = load("scenarios/nsq/in-flight-lost-on-kill.toml").run(1);
     assert_eq!(
-        outcome.findings.lost.len(),
+        outcome.findings.get(LOST).len(),
         1,
         "only the in-flight one: the disk queue kept the rest"
     );
     assert!(
-        outcome.findings.lost[0].detail.contains("delivered 1 time"),
+        outcome.findings.get(LOST)[0].detail.contains("delivered 1 time"),
         "{}",
-        outcome.findings.lost[0]
+        outcome.findings.get(LOST)[0]
     );
 }
 
@@ -105,11 +106,11 @@ fn the_message_lost_on_kill_was_in_flight() {
 fn kill_with_memory_backlog_loses_only_what_nsqd_held_in_memory() {
     let outcome = load("scenarios/nsq/kill-with-memory-backlog.toml").run(1);
     let kill_us = 200_000;
-    assert!(!outcome.findings.lost.is_empty());
-    for lost in &outcome.findings.lost {
+    assert!(!outcome.findings.get(LOST).is_empty());
+    for lost in outcome.findings.get(LOST) {
         assert!(lost.times[1].0 <= kill_us, "acknowledged before the kill: {lost}");
     }
-    assert!(outcome.findings.duplicate_effect.is_empty());
+    assert!(outcome.findings.get(DUPLICATE_EFFECT).is_empty());
 }
 
 #[test]
@@ -140,9 +141,7 @@ fn an_nsqd_cut_off_from_every_lookupd_is_consumed_only_after_it_registers() {
         .events()
         .iter()
         .filter_map(|e| match &e.kind {
-            EventKind::Deliver {
-                partition: Some(p), ..
-            } if p == "nsqd2" => Some(e.time.0),
+            EventKind::Deliver { node: Some(n), .. } if n == "nsqd2" => Some(e.time.0),
             _ => None,
         })
         .collect();
@@ -177,11 +176,7 @@ fn go_nsq_never_has_more_in_flight_than_max_in_flight_and_starved_nsqds_wait_for
     // a connection to sit idle for go-nsq's LowRdyIdleTimeout.
     let mut first_from: Vec<(String, u64)> = Vec::new();
     for event in outcome.history.events() {
-        if let EventKind::Deliver {
-            partition: Some(nsqd),
-            ..
-        } = &event.kind
-        {
+        if let EventKind::Deliver { node: Some(nsqd), .. } = &event.kind {
             if !first_from.iter().any(|(n, _)| n == nsqd) {
                 first_from.push((nsqd.clone(), event.time.0));
             }

@@ -1,7 +1,15 @@
 //! `duplicate-effect`: a published message whose side effect was applied more than once.
 
-use super::{repeated, Anomaly, AnomalyKind, PublishIndex};
+use super::{repeated, Anomaly, AnomalyKind, Checker, PublishIndex, Runs};
 use crate::history::{EventKind, History};
+
+pub const DUPLICATE_EFFECT: AnomalyKind = AnomalyKind::message("duplicate-effect");
+
+pub const CHECKER: Checker = Checker {
+    kinds: &[DUPLICATE_EFFECT],
+    runs: Runs::PerGroup,
+    check: check_indexed,
+};
 
 pub fn check(history: &History) -> Vec<Anomaly> {
     check_indexed(history, &PublishIndex::build(history))
@@ -11,7 +19,7 @@ pub fn check_indexed(history: &History, index: &PublishIndex) -> Vec<Anomaly> {
     repeated(
         history,
         index,
-        AnomalyKind::DuplicateEffect,
+        DUPLICATE_EFFECT,
         |kind| match kind {
             EventKind::Effect { id, .. } => Some(*id),
             _ => None,

@@ -2,9 +2,20 @@
 //! the system's state, e.g. the total of all balances after a commit); the first observation
 //! of each name is the reference, and every later one that differs is an anomaly.
 
-use super::{Anomaly, AnomalyKind};
+use super::{Anomaly, AnomalyKind, Checker, Runs};
 use crate::history::{EventKind, History, MsgId, SimTime};
 use std::collections::BTreeMap;
+
+/// About the system's state, not a message: its anomalies carry `MsgId::ZERO`, unshown.
+pub const INVARIANT: AnomalyKind = AnomalyKind::state("invariant");
+
+/// Once on the whole history: an observation reads the whole system, which no consumer
+/// group owns. It needs no publish index.
+pub const CHECKER: Checker = Checker {
+    kinds: &[INVARIANT],
+    runs: Runs::Once,
+    check: |history, _| check(history),
+};
 
 pub fn check(history: &History) -> Vec<Anomaly> {
     let mut first: BTreeMap<&str, (i64, SimTime, &str)> = BTreeMap::new();
@@ -19,7 +30,7 @@ pub fn check(history: &History) -> Vec<Anomaly> {
                 .or_insert((*value, event.time, event.host.as_str()));
         if *value != expected {
             anomalies.push(Anomaly {
-                kind: AnomalyKind::Invariant,
+                kind: INVARIANT,
                 id: MsgId::ZERO,
                 times: vec![since, event.time],
                 hosts: vec![host.to_string(), event.host.clone()],

@@ -5,64 +5,150 @@
 //!
 //! "Processed" means the consumer's side effect was recorded (`effect`); "delivered" means the
 //! consumer received the message (`deliver`).
+//!
+//! Adding a checker: write `my_checker.rs` with its kind constants, `check_indexed` and a
+//! `pub const CHECKER: Checker`, then add its module name to `registry!` below. If a property
+//! judges its kinds, add them to that property's row in `verdict::PROPERTIES`; otherwise list
+//! them in `verdict::INFORMATIONAL`. The tests in `registry_tests.rs` fail until one is done.
 
-pub mod duplicate_delivery;
-pub mod duplicate_effect;
-pub mod invariant;
-pub mod lost;
-pub mod partial;
-pub mod phantom;
-pub mod reorder;
-pub mod unseen;
-
+mod findings;
 mod index;
 
+pub use findings::{check_all, Findings};
 pub use index::{Outcome, PublishIndex, PublishInfo};
+pub use reorder::OrderScope;
 
 use crate::history::{History, MsgId, SimTime};
 use serde::Serialize;
 use std::fmt;
 
+/// Declares each checker's module and registers its `CHECKER`, in the order `check_all` runs
+/// them. One name does both, so a checker cannot be written and then forgotten: a module that
+/// is declared but not registered would never run, and no test could notice.
+macro_rules! registry {
+    ($($module:ident),* $(,)?) => {
+        $(pub mod $module;)*
+        /// Every checker `check_all` runs.
+        pub const CHECKERS: &[Checker] = &[$($module::CHECKER),*];
+    };
+}
+
+registry! {
+    lost,
+    unseen,
+    duplicate_delivery,
+    duplicate_effect,
+    phantom,
+    reorder,
+    invariant,
+    partial,
+}
+
 /// How many occurrences a witness lists before it only counts.
 pub const WITNESS_OCCURRENCES_MAX: usize = 8;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum AnomalyKind {
-    /// An acknowledged publish was never processed, and the run drained.
-    Lost,
-    /// An acknowledged publish was not processed, but the run did not drain.
-    Unseen,
-    DuplicateDelivery,
-    DuplicateEffect,
-    Reorder,
-    /// Delivered but never published, or published only with `fail`.
-    Phantom,
-    /// A value that must stay constant (an `observe` event) changed, e.g. money created or
-    /// destroyed by transfers.
-    Invariant,
-    /// A transaction committed part of a message's effect, not all of it.
-    PartialTransaction,
+/// One registered checker: what it finds, over which history, and the pure function that finds it.
+#[derive(Clone, Copy, Debug)]
+pub struct Checker {
+    /// Every kind its anomalies may have; `check_all` asserts it, and the property table and
+    /// the registry tests read it.
+    pub kinds: &'static [AnomalyKind],
+    pub runs: Runs,
+    /// A pure function over the history. The index is the one built for that same history
+    /// (the group's projection, for `Runs::PerGroup`), shared by all checkers.
+    pub check: fn(&History, &PublishIndex) -> Vec<Anomaly>,
+}
+
+/// Which history a checker judges when the history declares consumer groups.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Runs {
+    /// Once per group, on that group's projection (only its consumers' deliveries, effects
+    /// and acks), each anomaly tagged `[group]`: each group is owed every message, so message
+    /// checkers judge groups apart. Without groups: once, on the whole history.
+    PerGroup,
+    /// Once, on the whole history: the checker judges the system's state (observations,
+    /// committed transactions), which no single group owns.
+    Once,
+}
+
+/// What an anomaly is: a stable kebab-case name (what reports, JSON and `Display` show), an
+/// optional scope (reorder's four ordering scopes are four kinds named `reorder`), and whether
+/// it is about one message.
+///
+/// A value type rather than an enum so that a checker defines its kinds in its own file
+/// (`pub const LOST: AnomalyKind = AnomalyKind::message("lost")`) and adding one (Kafka's
+/// offset with two values, non-monotonic reads, aborted reads) touches no shared list. What an
+/// enum's exhaustive matches gave is kept by `registry_tests`: no two registered checkers
+/// share a kind, every kind the property table names is registered, and every registered kind
+/// is judged by a property or listed as informational. Code compares kinds only against the
+/// owning checker's constants, never against names it spells itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct AnomalyKind {
+    name: &'static str,
+    scope: Option<&'static str>,
+    /// False for anomalies about the system's state (an invariant), whose `id` means nothing.
+    names_message: bool,
 }
 
 impl AnomalyKind {
+    /// A kind of anomaly about one message, which `Display` names.
+    pub const fn message(name: &'static str) -> AnomalyKind {
+        AnomalyKind {
+            name,
+            scope: None,
+            names_message: true,
+        }
+    }
+
+    /// A kind of anomaly about the system's state rather than one message.
+    pub const fn state(name: &'static str) -> AnomalyKind {
+        AnomalyKind {
+            name,
+            scope: None,
+            names_message: false,
+        }
+    }
+
+    /// The same kind, within one scope (`reorder` in the producer scope).
+    pub const fn scoped(self, scope: &'static str) -> AnomalyKind {
+        AnomalyKind {
+            scope: Some(scope),
+            ..self
+        }
+    }
+
+    /// What reports, JSON and anomaly lines show: the scope is not part of it (the anomaly's
+    /// detail says it), so reports read as they did when reorder was one kind.
     pub fn name(self) -> &'static str {
-        match self {
-            AnomalyKind::Lost => "lost",
-            AnomalyKind::Unseen => "unseen",
-            AnomalyKind::DuplicateDelivery => "duplicate-delivery",
-            AnomalyKind::DuplicateEffect => "duplicate-effect",
-            AnomalyKind::Reorder => "reorder",
-            AnomalyKind::Phantom => "phantom",
-            AnomalyKind::Invariant => "invariant",
-            AnomalyKind::PartialTransaction => "partial-transaction",
+        self.name
+    }
+
+    pub fn scope(self) -> Option<&'static str> {
+        self.scope
+    }
+
+    pub fn names_message(self) -> bool {
+        self.names_message
+    }
+
+    /// The name with its scope, `reorder(producer)`: unique among registered kinds.
+    pub fn key(self) -> String {
+        match self.scope {
+            Some(scope) => format!("{}({scope})", self.name),
+            None => self.name.to_string(),
         }
     }
 }
 
 impl fmt::Display for AnomalyKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
+        f.write_str(self.name)
+    }
+}
+
+impl Serialize for AnomalyKind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name)
     }
 }
 
@@ -80,10 +166,10 @@ pub struct Anomaly {
 
 impl fmt::Display for Anomaly {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.kind == AnomalyKind::Invariant {
-            write!(f, "{}: {}", self.kind, self.detail)?;
-        } else {
+        if self.kind.names_message() {
             write!(f, "{} {}: {}", self.kind, self.id, self.detail)?;
+        } else {
+            write!(f, "{}: {}", self.kind, self.detail)?;
         }
         let at: Vec<String> = self
             .times
@@ -96,156 +182,6 @@ impl fmt::Display for Anomaly {
         }
         Ok(())
     }
-}
-
-/// Ordering scopes for the reorder checker.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum OrderScope {
-    /// Among one producer's messages, in the producer's publish order.
-    Producer,
-    /// Among messages with the same key, in publish-invocation order.
-    Key,
-    /// Among deliveries from the same partition (as the consumer recorded it).
-    Partition,
-    /// Among all messages, in publish-invocation order.
-    Global,
-}
-
-impl OrderScope {
-    pub const ALL: [OrderScope; 4] = [
-        OrderScope::Producer,
-        OrderScope::Key,
-        OrderScope::Partition,
-        OrderScope::Global,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            OrderScope::Producer => "producer",
-            OrderScope::Key => "key",
-            OrderScope::Partition => "partition",
-            OrderScope::Global => "global",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<OrderScope> {
-        OrderScope::ALL.into_iter().find(|s| s.name() == text)
-    }
-}
-
-/// The output of every checker over one history.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
-pub struct Findings {
-    pub lost: Vec<Anomaly>,
-    pub unseen: Vec<Anomaly>,
-    pub duplicate_delivery: Vec<Anomaly>,
-    pub duplicate_effect: Vec<Anomaly>,
-    pub phantom: Vec<Anomaly>,
-    pub invariant: Vec<Anomaly>,
-    pub partial: Vec<Anomaly>,
-    /// Indexed like [`OrderScope::ALL`].
-    pub reorder: [Vec<Anomaly>; 4],
-}
-
-impl Findings {
-    pub fn reorder(&self, scope: OrderScope) -> &[Anomaly] {
-        let slot = OrderScope::ALL
-            .iter()
-            .position(|s| *s == scope)
-            .expect("every scope is in ALL");
-        &self.reorder[slot]
-    }
-}
-
-/// Runs every checker, sharing one publish index. When the history declares consumer groups
-/// (`groups`: NSQ channels, each owed a copy of every message), the message checkers judge
-/// each group on its own history (publishes, faults and everything else, with only that
-/// group's consumers' deliveries, effects and acks), and each anomaly names its group.
-pub fn check_all(history: &History) -> Findings {
-    let mut findings = match groups(history) {
-        Some(groups) if groups.len() > 1 => {
-            let mut all = Findings::default();
-            for (group, members) in groups {
-                let projected = project(history, &members);
-                let mut found = check_messages(&projected);
-                let tag = |list: &mut Vec<Anomaly>| {
-                    for anomaly in list.iter_mut() {
-                        anomaly.detail = format!("[{group}] {}", anomaly.detail);
-                    }
-                };
-                tag(&mut found.lost);
-                tag(&mut found.unseen);
-                tag(&mut found.duplicate_delivery);
-                tag(&mut found.duplicate_effect);
-                tag(&mut found.phantom);
-                found.reorder.iter_mut().for_each(tag);
-                all.lost.extend(found.lost);
-                all.unseen.extend(found.unseen);
-                all.duplicate_delivery.extend(found.duplicate_delivery);
-                all.duplicate_effect.extend(found.duplicate_effect);
-                all.phantom.extend(found.phantom);
-                for (into, from) in all.reorder.iter_mut().zip(found.reorder) {
-                    into.extend(from);
-                }
-            }
-            all
-        }
-        _ => check_messages(history),
-    };
-    findings.invariant = invariant::check(history);
-    findings.partial = partial::check(history);
-    findings
-}
-
-fn check_messages(history: &History) -> Findings {
-    let index = PublishIndex::build(history);
-    Findings {
-        lost: lost::check_indexed(history, &index),
-        unseen: unseen::check_indexed(history, &index),
-        duplicate_delivery: duplicate_delivery::check_indexed(history, &index),
-        duplicate_effect: duplicate_effect::check_indexed(history, &index),
-        phantom: phantom::check_indexed(history, &index),
-        invariant: Vec::new(),
-        partial: Vec::new(),
-        reorder: OrderScope::ALL.map(|scope| reorder::check_indexed(history, &index, scope)),
-    }
-}
-
-/// The declared groups and their consumers, in the order first declared.
-fn groups(history: &History) -> Option<Vec<(String, Vec<String>)>> {
-    let members = history.events().iter().find_map(|e| match &e.kind {
-        crate::history::EventKind::Groups { members } => Some(members),
-        _ => None,
-    })?;
-    let mut groups: Vec<(String, Vec<String>)> = Vec::new();
-    for (consumer, group) in members {
-        match groups.iter_mut().find(|(g, _)| g == group) {
-            Some((_, list)) => list.push(consumer.clone()),
-            None => groups.push((group.clone(), vec![consumer.clone()])),
-        }
-    }
-    Some(groups)
-}
-
-/// The history as one group sees it: other groups' consumers' deliveries, effects and acks
-/// left out.
-fn project(history: &History, members: &[String]) -> History {
-    use crate::history::EventKind;
-    let keep = |consumer: &String| members.contains(consumer);
-    History::from_events(
-        history
-            .events()
-            .iter()
-            .filter(|e| match &e.kind {
-                EventKind::Deliver { consumer, .. }
-                | EventKind::Effect { consumer, .. }
-                | EventKind::Ack { consumer, .. } => keep(consumer),
-                _ => true,
-            })
-            .cloned()
-            .collect(),
-    )
 }
 
 /// Shared by the two "never processed" checkers: acknowledged publishes with no effect.
@@ -330,6 +266,8 @@ fn repeated(
 
 #[cfg(test)]
 mod proptests;
+#[cfg(test)]
+mod registry_tests;
 #[cfg(test)]
 pub(crate) mod test_support;
 #[cfg(test)]

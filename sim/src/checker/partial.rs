@@ -4,8 +4,18 @@
 //! database records each committed transaction's tagged writes (`write`). A history with no
 //! declaration has no transactions to judge.
 
-use super::{Anomaly, AnomalyKind};
+use super::{Anomaly, AnomalyKind, Checker, Runs};
 use crate::history::{EventKind, History};
+
+pub const PARTIAL_TRANSACTION: AnomalyKind = AnomalyKind::message("partial-transaction");
+
+/// Once on the whole history: the database's commits are not one consumer group's. It needs
+/// no publish index.
+pub const CHECKER: Checker = Checker {
+    kinds: &[PARTIAL_TRANSACTION],
+    runs: Runs::Once,
+    check: |history, _| check(history),
+};
 
 pub fn check(history: &History) -> Vec<Anomaly> {
     let Some(whole) = history.events().iter().find_map(|event| match &event.kind {
@@ -28,7 +38,7 @@ pub fn check(history: &History) -> Vec<Anomaly> {
             continue;
         }
         anomalies.push(Anomaly {
-            kind: AnomalyKind::PartialTransaction,
+            kind: PARTIAL_TRANSACTION,
             id: *id,
             times: vec![event.time],
             hosts: vec![event.host.clone()],

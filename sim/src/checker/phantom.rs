@@ -2,9 +2,18 @@
 //! publish failed. Reading a closed Go channel without checking `ok` yields these as zero
 //! values (reference §6); an aborted write read back is the broker-side form (Jepsen's G1a).
 
-use super::{Anomaly, AnomalyKind, Outcome, PublishIndex, WITNESS_OCCURRENCES_MAX};
+use super::{Anomaly, AnomalyKind, Checker, Outcome, PublishIndex, Runs, WITNESS_OCCURRENCES_MAX};
 use crate::history::{EventKind, History, MsgId};
 use std::collections::BTreeMap;
+
+/// About a message, even id 0: reading a closed Go channel yields the zero value.
+pub const PHANTOM: AnomalyKind = AnomalyKind::message("phantom");
+
+pub const CHECKER: Checker = Checker {
+    kinds: &[PHANTOM],
+    runs: Runs::PerGroup,
+    check: check_indexed,
+};
 
 pub fn check(history: &History) -> Vec<Anomaly> {
     check_indexed(history, &PublishIndex::build(history))
@@ -25,7 +34,7 @@ pub fn check_indexed(history: &History, index: &PublishIndex) -> Vec<Anomaly> {
         let (anomaly, count) = by_id.entry(id).or_insert_with(|| {
             (
                 Anomaly {
-                    kind: AnomalyKind::Phantom,
+                    kind: PHANTOM,
                     id,
                     times: Vec::new(),
                     hosts: Vec::new(),

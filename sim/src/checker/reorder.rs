@@ -2,12 +2,76 @@
 //! already delivered in that scope. Every delivery counts, so a redelivery that comes after a
 //! later message (NSQ's tail requeue) is a reorder; a repeat of the latest message is not.
 
-use super::{Anomaly, AnomalyKind, OrderScope, PublishIndex};
+use super::{Anomaly, AnomalyKind, Checker, PublishIndex, Runs};
 use crate::history::{EventKind, History, MsgId, SimTime};
+use serde::Serialize;
 use std::collections::BTreeMap;
+
+/// Ordering scopes for the reorder checker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OrderScope {
+    /// Among one producer's messages, in the producer's publish order.
+    Producer,
+    /// Among messages with the same key, in publish-invocation order.
+    Key,
+    /// Among deliveries from the same partition (as the consumer recorded it).
+    Partition,
+    /// Among all messages, in publish-invocation order.
+    Global,
+}
+
+impl OrderScope {
+    pub const ALL: [OrderScope; 4] = [
+        OrderScope::Producer,
+        OrderScope::Key,
+        OrderScope::Partition,
+        OrderScope::Global,
+    ];
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            OrderScope::Producer => "producer",
+            OrderScope::Key => "key",
+            OrderScope::Partition => "partition",
+            OrderScope::Global => "global",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<OrderScope> {
+        OrderScope::ALL.into_iter().find(|s| s.name() == text)
+    }
+}
+
+/// One kind per scope, all named `reorder` (the anomaly's detail names its scope): each
+/// `ordered(scope)` property is broken by its own scope's reorders only.
+pub const fn kind(scope: OrderScope) -> AnomalyKind {
+    AnomalyKind::message("reorder").scoped(scope.name())
+}
+
+pub const KINDS: [AnomalyKind; 4] = [
+    kind(OrderScope::Producer),
+    kind(OrderScope::Key),
+    kind(OrderScope::Partition),
+    kind(OrderScope::Global),
+];
+
+pub const CHECKER: Checker = Checker {
+    kinds: &KINDS,
+    runs: Runs::PerGroup,
+    check: check_every_scope,
+};
 
 pub fn check(history: &History, scope: OrderScope) -> Vec<Anomaly> {
     check_indexed(history, &PublishIndex::build(history), scope)
+}
+
+/// Every scope's reorders, scope by scope in `OrderScope::ALL` order.
+pub fn check_every_scope(history: &History, index: &PublishIndex) -> Vec<Anomaly> {
+    OrderScope::ALL
+        .into_iter()
+        .flat_map(|scope| check_indexed(history, index, scope))
+        .collect()
 }
 
 #[derive(Clone, Copy)]
@@ -59,7 +123,7 @@ pub fn check_indexed(history: &History, index: &PublishIndex, scope: OrderScope)
             Some(prior) if order < prior.order => {
                 let prior_host = events[prior.event].host.clone();
                 anomalies.push(Anomaly {
-                    kind: AnomalyKind::Reorder,
+                    kind: kind(scope),
                     id: *id,
                     times: vec![prior.time, event.time],
                     hosts: vec![prior_host, event.host.clone()],

@@ -78,6 +78,7 @@ impl Build {
                 attempt,
                 consumer: "c".into(),
                 partition: partition.map(str::to_string),
+                node: None,
             },
         )
     }

@@ -24,7 +24,7 @@ fn lost_finds_the_one_acknowledged_message_never_processed() {
     let lost = lost::check(&history);
     assert_eq!(lost.len(), 1);
     assert_eq!(lost[0].id, MsgId(3));
-    assert_eq!(lost[0].kind, AnomalyKind::Lost);
+    assert_eq!(lost[0].kind, lost::LOST);
     assert!(unseen::check(&history).is_empty());
 }
 
@@ -222,7 +222,7 @@ fn invariant_finds_a_changed_total_and_passes_a_constant_one() {
     let created = History::from_events(vec![observe(1, 4000), observe(2, 4001), observe(3, 4001)]);
     let found = invariant::check(&created);
     assert_eq!(found.len(), 2, "every observation off the reference: {found:?}");
-    assert_eq!(found[0].kind, AnomalyKind::Invariant);
+    assert_eq!(found[0].kind, invariant::INVARIANT);
     assert!(
         found[0].to_string().contains("was 4000, then 4001 (+1)"),
         "{}",
@@ -275,7 +275,7 @@ fn partial_finds_a_transaction_that_committed_part_of_an_effect() {
         2,
         "two transactions, each with part of the effect: {found:?}"
     );
-    assert_eq!(found[0].kind, AnomalyKind::PartialTransaction);
+    assert_eq!(found[0].kind, partial::PARTIAL_TRANSACTION);
     assert!(found[0]
         .detail
         .contains("transaction 7 committed inbox without debit, credit"));
@@ -316,6 +316,7 @@ fn with_declared_groups_each_group_is_owed_every_message_and_copies_across_group
                     attempt: 1,
                     consumer: consumer.into(),
                     partition: None,
+                    node: None,
                 },
             ));
             events.push(at(
@@ -336,20 +337,20 @@ fn with_declared_groups_each_group_is_owed_every_message_and_copies_across_group
     ));
     let findings = check_all(&History::from_events(events));
     assert_eq!(
-        findings.lost.len(),
+        findings.get(lost::LOST).len(),
         1,
         "audit never processed m1: {:?}",
-        findings.lost
+        findings.get(lost::LOST)
     );
-    assert_eq!(findings.lost[0].id, MsgId(1));
+    assert_eq!(findings.get(lost::LOST)[0].id, MsgId(1));
     assert!(
-        findings.lost[0].detail.starts_with("[audit]"),
+        findings.get(lost::LOST)[0].detail.starts_with("[audit]"),
         "{}",
-        findings.lost[0].detail
+        findings.get(lost::LOST)[0].detail
     );
     assert!(
-        findings.duplicate_effect.is_empty(),
+        findings.get(duplicate_effect::DUPLICATE_EFFECT).is_empty(),
         "m2 once per channel is not a duplicate"
     );
-    assert!(findings.duplicate_delivery.is_empty());
+    assert!(findings.get(duplicate_delivery::DUPLICATE_DELIVERY).is_empty());
 }

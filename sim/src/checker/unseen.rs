@@ -1,8 +1,16 @@
 //! `unseen`: an acknowledged publish not processed in a run that did not drain. It may be lost
 //! or only late; the run's liveness verdict says the drain did not finish.
 
-use super::{unprocessed, Anomaly, AnomalyKind, PublishIndex};
+use super::{unprocessed, Anomaly, AnomalyKind, Checker, PublishIndex, Runs};
 use crate::history::History;
+
+pub const UNSEEN: AnomalyKind = AnomalyKind::message("unseen");
+
+pub const CHECKER: Checker = Checker {
+    kinds: &[UNSEEN],
+    runs: Runs::PerGroup,
+    check: check_indexed,
+};
 
 pub fn check(history: &History) -> Vec<Anomaly> {
     check_indexed(history, &PublishIndex::build(history))
@@ -12,5 +20,5 @@ pub fn check_indexed(history: &History, index: &PublishIndex) -> Vec<Anomaly> {
     if history.drained() {
         return Vec::new(); // judged by `lost`
     }
-    unprocessed(history, index, AnomalyKind::Unseen)
+    unprocessed(history, index, UNSEEN)
 }

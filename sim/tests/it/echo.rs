@@ -76,6 +76,7 @@ async fn server(env: Env) -> turmoil::Result {
                         attempt: 1,
                         consumer: "server".into(),
                         partition: None,
+                        node: None,
                     },
                 );
                 env.record(

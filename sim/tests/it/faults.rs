@@ -1,5 +1,6 @@
 use super::echo::Echo;
 use sim::checker::Outcome;
+use sim::checker::{lost::LOST, phantom::PHANTOM};
 use sim::history::{EventKind, MsgId};
 use sim::scenario::Scenario;
 use sim::world::{run, schedule_for, RunOutcome};
@@ -62,7 +63,7 @@ fn lost_replies_make_publishes_info_that_were_applied_anyway() {
     assert_eq!(run.verdicts.counters.get("fault.lose_replies"), Some(&1));
     assert_eq!(run.verdicts.counters.get("fault.lose_replies_end"), Some(&1));
     // An info publish that was applied is neither lost nor a phantom.
-    assert!(run.findings.phantom.is_empty() && run.findings.lost.is_empty());
+    assert!(run.findings.get(PHANTOM).is_empty() && run.findings.get(LOST).is_empty());
 }
 
 #[test]
