@@ -240,7 +240,7 @@ fn variants(fault: &ScheduledFault) -> Vec<ScheduledFault> {
         if at_ms != fault.at_ms {
             out.push(ScheduledFault {
                 at_ms,
-                action: fault.action.clone(),
+                ..fault.clone()
             });
         }
     }
@@ -252,12 +252,12 @@ fn variants(fault: &ScheduledFault) -> Vec<ScheduledFault> {
     {
         if *duration_ms > 1 {
             out.push(ScheduledFault {
-                at_ms: fault.at_ms,
                 action: FaultAction::LoseReplies {
                     from: from.clone(),
                     to: to.clone(),
                     duration_ms: duration_ms / 2,
                 },
+                ..fault.clone()
             });
         }
     }
@@ -312,6 +312,27 @@ fn fault_table(fault: &ScheduledFault) -> toml::Table {
             t.insert("b".into(), strings(b));
             t.insert("latency_ms".into(), toml::Value::Integer(*latency_ms as i64));
             t.insert("jitter_ms".into(), toml::Value::Integer(*jitter_ms as i64));
+        }
+    }
+    // A fault on a role leaves the host fields the role fills empty until it fires: write
+    // the role instead (a partition on a role is `shape = "isolate"`).
+    for key in ["host", "from", "to"] {
+        if t.get(key).and_then(toml::Value::as_str) == Some("") {
+            t.remove(key);
+        }
+    }
+    if matches!(&fault.action, FaultAction::Partition { a, .. } if a.is_empty()) {
+        t.remove("a");
+        t.remove("b");
+        t.insert("shape".into(), toml::Value::String("isolate".into()));
+    }
+    for (key, role) in [
+        ("role", &fault.roles.role),
+        ("from_role", &fault.roles.from_role),
+        ("to_role", &fault.roles.to_role),
+    ] {
+        if let Some(role) = role {
+            t.insert(key.into(), toml::Value::String(role.clone()));
         }
     }
     t

@@ -3,14 +3,28 @@
 //! fault phase.
 
 use crate::env::Env;
-use crate::fault::FaultAction;
+use crate::fault::{FaultAction, Topology};
 use crate::history::EventKind;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
+mod roles;
+
+/// A fault that names a role whose resolution broke the design's own declaration.
+pub(crate) type BrokenDesign = String;
+
 pub(crate) struct Harness {
     env: Env,
+    topology: Topology,
     hosts: Vec<String>,
+    /// Draws the host of a static role when a fault on it fires: its own stream of the run's
+    /// seed (stream 3), so role faults do not shift the swarm's or the models' draws.
+    role_rng: ChaCha8Rng,
+    /// Hosts that role faults took down or paused and no role fault has paired yet:
+    /// (role, opening action, host). A `restart`/`resume` on the role takes the latest.
+    role_picks: Vec<(String, &'static str, String)>,
     /// Hosts whose software the harness took down (kill, power_fail, stop).
     down: BTreeSet<String>,
     paused: BTreeSet<String>,
@@ -28,10 +42,15 @@ pub(crate) struct Harness {
 }
 
 impl Harness {
-    pub(crate) fn new(env: Env, hosts: Vec<String>, link_latency: Duration, stop_grace_ms: u64) -> Harness {
+    pub(crate) fn new(env: Env, topology: Topology, link_latency: Duration, stop_grace_ms: u64) -> Harness {
+        let mut role_rng = ChaCha8Rng::seed_from_u64(env.seed());
+        role_rng.set_stream(3);
         Harness {
             env,
-            hosts,
+            hosts: topology.hosts.clone(),
+            topology,
+            role_rng,
+            role_picks: Vec::new(),
             down: BTreeSet::new(),
             paused: BTreeSet::new(),
             stopping: BTreeMap::new(),
@@ -142,8 +161,16 @@ impl Harness {
         }
     }
 
-    pub(crate) fn apply(&mut self, sim: &mut turmoil::Sim<'_>, action: &FaultAction, now_ms: u64) {
-        tracing::info!(t_ms = now_ms, action = action.name(), detail = %action.detail(), "fault");
+    /// Applies `action`. `role_detail` says which roles it was resolved from (empty for a
+    /// fault on hosts); the history's fault event carries it before the action's own detail.
+    pub(crate) fn apply(
+        &mut self,
+        sim: &mut turmoil::Sim<'_>,
+        action: &FaultAction,
+        now_ms: u64,
+        role_detail: &str,
+    ) {
+        tracing::info!(t_ms = now_ms, action = action.name(), detail = %action.detail(), role_detail, "fault");
         let hosts = action.hosts();
         match action {
             FaultAction::Partition { a, b, oneway } => {
@@ -189,7 +216,7 @@ impl Harness {
                     report.files_reverted,
                     report.torn_bytes_kept
                 );
-                self.record(action.name(), hosts, detail);
+                self.record(action.name(), hosts, joined(role_detail, detail));
                 return;
             }
             FaultAction::Restart { host } => {
@@ -254,7 +281,7 @@ impl Harness {
                 }
             }
         }
-        self.record(action.name(), hosts, action.detail());
+        self.record(action.name(), hosts, joined(role_detail, action.detail()));
     }
 
     /// A powered-off host comes back on the network, minus the scheduled partitions that
@@ -312,5 +339,14 @@ impl Harness {
             sim.bounce(host.as_str());
             self.record("restart", vec![host], "heal".into());
         }
+    }
+}
+
+/// `first; second`, leaving out whichever is empty.
+fn joined(first: &str, second: String) -> String {
+    match (first.is_empty(), second.is_empty()) {
+        (true, _) => second,
+        (false, true) => first.to_string(),
+        (false, false) => format!("{first}; {second}"),
     }
 }

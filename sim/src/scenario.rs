@@ -2,7 +2,10 @@
 //! schedule or a swarm profile) and expected verdicts. The schema is documented in
 //! `scenarios/README.md`. Every error names the file, the line and the field.
 
-use crate::fault::{FaultAction, ScheduledFault, Shape, SwarmProfile, Topology, ACTION_NAMES, SWARM_ACTIONS};
+use crate::fault::{
+    FaultAction, RoleField, RoleTargets, ScheduledFault, Shape, SwarmProfile, Topology, ACTION_NAMES,
+    SWARM_ACTIONS,
+};
 use crate::verdict::{Expectation, Property};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -116,6 +119,9 @@ struct RawFault {
     a: Option<Vec<String>>,
     b: Option<Vec<String>>,
     shape: Option<String>,
+    role: Option<String>,
+    from_role: Option<String>,
+    to_role: Option<String>,
     oneway: Option<bool>,
     torn: Option<bool>,
     from: Option<String>,
@@ -408,14 +414,14 @@ impl Scenario {
         }
     }
 
-    /// The explicit schedule, resolved against the design's hosts.
+    /// The explicit schedule, resolved against the design's hosts and roles.
     pub fn schedule(&self, topology: &Topology) -> Result<Vec<ScheduledFault>, ScenarioError> {
         let FaultPlan::Schedule(entries) = &self.faults else {
             return Ok(Vec::new());
         };
         let mut schedule = Vec::with_capacity(entries.len());
         for (index, (line, RawFaultEntry(raw))) in entries.iter().enumerate() {
-            let action = resolve(raw, topology).map_err(|message| ScenarioError {
+            let (action, roles) = resolve(raw, topology).map_err(|message| ScenarioError {
                 path: self.path.clone(),
                 line: Some(*line),
                 message: format!("faults[{index}]: {message}"),
@@ -423,6 +429,7 @@ impl Scenario {
             schedule.push(ScheduledFault {
                 at_ms: raw.at_ms,
                 action,
+                roles,
             });
         }
         schedule.sort_by_key(|f| f.at_ms);
@@ -446,53 +453,12 @@ fn find_key_line(text: &str, key: &str) -> Option<usize> {
         .map(|i| i + 1)
 }
 
-fn resolve(raw: &RawFault, topology: &Topology) -> Result<FaultAction, String> {
-    let known = |host: &str| -> Result<String, String> {
-        if topology.hosts.iter().any(|h| h == host) {
-            Ok(host.to_string())
-        } else {
-            Err(format!(
-                "unknown host `{host}`; this design's hosts are: {}",
-                topology.hosts.join(", ")
-            ))
-        }
-    };
-    let given: Vec<&str> = [
-        ("host", raw.host.is_some()),
-        ("a", raw.a.is_some()),
-        ("b", raw.b.is_some()),
-        ("shape", raw.shape.is_some()),
-        ("oneway", raw.oneway.is_some()),
-        ("torn", raw.torn.is_some()),
-        ("from", raw.from.is_some()),
-        ("to", raw.to.is_some()),
-        ("duration_ms", raw.duration_ms.is_some()),
-        ("latency_ms", raw.latency_ms.is_some()),
-        ("jitter_ms", raw.jitter_ms.is_some()),
-    ]
-    .into_iter()
-    .filter(|(_, set)| *set)
-    .map(|(name, _)| name)
-    .collect();
-    let allowed: &[&str] = match raw.action.as_str() {
-        "partition" => &["host", "a", "b", "shape", "oneway"],
-        "heal" => &[],
-        "kill" | "restart" | "pause" | "resume" | "stop" => &["host"],
-        "power_fail" => &["host", "torn"],
-        "lose_replies" => &["from", "to", "duration_ms"],
-        "latency" => &["a", "b", "latency_ms", "jitter_ms"],
-        other => return Err(format!("unknown action `{other}`")),
-    };
-    if let Some(extra) = given.iter().find(|g| !allowed.contains(g)) {
-        return Err(format!("`{}` does not take `{extra}`", raw.action));
-    }
-    let need = |field: &str, value: &Option<String>| -> Result<String, String> {
-        known(
-            value
-                .as_deref()
-                .ok_or_else(|| format!("`{}` needs `{field}`", raw.action))?,
-        )
-    };
+/// A fault as written, resolved against the design's hosts and roles. Roles stay names
+/// here; the harness picks their hosts when the fault fires.
+fn resolve(raw: &RawFault, topology: &Topology) -> Result<(FaultAction, RoleTargets), String> {
+    check_fields(raw)?;
+    let mut roles = RoleTargets::default();
+    let known = |host: &str| known_host(topology, host);
     let group = |field: &str, value: &Option<Vec<String>>| -> Result<Vec<String>, String> {
         let hosts = value
             .as_ref()
@@ -502,64 +468,56 @@ fn resolve(raw: &RawFault, topology: &Topology) -> Result<FaultAction, String> {
         }
         hosts.iter().map(|h| known(h)).collect()
     };
-    Ok(match raw.action.as_str() {
-        "partition" => {
-            let oneway = raw.oneway.unwrap_or(false);
-            let (a, b) = match raw.shape.as_deref() {
-                Some(shape_name) => {
-                    let shape = Shape::parse(shape_name).ok_or_else(|| {
-                        format!("unknown shape `{shape_name}`; shapes are: isolate, halves, bridge")
-                    })?;
-                    if raw.a.is_some() || raw.b.is_some() {
-                        return Err("give either `shape` or `a` and `b`, not both".into());
-                    }
-                    let isolated = match shape {
-                        Shape::Isolate => Some(need("host", &raw.host)?),
-                        _ if raw.host.is_some() => {
-                            return Err(format!("shape `{shape_name}` does not take `host`"))
-                        }
-                        _ => None,
-                    };
-                    shape.sides(&topology.hosts, isolated.as_deref()).ok_or_else(|| {
-                        format!("shape `{shape_name}` needs more hosts than this design has")
-                    })?
-                }
-                None => {
-                    if raw.host.is_some() {
-                        return Err("`host` goes with `shape = \"isolate\"`".into());
-                    }
-                    (group("a", &raw.a)?, group("b", &raw.b)?)
-                }
-            };
-            if let Some(both) = a.iter().find(|h| b.contains(h)) {
-                return Err(format!("host `{both}` is on both sides"));
+    // `host` or `role` (`from` or `from_role`, ...): a host now, or a role for fire time.
+    let mut target = |field: &str, host: &Option<String>, role: &Option<String>, slot: RoleField| {
+        let role_field = match slot {
+            RoleField::Host => "role",
+            RoleField::From => "from_role",
+            RoleField::To => "to_role",
+        };
+        match (host, role) {
+            (Some(_), Some(_)) => Err(format!("give `{field}` or `{role_field}`, not both")),
+            (Some(host), None) => known(host),
+            (None, Some(role)) => {
+                topology.check_role(role)?;
+                let slot = match slot {
+                    RoleField::Host => &mut roles.role,
+                    RoleField::From => &mut roles.from_role,
+                    RoleField::To => &mut roles.to_role,
+                };
+                *slot = Some(role.clone());
+                Ok(String::new())
             }
-            FaultAction::Partition { a, b, oneway }
+            (None, None) => Err(format!("`{}` needs `{field}` or `{role_field}`", raw.action)),
+        }
+    };
+    let action = match raw.action.as_str() {
+        "partition" => {
+            let isolated = match (&raw.host, &raw.role) {
+                (None, None) => None,
+                (host, role) => Some(target("host", host, role, RoleField::Host)?),
+            };
+            resolve_partition(raw, topology, isolated, group)?
         }
         "heal" => FaultAction::Heal,
-        "kill" => FaultAction::Kill {
-            host: need("host", &raw.host)?,
-        },
-        "restart" => FaultAction::Restart {
-            host: need("host", &raw.host)?,
-        },
-        "pause" => FaultAction::Pause {
-            host: need("host", &raw.host)?,
-        },
-        "resume" => FaultAction::Resume {
-            host: need("host", &raw.host)?,
-        },
-        "stop" => FaultAction::Stop {
-            host: need("host", &raw.host)?,
-        },
-        "power_fail" => FaultAction::PowerFail {
-            host: need("host", &raw.host)?,
-            torn: raw.torn.unwrap_or(false),
-        },
+        "kill" | "restart" | "pause" | "resume" | "stop" | "power_fail" => {
+            let host = target("host", &raw.host, &raw.role, RoleField::Host)?;
+            match raw.action.as_str() {
+                "kill" => FaultAction::Kill { host },
+                "restart" => FaultAction::Restart { host },
+                "pause" => FaultAction::Pause { host },
+                "resume" => FaultAction::Resume { host },
+                "stop" => FaultAction::Stop { host },
+                _ => FaultAction::PowerFail {
+                    host,
+                    torn: raw.torn.unwrap_or(false),
+                },
+            }
+        }
         "lose_replies" => {
-            let from = need("from", &raw.from)?;
-            let to = need("to", &raw.to)?;
-            if from == to {
+            let from = target("from", &raw.from, &raw.from_role, RoleField::From)?;
+            let to = target("to", &raw.to, &raw.to_role, RoleField::To)?;
+            if !from.is_empty() && from == to {
                 return Err("`from` and `to` are the same host".into());
             }
             FaultAction::LoseReplies {
@@ -575,7 +533,106 @@ fn resolve(raw: &RawFault, topology: &Topology) -> Result<FaultAction, String> {
             jitter_ms: raw.jitter_ms.unwrap_or(0),
         },
         other => unreachable!("action {other} checked above"),
-    })
+    };
+    Ok((action, roles))
+}
+
+fn known_host(topology: &Topology, host: &str) -> Result<String, String> {
+    if topology.hosts.iter().any(|h| h == host) {
+        Ok(host.to_string())
+    } else {
+        Err(format!(
+            "unknown host `{host}`; this design's hosts are: {}",
+            topology.hosts.join(", ")
+        ))
+    }
+}
+
+/// Every field given must belong to the action.
+fn check_fields(raw: &RawFault) -> Result<(), String> {
+    let given: Vec<&str> = [
+        ("host", raw.host.is_some()),
+        ("role", raw.role.is_some()),
+        ("a", raw.a.is_some()),
+        ("b", raw.b.is_some()),
+        ("shape", raw.shape.is_some()),
+        ("oneway", raw.oneway.is_some()),
+        ("torn", raw.torn.is_some()),
+        ("from", raw.from.is_some()),
+        ("from_role", raw.from_role.is_some()),
+        ("to", raw.to.is_some()),
+        ("to_role", raw.to_role.is_some()),
+        ("duration_ms", raw.duration_ms.is_some()),
+        ("latency_ms", raw.latency_ms.is_some()),
+        ("jitter_ms", raw.jitter_ms.is_some()),
+    ]
+    .into_iter()
+    .filter(|(_, set)| *set)
+    .map(|(name, _)| name)
+    .collect();
+    let allowed: &[&str] = match raw.action.as_str() {
+        "partition" => &["host", "role", "a", "b", "shape", "oneway"],
+        "heal" => &[],
+        "kill" | "restart" | "pause" | "resume" | "stop" => &["host", "role"],
+        "power_fail" => &["host", "role", "torn"],
+        "lose_replies" => &["from", "from_role", "to", "to_role", "duration_ms"],
+        "latency" => &["a", "b", "latency_ms", "jitter_ms"],
+        other => return Err(format!("unknown action `{other}`")),
+    };
+    match given.iter().find(|g| !allowed.contains(g)) {
+        Some(extra) => Err(format!("`{}` does not take `{extra}`", raw.action)),
+        None => Ok(()),
+    }
+}
+
+/// A partition's sides: `a` and `b`, or a shape. `isolated` is the `host` (or, for a role,
+/// empty: the sides are drawn when the fault fires).
+fn resolve_partition(
+    raw: &RawFault,
+    topology: &Topology,
+    isolated: Option<String>,
+    group: impl Fn(&str, &Option<Vec<String>>) -> Result<Vec<String>, String>,
+) -> Result<FaultAction, String> {
+    let oneway = raw.oneway.unwrap_or(false);
+    let (a, b) = match raw.shape.as_deref() {
+        Some(shape_name) => {
+            let shape = Shape::parse(shape_name).ok_or_else(|| {
+                format!("unknown shape `{shape_name}`; shapes are: isolate, halves, bridge")
+            })?;
+            if raw.a.is_some() || raw.b.is_some() {
+                return Err("give either `shape` or `a` and `b`, not both".into());
+            }
+            let too_few = || format!("shape `{shape_name}` needs more hosts than this design has");
+            match (shape, isolated) {
+                (Shape::Isolate, None) => return Err("`partition` needs `host` or `role`".into()),
+                // A role: the isolated host is picked when the fault fires.
+                (Shape::Isolate, Some(host)) if host.is_empty() => {
+                    if topology.hosts.len() < 2 {
+                        return Err(too_few());
+                    }
+                    (Vec::new(), Vec::new())
+                }
+                (Shape::Isolate, Some(host)) => {
+                    shape.sides(&topology.hosts, Some(&host)).ok_or_else(too_few)?
+                }
+                (_, Some(_)) => {
+                    let field = if raw.role.is_some() { "role" } else { "host" };
+                    return Err(format!("shape `{shape_name}` does not take `{field}`"));
+                }
+                (_, None) => shape.sides(&topology.hosts, None).ok_or_else(too_few)?,
+            }
+        }
+        None => {
+            if raw.host.is_some() || raw.role.is_some() {
+                return Err("`host` and `role` go with `shape = \"isolate\"`".into());
+            }
+            (group("a", &raw.a)?, group("b", &raw.b)?)
+        }
+    };
+    if let Some(both) = a.iter().find(|h| b.contains(h)) {
+        return Err(format!("host `{both}` is on both sides"));
+    }
+    Ok(FaultAction::Partition { a, b, oneway })
 }
 
 #[cfg(test)]
@@ -583,9 +640,7 @@ mod tests {
     use super::*;
 
     fn topology() -> Topology {
-        Topology {
-            hosts: vec!["a".into(), "b".into(), "c".into()],
-        }
+        Topology::new(vec!["a".into(), "b".into(), "c".into()])
     }
 
     fn parse(text: &str) -> Result<Scenario, ScenarioError> {
@@ -697,5 +752,33 @@ sometimes = ["fault.kill"]
         let err = s.design_config::<C>().unwrap_err();
         assert_eq!(err.line, Some(4), "{err}");
         assert!(err.message.contains("capacty"));
+    }
+
+    #[test]
+    fn a_role_stays_a_name_until_the_fault_fires() {
+        let with_roles = topology().with_role("consumer", ["b", "c"]);
+        let s = parse(
+            "design = \"x\"\n[[faults]]\nat_ms = 1\naction = \"power_fail\"\nrole = \"consumer\"\ntorn = true\n",
+        )
+        .unwrap();
+        let schedule = s.schedule(&with_roles).unwrap();
+        assert_eq!(
+            schedule[0].action,
+            FaultAction::PowerFail {
+                host: String::new(),
+                torn: true
+            }
+        );
+        assert_eq!(schedule[0].roles.role.as_deref(), Some("consumer"));
+        // Serialized as written: the role, no empty host.
+        assert_eq!(
+            serde_json::to_string(&schedule[0]).unwrap(),
+            r#"{"at_ms":1,"action":"power_fail","torn":true,"role":"consumer"}"#
+        );
+        let err = s.schedule(&topology()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "s.toml:2: faults[0]: unknown role `consumer`; this design declares no roles"
+        );
     }
 }

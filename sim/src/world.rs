@@ -4,7 +4,8 @@
 //! **Invariant:** every random choice derives from the seed: turmoil's RNG (`rng_seed`, which
 //! under `--cfg tokio_unstable` also seeds each host's tokio runtime), a fixed epoch, and one
 //! ChaCha generator per run, split into streams: stream 1 draws the swarm schedule, stream 2
-//! is the models' (every Go-`select`-like choice). Same seed, same build: same history bytes.
+//! is the models' (every Go-`select`-like choice), stream 3 picks the host of a fault on a
+//! static role. Same seed, same build: same history bytes.
 
 use crate::checker::{check_all, Findings};
 use crate::fault::{swarm_schedule, ScheduledFault, Topology};
@@ -43,6 +44,16 @@ pub trait Design {
     /// ever deliver has been delivered and processed). Used only to end the drain and to say
     /// what was pending if it never ends; never to judge (checkers read only the history).
     fn pending(&self, env: &Env) -> Option<String>;
+
+    /// The host that plays the dynamic role `role` now ("the leader of partition 0"), asked
+    /// when a fault on the role fires; `None` when no host plays it at this moment (the fault
+    /// then applies nothing, and the history says so). Only roles the topology declares in
+    /// `dynamic_roles` are asked. A host that is not one of the topology's is a broken model:
+    /// the run ends with a crash verdict.
+    fn resolve_role(&self, role: &str, env: &Env) -> Option<String> {
+        let _ = (role, env);
+        None
+    }
 
     /// What this variant promises (from its configuration), judged against every run.
     fn promise(&self) -> Promise {
@@ -114,12 +125,7 @@ pub fn run(scenario: &Scenario, design: &dyn Design, schedule: Vec<ScheduledFaul
         .build();
     design.install(&mut sim, &env);
 
-    let mut harness = Harness::new(
-        env.clone(),
-        topology.hosts.clone(),
-        link_latency,
-        settings.stop_grace_ms,
-    );
+    let mut harness = Harness::new(env.clone(), topology, link_latency, settings.stop_grace_ms);
     env.record_now(EventKind::Phase {
         phase: Phase::Fault,
         detail: String::new(),
@@ -130,6 +136,7 @@ pub fn run(scenario: &Scenario, design: &dyn Design, schedule: Vec<ScheduledFaul
     let mut next = 0;
     let mut draining = false;
     let mut steps = 0u64;
+    let mut crash = None;
     loop {
         let now_ms = sim.elapsed().as_millis() as u64;
         env.0.harness_now.set(SimTime::from_duration(sim.elapsed()));
@@ -138,8 +145,15 @@ pub fn run(scenario: &Scenario, design: &dyn Design, schedule: Vec<ScheduledFaul
             harness.restart_down(&mut sim);
         } else {
             while next < schedule.len() && schedule[next].at_ms <= now_ms {
-                harness.apply(&mut sim, &schedule[next].action, now_ms);
+                if let Err(message) = harness.fire(&mut sim, &schedule[next], design, now_ms) {
+                    crash = Some(message);
+                    break;
+                }
                 next += 1;
+            }
+            if let Some(message) = crash.take() {
+                env.record_now(EventKind::Crash { message });
+                break;
             }
             if now_ms >= fault_phase_end {
                 harness.heal_everything(&mut sim);

@@ -136,9 +136,7 @@ impl GoChannel {
 
 impl Design for GoChannel {
     fn topology(&self) -> Topology {
-        Topology {
-            hosts: vec![HOST.to_string()],
-        }
+        Topology::new(vec![HOST.to_string()])
     }
 
     fn install<'a>(&'a self, sim: &mut turmoil::Sim<'a>, env: &Env) {

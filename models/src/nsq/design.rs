@@ -493,16 +493,15 @@ impl Nsq {
 
 impl Design for Nsq {
     fn topology(&self) -> Topology {
-        Topology {
-            hosts: self
-                .lookupds()
+        Topology::new(
+            self.lookupds()
                 .into_iter()
                 .chain(self.nsqds())
                 .chain(self.producers())
                 .chain(self.consumers())
                 .chain((self.config.sink == Sink::Db).then(|| DB_HOST.to_string()))
                 .collect(),
-        }
+        )
     }
 
     fn install<'a>(&'a self, sim: &mut turmoil::Sim<'a>, env: &Env) {
