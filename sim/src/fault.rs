@@ -316,6 +316,10 @@ pub struct SwarmProfile {
     pub duration_ms: (u64, u64),
     /// Probability that a power failure tears its last write.
     pub torn_write_probability: f64,
+    /// When not empty, only hosts playing one of these (static) roles are drawn: the host a
+    /// process fault hits, and the host a partition, lost replies or latency is drawn around.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub roles: Vec<String>,
 }
 
 impl Default for SwarmProfile {
@@ -325,6 +329,7 @@ impl Default for SwarmProfile {
             interval_ms: (50, 2000),
             duration_ms: (5, 1000),
             torn_write_probability: 0.5,
+            roles: Vec::new(),
         }
     }
 }
@@ -444,7 +449,14 @@ pub fn swarm_schedule(
         .map(String::as_str)
         .filter(|a| network_possible || matches!(*a, "kill" | "power_fail" | "pause" | "stop"))
         .collect();
-    if candidates.is_empty() || hosts.is_empty() {
+    // The hosts faults are drawn around. Without `roles` this is every host, so the draws
+    // (and every committed schedule) are the same as before roles existed.
+    let targets = if profile.roles.is_empty() {
+        hosts.clone()
+    } else {
+        topology.hosts_with_any_role(&profile.roles)
+    };
+    if candidates.is_empty() || targets.is_empty() {
         return Vec::new();
     }
     // Which actions are on, and their weights.
@@ -486,7 +498,7 @@ pub fn swarm_schedule(
             .expect("pick is below the weight total");
         let duration = rng.random_range(profile.duration_ms.0..=profile.duration_ms.1);
         let end = (t + duration).min(fault_phase_ms.saturating_sub(1)).max(t);
-        let host = hosts[rng.random_range(0..hosts.len())].clone();
+        let host = targets[rng.random_range(0..targets.len())].clone();
         match action {
             "kill" | "power_fail" | "pause" | "stop" => {
                 if busy_until.get(host.as_str()).is_some_and(|until| *until >= t) {
@@ -703,6 +715,23 @@ mod tests {
             digest,
             "64df421c54252324de2674f27fc4b59eae91c4d067c67d8bb8c82bca2b6b0253"
         );
+    }
+
+    #[test]
+    fn a_swarm_restricted_to_roles_covering_every_host_draws_what_an_unrestricted_one_does() {
+        let topology = Topology::new(hosts(&["a", "b", "c", "d"]))
+            .with_role("front", ["b", "a"])
+            .with_role("back", ["c", "d"]);
+        let everyone = SwarmProfile {
+            roles: vec!["back".into(), "front".into()],
+            ..SwarmProfile::default()
+        };
+        for seed in 0..40 {
+            let draw = |profile: &SwarmProfile| {
+                swarm_schedule(profile, &topology, 5_000, &mut ChaCha8Rng::seed_from_u64(seed))
+            };
+            assert_eq!(draw(&everyone), draw(&SwarmProfile::default()), "seed {seed}");
+        }
     }
 
     #[test]

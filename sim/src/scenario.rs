@@ -138,6 +138,7 @@ struct RawSwarm {
     interval_ms: Option<[u64; 2]>,
     duration_ms: Option<[u64; 2]>,
     torn_write_probability: Option<f64>,
+    roles: Option<Vec<String>>,
 }
 
 fn yes() -> bool {
@@ -219,6 +220,8 @@ pub struct Scenario {
     pub description: String,
     pub design: String,
     design_line: usize,
+    /// The line of `[swarm]`'s `roles`, for errors found once the design is known.
+    swarm_roles_line: Option<usize>,
     pub workload: Workload,
     pub run: RunSettings,
     pub faults: FaultPlan,
@@ -261,6 +264,7 @@ impl Scenario {
                 "workload.producers: must be at least 1".into(),
             ));
         }
+        let swarm_roles_line = find_key_line_after(text, "[swarm]", "roles");
         let faults = match (raw.faults.is_empty(), raw.swarm) {
             (false, Some(_)) => {
                 return Err(error(
@@ -337,6 +341,12 @@ impl Scenario {
                     }
                     profile.torn_write_probability = p;
                 }
+                if let Some(roles) = swarm.roles {
+                    if roles.is_empty() {
+                        return Err(error(swarm_roles_line, "swarm.roles: names no role".into()));
+                    }
+                    profile.roles = roles;
+                }
                 FaultPlan::Swarm(profile)
             }
         };
@@ -376,6 +386,7 @@ impl Scenario {
             description: raw.description.unwrap_or_default(),
             design_line: line_of(text, raw.design.span().start),
             design: raw.design.into_inner(),
+            swarm_roles_line,
             workload: raw.workload,
             run,
             faults,
@@ -414,10 +425,16 @@ impl Scenario {
         }
     }
 
-    /// The explicit schedule, resolved against the design's hosts and roles.
+    /// The explicit schedule, resolved against the design's hosts and roles. For a swarm,
+    /// checks its `roles` against the design's and returns no faults (the seed draws them).
     pub fn schedule(&self, topology: &Topology) -> Result<Vec<ScheduledFault>, ScenarioError> {
-        let FaultPlan::Schedule(entries) = &self.faults else {
-            return Ok(Vec::new());
+        let entries = match &self.faults {
+            FaultPlan::Schedule(entries) => entries,
+            FaultPlan::Swarm(profile) => {
+                self.check_swarm_roles(profile, topology)?;
+                return Ok(Vec::new());
+            }
+            FaultPlan::None => return Ok(Vec::new()),
         };
         let mut schedule = Vec::with_capacity(entries.len());
         for (index, (line, RawFaultEntry(raw))) in entries.iter().enumerate() {
@@ -437,9 +454,46 @@ impl Scenario {
     }
 }
 
+impl Scenario {
+    /// A swarm draws its hosts before the run, so its `roles` must be static roles that some
+    /// host plays.
+    fn check_swarm_roles(&self, profile: &SwarmProfile, topology: &Topology) -> Result<(), ScenarioError> {
+        let error = |message: String| ScenarioError {
+            path: self.path.clone(),
+            line: self.swarm_roles_line,
+            message: format!("swarm.roles: {message}"),
+        };
+        for role in &profile.roles {
+            topology.check_role(role).map_err(error)?;
+            if topology.hosts_of(role).is_none() {
+                return Err(error(format!(
+                    "`{role}` is a dynamic role; a swarm draws hosts before the run, so it takes static roles: {}",
+                    topology.roles.keys().cloned().collect::<Vec<_>>().join(", ")
+                )));
+            }
+        }
+        if !profile.roles.is_empty() && topology.hosts_with_any_role(&profile.roles).is_empty() {
+            return Err(error("no host plays any of these roles".into()));
+        }
+        Ok(())
+    }
+}
+
 /// The first line that sets `key` (`key =`, `"key" =`) or opens section `key`.
 fn find_key_line(text: &str, key: &str) -> Option<usize> {
+    find_key_line_after(text, "", key)
+}
+
+/// The first line that sets `key` at or after the line that opens `section` (`""`: anywhere).
+fn find_key_line_after(text: &str, section: &str, key: &str) -> Option<usize> {
+    let start = if section.is_empty() {
+        0
+    } else {
+        text.lines()
+            .position(|line| line.trim_start().starts_with(section))?
+    };
     text.lines()
+        .skip(start)
         .position(|line| {
             let line = line.trim_start();
             if key.starts_with('[') {
@@ -450,7 +504,7 @@ fn find_key_line(text: &str, key: &str) -> Option<usize> {
                 .or_else(|| line.strip_prefix(&format!("\"{key}\"")));
             rest.is_some_and(|r| r.trim_start().starts_with('='))
         })
-        .map(|i| i + 1)
+        .map(|i| start + i + 1)
 }
 
 /// A fault as written, resolved against the design's hosts and roles. Roles stay names

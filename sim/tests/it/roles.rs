@@ -227,6 +227,32 @@ fn network_faults_by_role_isolate_and_lose_replies_around_the_role_host() {
 }
 
 #[test]
+fn a_swarm_restricted_to_a_role_only_hits_its_hosts() {
+    let text = "design = \"cluster\"\n[run]\nfault_phase_ms = 3000\n[swarm]\nroles = [\"consumer\"]\ninterval_ms = [20, 100]\n";
+    let scenario = Scenario::parse("swarm.toml", text).unwrap();
+    let mut hit = std::collections::BTreeSet::new();
+    for seed in 0..100 {
+        for fault in schedule_for(&scenario, &Cluster.topology(), seed).unwrap() {
+            use sim::fault::FaultAction::*;
+            let host = match &fault.action {
+                Kill { host }
+                | PowerFail { host, .. }
+                | Restart { host }
+                | Pause { host }
+                | Resume { host }
+                | Stop { host } => host,
+                LoseReplies { from, .. } => from,
+                Latency { a, .. } => &a[0],
+                Partition { .. } | Heal => continue,
+            };
+            assert!(CONSUMERS.contains(&host.as_str()), "seed {seed}: {fault:?}");
+            hit.insert(host.clone());
+        }
+    }
+    assert_eq!(hit.len(), 2, "both consumers are drawn: {hit:?}");
+}
+
+#[test]
 fn unknown_roles_are_one_line_errors_naming_the_known_roles() {
     let topology = Cluster.topology();
     let err = scenario(&fault(100, "kill", "role = \"lead\""))
@@ -247,4 +273,20 @@ fn unknown_roles_are_one_line_errors_naming_the_known_roles() {
         err.message.contains("shape `halves` does not take `role`"),
         "{err}"
     );
+
+    let swarm = |roles: &str| {
+        let text = format!("design = \"cluster\"\n\n[swarm]\nactions = [\"kill\"]\nroles = {roles}\n");
+        Scenario::parse("swarm.toml", &text).and_then(|s| s.schedule(&topology))
+    };
+    let err = swarm("[\"consumer\", \"nsqd\"]").unwrap_err();
+    assert_eq!(err.line, Some(5), "{err}");
+    assert!(
+        err.to_string()
+            .contains("swarm.roles: unknown role `nsqd`; this design's roles are: broker"),
+        "{err}"
+    );
+    let err = swarm("[\"leader\"]").unwrap_err();
+    assert!(err.message.contains("`leader` is a dynamic role"), "{err}");
+    assert!(swarm("[]").unwrap_err().message.contains("names no role"));
+    assert!(swarm("[\"broker\"]").is_ok());
 }
