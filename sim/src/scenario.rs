@@ -301,54 +301,7 @@ impl Scenario {
                 }
                 FaultPlan::Schedule(entries)
             }
-            (true, Some(swarm)) => {
-                let line = find_key_line(text, "[swarm]");
-                let mut profile = SwarmProfile::default();
-                if let Some(actions) = swarm.actions {
-                    for action in &actions {
-                        if !SWARM_ACTIONS.contains(&action.as_str()) {
-                            return Err(error(
-                                line,
-                                format!(
-                                    "swarm.actions: `{action}` cannot be drawn; swarm actions are: {}",
-                                    SWARM_ACTIONS.join(", ")
-                                ),
-                            ));
-                        }
-                    }
-                    profile.actions = actions;
-                }
-                for (field, value, slot) in [
-                    ("interval_ms", swarm.interval_ms, &mut profile.interval_ms),
-                    ("duration_ms", swarm.duration_ms, &mut profile.duration_ms),
-                ] {
-                    if let Some([low, high]) = value {
-                        if low == 0 || low > high {
-                            return Err(error(
-                                line,
-                                format!("swarm.{field}: needs [low, high] with 0 < low <= high"),
-                            ));
-                        }
-                        *slot = (low, high);
-                    }
-                }
-                if let Some(p) = swarm.torn_write_probability {
-                    if !(0.0..=1.0).contains(&p) {
-                        return Err(error(
-                            line,
-                            "swarm.torn_write_probability: must be within 0..=1".into(),
-                        ));
-                    }
-                    profile.torn_write_probability = p;
-                }
-                if let Some(roles) = swarm.roles {
-                    if roles.is_empty() {
-                        return Err(error(swarm_roles_line, "swarm.roles: names no role".into()));
-                    }
-                    profile.roles = roles;
-                }
-                FaultPlan::Swarm(profile)
-            }
+            (true, Some(swarm)) => FaultPlan::Swarm(parse_swarm(swarm, text, &error)?),
         };
         let raw_expect = raw.expect.unwrap_or(RawExpect {
             sometimes: Vec::new(),
@@ -479,6 +432,64 @@ impl Scenario {
     }
 }
 
+/// The `[swarm]` table, checked as far as it can be without the design (its roles are
+/// checked against the design's in `Scenario::schedule`).
+fn parse_swarm(
+    swarm: RawSwarm,
+    text: &str,
+    error: &dyn Fn(Option<usize>, String) -> ScenarioError,
+) -> Result<SwarmProfile, ScenarioError> {
+    let line = find_key_line(text, "[swarm]");
+    let mut profile = SwarmProfile::default();
+    if let Some(actions) = swarm.actions {
+        for action in &actions {
+            if !SWARM_ACTIONS.contains(&action.as_str()) {
+                return Err(error(
+                    line,
+                    format!(
+                        "swarm.actions: `{action}` cannot be drawn; swarm actions are: {}",
+                        SWARM_ACTIONS.join(", ")
+                    ),
+                ));
+            }
+        }
+        profile.actions = actions;
+    }
+    for (field, value, slot) in [
+        ("interval_ms", swarm.interval_ms, &mut profile.interval_ms),
+        ("duration_ms", swarm.duration_ms, &mut profile.duration_ms),
+    ] {
+        if let Some([low, high]) = value {
+            if low == 0 || low > high {
+                return Err(error(
+                    line,
+                    format!("swarm.{field}: needs [low, high] with 0 < low <= high"),
+                ));
+            }
+            *slot = (low, high);
+        }
+    }
+    if let Some(p) = swarm.torn_write_probability {
+        if !(0.0..=1.0).contains(&p) {
+            return Err(error(
+                line,
+                "swarm.torn_write_probability: must be within 0..=1".into(),
+            ));
+        }
+        profile.torn_write_probability = p;
+    }
+    if let Some(roles) = swarm.roles {
+        if roles.is_empty() {
+            return Err(error(
+                find_key_line_after(text, "[swarm]", "roles"),
+                "swarm.roles: names no role".into(),
+            ));
+        }
+        profile.roles = roles;
+    }
+    Ok(profile)
+}
+
 /// The first line that sets `key` (`key =`, `"key" =`) or opens section `key`.
 fn find_key_line(text: &str, key: &str) -> Option<usize> {
     find_key_line_after(text, "", key)
@@ -522,28 +533,8 @@ fn resolve(raw: &RawFault, topology: &Topology) -> Result<(FaultAction, RoleTarg
         }
         hosts.iter().map(|h| known(h)).collect()
     };
-    // `host` or `role` (`from` or `from_role`, ...): a host now, or a role for fire time.
     let mut target = |field: &str, host: &Option<String>, role: &Option<String>, slot: RoleField| {
-        let role_field = match slot {
-            RoleField::Host => "role",
-            RoleField::From => "from_role",
-            RoleField::To => "to_role",
-        };
-        match (host, role) {
-            (Some(_), Some(_)) => Err(format!("give `{field}` or `{role_field}`, not both")),
-            (Some(host), None) => known(host),
-            (None, Some(role)) => {
-                topology.check_role(role)?;
-                let slot = match slot {
-                    RoleField::Host => &mut roles.role,
-                    RoleField::From => &mut roles.from_role,
-                    RoleField::To => &mut roles.to_role,
-                };
-                *slot = Some(role.clone());
-                Ok(String::new())
-            }
-            (None, None) => Err(format!("`{}` needs `{field}` or `{role_field}`", raw.action)),
-        }
+        target(raw, topology, &mut roles, (field, host), (slot, role))
     };
     let action = match raw.action.as_str() {
         "partition" => {
@@ -589,6 +580,37 @@ fn resolve(raw: &RawFault, topology: &Topology) -> Result<(FaultAction, RoleTarg
         other => unreachable!("action {other} checked above"),
     };
     Ok((action, roles))
+}
+
+/// `host` or `role` (`from` or `from_role`, ...): a known host now, or (an empty host and)
+/// a declared role, noted in `roles` for the harness to resolve when the fault fires.
+fn target(
+    raw: &RawFault,
+    topology: &Topology,
+    roles: &mut RoleTargets,
+    (field, host): (&str, &Option<String>),
+    (slot, role): (RoleField, &Option<String>),
+) -> Result<String, String> {
+    let role_field = match slot {
+        RoleField::Host => "role",
+        RoleField::From => "from_role",
+        RoleField::To => "to_role",
+    };
+    match (host, role) {
+        (Some(_), Some(_)) => Err(format!("give `{field}` or `{role_field}`, not both")),
+        (Some(host), None) => known_host(topology, host),
+        (None, Some(role)) => {
+            topology.check_role(role)?;
+            let slot = match slot {
+                RoleField::Host => &mut roles.role,
+                RoleField::From => &mut roles.from_role,
+                RoleField::To => &mut roles.to_role,
+            };
+            *slot = Some(role.clone());
+            Ok(String::new())
+        }
+        (None, None) => Err(format!("`{}` needs `{field}` or `{role_field}`", raw.action)),
+    }
 }
 
 fn known_host(topology: &Topology, host: &str) -> Result<String, String> {
