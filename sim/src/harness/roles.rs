@@ -16,6 +16,7 @@
 
 use super::{BrokenDesign, Harness};
 use crate::fault::{FaultAction, ScheduledFault};
+use crate::history::EventKind;
 use crate::world::Design;
 use rand::Rng;
 
@@ -46,11 +47,12 @@ impl Harness {
                     why,
                     "role fault unresolved"
                 );
-                self.record(
-                    "unresolved",
-                    Vec::new(),
-                    format!("{} {why}; nothing applied", fault.action.name()),
-                );
+                // Recorded, not counted in `faults_applied`: nothing was applied.
+                self.env.record_now(EventKind::Fault {
+                    action: "unresolved".into(),
+                    hosts: Vec::new(),
+                    detail: format!("{} {why}; nothing applied", fault.action.name()),
+                });
             }
         }
         Ok(())
