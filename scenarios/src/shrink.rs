@@ -240,7 +240,7 @@ fn variants(fault: &ScheduledFault) -> Vec<ScheduledFault> {
         if at_ms != fault.at_ms {
             out.push(ScheduledFault {
                 at_ms,
-                action: fault.action.clone(),
+                ..fault.clone()
             });
         }
     }
@@ -252,12 +252,12 @@ fn variants(fault: &ScheduledFault) -> Vec<ScheduledFault> {
     {
         if *duration_ms > 1 {
             out.push(ScheduledFault {
-                at_ms: fault.at_ms,
                 action: FaultAction::LoseReplies {
                     from: from.clone(),
                     to: to.clone(),
                     duration_ms: duration_ms / 2,
                 },
+                ..fault.clone()
             });
         }
     }
@@ -314,5 +314,63 @@ fn fault_table(fault: &ScheduledFault) -> toml::Table {
             t.insert("jitter_ms".into(), toml::Value::Integer(*jitter_ms as i64));
         }
     }
+    // A fault on a role leaves the host fields the role fills empty until it fires: write
+    // the role instead (a partition on a role is `shape = "isolate"`).
+    for key in ["host", "from", "to"] {
+        if t.get(key).and_then(toml::Value::as_str) == Some("") {
+            t.remove(key);
+        }
+    }
+    if matches!(&fault.action, FaultAction::Partition { a, .. } if a.is_empty()) {
+        t.remove("a");
+        t.remove("b");
+        t.insert("shape".into(), toml::Value::String("isolate".into()));
+    }
+    for (key, role) in [
+        ("role", &fault.roles.role),
+        ("from_role", &fault.roles.from_role),
+        ("to_role", &fault.roles.to_role),
+    ] {
+        if let Some(role) = role {
+            t.insert(key.into(), toml::Value::String(role.clone()));
+        }
+    }
     t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sim::fault::Topology;
+    use sim::scenario::Scenario;
+
+    /// A shrunk case writes its faults back as scenario text: a fault on a role must come
+    /// back as the same fault on the role, not on an empty host.
+    #[test]
+    fn faults_on_roles_are_written_back_as_roles() {
+        let topology = Topology::new(vec!["a".into(), "b".into(), "c".into()])
+            .with_role("consumer", ["b", "c"])
+            .with_dynamic_role("leader", "a test leader");
+        let text = "design = \"x\"\n\
+            [[faults]]\nat_ms = 1\naction = \"power_fail\"\nrole = \"consumer\"\ntorn = true\n\
+            [[faults]]\nat_ms = 2\naction = \"partition\"\nshape = \"isolate\"\nrole = \"leader\"\noneway = true\n\
+            [[faults]]\nat_ms = 3\naction = \"lose_replies\"\nfrom = \"a\"\nto_role = \"consumer\"\nduration_ms = 5\n\
+            [[faults]]\nat_ms = 4\naction = \"kill\"\nhost = \"a\"\n";
+        let schedule = Scenario::parse("x.toml", text)
+            .unwrap()
+            .schedule(&topology)
+            .unwrap();
+        let mut doc = toml::Table::new();
+        doc.insert("design".into(), toml::Value::String("x".into()));
+        let faults = schedule
+            .iter()
+            .map(|f| toml::Value::Table(fault_table(f)))
+            .collect();
+        doc.insert("faults".into(), toml::Value::Array(faults));
+        let written = toml::to_string(&doc).unwrap();
+        let again = Scenario::parse("x.toml", &written)
+            .and_then(|s| s.schedule(&topology))
+            .unwrap_or_else(|e| panic!("{e}\n{written}"));
+        assert_eq!(again, schedule, "{written}");
+    }
 }

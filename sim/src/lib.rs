@@ -2,7 +2,9 @@
 //!
 //! - [`scenario`]: scenario files and their errors;
 //! - [`fault`]: fault actions, explicit and swarm schedules;
-//! - [`world`]: a run (the turmoil simulation, the [`Env`] models use, the two phases);
+//! - [`world`]: a run (the turmoil simulation, the two phases) and the [`Design`] trait;
+//!   `env.rs` is the [`Env`] and [`Process`] host software gets, `harness.rs` applies faults,
+//!   `net.rs` is [`connect`], `panic.rs` turns a model's panic into a crash verdict;
 //! - [`disk`]: the disk interface and the simulated disk with kill/power-fail semantics;
 //! - [`history`]: the recorded events, JSON lines, hashing;
 //! - [`checker`]: pure checkers over a history; [`verdict`]: properties and expectations.
@@ -10,8 +12,12 @@
 pub mod checker;
 pub mod config;
 pub mod disk;
+mod env;
 pub mod fault;
+mod harness;
 pub mod history;
+mod net;
+mod panic;
 pub mod promise;
 pub mod scenario;
 pub mod verdict;

@@ -2,7 +2,10 @@
 //! schedule or a swarm profile) and expected verdicts. The schema is documented in
 //! `scenarios/README.md`. Every error names the file, the line and the field.
 
-use crate::fault::{FaultAction, ScheduledFault, Shape, SwarmProfile, Topology, ACTION_NAMES, SWARM_ACTIONS};
+use crate::fault::{
+    FaultAction, RoleField, RoleTargets, ScheduledFault, Shape, SwarmProfile, Topology, ACTION_NAMES,
+    SWARM_ACTIONS,
+};
 use crate::verdict::{Expectation, Property};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -121,6 +124,9 @@ struct RawFault {
     a: Option<Vec<String>>,
     b: Option<Vec<String>>,
     shape: Option<String>,
+    role: Option<String>,
+    from_role: Option<String>,
+    to_role: Option<String>,
     oneway: Option<bool>,
     torn: Option<bool>,
     from: Option<String>,
@@ -137,6 +143,7 @@ struct RawSwarm {
     interval_ms: Option<[u64; 2]>,
     duration_ms: Option<[u64; 2]>,
     torn_write_probability: Option<f64>,
+    roles: Option<Vec<String>>,
 }
 
 fn yes() -> bool {
@@ -218,6 +225,8 @@ pub struct Scenario {
     pub description: String,
     pub design: String,
     design_line: usize,
+    /// The line of `[swarm]`'s `roles`, for errors found once the design is known.
+    swarm_roles_line: Option<usize>,
     pub workload: Workload,
     pub run: RunSettings,
     pub faults: FaultPlan,
@@ -260,6 +269,7 @@ impl Scenario {
                 "workload.producers: must be at least 1".into(),
             ));
         }
+        let swarm_roles_line = find_key_line_after(text, "[swarm]", "roles");
         let faults = match (raw.faults.is_empty(), raw.swarm) {
             (false, Some(_)) => {
                 return Err(error(
@@ -296,48 +306,7 @@ impl Scenario {
                 }
                 FaultPlan::Schedule(entries)
             }
-            (true, Some(swarm)) => {
-                let line = find_key_line(text, "[swarm]");
-                let mut profile = SwarmProfile::default();
-                if let Some(actions) = swarm.actions {
-                    for action in &actions {
-                        if !SWARM_ACTIONS.contains(&action.as_str()) {
-                            return Err(error(
-                                line,
-                                format!(
-                                    "swarm.actions: `{action}` cannot be drawn; swarm actions are: {}",
-                                    SWARM_ACTIONS.join(", ")
-                                ),
-                            ));
-                        }
-                    }
-                    profile.actions = actions;
-                }
-                for (field, value, slot) in [
-                    ("interval_ms", swarm.interval_ms, &mut profile.interval_ms),
-                    ("duration_ms", swarm.duration_ms, &mut profile.duration_ms),
-                ] {
-                    if let Some([low, high]) = value {
-                        if low == 0 || low > high {
-                            return Err(error(
-                                line,
-                                format!("swarm.{field}: needs [low, high] with 0 < low <= high"),
-                            ));
-                        }
-                        *slot = (low, high);
-                    }
-                }
-                if let Some(p) = swarm.torn_write_probability {
-                    if !(0.0..=1.0).contains(&p) {
-                        return Err(error(
-                            line,
-                            "swarm.torn_write_probability: must be within 0..=1".into(),
-                        ));
-                    }
-                    profile.torn_write_probability = p;
-                }
-                FaultPlan::Swarm(profile)
-            }
+            (true, Some(swarm)) => FaultPlan::Swarm(parse_swarm(swarm, text, &error)?),
         };
         let raw_expect = raw.expect.unwrap_or(RawExpect {
             sometimes: Vec::new(),
@@ -375,6 +344,7 @@ impl Scenario {
             description: raw.description.unwrap_or_default(),
             design_line: line_of(text, raw.design.span().start),
             design: raw.design.into_inner(),
+            swarm_roles_line,
             workload: raw.workload,
             run,
             faults,
@@ -420,14 +390,20 @@ impl Scenario {
         }
     }
 
-    /// The explicit schedule, resolved against the design's hosts.
+    /// The explicit schedule, resolved against the design's hosts and roles. For a swarm,
+    /// checks its `roles` against the design's and returns no faults (the seed draws them).
     pub fn schedule(&self, topology: &Topology) -> Result<Vec<ScheduledFault>, ScenarioError> {
-        let FaultPlan::Schedule(entries) = &self.faults else {
-            return Ok(Vec::new());
+        let entries = match &self.faults {
+            FaultPlan::Schedule(entries) => entries,
+            FaultPlan::Swarm(profile) => {
+                self.check_swarm_roles(profile, topology)?;
+                return Ok(Vec::new());
+            }
+            FaultPlan::None => return Ok(Vec::new()),
         };
         let mut schedule = Vec::with_capacity(entries.len());
         for (index, (line, RawFaultEntry(raw))) in entries.iter().enumerate() {
-            let action = resolve(raw, topology).map_err(|message| ScenarioError {
+            let (action, roles) = resolve(raw, topology).map_err(|message| ScenarioError {
                 path: self.path.clone(),
                 line: Some(*line),
                 message: format!("faults[{index}]: {message}"),
@@ -435,6 +411,7 @@ impl Scenario {
             schedule.push(ScheduledFault {
                 at_ms: raw.at_ms,
                 action,
+                roles,
             });
         }
         schedule.sort_by_key(|f| f.at_ms);
@@ -442,9 +419,104 @@ impl Scenario {
     }
 }
 
+impl Scenario {
+    /// A swarm draws its hosts before the run, so its `roles` must be static roles that some
+    /// host plays.
+    fn check_swarm_roles(&self, profile: &SwarmProfile, topology: &Topology) -> Result<(), ScenarioError> {
+        let error = |message: String| ScenarioError {
+            path: self.path.clone(),
+            line: self.swarm_roles_line,
+            message: format!("swarm.roles: {message}"),
+        };
+        for role in &profile.roles {
+            topology.check_role(role).map_err(error)?;
+            if topology.hosts_of(role).is_none() {
+                return Err(error(format!(
+                    "`{role}` is a dynamic role; a swarm draws hosts before the run, so it takes static roles: {}",
+                    topology.roles.keys().cloned().collect::<Vec<_>>().join(", ")
+                )));
+            }
+        }
+        if !profile.roles.is_empty() && topology.hosts_with_any_role(&profile.roles).is_empty() {
+            return Err(error("no host plays any of these roles".into()));
+        }
+        Ok(())
+    }
+}
+
+/// The `[swarm]` table, checked as far as it can be without the design (its roles are
+/// checked against the design's in `Scenario::schedule`).
+fn parse_swarm(
+    swarm: RawSwarm,
+    text: &str,
+    error: &dyn Fn(Option<usize>, String) -> ScenarioError,
+) -> Result<SwarmProfile, ScenarioError> {
+    let line = find_key_line(text, "[swarm]");
+    let mut profile = SwarmProfile::default();
+    if let Some(actions) = swarm.actions {
+        for action in &actions {
+            if !SWARM_ACTIONS.contains(&action.as_str()) {
+                return Err(error(
+                    line,
+                    format!(
+                        "swarm.actions: `{action}` cannot be drawn; swarm actions are: {}",
+                        SWARM_ACTIONS.join(", ")
+                    ),
+                ));
+            }
+        }
+        profile.actions = actions;
+    }
+    for (field, value, slot) in [
+        ("interval_ms", swarm.interval_ms, &mut profile.interval_ms),
+        ("duration_ms", swarm.duration_ms, &mut profile.duration_ms),
+    ] {
+        if let Some([low, high]) = value {
+            if low == 0 || low > high {
+                return Err(error(
+                    line,
+                    format!("swarm.{field}: needs [low, high] with 0 < low <= high"),
+                ));
+            }
+            *slot = (low, high);
+        }
+    }
+    if let Some(p) = swarm.torn_write_probability {
+        if !(0.0..=1.0).contains(&p) {
+            return Err(error(
+                line,
+                "swarm.torn_write_probability: must be within 0..=1".into(),
+            ));
+        }
+        profile.torn_write_probability = p;
+    }
+    if let Some(roles) = swarm.roles {
+        if roles.is_empty() {
+            return Err(error(
+                find_key_line_after(text, "[swarm]", "roles"),
+                "swarm.roles: names no role".into(),
+            ));
+        }
+        profile.roles = roles;
+    }
+    Ok(profile)
+}
+
 /// The first line that sets `key` (`key =`, `"key" =`) or opens section `key`.
 fn find_key_line(text: &str, key: &str) -> Option<usize> {
+    find_key_line_after(text, "", key)
+}
+
+/// The first line that sets `key` at or after the line that opens `section` (`""`: anywhere).
+fn find_key_line_after(text: &str, section: &str, key: &str) -> Option<usize> {
+    let start = if section.is_empty() {
+        0
+    } else {
+        text.lines()
+            .position(|line| line.trim_start().starts_with(section))?
+    };
     text.lines()
+        .skip(start)
         .position(|line| {
             let line = line.trim_start();
             if key.starts_with('[') {
@@ -455,56 +527,15 @@ fn find_key_line(text: &str, key: &str) -> Option<usize> {
                 .or_else(|| line.strip_prefix(&format!("\"{key}\"")));
             rest.is_some_and(|r| r.trim_start().starts_with('='))
         })
-        .map(|i| i + 1)
+        .map(|i| start + i + 1)
 }
 
-fn resolve(raw: &RawFault, topology: &Topology) -> Result<FaultAction, String> {
-    let known = |host: &str| -> Result<String, String> {
-        if topology.hosts.iter().any(|h| h == host) {
-            Ok(host.to_string())
-        } else {
-            Err(format!(
-                "unknown host `{host}`; this design's hosts are: {}",
-                topology.hosts.join(", ")
-            ))
-        }
-    };
-    let given: Vec<&str> = [
-        ("host", raw.host.is_some()),
-        ("a", raw.a.is_some()),
-        ("b", raw.b.is_some()),
-        ("shape", raw.shape.is_some()),
-        ("oneway", raw.oneway.is_some()),
-        ("torn", raw.torn.is_some()),
-        ("from", raw.from.is_some()),
-        ("to", raw.to.is_some()),
-        ("duration_ms", raw.duration_ms.is_some()),
-        ("latency_ms", raw.latency_ms.is_some()),
-        ("jitter_ms", raw.jitter_ms.is_some()),
-    ]
-    .into_iter()
-    .filter(|(_, set)| *set)
-    .map(|(name, _)| name)
-    .collect();
-    let allowed: &[&str] = match raw.action.as_str() {
-        "partition" => &["host", "a", "b", "shape", "oneway"],
-        "heal" => &[],
-        "kill" | "restart" | "pause" | "resume" | "stop" => &["host"],
-        "power_fail" => &["host", "torn"],
-        "lose_replies" => &["from", "to", "duration_ms"],
-        "latency" => &["a", "b", "latency_ms", "jitter_ms"],
-        other => return Err(format!("unknown action `{other}`")),
-    };
-    if let Some(extra) = given.iter().find(|g| !allowed.contains(g)) {
-        return Err(format!("`{}` does not take `{extra}`", raw.action));
-    }
-    let need = |field: &str, value: &Option<String>| -> Result<String, String> {
-        known(
-            value
-                .as_deref()
-                .ok_or_else(|| format!("`{}` needs `{field}`", raw.action))?,
-        )
-    };
+/// A fault as written, resolved against the design's hosts and roles. Roles stay names
+/// here; the harness picks their hosts when the fault fires.
+fn resolve(raw: &RawFault, topology: &Topology) -> Result<(FaultAction, RoleTargets), String> {
+    check_fields(raw)?;
+    let mut roles = RoleTargets::default();
+    let known = |host: &str| known_host(topology, host);
     let group = |field: &str, value: &Option<Vec<String>>| -> Result<Vec<String>, String> {
         let hosts = value
             .as_ref()
@@ -514,64 +545,36 @@ fn resolve(raw: &RawFault, topology: &Topology) -> Result<FaultAction, String> {
         }
         hosts.iter().map(|h| known(h)).collect()
     };
-    Ok(match raw.action.as_str() {
+    let mut target = |field: &str, host: &Option<String>, role: &Option<String>, slot: RoleField| {
+        target(raw, topology, &mut roles, (field, host), (slot, role))
+    };
+    let action = match raw.action.as_str() {
         "partition" => {
-            let oneway = raw.oneway.unwrap_or(false);
-            let (a, b) = match raw.shape.as_deref() {
-                Some(shape_name) => {
-                    let shape = Shape::parse(shape_name).ok_or_else(|| {
-                        format!("unknown shape `{shape_name}`; shapes are: isolate, halves, bridge")
-                    })?;
-                    if raw.a.is_some() || raw.b.is_some() {
-                        return Err("give either `shape` or `a` and `b`, not both".into());
-                    }
-                    let isolated = match shape {
-                        Shape::Isolate => Some(need("host", &raw.host)?),
-                        _ if raw.host.is_some() => {
-                            return Err(format!("shape `{shape_name}` does not take `host`"))
-                        }
-                        _ => None,
-                    };
-                    shape.sides(&topology.hosts, isolated.as_deref()).ok_or_else(|| {
-                        format!("shape `{shape_name}` needs more hosts than this design has")
-                    })?
-                }
-                None => {
-                    if raw.host.is_some() {
-                        return Err("`host` goes with `shape = \"isolate\"`".into());
-                    }
-                    (group("a", &raw.a)?, group("b", &raw.b)?)
-                }
+            let isolated = match (&raw.host, &raw.role) {
+                (None, None) => None,
+                (host, role) => Some(target("host", host, role, RoleField::Host)?),
             };
-            if let Some(both) = a.iter().find(|h| b.contains(h)) {
-                return Err(format!("host `{both}` is on both sides"));
-            }
-            FaultAction::Partition { a, b, oneway }
+            resolve_partition(raw, topology, isolated, group)?
         }
         "heal" => FaultAction::Heal,
-        "kill" => FaultAction::Kill {
-            host: need("host", &raw.host)?,
-        },
-        "restart" => FaultAction::Restart {
-            host: need("host", &raw.host)?,
-        },
-        "pause" => FaultAction::Pause {
-            host: need("host", &raw.host)?,
-        },
-        "resume" => FaultAction::Resume {
-            host: need("host", &raw.host)?,
-        },
-        "stop" => FaultAction::Stop {
-            host: need("host", &raw.host)?,
-        },
-        "power_fail" => FaultAction::PowerFail {
-            host: need("host", &raw.host)?,
-            torn: raw.torn.unwrap_or(false),
-        },
+        "kill" | "restart" | "pause" | "resume" | "stop" | "power_fail" => {
+            let host = target("host", &raw.host, &raw.role, RoleField::Host)?;
+            match raw.action.as_str() {
+                "kill" => FaultAction::Kill { host },
+                "restart" => FaultAction::Restart { host },
+                "pause" => FaultAction::Pause { host },
+                "resume" => FaultAction::Resume { host },
+                "stop" => FaultAction::Stop { host },
+                _ => FaultAction::PowerFail {
+                    host,
+                    torn: raw.torn.unwrap_or(false),
+                },
+            }
+        }
         "lose_replies" => {
-            let from = need("from", &raw.from)?;
-            let to = need("to", &raw.to)?;
-            if from == to {
+            let from = target("from", &raw.from, &raw.from_role, RoleField::From)?;
+            let to = target("to", &raw.to, &raw.to_role, RoleField::To)?;
+            if !from.is_empty() && from == to {
                 return Err("`from` and `to` are the same host".into());
             }
             FaultAction::LoseReplies {
@@ -587,7 +590,137 @@ fn resolve(raw: &RawFault, topology: &Topology) -> Result<FaultAction, String> {
             jitter_ms: raw.jitter_ms.unwrap_or(0),
         },
         other => unreachable!("action {other} checked above"),
-    })
+    };
+    Ok((action, roles))
+}
+
+/// `host` or `role` (`from` or `from_role`, ...): a known host now, or (an empty host and)
+/// a declared role, noted in `roles` for the harness to resolve when the fault fires.
+fn target(
+    raw: &RawFault,
+    topology: &Topology,
+    roles: &mut RoleTargets,
+    (field, host): (&str, &Option<String>),
+    (slot, role): (RoleField, &Option<String>),
+) -> Result<String, String> {
+    let role_field = match slot {
+        RoleField::Host => "role",
+        RoleField::From => "from_role",
+        RoleField::To => "to_role",
+    };
+    match (host, role) {
+        (Some(_), Some(_)) => Err(format!("give `{field}` or `{role_field}`, not both")),
+        (Some(host), None) => known_host(topology, host),
+        (None, Some(role)) => {
+            topology.check_role(role)?;
+            let slot = match slot {
+                RoleField::Host => &mut roles.role,
+                RoleField::From => &mut roles.from_role,
+                RoleField::To => &mut roles.to_role,
+            };
+            *slot = Some(role.clone());
+            Ok(String::new())
+        }
+        (None, None) => Err(format!("`{}` needs `{field}` or `{role_field}`", raw.action)),
+    }
+}
+
+fn known_host(topology: &Topology, host: &str) -> Result<String, String> {
+    if topology.hosts.iter().any(|h| h == host) {
+        Ok(host.to_string())
+    } else {
+        Err(format!(
+            "unknown host `{host}`; this design's hosts are: {}",
+            topology.hosts.join(", ")
+        ))
+    }
+}
+
+/// Every field given must belong to the action.
+fn check_fields(raw: &RawFault) -> Result<(), String> {
+    let given: Vec<&str> = [
+        ("host", raw.host.is_some()),
+        ("role", raw.role.is_some()),
+        ("a", raw.a.is_some()),
+        ("b", raw.b.is_some()),
+        ("shape", raw.shape.is_some()),
+        ("oneway", raw.oneway.is_some()),
+        ("torn", raw.torn.is_some()),
+        ("from", raw.from.is_some()),
+        ("from_role", raw.from_role.is_some()),
+        ("to", raw.to.is_some()),
+        ("to_role", raw.to_role.is_some()),
+        ("duration_ms", raw.duration_ms.is_some()),
+        ("latency_ms", raw.latency_ms.is_some()),
+        ("jitter_ms", raw.jitter_ms.is_some()),
+    ]
+    .into_iter()
+    .filter(|(_, set)| *set)
+    .map(|(name, _)| name)
+    .collect();
+    let allowed: &[&str] = match raw.action.as_str() {
+        "partition" => &["host", "role", "a", "b", "shape", "oneway"],
+        "heal" => &[],
+        "kill" | "restart" | "pause" | "resume" | "stop" => &["host", "role"],
+        "power_fail" => &["host", "role", "torn"],
+        "lose_replies" => &["from", "from_role", "to", "to_role", "duration_ms"],
+        "latency" => &["a", "b", "latency_ms", "jitter_ms"],
+        other => return Err(format!("unknown action `{other}`")),
+    };
+    match given.iter().find(|g| !allowed.contains(g)) {
+        Some(extra) => Err(format!("`{}` does not take `{extra}`", raw.action)),
+        None => Ok(()),
+    }
+}
+
+/// A partition's sides: `a` and `b`, or a shape. `isolated` is the `host` (or, for a role,
+/// empty: the sides are drawn when the fault fires).
+fn resolve_partition(
+    raw: &RawFault,
+    topology: &Topology,
+    isolated: Option<String>,
+    group: impl Fn(&str, &Option<Vec<String>>) -> Result<Vec<String>, String>,
+) -> Result<FaultAction, String> {
+    let oneway = raw.oneway.unwrap_or(false);
+    let (a, b) = match raw.shape.as_deref() {
+        Some(shape_name) => {
+            let shape = Shape::parse(shape_name).ok_or_else(|| {
+                format!("unknown shape `{shape_name}`; shapes are: isolate, halves, bridge")
+            })?;
+            if raw.a.is_some() || raw.b.is_some() {
+                return Err("give either `shape` or `a` and `b`, not both".into());
+            }
+            let too_few = || format!("shape `{shape_name}` needs more hosts than this design has");
+            match (shape, isolated) {
+                (Shape::Isolate, None) => return Err("`partition` needs `host` or `role`".into()),
+                // A role: the isolated host is picked when the fault fires.
+                (Shape::Isolate, Some(host)) if host.is_empty() => {
+                    if topology.hosts.len() < 2 {
+                        return Err(too_few());
+                    }
+                    (Vec::new(), Vec::new())
+                }
+                (Shape::Isolate, Some(host)) => {
+                    shape.sides(&topology.hosts, Some(&host)).ok_or_else(too_few)?
+                }
+                (_, Some(_)) => {
+                    let field = if raw.role.is_some() { "role" } else { "host" };
+                    return Err(format!("shape `{shape_name}` does not take `{field}`"));
+                }
+                (_, None) => shape.sides(&topology.hosts, None).ok_or_else(too_few)?,
+            }
+        }
+        None => {
+            if raw.host.is_some() || raw.role.is_some() {
+                return Err("`host` and `role` go with `shape = \"isolate\"`".into());
+            }
+            (group("a", &raw.a)?, group("b", &raw.b)?)
+        }
+    };
+    if let Some(both) = a.iter().find(|h| b.contains(h)) {
+        return Err(format!("host `{both}` is on both sides"));
+    }
+    Ok(FaultAction::Partition { a, b, oneway })
 }
 
 #[cfg(test)]
@@ -595,9 +728,7 @@ mod tests {
     use super::*;
 
     fn topology() -> Topology {
-        Topology {
-            hosts: vec!["a".into(), "b".into(), "c".into()],
-        }
+        Topology::new(vec!["a".into(), "b".into(), "c".into()])
     }
 
     fn parse(text: &str) -> Result<Scenario, ScenarioError> {
@@ -709,5 +840,33 @@ sometimes = ["fault.kill"]
         let err = s.design_config::<C>().unwrap_err();
         assert_eq!(err.line, Some(4), "{err}");
         assert!(err.message.contains("capacty"));
+    }
+
+    #[test]
+    fn a_role_stays_a_name_until_the_fault_fires() {
+        let with_roles = topology().with_role("consumer", ["b", "c"]);
+        let s = parse(
+            "design = \"x\"\n[[faults]]\nat_ms = 1\naction = \"power_fail\"\nrole = \"consumer\"\ntorn = true\n",
+        )
+        .unwrap();
+        let schedule = s.schedule(&with_roles).unwrap();
+        assert_eq!(
+            schedule[0].action,
+            FaultAction::PowerFail {
+                host: String::new(),
+                torn: true
+            }
+        );
+        assert_eq!(schedule[0].roles.role.as_deref(), Some("consumer"));
+        // Serialized as written: the role, no empty host.
+        assert_eq!(
+            serde_json::to_string(&schedule[0]).unwrap(),
+            r#"{"at_ms":1,"action":"power_fail","torn":true,"role":"consumer"}"#
+        );
+        let err = s.schedule(&topology()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "s.toml:2: faults[0]: unknown role `consumer`; this design declares no roles"
+        );
     }
 }

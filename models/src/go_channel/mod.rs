@@ -112,10 +112,10 @@ impl GoChannel {
 }
 
 impl Design for GoChannel {
+    /// One process, `app`: its producers and consumers are goroutines, so a fault on either
+    /// is a fault on the whole program.
     fn topology(&self) -> Topology {
-        Topology {
-            hosts: vec![HOST.to_string()],
-        }
+        Topology::new(vec![HOST.to_string()]).with_role("app", [HOST])
     }
 
     fn install<'a>(&'a self, sim: &mut turmoil::Sim<'a>, env: &Env) {

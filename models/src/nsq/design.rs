@@ -371,17 +371,25 @@ impl Nsq {
 }
 
 impl Design for Nsq {
+    /// Hosts and their roles: `lookupd`, `nsqd` (also `broker`, the role every design's
+    /// message servers share), `producer`, `consumer`, and `db` with the database sink.
     fn topology(&self) -> Topology {
-        Topology {
-            hosts: self
-                .lookupds()
-                .into_iter()
-                .chain(self.nsqds())
-                .chain(self.producers())
-                .chain(self.consumers())
-                .chain(self.db.as_ref().map(|db| db.host().to_string()))
-                .collect(),
-        }
+        let db: Vec<String> = self.db.iter().map(|db| db.host().to_string()).collect();
+        let hosts = self
+            .lookupds()
+            .into_iter()
+            .chain(self.nsqds())
+            .chain(self.producers())
+            .chain(self.consumers())
+            .chain(db.iter().cloned())
+            .collect();
+        Topology::new(hosts)
+            .with_role("lookupd", self.lookupds())
+            .with_role("nsqd", self.nsqds())
+            .with_role("broker", self.nsqds())
+            .with_role("producer", self.producers())
+            .with_role("consumer", self.consumers())
+            .with_role("db", db)
     }
 
     /// Hosts in a fixed order (the order turmoil steps them in): lookupds, nsqds, the

@@ -27,9 +27,11 @@ fn toml_blocks() -> Vec<String> {
 
 #[test]
 fn every_example_in_the_schema_doc_parses_and_resolves() {
-    let topology = Topology {
-        hosts: vec!["h1".into(), "h2".into(), "h3".into()],
-    };
+    // Roles as the schema doc's examples use them.
+    let topology = Topology::new(vec!["h1".into(), "h2".into(), "h3".into()])
+        .with_role("broker", ["h1"])
+        .with_role("consumer", ["h2", "h3"])
+        .with_dynamic_role("leader", "the broker that leads partition 0 now");
     let mut actions_seen = std::collections::BTreeSet::new();
     let blocks = toml_blocks();
     assert!(blocks.len() >= 8);

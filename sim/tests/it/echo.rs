@@ -33,9 +33,7 @@ impl Echo {
 
 impl Design for Echo {
     fn topology(&self) -> Topology {
-        Topology {
-            hosts: vec!["client".into(), "server".into()],
-        }
+        Topology::new(vec!["client".into(), "server".into()])
     }
 
     fn install<'a>(&'a self, sim: &mut turmoil::Sim<'a>, env: &Env) {

@@ -185,9 +185,7 @@ fn a_panicking_model_is_a_crash_verdict_with_the_seed_not_a_harness_panic() {
     struct Panics;
     impl sim::Design for Panics {
         fn topology(&self) -> sim::fault::Topology {
-            sim::fault::Topology {
-                hosts: vec!["h".into()],
-            }
+            sim::fault::Topology::new(vec!["h".into()])
         }
         fn install<'a>(&'a self, sim: &mut turmoil::Sim<'a>, _env: &sim::Env) {
             sim.host("h", || async {

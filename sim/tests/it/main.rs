@@ -4,3 +4,4 @@
 
 mod echo;
 mod faults;
+mod roles;

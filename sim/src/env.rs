@@ -1,0 +1,232 @@
+//! What host software gets from the run: [`Env`] (simulated time, the run's random stream,
+//! disks, the recorder, process controls) and [`Process`] (pause and stop requests). The
+//! harness (`harness.rs`) drives the same state from outside any host.
+
+use crate::disk::SimDisk;
+use crate::history::{Event, EventKind, History, SimTime};
+use crate::world::HARNESS_HOST;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::cell::{Cell, RefCell, RefMut};
+use std::collections::{BTreeMap, BTreeSet};
+use std::rc::Rc;
+use std::time::Duration;
+
+#[derive(Debug, Default)]
+pub(crate) struct ProcessState {
+    pub(crate) paused: Cell<bool>,
+    pub(crate) stop_requested: Cell<bool>,
+    /// Wakes the process's waiters when `paused` or `stop_requested` changes. A `Notified`
+    /// is registered as soon as it is created, so a change between the check and the wait is
+    /// not missed; tokio's `Notify` is not tied to a runtime, so the harness can notify from
+    /// outside any host.
+    pub(crate) changed: tokio::sync::Notify,
+    /// Set by the host's software while it runs; cleared on exit or when it is dropped.
+    pub(crate) running: Cell<bool>,
+    pub(crate) incarnation: Cell<u64>,
+}
+
+pub(crate) struct EnvInner {
+    pub(crate) seed: u64,
+    pub(crate) history: RefCell<History>,
+    /// Events recorded during the current step, sorted by time when the step ends.
+    pub(crate) staged: RefCell<Vec<Event>>,
+    pub(crate) rng: RefCell<ChaCha8Rng>,
+    pub(crate) processes: RefCell<BTreeMap<String, Rc<ProcessState>>>,
+    pub(crate) disks: RefCell<BTreeMap<String, SimDisk>>,
+    pub(crate) harness_now: Cell<SimTime>,
+    /// (from, to) pairs whose packets the network drops now: partitions, lost replies and
+    /// hosts without power. Kept by the harness, read by [`connect`].
+    pub(crate) unreachable: RefCell<BTreeSet<(String, String)>>,
+}
+
+/// The run's shared environment, handed to every host's software. Cheap to clone.
+///
+/// Single-threaded by construction (`Rc`): turmoil runs every host on the run's thread.
+#[derive(Clone)]
+pub struct Env(pub(crate) Rc<EnvInner>);
+
+impl Env {
+    pub(crate) fn new(seed: u64) -> Env {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        rng.set_stream(2);
+        Env(Rc::new(EnvInner {
+            seed,
+            history: RefCell::new(History::new()),
+            staged: RefCell::new(Vec::new()),
+            rng: RefCell::new(rng),
+            unreachable: RefCell::new(BTreeSet::new()),
+            processes: RefCell::new(BTreeMap::new()),
+            disks: RefCell::new(BTreeMap::new()),
+            harness_now: Cell::new(SimTime(0)),
+        }))
+    }
+
+    pub fn seed(&self) -> u64 {
+        self.0.seed
+    }
+
+    /// Simulated time: the current host's clock inside host software, else the harness's.
+    pub fn now(&self) -> SimTime {
+        match turmoil::sim_elapsed() {
+            Some(elapsed) => SimTime::from_duration(elapsed),
+            None => self.0.harness_now.get(),
+        }
+    }
+
+    /// Records an event observed on `host` at the current simulated time.
+    pub fn record(&self, host: &str, kind: EventKind) {
+        let time = self.now();
+        tracing::debug!(t_us = time.0, host, ?kind, "event");
+        self.0.staged.borrow_mut().push(Event {
+            time,
+            host: host.to_string(),
+            kind,
+        });
+    }
+
+    /// Records a "sometimes" note (counted as `note.<name>`).
+    pub fn note(&self, host: &str, name: &str) {
+        self.record(
+            host,
+            EventKind::Note {
+                name: name.to_string(),
+            },
+        );
+    }
+
+    /// The models' random stream. Hold the borrow only for the draw.
+    pub fn rng(&self) -> RefMut<'_, ChaCha8Rng> {
+        self.0.rng.borrow_mut()
+    }
+
+    /// A uniform choice among `n` options, as Go's `select` makes among ready cases.
+    pub fn choose(&self, n: usize) -> usize {
+        assert!(n > 0);
+        self.rng().random_range(0..n)
+    }
+
+    /// The host's disk; it outlives the host's process.
+    pub fn disk(&self, host: &str) -> SimDisk {
+        self.0
+            .disks
+            .borrow_mut()
+            .entry(host.to_string())
+            .or_default()
+            .clone()
+    }
+
+    pub(crate) fn state(&self, host: &str) -> Rc<ProcessState> {
+        self.0
+            .processes
+            .borrow_mut()
+            .entry(host.to_string())
+            .or_default()
+            .clone()
+    }
+
+    /// The process controls for `host`, used by its software.
+    pub fn process(&self, host: &str) -> Process {
+        Process {
+            host: host.to_string(),
+            state: self.state(host),
+        }
+    }
+
+    pub(crate) fn flush_step(&self) {
+        let mut staged = self.0.staged.borrow_mut();
+        if staged.is_empty() {
+            return;
+        }
+        // Hosts run one after another within a step, each from the step's start time, so the
+        // step's events are merged by time; ties keep recording order (stable sort).
+        staged.sort_by_key(|e| e.time);
+        let mut history = self.0.history.borrow_mut();
+        for event in staged.drain(..) {
+            history.push(event);
+        }
+    }
+
+    pub(crate) fn record_now(&self, kind: EventKind) {
+        self.flush_step();
+        let time = self.0.harness_now.get();
+        self.0.history.borrow_mut().push(Event {
+            time,
+            host: HARNESS_HOST.to_string(),
+            kind,
+        });
+    }
+}
+
+/// What host software sees of its own process: pause and stop requests.
+///
+/// Pausing is cooperative at the process's suspension points: software sleeps and waits
+/// through [`Process::sleep`] and [`Process::checkpoint`], which do not return while the
+/// process is paused. The harness also holds the host's network links, so messages queue
+/// up as they would for a SIGSTOPped process whose sockets stay open.
+#[derive(Clone)]
+pub struct Process {
+    host: String,
+    state: Rc<ProcessState>,
+}
+
+impl Process {
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// Marks the process as running until the returned guard is dropped (on normal exit, or
+    /// when a kill drops the host's tasks).
+    pub fn start(&self) -> RunningGuard {
+        self.state.running.set(true);
+        self.state.incarnation.set(self.state.incarnation.get() + 1);
+        RunningGuard(self.state.clone())
+    }
+
+    pub fn incarnation(&self) -> u64 {
+        self.state.incarnation.get()
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.state.running.get()
+    }
+
+    pub async fn checkpoint(&self) {
+        loop {
+            let changed = self.state.changed.notified();
+            if !self.state.paused.get() {
+                return;
+            }
+            changed.await;
+        }
+    }
+
+    pub async fn sleep(&self, duration: Duration) {
+        tokio::time::sleep(duration).await;
+        self.checkpoint().await;
+    }
+
+    /// Whether a graceful shutdown (SIGTERM) was requested.
+    pub fn stop_requested(&self) -> bool {
+        self.state.stop_requested.get()
+    }
+
+    /// Resolves when a graceful shutdown is requested.
+    pub async fn stopping(&self) {
+        loop {
+            let changed = self.state.changed.notified();
+            if self.state.stop_requested.get() {
+                return;
+            }
+            changed.await;
+        }
+    }
+}
+
+pub struct RunningGuard(Rc<ProcessState>);
+
+impl Drop for RunningGuard {
+    fn drop(&mut self) {
+        self.0.running.set(false);
+    }
+}
