@@ -2,7 +2,7 @@
 //! from the designs' registry and their config types' schemas, never written by hand.
 
 use sim::config::{ConfigKey, ConfigSchema};
-use sim::scenario::{RunSettings, Workload};
+use sim::scenario::{RunSettings, Scenario, Workload};
 use sim::verdict::Property;
 use std::fmt::Write as _;
 
@@ -17,6 +17,7 @@ pub fn text() -> String {
         let _ = writeln!(out, "  {:<12} {}", design.name, design.summary);
         let _ = writeln!(out, "  {:<12} promise: {}", "", design.promise);
         let _ = writeln!(out, "  {:<12} hosts: {}", "", design.hosts.join(", "));
+        let _ = writeln!(out, "  {:<12} roles (default config): {}", "", roles(design.name));
         let roles: Vec<&str> = design.servers.iter().map(|s| s.role).collect();
         if !roles.is_empty() {
             let _ = writeln!(
@@ -45,6 +46,24 @@ pub fn text() -> String {
         let _ = writeln!(out, "  {:<24} {}", property.name(), property.describe());
     }
     out
+}
+
+/// The roles faults can name (`role = "..."`), as the design's default variant declares
+/// them: static roles with their hosts, then dynamic roles, resolved when a fault fires.
+fn roles(design: &str) -> String {
+    let text = format!("design = {design:?}\n");
+    let scenario = Scenario::parse("(defaults)", &text).expect("a bare design line parses");
+    let built = models::build(&scenario).expect("every design builds with its defaults");
+    let topology = built.topology();
+    let fixed = topology
+        .roles
+        .iter()
+        .map(|(role, hosts)| format!("{role} ({})", hosts.join(", ")));
+    let dynamic = topology
+        .dynamic_roles
+        .iter()
+        .map(|(role, description)| format!("{role} (when the fault fires: {description})"));
+    fixed.chain(dynamic).collect::<Vec<_>>().join("; ")
 }
 
 fn line(out: &mut String, name: &str, key: &ConfigKey) {
