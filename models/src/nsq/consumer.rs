@@ -269,14 +269,20 @@ async fn handle_with_db(
     };
     let handled = db.handle(env, host, id.0, process, fin).await;
     if handled == Handled::Failed {
-        let delay = (config.requeue_delay * u32::from(message.attempts)).min(config.max_requeue_delay);
-        sender.send(&Command::Req {
-            id: message.id,
-            timeout_ms: delay.as_millis() as i64,
-        });
-        env.note(host, "consumer.handler_error");
+        requeue(env, host, config, message, sender);
     }
     handled
+}
+
+/// A failed handler's message goes back with go-nsq's Requeue(-1): a linear delay of
+/// requeue_delay × attempts, capped at max_requeue_delay.
+fn requeue(env: &Env, host: &str, config: &ClientConfig, message: &Message, sender: &Sender) {
+    let delay = (config.requeue_delay * u32::from(message.attempts)).min(config.max_requeue_delay);
+    sender.send(&Command::Req {
+        id: message.id,
+        timeout_ms: delay.as_millis() as i64,
+    });
+    env.note(host, "consumer.handler_error");
 }
 
 async fn handler_loop(
@@ -330,13 +336,7 @@ async fn handler_loop(
         let failed =
             config.handler_failure_rate > 0.0 && env.rng().random_bool(config.handler_failure_rate.min(1.0));
         if failed {
-            // go-nsq: Requeue(-1), a linear delay of requeue_delay × attempts, capped.
-            let delay = (config.requeue_delay * u32::from(message.attempts)).min(config.max_requeue_delay);
-            sender.send(&Command::Req {
-                id: message.id,
-                timeout_ms: delay.as_millis() as i64,
-            });
-            env.note(&host, "consumer.handler_error");
+            requeue(&env, &host, &config, &message, &sender);
             throttle.signal(false, &env, &host, &process);
             continue;
         }
