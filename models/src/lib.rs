@@ -5,6 +5,7 @@
 
 pub mod db;
 pub mod go_channel;
+pub mod kafka;
 pub mod nsq;
 pub mod server;
 pub mod source;

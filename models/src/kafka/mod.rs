@@ -1,0 +1,12 @@
+//! Kafka: a replicated log with ISR, high watermark and leader epochs, idempotent producers,
+//! on Kafka's own wire protocol (reference §2; issue 10). Built bottom-up, as NSQ was.
+//!
+//! Sans-I/O cores that take time, randomness and I/O as inputs:
+//! - [`batch`]: record batches as the log, the replicas and the clients see them;
+//!
+//! Still to come in this design: the log on the simulated disk, the producer state that
+//! makes produce idempotent, the partition's replication state machine (leader and follower,
+//! ISR, high watermark, leader-epoch truncation), the controller, the wire protocol, the
+//! drivers, clients, checkers and scenarios.
+
+pub mod batch;
