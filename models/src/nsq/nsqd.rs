@@ -10,6 +10,9 @@
 //! nsqd with no lookupd configured), TLS, snappy/deflate, AUTH (answered `E_AUTH_DISABLED`),
 //! sampling, pausing and the HTTP API.
 
+// A sans-I/O core: its functions stay within clippy.toml's too-many-lines-threshold (issue 9).
+#![deny(clippy::too_many_lines)]
+
 use super::backend::{Backend, Placed};
 use super::channel::{Channel, ClientId};
 use super::diskqueue::DiskQueueConfig;
@@ -168,6 +171,72 @@ impl Client {
     fn is_ready(&self) -> bool {
         self.state == State::Subscribed && self.ready_count > 0 && self.in_flight < self.ready_count
     }
+
+    /// Checks the protocol magic once its 4 bytes have arrived: true once the client is past
+    /// it. A bad magic closes the connection.
+    fn read_magic(&mut self, client: ClientId, out: &mut Outbox) -> bool {
+        if self.state != State::Magic {
+            return true;
+        }
+        if self.input.len() < MAGIC_V2.len() {
+            return false;
+        }
+        if &self.input[..4] != MAGIC_V2 {
+            let magic = String::from_utf8_lossy(&self.input[..4]).into_owned();
+            self.state = State::Closed;
+            out.error(
+                client,
+                &ProtocolError::fatal(
+                    "E_BAD_PROTOCOL",
+                    format!("client({client}) bad protocol magic '{magic}'"),
+                ),
+            );
+            return false;
+        }
+        self.input.drain(..4);
+        self.state = State::Init;
+        true
+    }
+
+    /// Takes the next whole command off the input. Garbled input, or too much of it without
+    /// a command, closes the connection.
+    fn next_command(&mut self, client: ClientId, limits: &Limits, out: &mut Outbox) -> NextCommand {
+        if self.state == State::Closed {
+            return NextCommand::Closed;
+        }
+        if self.blocked_on.is_some() {
+            return NextCommand::Wait;
+        }
+        if self.input.len() > CLIENT_BUFFER_MAX {
+            self.state = State::Closed;
+            out.error(
+                client,
+                &ProtocolError::fatal("E_INVALID", "client sent too much without a command"),
+            );
+            return NextCommand::Closed;
+        }
+        match decode_command(&self.input, limits) {
+            Ok(None) => NextCommand::Wait,
+            Ok(Some((command, used))) => {
+                self.input.drain(..used);
+                NextCommand::Ready(command)
+            }
+            Err(error) => {
+                self.state = State::Closed;
+                out.error(client, &error);
+                NextCommand::Closed
+            }
+        }
+    }
+}
+
+/// What a connection's input holds next.
+enum NextCommand {
+    Ready(Command),
+    /// Nothing to run yet: the command is incomplete, or the client is held in `GetTopic`.
+    Wait,
+    /// The connection is closed, perhaps by this very input.
+    Closed,
 }
 
 /// What the driver must do.
@@ -520,81 +589,50 @@ impl<D: Disk + Clone> Nsqd<D> {
         }
         state.last_read = now;
         state.input.extend_from_slice(bytes);
-        if state.state == State::Magic {
-            if state.input.len() < MAGIC_V2.len() {
-                return;
-            }
-            if &state.input[..4] != MAGIC_V2 {
-                let magic = String::from_utf8_lossy(&state.input[..4]).into_owned();
-                state.state = State::Closed;
-                out.error(
-                    client,
-                    &ProtocolError::fatal(
-                        "E_BAD_PROTOCOL",
-                        format!("client({client}) bad protocol magic '{magic}'"),
-                    ),
-                );
-                return;
-            }
-            state.input.drain(..4);
-            state.state = State::Init;
+        if !state.read_magic(client, out) {
+            return;
         }
         let limits = self.options.limits();
         loop {
             let Some(state) = self.clients.get_mut(&client) else {
                 return;
             };
-            if state.state == State::Closed {
-                return;
-            }
-            if state.blocked_on.is_some() {
-                break;
-            }
-            if state.input.len() > CLIENT_BUFFER_MAX {
-                state.state = State::Closed;
-                out.error(
-                    client,
-                    &ProtocolError::fatal("E_INVALID", "client sent too much without a command"),
-                );
-                return;
-            }
-            let decoded = decode_command(&state.input, &limits);
-            let command = match decoded {
-                Ok(None) => break,
-                Ok(Some((command, used))) => {
-                    state.input.drain(..used);
-                    command
-                }
-                Err(error) => {
-                    state.state = State::Closed;
-                    out.error(client, &error);
-                    return;
-                }
-            };
-            let before = out.0.len();
-            let result = self.exec(client, command, now, out);
-            if let Err(error) = result {
-                if error.fatal {
-                    if let Some(state) = self.clients.get_mut(&client) {
-                        state.state = State::Closed;
-                    }
-                }
-                out.error(client, &error);
-            }
-            if let Some(topic) = self.created_pending.take() {
-                // The command blocks in GetTopic: hold its answer, stop reading.
-                let (mine, others): (Vec<Output>, Vec<Output>) = out
-                    .0
-                    .drain(before..)
-                    .partition(|o| matches!(o, Output::Send(id, _) | Output::Close(id) if *id == client));
-                out.0.extend(others);
-                if let Some(state) = self.clients.get_mut(&client) {
-                    state.blocked_on = Some(topic);
-                    state.held = mine;
-                }
+            match state.next_command(client, &limits, out) {
+                NextCommand::Ready(command) => self.run_command(client, command, now, out),
+                NextCommand::Wait => break,
+                // Input that closes the connection delivers nothing now; the next tick does.
+                NextCommand::Closed => return,
             }
         }
         self.pump(now, rng, out);
+    }
+
+    /// Runs one command and answers its error. A command that created a topic blocks, as in
+    /// nsqd's `GetTopic`, until lookupd has said which channels it has: its answer is held
+    /// and the client's later input waits.
+    fn run_command(&mut self, client: ClientId, command: Command, now: Duration, out: &mut Outbox) {
+        let before = out.0.len();
+        let result = self.exec(client, command, now, out);
+        if let Err(error) = result {
+            if error.fatal {
+                if let Some(state) = self.clients.get_mut(&client) {
+                    state.state = State::Closed;
+                }
+            }
+            out.error(client, &error);
+        }
+        if let Some(topic) = self.created_pending.take() {
+            // The command blocks in GetTopic: hold its answer, stop reading.
+            let (mine, others): (Vec<Output>, Vec<Output>) = out
+                .0
+                .drain(before..)
+                .partition(|o| matches!(o, Output::Send(id, _) | Output::Close(id) if *id == client));
+            out.0.extend(others);
+            if let Some(state) = self.clients.get_mut(&client) {
+                state.blocked_on = Some(topic);
+                state.held = mine;
+            }
+        }
     }
 
     fn new_message(&mut self, now: Duration, body: Vec<u8>) -> Message {
@@ -640,142 +678,38 @@ impl<D: Disk + Clone> Nsqd<D> {
         match command {
             Command::Nop => {}
             Command::Identify(body) => {
-                if state != State::Init {
-                    return Err(ProtocolError::fatal(
-                        "E_INVALID",
-                        "cannot IDENTIFY in current state",
-                    ));
-                }
-                let identify: IdentifyBody = serde_json::from_slice(&body)
-                    .map_err(|_| ProtocolError::fatal("E_BAD_BODY", "IDENTIFY failed to decode JSON body"))?;
-                let options = self.options.clone();
-                let c = self.clients.get_mut(&client).expect("live");
-                c.heartbeat_interval = match identify.heartbeat_interval {
-                    -1 => None,
-                    0 => Some(ms(options.client_timeout_ms / 2)),
-                    v if v >= 1000 && v as u64 <= options.max_heartbeat_interval_ms => Some(ms(v as u64)),
-                    v => {
-                        return Err(ProtocolError::fatal(
-                            "E_BAD_BODY",
-                            format!("IDENTIFY heartbeat interval ({v}) is invalid"),
-                        ))
-                    }
-                };
-                c.next_heartbeat = c.heartbeat_interval.map(|h| now + h);
-                c.output_buffer_timeout = match identify.output_buffer_timeout {
-                    -1 => None,
-                    0 => Some(ms(options.output_buffer_timeout_ms)),
-                    v if v >= 1 && v as u64 <= options.max_output_buffer_timeout_ms => Some(ms(v as u64)),
-                    v => {
-                        return Err(ProtocolError::fatal(
-                            "E_BAD_BODY",
-                            format!("IDENTIFY output buffer timeout ({v}) is invalid"),
-                        ))
-                    }
-                };
-                c.next_flush = c.output_buffer_timeout.map(|t| now + t);
-                c.msg_timeout = match identify.msg_timeout {
-                    0 => ms(options.msg_timeout_ms),
-                    v if v >= 1000 && v as u64 <= options.max_msg_timeout_ms => ms(v as u64),
-                    v => {
-                        return Err(ProtocolError::fatal(
-                            "E_BAD_BODY",
-                            format!("IDENTIFY msg timeout ({v}) is invalid"),
-                        ))
-                    }
-                };
-                if identify.feature_negotiation {
-                    let reply = serde_json::json!({
-                        "max_rdy_count": options.max_rdy_count,
-                        "version": VERSION,
-                        "max_msg_timeout": options.max_msg_timeout_ms,
-                        "msg_timeout": c.msg_timeout.as_millis() as u64,
-                        "tls_v1": false,
-                        "deflate": false,
-                        "deflate_level": 6,
-                        "max_deflate_level": 6,
-                        "snappy": false,
-                        "sample_rate": 0,
-                        "auth_required": false,
-                        "output_buffer_size": 16384,
-                        "output_buffer_timeout": c.output_buffer_timeout.map_or(-1, |t| t.as_millis() as i64),
-                    });
-                    out.send(client, FrameType::Response, reply.to_string().as_bytes());
-                } else {
-                    out.send(client, FrameType::Response, OK);
-                }
+                allowed_in_state(state == State::Init, "IDENTIFY")?;
+                self.identify(client, &body, now, out)?;
             }
             Command::Auth(_) => {
-                if state != State::Init {
-                    return Err(ProtocolError::fatal("E_INVALID", "cannot AUTH in current state"));
-                }
+                allowed_in_state(state == State::Init, "AUTH")?;
                 return Err(ProtocolError::fatal("E_AUTH_DISABLED", "AUTH disabled"));
             }
             Command::Sub { topic, channel } => {
-                if state != State::Init {
-                    return Err(ProtocolError::fatal("E_INVALID", "cannot SUB in current state"));
-                }
-                if self.clients[&client].heartbeat_interval.is_none() {
-                    return Err(ProtocolError::fatal(
-                        "E_INVALID",
-                        "cannot SUB with heartbeats disabled",
-                    ));
-                }
-                self.get_channel(&topic, &channel, now, out);
-                self.topics
-                    .get_mut(&topic)
-                    .and_then(|t| t.channels.get_mut(&channel))
-                    .expect("created above")
-                    .add_client(client);
-                let c = self.clients.get_mut(&client).expect("live");
-                c.state = State::Subscribed;
-                c.subscription = Some((topic, channel));
-                out.send(client, FrameType::Response, OK);
+                allowed_in_state(state == State::Init, "SUB")?;
+                self.subscribe(client, topic, channel, now, out)?;
             }
             Command::Rdy(count) => {
                 if state == State::Closing {
                     return Ok(()); // ignored after CLS
                 }
-                if state != State::Subscribed {
-                    return Err(ProtocolError::fatal("E_INVALID", "cannot RDY in current state"));
-                }
+                allowed_in_state(state == State::Subscribed, "RDY")?;
                 self.clients.get_mut(&client).expect("live").ready_count = count;
             }
             Command::Fin(id) => {
-                if !active {
-                    return Err(ProtocolError::fatal("E_INVALID", "cannot FIN in current state"));
-                }
-                self.channel_of(client)
-                    .finish(client, id)
-                    .map_err(|e| ProtocolError::non_fatal("E_FIN_FAILED", format!("FIN {id} failed {e}")))?;
-                self.clients.get_mut(&client).expect("live").in_flight -= 1;
+                allowed_in_state(active, "FIN")?;
+                self.finish(client, id)?;
             }
             Command::Req { id, timeout_ms } => {
-                if !active {
-                    return Err(ProtocolError::fatal("E_INVALID", "cannot REQ in current state"));
-                }
-                self.channel_of(client)
-                    .requeue(client, id, now, ms(timeout_ms as u64))
-                    .map_err(|e| ProtocolError::non_fatal("E_REQ_FAILED", format!("REQ {id} failed {e}")))?;
-                self.clients.get_mut(&client).expect("live").in_flight -= 1;
-                out.0.push(Output::Note("nsqd.requeue"));
+                allowed_in_state(active, "REQ")?;
+                self.requeue(client, id, timeout_ms, now, out)?;
             }
             Command::Touch(id) => {
-                if !active {
-                    return Err(ProtocolError::fatal("E_INVALID", "cannot TOUCH in current state"));
-                }
-                let msg_timeout = self.clients[&client].msg_timeout;
-                let max = ms(self.options.max_msg_timeout_ms);
-                self.channel_of(client)
-                    .touch(client, id, now, msg_timeout, max)
-                    .map_err(|e| {
-                        ProtocolError::non_fatal("E_TOUCH_FAILED", format!("TOUCH {id} failed {e}"))
-                    })?;
+                allowed_in_state(active, "TOUCH")?;
+                self.touch(client, id, now)?;
             }
             Command::Cls => {
-                if state != State::Subscribed {
-                    return Err(ProtocolError::fatal("E_INVALID", "cannot CLS in current state"));
-                }
+                allowed_in_state(state == State::Subscribed, "CLS")?;
                 let c = self.clients.get_mut(&client).expect("live");
                 c.state = State::Closing;
                 c.ready_count = 0;
@@ -798,6 +732,110 @@ impl<D: Disk + Clone> Nsqd<D> {
                 out.send(client, FrameType::Response, OK);
             }
         }
+        Ok(())
+    }
+
+    /// IDENTIFY: the client's heartbeat interval, output buffer timeout and message timeout,
+    /// each checked and set in that order, so an earlier one stays set when a later one is
+    /// refused (nsqd's `clientV2.Identify` sets them one after another). With feature
+    /// negotiation, the answer is nsqd's settings as JSON.
+    fn identify(
+        &mut self,
+        client: ClientId,
+        body: &[u8],
+        now: Duration,
+        out: &mut Outbox,
+    ) -> Result<(), ProtocolError> {
+        let identify: IdentifyBody = serde_json::from_slice(body)
+            .map_err(|_| ProtocolError::fatal("E_BAD_BODY", "IDENTIFY failed to decode JSON body"))?;
+        let options = &self.options;
+        let c = self.clients.get_mut(&client).expect("live");
+        c.heartbeat_interval = identify_heartbeat_interval(identify.heartbeat_interval, options)?;
+        c.next_heartbeat = c.heartbeat_interval.map(|h| now + h);
+        c.output_buffer_timeout = identify_output_buffer_timeout(identify.output_buffer_timeout, options)?;
+        c.next_flush = c.output_buffer_timeout.map(|t| now + t);
+        c.msg_timeout = identify_msg_timeout(identify.msg_timeout, options)?;
+        if identify.feature_negotiation {
+            let reply = serde_json::json!({
+                "max_rdy_count": options.max_rdy_count,
+                "version": VERSION,
+                "max_msg_timeout": options.max_msg_timeout_ms,
+                "msg_timeout": c.msg_timeout.as_millis() as u64,
+                "tls_v1": false,
+                "deflate": false,
+                "deflate_level": 6,
+                "max_deflate_level": 6,
+                "snappy": false,
+                "sample_rate": 0,
+                "auth_required": false,
+                "output_buffer_size": 16384,
+                "output_buffer_timeout": c.output_buffer_timeout.map_or(-1, |t| t.as_millis() as i64),
+            });
+            out.send(client, FrameType::Response, reply.to_string().as_bytes());
+        } else {
+            out.send(client, FrameType::Response, OK);
+        }
+        Ok(())
+    }
+
+    /// SUB: needs heartbeats; creates the topic and channel if need be, and joins the channel.
+    fn subscribe(
+        &mut self,
+        client: ClientId,
+        topic: String,
+        channel: String,
+        now: Duration,
+        out: &mut Outbox,
+    ) -> Result<(), ProtocolError> {
+        if self.clients[&client].heartbeat_interval.is_none() {
+            return Err(ProtocolError::fatal(
+                "E_INVALID",
+                "cannot SUB with heartbeats disabled",
+            ));
+        }
+        self.get_channel(&topic, &channel, now, out);
+        self.topics
+            .get_mut(&topic)
+            .and_then(|t| t.channels.get_mut(&channel))
+            .expect("created above")
+            .add_client(client);
+        let c = self.clients.get_mut(&client).expect("live");
+        c.state = State::Subscribed;
+        c.subscription = Some((topic, channel));
+        out.send(client, FrameType::Response, OK);
+        Ok(())
+    }
+
+    fn finish(&mut self, client: ClientId, id: MessageId) -> Result<(), ProtocolError> {
+        self.channel_of(client)
+            .finish(client, id)
+            .map_err(|e| ProtocolError::non_fatal("E_FIN_FAILED", format!("FIN {id} failed {e}")))?;
+        self.clients.get_mut(&client).expect("live").in_flight -= 1;
+        Ok(())
+    }
+
+    fn requeue(
+        &mut self,
+        client: ClientId,
+        id: MessageId,
+        timeout_ms: i64,
+        now: Duration,
+        out: &mut Outbox,
+    ) -> Result<(), ProtocolError> {
+        self.channel_of(client)
+            .requeue(client, id, now, ms(timeout_ms as u64))
+            .map_err(|e| ProtocolError::non_fatal("E_REQ_FAILED", format!("REQ {id} failed {e}")))?;
+        self.clients.get_mut(&client).expect("live").in_flight -= 1;
+        out.0.push(Output::Note("nsqd.requeue"));
+        Ok(())
+    }
+
+    fn touch(&mut self, client: ClientId, id: MessageId, now: Duration) -> Result<(), ProtocolError> {
+        let msg_timeout = self.clients[&client].msg_timeout;
+        let max = ms(self.options.max_msg_timeout_ms);
+        self.channel_of(client)
+            .touch(client, id, now, msg_timeout, max)
+            .map_err(|e| ProtocolError::non_fatal("E_TOUCH_FAILED", format!("TOUCH {id} failed {e}")))?;
         Ok(())
     }
 
@@ -1055,6 +1093,58 @@ impl<D: Disk + Clone> Nsqd<D> {
 
     pub fn topic_names(&self) -> BTreeSet<String> {
         self.topics.keys().cloned().collect()
+    }
+}
+
+/// A command sent in a state that does not allow it is fatal.
+fn allowed_in_state(allowed: bool, command: &str) -> Result<(), ProtocolError> {
+    if allowed {
+        return Ok(());
+    }
+    Err(ProtocolError::fatal(
+        "E_INVALID",
+        format!("cannot {command} in current state"),
+    ))
+}
+
+/// IDENTIFY's `heartbeat_interval`: -1 turns heartbeats off, 0 takes the default.
+fn identify_heartbeat_interval(value: i64, options: &NsqdOptions) -> Result<Option<Duration>, ProtocolError> {
+    match value {
+        -1 => Ok(None),
+        0 => Ok(Some(ms(options.client_timeout_ms / 2))),
+        v if v >= 1000 && v as u64 <= options.max_heartbeat_interval_ms => Ok(Some(ms(v as u64))),
+        v => Err(ProtocolError::fatal(
+            "E_BAD_BODY",
+            format!("IDENTIFY heartbeat interval ({v}) is invalid"),
+        )),
+    }
+}
+
+/// IDENTIFY's `output_buffer_timeout`: -1 turns output buffering off, 0 takes the default.
+fn identify_output_buffer_timeout(
+    value: i64,
+    options: &NsqdOptions,
+) -> Result<Option<Duration>, ProtocolError> {
+    match value {
+        -1 => Ok(None),
+        0 => Ok(Some(ms(options.output_buffer_timeout_ms))),
+        v if v >= 1 && v as u64 <= options.max_output_buffer_timeout_ms => Ok(Some(ms(v as u64))),
+        v => Err(ProtocolError::fatal(
+            "E_BAD_BODY",
+            format!("IDENTIFY output buffer timeout ({v}) is invalid"),
+        )),
+    }
+}
+
+/// IDENTIFY's `msg_timeout`: 0 takes the default.
+fn identify_msg_timeout(value: i64, options: &NsqdOptions) -> Result<Duration, ProtocolError> {
+    match value {
+        0 => Ok(ms(options.msg_timeout_ms)),
+        v if v >= 1000 && v as u64 <= options.max_msg_timeout_ms => Ok(ms(v as u64)),
+        v => Err(ProtocolError::fatal(
+            "E_BAD_BODY",
+            format!("IDENTIFY msg timeout ({v}) is invalid"),
+        )),
     }
 }
 
