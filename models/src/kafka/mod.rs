@@ -3,10 +3,12 @@
 //!
 //! Sans-I/O cores that take time, randomness and I/O as inputs:
 //! - [`batch`]: record batches as the log, the replicas and the clients see them;
+//! - [`partition`]: one replica's replication state machine: leader and follower, the ISR,
+//!   the high watermark, acks, and truncation by leader epoch (KIP-101) or by high watermark;
 //!
 //! Still to come in this design: the log on the simulated disk, the producer state that
-//! makes produce idempotent, the partition's replication state machine (leader and follower,
-//! ISR, high watermark, leader-epoch truncation), the controller, the wire protocol, the
+//! makes produce idempotent, the controller, the wire protocol, the
 //! drivers, clients, checkers and scenarios.
 
 pub mod batch;
+pub mod partition;

@@ -1,0 +1,356 @@
+//! The replication state machine against an in-memory log: the reference's scenarios
+//! (§2.1–2.2) played out between replicas by hand, one fetch at a time.
+
+use super::*;
+use crate::kafka::batch::Record;
+
+/// A log in memory with an epoch per batch, and a HW checkpoint that survives "restarts".
+#[derive(Clone, Default)]
+struct MemLog {
+    batches: Vec<Batch>,
+    checkpoint: i64,
+}
+
+impl ReplicaLog for MemLog {
+    fn log_end_offset(&self) -> i64 {
+        self.batches.last().map_or(0, Batch::next_offset)
+    }
+    fn append_as_leader(&mut self, mut batch: Batch, epoch: i32, _now_ms: u64) -> std::io::Result<i64> {
+        batch.base_offset = self.log_end_offset();
+        batch.leader_epoch = epoch;
+        self.batches.push(batch);
+        Ok(self.batches.last().unwrap().base_offset)
+    }
+    fn append_as_follower(&mut self, batch: Batch, _now_ms: u64) -> std::io::Result<()> {
+        assert_eq!(batch.base_offset, self.log_end_offset());
+        self.batches.push(batch);
+        Ok(())
+    }
+    fn read(&self, from_offset: i64, until_offset: i64, _max_bytes: usize) -> Vec<Batch> {
+        self.batches
+            .iter()
+            .filter(|b| b.base_offset >= from_offset && b.next_offset() <= until_offset)
+            .cloned()
+            .collect()
+    }
+    fn truncate_to(&mut self, offset: i64) -> std::io::Result<()> {
+        self.batches.retain(|b| b.next_offset() <= offset);
+        Ok(())
+    }
+    fn latest_epoch(&self) -> Option<i32> {
+        self.batches.last().map(|b| b.leader_epoch)
+    }
+    fn end_offset_for_epoch(&self, epoch: i32) -> Option<(i32, i64)> {
+        let found = self
+            .batches
+            .iter()
+            .filter(|b| b.leader_epoch <= epoch)
+            .map(|b| b.leader_epoch)
+            .max()?;
+        let end = self
+            .batches
+            .iter()
+            .find(|b| b.leader_epoch > found)
+            .map_or(self.log_end_offset(), |b| b.base_offset);
+        Some((found, end))
+    }
+    fn checkpointed_high_watermark(&self) -> i64 {
+        self.checkpoint
+    }
+    fn checkpoint_high_watermark(&mut self, high_watermark: i64) {
+        self.checkpoint = high_watermark;
+    }
+}
+
+fn message(value: &str) -> Batch {
+    Batch::plain(vec![Record {
+        key: None,
+        value: Some(value.as_bytes().to_vec()),
+    }])
+}
+
+fn values(log: &MemLog) -> Vec<String> {
+    log.batches
+        .iter()
+        .map(|b| String::from_utf8(b.records[0].value.clone().unwrap()).unwrap())
+        .collect()
+}
+
+fn config(log_truncation: LogTruncation, min_insync_replicas: usize) -> PartitionConfig {
+    PartitionConfig {
+        log_truncation,
+        min_insync_replicas,
+        ..PartitionConfig::default()
+    }
+}
+
+fn state(
+    leader: Option<BrokerId>,
+    leader_epoch: i32,
+    isr: &[BrokerId],
+    partition_epoch: i32,
+) -> LeaderAndIsr {
+    LeaderAndIsr {
+        leader,
+        leader_epoch,
+        isr: isr.to_vec(),
+        replicas: vec![1, 2],
+        partition_epoch,
+    }
+}
+
+/// One fetch round: the follower asks, the leader answers, the follower takes it.
+fn fetch(leader: &mut Partition<MemLog>, follower: &mut Partition<MemLog>, id: BrokerId, now_ms: u64) {
+    let at = follower.next_fetch().expect("the follower fetches");
+    let answer = leader.follower_fetch(id, at.offset, now_ms).unwrap();
+    follower.fetched(answer, now_ms).unwrap();
+}
+
+fn pair(truncation: LogTruncation) -> (Partition<MemLog>, Partition<MemLog>) {
+    let mut a = Partition::open(1, MemLog::default(), config(truncation, 1), 0);
+    let mut b = Partition::open(2, MemLog::default(), config(truncation, 1), 0);
+    a.apply(state(Some(1), 1, &[1, 2], 1), 0).unwrap();
+    b.apply(state(Some(1), 1, &[1, 2], 1), 0).unwrap();
+    (a, b)
+}
+
+#[test]
+fn acks_all_waits_until_every_in_sync_replica_has_fetched_it() {
+    let (mut a, mut b) = pair(LogTruncation::LeaderEpoch);
+    assert_eq!(
+        a.produce(ProduceId(1), message("m1"), Acks::All, 30_000, 10),
+        Ok(None)
+    );
+    assert!(
+        a.take_outputs().is_empty(),
+        "not committed before the follower has it"
+    );
+    assert_eq!(
+        a.consumer_fetch(0, 1 << 20).unwrap().0,
+        vec![],
+        "consumers read below the HW"
+    );
+    fetch(&mut a, &mut b, 2, 20); // the follower copies m1 (its fetch offset was 0)
+    assert_eq!(a.high_watermark(), 0);
+    fetch(&mut a, &mut b, 2, 30); // its next fetch offset (1) tells the leader it has m1
+    assert_eq!(a.high_watermark(), 1);
+    assert_eq!(
+        a.take_outputs(),
+        vec![Output::ProduceDone {
+            id: ProduceId(1),
+            result: Ok(0)
+        }]
+    );
+    assert_eq!(a.consumer_fetch(0, 1 << 20).unwrap().0.len(), 1);
+    fetch(&mut a, &mut b, 2, 40);
+    assert_eq!(
+        b.high_watermark(),
+        1,
+        "the follower learns the HW one fetch later"
+    );
+}
+
+#[test]
+fn acks_one_answers_at_once_and_min_insync_refuses_acks_all_only() {
+    let mut a = Partition::open(1, MemLog::default(), config(LogTruncation::LeaderEpoch, 2), 0);
+    a.apply(state(Some(1), 1, &[1], 1), 0).unwrap();
+    assert_eq!(
+        a.produce(ProduceId(1), message("m1"), Acks::Leader, 30_000, 1),
+        Ok(Some(0))
+    );
+    assert_eq!(
+        a.produce(ProduceId(2), message("m2"), Acks::All, 30_000, 2),
+        Err(ReplicaError::NotEnoughReplicas)
+    );
+    assert_eq!(a.log_end_offset(), 1, "refused before the append");
+}
+
+#[test]
+fn a_follower_that_stops_fetching_leaves_the_isr_after_the_lag_time_and_rejoins() {
+    let (mut a, mut b) = pair(LogTruncation::LeaderEpoch);
+    a.produce(ProduceId(1), message("m1"), Acks::Leader, 30_000, 0)
+        .unwrap();
+    a.tick(29_000);
+    assert!(a.take_outputs().is_empty(), "within replica.lag.time.max.ms");
+    a.tick(30_001);
+    let proposal = a.take_outputs();
+    assert_eq!(
+        proposal,
+        vec![Output::AlterIsr {
+            leader_epoch: 1,
+            partition_epoch: 1,
+            isr: vec![1]
+        }]
+    );
+    a.apply(state(Some(1), 1, &[1], 2), 30_002).unwrap(); // the controller commits it
+    assert_eq!(
+        a.high_watermark(),
+        1,
+        "the HW moves on without the lagging follower"
+    );
+    fetch(&mut a, &mut b, 2, 31_000);
+    fetch(&mut a, &mut b, 2, 31_001);
+    assert_eq!(
+        a.take_outputs(),
+        vec![Output::AlterIsr {
+            leader_epoch: 1,
+            partition_epoch: 2,
+            isr: vec![1, 2]
+        }]
+    );
+}
+
+#[test]
+fn acks_all_fails_after_append_when_the_isr_shrinks_below_min_insync() {
+    let mut a = Partition::open(1, MemLog::default(), config(LogTruncation::LeaderEpoch, 2), 0);
+    a.apply(state(Some(1), 1, &[1, 2], 1), 0).unwrap();
+    assert_eq!(
+        a.produce(ProduceId(7), message("m1"), Acks::All, 60_000, 0),
+        Ok(None)
+    );
+    a.tick(30_001);
+    a.take_outputs();
+    a.apply(state(Some(1), 1, &[1], 2), 30_002).unwrap();
+    assert_eq!(
+        a.take_outputs(),
+        vec![Output::ProduceDone {
+            id: ProduceId(7),
+            result: Err(ReplicaError::NotEnoughReplicasAfterAppend)
+        }]
+    );
+}
+
+/// Reference §2.2 scenario 1: A and B hold m1 and m2, m2 acknowledged; B's HW still says 1.
+/// B restarts; then A dies and B leads.
+fn restart_follower_then_fail_over(truncation: LogTruncation) -> Partition<MemLog> {
+    let (mut a, mut b) = pair(truncation);
+    a.produce(ProduceId(1), message("m1"), Acks::All, 30_000, 0)
+        .unwrap();
+    fetch(&mut a, &mut b, 2, 1);
+    fetch(&mut a, &mut b, 2, 2);
+    fetch(&mut a, &mut b, 2, 3); // B's HW = 1
+    a.produce(ProduceId(2), message("m2"), Acks::All, 30_000, 4)
+        .unwrap();
+    fetch(&mut a, &mut b, 2, 5); // B copies m2
+                                 // B's next fetch tells A it has m2, so A commits and acknowledges it; B restarts before
+                                 // the answer (carrying HW 2) reaches it.
+    let offset = b.next_fetch().unwrap().offset;
+    a.follower_fetch(2, offset, 6).unwrap();
+    assert!(a.take_outputs().contains(&Output::ProduceDone {
+        id: ProduceId(2),
+        result: Ok(1)
+    }));
+    assert_eq!((a.high_watermark(), b.high_watermark()), (2, 1));
+    b.tick(5_000); // B checkpoints HW 1
+                   // B restarts: its HW comes back from the checkpoint, and it becomes a follower again.
+    let log = b.log().clone();
+    let mut b = Partition::open(2, log, config(truncation, 1), 10);
+    b.apply(state(Some(1), 1, &[1, 2], 1), 10).unwrap();
+    if let Some(Output::AskEpochEnd { epoch, .. }) = b.take_outputs().first() {
+        let answer = a.epoch_end(*epoch).unwrap();
+        b.epoch_end_answer(answer).unwrap();
+    }
+    // A dies before B fetches; the controller makes B the leader of epoch 2.
+    b.apply(state(Some(2), 2, &[2], 2), 20).unwrap();
+    b
+}
+
+#[test]
+fn high_watermark_truncation_loses_an_acknowledged_write_on_fail_over() {
+    let b = restart_follower_then_fail_over(LogTruncation::HighWatermark);
+    assert_eq!(values(b.log()), ["m1"], "m2 was acknowledged and is gone");
+}
+
+#[test]
+fn leader_epoch_truncation_keeps_it() {
+    let b = restart_follower_then_fail_over(LogTruncation::LeaderEpoch);
+    assert_eq!(values(b.log()), ["m1", "m2"]);
+}
+
+/// Reference §2.2 scenario 2: A holds m1, m2 (HW 2); B holds m1. Both lose power; B comes
+/// back first and leads, writes m3 at offset 1; then A comes back and follows B.
+fn double_failure(truncation: LogTruncation) -> (Vec<String>, Vec<String>) {
+    let (mut a, mut b) = pair(truncation);
+    a.produce(ProduceId(1), message("m1"), Acks::Leader, 30_000, 0)
+        .unwrap();
+    fetch(&mut a, &mut b, 2, 1);
+    fetch(&mut a, &mut b, 2, 2);
+    // B stops fetching and leaves the ISR; A alone takes m2, and its HW reaches 2.
+    a.tick(40_000);
+    a.take_outputs();
+    a.apply(state(Some(1), 1, &[1], 2), 40_000).unwrap();
+    a.produce(ProduceId(2), message("m2"), Acks::Leader, 30_000, 40_001)
+        .unwrap();
+    assert_eq!(a.high_watermark(), 2);
+    a.tick(45_001); // A checkpoints HW 2
+                    // Both lose power. B comes back first and leads epoch 2; it writes m3 at offset 1.
+    let (log_a, log_b) = (a.log().clone(), b.log().clone());
+    let mut a = Partition::open(1, log_a, config(truncation, 1), 50_000);
+    let mut b = Partition::open(2, log_b, config(truncation, 1), 50_000);
+    b.apply(state(Some(2), 2, &[2], 3), 50_000).unwrap();
+    b.produce(ProduceId(3), message("m3"), Acks::Leader, 30_000, 50_001)
+        .unwrap();
+    // A comes back and follows B.
+    a.apply(state(Some(2), 2, &[2], 3), 50_002).unwrap();
+    if let Some(Output::AskEpochEnd { epoch, .. }) = a.take_outputs().first() {
+        let answer = b.epoch_end(*epoch).unwrap();
+        a.epoch_end_answer(answer).unwrap();
+    }
+    for now in 50_003..50_006 {
+        fetch(&mut b, &mut a, 1, now);
+    }
+    (values(a.log()), values(b.log()))
+}
+
+#[test]
+fn high_watermark_truncation_lets_two_replicas_hold_different_values_at_one_offset() {
+    // A's checkpointed HW is 2 (it alone had both messages with acks=1), so it keeps m2 at
+    // offset 1 while B wrote m3 there: offset 1 holds two values for good.
+    let (a, b) = double_failure(LogTruncation::HighWatermark);
+    assert_eq!(a, ["m1", "m2"]);
+    assert_eq!(b, ["m1", "m3"]);
+}
+
+#[test]
+fn leader_epoch_truncation_cuts_the_diverged_suffix() {
+    let (a, b) = double_failure(LogTruncation::LeaderEpoch);
+    assert_eq!(a, ["m1", "m3"]);
+    assert_eq!(b, ["m1", "m3"]);
+}
+
+#[test]
+fn a_stale_leader_and_isr_is_refused_and_a_deposed_leader_fails_its_waiting_produces() {
+    let (mut a, _b) = pair(LogTruncation::LeaderEpoch);
+    assert_eq!(
+        a.apply(state(Some(2), 0, &[2], 9), 1),
+        Err(ReplicaError::FencedLeaderEpoch)
+    );
+    a.produce(ProduceId(5), message("m1"), Acks::All, 30_000, 1)
+        .unwrap();
+    a.apply(state(Some(2), 2, &[2], 2), 2).unwrap();
+    assert!(a.take_outputs().contains(&Output::ProduceDone {
+        id: ProduceId(5),
+        result: Err(ReplicaError::NotLeaderOrFollower)
+    }));
+    assert_eq!(
+        a.produce(ProduceId(6), message("m2"), Acks::Leader, 30_000, 3),
+        Err(ReplicaError::NotLeaderOrFollower)
+    );
+}
+
+#[test]
+fn a_waiting_produce_times_out() {
+    let (mut a, _b) = pair(LogTruncation::LeaderEpoch);
+    a.produce(ProduceId(9), message("m1"), Acks::All, 1_000, 0)
+        .unwrap();
+    a.tick(999);
+    assert!(a.take_outputs().is_empty());
+    a.tick(1_000);
+    assert_eq!(
+        a.take_outputs(),
+        vec![Output::ProduceDone {
+            id: ProduceId(9),
+            result: Err(ReplicaError::RequestTimedOut)
+        }]
+    );
+}
