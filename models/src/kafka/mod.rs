@@ -5,10 +5,13 @@
 //! - [`batch`]: record batches as the log, the replicas and the clients see them;
 //! - [`partition`]: one replica's replication state machine: leader and follower, the ISR,
 //!   the high watermark, acks, and truncation by leader epoch (KIP-101) or by high watermark;
+//! - [`controller`]: broker liveness by heartbeat, replica assignment, leader election from
+//!   the ISR (or unclean), and ISR changes proposed by leaders;
 //!
 //! Still to come in this design: the log on the simulated disk, the producer state that
-//! makes produce idempotent, the controller, the wire protocol, the
+//! makes produce idempotent, the wire protocol, the
 //! drivers, clients, checkers and scenarios.
 
 pub mod batch;
+pub mod controller;
 pub mod partition;
