@@ -40,7 +40,7 @@ pub fn synthetic_history(events: usize) -> History {
                     key: Some(format!("k{}", m % 64)),
                 },
             );
-            push(producer, EventKind::PublishOk { id: MsgId(m) });
+            push(producer, EventKind::publish_ok(MsgId(m)));
         }
         for &m in pair.iter().filter(|m| **m != u64::MAX) {
             let consumer = consumers[(m % 3) as usize];
@@ -54,6 +54,7 @@ pub fn synthetic_history(events: usize) -> History {
                         consumer: consumer.to_string(),
                         partition: Some(format!("q{}", m % 8)),
                         node: None,
+                        offset: None,
                     },
                 );
             }

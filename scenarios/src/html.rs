@@ -261,7 +261,7 @@ fn fault_periods(events: &[Event]) -> Vec<(String, String, u64, u64)> {
 fn actor(event: &Event, producers: &BTreeMap<MsgId, String>) -> String {
     match &event.kind {
         EventKind::Publish { producer, .. } => producer.clone(),
-        EventKind::PublishOk { id }
+        EventKind::PublishOk { id, .. }
         | EventKind::PublishFail { id, .. }
         | EventKind::PublishInfo { id, .. } => {
             producers.get(id).cloned().unwrap_or_else(|| event.host.clone())
@@ -277,7 +277,7 @@ fn actor(event: &Event, producers: &BTreeMap<MsgId, String>) -> String {
 fn label(kind: &EventKind) -> String {
     match kind {
         EventKind::Publish { id, .. } => format!("publish {id}"),
-        EventKind::PublishOk { id } => format!("publish {id}: ok"),
+        EventKind::PublishOk { id, .. } => format!("publish {id}: ok"),
         EventKind::PublishFail { id, .. } => format!("publish {id}: fail"),
         EventKind::PublishInfo { id, .. } => format!("publish {id}: unknown"),
         EventKind::Deliver { id, attempt, .. } => format!("deliver {id} #{attempt}"),

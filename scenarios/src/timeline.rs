@@ -14,7 +14,14 @@ pub fn line(event: &Event) -> String {
             Some(key) => format!("publish  {id} by {producer} (seq {seq}, key {key})"),
             None => format!("publish  {id} by {producer} (seq {seq})"),
         },
-        EventKind::PublishOk { id } => format!("  ok     {id}"),
+        EventKind::PublishOk {
+            id,
+            partition,
+            offset,
+        } => match (partition, offset) {
+            (Some(p), Some(o)) => format!("  ok     {id} at {p}@{o}"),
+            _ => format!("  ok     {id}"),
+        },
         EventKind::PublishFail { id, error } => format!("  fail   {id}: {error}"),
         EventKind::PublishInfo { id, reason } => format!("  info   {id}: {reason}"),
         EventKind::Deliver {
@@ -23,11 +30,13 @@ pub fn line(event: &Event) -> String {
             consumer,
             partition,
             node,
+            offset,
         } => {
             let from = node.as_deref().map(|n| format!(" from {n}")).unwrap_or_default();
             // NSQ's partition is its nsqd, already named; a Kafka partition is not its broker.
-            let within = match partition {
-                Some(p) if Some(p) != node.as_ref() => format!(" in {p}"),
+            let within = match (partition, offset) {
+                (Some(p), Some(o)) => format!(" in {p}@{o}"),
+                (Some(p), None) if Some(p) != node.as_ref() => format!(" in {p}"),
                 _ => String::new(),
             };
             format!("deliver  {id} to {consumer}{from}{within} (attempt {attempt})")
@@ -89,6 +98,7 @@ mod tests {
                 consumer: "c1".into(),
                 partition: partition.map(str::to_string),
                 node: node.map(str::to_string),
+                offset: None,
             },
         })
     }

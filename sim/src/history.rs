@@ -85,8 +85,14 @@ pub enum EventKind {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         key: Option<String>,
     },
+    /// The publish was applied. A log-based broker (Kafka) says where: the partition and
+    /// the offset the message got, which the log checkers compare with what consumers read.
     PublishOk {
         id: MsgId,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        partition: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        offset: Option<i64>,
     },
     PublishFail {
         id: MsgId,
@@ -110,6 +116,9 @@ pub enum EventKind {
         /// from `partition` because a Kafka partition moves between brokers.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         node: Option<String>,
+        /// Where in the partition's log the message was read, for a log-based broker.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        offset: Option<i64>,
     },
     /// The consumer's side effect for the message was applied.
     Effect {
@@ -175,11 +184,20 @@ pub enum EventKind {
 }
 
 impl EventKind {
+    /// A publish applied, where the broker does not say where (every queue but a log).
+    pub fn publish_ok(id: MsgId) -> EventKind {
+        EventKind::PublishOk {
+            id,
+            partition: None,
+            offset: None,
+        }
+    }
+
     /// The message this event is about, if any.
     pub fn msg_id(&self) -> Option<MsgId> {
         match self {
             EventKind::Publish { id, .. }
-            | EventKind::PublishOk { id }
+            | EventKind::PublishOk { id, .. }
             | EventKind::PublishFail { id, .. }
             | EventKind::PublishInfo { id, .. }
             | EventKind::Deliver { id, .. }
@@ -337,13 +355,17 @@ mod tests {
                 consumer: "c".into(),
                 partition: Some("q".into()),
                 node: Some("broker".into()),
+                offset: Some(7),
             },
         });
         let mut bytes = Vec::new();
         history.write_jsonl(&mut bytes).unwrap();
         let text = String::from_utf8(bytes).unwrap();
         assert!(text.starts_with(r#"{"t_us":10,"host":"app","type":"publish","id":1"#));
-        assert!(text.contains(r#""partition":"q","node":"broker"}"#), "{text}");
+        assert!(
+            text.contains(r#""partition":"q","node":"broker","offset":7}"#),
+            "{text}"
+        );
         let back = History::read_jsonl(&text).unwrap();
         assert_eq!(back, history);
         assert_eq!(back.hash(), history.hash());

@@ -204,7 +204,7 @@ mod tests {
                     key: None,
                 },
             ),
-            event(2, "p", EventKind::PublishOk { id: MsgId(1) }),
+            event(2, "p", EventKind::publish_ok(MsgId(1))),
         ];
         if let Some((action, host)) = fault {
             events.push(event(

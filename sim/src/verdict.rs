@@ -6,8 +6,12 @@
 
 use crate::checker::duplicate_delivery::DUPLICATE_DELIVERY;
 use crate::checker::duplicate_effect::DUPLICATE_EFFECT;
+use crate::checker::inconsistent_offsets::INCONSISTENT_OFFSETS;
 use crate::checker::invariant::INVARIANT;
+use crate::checker::log_duplicate::LOG_DUPLICATE;
 use crate::checker::lost::LOST;
+use crate::checker::lost_write::LOST_WRITE;
+use crate::checker::nonmonotonic_read::NONMONOTONIC_READ;
 use crate::checker::partial::PARTIAL_TRANSACTION;
 use crate::checker::phantom::PHANTOM;
 use crate::checker::unseen::UNSEEN;
@@ -36,6 +40,12 @@ pub enum Property {
     /// Every transaction that wrote part of a message's effect wrote all of it.
     Atomic,
     Ordered(OrderScope),
+    /// Every offset of a log holds one message (log-based designs).
+    ConsistentOffsets,
+    /// No message is in a log twice (log-based designs).
+    NoLogDuplicate,
+    /// A consumer process never reads a partition backwards (log-based designs).
+    MonotonicReads,
 }
 
 /// One row of the property table: what a property means and which anomaly kinds break it.
@@ -66,17 +76,17 @@ const fn rule(
 
 /// The property table, in report order: the one place properties meet anomaly kinds.
 /// `Verdicts::judge` reads nothing else, and `Property::ALL` is its first column.
-pub const PROPERTIES: [PropertyRule; 12] = [
+pub const PROPERTIES: [PropertyRule; 15] = [
     rule(
         Property::NoLoss,
-        "no acknowledged publish was lost (checker: lost)",
-        &[LOST],
+        "no acknowledged publish was lost (checker: lost; lost-write where the log moved past it)",
+        &[LOST, LOST_WRITE],
         &[],
     ),
     rule(
         Property::AtLeastOnce,
-        "every acknowledged publish was processed (lost, unseen)",
-        &[LOST],
+        "every acknowledged publish was processed (lost, lost-write, unseen)",
+        &[LOST, LOST_WRITE],
         &[UNSEEN],
     ),
     rule(
@@ -87,9 +97,9 @@ pub const PROPERTIES: [PropertyRule; 12] = [
     ),
     rule(
         Property::ExactlyOnce,
-        "at-least-once, at-most-once, atomic, no phantoms (lost, unseen, duplicate-effect, \
-         partial-transaction, phantom)",
-        &[LOST, DUPLICATE_EFFECT, PARTIAL_TRANSACTION, PHANTOM],
+        "at-least-once, at-most-once, atomic, no phantoms (lost, lost-write, unseen, \
+         duplicate-effect, partial-transaction, phantom)",
+        &[LOST, LOST_WRITE, DUPLICATE_EFFECT, PARTIAL_TRANSACTION, PHANTOM],
         &[UNSEEN],
     ),
     rule(
@@ -140,6 +150,24 @@ pub const PROPERTIES: [PropertyRule; 12] = [
         &[reorder::kind(OrderScope::Global)],
         &[],
     ),
+    rule(
+        Property::ConsistentOffsets,
+        "every offset of a partition holds one message, by acks and reads (inconsistent-offsets)",
+        &[INCONSISTENT_OFFSETS],
+        &[],
+    ),
+    rule(
+        Property::NoLogDuplicate,
+        "no message sits at two offsets of the log (log-duplicate)",
+        &[LOG_DUPLICATE],
+        &[],
+    ),
+    rule(
+        Property::MonotonicReads,
+        "a consumer process reads each partition forwards only (nonmonotonic-read)",
+        &[NONMONOTONIC_READ],
+        &[],
+    ),
 ];
 
 /// Kinds a registered checker finds that no property judges: they stay in `Findings` (and a
@@ -170,6 +198,9 @@ impl Property {
             Property::Conserved => "conserved".into(),
             Property::Atomic => "atomic".into(),
             Property::Ordered(scope) => format!("ordered({})", scope.name()),
+            Property::ConsistentOffsets => "consistent-offsets".into(),
+            Property::NoLogDuplicate => "no-log-duplicate".into(),
+            Property::MonotonicReads => "monotonic-reads".into(),
         }
     }
 

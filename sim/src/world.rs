@@ -228,7 +228,7 @@ fn close_open_publishes(env: &Env) {
                 EventKind::Publish { id, .. } => {
                     open.insert(*id);
                 }
-                EventKind::PublishOk { id }
+                EventKind::PublishOk { id, .. }
                 | EventKind::PublishFail { id, .. }
                 | EventKind::PublishInfo { id, .. } => {
                     open.remove(id);

@@ -252,7 +252,7 @@ async fn produce(
         if ch.send(id).await {
             env.note(HOST, "chan.send_blocked");
         }
-        env.record(HOST, EventKind::PublishOk { id });
+        env.record(HOST, EventKind::publish_ok(id));
         if !interval.is_zero() {
             process.sleep(interval).await;
         }
@@ -268,6 +268,7 @@ async fn handle(env: &Env, process: &Process, consumer: &str, id: MsgId, process
             consumer: consumer.to_string(),
             partition: None,
             node: None,
+            offset: None,
         },
     );
     process.sleep(Duration::from_millis(processing_ms)).await;

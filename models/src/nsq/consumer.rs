@@ -323,6 +323,7 @@ async fn handler_loop(
                 consumer: host.clone(),
                 partition: Some(nsqd.clone()),
                 node: Some(nsqd.clone()),
+                offset: None,
             },
         );
         if let Some(db) = db.as_mut() {

@@ -118,7 +118,7 @@ pub async fn run_producer(
             let retry_left = config.retry != Retry::None && attempt <= config.retries_max;
             match outcome {
                 Outcome::Ok => {
-                    env.record(&host, EventKind::PublishOk { id });
+                    env.record(&host, EventKind::publish_ok(id));
                     break;
                 }
                 Outcome::Unknown(reason) | Outcome::Fail(reason) if retry_left => {

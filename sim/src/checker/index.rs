@@ -90,7 +90,7 @@ impl PublishIndex {
                     });
                     rank += 1;
                 }
-                EventKind::PublishOk { id } => index.complete(*id, event.time, Outcome::Ok),
+                EventKind::PublishOk { id, .. } => index.complete(*id, event.time, Outcome::Ok),
                 EventKind::PublishFail { id, .. } => index.complete(*id, event.time, Outcome::Fail),
                 EventKind::PublishInfo { id, .. } => index.complete(*id, event.time, Outcome::Info),
                 _ => {}

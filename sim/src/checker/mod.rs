@@ -13,6 +13,7 @@
 
 mod findings;
 mod index;
+mod positions;
 
 pub use findings::{check_all, Findings};
 pub use index::{Outcome, PublishIndex, PublishInfo};
@@ -42,6 +43,10 @@ registry! {
     reorder,
     invariant,
     partial,
+    lost_write,
+    inconsistent_offsets,
+    log_duplicate,
+    nonmonotonic_read,
 }
 
 /// How many occurrences a witness lists before it only counts.
@@ -264,6 +269,8 @@ fn repeated(
     by_slot.into_values().collect()
 }
 
+#[cfg(test)]
+mod log_tests;
 #[cfg(test)]
 mod proptests;
 #[cfg(test)]

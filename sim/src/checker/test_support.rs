@@ -40,7 +40,7 @@ impl Build {
     }
 
     pub fn ok(&mut self, id: u64) -> &mut Build {
-        self.at("p", EventKind::PublishOk { id: MsgId(id) })
+        self.at("p", EventKind::publish_ok(MsgId(id)))
     }
 
     pub fn fail(&mut self, id: u64) -> &mut Build {
@@ -79,6 +79,46 @@ impl Build {
                 consumer: "c".into(),
                 partition: partition.map(str::to_string),
                 node: None,
+                offset: None,
+            },
+        )
+    }
+
+    /// A publish acknowledged at `partition@offset` (a log-based broker's answer).
+    pub fn ok_at(&mut self, id: u64, partition: &str, offset: i64) -> &mut Build {
+        self.at(
+            "p",
+            EventKind::PublishOk {
+                id: MsgId(id),
+                partition: Some(partition.to_string()),
+                offset: Some(offset),
+            },
+        )
+    }
+
+    /// `consumer` reads message `id` at `partition@offset`.
+    pub fn read_at(&mut self, id: u64, consumer: &str, partition: &str, offset: i64) -> &mut Build {
+        self.at(
+            consumer,
+            EventKind::Deliver {
+                id: MsgId(id),
+                attempt: 1,
+                consumer: consumer.to_string(),
+                partition: Some(partition.to_string()),
+                node: None,
+                offset: Some(offset),
+            },
+        )
+    }
+
+    /// A fault on `host` (a restart ends a consumer's incarnation).
+    pub fn fault_on(&mut self, action: &str, host: &str) -> &mut Build {
+        self.at(
+            "jetsam",
+            EventKind::Fault {
+                action: action.to_string(),
+                hosts: vec![host.to_string()],
+                detail: String::new(),
             },
         )
     }

@@ -317,6 +317,7 @@ fn with_declared_groups_each_group_is_owed_every_message_and_copies_across_group
                     consumer: consumer.into(),
                     partition: None,
                     node: None,
+                    offset: None,
                 },
             ));
             events.push(at(

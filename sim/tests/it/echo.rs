@@ -75,6 +75,7 @@ async fn server(env: Env) -> turmoil::Result {
                         consumer: "server".into(),
                         partition: None,
                         node: None,
+                        offset: None,
                     },
                 );
                 env.record(
@@ -146,7 +147,7 @@ async fn client(
             Ok::<_, std::io::Error>(())
         };
         match tokio::time::timeout(timeout, exchange).await {
-            Ok(Ok(())) => env.record("client", EventKind::PublishOk { id: MsgId(id) }),
+            Ok(Ok(())) => env.record("client", EventKind::publish_ok(MsgId(id))),
             Ok(Err(e)) => {
                 env.record(
                     "client",

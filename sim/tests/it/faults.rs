@@ -283,7 +283,7 @@ fn a_connect_across_a_partition_waits_for_the_syn_retry_instead_of_being_refused
         .history
         .events()
         .iter()
-        .find(|e| matches!(e.kind, EventKind::PublishOk { id } if id == MsgId(1)))
+        .find(|e| matches!(e.kind, EventKind::PublishOk { id, .. } if id == MsgId(1)))
         .map(|e| e.time.0)
         .expect("the first publish went through");
     assert!(

@@ -1,0 +1,58 @@
+//! `nonmonotonic-read` (Jepsen's `:nonmonotonic-poll`): one consumer process reads a
+//! partition at an offset at or below one it already read from it. A consumer restart (a
+//! fault on its host) starts over from its committed position, so reads are compared only
+//! within one incarnation: between two faults on the consumer's host.
+
+use super::{Anomaly, AnomalyKind, Checker, PublishIndex, Runs};
+use crate::history::{EventKind, History, MsgId, SimTime};
+use std::collections::BTreeMap;
+
+pub const NONMONOTONIC_READ: AnomalyKind = AnomalyKind::message("nonmonotonic-read");
+
+pub const CHECKER: Checker = Checker {
+    kinds: &[NONMONOTONIC_READ],
+    runs: Runs::Once,
+    check: check_indexed,
+};
+
+pub fn check(history: &History) -> Vec<Anomaly> {
+    check_indexed(history, &PublishIndex::build(history))
+}
+
+pub fn check_indexed(history: &History, _index: &PublishIndex) -> Vec<Anomaly> {
+    // (consumer, partition) -> the last read: offset, message, time.
+    let mut last: BTreeMap<(&str, &str), (i64, MsgId, SimTime)> = BTreeMap::new();
+    let mut anomalies = Vec::new();
+    for event in history.events() {
+        match &event.kind {
+            EventKind::Fault { hosts, .. } => {
+                last.retain(|(consumer, _), _| !hosts.iter().any(|h| h == consumer));
+            }
+            EventKind::Deliver {
+                id,
+                consumer,
+                partition: Some(partition),
+                offset: Some(offset),
+                ..
+            } => {
+                let key = (consumer.as_str(), partition.as_str());
+                if let Some((previous, previous_id, previous_time)) = last.get(&key).copied() {
+                    if *offset <= previous {
+                        anomalies.push(Anomaly {
+                            kind: NONMONOTONIC_READ,
+                            id: *id,
+                            times: vec![previous_time, event.time],
+                            hosts: vec![event.host.clone(), event.host.clone()],
+                            detail: format!(
+                                "{consumer} read {partition}@{offset} after {partition}@{previous} ({previous_id})"
+                            ),
+                        });
+                    }
+                }
+                last.insert(key, (*offset, *id, event.time));
+            }
+            _ => {}
+        }
+    }
+    anomalies
+}
