@@ -91,8 +91,13 @@ struct BrokerState {
     fenced: bool,
 }
 
+/// Producer ids the controller hands a broker at a time (Kafka's AllocateProducerIds).
+pub const PRODUCER_ID_BLOCK: i64 = 1000;
+
 pub struct Controller {
     config: ControllerConfig,
+    /// The first producer id not yet handed out; ids are never reused.
+    next_producer_id: i64,
     brokers: BTreeMap<BrokerId, BrokerState>,
     partitions: BTreeMap<TopicPartition, LeaderAndIsr>,
     published: Vec<Published>,
@@ -111,7 +116,18 @@ impl Controller {
             brokers: brokers.iter().map(|b| (*b, state.clone())).collect(),
             partitions: BTreeMap::new(),
             published: Vec::new(),
+            next_producer_id: 0,
         }
+    }
+
+    /// AllocateProducerIds: the next block of producer ids, for a live broker.
+    pub fn allocate_producer_ids(&mut self, broker: BrokerId) -> Option<(i64, i64)> {
+        if self.is_fenced(broker) {
+            return None;
+        }
+        let first = self.next_producer_id;
+        self.next_producer_id += PRODUCER_ID_BLOCK;
+        Some((first, PRODUCER_ID_BLOCK))
     }
 
     pub fn partitions(&self) -> &BTreeMap<TopicPartition, LeaderAndIsr> {
@@ -420,6 +436,14 @@ mod tests {
             reasons.iter().any(|r| r.contains("unclean election")),
             "{reasons:?}"
         );
+    }
+
+    #[test]
+    fn producer_id_blocks_never_overlap_and_go_only_to_live_brokers() {
+        let mut c = cluster(false);
+        assert_eq!(c.allocate_producer_ids(1), Some((0, PRODUCER_ID_BLOCK)));
+        assert_eq!(c.allocate_producer_ids(2), Some((PRODUCER_ID_BLOCK, PRODUCER_ID_BLOCK)));
+        assert_eq!(c.allocate_producer_ids(9), None);
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! - [`batch`]: record batches as the log, the replicas and the clients see them;
 //! - [`partition`]: one replica's replication state machine: leader and follower, the ISR,
 //!   the high watermark, acks, and truncation by leader epoch (KIP-101) or by high watermark;
+//! - [`broker`]: one broker's replicas, its metadata, and the requests it answers, typed;
 //! - [`controller`]: broker liveness by heartbeat, replica assignment, leader election from
 //!   the ISR (or unclean), and ISR changes proposed by leaders;
 //!
@@ -13,5 +14,8 @@
 //! drivers, clients, checkers and scenarios.
 
 pub mod batch;
+pub mod broker;
 pub mod controller;
+#[cfg(test)]
+mod mem_log;
 pub mod partition;

@@ -3,64 +3,7 @@
 
 use super::*;
 use crate::kafka::batch::Record;
-
-/// A log in memory with an epoch per batch, and a HW checkpoint that survives "restarts".
-#[derive(Clone, Default)]
-struct MemLog {
-    batches: Vec<Batch>,
-    checkpoint: i64,
-}
-
-impl ReplicaLog for MemLog {
-    fn log_end_offset(&self) -> i64 {
-        self.batches.last().map_or(0, Batch::next_offset)
-    }
-    fn append_as_leader(&mut self, mut batch: Batch, epoch: i32, _now_ms: u64) -> std::io::Result<i64> {
-        batch.base_offset = self.log_end_offset();
-        batch.leader_epoch = epoch;
-        self.batches.push(batch);
-        Ok(self.batches.last().unwrap().base_offset)
-    }
-    fn append_as_follower(&mut self, batch: Batch, _now_ms: u64) -> std::io::Result<()> {
-        assert_eq!(batch.base_offset, self.log_end_offset());
-        self.batches.push(batch);
-        Ok(())
-    }
-    fn read(&self, from_offset: i64, until_offset: i64, _max_bytes: usize) -> Vec<Batch> {
-        self.batches
-            .iter()
-            .filter(|b| b.base_offset >= from_offset && b.next_offset() <= until_offset)
-            .cloned()
-            .collect()
-    }
-    fn truncate_to(&mut self, offset: i64) -> std::io::Result<()> {
-        self.batches.retain(|b| b.next_offset() <= offset);
-        Ok(())
-    }
-    fn latest_epoch(&self) -> Option<i32> {
-        self.batches.last().map(|b| b.leader_epoch)
-    }
-    fn end_offset_for_epoch(&self, epoch: i32) -> Option<(i32, i64)> {
-        let found = self
-            .batches
-            .iter()
-            .filter(|b| b.leader_epoch <= epoch)
-            .map(|b| b.leader_epoch)
-            .max()?;
-        let end = self
-            .batches
-            .iter()
-            .find(|b| b.leader_epoch > found)
-            .map_or(self.log_end_offset(), |b| b.base_offset);
-        Some((found, end))
-    }
-    fn checkpointed_high_watermark(&self) -> i64 {
-        self.checkpoint
-    }
-    fn checkpoint_high_watermark(&mut self, high_watermark: i64) {
-        self.checkpoint = high_watermark;
-    }
-}
+use crate::kafka::mem_log::MemLog;
 
 fn message(value: &str) -> Batch {
     Batch::plain(vec![Record {
