@@ -5,6 +5,10 @@
 //! (`power_fail`) reverts every file to its durable content, optionally keeping a torn prefix
 //! of the last unsynced write.
 //!
+//! A truncation is a change to the file's contents like a write: it stays in the page cache
+//! until fsync, so a power failure before the fsync brings the cut tail back (ext4 does not
+//! promise an unsynced `ftruncate` either).
+//!
 //! Namespace operations (create, rename, remove) are durable when they return. That is what
 //! ext4 gives with its metadata journal and `auto_da_alloc` for the write-tmp-fsync-rename
 //! pattern go-diskqueue uses; the file *contents* still need fsync. A renamed file that was
@@ -30,6 +34,9 @@ pub trait Disk {
     fn append(&self, path: &str, data: &[u8]) -> io::Result<u64>;
     fn len(&self, path: &str) -> io::Result<u64>;
     fn fsync(&self, path: &str) -> io::Result<()>;
+    /// Sets the file's length, as `ftruncate` does: a shorter length cuts the tail, a longer
+    /// one zero-fills. Like a write, the new length is in the page cache until `fsync`.
+    fn truncate(&self, path: &str, len: u64) -> io::Result<()>;
     fn rename(&self, from: &str, to: &str) -> io::Result<()>;
     fn remove(&self, path: &str) -> io::Result<()>;
     /// Every file name, sorted.
@@ -140,6 +147,12 @@ impl Disk for SimDisk {
         );
         let mut files = self.files.borrow_mut();
         let file = files.entry(path.to_string()).or_default();
+        let old_len = file.data.len() as u64;
+        if old_len < offset {
+            // The zero-filled gap is written too: after a truncation the durable copy may
+            // still hold old bytes there, and fsync must replace them.
+            file.dirty.push((old_len, offset - old_len));
+        }
         if (file.data.len() as u64) < end {
             file.data.resize(end as usize, 0);
         }
@@ -175,6 +188,27 @@ impl Disk for SimDisk {
             if start < end {
                 file.durable[start..end].copy_from_slice(&file.data[start..end]);
             }
+        }
+        Ok(())
+    }
+
+    fn truncate(&self, path: &str, len: u64) -> io::Result<()> {
+        assert!(
+            len <= SIM_FILE_BYTES_MAX,
+            "simulated file {path} over {SIM_FILE_BYTES_MAX} bytes"
+        );
+        let mut files = self.files.borrow_mut();
+        let file = files.get_mut(path).ok_or_else(|| not_found(path))?;
+        let old_len = file.data.len() as u64;
+        file.data.resize(len as usize, 0);
+        // Dirty ranges past the cut no longer exist in the page cache; fsync resizes the
+        // durable copy to the new length. A longer length is a zero-filled write.
+        file.dirty.retain_mut(|(offset, dirty_len)| {
+            *dirty_len = (*dirty_len).min(len.saturating_sub(*offset));
+            *dirty_len > 0
+        });
+        if len > old_len {
+            file.dirty.push((old_len, len - old_len));
         }
         Ok(())
     }
@@ -268,6 +302,13 @@ impl Disk for RealDisk {
             .write(true)
             .open(self.path(path)?)?
             .sync_all()
+    }
+
+    fn truncate(&self, path: &str, len: u64) -> io::Result<()> {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(self.path(path)?)?
+            .set_len(len)
     }
 
     fn rename(&self, from: &str, to: &str) -> io::Result<()> {
@@ -364,6 +405,71 @@ mod tests {
     }
 
     #[test]
+    fn a_truncation_is_in_the_page_cache_until_fsync() {
+        let disk = SimDisk::new();
+        disk.append("seg", b"0123456789").unwrap();
+        disk.fsync("seg").unwrap();
+        disk.truncate("seg", 4).unwrap();
+        assert_eq!(disk.read("seg").unwrap(), b"0123");
+        assert_eq!(disk.len("seg").unwrap(), 4);
+        // A kill keeps the cut (the process's view is the page cache); a power failure
+        // before the fsync brings the tail back.
+        disk.power_fail(false, &mut rng());
+        assert_eq!(disk.read("seg").unwrap(), b"0123456789");
+        disk.truncate("seg", 4).unwrap();
+        disk.fsync("seg").unwrap();
+        disk.power_fail(false, &mut rng());
+        assert_eq!(disk.read("seg").unwrap(), b"0123");
+        assert!(disk.truncate("missing", 0).is_err());
+    }
+
+    #[test]
+    fn a_write_after_a_truncation_is_lost_with_it_and_never_torn_past_the_data() {
+        let disk = SimDisk::new();
+        disk.append("seg", b"aaaa").unwrap();
+        disk.fsync("seg").unwrap();
+        disk.append("seg", b"bbbbbb").unwrap();
+        // The cut shortens the unsynced write's dirty range, then a new write follows.
+        disk.truncate("seg", 6).unwrap();
+        disk.append("seg", b"cc").unwrap();
+        assert_eq!(disk.read("seg").unwrap(), b"aaaabbcc");
+        disk.power_fail(false, &mut rng());
+        assert_eq!(disk.read("seg").unwrap(), b"aaaa");
+        for seed in 0..16 {
+            disk.append("seg", b"bbbbbb").unwrap();
+            disk.truncate("seg", 5).unwrap();
+            disk.power_fail(true, &mut ChaCha8Rng::seed_from_u64(seed));
+            let after = disk.read("seg").unwrap();
+            assert!(after == b"aaaa" || after == b"aaaab", "{after:?}");
+        }
+    }
+
+    #[test]
+    fn a_gap_written_after_a_truncation_is_zeros_once_fsynced() {
+        let disk = SimDisk::new();
+        disk.append("f", b"abcd").unwrap();
+        disk.fsync("f").unwrap();
+        disk.truncate("f", 2).unwrap();
+        disk.write_at("f", 3, b"x").unwrap();
+        disk.fsync("f").unwrap();
+        disk.power_fail(false, &mut rng());
+        assert_eq!(disk.read("f").unwrap(), b"ab\0x");
+    }
+
+    #[test]
+    fn truncating_longer_zero_fills_and_is_a_write() {
+        let disk = SimDisk::new();
+        disk.append("f", b"ab").unwrap();
+        disk.fsync("f").unwrap();
+        disk.truncate("f", 5).unwrap();
+        assert_eq!(disk.read("f").unwrap(), b"ab\0\0\0");
+        assert_eq!(disk.unsynced_bytes(), 3);
+        disk.fsync("f").unwrap();
+        disk.power_fail(false, &mut rng());
+        assert_eq!(disk.read("f").unwrap(), b"ab\0\0\0");
+    }
+
+    #[test]
     fn real_disk_has_the_same_interface() {
         let dir = std::env::temp_dir().join(format!("jetsam-disk-test-{}", std::process::id()));
         let disk = RealDisk::open(&dir).unwrap();
@@ -375,6 +481,10 @@ mod tests {
         disk.fsync("a").unwrap();
         disk.rename("a", "b").unwrap();
         assert_eq!(disk.read("b").unwrap(), b"1x34");
+        disk.truncate("b", 3).unwrap();
+        assert_eq!(disk.read("b").unwrap(), b"1x3");
+        disk.truncate("b", 4).unwrap();
+        assert_eq!(disk.read("b").unwrap(), b"1x3\0");
         assert_eq!(disk.list().unwrap(), vec!["b"]);
         assert!(disk.read("../etc").is_err());
         disk.remove("b").unwrap();

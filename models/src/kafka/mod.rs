@@ -3,19 +3,29 @@
 //!
 //! Sans-I/O cores that take time, randomness and I/O as inputs:
 //! - [`batch`]: record batches as the log, the replicas and the clients see them;
+//! - [`frame`]: a batch's on-disk frame in a segment (length, CRC-32C, every field);
+//! - [`checkpoint`]: Kafka's checkpoint files, replaced atomically;
+//! - [`epoch_cache`]: the leader epoch cache (KIP-101) and its OffsetsForLeaderEpoch answer;
+//! - [`log`]: one partition replica's log on a `Disk`: segments, recovery after a crash,
+//!   the flush policy, truncation, the persisted epoch cache and high-watermark checkpoint;
 //! - [`partition`]: one replica's replication state machine: leader and follower, the ISR,
 //!   the high watermark, acks, and truncation by leader epoch (KIP-101) or by high watermark;
 //! - [`broker`]: one broker's replicas, its metadata, and the requests it answers, typed;
 //! - [`controller`]: broker liveness by heartbeat, replica assignment, leader election from
 //!   the ISR (or unclean), and ISR changes proposed by leaders;
 //!
-//! Still to come in this design: the log on the simulated disk, the producer state that
-//! makes produce idempotent, the wire protocol, the
-//! drivers, clients, checkers and scenarios.
+//! Still to come in this design: the producer state that makes produce idempotent, the wire
+//! protocol, the drivers, clients and scenarios.
 
 pub mod batch;
 pub mod broker;
+pub mod checkpoint;
 pub mod controller;
+pub mod epoch_cache;
+pub mod frame;
+pub mod log;
+#[cfg(test)]
+mod log_tests;
 #[cfg(test)]
 mod mem_log;
 pub mod partition;
