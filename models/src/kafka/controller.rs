@@ -442,7 +442,10 @@ mod tests {
     fn producer_id_blocks_never_overlap_and_go_only_to_live_brokers() {
         let mut c = cluster(false);
         assert_eq!(c.allocate_producer_ids(1), Some((0, PRODUCER_ID_BLOCK)));
-        assert_eq!(c.allocate_producer_ids(2), Some((PRODUCER_ID_BLOCK, PRODUCER_ID_BLOCK)));
+        assert_eq!(
+            c.allocate_producer_ids(2),
+            Some((PRODUCER_ID_BLOCK, PRODUCER_ID_BLOCK))
+        );
         assert_eq!(c.allocate_producer_ids(9), None);
     }
 

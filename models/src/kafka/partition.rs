@@ -23,27 +23,69 @@
 #![deny(clippy::too_many_lines)]
 
 use super::batch::Batch;
+use super::log::{LogError, PartitionLog};
+use sim::disk::Disk;
 use std::collections::BTreeMap;
 
 pub type BrokerId = i32;
 
-/// What a replica needs of its log: [`super::log::PartitionLog`] on a disk, or a test's.
+/// What a replica needs of its log: [`PartitionLog`] on a disk, or a test's in memory.
 pub trait ReplicaLog {
     fn log_end_offset(&self) -> i64;
     /// Appends at the LEO in `epoch`; returns the batch's base offset.
-    fn append_as_leader(&mut self, batch: Batch, epoch: i32, now_ms: u64) -> std::io::Result<i64>;
+    fn append_as_leader(&mut self, batch: Batch, epoch: i32, now_ms: u64) -> Result<i64, LogError>;
     /// Appends a batch the leader gave, keeping its offsets and epoch.
-    fn append_as_follower(&mut self, batch: Batch, now_ms: u64) -> std::io::Result<()>;
+    fn append_as_follower(&mut self, batch: Batch, now_ms: u64) -> Result<(), LogError>;
     /// Whole batches from `from_offset` below `until_offset` (at least one if any is there).
-    fn read(&self, from_offset: i64, until_offset: i64, max_bytes: usize) -> Vec<Batch>;
+    fn read(&self, from_offset: i64, until_offset: i64, max_bytes: usize) -> Result<Vec<Batch>, LogError>;
     fn truncate_to(&mut self, offset: i64) -> std::io::Result<()>;
+    /// A new leader's epoch starts at its LEO (Kafka's `Partition.makeLeader`).
+    fn assign_epoch_start(&mut self, epoch: i32, start_offset: i64) -> std::io::Result<()>;
     /// The latest leader epoch the log holds a batch of.
     fn latest_epoch(&self) -> Option<i32>;
     /// OffsetsForLeaderEpoch's answer: the largest epoch <= `epoch` and where it ends.
     fn end_offset_for_epoch(&self, epoch: i32) -> Option<(i32, i64)>;
     /// The HW last written to the replication-offset checkpoint (0 if none).
     fn checkpointed_high_watermark(&self) -> i64;
-    fn checkpoint_high_watermark(&mut self, high_watermark: i64);
+    fn checkpoint_high_watermark(&mut self, high_watermark: i64) -> std::io::Result<()>;
+    /// Time passes: the flush policy (`flush.ms`) may fsync.
+    fn tick(&mut self, now_ms: u64) -> std::io::Result<()>;
+}
+
+impl<D: Disk> ReplicaLog for PartitionLog<D> {
+    fn log_end_offset(&self) -> i64 {
+        PartitionLog::log_end_offset(self)
+    }
+    fn append_as_leader(&mut self, batch: Batch, epoch: i32, now_ms: u64) -> Result<i64, LogError> {
+        PartitionLog::append_as_leader(self, batch, epoch, now_ms)
+    }
+    fn append_as_follower(&mut self, batch: Batch, now_ms: u64) -> Result<(), LogError> {
+        PartitionLog::append_as_follower(self, batch, now_ms)
+    }
+    fn read(&self, from_offset: i64, until_offset: i64, max_bytes: usize) -> Result<Vec<Batch>, LogError> {
+        PartitionLog::read(self, from_offset, until_offset, max_bytes)
+    }
+    fn truncate_to(&mut self, offset: i64) -> std::io::Result<()> {
+        PartitionLog::truncate_to(self, offset).map(|_| ())
+    }
+    fn assign_epoch_start(&mut self, epoch: i32, start_offset: i64) -> std::io::Result<()> {
+        PartitionLog::assign_epoch_start(self, epoch, start_offset)
+    }
+    fn latest_epoch(&self) -> Option<i32> {
+        PartitionLog::latest_epoch(self)
+    }
+    fn end_offset_for_epoch(&self, epoch: i32) -> Option<(i32, i64)> {
+        PartitionLog::end_offset_for_epoch(self, epoch)
+    }
+    fn checkpointed_high_watermark(&self) -> i64 {
+        PartitionLog::checkpointed_high_watermark(self).unwrap_or(0)
+    }
+    fn checkpoint_high_watermark(&mut self, high_watermark: i64) -> std::io::Result<()> {
+        PartitionLog::checkpoint_high_watermark(self, high_watermark)
+    }
+    fn tick(&mut self, now_ms: u64) -> std::io::Result<()> {
+        PartitionLog::tick(self, now_ms)
+    }
 }
 
 /// How a follower finds where its log may have diverged from the leader's.
@@ -112,7 +154,22 @@ pub enum ReplicaError {
     RequestTimedOut,
     OffsetOutOfRange,
     FencedLeaderEpoch,
+    /// The batch is over `max.message.bytes` (or holds no records): nothing appended.
+    RecordTooLarge,
     KafkaStorage(String),
+}
+
+impl From<LogError> for ReplicaError {
+    fn from(error: LogError) -> ReplicaError {
+        match error {
+            LogError::RecordTooLarge { .. } | LogError::BatchLargerThanSegment { .. } => {
+                ReplicaError::RecordTooLarge
+            }
+            LogError::InvalidRecordCount { .. } => ReplicaError::RecordTooLarge,
+            LogError::OffsetOutOfRange { .. } => ReplicaError::OffsetOutOfRange,
+            other => ReplicaError::KafkaStorage(other.to_string()),
+        }
+    }
 }
 
 impl ReplicaError {
@@ -123,6 +180,7 @@ impl ReplicaError {
             ReplicaError::RequestTimedOut => 7,
             ReplicaError::NotEnoughReplicas => 19,
             ReplicaError::NotEnoughReplicasAfterAppend => 20,
+            ReplicaError::RecordTooLarge => 10,
             ReplicaError::KafkaStorage(_) => 56,
             ReplicaError::FencedLeaderEpoch => 74,
         }
@@ -315,11 +373,17 @@ impl<L: ReplicaLog> Partition<L> {
                 (*r, follower)
             })
             .collect();
+        let epoch_start_offset = self.log.log_end_offset();
+        // Kafka's makeLeader stamps the new epoch's start in the epoch cache at once, so a
+        // follower asking where an older epoch ends gets this offset even before any append.
+        let _ = self
+            .log
+            .assign_epoch_start(self.state.leader_epoch, epoch_start_offset);
         self.role = Role::Leader {
             followers,
             pending: Vec::new(),
             proposed_isr: None,
-            epoch_start_offset: self.log.log_end_offset(),
+            epoch_start_offset,
         };
         self.maybe_advance_high_watermark(now_ms);
     }
@@ -425,9 +489,7 @@ impl<L: ReplicaLog> Partition<L> {
             if batch.base_offset != self.log.log_end_offset() {
                 continue; // an answer to an older fetch: already appended, or not contiguous
             }
-            self.log
-                .append_as_follower(batch, now_ms)
-                .map_err(|e| ReplicaError::KafkaStorage(e.to_string()))?;
+            self.log.append_as_follower(batch, now_ms)?;
         }
         let capped = answer.high_watermark.min(self.log.log_end_offset());
         self.high_watermark = self.high_watermark.max(capped);
@@ -463,10 +525,7 @@ impl<L: ReplicaLog> Partition<L> {
             return Err(ReplicaError::NotEnoughReplicas);
         }
         let epoch = self.state.leader_epoch;
-        let base_offset = self
-            .log
-            .append_as_leader(batch, epoch, now_ms)
-            .map_err(|e| ReplicaError::KafkaStorage(e.to_string()))?;
+        let base_offset = self.log.append_as_leader(batch, epoch, now_ms)?;
         if acks != Acks::All {
             self.maybe_advance_high_watermark(now_ms);
             return Ok(Some(base_offset));
@@ -514,7 +573,7 @@ impl<L: ReplicaLog> Partition<L> {
         self.maybe_expand_isr(follower);
         self.maybe_advance_high_watermark(now_ms);
         Ok(ReplicaFetch {
-            batches: self.log.read(offset, leader_leo, self.config.fetch_max_bytes),
+            batches: self.log.read(offset, leader_leo, self.config.fetch_max_bytes)?,
             high_watermark: self.high_watermark,
             log_end_offset: leader_leo,
         })
@@ -528,7 +587,7 @@ impl<L: ReplicaLog> Partition<L> {
         if offset < 0 || offset > self.log.log_end_offset() {
             return Err(ReplicaError::OffsetOutOfRange);
         }
-        let batches = self.log.read(offset, self.high_watermark, max_bytes);
+        let batches = self.log.read(offset, self.high_watermark, max_bytes)?;
         Ok((batches, self.high_watermark))
     }
 
@@ -545,10 +604,13 @@ impl<L: ReplicaLog> Partition<L> {
     pub fn tick(&mut self, now_ms: u64) {
         self.maybe_shrink_isr(now_ms);
         self.expire_pending(now_ms);
+        // A storage error here is what Kafka logs and retries at the next interval; the
+        // replica carries on with what it has in memory.
+        let _ = self.log.tick(now_ms);
         let interval = self.config.high_watermark_checkpoint_interval_ms;
         if now_ms >= self.last_checkpoint_ms + interval {
             self.last_checkpoint_ms = now_ms;
-            self.log.checkpoint_high_watermark(self.high_watermark);
+            let _ = self.log.checkpoint_high_watermark(self.high_watermark);
         }
     }
 

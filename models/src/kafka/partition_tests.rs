@@ -297,3 +297,74 @@ fn a_waiting_produce_times_out() {
         }]
     );
 }
+
+/// The replicas on the simulated disk (reference §2.1 and §2.3): Kafka does not fsync per
+/// write and relies on replication, so a write every replica acknowledged survives any one
+/// crash, a kill of all of them, but not a correlated power failure of all of them.
+mod on_disk {
+    use super::*;
+    use crate::kafka::log::{LogConfig, PartitionLog};
+    use rand::SeedableRng;
+    use sim::disk::SimDisk;
+
+    type DiskReplica = Partition<PartitionLog<SimDisk>>;
+
+    fn replica(broker: BrokerId, disk: &SimDisk, log: LogConfig, now_ms: u64) -> DiskReplica {
+        let (log, _) = PartitionLog::open(disk.clone(), "orders-0/", log, now_ms).unwrap();
+        Partition::open(broker, log, config(LogTruncation::LeaderEpoch, 2), now_ms)
+    }
+
+    /// Leader 1 and follower 2 commit m1 with acks=all; then both machines fail as `crash`
+    /// says, restart, and the old leader leads again. What does it hold?
+    fn after_both_fail(log: LogConfig, power_fail: bool) -> i64 {
+        let disks = [SimDisk::new(), SimDisk::new()];
+        let mut a = replica(1, &disks[0], log.clone(), 0);
+        let mut b = replica(2, &disks[1], log.clone(), 0);
+        a.apply(state(Some(1), 1, &[1, 2], 1), 0).unwrap();
+        b.apply(state(Some(1), 1, &[1, 2], 1), 0).unwrap();
+        a.produce(ProduceId(1), message("m1"), Acks::All, 30_000, 1)
+            .unwrap();
+        for now in 2..5 {
+            let at = b.next_fetch().unwrap();
+            let answer = a.follower_fetch(2, at.offset, now).unwrap();
+            b.fetched(answer, now).unwrap();
+        }
+        let acknowledged = a.take_outputs();
+        assert!(acknowledged.contains(&Output::ProduceDone {
+            id: ProduceId(1),
+            result: Ok(0)
+        }));
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+        if power_fail {
+            for disk in &disks {
+                disk.power_fail(false, &mut rng);
+            }
+        }
+        let mut a = replica(1, &disks[0], log, 10);
+        a.apply(state(Some(1), 2, &[1, 2], 2), 10).unwrap();
+        a.log_end_offset()
+    }
+
+    #[test]
+    fn an_acknowledged_write_survives_a_kill_of_every_replica() {
+        assert_eq!(after_both_fail(LogConfig::default(), false), 1);
+    }
+
+    #[test]
+    fn a_correlated_power_failure_loses_an_acknowledged_unflushed_write() {
+        assert_eq!(
+            after_both_fail(LogConfig::default(), true),
+            0,
+            "never fsynced: gone"
+        );
+    }
+
+    #[test]
+    fn with_flush_messages_1_the_power_failure_loses_nothing() {
+        let every_message = LogConfig {
+            flush_interval_messages: Some(1),
+            ..LogConfig::default()
+        };
+        assert_eq!(after_both_fail(every_message, true), 1);
+    }
+}
