@@ -3,10 +3,15 @@
 //!
 //! Sans-I/O cores that take time, randomness and I/O as inputs:
 //! - [`batch`]: record batches as the log, the replicas and the clients see them;
+//! - [`wire`]: Kafka's wire protocol: incremental framing, request and response headers, the
+//!   table of APIs and versions we implement, the broker's and the client's codecs;
+//! - `wire_schema`: each request's field layout, checked before kafka-protocol allocates.
 //!
 //! Still to come in this design: the log on the simulated disk, the producer state that
 //! makes produce idempotent, the partition's replication state machine (leader and follower,
-//! ISR, high watermark, leader-epoch truncation), the controller, the wire protocol, the
-//! drivers, clients, checkers and scenarios.
+//! ISR, high watermark, leader-epoch truncation), the controller, the drivers, clients,
+//! checkers and scenarios.
 
 pub mod batch;
+pub mod wire;
+mod wire_schema;
