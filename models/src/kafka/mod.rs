@@ -5,6 +5,7 @@
 //! - [`batch`]: record batches as the log, the replicas and the clients see them;
 //! - [`wire`]: Kafka's wire protocol: incremental framing, request and response headers, the
 //!   table of APIs and versions we implement, the broker's and the client's codecs;
+//! - [`wire_records`]: a [`batch::Batch`] as RecordBatch v2 bytes, and back;
 //! - `wire_schema`: each request's field layout, checked before kafka-protocol allocates.
 //!
 //! Still to come in this design: the log on the simulated disk, the producer state that
@@ -14,4 +15,5 @@
 
 pub mod batch;
 pub mod wire;
+pub mod wire_records;
 mod wire_schema;
