@@ -17,3 +17,6 @@ pub mod batch;
 pub mod wire;
 pub mod wire_records;
 mod wire_schema;
+
+#[cfg(test)]
+mod wire_tests;
