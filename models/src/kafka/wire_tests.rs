@@ -696,3 +696,46 @@ proptest! {
         let _ = decode_fetched_batches(&bytes);
     }
 }
+
+/// CRC-32C (Castagnoli), the checksum of RecordBatch v2, bit by bit.
+fn crc32c(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for byte in bytes {
+        crc ^= u32::from(*byte);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0x82f6_3b78
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+#[test]
+fn a_header_count_past_the_record_is_refused_even_with_a_good_crc() {
+    // One record with no key, no value and no headers: its last byte is the header count.
+    let batch = Batch::plain(vec![Record {
+        key: None,
+        value: None,
+    }]);
+    let mut bytes = encode_batch(&batch, 0).to_vec();
+    assert_eq!(bytes.last(), Some(&0));
+    let stored_crc = u32::from_be_bytes(bytes[17..21].try_into().unwrap());
+    assert_eq!(crc32c(&bytes[21..]), stored_crc, "our CRC-32C is Kafka's");
+    // Claim i32::MAX headers (zig-zag varint), fix the lengths and the CRC: only the shape
+    // check stands between this and kafka-protocol reserving room for them.
+    bytes.pop();
+    bytes.extend_from_slice(&[0xfe, 0xff, 0xff, 0xff, 0x0f]);
+    bytes[61] += 8; // the record's length (zig-zag: +4 bytes)
+    let batch_length = (bytes.len() - 12) as i32;
+    bytes[8..12].copy_from_slice(&batch_length.to_be_bytes());
+    let crc = crc32c(&bytes[21..]);
+    bytes[17..21].copy_from_slice(&crc.to_be_bytes());
+    let error = decode_produce_batch(&Bytes::from(bytes)).unwrap_err();
+    assert_eq!(
+        error,
+        BatchError::Corrupt("record header count past the record".into())
+    );
+}
