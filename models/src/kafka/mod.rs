@@ -13,9 +13,13 @@
 //! - [`broker`]: one broker's replicas, its metadata, and the requests it answers, typed;
 //! - [`controller`]: broker liveness by heartbeat, replica assignment, leader election from
 //!   the ISR (or unclean), and ISR changes proposed by leaders;
+//! - [`wire`]: Kafka's wire protocol: incremental framing, request and response headers, the
+//!   table of APIs and versions we implement, the broker's and the client's codecs;
+//! - [`wire_records`]: a [`batch::Batch`] as RecordBatch v2 bytes, and back;
+//! - `wire_schema`: each request's field layout, checked before kafka-protocol allocates.
 //!
-//! Still to come in this design: the producer state that makes produce idempotent, the wire
-//! protocol, the drivers, clients and scenarios.
+//! Still to come in this design: the producer state that makes produce idempotent, the
+//! drivers, clients and scenarios.
 
 pub mod batch;
 pub mod broker;
@@ -29,3 +33,8 @@ mod log_tests;
 #[cfg(test)]
 mod mem_log;
 pub mod partition;
+pub mod wire;
+pub mod wire_records;
+mod wire_schema;
+#[cfg(test)]
+mod wire_tests;
