@@ -3,10 +3,14 @@
 //!
 //! Sans-I/O cores that take time, randomness and I/O as inputs:
 //! - [`batch`]: record batches as the log, the replicas and the clients see them;
+//! - [`error`]: the errors a produce is answered with, by Kafka's names and codes;
+//! - [`producer_state`]: what a partition leader remembers per producer id, and the
+//!   duplicate, epoch and sequence checks it makes before appending an idempotent batch.
 //!
-//! Still to come in this design: the log on the simulated disk, the producer state that
-//! makes produce idempotent, the partition's replication state machine (leader and follower,
-//! ISR, high watermark, leader-epoch truncation), the controller, the wire protocol, the
-//! drivers, clients, checkers and scenarios.
+//! Still to come in this design: the log on the simulated disk, the partition's replication
+//! state machine (leader and follower, ISR, high watermark, leader-epoch truncation), the
+//! controller, the wire protocol, the drivers, clients, checkers and scenarios.
 
 pub mod batch;
+pub mod error;
+pub mod producer_state;
