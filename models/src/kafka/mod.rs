@@ -5,7 +5,9 @@
 //! - [`batch`]: record batches as the log, the replicas and the clients see them;
 //! - [`error`]: the errors a produce is answered with, by Kafka's names and codes;
 //! - [`producer_state`]: what a partition leader remembers per producer id, and the
-//!   duplicate, epoch and sequence checks it makes before appending an idempotent batch.
+//!   duplicate, epoch and sequence checks it makes before appending an idempotent batch;
+//! - [`partitioner`]: the Java producer's choice of partition (murmur2 of the key,
+//!   round-robin without one).
 //!
 //! Still to come in this design: the log on the simulated disk, the partition's replication
 //! state machine (leader and follower, ISR, high watermark, leader-epoch truncation), the
@@ -13,4 +15,5 @@
 
 pub mod batch;
 pub mod error;
+pub mod partitioner;
 pub mod producer_state;
