@@ -7,12 +7,15 @@
 //! - [`producer_state`]: what a partition leader remembers per producer id, and the
 //!   duplicate, epoch and sequence checks it makes before appending an idempotent batch;
 //! - [`partitioner`]: the Java producer's choice of partition (murmur2 of the key,
-//!   round-robin without one).
+//!   round-robin without one);
+//! - [`accumulator`]: the Java producer's batching, sending, retries, timeouts and idempotent
+//!   sequence numbers, with time passed in.
 //!
 //! Still to come in this design: the log on the simulated disk, the partition's replication
 //! state machine (leader and follower, ISR, high watermark, leader-epoch truncation), the
 //! controller, the wire protocol, the drivers, clients, checkers and scenarios.
 
+pub mod accumulator;
 pub mod batch;
 pub mod error;
 pub mod partitioner;

@@ -133,7 +133,10 @@ impl ProducerState {
     /// The leader's check of a batch from a client, before appending it.
     pub fn check(&self, batch: &Batch) -> Result<Check, ProduceError> {
         assert!(batch.is_idempotent(), "only idempotent batches are checked");
-        assert!(!batch.is_empty() && batch.base_sequence >= 0, "an idempotent batch has a sequence");
+        assert!(
+            !batch.is_empty() && batch.base_sequence >= 0,
+            "an idempotent batch has a sequence"
+        );
         let entry = self.producers.get(&batch.producer_id);
         if let Some(dup) = entry.and_then(|e| e.find_duplicate(batch)) {
             return Ok(Check::Duplicate {
@@ -172,7 +175,10 @@ impl ProducerState {
         }
         assert!(!batch.is_empty(), "an appended batch holds a record");
         if !self.producers.contains_key(&batch.producer_id) {
-            assert!(self.producers.len() < PRODUCERS_MAX, "more than {PRODUCERS_MAX} producers");
+            assert!(
+                self.producers.len() < PRODUCERS_MAX,
+                "more than {PRODUCERS_MAX} producers"
+            );
         }
         let entry = self
             .producers
@@ -291,8 +297,14 @@ mod tests {
         let mut s = ProducerState::new(PRODUCER_ID_EXPIRATION_MS_DEFAULT);
         let mut end = 0;
         produce(&mut s, &mut end, batch(0, 0, 3)).unwrap();
-        assert_eq!(s.check(&batch(0, 4, 1)), Err(ProduceError::OutOfOrderSequenceNumber));
-        assert_eq!(s.check(&batch(0, 1, 2)), Err(ProduceError::OutOfOrderSequenceNumber));
+        assert_eq!(
+            s.check(&batch(0, 4, 1)),
+            Err(ProduceError::OutOfOrderSequenceNumber)
+        );
+        assert_eq!(
+            s.check(&batch(0, 1, 2)),
+            Err(ProduceError::OutOfOrderSequenceNumber)
+        );
     }
 
     #[test]
@@ -311,7 +323,10 @@ mod tests {
             })
         );
         // The first batch fell out of the cache: its retry is out of order, not a duplicate.
-        assert_eq!(s.check(&batch(0, 0, 1)), Err(ProduceError::OutOfOrderSequenceNumber));
+        assert_eq!(
+            s.check(&batch(0, 0, 1)),
+            Err(ProduceError::OutOfOrderSequenceNumber)
+        );
     }
 
     #[test]
@@ -319,7 +334,10 @@ mod tests {
         let mut s = ProducerState::new(PRODUCER_ID_EXPIRATION_MS_DEFAULT);
         let mut end = 0;
         produce(&mut s, &mut end, batch(0, 0, 2)).unwrap();
-        assert_eq!(s.check(&batch(1, 2, 1)), Err(ProduceError::OutOfOrderSequenceNumber));
+        assert_eq!(
+            s.check(&batch(1, 2, 1)),
+            Err(ProduceError::OutOfOrderSequenceNumber)
+        );
         assert_eq!(produce(&mut s, &mut end, batch(1, 0, 1)), Ok(Check::Append));
         assert_eq!(s.check(&batch(0, 2, 1)), Err(ProduceError::InvalidProducerEpoch));
         // The old epoch's batches are forgotten: even an exact retry of one is fenced.
