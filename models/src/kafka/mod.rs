@@ -3,6 +3,13 @@
 //!
 //! Sans-I/O cores that take time, randomness and I/O as inputs:
 //! - [`batch`]: record batches as the log, the replicas and the clients see them;
+//! - [`error`]: the errors a produce is answered with, by Kafka's names and codes;
+//! - [`producer_state`]: what a partition leader remembers per producer id, and the
+//!   duplicate, epoch and sequence checks it makes before appending an idempotent batch;
+//! - [`partitioner`]: the Java producer's choice of partition (murmur2 of the key,
+//!   round-robin without one);
+//! - [`accumulator`]: the Java producer's batching, sending, retries, timeouts and idempotent
+//!   sequence numbers, with time passed in;
 //! - [`frame`]: a batch's on-disk frame in a segment (length, CRC-32C, every field);
 //! - [`checkpoint`]: Kafka's checkpoint files, replaced atomically;
 //! - [`epoch_cache`]: the leader epoch cache (KIP-101) and its OffsetsForLeaderEpoch answer;
@@ -18,14 +25,17 @@
 //! - [`wire_records`]: a [`batch::Batch`] as RecordBatch v2 bytes, and back;
 //! - `wire_schema`: each request's field layout, checked before kafka-protocol allocates.
 //!
-//! Still to come in this design: the producer state that makes produce idempotent, the
-//! drivers, clients and scenarios.
+//! Still to come in this design: the leader's use of the producer state, the drivers on
+//! turmoil and tokio, the simulated clients, the design's config and promises, scenarios and
+//! the real server.
 
+pub mod accumulator;
 pub mod batch;
 pub mod broker;
 pub mod checkpoint;
 pub mod controller;
 pub mod epoch_cache;
+pub mod error;
 pub mod frame;
 pub mod log;
 #[cfg(test)]
@@ -33,6 +43,8 @@ mod log_tests;
 #[cfg(test)]
 mod mem_log;
 pub mod partition;
+pub mod partitioner;
+pub mod producer_state;
 pub mod wire;
 pub mod wire_records;
 mod wire_schema;
