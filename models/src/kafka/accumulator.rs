@@ -46,7 +46,7 @@
 //! log-start-offset cases, and transactions.
 
 use super::batch::{Batch, Record};
-use super::error::ProduceError;
+use super::error::KafkaError;
 use super::producer_state::{increment_sequence, NUM_BATCHES_TO_RETAIN};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
@@ -178,7 +178,7 @@ pub enum FailReason {
     /// `delivery.timeout.ms` passed.
     DeliveryTimeout,
     /// The leader's answer, not retried (not retriable, or retries spent).
-    Broker(ProduceError),
+    Broker(KafkaError),
 }
 
 /// What became of a record, as our history records publishes.
@@ -203,7 +203,7 @@ pub struct ProduceRequestPlan {
 }
 
 /// A partition's answer in a produce response: the base offset, or an error.
-pub type PartitionResult = Result<i64, ProduceError>;
+pub type PartitionResult = Result<i64, KafkaError>;
 
 #[derive(Clone, Debug)]
 struct ProducerBatch {
@@ -458,7 +458,7 @@ impl Accumulator {
         for id in ids {
             let request = self.requests.remove(&id).expect("listed above");
             for batch_id in request.batches {
-                self.complete_attempt(batch_id, Err(ProduceError::NetworkException), now_ms);
+                self.complete_attempt(batch_id, Err(KafkaError::NetworkException), now_ms);
             }
         }
     }

@@ -12,9 +12,10 @@
 
 use super::batch::Batch;
 use super::controller::TopicPartition;
+use super::error::KafkaError;
 use super::partition::{
-    Acks, BrokerId, FetchPosition, LeaderAndIsr, Output, Partition, PartitionConfig, ProduceId, ReplicaError,
-    ReplicaFetch, ReplicaLog,
+    Acks, BrokerId, FetchPosition, LeaderAndIsr, Output, Partition, PartitionConfig, ProduceId, ReplicaFetch,
+    ReplicaLog,
 };
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -28,7 +29,7 @@ pub const PENDING_REQUESTS_MAX: usize = 10_000;
 pub struct RequestId(pub u64);
 
 /// One partition's answer to a produce: its base offset, or Kafka's error.
-pub type PartitionAnswer = (TopicPartition, Result<i64, ReplicaError>);
+pub type PartitionAnswer = (TopicPartition, Result<i64, KafkaError>);
 
 /// What the broker asks its driver to do.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -150,7 +151,7 @@ impl<L: ReplicaLog> Broker<L> {
             self.next_produce_id += 1;
             let result = match self.replicas.get_mut(&partition) {
                 Some(replica) => replica.produce(id, batch, acks, timeout_ms, now_ms),
-                None => Err(ReplicaError::NotLeaderOrFollower),
+                None => Err(KafkaError::NotLeaderOrFollower),
             };
             match result {
                 Ok(Some(offset)) => answers.push((partition, Ok(offset))),
@@ -182,9 +183,9 @@ impl<L: ReplicaLog> Broker<L> {
         offset: i64,
         max_bytes: usize,
         now_ms: u64,
-    ) -> Result<ReplicaFetch, ReplicaError> {
+    ) -> Result<ReplicaFetch, KafkaError> {
         let Some(local) = self.replicas.get_mut(partition) else {
-            return Err(ReplicaError::NotLeaderOrFollower);
+            return Err(KafkaError::NotLeaderOrFollower);
         };
         let answer = match replica {
             Some(follower) => local.follower_fetch(follower, offset, now_ms),
@@ -205,10 +206,10 @@ impl<L: ReplicaLog> Broker<L> {
         &self,
         partition: &TopicPartition,
         epoch: i32,
-    ) -> Result<Option<(i32, i64)>, ReplicaError> {
+    ) -> Result<Option<(i32, i64)>, KafkaError> {
         match self.replicas.get(partition) {
             Some(local) => local.epoch_end(epoch),
-            None => Err(ReplicaError::NotLeaderOrFollower),
+            None => Err(KafkaError::NotLeaderOrFollower),
         }
     }
 
@@ -216,7 +217,7 @@ impl<L: ReplicaLog> Broker<L> {
     pub fn replica_fetched(
         &mut self,
         partition: &TopicPartition,
-        answer: Result<ReplicaFetch, ReplicaError>,
+        answer: Result<ReplicaFetch, KafkaError>,
         now_ms: u64,
     ) {
         let Some(local) = self.replicas.get_mut(partition) else {
@@ -308,7 +309,7 @@ impl<L: ReplicaLog> Broker<L> {
         }
     }
 
-    fn partition_answered(&mut self, id: ProduceId, result: Result<i64, ReplicaError>) {
+    fn partition_answered(&mut self, id: ProduceId, result: Result<i64, KafkaError>) {
         let Some((request, partition)) = self.waiting_partitions.remove(&id) else {
             return;
         };
@@ -409,15 +410,12 @@ mod tests {
             answers,
             Some(vec![
                 (tp(0), Ok(0)),
-                (tp(7), Err(ReplicaError::NotLeaderOrFollower))
+                (tp(7), Err(KafkaError::NotLeaderOrFollower))
             ])
         );
         let (_one, mut two) = cluster();
         let answers = two.produce(RequestId(2), Acks::Leader, 30_000, vec![(tp(0), batch("a"))], 0);
-        assert_eq!(
-            answers,
-            Some(vec![(tp(0), Err(ReplicaError::NotLeaderOrFollower))])
-        );
+        assert_eq!(answers, Some(vec![(tp(0), Err(KafkaError::NotLeaderOrFollower))]));
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! The errors a partition leader answers a produce with, by Kafka's names and numeric codes
-//! (Kafka `Errors.java`), and how the Java client classifies them.
+//! The errors brokers answer with, by Kafka's names and numeric codes (Kafka `Errors.java`),
+//! and how the Java client classifies a produce's.
 //!
 //! Two facts decide what a client does with an error, and both are Kafka's, not ours:
 //! - whether its exception is a `RetriableException` (the client retries it while
@@ -10,11 +10,13 @@
 
 use std::fmt;
 
-/// A produce error, one per partition in a produce response.
+/// A broker's error: one per partition in a produce or fetch response.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum ProduceError {
+pub enum KafkaError {
     /// UNKNOWN_SERVER_ERROR (-1).
     UnknownServerError,
+    /// OFFSET_OUT_OF_RANGE (1): a fetch outside the log.
+    OffsetOutOfRange,
     /// CORRUPT_MESSAGE (2).
     CorruptMessage,
     /// LEADER_NOT_AVAILABLE (5).
@@ -46,74 +48,82 @@ pub enum ProduceError {
     /// UNKNOWN_PRODUCER_ID (59): sent by brokers before KIP-360; a modern leader with no
     /// state for a producer accepts any sequence instead (`ProducerAppendInfo.checkSequence`).
     UnknownProducerId,
+    /// FENCED_LEADER_EPOCH (74): the controller's state is older than the replica's.
+    FencedLeaderEpoch,
     /// PRODUCER_FENCED (90).
     ProducerFenced,
 }
 
 /// Every error, for tables and tests.
-pub const PRODUCE_ERRORS: [ProduceError; 15] = [
-    ProduceError::UnknownServerError,
-    ProduceError::CorruptMessage,
-    ProduceError::LeaderNotAvailable,
-    ProduceError::NotLeaderOrFollower,
-    ProduceError::RequestTimedOut,
-    ProduceError::MessageTooLarge,
-    ProduceError::NetworkException,
-    ProduceError::NotEnoughReplicas,
-    ProduceError::NotEnoughReplicasAfterAppend,
-    ProduceError::OutOfOrderSequenceNumber,
-    ProduceError::DuplicateSequenceNumber,
-    ProduceError::InvalidProducerEpoch,
-    ProduceError::KafkaStorageError,
-    ProduceError::UnknownProducerId,
-    ProduceError::ProducerFenced,
+pub const KAFKA_ERRORS: [KafkaError; 17] = [
+    KafkaError::UnknownServerError,
+    KafkaError::OffsetOutOfRange,
+    KafkaError::CorruptMessage,
+    KafkaError::LeaderNotAvailable,
+    KafkaError::NotLeaderOrFollower,
+    KafkaError::RequestTimedOut,
+    KafkaError::MessageTooLarge,
+    KafkaError::NetworkException,
+    KafkaError::NotEnoughReplicas,
+    KafkaError::NotEnoughReplicasAfterAppend,
+    KafkaError::OutOfOrderSequenceNumber,
+    KafkaError::DuplicateSequenceNumber,
+    KafkaError::InvalidProducerEpoch,
+    KafkaError::KafkaStorageError,
+    KafkaError::UnknownProducerId,
+    KafkaError::FencedLeaderEpoch,
+    KafkaError::ProducerFenced,
 ];
 
-impl ProduceError {
+impl KafkaError {
     /// Kafka's numeric error code.
     pub fn code(self) -> i16 {
         match self {
-            ProduceError::UnknownServerError => -1,
-            ProduceError::CorruptMessage => 2,
-            ProduceError::LeaderNotAvailable => 5,
-            ProduceError::NotLeaderOrFollower => 6,
-            ProduceError::RequestTimedOut => 7,
-            ProduceError::MessageTooLarge => 10,
-            ProduceError::NetworkException => 13,
-            ProduceError::NotEnoughReplicas => 19,
-            ProduceError::NotEnoughReplicasAfterAppend => 20,
-            ProduceError::OutOfOrderSequenceNumber => 45,
-            ProduceError::DuplicateSequenceNumber => 46,
-            ProduceError::InvalidProducerEpoch => 47,
-            ProduceError::KafkaStorageError => 56,
-            ProduceError::UnknownProducerId => 59,
-            ProduceError::ProducerFenced => 90,
+            KafkaError::UnknownServerError => -1,
+            KafkaError::OffsetOutOfRange => 1,
+            KafkaError::CorruptMessage => 2,
+            KafkaError::LeaderNotAvailable => 5,
+            KafkaError::NotLeaderOrFollower => 6,
+            KafkaError::RequestTimedOut => 7,
+            KafkaError::MessageTooLarge => 10,
+            KafkaError::NetworkException => 13,
+            KafkaError::NotEnoughReplicas => 19,
+            KafkaError::NotEnoughReplicasAfterAppend => 20,
+            KafkaError::OutOfOrderSequenceNumber => 45,
+            KafkaError::DuplicateSequenceNumber => 46,
+            KafkaError::InvalidProducerEpoch => 47,
+            KafkaError::KafkaStorageError => 56,
+            KafkaError::UnknownProducerId => 59,
+            KafkaError::FencedLeaderEpoch => 74,
+            KafkaError::ProducerFenced => 90,
         }
     }
 
-    /// The error with Kafka's numeric code, if it is one a produce can answer.
-    pub fn from_code(code: i16) -> Option<ProduceError> {
-        PRODUCE_ERRORS.into_iter().find(|e| e.code() == code)
+    /// The error with Kafka's numeric code, if it is one of these.
+    pub fn from_code(code: i16) -> Option<KafkaError> {
+        KAFKA_ERRORS.into_iter().find(|e| e.code() == code)
     }
 
     /// Kafka's name for the error (`Errors.name()`).
     pub fn name(self) -> &'static str {
         match self {
-            ProduceError::UnknownServerError => "UNKNOWN_SERVER_ERROR",
-            ProduceError::CorruptMessage => "CORRUPT_MESSAGE",
-            ProduceError::LeaderNotAvailable => "LEADER_NOT_AVAILABLE",
-            ProduceError::NotLeaderOrFollower => "NOT_LEADER_OR_FOLLOWER",
-            ProduceError::RequestTimedOut => "REQUEST_TIMED_OUT",
-            ProduceError::MessageTooLarge => "MESSAGE_TOO_LARGE",
-            ProduceError::NetworkException => "NETWORK_EXCEPTION",
-            ProduceError::NotEnoughReplicas => "NOT_ENOUGH_REPLICAS",
-            ProduceError::NotEnoughReplicasAfterAppend => "NOT_ENOUGH_REPLICAS_AFTER_APPEND",
-            ProduceError::OutOfOrderSequenceNumber => "OUT_OF_ORDER_SEQUENCE_NUMBER",
-            ProduceError::DuplicateSequenceNumber => "DUPLICATE_SEQUENCE_NUMBER",
-            ProduceError::InvalidProducerEpoch => "INVALID_PRODUCER_EPOCH",
-            ProduceError::KafkaStorageError => "KAFKA_STORAGE_ERROR",
-            ProduceError::UnknownProducerId => "UNKNOWN_PRODUCER_ID",
-            ProduceError::ProducerFenced => "PRODUCER_FENCED",
+            KafkaError::UnknownServerError => "UNKNOWN_SERVER_ERROR",
+            KafkaError::OffsetOutOfRange => "OFFSET_OUT_OF_RANGE",
+            KafkaError::CorruptMessage => "CORRUPT_MESSAGE",
+            KafkaError::LeaderNotAvailable => "LEADER_NOT_AVAILABLE",
+            KafkaError::NotLeaderOrFollower => "NOT_LEADER_OR_FOLLOWER",
+            KafkaError::RequestTimedOut => "REQUEST_TIMED_OUT",
+            KafkaError::MessageTooLarge => "MESSAGE_TOO_LARGE",
+            KafkaError::NetworkException => "NETWORK_EXCEPTION",
+            KafkaError::NotEnoughReplicas => "NOT_ENOUGH_REPLICAS",
+            KafkaError::NotEnoughReplicasAfterAppend => "NOT_ENOUGH_REPLICAS_AFTER_APPEND",
+            KafkaError::OutOfOrderSequenceNumber => "OUT_OF_ORDER_SEQUENCE_NUMBER",
+            KafkaError::DuplicateSequenceNumber => "DUPLICATE_SEQUENCE_NUMBER",
+            KafkaError::InvalidProducerEpoch => "INVALID_PRODUCER_EPOCH",
+            KafkaError::KafkaStorageError => "KAFKA_STORAGE_ERROR",
+            KafkaError::UnknownProducerId => "UNKNOWN_PRODUCER_ID",
+            KafkaError::FencedLeaderEpoch => "FENCED_LEADER_EPOCH",
+            KafkaError::ProducerFenced => "PRODUCER_FENCED",
         }
     }
 
@@ -121,14 +131,14 @@ impl ProduceError {
     pub fn is_retriable(self) -> bool {
         matches!(
             self,
-            ProduceError::CorruptMessage
-                | ProduceError::LeaderNotAvailable
-                | ProduceError::NotLeaderOrFollower
-                | ProduceError::RequestTimedOut
-                | ProduceError::NetworkException
-                | ProduceError::NotEnoughReplicas
-                | ProduceError::NotEnoughReplicasAfterAppend
-                | ProduceError::KafkaStorageError
+            KafkaError::CorruptMessage
+                | KafkaError::LeaderNotAvailable
+                | KafkaError::NotLeaderOrFollower
+                | KafkaError::RequestTimedOut
+                | KafkaError::NetworkException
+                | KafkaError::NotEnoughReplicas
+                | KafkaError::NotEnoughReplicasAfterAppend
+                | KafkaError::KafkaStorageError
         )
     }
 
@@ -139,21 +149,21 @@ impl ProduceError {
     pub fn may_have_appended(self) -> bool {
         matches!(
             self,
-            ProduceError::RequestTimedOut
-                | ProduceError::NetworkException
-                | ProduceError::NotEnoughReplicasAfterAppend
-                | ProduceError::UnknownServerError
+            KafkaError::RequestTimedOut
+                | KafkaError::NetworkException
+                | KafkaError::NotEnoughReplicasAfterAppend
+                | KafkaError::UnknownServerError
         )
     }
 }
 
-impl fmt::Display for ProduceError {
+impl fmt::Display for KafkaError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} ({})", self.name(), self.code())
     }
 }
 
-impl std::error::Error for ProduceError {}
+impl std::error::Error for KafkaError {}
 
 #[cfg(test)]
 mod tests {
@@ -161,28 +171,28 @@ mod tests {
 
     #[test]
     fn codes_are_kafkas_and_round_trip() {
-        assert_eq!(ProduceError::OutOfOrderSequenceNumber.code(), 45);
-        assert_eq!(ProduceError::DuplicateSequenceNumber.code(), 46);
-        assert_eq!(ProduceError::InvalidProducerEpoch.code(), 47);
-        assert_eq!(ProduceError::UnknownProducerId.code(), 59);
-        assert_eq!(ProduceError::NotLeaderOrFollower.code(), 6);
-        for e in PRODUCE_ERRORS {
-            assert_eq!(ProduceError::from_code(e.code()), Some(e), "{e}");
+        assert_eq!(KafkaError::OutOfOrderSequenceNumber.code(), 45);
+        assert_eq!(KafkaError::DuplicateSequenceNumber.code(), 46);
+        assert_eq!(KafkaError::InvalidProducerEpoch.code(), 47);
+        assert_eq!(KafkaError::UnknownProducerId.code(), 59);
+        assert_eq!(KafkaError::NotLeaderOrFollower.code(), 6);
+        for e in KAFKA_ERRORS {
+            assert_eq!(KafkaError::from_code(e.code()), Some(e), "{e}");
         }
-        assert_eq!(ProduceError::from_code(0), None, "NONE is not an error");
+        assert_eq!(KafkaError::from_code(0), None, "NONE is not an error");
     }
 
     #[test]
     fn sequence_and_epoch_errors_are_not_retriable_and_refuse_the_append() {
         for e in [
-            ProduceError::OutOfOrderSequenceNumber,
-            ProduceError::InvalidProducerEpoch,
-            ProduceError::UnknownProducerId,
+            KafkaError::OutOfOrderSequenceNumber,
+            KafkaError::InvalidProducerEpoch,
+            KafkaError::UnknownProducerId,
         ] {
             assert!(!e.is_retriable(), "{e}");
             assert!(!e.may_have_appended(), "{e}");
         }
-        assert!(ProduceError::NetworkException.is_retriable());
-        assert!(ProduceError::NetworkException.may_have_appended());
+        assert!(KafkaError::NetworkException.is_retriable());
+        assert!(KafkaError::NetworkException.may_have_appended());
     }
 }

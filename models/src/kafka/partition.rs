@@ -23,7 +23,11 @@
 #![deny(clippy::too_many_lines)]
 
 use super::batch::Batch;
+use super::error::KafkaError;
 use super::log::{LogError, PartitionLog};
+use super::producer_state::{
+    Check, ProducerState, PRODUCER_ID_EXPIRATION_CHECK_INTERVAL_MS, PRODUCER_ID_EXPIRATION_MS_DEFAULT,
+};
 use sim::disk::Disk;
 use std::collections::BTreeMap;
 
@@ -108,6 +112,8 @@ pub struct PartitionConfig {
     pub high_watermark_checkpoint_interval_ms: u64,
     /// The most bytes one fetch answer carries (`replica.fetch.max.bytes`, 1 MiB).
     pub fetch_max_bytes: usize,
+    /// `producer.id.expiration.ms`: an idle producer id's state is forgotten after this.
+    pub producer_id_expiration_ms: u64,
 }
 
 impl Default for PartitionConfig {
@@ -118,6 +124,7 @@ impl Default for PartitionConfig {
             log_truncation: LogTruncation::LeaderEpoch,
             high_watermark_checkpoint_interval_ms: 5_000,
             fetch_max_bytes: 1024 * 1024,
+            producer_id_expiration_ms: PRODUCER_ID_EXPIRATION_MS_DEFAULT,
         }
     }
 }
@@ -143,46 +150,16 @@ pub enum Acks {
     All,
 }
 
-/// Kafka's errors a replica answers with (their wire codes in [`ReplicaError::code`]).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ReplicaError {
-    NotLeaderOrFollower,
-    /// acks=all and the ISR is smaller than min.insync.replicas: nothing appended.
-    NotEnoughReplicas,
-    /// Appended, but the ISR shrank below min.insync.replicas before the HW reached it.
-    NotEnoughReplicasAfterAppend,
-    RequestTimedOut,
-    OffsetOutOfRange,
-    FencedLeaderEpoch,
-    /// The batch is over `max.message.bytes` (or holds no records): nothing appended.
-    RecordTooLarge,
-    KafkaStorage(String),
-}
-
-impl From<LogError> for ReplicaError {
-    fn from(error: LogError) -> ReplicaError {
+impl From<LogError> for KafkaError {
+    fn from(error: LogError) -> KafkaError {
         match error {
-            LogError::RecordTooLarge { .. } | LogError::BatchLargerThanSegment { .. } => {
-                ReplicaError::RecordTooLarge
-            }
-            LogError::InvalidRecordCount { .. } => ReplicaError::RecordTooLarge,
-            LogError::OffsetOutOfRange { .. } => ReplicaError::OffsetOutOfRange,
-            other => ReplicaError::KafkaStorage(other.to_string()),
-        }
-    }
-}
-
-impl ReplicaError {
-    pub fn code(&self) -> i16 {
-        match self {
-            ReplicaError::OffsetOutOfRange => 1,
-            ReplicaError::NotLeaderOrFollower => 6,
-            ReplicaError::RequestTimedOut => 7,
-            ReplicaError::NotEnoughReplicas => 19,
-            ReplicaError::NotEnoughReplicasAfterAppend => 20,
-            ReplicaError::RecordTooLarge => 10,
-            ReplicaError::KafkaStorage(_) => 56,
-            ReplicaError::FencedLeaderEpoch => 74,
+            LogError::RecordTooLarge { .. }
+            | LogError::BatchLargerThanSegment { .. }
+            | LogError::InvalidRecordCount { .. } => KafkaError::MessageTooLarge,
+            LogError::OffsetOutOfRange { .. } => KafkaError::OffsetOutOfRange,
+            // The replica cannot go on with a disk that fails; Kafka marks the log directory
+            // offline and answers KAFKA_STORAGE_ERROR.
+            _ => KafkaError::KafkaStorageError,
         }
     }
 }
@@ -197,7 +174,7 @@ pub enum Output {
     /// Answer a produce that waited (acks=all): the base offset, or an error.
     ProduceDone {
         id: ProduceId,
-        result: Result<i64, ReplicaError>,
+        result: Result<i64, KafkaError>,
     },
     /// Propose a new ISR to the controller (AlterPartition), as of this leader epoch.
     AlterIsr {
@@ -223,6 +200,17 @@ pub struct ReplicaFetch {
     pub batches: Vec<Batch>,
     pub high_watermark: i64,
     pub log_end_offset: i64,
+}
+
+/// What the leader's append came to.
+enum Appended {
+    New(i64),
+    Duplicate { base_offset: i64, last_offset: i64 },
+}
+
+/// Every batch of the log, in offset order (to rebuild the producer state).
+fn whole_log<L: ReplicaLog>(log: &L) -> Vec<Batch> {
+    log.read(0, log.log_end_offset(), usize::MAX).unwrap_or_default()
 }
 
 /// What the leader knows of one follower.
@@ -274,6 +262,13 @@ pub struct Partition<L: ReplicaLog> {
     role: Role,
     high_watermark: i64,
     last_checkpoint_ms: u64,
+    /// Idempotent producers' last batches, rebuilt from the log on open and truncation, as
+    /// Kafka's ProducerStateManager is (every replica keeps it, to be ready to lead).
+    producers: ProducerState,
+    /// The latest time any call passed in: what a truncation stamps rebuilt state with.
+    clock_ms: u64,
+    /// When idle producers were last forgotten.
+    last_expiration_ms: u64,
     outputs: Vec<Output>,
 }
 
@@ -282,6 +277,8 @@ impl<L: ReplicaLog> Partition<L> {
     /// after a restart it can be behind what the leader had acknowledged.
     pub fn open(broker: BrokerId, log: L, config: PartitionConfig, now_ms: u64) -> Partition<L> {
         let high_watermark = log.checkpointed_high_watermark().min(log.log_end_offset());
+        let mut producers = ProducerState::new(config.producer_id_expiration_ms);
+        producers.rebuild(whole_log(&log).iter().map(|b| (b, now_ms)), now_ms);
         Partition {
             broker,
             config,
@@ -296,6 +293,9 @@ impl<L: ReplicaLog> Partition<L> {
             role: Role::None,
             high_watermark,
             last_checkpoint_ms: now_ms,
+            producers,
+            clock_ms: now_ms,
+            last_expiration_ms: now_ms,
             outputs: Vec::new(),
         }
     }
@@ -331,12 +331,13 @@ impl<L: ReplicaLog> Partition<L> {
 
     /// The controller's decision arrives (LeaderAndIsr). A stale one (an older leader
     /// epoch, or the same epoch with an older partition epoch) is ignored, as Kafka does.
-    pub fn apply(&mut self, state: LeaderAndIsr, now_ms: u64) -> Result<(), ReplicaError> {
+    pub fn apply(&mut self, state: LeaderAndIsr, now_ms: u64) -> Result<(), KafkaError> {
+        self.clock_ms = self.clock_ms.max(now_ms);
         let newer_epoch = state.leader_epoch > self.state.leader_epoch;
         let same_epoch_newer = state.leader_epoch == self.state.leader_epoch
             && state.partition_epoch > self.state.partition_epoch;
         if !newer_epoch && !same_epoch_newer {
-            return Err(ReplicaError::FencedLeaderEpoch);
+            return Err(KafkaError::FencedLeaderEpoch);
         }
         let leader_changed = newer_epoch || state.leader != self.state.leader;
         self.state = state;
@@ -346,7 +347,7 @@ impl<L: ReplicaLog> Partition<L> {
             self.isr_committed(now_ms);
             return Ok(());
         }
-        self.fail_pending(ReplicaError::NotLeaderOrFollower);
+        self.fail_pending(KafkaError::NotLeaderOrFollower);
         match self.state.leader {
             Some(leader) if leader == self.broker => self.become_leader(now_ms),
             Some(leader) => self.become_follower(leader)?,
@@ -388,7 +389,7 @@ impl<L: ReplicaLog> Partition<L> {
         self.maybe_advance_high_watermark(now_ms);
     }
 
-    fn become_follower(&mut self, leader: BrokerId) -> Result<(), ReplicaError> {
+    fn become_follower(&mut self, leader: BrokerId) -> Result<(), KafkaError> {
         match self.config.log_truncation {
             LogTruncation::HighWatermark => {
                 // Before KIP-101: whatever is past our own HW may not be on the leader, so it
@@ -418,11 +419,16 @@ impl<L: ReplicaLog> Partition<L> {
         Ok(())
     }
 
-    fn truncate(&mut self, offset: i64) -> Result<(), ReplicaError> {
+    fn truncate(&mut self, offset: i64) -> Result<(), KafkaError> {
         if offset < self.log.log_end_offset() {
             self.log
                 .truncate_to(offset)
-                .map_err(|e| ReplicaError::KafkaStorage(e.to_string()))?;
+                .map_err(|_| KafkaError::KafkaStorageError)?;
+            // The producer state may describe batches that are gone: rebuild it from what is
+            // left (Kafka's truncateAndReload). Batch times are lost, so they count from now.
+            let now_ms = self.clock_ms;
+            let kept = whole_log(&self.log);
+            self.producers.rebuild(kept.iter().map(|b| (b, now_ms)), now_ms);
         }
         self.high_watermark = self.high_watermark.min(self.log.log_end_offset());
         Ok(())
@@ -432,7 +438,7 @@ impl<L: ReplicaLog> Partition<L> {
     /// or below ours) ends on the leader, or `None` if it has no such epoch. The follower
     /// truncates to the smaller of that and where the same epoch ends in its own log
     /// (KIP-279), so a log that diverged in an older epoch is cut at the divergence.
-    pub fn epoch_end_answer(&mut self, answer: Option<(i32, i64)>) -> Result<(), ReplicaError> {
+    pub fn epoch_end_answer(&mut self, answer: Option<(i32, i64)>) -> Result<(), KafkaError> {
         let Role::Follower { truncating, .. } = &self.role else {
             return Ok(()); // no longer a follower: the answer is stale
         };
@@ -475,7 +481,8 @@ impl<L: ReplicaLog> Partition<L> {
 
     /// A follower takes the leader's answer: appends what continues its log and takes the
     /// leader's HW, capped by its own LEO.
-    pub fn fetched(&mut self, answer: ReplicaFetch, now_ms: u64) -> Result<(), ReplicaError> {
+    pub fn fetched(&mut self, answer: ReplicaFetch, now_ms: u64) -> Result<(), KafkaError> {
+        self.clock_ms = self.clock_ms.max(now_ms);
         if !matches!(
             self.role,
             Role::Follower {
@@ -489,6 +496,7 @@ impl<L: ReplicaLog> Partition<L> {
             if batch.base_offset != self.log.log_end_offset() {
                 continue; // an answer to an older fetch: already appended, or not contiguous
             }
+            self.producers.record(&batch, now_ms);
             self.log.append_as_follower(batch, now_ms)?;
         }
         let capped = answer.high_watermark.min(self.log.log_end_offset());
@@ -498,7 +506,7 @@ impl<L: ReplicaLog> Partition<L> {
 
     /// The leader's fetch offset is past its LEO: after an unclean election the new leader
     /// can have less than the follower. The follower truncates to the leader's LEO.
-    pub fn fetched_out_of_range(&mut self, leader_log_end_offset: i64) -> Result<(), ReplicaError> {
+    pub fn fetched_out_of_range(&mut self, leader_log_end_offset: i64) -> Result<(), KafkaError> {
         if matches!(self.role, Role::Follower { .. }) && leader_log_end_offset < self.log.log_end_offset() {
             self.truncate(leader_log_end_offset)?;
         }
@@ -516,21 +524,28 @@ impl<L: ReplicaLog> Partition<L> {
         acks: Acks,
         timeout_ms: u64,
         now_ms: u64,
-    ) -> Result<Option<i64>, ReplicaError> {
+    ) -> Result<Option<i64>, KafkaError> {
+        self.clock_ms = self.clock_ms.max(now_ms);
         if !self.is_leader() {
-            return Err(ReplicaError::NotLeaderOrFollower);
+            return Err(KafkaError::NotLeaderOrFollower);
         }
         // Kafka checks the ISR size before appending, and only for acks=all.
         if acks == Acks::All && self.state.isr.len() < self.config.min_insync_replicas {
-            return Err(ReplicaError::NotEnoughReplicas);
+            return Err(KafkaError::NotEnoughReplicas);
         }
-        let epoch = self.state.leader_epoch;
-        let base_offset = self.log.append_as_leader(batch, epoch, now_ms)?;
-        if acks != Acks::All {
+        let (base_offset, required_offset) = match self.append_checked(batch, now_ms)? {
+            Appended::New(base_offset) => (base_offset, self.log.log_end_offset()),
+            // A retry of a batch already in the log: answered with its original offsets,
+            // and with acks=all only once the HW has passed it, like the first attempt.
+            Appended::Duplicate {
+                base_offset,
+                last_offset,
+            } => (base_offset, last_offset + 1),
+        };
+        if acks != Acks::All || required_offset <= self.high_watermark {
             self.maybe_advance_high_watermark(now_ms);
             return Ok(Some(base_offset));
         }
-        let required_offset = self.log.log_end_offset();
         if let Role::Leader { pending, .. } = &mut self.role {
             pending.push(Pending {
                 id,
@@ -543,22 +558,47 @@ impl<L: ReplicaLog> Partition<L> {
         Ok(None)
     }
 
+    /// The leader's append: an idempotent batch is checked against the producer state first
+    /// (Kafka's analyzeAndValidateProducerState), so a retry is not appended twice and a
+    /// sequence gap or an old epoch is refused.
+    fn append_checked(&mut self, batch: Batch, now_ms: u64) -> Result<Appended, KafkaError> {
+        let epoch = self.state.leader_epoch;
+        if !batch.is_idempotent() {
+            return Ok(Appended::New(self.log.append_as_leader(batch, epoch, now_ms)?));
+        }
+        if let Check::Duplicate {
+            base_offset,
+            last_offset,
+        } = self.producers.check(&batch)?
+        {
+            return Ok(Appended::Duplicate {
+                base_offset,
+                last_offset,
+            });
+        }
+        let mut appended = batch.clone();
+        appended.base_offset = self.log.append_as_leader(batch, epoch, now_ms)?;
+        appended.leader_epoch = epoch;
+        self.producers.record(&appended, now_ms);
+        Ok(Appended::New(appended.base_offset))
+    }
+
     /// A follower's fetch from `offset` reaches the leader.
     pub fn follower_fetch(
         &mut self,
         follower: BrokerId,
         offset: i64,
         now_ms: u64,
-    ) -> Result<ReplicaFetch, ReplicaError> {
+    ) -> Result<ReplicaFetch, KafkaError> {
         let leader_leo = self.log.log_end_offset();
         let Role::Leader { followers, .. } = &mut self.role else {
-            return Err(ReplicaError::NotLeaderOrFollower);
+            return Err(KafkaError::NotLeaderOrFollower);
         };
         let Some(progress) = followers.get_mut(&follower) else {
-            return Err(ReplicaError::NotLeaderOrFollower); // not a replica of this partition
+            return Err(KafkaError::NotLeaderOrFollower); // not a replica of this partition
         };
         if offset > leader_leo {
-            return Err(ReplicaError::OffsetOutOfRange);
+            return Err(KafkaError::OffsetOutOfRange);
         }
         // Kafka's FollowerReplica.updateFetchState: caught up now if the fetch asks for the
         // leader's LEO; caught up at the previous fetch if it reached the LEO of then.
@@ -580,21 +620,21 @@ impl<L: ReplicaLog> Partition<L> {
     }
 
     /// A consumer's fetch: only what the HW has committed.
-    pub fn consumer_fetch(&self, offset: i64, max_bytes: usize) -> Result<(Vec<Batch>, i64), ReplicaError> {
+    pub fn consumer_fetch(&self, offset: i64, max_bytes: usize) -> Result<(Vec<Batch>, i64), KafkaError> {
         if !self.is_leader() {
-            return Err(ReplicaError::NotLeaderOrFollower);
+            return Err(KafkaError::NotLeaderOrFollower);
         }
         if offset < 0 || offset > self.log.log_end_offset() {
-            return Err(ReplicaError::OffsetOutOfRange);
+            return Err(KafkaError::OffsetOutOfRange);
         }
         let batches = self.log.read(offset, self.high_watermark, max_bytes)?;
         Ok((batches, self.high_watermark))
     }
 
     /// The leader's answer to OffsetsForLeaderEpoch from a follower.
-    pub fn epoch_end(&self, epoch: i32) -> Result<Option<(i32, i64)>, ReplicaError> {
+    pub fn epoch_end(&self, epoch: i32) -> Result<Option<(i32, i64)>, KafkaError> {
         if !self.is_leader() {
-            return Err(ReplicaError::NotLeaderOrFollower);
+            return Err(KafkaError::NotLeaderOrFollower);
         }
         Ok(self.log.end_offset_for_epoch(epoch))
     }
@@ -602,8 +642,14 @@ impl<L: ReplicaLog> Partition<L> {
     /// Time passes: lagging followers leave the ISR, waiting produces time out, the HW is
     /// checkpointed.
     pub fn tick(&mut self, now_ms: u64) {
+        self.clock_ms = self.clock_ms.max(now_ms);
         self.maybe_shrink_isr(now_ms);
         self.expire_pending(now_ms);
+        // Kafka forgets idle producer ids every producer.id.expiration.check.interval.ms.
+        if now_ms >= self.last_expiration_ms + PRODUCER_ID_EXPIRATION_CHECK_INTERVAL_MS {
+            self.last_expiration_ms = now_ms;
+            self.producers.remove_expired(now_ms);
+        }
         // A storage error here is what Kafka logs and retries at the next interval; the
         // replica carries on with what it has in memory.
         let _ = self.log.tick(now_ms);
@@ -676,7 +722,7 @@ impl<L: ReplicaLog> Partition<L> {
         *pending = waiting;
         for p in done {
             let result = match isr_too_small {
-                true => Err(ReplicaError::NotEnoughReplicasAfterAppend),
+                true => Err(KafkaError::NotEnoughReplicasAfterAppend),
                 false => Ok(p.base_offset),
             };
             self.outputs.push(Output::ProduceDone { id: p.id, result });
@@ -693,17 +739,17 @@ impl<L: ReplicaLog> Partition<L> {
         for p in expired {
             self.outputs.push(Output::ProduceDone {
                 id: p.id,
-                result: Err(ReplicaError::RequestTimedOut),
+                result: Err(KafkaError::RequestTimedOut),
             });
         }
     }
 
-    fn fail_pending(&mut self, error: ReplicaError) {
+    fn fail_pending(&mut self, error: KafkaError) {
         if let Role::Leader { pending, .. } = &mut self.role {
             for p in pending.drain(..) {
                 self.outputs.push(Output::ProduceDone {
                     id: p.id,
-                    result: Err(error.clone()),
+                    result: Err(error),
                 });
             }
         }

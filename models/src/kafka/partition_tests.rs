@@ -103,7 +103,7 @@ fn acks_one_answers_at_once_and_min_insync_refuses_acks_all_only() {
     );
     assert_eq!(
         a.produce(ProduceId(2), message("m2"), Acks::All, 30_000, 2),
-        Err(ReplicaError::NotEnoughReplicas)
+        Err(KafkaError::NotEnoughReplicas)
     );
     assert_eq!(a.log_end_offset(), 1, "refused before the append");
 }
@@ -158,7 +158,7 @@ fn acks_all_fails_after_append_when_the_isr_shrinks_below_min_insync() {
         a.take_outputs(),
         vec![Output::ProduceDone {
             id: ProduceId(7),
-            result: Err(ReplicaError::NotEnoughReplicasAfterAppend)
+            result: Err(KafkaError::NotEnoughReplicasAfterAppend)
         }]
     );
 }
@@ -266,18 +266,18 @@ fn a_stale_leader_and_isr_is_refused_and_a_deposed_leader_fails_its_waiting_prod
     let (mut a, _b) = pair(LogTruncation::LeaderEpoch);
     assert_eq!(
         a.apply(state(Some(2), 0, &[2], 9), 1),
-        Err(ReplicaError::FencedLeaderEpoch)
+        Err(KafkaError::FencedLeaderEpoch)
     );
     a.produce(ProduceId(5), message("m1"), Acks::All, 30_000, 1)
         .unwrap();
     a.apply(state(Some(2), 2, &[2], 2), 2).unwrap();
     assert!(a.take_outputs().contains(&Output::ProduceDone {
         id: ProduceId(5),
-        result: Err(ReplicaError::NotLeaderOrFollower)
+        result: Err(KafkaError::NotLeaderOrFollower)
     }));
     assert_eq!(
         a.produce(ProduceId(6), message("m2"), Acks::Leader, 30_000, 3),
-        Err(ReplicaError::NotLeaderOrFollower)
+        Err(KafkaError::NotLeaderOrFollower)
     );
 }
 
@@ -293,7 +293,7 @@ fn a_waiting_produce_times_out() {
         a.take_outputs(),
         vec![Output::ProduceDone {
             id: ProduceId(9),
-            result: Err(ReplicaError::RequestTimedOut)
+            result: Err(KafkaError::RequestTimedOut)
         }]
     );
 }
@@ -367,4 +367,43 @@ mod on_disk {
         };
         assert_eq!(after_both_fail(every_message, true), 1);
     }
+}
+
+fn idempotent(value: &str, producer_id: i64, base_sequence: i32) -> Batch {
+    Batch {
+        producer_id,
+        producer_epoch: 0,
+        base_sequence,
+        ..message(value)
+    }
+}
+
+#[test]
+fn an_idempotent_retry_is_answered_with_its_first_offset_and_not_appended_again() {
+    let (mut a, _b) = pair(LogTruncation::LeaderEpoch);
+    assert_eq!(a.produce(ProduceId(1), idempotent("m1", 7, 0), Acks::Leader, 30_000, 0), Ok(Some(0)));
+    assert_eq!(a.produce(ProduceId(2), idempotent("m1", 7, 0), Acks::Leader, 30_000, 1), Ok(Some(0)));
+    assert_eq!(values(a.log()), ["m1"]);
+    assert_eq!(
+        a.produce(ProduceId(3), idempotent("m3", 7, 2), Acks::Leader, 30_000, 2),
+        Err(KafkaError::OutOfOrderSequenceNumber),
+        "sequence 1 is missing"
+    );
+    // Without idempotence the same retry is a second copy.
+    a.produce(ProduceId(4), message("m1"), Acks::Leader, 30_000, 3).unwrap();
+    a.produce(ProduceId(5), message("m1"), Acks::Leader, 30_000, 4).unwrap();
+    assert_eq!(values(a.log()), ["m1", "m1", "m1"]);
+}
+
+/// The reply to an acks=all produce is lost and the leader dies; the producer retries to the
+/// new leader, which copied the batch and its producer state from the old one.
+#[test]
+fn a_follower_that_becomes_leader_knows_the_producers_batches() {
+    let (mut a, mut b) = pair(LogTruncation::LeaderEpoch);
+    a.produce(ProduceId(1), idempotent("m1", 7, 0), Acks::All, 30_000, 0).unwrap();
+    fetch(&mut a, &mut b, 2, 1);
+    fetch(&mut a, &mut b, 2, 2);
+    b.apply(state(Some(2), 2, &[2], 2), 3).unwrap();
+    assert_eq!(b.produce(ProduceId(9), idempotent("m1", 7, 0), Acks::All, 30_000, 4), Ok(Some(0)));
+    assert_eq!(values(b.log()), ["m1"], "the retry was not appended again");
 }

@@ -23,7 +23,7 @@
 //! no timestamp, so the caller passes the time the batch was appended.
 
 use super::batch::Batch;
-use super::error::ProduceError;
+use super::error::KafkaError;
 use std::collections::{BTreeMap, VecDeque};
 
 /// Kafka `ProducerStateEntry.NUM_BATCHES_TO_RETAIN`: why `max.in.flight.requests.per.connection`
@@ -131,7 +131,7 @@ impl ProducerState {
     }
 
     /// The leader's check of a batch from a client, before appending it.
-    pub fn check(&self, batch: &Batch) -> Result<Check, ProduceError> {
+    pub fn check(&self, batch: &Batch) -> Result<Check, KafkaError> {
         assert!(batch.is_idempotent(), "only idempotent batches are checked");
         assert!(
             !batch.is_empty() && batch.base_sequence >= 0,
@@ -146,7 +146,7 @@ impl ProducerState {
         }
         let current_epoch = entry.map_or(NO_PRODUCER_EPOCH, |e| e.epoch);
         if batch.producer_epoch < current_epoch {
-            return Err(ProduceError::InvalidProducerEpoch);
+            return Err(KafkaError::InvalidProducerEpoch);
         }
         if current_epoch == NO_PRODUCER_EPOCH {
             // No state: any sequence is accepted.
@@ -156,14 +156,14 @@ impl ProducerState {
             return if batch.base_sequence == 0 {
                 Ok(Check::Append)
             } else {
-                Err(ProduceError::OutOfOrderSequenceNumber)
+                Err(KafkaError::OutOfOrderSequenceNumber)
             };
         }
         let last = entry.and_then(ProducerEntry::last_sequence).unwrap_or(-1);
         if in_sequence(last, batch.base_sequence) {
             Ok(Check::Append)
         } else {
-            Err(ProduceError::OutOfOrderSequenceNumber)
+            Err(KafkaError::OutOfOrderSequenceNumber)
         }
     }
 
@@ -265,7 +265,7 @@ mod tests {
     }
 
     /// A toy leader: check, append at the log end, record.
-    fn produce(state: &mut ProducerState, log_end: &mut i64, mut b: Batch) -> Result<Check, ProduceError> {
+    fn produce(state: &mut ProducerState, log_end: &mut i64, mut b: Batch) -> Result<Check, KafkaError> {
         let check = state.check(&b)?;
         if check == Check::Append {
             b.base_offset = *log_end;
@@ -299,11 +299,11 @@ mod tests {
         produce(&mut s, &mut end, batch(0, 0, 3)).unwrap();
         assert_eq!(
             s.check(&batch(0, 4, 1)),
-            Err(ProduceError::OutOfOrderSequenceNumber)
+            Err(KafkaError::OutOfOrderSequenceNumber)
         );
         assert_eq!(
             s.check(&batch(0, 1, 2)),
-            Err(ProduceError::OutOfOrderSequenceNumber)
+            Err(KafkaError::OutOfOrderSequenceNumber)
         );
     }
 
@@ -325,7 +325,7 @@ mod tests {
         // The first batch fell out of the cache: its retry is out of order, not a duplicate.
         assert_eq!(
             s.check(&batch(0, 0, 1)),
-            Err(ProduceError::OutOfOrderSequenceNumber)
+            Err(KafkaError::OutOfOrderSequenceNumber)
         );
     }
 
@@ -336,12 +336,12 @@ mod tests {
         produce(&mut s, &mut end, batch(0, 0, 2)).unwrap();
         assert_eq!(
             s.check(&batch(1, 2, 1)),
-            Err(ProduceError::OutOfOrderSequenceNumber)
+            Err(KafkaError::OutOfOrderSequenceNumber)
         );
         assert_eq!(produce(&mut s, &mut end, batch(1, 0, 1)), Ok(Check::Append));
-        assert_eq!(s.check(&batch(0, 2, 1)), Err(ProduceError::InvalidProducerEpoch));
+        assert_eq!(s.check(&batch(0, 2, 1)), Err(KafkaError::InvalidProducerEpoch));
         // The old epoch's batches are forgotten: even an exact retry of one is fenced.
-        assert_eq!(s.check(&batch(0, 0, 2)), Err(ProduceError::InvalidProducerEpoch));
+        assert_eq!(s.check(&batch(0, 0, 2)), Err(KafkaError::InvalidProducerEpoch));
     }
 
     #[test]

@@ -84,7 +84,7 @@ impl Accumulator {
     }
 
     /// Kafka `TransactionManager.canRetry` for an idempotent producer.
-    pub(super) fn idempotent_can_retry(&mut self, id: BatchId, error: ProduceError) -> bool {
+    pub(super) fn idempotent_can_retry(&mut self, id: BatchId, error: KafkaError) -> bool {
         let b = &self.batches[&id];
         let (partition, base, reset) = (b.partition, b.base_sequence, b.sequence_reset);
         let sequences = self
@@ -92,13 +92,13 @@ impl Accumulator {
             .get(&partition)
             .expect("a sent batch has sequences");
         match error {
-            ProduceError::UnknownProducerId => {
+            KafkaError::UnknownProducerId => {
                 if !reset {
                     self.request_epoch_bump(partition);
                 }
                 true
             }
-            ProduceError::OutOfOrderSequenceNumber => {
+            KafkaError::OutOfOrderSequenceNumber => {
                 let base = base.expect("a sent batch has a sequence");
                 let unresolved = sequences.unresolved;
                 if unresolved.is_none() && (reset || !sequences.is_next(base)) {
@@ -196,7 +196,7 @@ impl Accumulator {
         }
         let sequence_error = matches!(
             reason,
-            FailReason::Broker(ProduceError::OutOfOrderSequenceNumber | ProduceError::UnknownProducerId)
+            FailReason::Broker(KafkaError::OutOfOrderSequenceNumber | KafkaError::UnknownProducerId)
         );
         if sequence_error || adjust_sequences {
             self.request_epoch_bump(partition);

@@ -17,7 +17,7 @@ impl Accumulator {
                 }
                 if self.can_retry(id, error, now_ms) {
                     self.reenqueue(id, now_ms);
-                } else if error == ProduceError::DuplicateSequenceNumber {
+                } else if error == KafkaError::DuplicateSequenceNumber {
                     // The leader has the batch but no longer its offset: Kafka completes it
                     // as a success without one.
                     self.succeed(id, None);
@@ -35,7 +35,7 @@ impl Accumulator {
     }
 
     /// Kafka `Sender.canRetry`.
-    fn can_retry(&mut self, id: BatchId, error: ProduceError, now_ms: u64) -> bool {
+    fn can_retry(&mut self, id: BatchId, error: KafkaError, now_ms: u64) -> bool {
         let b = &self.batches[&id];
         if self.delivery_deadline_passed(b, now_ms) || b.attempts >= self.config.retries || b.done {
             return false;

@@ -56,7 +56,7 @@ impl Leader {
         if batch.is_idempotent() {
             match self.state.check(&batch)? {
                 Check::Duplicate { base_offset, .. } if self.dedupe => return Ok(base_offset),
-                Check::Duplicate { .. } => return Err(ProduceError::OutOfOrderSequenceNumber),
+                Check::Duplicate { .. } => return Err(KafkaError::OutOfOrderSequenceNumber),
                 Check::Append => {}
             }
         }
@@ -155,11 +155,7 @@ fn without_idempotence_a_retried_first_batch_lands_after_the_second() {
     let b = acc.append(P0, record(2), 0);
     let second = send_one(&mut acc, 0);
     // The first request meets a leader change; the second reaches the new leader.
-    acc.on_response(
-        first.request_id,
-        &[(P0, Err(ProduceError::NotLeaderOrFollower))],
-        1,
-    );
+    acc.on_response(first.request_id, &[(P0, Err(KafkaError::NotLeaderOrFollower))], 1);
     let reply = handle(&mut leader, &second, 1);
     acc.on_response(second.request_id, &reply, 1);
     assert!(acc.ready(50).is_empty(), "backing off retry.backoff.ms");
@@ -186,13 +182,9 @@ fn with_idempotence_the_second_batch_is_refused_until_the_first_retry_lands() {
     acc.append(P0, record(2), 1);
     let second = send_one(&mut acc, 1);
     assert_eq!(second.batches[0].1.base_sequence, 2);
-    acc.on_response(
-        first.request_id,
-        &[(P0, Err(ProduceError::NotLeaderOrFollower))],
-        2,
-    );
+    acc.on_response(first.request_id, &[(P0, Err(KafkaError::NotLeaderOrFollower))], 2);
     let reply = handle(&mut leader, &second, 2);
-    assert_eq!(reply[0].1, Err(ProduceError::OutOfOrderSequenceNumber));
+    assert_eq!(reply[0].1, Err(KafkaError::OutOfOrderSequenceNumber));
     acc.on_response(second.request_id, &reply, 2);
     // Both wait to be retried; the lower sequence goes first, alone.
     let retry = send_one(&mut acc, 102);
@@ -279,7 +271,7 @@ fn redpanda_3039_a_leader_without_the_batch_cache_makes_the_epoch_bump_duplicate
     acc.on_disconnect(BROKER, 1);
     let retry = send_one(&mut acc, 101);
     let reply = handle(&mut leader, &retry, 101);
-    assert_eq!(reply[0].1, Err(ProduceError::OutOfOrderSequenceNumber));
+    assert_eq!(reply[0].1, Err(KafkaError::OutOfOrderSequenceNumber));
     acc.on_response(retry.request_id, &reply, 101);
     // The batch is the next expected sequence, so the gap looks real: bump and renumber.
     let again = send_one(&mut acc, 201);
@@ -328,15 +320,15 @@ fn a_refusal_on_the_only_attempt_is_a_failure_but_after_a_timeout_it_is_unknown(
     let mut acc = producer(config(false, 5), 0);
     let a = acc.append(P0, record(1), 0);
     let plan = send_one(&mut acc, 0);
-    acc.on_response(plan.request_id, &[(P0, Err(ProduceError::MessageTooLarge))], 1);
-    let reason = FailReason::Broker(ProduceError::MessageTooLarge);
+    acc.on_response(plan.request_id, &[(P0, Err(KafkaError::MessageTooLarge))], 1);
+    let reason = FailReason::Broker(KafkaError::MessageTooLarge);
     assert_eq!(acc.poll_outcomes(), vec![(a, Outcome::Failed { reason })]);
 
     let b = acc.append(P0, record(2), 2);
     let _plan = send_one(&mut acc, 2);
     acc.on_disconnect(BROKER, 3); // may have been appended
     let retry = send_one(&mut acc, 103);
-    acc.on_response(retry.request_id, &[(P0, Err(ProduceError::MessageTooLarge))], 104);
+    acc.on_response(retry.request_id, &[(P0, Err(KafkaError::MessageTooLarge))], 104);
     assert_eq!(acc.poll_outcomes(), vec![(b, Outcome::Unknown { reason })]);
 }
 
@@ -456,7 +448,7 @@ proptest::proptest! {
                     // for the producer take sequence 1 before 0, after which Kafka retries
                     // sequence 0 until delivery.timeout.ms.)
                     while let Some(plan) = wire.pending.pop_front() {
-                        let refused: Vec<_> = plan.batches.iter().map(|(p, _)| (*p, Err(ProduceError::NotLeaderOrFollower))).collect();
+                        let refused: Vec<_> = plan.batches.iter().map(|(p, _)| (*p, Err(KafkaError::NotLeaderOrFollower))).collect();
                         acc.on_response(plan.request_id, &refused, now_ms);
                     }
                 }
