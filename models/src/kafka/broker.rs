@@ -134,14 +134,16 @@ impl<L: ReplicaLog> Broker<L> {
         let _ = replica.apply(state, now_ms);
     }
 
-    /// A produce request. `None` when it waits (acks=all) and will come back as
-    /// [`BrokerOutput::Produced`]; with acks=0 the answers are for the record only.
+    /// A produce request: per partition a batch, or the error its bytes already came to (a
+    /// corrupt batch is answered in the same response as the rest, as in Kafka). `None` when
+    /// it waits (acks=all) and will come back as [`BrokerOutput::Produced`]; with acks=0 the
+    /// answers are for the record only.
     pub fn produce(
         &mut self,
         request: RequestId,
         acks: Acks,
         timeout_ms: u64,
-        batches: Vec<(TopicPartition, Batch)>,
+        batches: Vec<(TopicPartition, Result<Batch, KafkaError>)>,
         now_ms: u64,
     ) -> Option<Vec<PartitionAnswer>> {
         let mut waiting = BTreeSet::new();
@@ -149,9 +151,10 @@ impl<L: ReplicaLog> Broker<L> {
         for (partition, batch) in batches {
             let id = ProduceId(self.next_produce_id);
             self.next_produce_id += 1;
-            let result = match self.replicas.get_mut(&partition) {
-                Some(replica) => replica.produce(id, batch, acks, timeout_ms, now_ms),
-                None => Err(KafkaError::NotLeaderOrFollower),
+            let result = match (batch, self.replicas.get_mut(&partition)) {
+                (Err(error), _) => Err(error),
+                (Ok(batch), Some(replica)) => replica.produce(id, batch, acks, timeout_ms, now_ms),
+                (Ok(_), None) => Err(KafkaError::NotLeaderOrFollower),
             };
             match result {
                 Ok(Some(offset)) => answers.push((partition, Ok(offset))),
@@ -378,7 +381,7 @@ mod tests {
     #[test]
     fn an_acks_all_request_over_two_partitions_is_answered_once_both_are_committed() {
         let (mut one, mut two) = cluster();
-        let batches = vec![(tp(0), batch("a")), (tp(1), batch("b"))];
+        let batches = vec![(tp(0), Ok(batch("a"))), (tp(1), Ok(batch("b")))];
         assert_eq!(one.produce(RequestId(1), Acks::All, 30_000, batches, 0), None);
         assert!(one.take_outputs().is_empty());
         replicate(&mut one, &mut two, 1);
@@ -403,7 +406,7 @@ mod tests {
             RequestId(1),
             Acks::Leader,
             30_000,
-            vec![(tp(0), batch("a")), (tp(7), batch("b"))],
+            vec![(tp(0), Ok(batch("a"))), (tp(7), Ok(batch("b")))],
             0,
         );
         assert_eq!(
@@ -414,14 +417,26 @@ mod tests {
             ])
         );
         let (_one, mut two) = cluster();
-        let answers = two.produce(RequestId(2), Acks::Leader, 30_000, vec![(tp(0), batch("a"))], 0);
+        let answers = two.produce(
+            RequestId(2),
+            Acks::Leader,
+            30_000,
+            vec![(tp(0), Ok(batch("a")))],
+            0,
+        );
         assert_eq!(answers, Some(vec![(tp(0), Err(KafkaError::NotLeaderOrFollower))]));
     }
 
     #[test]
     fn consumers_read_only_what_is_committed() {
         let (mut one, mut two) = cluster();
-        one.produce(RequestId(1), Acks::Leader, 30_000, vec![(tp(0), batch("a"))], 0);
+        one.produce(
+            RequestId(1),
+            Acks::Leader,
+            30_000,
+            vec![(tp(0), Ok(batch("a")))],
+            0,
+        );
         assert!(one.fetch(None, &tp(0), 0, 1 << 20, 1).unwrap().batches.is_empty());
         replicate(&mut one, &mut two, 2);
         replicate(&mut one, &mut two, 3);

@@ -45,6 +45,10 @@ pub enum KafkaError {
     InvalidProducerEpoch,
     /// KAFKA_STORAGE_ERROR (56).
     KafkaStorageError,
+    /// UNSUPPORTED_COMPRESSION_TYPE (76): a batch compressed with a codec we do not build.
+    UnsupportedCompressionType,
+    /// INVALID_RECORD (87): a batch Kafka would not accept (a control batch, say).
+    InvalidRecord,
     /// UNKNOWN_PRODUCER_ID (59): sent by brokers before KIP-360; a modern leader with no
     /// state for a producer accepts any sequence instead (`ProducerAppendInfo.checkSequence`).
     UnknownProducerId,
@@ -55,7 +59,7 @@ pub enum KafkaError {
 }
 
 /// Every error, for tables and tests.
-pub const KAFKA_ERRORS: [KafkaError; 17] = [
+pub const KAFKA_ERRORS: [KafkaError; 19] = [
     KafkaError::UnknownServerError,
     KafkaError::OffsetOutOfRange,
     KafkaError::CorruptMessage,
@@ -72,6 +76,8 @@ pub const KAFKA_ERRORS: [KafkaError; 17] = [
     KafkaError::KafkaStorageError,
     KafkaError::UnknownProducerId,
     KafkaError::FencedLeaderEpoch,
+    KafkaError::UnsupportedCompressionType,
+    KafkaError::InvalidRecord,
     KafkaError::ProducerFenced,
 ];
 
@@ -95,6 +101,8 @@ impl KafkaError {
             KafkaError::KafkaStorageError => 56,
             KafkaError::UnknownProducerId => 59,
             KafkaError::FencedLeaderEpoch => 74,
+            KafkaError::UnsupportedCompressionType => 76,
+            KafkaError::InvalidRecord => 87,
             KafkaError::ProducerFenced => 90,
         }
     }
@@ -123,6 +131,8 @@ impl KafkaError {
             KafkaError::KafkaStorageError => "KAFKA_STORAGE_ERROR",
             KafkaError::UnknownProducerId => "UNKNOWN_PRODUCER_ID",
             KafkaError::FencedLeaderEpoch => "FENCED_LEADER_EPOCH",
+            KafkaError::UnsupportedCompressionType => "UNSUPPORTED_COMPRESSION_TYPE",
+            KafkaError::InvalidRecord => "INVALID_RECORD",
             KafkaError::ProducerFenced => "PRODUCER_FENCED",
         }
     }

@@ -23,7 +23,9 @@
 //! - [`wire`]: Kafka's wire protocol: incremental framing, request and response headers, the
 //!   table of APIs and versions we implement, the broker's and the client's codecs;
 //! - [`wire_records`]: a [`batch::Batch`] as RecordBatch v2 bytes, and back;
-//! - `wire_schema`: each request's field layout, checked before kafka-protocol allocates.
+//! - `wire_schema`: each request's field layout, checked before kafka-protocol allocates;
+//! - [`handler`]: Kafka's requests answered by a broker: where the wire meets the core,
+//!   shared by the simulated broker and the real server.
 //!
 //! Still to come in this design: the leader's use of the producer state, the drivers on
 //! turmoil and tokio, the simulated clients, the design's config and promises, scenarios and
@@ -37,6 +39,7 @@ pub mod controller;
 pub mod epoch_cache;
 pub mod error;
 pub mod frame;
+pub mod handler;
 pub mod log;
 #[cfg(test)]
 mod log_tests;

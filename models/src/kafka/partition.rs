@@ -542,8 +542,9 @@ impl<L: ReplicaLog> Partition<L> {
                 last_offset,
             } => (base_offset, last_offset + 1),
         };
+        // An ISR of the leader alone commits at once: answer now rather than through output.
+        self.maybe_advance_high_watermark(now_ms);
         if acks != Acks::All || required_offset <= self.high_watermark {
-            self.maybe_advance_high_watermark(now_ms);
             return Ok(Some(base_offset));
         }
         if let Role::Leader { pending, .. } = &mut self.role {
@@ -554,7 +555,6 @@ impl<L: ReplicaLog> Partition<L> {
                 deadline_ms: now_ms + timeout_ms,
             });
         }
-        self.maybe_advance_high_watermark(now_ms);
         Ok(None)
     }
 

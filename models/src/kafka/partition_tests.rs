@@ -381,8 +381,14 @@ fn idempotent(value: &str, producer_id: i64, base_sequence: i32) -> Batch {
 #[test]
 fn an_idempotent_retry_is_answered_with_its_first_offset_and_not_appended_again() {
     let (mut a, _b) = pair(LogTruncation::LeaderEpoch);
-    assert_eq!(a.produce(ProduceId(1), idempotent("m1", 7, 0), Acks::Leader, 30_000, 0), Ok(Some(0)));
-    assert_eq!(a.produce(ProduceId(2), idempotent("m1", 7, 0), Acks::Leader, 30_000, 1), Ok(Some(0)));
+    assert_eq!(
+        a.produce(ProduceId(1), idempotent("m1", 7, 0), Acks::Leader, 30_000, 0),
+        Ok(Some(0))
+    );
+    assert_eq!(
+        a.produce(ProduceId(2), idempotent("m1", 7, 0), Acks::Leader, 30_000, 1),
+        Ok(Some(0))
+    );
     assert_eq!(values(a.log()), ["m1"]);
     assert_eq!(
         a.produce(ProduceId(3), idempotent("m3", 7, 2), Acks::Leader, 30_000, 2),
@@ -390,8 +396,10 @@ fn an_idempotent_retry_is_answered_with_its_first_offset_and_not_appended_again(
         "sequence 1 is missing"
     );
     // Without idempotence the same retry is a second copy.
-    a.produce(ProduceId(4), message("m1"), Acks::Leader, 30_000, 3).unwrap();
-    a.produce(ProduceId(5), message("m1"), Acks::Leader, 30_000, 4).unwrap();
+    a.produce(ProduceId(4), message("m1"), Acks::Leader, 30_000, 3)
+        .unwrap();
+    a.produce(ProduceId(5), message("m1"), Acks::Leader, 30_000, 4)
+        .unwrap();
     assert_eq!(values(a.log()), ["m1", "m1", "m1"]);
 }
 
@@ -400,10 +408,14 @@ fn an_idempotent_retry_is_answered_with_its_first_offset_and_not_appended_again(
 #[test]
 fn a_follower_that_becomes_leader_knows_the_producers_batches() {
     let (mut a, mut b) = pair(LogTruncation::LeaderEpoch);
-    a.produce(ProduceId(1), idempotent("m1", 7, 0), Acks::All, 30_000, 0).unwrap();
+    a.produce(ProduceId(1), idempotent("m1", 7, 0), Acks::All, 30_000, 0)
+        .unwrap();
     fetch(&mut a, &mut b, 2, 1);
     fetch(&mut a, &mut b, 2, 2);
     b.apply(state(Some(2), 2, &[2], 2), 3).unwrap();
-    assert_eq!(b.produce(ProduceId(9), idempotent("m1", 7, 0), Acks::All, 30_000, 4), Ok(Some(0)));
+    assert_eq!(
+        b.produce(ProduceId(9), idempotent("m1", 7, 0), Acks::All, 30_000, 4),
+        Ok(Some(0))
+    );
     assert_eq!(values(b.log()), ["m1"], "the retry was not appended again");
 }

@@ -61,6 +61,16 @@ pub enum BatchError {
 
 impl BatchError {
     /// The error code for the partition's produce response.
+    /// The broker's error for a produce carrying this batch.
+    pub fn kafka_error(&self) -> crate::kafka::error::KafkaError {
+        use crate::kafka::error::KafkaError;
+        match self {
+            BatchError::Corrupt(_) => KafkaError::CorruptMessage,
+            BatchError::Invalid(_) => KafkaError::InvalidRecord,
+            BatchError::Compressed { .. } => KafkaError::UnsupportedCompressionType,
+        }
+    }
+
     pub fn error_code(&self) -> i16 {
         match self {
             BatchError::Corrupt(_) => ResponseError::CorruptMessage.code(),
