@@ -285,7 +285,7 @@ fn label(kind: &EventKind) -> String {
         EventKind::Write { id, parts, .. } => format!("write {id}: {}", parts.join("+")),
         EventKind::Ack { id, .. } => format!("ack {id}"),
         EventKind::Fault { action, .. } => format!("FAULT {action}"),
-        EventKind::Note { name } => name.clone(),
+        EventKind::Note { name, .. } => name.clone(),
         EventKind::Crash { .. } => "CRASH".into(),
         _ => String::new(),
     }

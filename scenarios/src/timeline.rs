@@ -66,7 +66,10 @@ pub fn line(event: &Event) -> String {
                 .join(", ")
         ),
         EventKind::Gauge { name, value } => format!("gauge    {name} = {value}"),
-        EventKind::Note { name } => format!("note     {name}"),
+        EventKind::Note { name, detail } => match detail {
+            Some(detail) => format!("note     {name}: {detail}"),
+            None => format!("note     {name}"),
+        },
         EventKind::Observe { name, value } => format!("observe  {name} = {value}"),
         EventKind::Phase { phase, detail } if detail.is_empty() => format!("PHASE    {phase:?}"),
         EventKind::Phase { phase, detail } => format!("PHASE    {phase:?}: {detail}"),

@@ -91,6 +91,18 @@ impl Env {
             host,
             EventKind::Note {
                 name: name.to_string(),
+                detail: None,
+            },
+        );
+    }
+
+    /// A note with what the model saw, shown by the timeline (counted by name only).
+    pub fn note_with(&self, host: &str, name: &str, detail: String) {
+        self.record(
+            host,
+            EventKind::Note {
+                name: name.to_string(),
+                detail: Some(detail),
             },
         );
     }

@@ -170,6 +170,10 @@ pub enum EventKind {
     /// chose quit while data was still buffered.
     Note {
         name: String,
+        /// What the model saw, for the timeline (a partition's new leader and ISR); counters
+        /// count by name only.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        detail: Option<String>,
     },
     Phase {
         phase: Phase,

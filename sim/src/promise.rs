@@ -133,7 +133,7 @@ impl Promise {
                     )),
                     _ => None,
                 }),
-                EventKind::Note { name } => self.excuses.iter().find_map(|e| match e {
+                EventKind::Note { name, .. } => self.excuses.iter().find_map(|e| match e {
                     Excuse::Note { name: n } if n == name => Some((format!("{name} on {}", event.host), e)),
                     _ => None,
                 }),

@@ -397,7 +397,7 @@ pub fn counters(history: &History) -> BTreeMap<String, u64> {
             EventKind::Ack { .. } => bump("ack"),
             EventKind::Write { .. } => bump("write"),
             EventKind::Fault { action, .. } => bump(&format!("fault.{action}")),
-            EventKind::Note { name } => bump(&format!("note.{name}")),
+            EventKind::Note { name, .. } => bump(&format!("note.{name}")),
             EventKind::Observe { .. } => bump("observe"),
             EventKind::Crash { .. } => bump("crash"),
             EventKind::Phase { .. }

@@ -257,6 +257,13 @@ impl<L: ReplicaLog> Broker<L> {
             .collect()
     }
 
+    /// The controller refused this broker's ISR proposal: the leader may propose again.
+    pub fn alter_isr_refused(&mut self, partition: &TopicPartition) {
+        if let Some(local) = self.replicas.get_mut(partition) {
+            local.alter_isr_refused();
+        }
+    }
+
     /// A new producer id (InitProducerId without a transactional id), or `None` when this
     /// broker's block is used up and the driver must ask the controller for another.
     pub fn next_producer_id(&mut self) -> Option<i64> {

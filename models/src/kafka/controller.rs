@@ -40,14 +40,14 @@ impl Default for ControllerConfig {
 }
 
 /// A topic partition's name.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub struct TopicPartition {
     pub topic: String,
     pub partition: i32,
 }
 
 /// A partition's new state, for its replicas (and every broker's metadata cache).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Published {
     pub partition: TopicPartition,
     pub state: LeaderAndIsr,
@@ -56,7 +56,7 @@ pub struct Published {
 }
 
 /// Kafka's errors the controller answers with.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ControllerError {
     TopicAlreadyExists,
     InvalidPartitions,
@@ -89,6 +89,13 @@ impl ControllerError {
 struct BrokerState {
     last_heartbeat_ms: u64,
     fenced: bool,
+}
+
+/// The controller's durable state.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Snapshot {
+    pub partitions: Vec<(TopicPartition, LeaderAndIsr)>,
+    pub next_producer_id: i64,
 }
 
 /// Producer ids the controller hands a broker at a time (Kafka's AllocateProducerIds).
@@ -128,6 +135,28 @@ impl Controller {
         let first = self.next_producer_id;
         self.next_producer_id += PRODUCER_ID_BLOCK;
         Some((first, PRODUCER_ID_BLOCK))
+    }
+
+    /// What the controller must not forget across a restart (KRaft keeps it in its fsynced
+    /// metadata log): every partition's state and the next producer id.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            partitions: self
+                .partitions
+                .iter()
+                .map(|(tp, s)| (tp.clone(), s.clone()))
+                .collect(),
+            next_producer_id: self.next_producer_id,
+        }
+    }
+
+    /// A restarted controller: the partitions as they were, every broker fenced until it
+    /// heartbeats again.
+    pub fn restore(config: ControllerConfig, brokers: &[BrokerId], snapshot: Snapshot) -> Controller {
+        let mut controller = Controller::new(config, brokers);
+        controller.partitions = snapshot.partitions.into_iter().collect();
+        controller.next_producer_id = snapshot.next_producer_id;
+        controller
     }
 
     pub fn partitions(&self) -> &BTreeMap<TopicPartition, LeaderAndIsr> {

@@ -130,7 +130,7 @@ impl Default for PartitionConfig {
 }
 
 /// The partition's state as the controller decided it (LeaderAndIsr).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct LeaderAndIsr {
     pub leader: Option<BrokerId>,
     pub leader_epoch: i32,

@@ -34,7 +34,7 @@ fn msg_timeout_fires_at_most_a_queue_scan_late_and_the_message_goes_to_the_other
         .0;
     let first_timeout = events
         .iter()
-        .find(|e| matches!(&e.kind, EventKind::Note { name } if name == "nsqd.msg_timeout"))
+        .find(|e| matches!(&e.kind, EventKind::Note { name, .. } if name == "nsqd.msg_timeout"))
         .expect("a timeout")
         .time
         .0;

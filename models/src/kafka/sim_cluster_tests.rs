@@ -1,0 +1,249 @@
+//! The cluster in the simulation, driven by a hand-written client on Kafka's wire protocol:
+//! the controller elects leaders, followers replicate, acks=all answers once the ISR has the
+//! write, and a killed leader is replaced.
+
+use super::*;
+use crate::kafka::batch::{Batch, Record};
+use crate::kafka::controller::ControllerConfig;
+use crate::kafka::sim_controller::{self, Leaders, TopicSpec};
+use crate::kafka::wire::{decode_response, encode_request, Response};
+use crate::kafka::wire_records::encode_batch;
+use kafka_protocol::messages::{produce_request, MetadataRequest, ProduceRequest, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use sim::fault::{FaultAction, ScheduledFault, Topology};
+use sim::history::{EventKind, MsgId};
+use sim::scenario::Scenario;
+
+struct Cluster3 {
+    leaders: Leaders,
+}
+
+fn cluster() -> Cluster {
+    Cluster {
+        cluster_id: "t".into(),
+        controller: 0,
+        brokers: (1..=3).map(|i| (i, format!("broker{i}"), 9092)).collect(),
+    }
+}
+
+/// One request on a fresh connection; `None` on any failure.
+async fn call(env: &Env, to: &str, version: i16, request: &Request) -> Option<Response> {
+    let stream = tokio::time::timeout(
+        Duration::from_secs(2),
+        sim::connect(env, "client", to, BROKER_PORT),
+    )
+    .await
+    .ok()?
+    .ok()?;
+    let (mut read, mut write) = stream.into_split();
+    let (in_flight, bytes) = encode_request(1, "client", version, request);
+    write.write_all(&bytes).await.ok()?;
+    let mut frames = FrameDecoder::default();
+    let mut chunk = vec![0u8; 64 * 1024];
+    loop {
+        let n = tokio::time::timeout(Duration::from_secs(2), read.read(&mut chunk))
+            .await
+            .ok()?
+            .ok()?;
+        if n == 0 {
+            return None;
+        }
+        if let Some(frame) = frames.decode(&chunk[..n]).ok()?.into_iter().next() {
+            return decode_response(frame, &in_flight).ok();
+        }
+    }
+}
+
+async fn leader_of_partition_0(env: &Env) -> Option<String> {
+    for broker in ["broker1", "broker2", "broker3"] {
+        let request = Request::Metadata(MetadataRequest::default().with_topics(None));
+        if let Some(Response::Metadata(m)) = call(env, broker, 12, &request).await {
+            let leader = m.topics.first()?.partitions.first()?.leader_id.0;
+            if leader > 0 {
+                return Some(format!("broker{leader}"));
+            }
+        }
+    }
+    None
+}
+
+fn produce(id: u64) -> Request {
+    let batch = Batch::plain(vec![Record {
+        key: None,
+        value: Some(id.to_string().into_bytes()),
+    }]);
+    let partition = produce_request::PartitionProduceData::default()
+        .with_index(0)
+        .with_records(Some(encode_batch(&batch, 0)));
+    let topic = produce_request::TopicProduceData::default()
+        .with_name(TopicName(StrBytes::from_static_str("orders")))
+        .with_partition_data(vec![partition]);
+    Request::Produce(
+        ProduceRequest::default()
+            .with_acks(-1)
+            .with_timeout_ms(5_000)
+            .with_topic_data(vec![topic]),
+    )
+}
+
+/// Publishes messages 1..=3 with acks=all, one a second, each to the leader of the moment.
+async fn client(env: Env) -> turmoil::Result {
+    for id in 1..=3u64 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        env.record(
+            "client",
+            EventKind::Publish {
+                id: MsgId(id),
+                producer: "client".into(),
+                seq: id,
+                key: None,
+            },
+        );
+        for _attempt in 0..20 {
+            let Some(leader) = leader_of_partition_0(&env).await else {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            };
+            if let Some(Response::Produce(p)) = call(&env, &leader, 9, &produce(id)).await {
+                let answer = &p.responses[0].partition_responses[0];
+                if answer.error_code == 0 {
+                    env.record(
+                        "client",
+                        EventKind::PublishOk {
+                            id: MsgId(id),
+                            partition: Some(format!("orders-0@{leader}")),
+                            offset: Some(answer.base_offset),
+                        },
+                    );
+                    break;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+    Ok(())
+}
+
+impl sim::Design for Cluster3 {
+    fn topology(&self) -> Topology {
+        let hosts = ["controller", "broker1", "broker2", "broker3", "client"]
+            .map(String::from)
+            .to_vec();
+        Topology::new(hosts).with_dynamic_role("leader", "the leader of orders-0")
+    }
+    fn install<'a>(&'a self, sim: &mut turmoil::Sim<'a>, env: &Env) {
+        let (env_c, leaders) = (env.clone(), self.leaders.clone());
+        sim.host("controller", move || {
+            let topic = TopicSpec {
+                name: "orders".into(),
+                partitions: 1,
+                replication_factor: 3,
+            };
+            sim_controller::run(
+                env_c.clone(),
+                "controller".into(),
+                ControllerConfig::default(),
+                vec![1, 2, 3],
+                topic,
+                leaders.clone(),
+            )
+        });
+        for id in 1..=3 {
+            let env = env.clone();
+            let settings = BrokerSettings {
+                cluster: cluster(),
+                controller: "controller".into(),
+                partition: PartitionConfig {
+                    min_insync_replicas: 2,
+                    ..PartitionConfig::default()
+                },
+                log: LogConfig::default(),
+            };
+            sim.host(format!("broker{id}").as_str(), move || {
+                run(env.clone(), format!("broker{id}"), id, settings.clone())
+            });
+        }
+        let env = env.clone();
+        sim.client("client", client(env));
+    }
+    fn pending(&self, _env: &Env) -> Option<String> {
+        None
+    }
+    fn resolve_role(&self, role: &str, _env: &Env) -> Option<String> {
+        let tp = TopicPartition {
+            topic: "orders".into(),
+            partition: 0,
+        };
+        (role == "leader").then(|| {
+            self.leaders
+                .borrow()
+                .get(&tp)
+                .copied()
+                .flatten()
+                .map(|l| format!("broker{l}"))
+        })?
+    }
+}
+
+fn run_cluster(schedule: Vec<ScheduledFault>) -> sim::History {
+    let scenario = Scenario::parse(
+        "t.toml",
+        "design = \"cluster3\"\n[run]\nfault_phase_ms = 20000\ndrain_ms = 1000\n",
+    )
+    .unwrap();
+    let design = Cluster3 {
+        leaders: Rc::new(RefCell::new(BTreeMap::new())),
+    };
+    sim::run(&scenario, &design, schedule, 1).history
+}
+
+fn acknowledged(history: &sim::History) -> Vec<(u64, i64, String)> {
+    history
+        .events()
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::PublishOk {
+                id,
+                partition: Some(p),
+                offset: Some(o),
+            } => Some((id.0, *o, p.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn acks_all_writes_are_acknowledged_in_order_by_the_elected_leader() {
+    let history = run_cluster(Vec::new());
+    let acked = acknowledged(&history);
+    let offsets: Vec<(u64, i64)> = acked.iter().map(|(id, o, _)| (*id, *o)).collect();
+    assert_eq!(offsets, [(1, 0), (2, 1), (3, 2)], "{acked:?}");
+    assert!(
+        acked.iter().all(|(_, _, p)| p.ends_with("@broker1")),
+        "broker1 leads: {acked:?}"
+    );
+}
+
+#[test]
+fn a_killed_leader_is_fenced_and_the_next_in_sync_replica_takes_over() {
+    let kill = ScheduledFault::new(
+        1_500,
+        FaultAction::Kill {
+            host: "broker1".into(),
+        },
+    );
+    let history = run_cluster(vec![kill]);
+    let acked = acknowledged(&history);
+    assert_eq!(acked.len(), 3, "{acked:?}");
+    assert_eq!(acked[0].2, "orders-0@broker1");
+    assert!(
+        acked[1..].iter().all(|(_, _, p)| p == "orders-0@broker2"),
+        "{acked:?}"
+    );
+    let offsets: Vec<i64> = acked.iter().map(|(_, o, _)| *o).collect();
+    assert_eq!(offsets, [0, 1, 2], "the new leader continues the log");
+    let elected = history.events().iter().any(|e| {
+        matches!(&e.kind, EventKind::Note { name, detail: Some(d) } if name == "kafka.partition_state" && d.contains("leader broker2"))
+    });
+    assert!(elected, "the controller's election is in the history");
+}
