@@ -140,6 +140,7 @@ struct Producer {
     metadata: Option<TopicMetadata>,
     metadata_fetched_ms: u64,
     metadata_stale: bool,
+    metadata_retry_at_ms: u64,
     bootstrap_next: usize,
     connections: BTreeMap<i32, Connection>,
     reconnect_at_ms: BTreeMap<i32, u64>,
@@ -173,6 +174,7 @@ impl Producer {
             metadata: None,
             metadata_fetched_ms: 0,
             metadata_stale: true,
+            metadata_retry_at_ms: 0,
             bootstrap_next: 0,
             connections: BTreeMap::new(),
             reconnect_at_ms: BTreeMap::new(),
@@ -220,20 +222,19 @@ impl Producer {
         }
     }
 
-    /// Metadata fresh enough, and a producer id if one is needed; false to back off.
+    /// Metadata (refreshed when stale or old, at most once per `retry.backoff.ms`), and a
+    /// producer id if one is needed; false to back off. Stale metadata is still used while
+    /// a refresh fails, so batches keep expiring at their delivery timeout, as Kafka's
+    /// sender keeps running without fresh metadata.
     async fn prepared(&mut self) -> bool {
-        let age_ms = self.now_ms().saturating_sub(self.metadata_fetched_ms);
-        if self.metadata.is_none() || self.metadata_stale || age_ms >= self.settings.metadata_max_age_ms {
+        let now_ms = self.now_ms();
+        let age_ms = now_ms.saturating_sub(self.metadata_fetched_ms);
+        let wanted =
+            self.metadata.is_none() || self.metadata_stale || age_ms >= self.settings.metadata_max_age_ms;
+        if wanted && now_ms >= self.metadata_retry_at_ms {
             let broker = self.next_bootstrap();
-            match fetch_metadata(
-                &self.env,
-                &self.host,
-                &broker,
-                &self.settings.topic,
-                self.timeouts(),
-            )
-            .await
-            {
+            let topic = self.settings.topic.clone();
+            match fetch_metadata(&self.env, &self.host, &broker, &topic, self.timeouts()).await {
                 Ok(metadata) => {
                     self.metadata = Some(metadata);
                     self.metadata_fetched_ms = self.now_ms();
@@ -242,7 +243,7 @@ impl Producer {
                 }
                 Err(_) => {
                     self.note("metadata_failed");
-                    return false;
+                    self.metadata_retry_at_ms = self.now_ms() + self.settings.producer.retry_backoff_ms;
                 }
             }
         }
@@ -250,7 +251,7 @@ impl Producer {
             self.note("init_producer_id_failed");
             return false;
         }
-        true
+        self.metadata.is_some()
     }
 
     fn next_bootstrap(&mut self) -> String {
@@ -473,6 +474,7 @@ impl Producer {
             publishing.then_some(self.next_publish_ms),
             self.sent.values().map(|s| s.deadline_ms).min(),
             Some(self.metadata_fetched_ms + self.settings.metadata_max_age_ms),
+            Some(self.metadata_retry_at_ms),
             self.reconnect_at_ms
                 .values()
                 .copied()
@@ -480,12 +482,14 @@ impl Producer {
                 .min(),
             Some(now_ms + IDLE_MS_MAX),
         ];
+        // Only what lies ahead: a metadata refresh or retry that is due already is tried at
+        // the top of the loop, not spun on here.
         let until_ms = wakeups
             .into_iter()
             .flatten()
+            .filter(|t| *t > now_ms)
             .min()
-            .expect("one is Some")
-            .max(now_ms + 1);
+            .expect("the idle bound is ahead");
         let sleep = tokio::time::sleep(Duration::from_millis(until_ms - now_ms));
         let answer = tokio::select! {
             answer = self.answers.recv() => answer,
