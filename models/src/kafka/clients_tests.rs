@@ -452,3 +452,11 @@ host = "consumer1"
     assert!(seen.values().all(|n| *n == 2), "the same offsets again: {seen:?}");
     assert!(outcome.findings.get(LOG_DUPLICATE).is_empty());
 }
+
+#[test]
+fn the_same_seed_gives_the_same_history() {
+    let scenario = scenario(30, 3, LOSE_REPLIES);
+    let first = run(&scenario, &Clients::new(&scenario, 2)).history.hash();
+    let second = run(&scenario, &Clients::new(&scenario, 2)).history.hash();
+    assert_eq!(first, second);
+}
