@@ -27,9 +27,16 @@
 //! - [`handler`]: Kafka's requests answered by a broker: where the wire meets the core,
 //!   shared by the simulated broker and the real server.
 //!
-//! Still to come in this design: the leader's use of the producer state, the drivers on
-//! turmoil and tokio, the simulated clients, the design's config and promises, scenarios and
-//! the real server.
+//! The simulated clients, host software on turmoil:
+//! - [`connection`]: a client's connection to one broker (ApiVersions, correlation ids,
+//!   answers in order, a request timeout that closes it);
+//! - [`client`]: what both clients share: the record value format and Metadata lookups;
+//! - [`producer`]: the Java producer as a process, driving the [`accumulator`];
+//! - [`consumer`]: the consumer as a process, part 1: assigned partitions, positions in
+//!   memory.
+//!
+//! Still to come in this design: the broker drivers on turmoil and tokio, consumer groups and
+//! offset commits, the design's config and promises, scenarios and the real server.
 
 pub mod accumulator;
 pub mod batch;

@@ -154,7 +154,11 @@ fn with_acks_0_a_sent_batch_is_acknowledged_without_an_offset_and_holds_no_slot(
     acc.on_disconnect(BROKER, 1);
     assert_eq!(acc.poll_outcomes(), [(2, Outcome::Acked { offset: None })]);
     assert_eq!(acc.pending_records(), 1);
-    assert_eq!(acc.next_wakeup_ms(0), Some(120_000), "only the last batch's delivery timeout");
+    assert_eq!(
+        acc.next_wakeup_ms(0),
+        Some(120_000),
+        "only the last batch's delivery timeout"
+    );
 }
 
 #[test]
