@@ -42,8 +42,16 @@
 //!
 //! Not modelled: `max.request.size` and the drain's rotation over partitions, the exponential
 //! `retry.backoff.max.ms` (KIP-580) and its jitter, splitting a batch after MESSAGE_TOO_LARGE,
-//! buffer memory and `max.block.ms`, `acks` other than all, UNKNOWN_PRODUCER_ID's
-//! log-start-offset cases, and transactions.
+//! buffer memory and `max.block.ms`, UNKNOWN_PRODUCER_ID's log-start-offset cases, and
+//! transactions.
+//!
+//! `acks`: with 1 or all (-1) the leader answers, and the accumulator cannot tell them apart
+//! (the difference is the leader's). With 0 the leader never answers, so a batch is done as
+//! soon as its request is planned: Kafka's `NetworkClient` completes a request that expects no
+//! response once it is sent, and `Sender.handleProduceResponse` completes its batches as
+//! successes with offset -1 (`ProduceResponse.INVALID_OFFSET`), here [`Outcome::Acked`]
+//! without an offset. Nothing is retried and nothing counts against
+//! `max.in.flight.requests.per.connection`.
 
 use super::batch::{Batch, Record};
 use super::error::KafkaError;
@@ -84,6 +92,8 @@ pub struct ProducerConfig {
     pub request_timeout_ms: u64,
     /// `enable.idempotence` (true since Kafka 3.0, KIP-679).
     pub enable_idempotence: bool,
+    /// `acks`: 0 (no answer), 1 (the leader's append) or -1 (`all`, the default since 3.0).
+    pub acks: i16,
 }
 
 impl Default for ProducerConfig {
@@ -97,9 +107,13 @@ impl Default for ProducerConfig {
             delivery_timeout_ms: 120_000,
             request_timeout_ms: 30_000,
             enable_idempotence: true,
+            acks: ACKS_ALL,
         }
     }
 }
+
+/// `acks=all`, as the wire carries it.
+pub const ACKS_ALL: i16 = -1;
 
 /// A configuration the Java producer refuses (Kafka `ProducerConfig` validation).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -115,6 +129,11 @@ pub enum ConfigError {
     },
     /// `batch.size` and `max.in.flight.requests.per.connection` must be at least 1.
     Zero { key: &'static str },
+    /// `acks` is one of 0, 1 and -1 (`all`).
+    Acks { acks: i16 },
+    /// Idempotence needs `acks=all` ("Must set acks to all in order to use the idempotent
+    /// producer. Otherwise we cannot guarantee idempotence.", Kafka `ProducerConfig`).
+    IdempotenceWithoutAcksAll { acks: i16 },
 }
 
 impl fmt::Display for ConfigError {
@@ -137,6 +156,11 @@ impl fmt::Display for ConfigError {
                  request.timeout.ms ({needed_ms})"
             ),
             ConfigError::Zero { key } => write!(f, "{key} must be at least 1"),
+            ConfigError::Acks { acks } => write!(f, "acks {acks} must be 0, 1 or -1 (all)"),
+            ConfigError::IdempotenceWithoutAcksAll { acks } => write!(
+                f,
+                "acks {acks}: must set acks to all in order to use the idempotent producer"
+            ),
         }
     }
 }
@@ -160,6 +184,12 @@ impl ProducerConfig {
         }
         if self.enable_idempotence && self.retries == 0 {
             return Err(ConfigError::IdempotenceWithoutRetries);
+        }
+        if ![0, 1, ACKS_ALL].contains(&self.acks) {
+            return Err(ConfigError::Acks { acks: self.acks });
+        }
+        if self.enable_idempotence && self.acks != ACKS_ALL {
+            return Err(ConfigError::IdempotenceWithoutAcksAll { acks: self.acks });
         }
         let needed_ms = self.linger_ms + self.request_timeout_ms;
         if self.delivery_timeout_ms < needed_ms {

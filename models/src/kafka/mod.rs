@@ -27,14 +27,29 @@
 //! - [`handler`]: Kafka's requests answered by a broker: where the wire meets the core,
 //!   shared by the simulated broker and the real server.
 //!
-//! Still to come in this design: the leader's use of the producer state, the drivers on
-//! turmoil and tokio, the simulated clients, the design's config and promises, scenarios and
-//! the real server.
+//! The simulated clients, host software on turmoil:
+//! - [`connection`]: a client's connection to one broker (ApiVersions, correlation ids,
+//!   answers in order, a request timeout that closes it);
+//! - [`client`]: what both clients share: the record value format and Metadata lookups;
+//! - [`producer`]: the Java producer as a process, driving the [`accumulator`];
+//! - [`consumer`]: the consumer as a process, part 1: assigned partitions, positions in
+//!   memory.
+//!
+//! The hosts on turmoil: [`control`] (the control plane's messages), [`sim_controller`],
+//! [`sim_broker`] and `sim_fetcher` (a broker's replica fetcher).
+//!
+//! Still to come in this design: consumer groups and offset commits (issue 12), the
+//! design's config and promises, scenarios and the real server.
 
 pub mod accumulator;
 pub mod batch;
 pub mod broker;
 pub mod checkpoint;
+pub mod client;
+#[cfg(test)]
+mod clients_tests;
+pub mod connection;
+pub mod consumer;
 pub mod control;
 pub mod controller;
 pub mod epoch_cache;
@@ -48,6 +63,7 @@ mod log_tests;
 mod mem_log;
 pub mod partition;
 pub mod partitioner;
+pub mod producer;
 pub mod producer_state;
 pub mod sim_broker;
 pub mod sim_controller;

@@ -43,6 +43,9 @@ impl Accumulator {
                     deadline_ms: now_ms + self.config.request_timeout_ms,
                 },
             );
+            if self.config.acks == 0 {
+                self.complete_unanswered(request_id);
+            }
             plans.push(ProduceRequestPlan {
                 request_id,
                 broker,
@@ -50,6 +53,19 @@ impl Accumulator {
             });
         }
         plans
+    }
+
+    /// acks=0: the request is done once sent, its batches succeed without an offset (Kafka
+    /// `Sender.handleProduceResponse`, "this is the acks = 0 case, just complete all
+    /// requests").
+    fn complete_unanswered(&mut self, request_id: RequestId) {
+        let request = self.requests.remove(&request_id).expect("just planned");
+        for batch_id in request.batches {
+            let b = self.batches.get_mut(&batch_id).expect("a batch in a request");
+            b.in_request = None;
+            self.succeed(batch_id, None);
+            self.forget_if_finished(batch_id);
+        }
     }
 
     /// Whether the partition's first batch can be sent now.

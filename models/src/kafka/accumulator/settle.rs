@@ -65,7 +65,7 @@ impl Accumulator {
         queue.insert(position, id);
     }
 
-    fn succeed(&mut self, id: BatchId, base_offset: Option<i64>) {
+    pub(super) fn succeed(&mut self, id: BatchId, base_offset: Option<i64>) {
         if self.config.enable_idempotence {
             self.sequence_acked(id);
         }
@@ -101,7 +101,7 @@ impl Accumulator {
     }
 
     /// Drop a batch once its outcome is out and no request carries it.
-    fn forget_if_finished(&mut self, id: BatchId) {
+    pub(super) fn forget_if_finished(&mut self, id: BatchId) {
         if self
             .batches
             .get(&id)

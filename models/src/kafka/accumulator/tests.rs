@@ -109,6 +109,73 @@ fn idempotence_refuses_more_than_five_in_flight_and_no_retries() {
 }
 
 #[test]
+fn idempotence_needs_acks_all_and_acks_is_0_1_or_all() {
+    for acks in [0, 1] {
+        let cfg = ProducerConfig {
+            acks,
+            ..config(true, 5)
+        };
+        assert_eq!(
+            Accumulator::new(cfg).unwrap_err(),
+            ConfigError::IdempotenceWithoutAcksAll { acks }
+        );
+        let plain = ProducerConfig {
+            acks,
+            ..config(false, 5)
+        };
+        assert!(Accumulator::new(plain).is_ok());
+    }
+    let cfg = ProducerConfig {
+        acks: 2,
+        ..config(false, 5)
+    };
+    assert_eq!(Accumulator::new(cfg).unwrap_err(), ConfigError::Acks { acks: 2 });
+}
+
+#[test]
+fn with_acks_0_a_sent_batch_is_acknowledged_without_an_offset_and_holds_no_slot() {
+    let cfg = ProducerConfig {
+        acks: 0,
+        batch_size_bytes: 1,
+        ..config(false, 1)
+    };
+    let mut acc = producer(cfg, 0);
+    for v in 0..3 {
+        acc.append(P0, record(v), 0);
+    }
+    // max.in.flight 1 would mute the partition while a batch is in flight: none is.
+    let plans = acc.ready(0);
+    assert_eq!(plans.len(), 1);
+    assert_eq!(acc.in_flight(BROKER), 0);
+    assert_eq!(acc.poll_outcomes(), [(1, Outcome::Acked { offset: None })]);
+    let second = send_one(&mut acc, 0);
+    assert_eq!(second.batches[0].1.records, [record(1)]);
+    // A disconnect afterwards changes nothing: the batch was done when it was sent.
+    acc.on_disconnect(BROKER, 1);
+    assert_eq!(acc.poll_outcomes(), [(2, Outcome::Acked { offset: None })]);
+    assert_eq!(acc.pending_records(), 1);
+    assert_eq!(
+        acc.next_wakeup_ms(0),
+        Some(120_000),
+        "only the last batch's delivery timeout"
+    );
+}
+
+#[test]
+fn with_acks_1_a_batch_waits_for_its_answer_as_with_acks_all() {
+    let cfg = ProducerConfig {
+        acks: 1,
+        ..config(false, 5)
+    };
+    let mut acc = producer(cfg, 0);
+    acc.append(P0, record(7), 0);
+    let plan = send_one(&mut acc, 0);
+    assert!(acc.poll_outcomes().is_empty());
+    acc.on_response(plan.request_id, &[(P0, Ok(41))], 1);
+    assert_eq!(acc.poll_outcomes(), [(1, Outcome::Acked { offset: Some(41) })]);
+}
+
+#[test]
 fn a_batch_waits_for_linger_unless_it_is_full() {
     let cfg = ProducerConfig {
         linger_ms: 10,

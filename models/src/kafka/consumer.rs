@@ -1,0 +1,422 @@
+//! The Java consumer as a simulated process, part 1: partitions assigned by the design
+//! (`assign()`, no consumer group), positions in memory only (reference §2.6).
+//!
+//! Every position starts at the log's start (`auto.offset.reset=earliest`, Jepsen's safe
+//! mode; our logs start at 0). The consumer fetches each assigned partition from its leader
+//! (from Metadata, asked again on NOT_LEADER_OR_FOLLOWER and the like, on a disconnect and
+//! every `metadata.max.age.ms`), records each record it reads as a `Deliver` at its offset,
+//! processes it, and moves its position past it: the position moving is its acknowledgement,
+//! as nothing is committed. A restarted process has lost its positions and reads the whole
+//! log again; the history shows those reads as redeliveries. Offset commits are part 2.
+
+use super::client::{
+    conn_error_note, decode_value, fetch_metadata, is_stale_metadata, partition_name, Timeouts, TopicMetadata,
+};
+use super::connection::Connection;
+use super::error::KafkaError;
+use super::wire::{Request, Response};
+use super::wire_records::decode_fetched_batches;
+use crate::db::sink::{DbConsumer, DbSink};
+use kafka_protocol::messages::{fetch_request, fetch_response, BrokerId, FetchRequest, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use sim::history::{EventKind, MsgId};
+use sim::{Env, Process};
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::time::Duration;
+
+/// Partitions one consumer may be assigned.
+pub const ASSIGNED_PARTITIONS_MAX: usize = 1024;
+
+/// One consumer process's settings (Kafka's names, Kafka's defaults in [`ConsumerSettings::new`]).
+#[derive(Clone, Debug)]
+pub struct ConsumerSettings {
+    pub topic: String,
+    /// `bootstrap.servers`: hosts asked for metadata, in turn.
+    pub brokers: Vec<String>,
+    /// The partitions given to `assign()`.
+    pub partitions: Vec<i32>,
+    /// `fetch.max.wait.ms` (500).
+    pub fetch_max_wait_ms: u64,
+    /// `fetch.min.bytes` (1).
+    pub fetch_min_bytes: i32,
+    /// `fetch.max.bytes` (52428800).
+    pub fetch_max_bytes: i32,
+    /// `max.partition.fetch.bytes` (1048576).
+    pub max_partition_fetch_bytes: i32,
+    /// The application's work per record.
+    pub processing_ms: u64,
+    /// `socket.connection.setup.timeout.ms` (10000).
+    pub connect_timeout_ms: u64,
+    /// `request.timeout.ms` (30000).
+    pub request_timeout_ms: u64,
+    /// `retry.backoff.ms` (100).
+    pub retry_backoff_ms: u64,
+    /// `metadata.max.age.ms` (300000).
+    pub metadata_max_age_ms: u64,
+    /// Where the design reads the positions from (to end its drain), if it wants them.
+    pub progress: Option<ConsumerProgress>,
+}
+
+impl ConsumerSettings {
+    pub fn new(topic: &str, brokers: Vec<String>, partitions: Vec<i32>) -> ConsumerSettings {
+        ConsumerSettings {
+            topic: topic.to_string(),
+            brokers,
+            partitions,
+            fetch_max_wait_ms: 500,
+            fetch_min_bytes: 1,
+            fetch_max_bytes: 52_428_800,
+            max_partition_fetch_bytes: 1_048_576,
+            processing_ms: 0,
+            connect_timeout_ms: 10_000,
+            request_timeout_ms: 30_000,
+            retry_backoff_ms: 100,
+            metadata_max_age_ms: 300_000,
+            progress: None,
+        }
+    }
+}
+
+/// The consumer's positions as the design sees them: the next offset it will read, per
+/// assigned partition. A process that dies takes its positions with it; the next one starts
+/// again from the log's start and says so here.
+#[derive(Clone, Debug, Default)]
+pub struct ConsumerProgress(Rc<RefCell<BTreeMap<i32, i64>>>);
+
+impl ConsumerProgress {
+    pub fn positions(&self) -> BTreeMap<i32, i64> {
+        self.0.borrow().clone()
+    }
+
+    fn set(&self, partition: i32, position: i64) {
+        self.0.borrow_mut().insert(partition, position);
+    }
+}
+
+/// A consumer process: fetches its partitions for ever, until a stop request.
+pub async fn run_consumer(
+    env: Env,
+    host: String,
+    settings: ConsumerSettings,
+    handler: Option<DbSink>,
+) -> turmoil::Result {
+    let process = env.process(&host);
+    let _running = process.start();
+    let mut partitions = settings.partitions.clone();
+    partitions.sort_unstable();
+    partitions.dedup();
+    partitions.truncate(ASSIGNED_PARTITIONS_MAX);
+    let positions: BTreeMap<i32, i64> = partitions.iter().map(|p| (*p, 0)).collect();
+    if let Some(progress) = &settings.progress {
+        progress.0.replace(positions.clone());
+    }
+    let mut consumer = Consumer {
+        db: handler.as_ref().map(DbSink::consumer),
+        env,
+        host,
+        settings,
+        process,
+        positions,
+        metadata: None,
+        metadata_fetched_ms: 0,
+        metadata_stale: true,
+        bootstrap_next: 0,
+        connections: BTreeMap::new(),
+    };
+    consumer.run().await;
+    Ok(())
+}
+
+struct Consumer {
+    env: Env,
+    host: String,
+    settings: ConsumerSettings,
+    process: Process,
+    db: Option<DbConsumer>,
+    positions: BTreeMap<i32, i64>,
+    metadata: Option<TopicMetadata>,
+    metadata_fetched_ms: u64,
+    metadata_stale: bool,
+    bootstrap_next: usize,
+    connections: BTreeMap<i32, Connection>,
+}
+
+impl Consumer {
+    fn now_ms(&self) -> u64 {
+        self.env.now().0 / 1_000
+    }
+
+    fn note(&self, name: &str) {
+        self.env.note(&self.host, &format!("consumer.{name}"));
+    }
+
+    fn timeouts(&self) -> Timeouts {
+        Timeouts {
+            connect: Duration::from_millis(self.settings.connect_timeout_ms),
+            request: Duration::from_millis(self.settings.request_timeout_ms),
+        }
+    }
+
+    async fn run(&mut self) {
+        loop {
+            self.process.checkpoint().await;
+            if self.process.stop_requested() {
+                return;
+            }
+            if !self.refresh_metadata().await {
+                self.process
+                    .sleep(Duration::from_millis(self.settings.retry_backoff_ms))
+                    .await;
+                continue;
+            }
+            let started_ms = self.now_ms();
+            let mut read = 0;
+            for (broker, partitions) in self.by_leader() {
+                read += self.fetch_from(broker, &partitions).await;
+            }
+            // Our brokers may answer an empty fetch at once; a Java consumer's fetch would
+            // have waited up to fetch.max.wait.ms there, so the rest is waited out here.
+            let waited_ms = self.now_ms().saturating_sub(started_ms);
+            if read == 0 {
+                let rest_ms = self.settings.fetch_max_wait_ms.saturating_sub(waited_ms).max(1);
+                self.process.sleep(Duration::from_millis(rest_ms)).await;
+            }
+        }
+    }
+
+    /// Metadata, if it is missing, stale or old; false to back off.
+    async fn refresh_metadata(&mut self) -> bool {
+        let age_ms = self.now_ms().saturating_sub(self.metadata_fetched_ms);
+        if self.metadata.is_some() && !self.metadata_stale && age_ms < self.settings.metadata_max_age_ms {
+            return true;
+        }
+        let brokers = &self.settings.brokers;
+        let broker = brokers[self.bootstrap_next % brokers.len()].clone();
+        self.bootstrap_next = self.bootstrap_next.wrapping_add(1);
+        match fetch_metadata(
+            &self.env,
+            &self.host,
+            &broker,
+            &self.settings.topic,
+            self.timeouts(),
+        )
+        .await
+        {
+            Ok(metadata) => {
+                self.metadata = Some(metadata);
+                self.metadata_fetched_ms = self.now_ms();
+                self.metadata_stale = false;
+                true
+            }
+            Err(_) => {
+                self.note("metadata_failed");
+                false
+            }
+        }
+    }
+
+    /// The assigned partitions grouped by their leader; a partition without a known leader
+    /// waits for new metadata.
+    fn by_leader(&mut self) -> BTreeMap<i32, Vec<i32>> {
+        let mut grouped: BTreeMap<i32, Vec<i32>> = BTreeMap::new();
+        let Some(metadata) = &self.metadata else {
+            return grouped;
+        };
+        let mut leaderless = false;
+        for partition in self.positions.keys() {
+            match metadata.leaders.get(partition).copied().flatten() {
+                Some(leader) if metadata.brokers.contains_key(&leader) => {
+                    grouped.entry(leader).or_default().push(*partition)
+                }
+                _ => leaderless = true,
+            }
+        }
+        if leaderless {
+            self.metadata_stale = true;
+        }
+        grouped
+    }
+
+    /// One fetch from `broker` for `partitions` at their positions; the records read.
+    async fn fetch_from(&mut self, broker: i32, partitions: &[i32]) -> usize {
+        let Some(host) = self
+            .metadata
+            .as_ref()
+            .and_then(|m| m.brokers.get(&broker))
+            .cloned()
+        else {
+            return 0;
+        };
+        if !self.connections.get(&broker).is_some_and(Connection::is_open) {
+            let timeouts = self.timeouts();
+            match Connection::open(&self.env, &self.host, &host, timeouts.connect, timeouts.request).await {
+                Ok(connection) => self.connections.insert(broker, connection),
+                Err(error) => {
+                    self.note(conn_error_note(&error));
+                    self.metadata_stale = true;
+                    return 0;
+                }
+            };
+        }
+        let request = self.fetch_request(partitions);
+        let connection = self.connections.get_mut(&broker).expect("opened above");
+        let answer = match connection.request(&request).await {
+            Ok(Response::Fetch(answer)) => answer,
+            Ok(_) | Err(_) => {
+                self.note("fetch_failed");
+                self.connections.remove(&broker);
+                self.metadata_stale = true;
+                return 0;
+            }
+        };
+        let mut read = 0;
+        let topic_name = self.settings.topic.clone();
+        for topic in answer
+            .responses
+            .iter()
+            .filter(|t| t.topic.0.as_str() == topic_name)
+        {
+            for data in &topic.partitions {
+                if partitions.contains(&data.partition_index) {
+                    read += self.take_partition(data, &host).await;
+                }
+            }
+        }
+        read
+    }
+
+    fn fetch_request(&self, partitions: &[i32]) -> Request {
+        let wanted = partitions
+            .iter()
+            .map(|p| {
+                fetch_request::FetchPartition::default()
+                    .with_partition(*p)
+                    .with_fetch_offset(self.positions[p])
+                    .with_partition_max_bytes(self.settings.max_partition_fetch_bytes)
+                    .with_current_leader_epoch(-1)
+                    .with_last_fetched_epoch(-1)
+                    .with_log_start_offset(-1)
+            })
+            .collect();
+        let topic = fetch_request::FetchTopic::default()
+            .with_topic(TopicName(StrBytes::from_string(self.settings.topic.clone())))
+            .with_partitions(wanted);
+        // No fetch session (epoch -1, FINAL_EPOCH): every fetch names all its partitions.
+        Request::Fetch(
+            FetchRequest::default()
+                .with_replica_id(BrokerId(-1))
+                .with_max_wait_ms(i32::try_from(self.settings.fetch_max_wait_ms).unwrap_or(i32::MAX))
+                .with_min_bytes(self.settings.fetch_min_bytes)
+                .with_max_bytes(self.settings.fetch_max_bytes)
+                .with_isolation_level(0)
+                .with_session_id(0)
+                .with_session_epoch(-1)
+                .with_topics(vec![topic]),
+        )
+    }
+
+    /// One partition's part of a fetch answer: its records delivered and processed in
+    /// offset order, or its error acted on. Returns the records read.
+    async fn take_partition(&mut self, data: &fetch_response::PartitionData, leader: &str) -> usize {
+        let partition = data.partition_index;
+        if data.error_code == KafkaError::OffsetOutOfRange.code() {
+            // auto.offset.reset=earliest: back to the log's start, which is 0 here (our logs
+            // are never cleaned; Kafka would ask ListOffsets for it).
+            self.note("offset_reset");
+            self.set_position(partition, 0);
+            return 0;
+        }
+        if data.error_code != 0 {
+            if is_stale_metadata(data.error_code) {
+                self.metadata_stale = true;
+            }
+            self.note("fetch_error");
+            return 0;
+        }
+        let Some(bytes) = data.records.as_ref() else {
+            return 0;
+        };
+        let batches = match decode_fetched_batches(bytes) {
+            Ok(batches) => batches,
+            Err(_) => {
+                // Kafka's consumer raises CorruptRecordException to the application, which
+                // polls again at the same position.
+                self.note("corrupt_batch");
+                return 0;
+            }
+        };
+        let mut read = 0;
+        for batch in batches {
+            for (index, record) in batch.records.iter().enumerate() {
+                let offset = batch.base_offset + index as i64;
+                // A fetch returns whole batches: records before the position were read.
+                if offset < self.positions[&partition] {
+                    continue;
+                }
+                read += 1;
+                match record.value.as_deref().and_then(decode_value) {
+                    Some(id) => self.deliver(id, partition, offset, leader).await,
+                    None => self.note("bad_value"),
+                }
+                self.set_position(partition, offset + 1);
+            }
+        }
+        read
+    }
+
+    fn set_position(&mut self, partition: i32, position: i64) {
+        self.positions.insert(partition, position);
+        if let Some(progress) = &self.settings.progress {
+            progress.set(partition, position);
+        }
+    }
+
+    /// One record to the application: recorded as delivered, then processed (through the
+    /// database sink when there is one).
+    async fn deliver(&mut self, id: MsgId, partition: i32, offset: i64, leader: &str) {
+        self.process.checkpoint().await;
+        self.env.record(
+            &self.host,
+            EventKind::Deliver {
+                id,
+                attempt: 1,
+                consumer: self.host.clone(),
+                partition: Some(partition_name(&self.settings.topic, partition)),
+                node: Some(leader.to_string()),
+                offset: Some(offset),
+            },
+        );
+        self.process
+            .sleep(Duration::from_millis(self.settings.processing_ms))
+            .await;
+        let (env, host) = (&self.env, self.host.as_str());
+        let ack = || {
+            env.record(
+                host,
+                EventKind::Ack {
+                    id,
+                    consumer: host.to_string(),
+                },
+            )
+        };
+        match self.db.as_mut() {
+            Some(db) => {
+                // The position moves on whatever the transaction came to: part 1 has no
+                // commit to hold back (reference §2.6).
+                db.handle(env, host, id.0, &self.process, ack).await;
+            }
+            None => {
+                env.record(
+                    host,
+                    EventKind::Effect {
+                        id,
+                        consumer: host.to_string(),
+                    },
+                );
+                ack();
+            }
+        }
+    }
+}
