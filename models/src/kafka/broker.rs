@@ -52,6 +52,8 @@ pub enum BrokerOutput {
         leader: BrokerId,
         epoch: i32,
     },
+    /// A replica's note for the history.
+    Note(&'static str),
 }
 
 struct WaitingRequest {
@@ -311,6 +313,7 @@ impl<L: ReplicaLog> Broker<L> {
                         leader,
                         epoch,
                     }),
+                    Output::Note(name) => self.outputs.push(BrokerOutput::Note(name)),
                 }
             }
         }

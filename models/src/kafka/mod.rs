@@ -52,6 +52,7 @@ pub mod connection;
 pub mod consumer;
 pub mod control;
 pub mod controller;
+pub mod design;
 pub mod epoch_cache;
 pub mod error;
 pub mod frame;

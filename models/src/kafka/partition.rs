@@ -184,6 +184,9 @@ pub enum Output {
     },
     /// Ask the leader where `epoch` ends (OffsetsForLeaderEpoch), before fetching.
     AskEpochEnd { leader: BrokerId, epoch: i32 },
+    /// Something worth counting in the history ("sometimes" checks), e.g. a retried
+    /// idempotent batch answered from the producer state.
+    Note(&'static str),
 }
 
 /// What a follower should fetch next.
@@ -571,6 +574,7 @@ impl<L: ReplicaLog> Partition<L> {
             last_offset,
         } = self.producers.check(&batch)?
         {
+            self.outputs.push(Output::Note("kafka.duplicate_batch_answered"));
             return Ok(Appended::Duplicate {
                 base_offset,
                 last_offset,

@@ -35,6 +35,10 @@ const CONTROL_QUEUE_MAX: usize = 10_000;
 
 pub type SimLog = PartitionLog<SimDisk>;
 
+/// Each leader's high watermark per partition, by broker id: where the design sees how far
+/// consumers can read (its drain probe only).
+pub type Watermarks = Rc<RefCell<BTreeMap<(BrokerId, TopicPartition), i64>>>;
+
 /// What a broker host needs besides its id.
 #[derive(Clone, Debug)]
 pub struct BrokerSettings {
@@ -42,6 +46,7 @@ pub struct BrokerSettings {
     pub controller: String,
     pub partition: PartitionConfig,
     pub log: LogConfig,
+    pub watermarks: Option<Watermarks>,
 }
 
 /// What the control connection answers, in the order asked.
@@ -129,6 +134,7 @@ impl Node {
                         .borrow_mut()
                         .push_back((partition, leader, epoch));
                 }
+                BrokerOutput::Note(name) => self.env.note(&self.host, name),
             }
         }
     }
@@ -172,6 +178,15 @@ async fn tick_loop(node: Rc<Node>) {
         let now = node.now_ms();
         node.broker.borrow_mut().tick(now);
         node.pump();
+        if let Some(watermarks) = &node.settings.watermarks {
+            let broker = node.broker.borrow();
+            let mut shown = watermarks.borrow_mut();
+            for tp in broker.metadata().keys() {
+                if let Some(replica) = broker.replica(tp).filter(|r| r.is_leader()) {
+                    shown.insert((broker.id(), tp.clone()), replica.high_watermark());
+                }
+            }
+        }
     }
 }
 

@@ -114,13 +114,18 @@ fn jetsam_list_prints_the_keys_and_the_real_servers() {
 
 #[test]
 fn serve_names_the_designs_and_roles_it_has() {
-    let output = jetsam().args(["serve", "kafka", "broker"]).output().unwrap();
+    let output = jetsam().args(["serve", "rabbitmq", "broker"]).output().unwrap();
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert_eq!(
         stderr.trim(),
-        "error: unknown design `kafka`; designs are: go-channel, nsq"
+        "error: unknown design `rabbitmq`; designs are: go-channel, nsq, kafka"
     );
+
+    let output = jetsam().args(["serve", "go-channel", "app"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stderr.contains("it runs only in the simulation"), "{stderr}");
 
     let output = jetsam().args(["serve", "nsq", "broker"]).output().unwrap();
     assert_eq!(output.status.code(), Some(2));

@@ -1,0 +1,497 @@
+//! The `kafka` design: a controller, brokers replicating one topic's partitions, producers
+//! and consumers (reference §2.1–2.4, §2.7; designs table rows 5–10).
+//!
+//! Hosts: `controller`, `broker1..`, `producer1..`, `consumer1..`, and `db` with the
+//! database sink. Roles: `controller`, `broker`, `producer`, `consumer`, `db`, and the
+//! dynamic role `leader`: the broker leading partition 0 when the fault fires, as the
+//! controller last published it.
+
+use super::accumulator::ProducerConfig;
+use super::consumer::{run_consumer, ConsumerProgress, ConsumerSettings};
+use super::controller::{ControllerConfig, TopicPartition};
+use super::handler::Cluster;
+use super::log::LogConfig;
+use super::partition::{BrokerId, LogTruncation, PartitionConfig};
+use super::producer::{run_producer, ProducerSettings};
+use super::sim_broker::Watermarks;
+use super::sim_broker::{self, BrokerSettings, BROKER_PORT};
+use super::sim_controller::{self, Leaders, TopicSpec};
+use crate::db::sink::{DbSection, DbSink, DeliveryWindows};
+use crate::source::Source;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use sim::fault::Topology;
+use sim::promise::{Excuse, Promise};
+use sim::scenario::{Scenario, ScenarioError, Workload};
+use sim::verdict::Property;
+use sim::{Design, Env};
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+pub const CONTROLLER_HOST: &str = "controller";
+
+/// The producer's `acks`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum AcksSetting {
+    /// acks=0: the producer does not wait for any answer.
+    #[serde(rename = "0")]
+    None,
+    /// acks=1: the leader's append is enough.
+    #[serde(rename = "1")]
+    Leader,
+    /// acks=all: every in-sync replica has it (the default since Kafka 3.0).
+    #[serde(rename = "all")]
+    All,
+}
+
+/// How a follower truncates when it follows a new leader.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TruncationSetting {
+    /// KIP-101 (Kafka 0.11+): to where the leader says the follower's latest epoch ends.
+    LeaderEpoch,
+    /// Before 0.11: to the follower's own high watermark (two known windows, reference §2.2).
+    HighWatermark,
+}
+
+/// The `kafka` design's `[config]`: the cluster, the topic, and the broker settings that
+/// decide what is lost. The doc comments are what `jetsam list` shows.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Broker hosts (broker1..).
+    #[schemars(range(min = 1, max = 9))]
+    pub brokers: u32,
+    /// The topic the controller creates at start.
+    pub topic: String,
+    /// The topic's partitions.
+    #[schemars(range(min = 1, max = 64))]
+    pub partitions: i32,
+    /// Replicas per partition (at most `brokers`).
+    #[schemars(range(min = 1, max = 9))]
+    pub replication_factor: u32,
+    /// The producers' acks.
+    pub acks: AcksSetting,
+    /// `min.insync.replicas` (with acks=all).
+    #[schemars(range(min = 1, max = 9))]
+    pub min_insync_replicas: u32,
+    /// `unclean.leader.election.enable`: a replica out of the ISR may lead with what it has.
+    pub unclean_leader_election: bool,
+    /// How followers truncate when they follow a new leader.
+    pub log_truncation: TruncationSetting,
+    /// `flush.messages`: fsync after this many messages (0: never, Kafka's default; it
+    /// relies on replication).
+    pub flush_messages: u64,
+    /// `flush.ms`: fsync this long after the last one (0: never).
+    pub flush_ms: u64,
+    /// `replica.lag.time.max.ms`: a follower not caught up for this long leaves the ISR.
+    pub replica_lag_time_max_ms: u64,
+    /// `broker.session.timeout.ms`: a broker silent this long is fenced by the controller.
+    pub session_timeout_ms: u64,
+    /// The producers' `enable.idempotence` (true by default since Kafka 3.0; needs acks=all:
+    /// set it false with acks 0 or 1).
+    pub enable_idempotence: bool,
+    /// The producers' `retries`.
+    pub retries: u32,
+    /// The producers' `max.in.flight.requests.per.connection` (at most 5 with idempotence).
+    #[schemars(range(min = 1, max = 100))]
+    pub max_in_flight: u32,
+    /// The producers' `linger.ms`.
+    pub linger_ms: u64,
+    /// The producers' `batch.size`, in bytes.
+    #[schemars(range(min = 1))]
+    pub batch_size: u32,
+    /// The producers' `request.timeout.ms`: an unanswered request closes the connection.
+    pub request_timeout_ms: u64,
+    /// The producers' `delivery.timeout.ms`: a record not acknowledged by then fails.
+    pub delivery_timeout_ms: u64,
+    /// Consumer hosts; consumer i reads partitions i-1, i-1+n, ... (no consumer groups yet).
+    #[schemars(range(min = 1, max = 32))]
+    pub consumers: u32,
+    /// Handler time per record.
+    pub processing_ms: u64,
+    /// Where handlers apply their effect: in memory, or the database (`[config.db]`).
+    pub sink: crate::nsq::design::Sink,
+    /// The consumer's database, with `sink = "db"`.
+    pub db: DbSection,
+}
+
+impl Default for Config {
+    /// Kafka's defaults, on a three-broker cluster.
+    fn default() -> Config {
+        Config {
+            brokers: 3,
+            topic: "orders".into(),
+            partitions: 1,
+            replication_factor: 3,
+            acks: AcksSetting::All,
+            min_insync_replicas: 1,
+            unclean_leader_election: false,
+            log_truncation: TruncationSetting::LeaderEpoch,
+            flush_messages: 0,
+            flush_ms: 0,
+            replica_lag_time_max_ms: 30_000,
+            session_timeout_ms: 9_000,
+            enable_idempotence: true,
+            retries: i32::MAX as u32,
+            max_in_flight: 5,
+            linger_ms: 5,
+            batch_size: 16_384,
+            request_timeout_ms: 30_000,
+            delivery_timeout_ms: 120_000,
+            consumers: 1,
+            processing_ms: 1,
+            sink: crate::nsq::design::Sink::Memory,
+            db: DbSection::default(),
+        }
+    }
+}
+
+pub struct Kafka {
+    config: Config,
+    workload: Workload,
+    source: Rc<Source>,
+    leaders: Leaders,
+    /// Each leader's high watermark per partition, and each consumer's positions: the drain
+    /// probe only.
+    watermarks: Watermarks,
+    progress: Vec<ConsumerProgress>,
+    db: Option<DbSink>,
+}
+
+pub fn build(scenario: &Scenario) -> Result<Box<dyn Design>, ScenarioError> {
+    let config: Config = scenario.design_config()?;
+    if config.replication_factor > config.brokers {
+        return Err(scenario.config_error(
+            "replication_factor",
+            format!("at most brokers ({})", config.brokers),
+        ));
+    }
+    if config.min_insync_replicas > config.replication_factor {
+        return Err(scenario.config_error(
+            "min_insync_replicas",
+            format!("at most replication_factor ({})", config.replication_factor),
+        ));
+    }
+    if config.consumers as i32 > config.partitions {
+        return Err(scenario.config_error(
+            "consumers",
+            format!(
+                "at most partitions ({}): each consumer reads its own",
+                config.partitions
+            ),
+        ));
+    }
+    if scenario.workload.producers > crate::nsq::design::CLIENTS_MAX {
+        return Err(ScenarioError {
+            path: scenario.path.clone(),
+            line: None,
+            message: format!(
+                "workload.producers: at most {} for kafka",
+                crate::nsq::design::CLIENTS_MAX
+            ),
+        });
+    }
+    let probe = Kafka::new(config.clone(), scenario.workload.clone());
+    if let Err(e) = probe.producer_settings().validate() {
+        return Err(scenario.config_error("acks", e.to_string()));
+    }
+    Ok(Box::new(probe))
+}
+
+impl Kafka {
+    fn new(config: Config, workload: Workload) -> Kafka {
+        let db = (config.sink == crate::nsq::design::Sink::Db)
+            .then(|| DbSink::new(config.db.clone(), workload.messages));
+        Kafka {
+            source: Rc::new(Source::new(&workload)),
+            progress: (0..config.consumers)
+                .map(|_| ConsumerProgress::default())
+                .collect(),
+            config,
+            workload,
+            leaders: Rc::new(RefCell::new(BTreeMap::new())),
+            watermarks: Rc::new(RefCell::new(BTreeMap::new())),
+            db,
+        }
+    }
+
+    fn brokers(&self) -> Vec<String> {
+        (1..=self.config.brokers).map(|i| format!("broker{i}")).collect()
+    }
+
+    fn producers(&self) -> Vec<String> {
+        (1..=self.workload.producers)
+            .map(|i| format!("producer{i}"))
+            .collect()
+    }
+
+    fn consumers(&self) -> Vec<String> {
+        (1..=self.config.consumers)
+            .map(|i| format!("consumer{i}"))
+            .collect()
+    }
+
+    fn partition_config(&self) -> PartitionConfig {
+        PartitionConfig {
+            replica_lag_time_max_ms: self.config.replica_lag_time_max_ms,
+            min_insync_replicas: self.config.min_insync_replicas as usize,
+            log_truncation: match self.config.log_truncation {
+                TruncationSetting::LeaderEpoch => LogTruncation::LeaderEpoch,
+                TruncationSetting::HighWatermark => LogTruncation::HighWatermark,
+            },
+            ..PartitionConfig::default()
+        }
+    }
+
+    fn log_config(&self) -> LogConfig {
+        LogConfig {
+            flush_interval_messages: (self.config.flush_messages > 0).then_some(self.config.flush_messages),
+            flush_interval_ms: (self.config.flush_ms > 0).then_some(self.config.flush_ms),
+            ..LogConfig::default()
+        }
+    }
+
+    fn cluster(&self) -> Cluster {
+        Cluster {
+            cluster_id: "jetsam".into(),
+            controller: 0,
+            brokers: (1..=self.config.brokers as i32)
+                .map(|i| (i, format!("broker{i}"), i32::from(BROKER_PORT)))
+                .collect(),
+        }
+    }
+
+    fn install_cluster(&self, sim: &mut turmoil::Sim<'_>, env: &Env) {
+        let ids: Vec<BrokerId> = (1..=self.config.brokers as i32).collect();
+        let controller = ControllerConfig {
+            session_timeout_ms: self.config.session_timeout_ms,
+            unclean_leader_election: self.config.unclean_leader_election,
+        };
+        let topic = TopicSpec {
+            name: self.config.topic.clone(),
+            partitions: self.config.partitions,
+            replication_factor: self.config.replication_factor as usize,
+        };
+        let (env_c, leaders) = (env.clone(), self.leaders.clone());
+        sim.host(CONTROLLER_HOST, move || {
+            sim_controller::run(
+                env_c.clone(),
+                CONTROLLER_HOST.to_string(),
+                controller.clone(),
+                ids.clone(),
+                topic.clone(),
+                leaders.clone(),
+            )
+        });
+        let settings = BrokerSettings {
+            cluster: self.cluster(),
+            controller: CONTROLLER_HOST.to_string(),
+            partition: self.partition_config(),
+            log: self.log_config(),
+            watermarks: Some(self.watermarks.clone()),
+        };
+        for (index, host) in self.brokers().into_iter().enumerate() {
+            let (env, name, settings) = (env.clone(), host.clone(), settings.clone());
+            let id = index as i32 + 1;
+            sim.host(host.as_str(), move || {
+                sim_broker::run(env.clone(), name.clone(), id, settings.clone())
+            });
+        }
+    }
+}
+
+impl Design for Kafka {
+    fn topology(&self) -> Topology {
+        let db: Vec<String> = self.db.iter().map(|db| db.host().to_string()).collect();
+        let hosts = std::iter::once(CONTROLLER_HOST.to_string())
+            .chain(self.brokers())
+            .chain(self.producers())
+            .chain(self.consumers())
+            .chain(db.iter().cloned())
+            .collect();
+        Topology::new(hosts)
+            .with_role("controller", [CONTROLLER_HOST])
+            .with_role("broker", self.brokers())
+            .with_role("producer", self.producers())
+            .with_role("consumer", self.consumers())
+            .with_role("db", db)
+            .with_dynamic_role(
+                "leader",
+                "the broker leading partition 0, as the controller last published it",
+            )
+    }
+
+    fn resolve_role(&self, role: &str, _env: &Env) -> Option<String> {
+        if role != "leader" {
+            return None;
+        }
+        let first = TopicPartition {
+            topic: self.config.topic.clone(),
+            partition: 0,
+        };
+        let leader = (*self.leaders.borrow().get(&first)?)?;
+        Some(format!("broker{leader}"))
+    }
+
+    fn install<'a>(&'a self, sim: &mut turmoil::Sim<'a>, env: &Env) {
+        self.install_cluster(sim, env);
+        if let Some(db) = &self.db {
+            db.install(sim, env);
+        }
+        self.install_clients(sim, env);
+    }
+
+    fn pending(&self, env: &Env) -> Option<String> {
+        self.clients_pending(env)
+    }
+
+    /// The variant's promise, from the reference's table rows 5–10: acks=all with
+    /// min.insync.replicas >= 2 and no unclean election keeps every acknowledged write
+    /// through any single broker failure; anything weaker documents its windows.
+    fn promise(&self) -> Promise {
+        self.kafka_promise()
+    }
+}
+
+impl Kafka {
+    fn producer_settings(&self) -> ProducerSettings {
+        let c = &self.config;
+        let mut settings = ProducerSettings::new(&c.topic, self.brokers());
+        settings.producer = ProducerConfig {
+            batch_size_bytes: c.batch_size as usize,
+            linger_ms: c.linger_ms,
+            max_in_flight: c.max_in_flight as usize,
+            retries: c.retries,
+            delivery_timeout_ms: c.delivery_timeout_ms,
+            request_timeout_ms: c.request_timeout_ms,
+            enable_idempotence: c.enable_idempotence,
+            acks: match c.acks {
+                AcksSetting::None => 0,
+                AcksSetting::Leader => 1,
+                AcksSetting::All => -1,
+            },
+            ..ProducerConfig::default()
+        };
+        settings.publish_interval_ms = self.workload.publish_interval_ms;
+        settings.start_ms = self.workload.start_ms;
+        settings
+    }
+
+    /// Consumer i (from 0) reads partitions i, i + n, ...
+    fn assigned(&self, index: usize) -> Vec<i32> {
+        let n = self.config.consumers as i32;
+        (0..self.config.partitions)
+            .filter(|p| p % n == index as i32)
+            .collect()
+    }
+
+    fn install_clients(&self, sim: &mut turmoil::Sim<'_>, env: &Env) {
+        let producer = self.producer_settings();
+        for host in self.producers() {
+            let (env, name, settings, source) =
+                (env.clone(), host.clone(), producer.clone(), self.source.clone());
+            sim.host(host.as_str(), move || {
+                run_producer(env.clone(), name.clone(), settings.clone(), source.clone())
+            });
+        }
+        for (index, host) in self.consumers().into_iter().enumerate() {
+            let mut settings =
+                ConsumerSettings::new(&self.config.topic, self.brokers(), self.assigned(index));
+            settings.processing_ms = self.config.processing_ms;
+            settings.progress = Some(self.progress[index].clone());
+            let (env, name, sink) = (env.clone(), host.clone(), self.db.clone());
+            sim.host(host.as_str(), move || {
+                run_consumer(env.clone(), name.clone(), settings.clone(), sink.clone())
+            });
+        }
+    }
+
+    /// Pending while a producer publishes or a consumer has not read up to its partitions'
+    /// high watermarks at their current leaders.
+    fn clients_pending(&self, env: &Env) -> Option<String> {
+        let unpublished = self.source.unpublished();
+        if unpublished > 0 {
+            return Some(format!("{unpublished} message(s) not yet published"));
+        }
+        if let Some(p) = self.producers().into_iter().find(|p| env.process(p).is_running()) {
+            return Some(format!("{p} is still publishing"));
+        }
+        let leaders = self.leaders.borrow();
+        let watermarks = self.watermarks.borrow();
+        let mut behind = Vec::new();
+        for (index, progress) in self.progress.iter().enumerate() {
+            let positions = progress.positions();
+            for partition in self.assigned(index) {
+                let tp = TopicPartition {
+                    topic: self.config.topic.clone(),
+                    partition,
+                };
+                let Some(Some(leader)) = leaders.get(&tp) else {
+                    behind.push(format!("{}-{partition} has no leader", tp.topic));
+                    continue;
+                };
+                let hw = watermarks.get(&(*leader, tp.clone())).copied().unwrap_or(0);
+                let at = positions.get(&partition).copied().unwrap_or(0);
+                if at < hw {
+                    behind.push(format!(
+                        "consumer{} read {}-{partition} to {at} of {hw}",
+                        index + 1,
+                        tp.topic
+                    ));
+                }
+            }
+        }
+        (!behind.is_empty()).then(|| behind.join("; "))
+    }
+}
+
+/// Broker failures Kafka's promise is conditional on, by variant.
+impl Kafka {
+    fn kafka_promise(&self) -> Promise {
+        let c = &self.config;
+        let mut excuses = vec![
+            // A correlated power failure of the replicas loses what none had fsynced
+            // (reference §2.1: Kafka does not fsync per write, it relies on replication).
+            Excuse::fault("power_fail", "broker"),
+        ];
+        if c.acks != AcksSetting::All || c.min_insync_replicas < 2 {
+            // acks=1 (or an ISR shrunk to the leader): the leader's failure before its
+            // followers copy the write loses it (reference §2.1).
+            excuses.push(Excuse::fault("kill", "broker"));
+            excuses.push(Excuse::fault("pause", "broker"));
+            excuses.push(Excuse::fault("partition", ""));
+        }
+        if c.unclean_leader_election {
+            excuses.push(Excuse::note("kafka.unclean_election"));
+        }
+        if c.log_truncation == TruncationSetting::HighWatermark {
+            excuses.push(Excuse::fault("kill", "broker"));
+            excuses.push(Excuse::fault("power_fail", ""));
+        }
+        let promise = Promise {
+            text: format!(
+                "at-least-once for acknowledged writes with acks={}, min.insync.replicas={}{} (reference §2.1, table rows 5-8)",
+                match c.acks {
+                    AcksSetting::None => "0",
+                    AcksSetting::Leader => "1",
+                    AcksSetting::All => "all",
+                },
+                c.min_insync_replicas,
+                if c.unclean_leader_election { ", unclean election" } else { "" }
+            ),
+            properties: vec![Property::AtLeastOnce, Property::ConsistentOffsets],
+            excuses,
+        };
+        match &self.db {
+            None => promise,
+            Some(db) => db.promise(DeliveryWindows {
+                losses: promise.excuses,
+                redeliveries: vec!["kill", "power_fail", "pause", "partition", "lose_replies"],
+                broker: "Kafka",
+                ack: "the position's advance",
+            }),
+        }
+    }
+}
