@@ -34,6 +34,7 @@ pub fn published() -> Vec<Published> {
                 "scenarios/nsq/swarm-standard.toml",
                 "scenarios/db/swarm-ack-after.toml",
                 "scenarios/db/swarm-inbox-injected-deadlocks.toml",
+                "scenarios/kafka/swarm-standard.toml",
             ],
             seeds: 1..21,
         },

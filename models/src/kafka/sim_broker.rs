@@ -30,6 +30,8 @@ pub const BROKER_PORT: u16 = 9092;
 const TICK: Duration = Duration::from_millis(10);
 /// How long the control connection waits before reconnecting.
 const RECONNECT: Duration = Duration::from_millis(500);
+/// How long the control connection may go unanswered before it is dropped and reopened.
+const CONTROL_TIMEOUT_MS: u64 = 2 * HEARTBEAT_INTERVAL_MS + 1_000;
 /// Bound on the control messages queued while the controller is unreachable.
 const CONTROL_QUEUE_MAX: usize = 10_000;
 
@@ -323,12 +325,23 @@ async fn control_session(
     let mut chunk = vec![0u8; 64 * 1024];
     let broker = node.broker.borrow().id();
     let mut heartbeat = tokio::time::interval(Duration::from_millis(HEARTBEAT_INTERVAL_MS));
+    let mut last_heard_ms = node.now_ms();
     loop {
         let message = tokio::select! {
-            _ = heartbeat.tick() => Some((ToController::Heartbeat { broker }, Awaiting::Heartbeat)),
+            _ = heartbeat.tick() => {
+                // Unanswered for too long: the stream lost bytes (a partition drops them, and
+                // turmoil does not retransmit) or the controller is gone. Kafka's broker
+                // times the heartbeat request out and reconnects; so does this one.
+                if !awaiting.is_empty() && node.now_ms() - last_heard_ms > CONTROL_TIMEOUT_MS {
+                    node.env.note(&node.host, "kafka.controller_connection_timed_out");
+                    return;
+                }
+                Some((ToController::Heartbeat { broker }, Awaiting::Heartbeat))
+            }
             queued = queue.recv() => queued,
             read_some = read.read(&mut chunk) => {
                 let n = match read_some { Ok(n) if n > 0 => n, _ => return };
+                last_heard_ms = node.now_ms();
                 buffer.extend_from_slice(&chunk[..n]);
                 if !take_control_messages(node, &mut buffer, &mut awaiting) {
                     return;
