@@ -118,3 +118,40 @@ pub fn bare_turmoil_stream(duration: Duration, interval: Duration, tick: Duratio
     sim.run().expect("baseline runs");
     sim.elapsed().as_millis() as u64
 }
+
+/// A design's standard topology under swarm faults, at ticks of 1, 2 and 3 ms, in simulated
+/// ms per wall second (criterion "elements" = simulated ms), beside a bare turmoil
+/// request/response stream over the same simulated span. `scenario` has a `[run]` section.
+pub fn standard_topology(c: &mut criterion::Criterion, group: &str, scenario: &str) {
+    use criterion::Throughput;
+    let mut group = c.benchmark_group(group);
+    group.sample_size(10);
+    let mut span = Duration::ZERO;
+    // A turmoil step costs wall time whether or not anything happens, so the tick is the main
+    // lever: every network hop rounds up to it, and each simulated second costs fewer steps.
+    // The designs' own timescales (NSQ's 100 ms queue scan, Kafka's 5 ms linger and 9 s
+    // sessions) are far coarser than a millisecond.
+    for tick_ms in [1u64, 2, 3] {
+        let text = scenario.replace("[run]\n", &format!("[run]\ntick_ms = {tick_ms}\n"));
+        let loaded = scenarios::Loaded::parse("bench.toml", &text).expect("the bench scenario parses");
+        let outcome = loaded.run(1);
+        let simulated_ms = outcome.stats.simulated_ms;
+        let published = outcome.verdicts.counters.get("publish").copied().unwrap_or(0);
+        eprintln!(
+            "{}, tick {tick_ms} ms: simulated {simulated_ms} ms, {} events, {published} published, {} steps, drained {}",
+            loaded.scenario.name, outcome.stats.events, outcome.stats.steps, outcome.verdicts.drained
+        );
+        if tick_ms == 1 {
+            span = Duration::from_millis(simulated_ms);
+        }
+        group.throughput(Throughput::Elements(simulated_ms));
+        group.bench_function(format!("standard-10k-swarm-tick-{tick_ms}ms"), |b| {
+            b.iter(|| loaded.run(1).stats.simulated_ms)
+        });
+    }
+    group.throughput(Throughput::Elements(span.as_millis() as u64));
+    group.bench_function("bare-turmoil-request-response", |b| {
+        b.iter(|| bare_turmoil_stream(span, Duration::from_millis(1), Duration::from_millis(1)))
+    });
+    group.finish();
+}
