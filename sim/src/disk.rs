@@ -521,8 +521,10 @@ mod tests {
         let real = RealDisk::open(&dir).unwrap();
         let sim = SimDisk::new();
         for disk in [&real as &dyn Disk, &sim as &dyn Disk] {
-            disk.append("orders-0/00000000000000000000.log", b"batch").unwrap();
-            disk.write_at("orders-0/leader-epoch-checkpoint.tmp", 0, b"0\n").unwrap();
+            disk.append("orders-0/00000000000000000000.log", b"batch")
+                .unwrap();
+            disk.write_at("orders-0/leader-epoch-checkpoint.tmp", 0, b"0\n")
+                .unwrap();
             disk.rename(
                 "orders-0/leader-epoch-checkpoint.tmp",
                 "orders-0/leader-epoch-checkpoint",
@@ -541,7 +543,10 @@ mod tests {
             );
             assert_eq!(disk.read("orders-0/00000000000000000000.log").unwrap(), b"batch");
         }
-        assert!(real.append("orders-0//x", b"").is_err(), "an empty part is refused");
+        assert!(
+            real.append("orders-0//x", b"").is_err(),
+            "an empty part is refused"
+        );
         std::fs::remove_dir_all(dir).unwrap();
     }
 }
