@@ -27,9 +27,13 @@
 //! - [`handler`]: Kafka's requests answered by a broker: where the wire meets the core,
 //!   shared by the simulated broker and the real server.
 //!
+//! The real server: [`real`] (one node, broker and controller in one process, on tokio
+//! sockets, a real log directory and the real clock) and [`serve`] (its flags, named as
+//! Kafka's configs, and [`serve::SERVERS`]).
+//!
 //! Still to come in this design: the leader's use of the producer state, the drivers on
-//! turmoil and tokio, the simulated clients, the design's config and promises, scenarios and
-//! the real server.
+//! turmoil, the simulated clients, the design's config and promises, scenarios, and a real
+//! cluster of several brokers.
 
 pub mod accumulator;
 pub mod batch;
@@ -48,6 +52,8 @@ mod mem_log;
 pub mod partition;
 pub mod partitioner;
 pub mod producer_state;
+pub mod real;
+pub mod serve;
 pub mod wire;
 pub mod wire_records;
 mod wire_schema;
