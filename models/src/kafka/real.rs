@@ -29,12 +29,19 @@ use super::controller::{Controller, ControllerConfig, TopicPartition};
 use super::handler::{self, create_topics_response, produce_response, Cluster, Handled, TopicCreated};
 use super::log::{LogConfig, PartitionLog};
 use super::partition::{BrokerId, PartitionConfig};
+use super::partition::{FetchPosition, ReplicaFetch};
 use super::wire::{
     decode_request, encode_response, unsupported_api_versions_response, FrameDecoder, Inbound, Request,
     Response,
 };
+use super::wire::{decode_response, encode_request, supported_versions};
+use super::wire_records::decode_fetched_batches;
 use bytes::Bytes;
-use kafka_protocol::messages::{FetchRequest, FetchResponse, InitProducerIdResponse, TopicName};
+use kafka_protocol::messages::{
+    fetch_request, list_offsets_request, offset_for_leader_epoch_request, ApiKey, BrokerId as KafkaBrokerId,
+    FetchRequest, FetchResponse, InitProducerIdResponse, ListOffsetsRequest, OffsetForLeaderEpochRequest,
+    OffsetForLeaderEpochResponse, TopicName,
+};
 use kafka_protocol::protocol::StrBytes;
 use sim::disk::RealDisk;
 use std::cell::RefCell;
@@ -68,6 +75,9 @@ const FETCH_WAIT_MAX_MS: u64 = 30_000;
 const COORDINATOR_LOAD_IN_PROGRESS: i16 = 14;
 /// Kafka's INVALID_TOPIC_EXCEPTION.
 const INVALID_TOPIC_EXCEPTION: i16 = 17;
+/// The most epoch-end questions a broker keeps for its fetchers (one per follower replica
+/// at a time, in practice).
+const EPOCH_ASKS_MAX: usize = super::broker::REPLICAS_MAX;
 /// Kafka's `Topic.MAX_NAME_LENGTH`.
 const TOPIC_NAME_LENGTH_MAX: usize = 249;
 /// The first producer id not yet handed out, in a checkpoint file under `--log-dirs`: our
@@ -165,16 +175,26 @@ pub fn valid_topic_name(name: &str) -> bool {
 
 type RealBroker = Broker<PartitionLog<RealDisk>>;
 
-/// The node: broker 1, its controller, and the produce requests waiting for their answers.
-struct Node {
+/// One broker of this process.
+struct Member {
     broker: RealBroker,
+    log_dirs: PathBuf,
+    last_heartbeat_ms: u64,
+    /// OffsetsForLeaderEpoch questions its follower replicas have for their leaders
+    /// (partition, leader, epoch), for the replica fetchers to ask over TCP.
+    epoch_asks: Vec<(TopicPartition, BrokerId, i32)>,
+}
+
+/// The process: its brokers, the controller, and the produce requests waiting for answers.
+struct Node {
+    members: BTreeMap<BrokerId, Member>,
     controller: Controller,
     cluster: Cluster,
-    log_dirs: PathBuf,
+    /// Where the controller keeps what it must not forget (the first broker's `--log-dirs`).
+    metadata_dir: PathBuf,
     num_partitions: i32,
     clock: RealClock,
     next_request: u64,
-    last_heartbeat_ms: u64,
     /// acks=all produce requests still to be answered, and the connection that waits.
     waiting: BTreeMap<RequestId, Rc<Notify>>,
     /// Answers for waiting connections, taken by them when woken.
@@ -189,27 +209,41 @@ struct Node {
 type Shared = Rc<RefCell<Node>>;
 
 impl Node {
-    fn new(server: &KafkaServer, cluster: Cluster) -> io::Result<Node> {
+    /// Brokers 1..=n, `servers[i]` being broker i+1's settings (`min.insync.replicas` and
+    /// `num.partitions` are the first's, cluster-wide here).
+    fn new(servers: &[KafkaServer], cluster: Cluster) -> io::Result<Node> {
         let clock = RealClock::new();
         let now_ms = clock.now_ms();
         let config = PartitionConfig {
-            min_insync_replicas: server.min_insync_replicas,
+            min_insync_replicas: servers[0].min_insync_replicas,
             ..PartitionConfig::default()
         };
-        let mut controller = Controller::new(ControllerConfig::default(), &[NODE_ID]);
-        // The broker registers and heartbeats before it serves (KRaft: a broker is fenced
-        // until its first heartbeat is answered).
-        controller.heartbeat(NODE_ID, now_ms);
-        let producer_id_base = read_producer_ids(&server.log_dirs)?;
+        let ids: Vec<BrokerId> = (1..=servers.len() as BrokerId).collect();
+        let mut controller = Controller::new(ControllerConfig::default(), &ids);
+        let mut members = BTreeMap::new();
+        for (id, server) in ids.iter().zip(servers) {
+            // A broker registers and heartbeats before it serves (KRaft: a broker is fenced
+            // until its first heartbeat is answered).
+            controller.heartbeat(*id, now_ms);
+            std::fs::create_dir_all(&server.log_dirs)?;
+            let member = Member {
+                broker: Broker::new(*id, config.clone()),
+                log_dirs: server.log_dirs.clone(),
+                last_heartbeat_ms: now_ms,
+                epoch_asks: Vec::new(),
+            };
+            members.insert(*id, member);
+        }
+        let metadata_dir = servers[0].log_dirs.clone();
+        let producer_id_base = read_producer_ids(&metadata_dir)?;
         Ok(Node {
-            broker: Broker::new(NODE_ID, config),
+            members,
             controller,
             cluster,
-            log_dirs: server.log_dirs.clone(),
-            num_partitions: server.num_partitions,
+            metadata_dir,
+            num_partitions: servers[0].num_partitions,
             clock,
             next_request: 0,
-            last_heartbeat_ms: now_ms,
             waiting: BTreeMap::new(),
             completed: BTreeMap::new(),
             produces: 0,
@@ -217,55 +251,66 @@ impl Node {
         })
     }
 
-    /// Answers one request, or says it waits (`Handled::Waiting`, with `notify` woken when
-    /// its answer is in `completed`) or needs nothing sent (acks=0).
-    fn handle(&mut self, request: Request, notify: &Rc<Notify>) -> Handled {
+    fn next_request_id(&mut self) -> RequestId {
+        self.next_request += 1;
+        RequestId(self.next_request)
+    }
+
+    /// `broker` answers one request, or says it waits (`Handled::Waiting`, with `notify`
+    /// woken when its answer is in `completed`) or needs nothing sent (acks=0).
+    fn handle(&mut self, broker: BrokerId, request: Request, notify: &Rc<Notify>) -> Handled {
         let now_ms = self.clock.now_ms();
         if matches!(request, Request::Produce(_)) {
             self.produces += 1;
         }
         let retry = matches!(request, Request::InitProducerId(_)).then(|| request.clone());
-        let id = RequestId(self.next_request);
-        self.next_request += 1;
-        let handled = match handler::handle(&mut self.broker, &self.cluster, request, id, now_ms) {
+        let id = self.next_request_id();
+        let member = self.members.get_mut(&broker).expect("a broker of this process");
+        let handled = match handler::handle(&mut member.broker, &self.cluster, request, id, now_ms) {
             Handled::CreateTopics(topics) => Handled::Respond(self.create_topics(topics, now_ms)),
-            Handled::NeedProducerIds => self.init_producer_id(retry, id, now_ms),
+            Handled::NeedProducerIds => self.init_producer_id(broker, retry, id, now_ms),
             Handled::Waiting(id) => {
                 self.waiting.insert(id, notify.clone());
                 Handled::Waiting(id)
             }
             other => other,
         };
-        self.broker.tick(now_ms);
+        if let Some(member) = self.members.get_mut(&broker) {
+            member.broker.tick(now_ms);
+        }
         self.dispatch(now_ms);
         handled
     }
 
-    /// The broker's producer ids ran out: AllocateProducerIds from the controller, then the
+    /// A broker's producer ids ran out: AllocateProducerIds from the controller, then the
     /// InitProducerId again (Kafka's `RPCProducerIdManager`).
-    fn init_producer_id(&mut self, request: Option<Request>, id: RequestId, now_ms: u64) -> Handled {
-        if let (Some((first, length)), Some(request)) =
-            (self.controller.allocate_producer_ids(NODE_ID), request)
-        {
-            let first = self.producer_id_base + first;
-            // Recorded before any id of the block is used, as KRaft commits the record
-            // before it answers AllocateProducerIds.
-            if let Err(error) = write_producer_ids(&self.log_dirs, first + length) {
-                eprintln!("jetsam kafka: cannot record producer ids: {error}");
-                return Handled::Respond(Response::InitProducerId(
-                    InitProducerIdResponse::default().with_error_code(COORDINATOR_LOAD_IN_PROGRESS),
-                ));
-            }
-            self.broker.add_producer_id_block(first, length);
-            if let Handled::Respond(answer) =
-                handler::handle(&mut self.broker, &self.cluster, request, id, now_ms)
-            {
-                return Handled::Respond(answer);
-            }
-        }
-        Handled::Respond(Response::InitProducerId(
+    fn init_producer_id(
+        &mut self,
+        broker: BrokerId,
+        request: Option<Request>,
+        id: RequestId,
+        now_ms: u64,
+    ) -> Handled {
+        let not_yet = Handled::Respond(Response::InitProducerId(
             InitProducerIdResponse::default().with_error_code(COORDINATOR_LOAD_IN_PROGRESS),
-        ))
+        ));
+        let (Some((first, length)), Some(request)) = (self.controller.allocate_producer_ids(broker), request)
+        else {
+            return not_yet;
+        };
+        let first = self.producer_id_base + first;
+        // Recorded before any id of the block is used, as KRaft commits the record before
+        // it answers AllocateProducerIds.
+        if let Err(error) = write_producer_ids(&self.metadata_dir, first + length) {
+            eprintln!("jetsam kafka: cannot record producer ids: {error}");
+            return not_yet;
+        }
+        let member = self.members.get_mut(&broker).expect("a broker of this process");
+        member.broker.add_producer_id_block(first, length);
+        match handler::handle(&mut member.broker, &self.cluster, request, id, now_ms) {
+            Handled::Respond(answer) => Handled::Respond(answer),
+            _ => not_yet,
+        }
     }
 
     /// CreateTopics through the in-process controller; `-1` partitions or replication
@@ -311,108 +356,144 @@ impl Node {
         response
     }
 
-    /// Applies what the controller published to the broker, opening each new replica's log
-    /// under `--log-dirs`. A log that does not open (a disk error) is logged and its
-    /// partition left without a replica here, so clients get NOT_LEADER_OR_FOLLOWER for it
-    /// (Kafka takes the log directory offline).
+    /// Applies what the controller published to every broker (KRaft brokers replay the
+    /// metadata log), opening each new replica's log under its `--log-dirs`. A log that
+    /// does not open (a disk error) is logged and that replica left out, so clients get
+    /// NOT_LEADER_OR_FOLLOWER from it (Kafka takes the log directory offline).
     fn apply_published(&mut self, now_ms: u64) {
         for published in self.controller.take_published() {
             let tp = published.partition;
-            let mut log = None;
-            if published.state.replicas.contains(&NODE_ID) && self.broker.replica(&tp).is_none() {
-                match open_log(&self.log_dirs, &tp, now_ms) {
-                    Ok(opened) => log = Some(opened),
-                    Err(error) => {
-                        eprintln!(
-                            "jetsam kafka: cannot open the log of {}-{}: {error}",
-                            tp.topic, tp.partition
-                        );
-                        continue;
+            for (id, member) in self.members.iter_mut() {
+                let mut log = None;
+                if published.state.replicas.contains(id) && member.broker.replica(&tp).is_none() {
+                    match open_log(&member.log_dirs, &tp, now_ms) {
+                        Ok(opened) => log = Some(opened),
+                        Err(error) => {
+                            eprintln!(
+                                "jetsam kafka: broker {id} cannot open the log of {}-{}: {error}",
+                                tp.topic, tp.partition
+                            );
+                            continue;
+                        }
                     }
                 }
+                let mut open = |_: &TopicPartition| log.take().expect("opened above for a new replica");
+                member
+                    .broker
+                    .apply(tp.clone(), published.state.clone(), now_ms, &mut open);
             }
-            let mut open = |_: &TopicPartition| log.take().expect("opened above for a new replica");
-            self.broker.apply(tp, published.state, now_ms, &mut open);
         }
     }
 
-    /// What the broker asked for: answers for waiting produce requests (a connection that
+    /// What the brokers asked for: answers for waiting produce requests (a connection that
     /// went away has none waiting, and its answer is dropped), ISR changes for the
-    /// controller.
+    /// controller, and epoch-end questions for the replica fetchers.
     fn dispatch(&mut self, now_ms: u64) {
-        for output in self.broker.take_outputs() {
-            match output {
-                BrokerOutput::Produced { request, answers } => {
-                    if let Some(notify) = self.waiting.remove(&request) {
-                        self.completed.insert(request, answers);
-                        notify.notify_one();
-                    }
-                }
-                BrokerOutput::AlterIsr {
-                    partition,
-                    leader_epoch,
-                    partition_epoch,
-                    isr,
-                } => {
-                    let altered = self.controller.alter_partition(
-                        NODE_ID,
-                        &partition,
-                        leader_epoch,
-                        partition_epoch,
-                        isr,
-                    );
-                    if let Err(error) = altered {
-                        eprintln!("jetsam kafka: AlterPartition refused: {error:?}");
-                    }
-                    self.apply_published(now_ms);
-                }
-                // Only a follower asks; every replica here leads.
-                BrokerOutput::AskEpochEnd { .. } => {}
+        let ids: Vec<BrokerId> = self.members.keys().copied().collect();
+        for id in ids {
+            let outputs = self.members.get_mut(&id).expect("listed").broker.take_outputs();
+            for output in outputs {
+                self.dispatch_one(id, output, now_ms);
             }
         }
     }
 
-    /// Time passes: replicas (produce timeouts, flushes), heartbeats and the controller's
-    /// sessions.
+    fn dispatch_one(&mut self, from: BrokerId, output: BrokerOutput, now_ms: u64) {
+        match output {
+            BrokerOutput::Produced { request, answers } => {
+                if let Some(notify) = self.waiting.remove(&request) {
+                    self.completed.insert(request, answers);
+                    notify.notify_one();
+                }
+            }
+            BrokerOutput::AlterIsr {
+                partition,
+                leader_epoch,
+                partition_epoch,
+                isr,
+            } => {
+                let altered =
+                    self.controller
+                        .alter_partition(from, &partition, leader_epoch, partition_epoch, isr);
+                if let Err(error) = altered {
+                    eprintln!("jetsam kafka: AlterPartition from broker {from} refused: {error:?}");
+                }
+                self.apply_published(now_ms);
+            }
+            BrokerOutput::AskEpochEnd {
+                partition,
+                leader,
+                epoch,
+            } => {
+                let member = self.members.get_mut(&from).expect("a broker of this process");
+                if member.epoch_asks.len() < EPOCH_ASKS_MAX {
+                    member.epoch_asks.push((partition, leader, epoch));
+                }
+            }
+        }
+    }
+
+    /// Time passes: replicas (produce timeouts, ISR shrinks, flushes), heartbeats and the
+    /// controller's sessions.
     fn tick(&mut self) {
         let now_ms = self.clock.now_ms();
-        if now_ms.saturating_sub(self.last_heartbeat_ms) >= HEARTBEAT_INTERVAL_MS {
-            self.controller.heartbeat(NODE_ID, now_ms);
-            self.last_heartbeat_ms = now_ms;
+        for (id, member) in self.members.iter_mut() {
+            if now_ms.saturating_sub(member.last_heartbeat_ms) >= HEARTBEAT_INTERVAL_MS {
+                self.controller.heartbeat(*id, now_ms);
+                member.last_heartbeat_ms = now_ms;
+            }
         }
         self.controller.tick(now_ms);
         self.apply_published(now_ms);
-        self.broker.tick(now_ms);
+        for member in self.members.values_mut() {
+            member.broker.tick(now_ms);
+        }
         self.dispatch(now_ms);
     }
 
-    /// Topics whose partition directories are under `--log-dirs` from an earlier run, created
-    /// again with one replica each (partitions 0..=the highest found).
+    /// Topics whose partition directories are under the brokers' `--log-dirs` from an
+    /// earlier run, created again (partitions 0..=the highest found, as many replicas as
+    /// brokers that have a directory for one). The controller assigns the replicas afresh.
     fn recover_topics(&mut self) -> io::Result<()> {
-        let mut topics: BTreeMap<String, i32> = BTreeMap::new();
-        for entry in std::fs::read_dir(&self.log_dirs)? {
-            let entry = entry?;
-            if !entry.file_type()?.is_dir() {
-                continue;
-            }
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let Some((topic, partition)) = name.rsplit_once('-') else {
-                continue;
-            };
-            let Ok(partition) = partition.parse::<i32>() else {
-                continue;
-            };
-            if valid_topic_name(topic) && (0..super::controller::PARTITIONS_MAX).contains(&partition) {
-                let highest = topics.entry(topic.to_string()).or_insert(partition);
-                *highest = (*highest).max(partition);
+        let mut found: BTreeMap<(String, i32), usize> = BTreeMap::new();
+        for member in self.members.values() {
+            for (topic, partition) in partition_dirs(&member.log_dirs)? {
+                *found.entry((topic, partition)).or_insert(0) += 1;
             }
         }
-        for (topic, highest) in topics {
-            let _ = self.controller.create_topic(&topic, highest + 1, 1);
+        let mut topics: BTreeMap<String, (i32, usize)> = BTreeMap::new();
+        for ((topic, partition), replicas) in found {
+            let entry = topics.entry(topic).or_insert((partition, replicas));
+            *entry = (entry.0.max(partition), entry.1.max(replicas));
+        }
+        for (topic, (highest, replicas)) in topics {
+            let _ = self.controller.create_topic(&topic, highest + 1, replicas);
         }
         self.apply_published(self.clock.now_ms());
         Ok(())
     }
+}
+
+/// The `<topic>-<partition>` directories under a log directory.
+fn partition_dirs(log_dirs: &std::path::Path) -> io::Result<Vec<(String, i32)>> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(log_dirs)? {
+        let entry = entry?;
+        if !entry.file_type()?.is_dir() {
+            continue;
+        }
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some((topic, partition)) = name.rsplit_once('-') else {
+            continue;
+        };
+        let Ok(partition) = partition.parse::<i32>() else {
+            continue;
+        };
+        if valid_topic_name(topic) && (0..super::controller::PARTITIONS_MAX).contains(&partition) {
+            found.push((topic.to_string(), partition));
+        }
+    }
+    Ok(found)
 }
 
 /// The first producer id no earlier run handed out (0 for a new `--log-dirs`).
@@ -451,53 +532,94 @@ fn open_log(
     Ok(log)
 }
 
-/// Serves until `shutdown` resolves, on a listener already bound (so a caller that bound
-/// port 0 knows the port). Needs a `LocalSet` ([`crate::server::block_on`]).
+/// Serves one node until `shutdown` resolves, on a listener already bound (so a caller
+/// that bound port 0 knows the port). Needs a `LocalSet` ([`crate::server::block_on`]).
 pub async fn run_on(
     server: KafkaServer,
     listener: TcpListener,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> io::Result<()> {
-    let bound = listener.local_addr()?;
-    let (host, port) = advertised(&server, bound)?;
-    std::fs::create_dir_all(&server.log_dirs)?;
-    let cluster = Cluster {
-        // A KRaft cluster id is 16 bytes in base64 (`kafka-storage random-uuid`).
-        cluster_id: "amV0c2FtLWthZmthLXJlYWw".to_string(),
-        controller: NODE_ID,
-        brokers: vec![(NODE_ID, host, port)],
-    };
-    let node = Rc::new(RefCell::new(Node::new(&server, cluster)?));
-    node.borrow_mut().recover_topics()?;
-    let ticker = tokio::task::spawn_local(tick_loop(node.clone()));
-    let connections = std::sync::Arc::new(Semaphore::new(CONNECTIONS_MAX));
-    tokio::pin!(shutdown);
-    loop {
-        let permit = tokio::select! {
-            _ = &mut shutdown => break,
-            permit = connections.clone().acquire_owned() => permit,
-        };
-        let Ok(permit) = permit else { break };
-        tokio::select! {
-            _ = &mut shutdown => break,
-            accepted = listener.accept() => {
-                let (stream, _) = accepted?;
-                let node = node.clone();
-                tokio::task::spawn_local(async move {
-                    serve_connection(node, stream).await;
-                    drop(permit);
-                });
-            }
-        }
-    }
-    ticker.abort();
-    Ok(())
+    run_cluster_on(vec![(server, listener)], shutdown).await
 }
 
 /// Binds `server.listen_address` and serves until `shutdown` resolves.
 pub async fn run(server: KafkaServer, shutdown: impl std::future::Future<Output = ()>) -> io::Result<()> {
     let listener = TcpListener::bind(server.listen_address).await?;
     run_on(server, listener, shutdown).await
+}
+
+/// Serves brokers 1..=n in this process, broker i+1 on `brokers[i]`, with one controller
+/// (on broker 1's side, as a KRaft controller quorum of one). The brokers reach the
+/// controller in process, and each other over TCP: a follower replica fetches from its
+/// leader with Fetch (its broker id as `replica_id`), OffsetsForLeaderEpoch and ListOffsets,
+/// as Kafka's `ReplicaFetcherThread` does, on the leader's advertised address.
+pub async fn run_cluster_on(
+    brokers: Vec<(KafkaServer, TcpListener)>,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> io::Result<()> {
+    assert!(!brokers.is_empty(), "a cluster has brokers");
+    let mut addresses = Vec::new();
+    for (index, (server, listener)) in brokers.iter().enumerate() {
+        let (host, port) = advertised(server, listener.local_addr()?)?;
+        addresses.push((index as BrokerId + 1, host, port));
+    }
+    let cluster = Cluster {
+        // A KRaft cluster id is 16 bytes in base64 (`kafka-storage random-uuid`).
+        cluster_id: "amV0c2FtLWthZmthLXJlYWw".to_string(),
+        controller: NODE_ID,
+        brokers: addresses.clone(),
+    };
+    let servers: Vec<KafkaServer> = brokers.iter().map(|(server, _)| server.clone()).collect();
+    let node = Rc::new(RefCell::new(Node::new(&servers, cluster)?));
+    node.borrow_mut().recover_topics()?;
+    let mut tasks = vec![tokio::task::spawn_local(tick_loop(node.clone()))];
+    for (follower, _, _) in &addresses {
+        for (leader, host, port) in &addresses {
+            if follower != leader {
+                let fetcher = replica_fetcher(node.clone(), *follower, *leader, format!("{host}:{port}"));
+                tasks.push(tokio::task::spawn_local(fetcher));
+            }
+        }
+    }
+    let connections = std::sync::Arc::new(Semaphore::new(CONNECTIONS_MAX));
+    for ((id, _, _), (_, listener)) in addresses.iter().zip(brokers) {
+        let acceptor = accept_loop(node.clone(), *id, listener, connections.clone());
+        tasks.push(tokio::task::spawn_local(acceptor));
+    }
+    shutdown.await;
+    for task in tasks {
+        task.abort();
+    }
+    Ok(())
+}
+
+/// Accepts connections for `broker`, one task each, while fewer than `CONNECTIONS_MAX` are
+/// open (in the whole process).
+async fn accept_loop(
+    node: Shared,
+    broker: BrokerId,
+    listener: TcpListener,
+    connections: std::sync::Arc<Semaphore>,
+) {
+    loop {
+        let Ok(permit) = connections.clone().acquire_owned().await else {
+            return;
+        };
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                let node = node.clone();
+                tokio::task::spawn_local(async move {
+                    serve_connection(node, broker, stream).await;
+                    drop(permit);
+                });
+            }
+            // Kafka's Acceptor logs and goes on (too many open files, a reset handshake).
+            Err(error) => {
+                eprintln!("jetsam kafka: broker {broker} cannot accept: {error}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
 }
 
 async fn tick_loop(node: Shared) {
@@ -509,10 +631,10 @@ async fn tick_loop(node: Shared) {
     }
 }
 
-/// One connection: frames in, one request answered at a time, answers out in order. A
-/// request we do not implement closes the connection, logged, as Kafka's `SocketServer`
-/// does (`wire` module docs).
-async fn serve_connection(node: Shared, stream: TcpStream) {
+/// One connection to `broker`: frames in, one request answered at a time, answers out in
+/// order. A request we do not implement closes the connection, logged, as Kafka's
+/// `SocketServer` does (`wire` module docs).
+async fn serve_connection(node: Shared, broker: BrokerId, stream: TcpStream) {
     let peer = stream
         .peer_addr()
         .map_or_else(|_| "?".to_string(), |a| a.to_string());
@@ -524,7 +646,7 @@ async fn serve_connection(node: Shared, stream: TcpStream) {
     let notify = Rc::new(Notify::new());
     loop {
         while let Some(frame) = frames.pop_front() {
-            match answer(&node, &notify, frame).await {
+            match answer(&node, broker, &notify, frame).await {
                 Ok(Some(bytes)) => {
                     if write.write_all(&bytes).await.is_err() {
                         return;
@@ -552,7 +674,12 @@ async fn serve_connection(node: Shared, stream: TcpStream) {
 }
 
 /// One request frame's answer, as bytes to send (`None` for acks=0).
-async fn answer(node: &Shared, notify: &Rc<Notify>, frame: Bytes) -> Result<Option<Bytes>, String> {
+async fn answer(
+    node: &Shared,
+    broker: BrokerId,
+    notify: &Rc<Notify>,
+    frame: Bytes,
+) -> Result<Option<Bytes>, String> {
     let (header, request) = match decode_request(frame).map_err(|error| error.to_string())? {
         Inbound::UnsupportedApiVersions { header } => {
             let response = Response::ApiVersions(unsupported_api_versions_response());
@@ -561,9 +688,9 @@ async fn answer(node: &Shared, notify: &Rc<Notify>, frame: Bytes) -> Result<Opti
         Inbound::Request { header, request } => (header, request),
     };
     let response = match request {
-        Request::Fetch(fetch) => Some(Response::Fetch(fetch_waiting(node, fetch).await)),
+        Request::Fetch(fetch) => Some(Response::Fetch(fetch_waiting(node, broker, fetch).await)),
         request => {
-            let handled = node.borrow_mut().handle(request, notify);
+            let handled = node.borrow_mut().handle(broker, request, notify);
             match handled {
                 Handled::Respond(response) => Some(response),
                 Handled::Silent => None,
@@ -589,7 +716,7 @@ async fn produced(node: &Shared, notify: &Rc<Notify>, id: RequestId) -> Response
 
 /// A fetch that waits, as Kafka's `DelayedFetch` does, until it has `min_bytes` of records,
 /// a partition answers an error, or `max_wait_ms` is up: it looks again after each produce.
-async fn fetch_waiting(node: &Shared, fetch: FetchRequest) -> FetchResponse {
+async fn fetch_waiting(node: &Shared, broker: BrokerId, fetch: FetchRequest) -> FetchResponse {
     let clock_start = node.borrow().clock.now_ms();
     let wait_ms = u64::try_from(fetch.max_wait_ms.max(0))
         .unwrap_or(0)
@@ -598,25 +725,29 @@ async fn fetch_waiting(node: &Shared, fetch: FetchRequest) -> FetchResponse {
     let min_bytes = usize::try_from(fetch.min_bytes.max(1)).unwrap_or(1);
     loop {
         let produces = node.borrow().produces;
-        let response = {
-            let mut node = node.borrow_mut();
-            let node = &mut *node;
-            let now_ms = node.clock.now_ms();
-            let id = RequestId(node.next_request);
-            node.next_request += 1;
-            let request = Request::Fetch(fetch.clone());
-            let handled = handler::handle(&mut node.broker, &node.cluster, request, id, now_ms);
-            node.dispatch(now_ms);
-            match handled {
-                Handled::Respond(Response::Fetch(response)) => response,
-                other => unreachable!("a fetch is answered at once: {other:?}"),
-            }
-        };
+        let response = node.borrow_mut().fetch(broker, &fetch);
         if fetch_is_done(&response, min_bytes) || node.borrow().clock.now_ms() >= deadline_ms {
             return response;
         }
         while node.borrow().produces == produces && node.borrow().clock.now_ms() < deadline_ms {
             tokio::time::sleep(Duration::from_millis(TICK_INTERVAL_MS)).await;
+        }
+    }
+}
+
+impl Node {
+    /// A fetch answered at once (by the handler), and what it changed dispatched: a
+    /// follower's fetch may advance the high watermark and complete acks=all produces.
+    fn fetch(&mut self, broker: BrokerId, fetch: &FetchRequest) -> FetchResponse {
+        let now_ms = self.clock.now_ms();
+        let id = self.next_request_id();
+        let member = self.members.get_mut(&broker).expect("a broker of this process");
+        let request = Request::Fetch(fetch.clone());
+        let handled = handler::handle(&mut member.broker, &self.cluster, request, id, now_ms);
+        self.dispatch(now_ms);
+        match handled {
+            Handled::Respond(Response::Fetch(response)) => response,
+            other => unreachable!("a fetch is answered at once: {other:?}"),
         }
     }
 }
@@ -631,6 +762,306 @@ fn fetch_is_done(response: &FetchResponse, min_bytes: usize) -> bool {
         bytes += partition.records.as_ref().map_or(0, Bytes::len);
     }
     bytes >= min_bytes || response.error_code != 0
+}
+
+// ---------------------------------------------------------------------------------------------
+// Replication between brokers, over TCP
+
+/// `replica.fetch.wait.max.ms` (500 ms).
+const REPLICA_FETCH_WAIT_MAX_MS: i32 = 500;
+/// `replica.fetch.backoff.ms` (1 s): the wait after a failed fetch.
+const REPLICA_FETCH_BACKOFF_MS: u64 = 1_000;
+/// `replica.socket.timeout.ms` (30 s): a leader silent this long is disconnected.
+const REPLICA_SOCKET_TIMEOUT_MS: u64 = 30_000;
+/// How long a fetcher with nothing to fetch waits before it looks again.
+const FETCHER_IDLE_MS: u64 = 20;
+/// `replica.fetch.max.bytes` (1 MiB), per partition.
+const REPLICA_FETCH_PARTITION_BYTES: i32 = 1024 * 1024;
+/// Kafka's OFFSET_OUT_OF_RANGE.
+const OFFSET_OUT_OF_RANGE: i16 = 1;
+
+/// The highest version we implement of `api_key`: what our fetchers send our brokers.
+fn our_version(api_key: ApiKey) -> i16 {
+    *supported_versions(api_key).expect("an API we implement").end()
+}
+
+/// A follower broker's connection to a leader: one request in flight at a time.
+struct LeaderLink {
+    stream: TcpStream,
+    decoder: FrameDecoder,
+    correlation_id: i32,
+    client_id: String,
+}
+
+impl LeaderLink {
+    async fn connect(address: &str, follower: BrokerId) -> io::Result<LeaderLink> {
+        let stream = TcpStream::connect(address).await?;
+        stream.set_nodelay(true)?;
+        Ok(LeaderLink {
+            stream,
+            decoder: FrameDecoder::default(),
+            correlation_id: 0,
+            // Kafka's fetcher threads name themselves so: ReplicaFetcherThread-0-<leader>.
+            client_id: format!("broker-{follower}-fetcher"),
+        })
+    }
+
+    async fn call(&mut self, request: &Request) -> io::Result<Response> {
+        let invalid = |error: String| io::Error::new(io::ErrorKind::InvalidData, error);
+        self.correlation_id = self.correlation_id.wrapping_add(1);
+        let version = our_version(request.api_key());
+        let (in_flight, bytes) = encode_request(self.correlation_id, &self.client_id, version, request);
+        self.stream.write_all(&bytes).await?;
+        let mut buffer = vec![0u8; READ_BYTES];
+        loop {
+            let read_bytes = self.stream.read(&mut buffer).await?;
+            if read_bytes == 0 {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+            let frames = self
+                .decoder
+                .decode(&buffer[..read_bytes])
+                .map_err(|error| invalid(error.to_string()))?;
+            // One request in flight: its answer is the only frame that can come.
+            if let Some(frame) = frames.into_iter().next() {
+                return decode_response(frame, &in_flight).map_err(|error| invalid(error.to_string()));
+            }
+        }
+    }
+}
+
+/// What a follower broker fetches from one leader: epoch-end questions first, then its
+/// follower replicas' positions.
+type FetcherWork = (Vec<(TopicPartition, i32)>, Vec<(TopicPartition, FetchPosition)>);
+
+impl Node {
+    fn fetcher_work(&mut self, follower: BrokerId, leader: BrokerId) -> FetcherWork {
+        let member = self.members.get_mut(&follower).expect("a broker of this process");
+        let (asks, others): (Vec<_>, Vec<_>) = std::mem::take(&mut member.epoch_asks)
+            .into_iter()
+            .partition(|(_, to, _)| *to == leader);
+        member.epoch_asks = others;
+        let asks = asks.into_iter().map(|(tp, _, epoch)| (tp, epoch)).collect();
+        let positions = member
+            .broker
+            .follower_fetches()
+            .into_iter()
+            .filter(|(_, position)| position.leader == leader)
+            .collect();
+        (asks, positions)
+    }
+
+    /// Epoch-end questions a failed connection did not get answered, for the next try.
+    fn ask_again(&mut self, follower: BrokerId, leader: BrokerId, asks: Vec<(TopicPartition, i32)>) {
+        let member = self.members.get_mut(&follower).expect("a broker of this process");
+        for (tp, epoch) in asks {
+            if member.epoch_asks.len() < EPOCH_ASKS_MAX {
+                member.epoch_asks.push((tp, leader, epoch));
+            }
+        }
+    }
+
+    /// The leader's OffsetsForLeaderEpoch answers, for the follower's replicas. A partition
+    /// the leader answered with an error is left to the next metadata change (a new leader
+    /// makes the replica ask again).
+    fn epoch_ends_answered(&mut self, follower: BrokerId, answer: &OffsetForLeaderEpochResponse) {
+        let member = self.members.get_mut(&follower).expect("a broker of this process");
+        for topic in &answer.topics {
+            for p in topic.partitions.iter().filter(|p| p.error_code == 0) {
+                let tp = TopicPartition {
+                    topic: topic.topic.0.to_string(),
+                    partition: p.partition,
+                };
+                let end = (p.end_offset >= 0).then_some((p.leader_epoch, p.end_offset));
+                member.broker.epoch_end_answered(&tp, end);
+            }
+        }
+        self.dispatch(self.clock.now_ms());
+    }
+
+    /// The leader's fetch answer, for the follower's replicas; the partitions it answered
+    /// OFFSET_OUT_OF_RANGE, for ListOffsets.
+    fn replica_fetched(&mut self, follower: BrokerId, answer: &FetchResponse) -> Vec<TopicPartition> {
+        let now_ms = self.clock.now_ms();
+        let member = self.members.get_mut(&follower).expect("a broker of this process");
+        let mut out_of_range = Vec::new();
+        for topic in &answer.responses {
+            for p in &topic.partitions {
+                let tp = TopicPartition {
+                    topic: topic.topic.0.to_string(),
+                    partition: p.partition_index,
+                };
+                if p.error_code == OFFSET_OUT_OF_RANGE {
+                    out_of_range.push(tp);
+                    continue;
+                }
+                let records = p.records.clone().unwrap_or_default();
+                let Ok(batches) = decode_fetched_batches(&records) else {
+                    continue;
+                };
+                if p.error_code == 0 {
+                    let fetched = ReplicaFetch {
+                        batches,
+                        high_watermark: p.high_watermark,
+                        log_end_offset: -1,
+                    };
+                    member.broker.replica_fetched(&tp, Ok(fetched), now_ms);
+                }
+            }
+        }
+        self.dispatch(now_ms);
+        out_of_range
+    }
+}
+
+/// One follower broker's fetcher for one leader broker (Kafka's `ReplicaFetcherThread`):
+/// it asks where epochs end, fetches, and after a failure drops the connection and waits
+/// `replica.fetch.backoff.ms`.
+async fn replica_fetcher(node: Shared, follower: BrokerId, leader: BrokerId, address: String) {
+    let mut link: Option<LeaderLink> = None;
+    loop {
+        let (asks, positions) = node.borrow_mut().fetcher_work(follower, leader);
+        if asks.is_empty() && positions.is_empty() {
+            tokio::time::sleep(Duration::from_millis(FETCHER_IDLE_MS)).await;
+            continue;
+        }
+        let timeout = Duration::from_millis(REPLICA_SOCKET_TIMEOUT_MS);
+        let fetched = tokio::time::timeout(
+            timeout,
+            fetch_once(&node, &mut link, follower, &address, &asks, &positions),
+        )
+        .await;
+        if !matches!(fetched, Ok(Ok(()))) {
+            link = None;
+            node.borrow_mut().ask_again(follower, leader, asks);
+            tokio::time::sleep(Duration::from_millis(REPLICA_FETCH_BACKOFF_MS)).await;
+        }
+    }
+}
+
+async fn fetch_once(
+    node: &Shared,
+    link: &mut Option<LeaderLink>,
+    follower: BrokerId,
+    address: &str,
+    asks: &[(TopicPartition, i32)],
+    positions: &[(TopicPartition, FetchPosition)],
+) -> io::Result<()> {
+    let unexpected = || io::Error::new(io::ErrorKind::InvalidData, "an answer to another request");
+    if link.is_none() {
+        *link = Some(LeaderLink::connect(address, follower).await?);
+    }
+    let link = link.as_mut().expect("connected above");
+    if !asks.is_empty() {
+        let Response::OffsetForLeaderEpoch(answer) = link.call(&epoch_request(follower, asks)).await? else {
+            return Err(unexpected());
+        };
+        node.borrow_mut().epoch_ends_answered(follower, &answer);
+    }
+    if positions.is_empty() {
+        return Ok(());
+    }
+    let Response::Fetch(answer) = link.call(&replica_fetch_request(follower, positions)).await? else {
+        return Err(unexpected());
+    };
+    let out_of_range = node.borrow_mut().replica_fetched(follower, &answer);
+    for tp in out_of_range {
+        let Response::ListOffsets(answer) = link.call(&latest_offset_request(follower, &tp)).await? else {
+            return Err(unexpected());
+        };
+        let offset = answer
+            .topics
+            .first()
+            .and_then(|t| t.partitions.first())
+            .filter(|p| p.error_code == 0)
+            .map(|p| p.offset);
+        if let Some(offset) = offset {
+            let mut node = node.borrow_mut();
+            let member = node.members.get_mut(&follower).expect("a broker of this process");
+            member.broker.replica_out_of_range(&tp, offset);
+        }
+    }
+    Ok(())
+}
+
+/// Topics of a request, in order of first appearance, each with its partitions.
+fn by_topic<T>(items: impl IntoIterator<Item = (String, T)>) -> Vec<(String, Vec<T>)> {
+    let mut topics: Vec<(String, Vec<T>)> = Vec::new();
+    for (topic, item) in items {
+        match topics.iter_mut().find(|(name, _)| *name == topic) {
+            Some((_, list)) => list.push(item),
+            None => topics.push((topic, vec![item])),
+        }
+    }
+    topics
+}
+
+fn topic_name(name: String) -> TopicName {
+    TopicName(StrBytes::from_string(name))
+}
+
+fn replica_fetch_request(follower: BrokerId, positions: &[(TopicPartition, FetchPosition)]) -> Request {
+    let partitions = positions.iter().map(|(tp, position)| {
+        let partition = fetch_request::FetchPartition::default()
+            .with_partition(tp.partition)
+            .with_current_leader_epoch(position.leader_epoch)
+            .with_fetch_offset(position.offset)
+            .with_partition_max_bytes(REPLICA_FETCH_PARTITION_BYTES);
+        (tp.topic.clone(), partition)
+    });
+    let topics = by_topic(partitions)
+        .into_iter()
+        .map(|(topic, partitions)| {
+            fetch_request::FetchTopic::default()
+                .with_topic(topic_name(topic))
+                .with_partitions(partitions)
+        })
+        .collect();
+    Request::Fetch(
+        FetchRequest::default()
+            .with_replica_id(KafkaBrokerId(follower))
+            .with_max_wait_ms(REPLICA_FETCH_WAIT_MAX_MS)
+            .with_min_bytes(1)
+            .with_max_bytes(handler::FETCH_BYTES_MAX as i32)
+            .with_topics(topics),
+    )
+}
+
+fn epoch_request(follower: BrokerId, asks: &[(TopicPartition, i32)]) -> Request {
+    let partitions = asks.iter().map(|(tp, epoch)| {
+        let partition = offset_for_leader_epoch_request::OffsetForLeaderPartition::default()
+            .with_partition(tp.partition)
+            .with_leader_epoch(*epoch);
+        (tp.topic.clone(), partition)
+    });
+    let topics = by_topic(partitions)
+        .into_iter()
+        .map(|(topic, partitions)| {
+            offset_for_leader_epoch_request::OffsetForLeaderTopic::default()
+                .with_topic(topic_name(topic))
+                .with_partitions(partitions)
+        })
+        .collect();
+    Request::OffsetForLeaderEpoch(
+        OffsetForLeaderEpochRequest::default()
+            .with_replica_id(KafkaBrokerId(follower))
+            .with_topics(topics),
+    )
+}
+
+/// ListOffsets for the latest offset, as a follower asks it (the leader's LEO).
+fn latest_offset_request(follower: BrokerId, tp: &TopicPartition) -> Request {
+    let partition = list_offsets_request::ListOffsetsPartition::default()
+        .with_partition_index(tp.partition)
+        .with_timestamp(-1);
+    let topic = list_offsets_request::ListOffsetsTopic::default()
+        .with_name(topic_name(tp.topic.clone()))
+        .with_partitions(vec![partition]);
+    Request::ListOffsets(
+        ListOffsetsRequest::default()
+            .with_replica_id(KafkaBrokerId(follower))
+            .with_topics(vec![topic]),
+    )
 }
 
 #[cfg(test)]
