@@ -8,7 +8,7 @@
 //! (`CI=true`, or `JETSAM_REQUIRE_KAFKA_CLIENTS` set) their absence fails the test;
 //! elsewhere it says SKIPPED and passes.
 
-use models::kafka::real::{run_on, KafkaServer};
+use models::kafka::real::{run_cluster_on, KafkaServer};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -31,34 +31,56 @@ fn clients_installed() -> bool {
         .is_ok_and(|status| status.success())
 }
 
-/// A running server: a thread with its own runtime, stopped when dropped.
+/// Running brokers: a thread with its own runtime, stopped when dropped.
 struct Server {
-    address: std::net::SocketAddr,
+    /// The brokers' addresses, as a client's bootstrap list (`host:port,host:port`).
+    bootstrap: String,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Server {
     fn start(log_dirs: &Path) -> Server {
-        // Bound here, on a free port, so the port is known before the server runs.
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let address = listener.local_addr().unwrap();
-        let server = KafkaServer {
-            listen_address: address,
-            advertised_address: None,
-            log_dirs: log_dirs.to_path_buf(),
-            min_insync_replicas: 1,
-            num_partitions: 1,
-        };
+        Server::start_cluster(log_dirs, 1, 1)
+    }
+
+    /// `brokers` brokers in one process, each with its own log directory under `log_dirs`
+    /// (just `log_dirs` for one).
+    fn start_cluster(log_dirs: &Path, brokers: usize, min_insync_replicas: usize) -> Server {
+        let mut bound = Vec::new();
+        for id in 1..=brokers {
+            // Bound here, on a free port, so the port is known before the server runs.
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.set_nonblocking(true).unwrap();
+            let server = KafkaServer {
+                listen_address: listener.local_addr().unwrap(),
+                advertised_address: None,
+                log_dirs: if brokers == 1 {
+                    log_dirs.to_path_buf()
+                } else {
+                    log_dirs.join(format!("broker-{id}"))
+                },
+                min_insync_replicas,
+                num_partitions: 1,
+            };
+            bound.push((server, listener));
+        }
+        let bootstrap = bound
+            .iter()
+            .map(|(server, _)| server.listen_address.to_string())
+            .collect::<Vec<_>>()
+            .join(",");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         // A test outside any simulation: the server runs on its own thread, as a real
         // server beside its clients (clippy.toml bans threads for simulations).
         #[allow(clippy::disallowed_methods)]
         let thread = std::thread::spawn(move || {
             let served = models::server::block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener)?;
-                run_on(server, listener, async move {
+                let mut brokers = Vec::new();
+                for (server, listener) in bound {
+                    brokers.push((server, tokio::net::TcpListener::from_std(listener)?));
+                }
+                run_cluster_on(brokers, async move {
                     let _ = stopped.await;
                 })
                 .await
@@ -68,7 +90,7 @@ impl Server {
             }
         });
         Server {
-            address,
+            bootstrap,
             stop: Some(stop),
             thread: Some(thread),
         }
@@ -121,23 +143,36 @@ fn run_script(script: &Path, bootstrap: &str, phase: &str) -> (bool, String) {
     }
 }
 
+/// Whether the clients are there to test with; without them, a failure in CI and a
+/// skip elsewhere.
+fn clients_or_skip() -> bool {
+    if clients_installed() {
+        return true;
+    }
+    assert!(
+        !required(),
+        "CI needs python3 with kafka-python and confluent-kafka \
+         (pip install kafka-python==3.0.12 confluent-kafka==2.16.1, as .ci/run does)"
+    );
+    eprintln!("SKIPPED: python3 lacks kafka-python or confluent-kafka (CI installs them)");
+    false
+}
+
+fn script() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/kafka_clients/produce_consume.py")
+}
+
 #[test]
 fn kafka_python_and_confluent_kafka_create_produce_and_read_back() {
-    if !clients_installed() {
-        assert!(
-            !required(),
-            "CI needs python3 with kafka-python and confluent-kafka \
-             (pip install kafka-python==3.0.12 confluent-kafka==2.16.1, as .ci/run does)"
-        );
-        eprintln!("SKIPPED: python3 lacks kafka-python or confluent-kafka (CI installs them)");
+    if !clients_or_skip() {
         return;
     }
     let log_dirs = std::env::temp_dir().join(format!("jetsam-kafka-real-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&log_dirs);
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/kafka_clients/produce_consume.py");
+    let script = script();
     for phase in ["first", "after-restart"] {
         let server = Server::start(&log_dirs);
-        let (ok, output) = run_script(&script, &server.address.to_string(), phase);
+        let (ok, output) = run_script(&script, &server.bootstrap, phase);
         drop(server);
         eprintln!("{phase}:\n{output}");
         if !ok {
@@ -147,4 +182,48 @@ fn kafka_python_and_confluent_kafka_create_produce_and_read_back() {
         assert!(output.contains("\nOK"), "{output}");
     }
     let _ = std::fs::remove_dir_all(&log_dirs);
+}
+
+/// Three brokers with `min.insync.replicas=3`: an acknowledged acks=all produce is on all
+/// three, so the followers fetched it from the leaders over TCP (Fetch with their replica
+/// ids), and the high watermark moved with them.
+#[test]
+fn three_brokers_replicate_over_tcp_for_real_clients() {
+    if !clients_or_skip() {
+        return;
+    }
+    let log_dirs = std::env::temp_dir().join(format!("jetsam-kafka-cluster-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&log_dirs);
+    let server = Server::start_cluster(&log_dirs, 3, 3);
+    let (ok, output) = run_script(&script(), &server.bootstrap, "cluster");
+    drop(server);
+    eprintln!("{output}");
+    let segments = replica_segment_bytes(&log_dirs);
+    let _ = std::fs::remove_dir_all(&log_dirs);
+    assert!(ok, "the real clients failed against three brokers:\n{output}");
+    assert!(output.contains("\nOK"), "{output}");
+    // Each partition's first segment, on each broker: the same bytes on all three.
+    for partition in 0..2 {
+        let sizes: Vec<u64> = (1..=3).map(|broker| segments[&(broker, partition)]).collect();
+        assert!(
+            sizes[0] > 0 && sizes.iter().all(|s| *s == sizes[0]),
+            "partition {partition}: {sizes:?}"
+        );
+    }
+}
+
+/// The size of `replicated-<partition>`'s first segment in each broker's log directory.
+fn replica_segment_bytes(log_dirs: &Path) -> std::collections::BTreeMap<(u32, u32), u64> {
+    let mut sizes = std::collections::BTreeMap::new();
+    for broker in 1..=3 {
+        for partition in 0..2 {
+            let segment = log_dirs
+                .join(format!("broker-{broker}"))
+                .join(format!("replicated-{partition}"))
+                .join("00000000000000000000.log");
+            let bytes = std::fs::metadata(&segment).map_or(0, |m| m.len());
+            sizes.insert((broker, partition), bytes);
+        }
+    }
+    sizes
 }

@@ -1,6 +1,6 @@
 """Real Kafka clients against jetsam's Kafka server (issue 10).
 
-Usage: python3 produce_consume.py HOST:PORT first|after-restart
+Usage: python3 produce_consume.py HOST:PORT[,HOST:PORT...] first|after-restart|cluster
 
 first: with kafka-python and then with confluent-kafka (librdkafka), each in turn,
 create a topic with the client's admin API, produce N records with acks=all and
@@ -10,7 +10,12 @@ client, checking every value and its order.
 after-restart (the same log directory, a new server process): new idempotent
 producers of both clients append to the topics, and both clients read every record,
 old and new. A restarted broker must not hand out producer ids again: the
-partitions remember the old producers' sequence numbers from their logs. Consumer groups
+partitions remember the old producers' sequence numbers from their logs.
+
+cluster (three brokers, min.insync.replicas=3): a topic with three replicas per
+partition, produced to by both clients with acks=all, so every acknowledged record
+is on all three brokers, copied between them over TCP; both clients read it all
+from the leaders. Consumer groups
 are not implemented by the server (FindCoordinator answers
 COORDINATOR_NOT_AVAILABLE), so consumers assign() partitions and commit nothing.
 
@@ -48,11 +53,13 @@ def check(client, got, want):
             )
 
 
-def kafka_python_create(bootstrap, topic):
+def kafka_python_create(bootstrap, topic, replication_factor=1):
     from kafka.admin import KafkaAdminClient, NewTopic
 
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10000)
-    admin.create_topics([NewTopic(topic, num_partitions=PARTITIONS, replication_factor=1)])
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap.split(","), request_timeout_ms=10000)
+    admin.create_topics(
+        [NewTopic(topic, num_partitions=PARTITIONS, replication_factor=replication_factor)]
+    )
     admin.close()
 
 
@@ -60,7 +67,7 @@ def kafka_python_produce(bootstrap, topic, values):
     from kafka import KafkaProducer
 
     producer = KafkaProducer(
-        bootstrap_servers=bootstrap,
+        bootstrap_servers=bootstrap.split(","),
         acks="all",
         enable_idempotence=True,
         request_timeout_ms=10000,
@@ -82,7 +89,7 @@ def kafka_python_consume(bootstrap, topic, want):
     from kafka import KafkaConsumer, TopicPartition
 
     consumer = KafkaConsumer(
-        bootstrap_servers=bootstrap,
+        bootstrap_servers=bootstrap.split(","),
         group_id=None,
         auto_offset_reset="earliest",
         enable_auto_commit=False,
@@ -195,6 +202,18 @@ def after_restart(bootstrap):
     print("after a restart: both clients read every record, old and new", flush=True)
 
 
+def cluster(bootstrap):
+    kafka_python_create(bootstrap, "replicated", replication_factor=3)
+    by_kafka_python, by_confluent = expected("kp3"), expected("ck3")
+    kafka_python_produce(bootstrap, "replicated", by_kafka_python)
+    confluent_produce(bootstrap, "replicated", by_confluent)
+    print("three brokers: both clients produced", RECORDS, "records each, on all replicas", flush=True)
+    want = {p: by_kafka_python[p] + by_confluent[p] for p in by_kafka_python}
+    check("kafka-python consumer", kafka_python_consume(bootstrap, "replicated", want), want)
+    check("confluent-kafka consumer", confluent_consume(bootstrap, "replicated", want), want)
+    print("three brokers: both clients read every record", flush=True)
+
+
 def main():
     bootstrap, phase = sys.argv[1], sys.argv[2]
     import kafka
@@ -205,7 +224,7 @@ def main():
         f"(librdkafka {confluent_kafka.libversion()[0]})",
         flush=True,
     )
-    {"first": first, "after-restart": after_restart}[phase](bootstrap)
+    {"first": first, "after-restart": after_restart, "cluster": cluster}[phase](bootstrap)
     print("OK", flush=True)
 
 
