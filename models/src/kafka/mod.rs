@@ -27,13 +27,14 @@
 //! - [`handler`]: Kafka's requests answered by a broker: where the wire meets the core,
 //!   shared by the simulated broker and the real server.
 //!
-//! The real server: [`real`] (one node, broker and controller in one process, on tokio
-//! sockets, a real log directory and the real clock) and [`serve`] (its flags, named as
-//! Kafka's configs, and [`serve::SERVERS`]).
+//! The real server: [`real`] (one node, broker and controller in one process, or several
+//! brokers in one process replicating over TCP with one controller; tokio sockets, real log
+//! directories, the real clock) and [`serve`] (its flags, named as Kafka's configs, and
+//! [`serve::SERVERS`]).
 //!
 //! Still to come in this design: the leader's use of the producer state, the drivers on
-//! turmoil, the simulated clients, the design's config and promises, scenarios, and a real
-//! cluster of several brokers.
+//! turmoil, the simulated clients, the design's config and promises, scenarios, and real
+//! brokers in separate processes (the controller's RPCs over the wire).
 
 pub mod accumulator;
 pub mod batch;
