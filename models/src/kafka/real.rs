@@ -45,7 +45,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use sim::disk::RealDisk;
 use std::cell::RefCell;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -53,7 +53,7 @@ use std::rc::Rc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::{watch, Notify, Semaphore};
 
 /// The broker id of the single node (Kafka's quickstart `node.id=1`).
 pub const NODE_ID: BrokerId = 1;
@@ -204,6 +204,9 @@ struct Node {
     /// Producer ids below this were handed out by an earlier run; the controller's blocks
     /// (which start at 0 in every run) are shifted past them.
     producer_id_base: i64,
+    /// Brokers killed ([`run_cluster_killable`]): they no longer heartbeat, tick or learn
+    /// metadata.
+    stopped: BTreeSet<BrokerId>,
 }
 
 type Shared = Rc<RefCell<Node>>;
@@ -248,6 +251,7 @@ impl Node {
             completed: BTreeMap::new(),
             produces: 0,
             producer_id_base,
+            stopped: BTreeSet::new(),
         })
     }
 
@@ -363,7 +367,8 @@ impl Node {
     fn apply_published(&mut self, now_ms: u64) {
         for published in self.controller.take_published() {
             let tp = published.partition;
-            for (id, member) in self.members.iter_mut() {
+            let stopped = &self.stopped;
+            for (id, member) in self.members.iter_mut().filter(|(id, _)| !stopped.contains(id)) {
                 let mut log = None;
                 if published.state.replicas.contains(id) && member.broker.replica(&tp).is_none() {
                     match open_log(&member.log_dirs, &tp, now_ms) {
@@ -401,7 +406,10 @@ impl Node {
     fn dispatch_one(&mut self, from: BrokerId, output: BrokerOutput, now_ms: u64) {
         match output {
             BrokerOutput::Produced { request, answers } => {
-                if let Some(notify) = self.waiting.remove(&request) {
+                // Only for a connection still there to take it (it holds the other `Rc`):
+                // a killed broker's connections are gone.
+                let waiting = self.waiting.remove(&request);
+                if let Some(notify) = waiting.filter(|notify| Rc::strong_count(notify) > 1) {
                     self.completed.insert(request, answers);
                     notify.notify_one();
                 }
@@ -437,17 +445,16 @@ impl Node {
     /// controller's sessions.
     fn tick(&mut self) {
         let now_ms = self.clock.now_ms();
-        for (id, member) in self.members.iter_mut() {
+        let stopped = &self.stopped;
+        for (id, member) in self.members.iter_mut().filter(|(id, _)| !stopped.contains(id)) {
             if now_ms.saturating_sub(member.last_heartbeat_ms) >= HEARTBEAT_INTERVAL_MS {
                 self.controller.heartbeat(*id, now_ms);
                 member.last_heartbeat_ms = now_ms;
             }
+            member.broker.tick(now_ms);
         }
         self.controller.tick(now_ms);
         self.apply_published(now_ms);
-        for member in self.members.values_mut() {
-            member.broker.tick(now_ms);
-        }
         self.dispatch(now_ms);
     }
 
@@ -557,6 +564,20 @@ pub async fn run_cluster_on(
     brokers: Vec<(KafkaServer, TcpListener)>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> io::Result<()> {
+    let (_no_kills, kills) = tokio::sync::mpsc::unbounded_channel();
+    run_cluster_killable(brokers, kills, shutdown).await
+}
+
+/// [`run_cluster_on`], where each broker id that arrives on `kills` stops as a killed
+/// process would: its listener and connections close, it no longer heartbeats, ticks or
+/// fetches, and what its logs hold stays on disk. The controller fences it once its session
+/// expires (`broker.session.timeout.ms`) and elects new leaders from the rest of the ISR.
+/// The controller itself is never killed (it stands for a quorum that outlives a broker).
+pub async fn run_cluster_killable(
+    brokers: Vec<(KafkaServer, TcpListener)>,
+    mut kills: tokio::sync::mpsc::UnboundedReceiver<BrokerId>,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> io::Result<()> {
     assert!(!brokers.is_empty(), "a cluster has brokers");
     let mut addresses = Vec::new();
     for (index, (server, listener)) in brokers.iter().enumerate() {
@@ -572,25 +593,60 @@ pub async fn run_cluster_on(
     let servers: Vec<KafkaServer> = brokers.iter().map(|(server, _)| server.clone()).collect();
     let node = Rc::new(RefCell::new(Node::new(&servers, cluster)?));
     node.borrow_mut().recover_topics()?;
+    let alive: BTreeMap<BrokerId, watch::Sender<bool>> = addresses
+        .iter()
+        .map(|(id, _, _)| (*id, watch::channel(false).0))
+        .collect();
     let mut tasks = vec![tokio::task::spawn_local(tick_loop(node.clone()))];
     for (follower, _, _) in &addresses {
         for (leader, host, port) in &addresses {
             if follower != leader {
                 let fetcher = replica_fetcher(node.clone(), *follower, *leader, format!("{host}:{port}"));
-                tasks.push(tokio::task::spawn_local(fetcher));
+                tasks.push(tokio::task::spawn_local(until_killed(
+                    alive[follower].subscribe(),
+                    fetcher,
+                )));
             }
         }
     }
     let connections = std::sync::Arc::new(Semaphore::new(CONNECTIONS_MAX));
     for ((id, _, _), (_, listener)) in addresses.iter().zip(brokers) {
-        let acceptor = accept_loop(node.clone(), *id, listener, connections.clone());
-        tasks.push(tokio::task::spawn_local(acceptor));
+        let killed = alive[id].subscribe();
+        let acceptor = accept_loop(node.clone(), *id, listener, connections.clone(), killed.clone());
+        tasks.push(tokio::task::spawn_local(until_killed(killed, acceptor)));
     }
-    shutdown.await;
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            Some(id) = kills.recv() => {
+                if let Some(killer) = alive.get(&id) {
+                    eprintln!("jetsam kafka: broker {id} killed");
+                    node.borrow_mut().stopped.insert(id);
+                    let _ = killer.send(true);
+                }
+            }
+        }
+    }
     for task in tasks {
         task.abort();
     }
     Ok(())
+}
+
+/// Runs `work` until the broker is killed (its `killed` flag turns true), then drops it,
+/// closing whatever sockets it held.
+async fn until_killed(mut killed: watch::Receiver<bool>, work: impl std::future::Future<Output = ()>) {
+    let kill = async move {
+        // The senders live as long as the cluster runs; a dropped one kills nothing.
+        if killed.wait_for(|killed| *killed).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        _ = work => {}
+        _ = kill => {}
+    }
 }
 
 /// Accepts connections for `broker`, one task each, while fewer than `CONNECTIONS_MAX` are
@@ -600,6 +656,7 @@ async fn accept_loop(
     broker: BrokerId,
     listener: TcpListener,
     connections: std::sync::Arc<Semaphore>,
+    killed: watch::Receiver<bool>,
 ) {
     loop {
         let Ok(permit) = connections.clone().acquire_owned().await else {
@@ -607,11 +664,11 @@ async fn accept_loop(
         };
         match listener.accept().await {
             Ok((stream, _)) => {
-                let node = node.clone();
-                tokio::task::spawn_local(async move {
-                    serve_connection(node, broker, stream).await;
+                let connection = serve_connection(node.clone(), broker, stream);
+                tokio::task::spawn_local(until_killed(killed.clone(), async move {
+                    connection.await;
                     drop(permit);
-                });
+                }));
             }
             // Kafka's Acceptor logs and goes on (too many open files, a reset handshake).
             Err(error) => {
