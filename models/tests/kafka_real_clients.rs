@@ -8,7 +8,7 @@
 //! (`CI=true`, or `JETSAM_REQUIRE_KAFKA_CLIENTS` set) their absence fails the test;
 //! elsewhere it says SKIPPED and passes.
 
-use models::kafka::real::{run_cluster_on, KafkaServer};
+use models::kafka::real::{run_cluster_killable, KafkaServer};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -36,6 +36,8 @@ struct Server {
     /// The brokers' addresses, as a client's bootstrap list (`host:port,host:port`).
     bootstrap: String,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
+    /// Kills a broker by id, as `kill -9` would.
+    kill: tokio::sync::mpsc::UnboundedSender<i32>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -71,6 +73,7 @@ impl Server {
             .collect::<Vec<_>>()
             .join(",");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (kill, kills) = tokio::sync::mpsc::unbounded_channel();
         // A test outside any simulation: the server runs on its own thread, as a real
         // server beside its clients (clippy.toml bans threads for simulations).
         #[allow(clippy::disallowed_methods)]
@@ -80,7 +83,7 @@ impl Server {
                 for (server, listener) in bound {
                     brokers.push((server, tokio::net::TcpListener::from_std(listener)?));
                 }
-                run_cluster_on(brokers, async move {
+                run_cluster_killable(brokers, kills, async move {
                     let _ = stopped.await;
                 })
                 .await
@@ -91,6 +94,7 @@ impl Server {
         });
         Server {
             bootstrap,
+            kill,
             stop: Some(stop),
             thread: Some(thread),
         }
@@ -226,4 +230,33 @@ fn replica_segment_bytes(log_dirs: &Path) -> std::collections::BTreeMap<(u32, u3
         }
     }
     sizes
+}
+
+/// Three brokers with `min.insync.replicas=2`; broker 2, which leads one partition, is
+/// killed between two rounds of produces. The clients must find the new leader once the
+/// controller fences broker 2 (`broker.session.timeout.ms`, 9 s), and their idempotent
+/// retries must not duplicate what timed out meanwhile: every record read exactly once.
+#[test]
+fn a_killed_broker_s_partitions_move_and_real_clients_lose_nothing() {
+    if !clients_or_skip() {
+        return;
+    }
+    let log_dirs = std::env::temp_dir().join(format!("jetsam-kafka-failover-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&log_dirs);
+    let server = Server::start_cluster(&log_dirs, 3, 2);
+    let mut outputs = String::new();
+    for phase in ["before-kill", "after-kill"] {
+        if phase == "after-kill" {
+            server.kill.send(2).unwrap();
+        }
+        let (ok, output) = run_script(&script(), &server.bootstrap, phase);
+        outputs.push_str(&format!("{phase}:\n{output}\n"));
+        if !ok {
+            break;
+        }
+    }
+    drop(server);
+    let _ = std::fs::remove_dir_all(&log_dirs);
+    eprintln!("{outputs}");
+    assert_eq!(outputs.matches("\nOK").count(), 2, "{outputs}");
 }

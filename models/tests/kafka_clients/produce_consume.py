@@ -1,6 +1,7 @@
 """Real Kafka clients against jetsam's Kafka server (issue 10).
 
-Usage: python3 produce_consume.py HOST:PORT[,HOST:PORT...] first|after-restart|cluster
+Usage: python3 produce_consume.py HOST:PORT[,HOST:PORT...] PHASE
+PHASE: first | after-restart | cluster | before-kill | after-kill
 
 first: with kafka-python and then with confluent-kafka (librdkafka), each in turn,
 create a topic with the client's admin API, produce N records with acks=all and
@@ -15,7 +16,12 @@ partitions remember the old producers' sequence numbers from their logs.
 cluster (three brokers, min.insync.replicas=3): a topic with three replicas per
 partition, produced to by both clients with acks=all, so every acknowledged record
 is on all three brokers, copied between them over TCP; both clients read it all
-from the leaders. Consumer groups
+from the leaders.
+
+before-kill, after-kill (three brokers, min.insync.replicas=2, broker 2 killed in
+between): both clients produce before and after; after the kill they must find the
+new leader of broker 2's partitions once the controller fences it, retry what timed
+out without duplicating it (idempotence), and read every record exactly once. Consumer groups
 are not implemented by the server (FindCoordinator answers
 COORDINATOR_NOT_AVAILABLE), so consumers assign() partitions and commit nothing.
 
@@ -214,6 +220,28 @@ def cluster(bootstrap):
     print("three brokers: both clients read every record", flush=True)
 
 
+def before_kill(bootstrap):
+    kafka_python_create(bootstrap, "failover", replication_factor=3)
+    by_kafka_python, by_confluent = expected("kp4"), expected("ck4")
+    kafka_python_produce(bootstrap, "failover", by_kafka_python)
+    confluent_produce(bootstrap, "failover", by_confluent)
+    want = {p: by_kafka_python[p] + by_confluent[p] for p in by_kafka_python}
+    check("confluent-kafka consumer", confluent_consume(bootstrap, "failover", want), want)
+    print("before the kill: both clients produced and read", 2 * RECORDS, "records", flush=True)
+
+
+def after_kill(bootstrap):
+    old = {p: expected("kp4")[p] + expected("ck4")[p] for p in range(PARTITIONS)}
+    by_kafka_python, by_confluent = expected("kp5"), expected("ck5")
+    kafka_python_produce(bootstrap, "failover", by_kafka_python)
+    confluent_produce(bootstrap, "failover", by_confluent)
+    print("after the kill: both clients produced", RECORDS, "records each", flush=True)
+    want = {p: old[p] + by_kafka_python[p] + by_confluent[p] for p in old}
+    check("kafka-python consumer", kafka_python_consume(bootstrap, "failover", want), want)
+    check("confluent-kafka consumer", confluent_consume(bootstrap, "failover", want), want)
+    print("after the kill: both clients read every record once, in order", flush=True)
+
+
 def main():
     bootstrap, phase = sys.argv[1], sys.argv[2]
     import kafka
@@ -224,7 +252,14 @@ def main():
         f"(librdkafka {confluent_kafka.libversion()[0]})",
         flush=True,
     )
-    {"first": first, "after-restart": after_restart, "cluster": cluster}[phase](bootstrap)
+    phases = {
+        "first": first,
+        "after-restart": after_restart,
+        "cluster": cluster,
+        "before-kill": before_kill,
+        "after-kill": after_kill,
+    }
+    phases[phase](bootstrap)
     print("OK", flush=True)
 
 
