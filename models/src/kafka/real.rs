@@ -1,11 +1,14 @@
-//! A real Kafka server: one node on tokio sockets, a real log directory and the real clock,
-//! running the same cores as the simulation (`Broker`, `Controller`, `wire`, `handler`), for
-//! real clients (kafka-python, confluent-kafka) to use (issue 10).
+//! A real Kafka server on tokio sockets, real log directories and the real clock, running
+//! the same cores as the simulation (`Broker`, `Controller`, `wire`, `handler`), for real
+//! clients (kafka-python, confluent-kafka) to use (issue 10).
 //!
-//! It is broker 1 with its controller in the same process: KRaft's "combined mode"
-//! (`process.roles=broker,controller`) on a single node, where the broker's heartbeats and
-//! AllocateProducerIds/AlterPartition go to an in-process `Controller` instead of over a
-//! socket. Every partition has one replica, on this broker.
+//! A single node ([`run`], [`run_on`]) is broker 1 with its controller in the same process:
+//! KRaft's "combined mode" (`process.roles=broker,controller`) on one node, where the
+//! broker's heartbeats and AllocateProducerIds/AlterPartition go to an in-process
+//! `Controller` instead of over a socket. A cluster ([`run_cluster_on`]) is brokers 1..=n
+//! in one process with that one controller; the brokers replicate between them over TCP,
+//! as followers fetching from leaders. One of them can be killed
+//! ([`run_cluster_killable`]), the controller cannot.
 //!
 //! Kafka's socket server handles one request per connection at a time: `Processor` mutes a
 //! channel when a request arrives and unmutes it once the response is sent, so a
@@ -16,9 +19,11 @@
 //!
 //! Departures from Kafka: the controller's metadata is not persisted (KRaft keeps it in
 //! `__cluster_metadata`); on start the topics are found again from the partition
-//! directories under `--log-dirs` (`<topic>-<partition>/`), with one replica each. Record
+//! directories under `--log-dirs` (`<topic>-<partition>/`), their replicas assigned afresh;
+//! only the producer ids handed out are kept (`producer-ids-checkpoint`). Record
 //! headers and timestamps are not kept by the log (`batch::Record`): a fetch carries the
-//! fetch time as each record's CreateTime.
+//! fetch time as each record's CreateTime, and ListOffsets by timestamp answers the end.
+//! Compressed batches are refused (UNSUPPORTED_COMPRESSION_TYPE), as `wire_records` says.
 //!
 //! This is the one file of the Kafka design that reads the wall clock (clippy.toml's
 //! determinism bans are for simulations; [`RealClock`] says where it opts out).
