@@ -64,7 +64,7 @@ pub fn designs() -> Vec<DesignInfo> {
             hosts: &["controller", "broker1..", "producer1..", "consumer1..", "db (sink = db)"],
             config: ConfigSchema::of::<kafka::design::Config>(),
             build: kafka::design::build,
-            servers: &[],
+            servers: kafka::serve::SERVERS,
         },
     ]
 }

@@ -255,6 +255,32 @@ impl RealDisk {
         }
         Ok(self.root.join(name))
     }
+
+    /// The path for a file about to be written: its directories are created first, as a
+    /// `/` in a name is a directory (Kafka keeps each partition's log in its own directory
+    /// under `log.dirs`, `orders-0/`, and creates it with the log: `LogManager.getOrCreateLog`).
+    fn path_for_write(&self, name: &str) -> io::Result<PathBuf> {
+        let path = self.path(name)?;
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        Ok(path)
+    }
+
+    /// Appends every file under `dir` (relative to the root) to `names`, as `a/b` paths.
+    fn list_into(&self, dir: &std::path::Path, prefix: &str, names: &mut Vec<String>) -> io::Result<()> {
+        for entry in std::fs::read_dir(dir)? {
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let kind = entry.file_type()?;
+            if kind.is_file() {
+                names.push(format!("{prefix}{name}"));
+            } else if kind.is_dir() {
+                self.list_into(&entry.path(), &format!("{prefix}{name}/"), names)?;
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Disk for RealDisk {
@@ -277,7 +303,7 @@ impl Disk for RealDisk {
             .create(true)
             .truncate(false)
             .write(true)
-            .open(self.path(path)?)?;
+            .open(self.path_for_write(path)?)?;
         file.seek(SeekFrom::Start(offset))?;
         file.write_all(data)
     }
@@ -287,7 +313,7 @@ impl Disk for RealDisk {
         let mut file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(self.path(path)?)?;
+            .open(self.path_for_write(path)?)?;
         let offset = file.metadata()?.len();
         file.write_all(data)?;
         Ok(offset)
@@ -312,21 +338,18 @@ impl Disk for RealDisk {
     }
 
     fn rename(&self, from: &str, to: &str) -> io::Result<()> {
-        std::fs::rename(self.path(from)?, self.path(to)?)
+        std::fs::rename(self.path(from)?, self.path_for_write(to)?)
     }
 
     fn remove(&self, path: &str) -> io::Result<()> {
         std::fs::remove_file(self.path(path)?)
     }
 
+    /// Every file under the root, in subdirectories too, named by its path from the root
+    /// with `/` (what `SimDisk` lists for the same writes). Symlinks are not followed.
     fn list(&self) -> io::Result<Vec<String>> {
         let mut names = Vec::new();
-        for entry in std::fs::read_dir(&self.root)? {
-            let entry = entry?;
-            if entry.file_type()?.is_file() {
-                names.push(entry.file_name().to_string_lossy().into_owned());
-            }
-        }
+        self.list_into(&self.root, "", &mut names)?;
         names.sort();
         Ok(names)
     }
@@ -488,6 +511,42 @@ mod tests {
         assert_eq!(disk.list().unwrap(), vec!["b"]);
         assert!(disk.read("../etc").is_err());
         disk.remove("b").unwrap();
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn real_disk_makes_and_lists_directories_as_sim_disk_names_them() {
+        let dir = std::env::temp_dir().join(format!("jetsam-disk-dirs-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let real = RealDisk::open(&dir).unwrap();
+        let sim = SimDisk::new();
+        for disk in [&real as &dyn Disk, &sim as &dyn Disk] {
+            disk.append("orders-0/00000000000000000000.log", b"batch")
+                .unwrap();
+            disk.write_at("orders-0/leader-epoch-checkpoint.tmp", 0, b"0\n")
+                .unwrap();
+            disk.rename(
+                "orders-0/leader-epoch-checkpoint.tmp",
+                "orders-0/leader-epoch-checkpoint",
+            )
+            .unwrap();
+            disk.append("a/b/c", b"deep").unwrap();
+            disk.append("top", b"flat").unwrap();
+            assert_eq!(
+                disk.list().unwrap(),
+                vec![
+                    "a/b/c",
+                    "orders-0/00000000000000000000.log",
+                    "orders-0/leader-epoch-checkpoint",
+                    "top"
+                ]
+            );
+            assert_eq!(disk.read("orders-0/00000000000000000000.log").unwrap(), b"batch");
+        }
+        assert!(
+            real.append("orders-0//x", b"").is_err(),
+            "an empty part is refused"
+        );
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -22,11 +22,12 @@ use super::wire::{api_versions_response, Request, Response};
 use super::wire_records::{decode_produce_batch, encode_batch};
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{
-    create_topics_response::CreatableTopicResult, fetch_response, list_offsets_response, metadata_response,
-    offset_for_leader_epoch_response, produce_response, BrokerId, CreateTopicsResponse, FetchRequest,
-    FetchResponse, FindCoordinatorResponse, InitProducerIdResponse, ListOffsetsRequest, ListOffsetsResponse,
-    MetadataRequest, MetadataResponse, OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse,
-    ProduceRequest, ProduceResponse, ProducerId, TopicName,
+    create_topics_response::CreatableTopicResult, fetch_response, find_coordinator_response,
+    list_offsets_response, metadata_response, offset_for_leader_epoch_response, produce_response, BrokerId,
+    CreateTopicsResponse, FetchRequest, FetchResponse, FindCoordinatorRequest, FindCoordinatorResponse,
+    InitProducerIdResponse, ListOffsetsRequest, ListOffsetsResponse, MetadataRequest, MetadataResponse,
+    OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse, ProduceRequest, ProduceResponse, ProducerId,
+    TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 
@@ -90,13 +91,44 @@ pub fn handle<L: ReplicaLog>(
             Some(producer_id) => Handled::Respond(init_producer_id_response(producer_id)),
             None => Handled::NeedProducerIds,
         },
-        Request::FindCoordinator(_) => Handled::Respond(Response::FindCoordinator(
-            FindCoordinatorResponse::default().with_error_code(COORDINATOR_NOT_AVAILABLE),
-        )),
+        Request::FindCoordinator(request) => {
+            Handled::Respond(Response::FindCoordinator(answer_find_coordinator(&request)))
+        }
         Request::OffsetForLeaderEpoch(request) => Handled::Respond(Response::OffsetForLeaderEpoch(
             answer_epoch_ends(broker, &request),
         )),
     }
+}
+
+/// COORDINATOR_NOT_AVAILABLE, in the shape of the request's version, which the body tells:
+/// v0-3 name one `key` and carry the answer at the top level; v4+ (KIP-699, batched) name
+/// `coordinator_keys` and get one `Coordinator` each, with no top-level error field (setting
+/// it makes the answer impossible to encode at v4+). Kafka's "no node" is id -1, host "",
+/// port -1 (`Node.noNode`). A request with neither (an empty key, or no keys) gets an answer
+/// without errors, which encodes at every version.
+fn answer_find_coordinator(request: &FindCoordinatorRequest) -> FindCoordinatorResponse {
+    let answer = FindCoordinatorResponse::default();
+    if !request.coordinator_keys.is_empty() {
+        let coordinators = request
+            .coordinator_keys
+            .iter()
+            .map(|key| {
+                find_coordinator_response::Coordinator::default()
+                    .with_key(key.clone())
+                    .with_node_id(BrokerId(-1))
+                    .with_port(-1)
+                    .with_error_code(COORDINATOR_NOT_AVAILABLE)
+            })
+            .collect();
+        return answer.with_coordinators(coordinators);
+    }
+    if request.key.is_empty() {
+        return answer;
+    }
+    answer
+        .with_error_code(COORDINATOR_NOT_AVAILABLE)
+        .with_node_id(BrokerId(-1))
+        .with_port(-1)
 }
 
 fn topic_name(name: &str) -> TopicName {
@@ -383,7 +415,9 @@ mod tests {
     use crate::kafka::batch::Record;
     use crate::kafka::mem_log::MemLog;
     use crate::kafka::partition::{LeaderAndIsr, PartitionConfig};
-    use crate::kafka::wire::{decode_request, decode_response, encode_request, encode_response, Inbound};
+    use crate::kafka::wire::{
+        decode_request, decode_response, encode_request, encode_response, supported_versions, Inbound,
+    };
     use crate::kafka::wire_records::decode_fetched_batches;
     use kafka_protocol::messages::{fetch_request, produce_request, InitProducerIdRequest, MetadataRequest};
 
@@ -528,6 +562,145 @@ mod tests {
             .map(|b| b.records[0].value.as_deref().unwrap())
             .collect();
         assert_eq!(values, [b"m1".as_slice(), b"m2".as_slice()]);
+    }
+
+    /// Encodes `response` as the answer to a request of `api_key` at `version`, as the real
+    /// server does, and decodes it as a client would.
+    fn encode_at(api_key: kafka_protocol::messages::ApiKey, version: i16, response: &Response) -> Response {
+        let header = kafka_protocol::messages::RequestHeader::default()
+            .with_request_api_key(api_key as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(3);
+        let in_flight = crate::kafka::wire::InFlight {
+            api_key,
+            api_version: version,
+            correlation_id: 3,
+        };
+        let bytes = encode_response(&header, response);
+        decode_response(bytes.slice(4..), &in_flight).unwrap()
+    }
+
+    fn find_coordinator(version: i16) -> Request {
+        let request = kafka_protocol::messages::FindCoordinatorRequest::default();
+        Request::FindCoordinator(if version >= 4 {
+            request.with_coordinator_keys(vec![StrBytes::from_static_str("grp")])
+        } else {
+            request.with_key(StrBytes::from_static_str("grp"))
+        })
+    }
+
+    /// kafka-python asks FindCoordinator v6 and librdkafka v2 (reference §2.9). From v4
+    /// (KIP-699) the answer is a list of coordinators, one per key, and the top-level error
+    /// code is gone: an answer with it set could not be encoded, and the server's connection
+    /// task panicked on kafka-python's first consumer with a group id.
+    #[test]
+    fn find_coordinator_is_answered_in_each_versions_shape() {
+        let (mut broker, cluster) = single_broker();
+        for version in supported_versions(kafka_protocol::messages::ApiKey::FindCoordinator).unwrap() {
+            let Some(Response::FindCoordinator(answer)) =
+                call(&mut broker, &cluster, version, find_coordinator(version), 0)
+            else {
+                panic!("v{version}")
+            };
+            if version >= 4 {
+                assert_eq!(answer.coordinators.len(), 1, "v{version}");
+                assert_eq!(answer.coordinators[0].key.as_str(), "grp");
+                assert_eq!(answer.coordinators[0].error_code, COORDINATOR_NOT_AVAILABLE);
+                assert_eq!(answer.coordinators[0].node_id, BrokerId(-1));
+            } else {
+                assert_eq!(answer.error_code, COORDINATOR_NOT_AVAILABLE, "v{version}");
+                assert_eq!(answer.node_id, BrokerId(-1));
+            }
+        }
+        // A v4+ request without keys (or a v0-3 one with an empty key) cannot be told apart
+        // here; its answer has no error of either shape, and still encodes at every version.
+        let empty = kafka_protocol::messages::FindCoordinatorRequest::default();
+        let Handled::Respond(answer) = handle(
+            &mut broker,
+            &cluster,
+            Request::FindCoordinator(empty),
+            RequestId(9),
+            0,
+        ) else {
+            panic!()
+        };
+        for version in supported_versions(kafka_protocol::messages::ApiKey::FindCoordinator).unwrap() {
+            encode_at(
+                kafka_protocol::messages::ApiKey::FindCoordinator,
+                version,
+                &answer,
+            );
+        }
+    }
+
+    /// Every answer the handler builds encodes at every version we advertise: a client may
+    /// pick any of them, and an answer that cannot be encoded is a panic in the server.
+    #[test]
+    fn every_answer_encodes_at_every_advertised_version() {
+        use kafka_protocol::messages::ApiKey;
+        let (mut broker, cluster) = single_broker();
+        broker.add_producer_id_block(0, 1000);
+        let answers = [
+            (
+                ApiKey::Metadata,
+                Request::Metadata(MetadataRequest::default().with_topics(None)),
+            ),
+            (ApiKey::Produce, produce("m", -1, -1, 1)),
+            (
+                ApiKey::Fetch,
+                Request::Fetch(FetchRequest::default().with_replica_id(BrokerId(-1)).with_topics(
+                    vec![fetch_request::FetchTopic::default()
+                            .with_topic(topic_name("orders"))
+                            .with_partitions(vec![fetch_request::FetchPartition::default()
+                                .with_partition_max_bytes(1 << 20)])],
+                )),
+            ),
+            (
+                ApiKey::InitProducerId,
+                Request::InitProducerId(InitProducerIdRequest::default()),
+            ),
+            (
+                ApiKey::ListOffsets,
+                Request::ListOffsets(ListOffsetsRequest::default().with_topics(vec![
+                    kafka_protocol::messages::list_offsets_request::ListOffsetsTopic::default()
+                        .with_name(topic_name("orders"))
+                        .with_partitions(vec![
+                            kafka_protocol::messages::list_offsets_request::ListOffsetsPartition::default()
+                                .with_timestamp(-1),
+                        ]),
+                ])),
+            ),
+            (
+                ApiKey::OffsetForLeaderEpoch,
+                Request::OffsetForLeaderEpoch(OffsetForLeaderEpochRequest::default().with_topics(vec![
+                    kafka_protocol::messages::offset_for_leader_epoch_request::OffsetForLeaderTopic::default()
+                        .with_topic(topic_name("orders"))
+                        .with_partitions(vec![Default::default()]),
+                ])),
+            ),
+        ];
+        for (api_key, request) in answers {
+            let Handled::Respond(answer) = handle(&mut broker, &cluster, request, RequestId(1), 0) else {
+                panic!("{api_key:?}")
+            };
+            for version in supported_versions(api_key).unwrap() {
+                encode_at(api_key, version, &answer);
+            }
+        }
+        let created = create_topics_response(vec![
+            ("a".into(), Ok((3, 1))),
+            ("b".into(), Err(ControllerError::TopicAlreadyExists)),
+        ]);
+        for version in supported_versions(ApiKey::CreateTopics).unwrap() {
+            encode_at(ApiKey::CreateTopics, version, &created);
+        }
+        for version in supported_versions(ApiKey::ApiVersions).unwrap() {
+            encode_at(
+                ApiKey::ApiVersions,
+                version,
+                &Response::ApiVersions(api_versions_response()),
+            );
+        }
     }
 
     #[test]

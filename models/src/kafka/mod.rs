@@ -38,8 +38,15 @@
 //! The hosts on turmoil: [`control`] (the control plane's messages), [`sim_controller`],
 //! [`sim_broker`] and `sim_fetcher` (a broker's replica fetcher).
 //!
-//! Still to come in this design: consumer groups and offset commits (issue 12), the
-//! design's config and promises, scenarios and the real server.
+//! The real server: [`real`] (one node, broker and controller in one process, or several
+//! brokers in one process replicating over TCP with one controller; tokio sockets, real log
+//! directories, the real clock) and [`serve`] (its flags, named as Kafka's configs, and
+//! [`serve::SERVERS`]: `jetsam serve kafka broker|cluster`).
+//!
+//! The design: [`design`] (config, hosts and roles, the drain probe, the promise).
+//!
+//! Still to come: consumer groups, offset commits and transactions (issue 12), and real
+//! brokers in separate processes (the controller's RPCs over the wire).
 
 pub mod accumulator;
 pub mod batch;
@@ -66,6 +73,8 @@ pub mod partition;
 pub mod partitioner;
 pub mod producer;
 pub mod producer_state;
+pub mod real;
+pub mod serve;
 pub mod sim_broker;
 pub mod sim_controller;
 mod sim_fetcher;

@@ -29,7 +29,7 @@ use super::producer_state::{
     Check, ProducerState, PRODUCER_ID_EXPIRATION_CHECK_INTERVAL_MS, PRODUCER_ID_EXPIRATION_MS_DEFAULT,
 };
 use sim::disk::Disk;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 pub type BrokerId = i32;
 
@@ -248,6 +248,8 @@ enum Role {
         proposed_isr: Option<Vec<BrokerId>>,
         /// The LEO when this epoch began: a follower must reach it to join the ISR.
         epoch_start_offset: i64,
+        /// Followers taken out of the ISR that have not fetched since (KIP-841).
+        ineligible: BTreeSet<BrokerId>,
     },
     Follower {
         leader: BrokerId,
@@ -343,7 +345,19 @@ impl<L: ReplicaLog> Partition<L> {
             return Err(KafkaError::FencedLeaderEpoch);
         }
         let leader_changed = newer_epoch || state.leader != self.state.leader;
+        let removed: Vec<BrokerId> = self
+            .state
+            .isr
+            .iter()
+            .copied()
+            .filter(|b| !state.isr.contains(b))
+            .collect();
         self.state = state;
+        if let Role::Leader { ineligible, .. } = &mut self.role {
+            // KIP-841: a follower the controller took out of the ISR (it was fenced) is not
+            // waited for as "about to join" until it fetches again.
+            ineligible.extend(removed);
+        }
         if !leader_changed {
             // Only the ISR changed (the controller committed an AlterPartition, or removed a
             // fenced broker): a leader keeps its followers' progress.
@@ -388,6 +402,7 @@ impl<L: ReplicaLog> Partition<L> {
             pending: Vec::new(),
             proposed_isr: None,
             epoch_start_offset,
+            ineligible: BTreeSet::new(),
         };
         self.maybe_advance_high_watermark(now_ms);
     }
@@ -595,9 +610,15 @@ impl<L: ReplicaLog> Partition<L> {
         now_ms: u64,
     ) -> Result<ReplicaFetch, KafkaError> {
         let leader_leo = self.log.log_end_offset();
-        let Role::Leader { followers, .. } = &mut self.role else {
+        let Role::Leader {
+            followers,
+            ineligible,
+            ..
+        } = &mut self.role
+        else {
             return Err(KafkaError::NotLeaderOrFollower);
         };
+        ineligible.remove(&follower);
         let Some(progress) = followers.get_mut(&follower) else {
             return Err(KafkaError::NotLeaderOrFollower); // not a replica of this partition
         };
@@ -691,7 +712,12 @@ impl<L: ReplicaLog> Partition<L> {
     }
 
     fn maybe_advance_high_watermark(&mut self, now_ms: u64) {
-        let Role::Leader { followers, .. } = &self.role else {
+        let Role::Leader {
+            followers,
+            ineligible,
+            ..
+        } = &self.role
+        else {
             return;
         };
         let leader_leo = self.log.log_end_offset();
@@ -701,8 +727,9 @@ impl<L: ReplicaLog> Partition<L> {
         let candidate = followers
             .iter()
             .filter(|(id, f)| {
-                let about_to_join =
-                    f.log_end_offset >= 0 && now_ms.saturating_sub(f.last_caught_up_ms) <= lag_max_ms;
+                let about_to_join = f.log_end_offset >= 0
+                    && now_ms.saturating_sub(f.last_caught_up_ms) <= lag_max_ms
+                    && !ineligible.contains(id);
                 maximal.contains(id) || about_to_join
             })
             .map(|(_, f)| f.log_end_offset)

@@ -419,3 +419,23 @@ fn a_follower_that_becomes_leader_knows_the_producers_batches() {
     );
     assert_eq!(values(b.log()), ["m1"], "the retry was not appended again");
 }
+
+/// KIP-841: a caught-up follower the controller fences (it leaves the ISR) is not waited
+/// for as "about to join": acks=all completes as soon as the smaller ISR has the write,
+/// not after replica.lag.time.max.ms.
+#[test]
+fn a_fenced_follower_is_not_waited_for() {
+    let (mut a, mut b) = pair(LogTruncation::LeaderEpoch);
+    fetch(&mut a, &mut b, 2, 0); // caught up, nothing to copy yet
+    a.produce(ProduceId(1), message("m1"), Acks::All, 60_000, 1)
+        .unwrap();
+    assert!(a.take_outputs().is_empty(), "waiting for the follower");
+    a.apply(state(Some(1), 1, &[1], 2), 2).unwrap(); // the controller fenced broker 2
+    assert_eq!(
+        a.take_outputs(),
+        vec![Output::ProduceDone {
+            id: ProduceId(1),
+            result: Ok(0)
+        }]
+    );
+}
