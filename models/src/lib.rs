@@ -60,7 +60,7 @@ pub fn designs() -> Vec<DesignInfo> {
             summary: "a controller and brokers replicating a topic's partitions (ISR, high watermark, \
                       leader epochs), Java-like producers with idempotence, consumers reading assigned partitions",
             promise: "acknowledged writes survive any single broker failure with acks=all and \
-                      min.insync.replicas >= 2; ordered per partition (reference table rows 5-10)",
+                      min.insync.replicas >= 2 (reference table rows 5-10)",
             hosts: &["controller", "broker1..", "producer1..", "consumer1..", "db (sink = db)"],
             config: ConfigSchema::of::<kafka::design::Config>(),
             build: kafka::design::build,
