@@ -6,11 +6,12 @@
 //! until data arrives. Our leader answers at once, so an idle follower fetches again after
 //! [`IDLE_BACKOFF`]: replication lags a write by at most that plus the link latency.
 
+use super::connection::Connection;
 use super::controller::TopicPartition;
 use super::error::KafkaError;
 use super::partition::{FetchPosition, ReplicaFetch};
-use super::sim_broker::{Node, BROKER_PORT};
-use super::wire::{decode_response, encode_request, FrameDecoder, InFlight, Request, Response};
+use super::sim_broker::Node;
+use super::wire::{Request, Response};
 use super::wire_records::decode_fetched_batches;
 use kafka_protocol::messages::{
     fetch_request, list_offsets_request, offset_for_leader_epoch_request, BrokerId, FetchRequest,
@@ -20,8 +21,6 @@ use kafka_protocol::protocol::StrBytes;
 use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use turmoil::net::TcpStream;
 
 /// How long an idle follower waits before fetching again.
 const IDLE_BACKOFF: Duration = Duration::from_millis(5);
@@ -31,52 +30,13 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 /// `replica.fetch.max.bytes`.
 const FETCH_BYTES_MAX: i32 = 1024 * 1024;
 
-/// A connection to one leader: requests answered in order.
-struct Peer {
-    stream: TcpStream,
-    frames: FrameDecoder,
-    next_correlation: i32,
-}
-
-impl Peer {
-    async fn open(node: &Node, leader: &str) -> Option<Peer> {
-        let connect = sim::connect(&node.env, &node.host, leader, BROKER_PORT);
-        let stream = tokio::time::timeout(REQUEST_TIMEOUT, connect).await.ok()?.ok()?;
-        Some(Peer {
-            stream,
-            frames: FrameDecoder::default(),
-            next_correlation: 0,
-        })
-    }
-
-    async fn request(&mut self, client_id: &str, version: i16, request: &Request) -> Option<Response> {
-        self.next_correlation += 1;
-        let (in_flight, bytes) = encode_request(self.next_correlation, client_id, version, request);
-        self.stream.write_all(&bytes).await.ok()?;
-        tokio::time::timeout(REQUEST_TIMEOUT, self.answer(&in_flight))
-            .await
-            .ok()?
-    }
-
-    async fn answer(&mut self, in_flight: &InFlight) -> Option<Response> {
-        let mut chunk = vec![0u8; 64 * 1024];
-        loop {
-            let n = self.stream.read(&mut chunk).await.ok().filter(|n| *n > 0)?;
-            let mut frames = self.frames.decode(&chunk[..n]).ok()?;
-            if !frames.is_empty() {
-                return decode_response(frames.remove(0), in_flight).ok();
-            }
-        }
-    }
-}
-
 fn topic(name: &str) -> TopicName {
     TopicName(StrBytes::from_string(name.to_string()))
 }
 
 /// The fetcher task of a broker process.
 pub(super) async fn run(node: Rc<Node>) {
-    let mut peers: BTreeMap<String, Peer> = BTreeMap::new();
+    let mut peers: BTreeMap<String, Connection> = BTreeMap::new();
     loop {
         node.process.checkpoint().await;
         let question = node.epoch_questions.borrow_mut().pop_front();
@@ -114,9 +74,17 @@ fn leader_host(leader: i32) -> String {
     format!("broker{leader}")
 }
 
-async fn peer<'a>(node: &Node, peers: &'a mut BTreeMap<String, Peer>, host: &str) -> Option<&'a mut Peer> {
-    if !peers.contains_key(host) {
-        let opened = Peer::open(node, host).await?;
+/// The open connection to `host`, opened (with ApiVersions, as a broker's own fetcher does)
+/// if there is none or the last one closed.
+async fn peer<'a>(
+    node: &Node,
+    peers: &'a mut BTreeMap<String, Connection>,
+    host: &str,
+) -> Option<&'a mut Connection> {
+    if !peers.get(host).is_some_and(Connection::is_open) {
+        let opened = Connection::open(&node.env, &node.host, host, REQUEST_TIMEOUT, REQUEST_TIMEOUT)
+            .await
+            .ok()?;
         peers.insert(host.to_string(), opened);
     }
     peers.get_mut(host)
@@ -124,7 +92,7 @@ async fn peer<'a>(node: &Node, peers: &'a mut BTreeMap<String, Peer>, host: &str
 
 async fn ask_epoch_end(
     node: &Node,
-    peers: &mut BTreeMap<String, Peer>,
+    peers: &mut BTreeMap<String, Connection>,
     partition: &TopicPartition,
     leader: i32,
     epoch: i32,
@@ -144,11 +112,8 @@ async fn ask_epoch_end(
             ]),
     );
     let host = leader_host(leader);
-    let answer = peer(node, peers, &host)
-        .await?
-        .request(&node.host, 4, &request)
-        .await;
-    let Some(Response::OffsetForLeaderEpoch(response)) = answer else {
+    let answer = peer(node, peers, &host).await?.request(&request).await;
+    let Ok(Response::OffsetForLeaderEpoch(response)) = answer else {
         peers.remove(&host);
         return None;
     };
@@ -162,7 +127,7 @@ async fn ask_epoch_end(
 /// One fetch round from `leader`; true if any batch was copied.
 async fn fetch_from(
     node: &Node,
-    peers: &mut BTreeMap<String, Peer>,
+    peers: &mut BTreeMap<String, Connection>,
     leader: i32,
     partitions: Vec<(TopicPartition, FetchPosition)>,
 ) -> bool {
@@ -193,7 +158,7 @@ async fn fetch_from(
     let Some(peer) = peer(node, peers, &host).await else {
         return false;
     };
-    let Some(Response::Fetch(response)) = peer.request(&node.host, 12, &request).await else {
+    let Ok(Response::Fetch(response)) = peer.request(&request).await else {
         peers.remove(&host);
         return false;
     };
@@ -213,7 +178,7 @@ async fn fetch_from(
 
 async fn take_fetched(
     node: &Node,
-    peers: &mut BTreeMap<String, Peer>,
+    peers: &mut BTreeMap<String, Connection>,
     host: &str,
     tp: TopicPartition,
     data: kafka_protocol::messages::fetch_response::PartitionData,
@@ -249,7 +214,7 @@ async fn take_fetched(
 /// ListOffsets(latest) as a replica: the leader's log end.
 async fn leader_end(
     node: &Node,
-    peers: &mut BTreeMap<String, Peer>,
+    peers: &mut BTreeMap<String, Connection>,
     host: &str,
     tp: &TopicPartition,
 ) -> Option<i64> {
@@ -264,11 +229,8 @@ async fn leader_end(
                 .with_name(topic(&tp.topic))
                 .with_partitions(vec![asked])]),
     );
-    let answer = peer(node, peers, host)
-        .await?
-        .request(&node.host, 7, &request)
-        .await;
-    let Some(Response::ListOffsets(response)) = answer else {
+    let answer = peer(node, peers, host).await?.request(&request).await;
+    let Ok(Response::ListOffsets(response)) = answer else {
         return None;
     };
     let p = response.topics.first()?.partitions.first()?;
