@@ -76,7 +76,7 @@ const fn rule(
 
 /// The property table, in report order: the one place properties meet anomaly kinds.
 /// `Verdicts::judge` reads nothing else, and `Property::ALL` is its first column.
-pub const PROPERTIES: [PropertyRule; 15] = [
+pub const PROPERTIES: [PropertyRule; 16] = [
     rule(
         Property::NoLoss,
         "no acknowledged publish was lost (checker: lost; lost-write where the log moved past it)",
@@ -148,6 +148,12 @@ pub const PROPERTIES: [PropertyRule; 15] = [
         Property::Ordered(OrderScope::Global),
         "deliveries follow the global publish order (reorder)",
         &[reorder::kind(OrderScope::Global)],
+        &[],
+    ),
+    rule(
+        Property::Ordered(OrderScope::ProducerPartition),
+        "each consumer process reads a producer's messages of a partition in publish order (reorder)",
+        &[reorder::kind(OrderScope::ProducerPartition)],
         &[],
     ),
     rule(

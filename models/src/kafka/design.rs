@@ -449,6 +449,17 @@ impl Kafka {
 
 /// Broker failures Kafka's promise is conditional on, by variant.
 impl Kafka {
+    /// Every variant promises its acknowledged writes and one message per offset; a
+    /// partition keeps each producer's order when retries cannot overtake each other
+    /// (idempotence, or one request in flight: reference §2.4).
+    fn promised_properties(&self) -> Vec<Property> {
+        let mut properties = vec![Property::AtLeastOnce, Property::ConsistentOffsets];
+        if self.config.enable_idempotence || self.config.max_in_flight == 1 {
+            properties.push(Property::Ordered(sim::checker::OrderScope::ProducerPartition));
+        }
+        properties
+    }
+
     fn kafka_promise(&self) -> Promise {
         let c = &self.config;
         let mut excuses = vec![
@@ -481,7 +492,7 @@ impl Kafka {
                 c.min_insync_replicas,
                 if c.unclean_leader_election { ", unclean election" } else { "" }
             ),
-            properties: vec![Property::AtLeastOnce, Property::ConsistentOffsets],
+            properties: self.promised_properties(),
             excuses,
         };
         match &self.db {

@@ -19,14 +19,19 @@ pub enum OrderScope {
     Partition,
     /// Among all messages, in publish-invocation order.
     Global,
+    /// Among one producer's messages read from one partition by one consumer process, in
+    /// the producer's publish order: Kafka's ordering promise (with idempotence, or one
+    /// request in flight). A consumer that restarts and reads the log again starts afresh.
+    ProducerPartition,
 }
 
 impl OrderScope {
-    pub const ALL: [OrderScope; 4] = [
+    pub const ALL: [OrderScope; 5] = [
         OrderScope::Producer,
         OrderScope::Key,
         OrderScope::Partition,
         OrderScope::Global,
+        OrderScope::ProducerPartition,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -35,6 +40,7 @@ impl OrderScope {
             OrderScope::Key => "key",
             OrderScope::Partition => "partition",
             OrderScope::Global => "global",
+            OrderScope::ProducerPartition => "producer-partition",
         }
     }
 
@@ -49,11 +55,12 @@ pub const fn kind(scope: OrderScope) -> AnomalyKind {
     AnomalyKind::message("reorder").scoped(scope.name())
 }
 
-pub const KINDS: [AnomalyKind; 4] = [
+pub const KINDS: [AnomalyKind; 5] = [
     kind(OrderScope::Producer),
     kind(OrderScope::Key),
     kind(OrderScope::Partition),
     kind(OrderScope::Global),
+    kind(OrderScope::ProducerPartition),
 ];
 
 pub const CHECKER: Checker = Checker {
@@ -83,11 +90,14 @@ struct Latest {
 }
 
 pub fn check_indexed(history: &History, index: &PublishIndex, scope: OrderScope) -> Vec<Anomaly> {
+    if scope == OrderScope::ProducerPartition {
+        return check_producer_partition(history, index);
+    }
     let groups = match scope {
         OrderScope::Producer => index.producer_count(),
         OrderScope::Key => index.key_count(),
         OrderScope::Global => 1,
-        OrderScope::Partition => 0, // grown as partitions appear
+        OrderScope::Partition | OrderScope::ProducerPartition => 0, // grown as they appear
     };
     let mut latest: Vec<Option<Latest>> = vec![None; groups];
     let mut partitions: BTreeMap<&str, usize> = BTreeMap::new();
@@ -107,6 +117,7 @@ pub fn check_indexed(history: &History, index: &PublishIndex, scope: OrderScope)
                 None => continue,
             },
             OrderScope::Global => (0, info.rank),
+            OrderScope::ProducerPartition => unreachable!("checked on its own above"),
             OrderScope::Partition => {
                 let Some(partition) = partition.as_deref() else {
                     continue;
@@ -142,6 +153,57 @@ pub fn check_indexed(history: &History, index: &PublishIndex, scope: OrderScope)
                     time: event.time,
                     event: at,
                 })
+            }
+        }
+    }
+    anomalies
+}
+
+/// The producer-partition scope: per (consumer, producer, partition), in the producer's
+/// publish order; a fault on a consumer's host ends its incarnation and its groups with it
+/// (a restarted Kafka consumer reads its partitions again from its position, which is
+/// redelivery, not reordering).
+fn check_producer_partition(history: &History, index: &PublishIndex) -> Vec<Anomaly> {
+    // (consumer, producer, partition) -> the latest read: its seq, message, time and host.
+    type Group<'a> = (&'a str, u32, &'a str);
+    type Read<'a> = (u64, MsgId, SimTime, &'a str);
+    let mut latest: BTreeMap<Group<'_>, Read<'_>> = BTreeMap::new();
+    let mut anomalies = Vec::new();
+    for event in history.events() {
+        let (id, consumer, partition) = match &event.kind {
+            EventKind::Fault { hosts, .. } => {
+                latest.retain(|(consumer, _, _), _| !hosts.iter().any(|h| h == consumer));
+                continue;
+            }
+            EventKind::Deliver {
+                id,
+                consumer,
+                partition: Some(partition),
+                ..
+            } => (*id, consumer.as_str(), partition.as_str()),
+            _ => continue,
+        };
+        let Some(info) = index.get(id) else {
+            continue; // phantom
+        };
+        let group = (consumer, info.producer_index, partition);
+        match latest.get(&group).copied() {
+            Some((prior_seq, prior_id, prior_time, prior_host)) if info.seq < prior_seq => {
+                anomalies.push(Anomaly {
+                    kind: kind(OrderScope::ProducerPartition),
+                    id,
+                    times: vec![prior_time, event.time],
+                    hosts: vec![prior_host.to_string(), event.host.clone()],
+                    detail: format!(
+                        "producer-partition scope: {consumer} read it from {partition} after {prior_id}, \
+                         which {} published later",
+                        info.producer
+                    ),
+                });
+            }
+            Some((prior_seq, ..)) if info.seq == prior_seq => {}
+            _ => {
+                latest.insert(group, (info.seq, id, event.time, &event.host));
             }
         }
     }
