@@ -231,10 +231,9 @@ def before_kill(bootstrap):
 
 
 def after_kill(bootstrap):
-    # The leader of the killed broker's other partitions waits replica.lag.time.max.ms (30 s)
-    # before its high watermark passes the dead follower, not just until the controller
-    # fences it (9 s): our partition core lacks Kafka's isReplicaIsrEligible (KIP-841) check
-    # in maybeIncrementLeaderHW. Until it has it, acks=all produces there take over 30 s.
+    # Produces wait until the controller fences the killed broker (broker.session.timeout.ms,
+    # 9 s): then its partitions get new leaders, and leaders stop waiting for it as a follower
+    # (KIP-841's eligibility check). The deadline leaves room on a loaded machine.
     global DEADLINE_S
     DEADLINE_S = 90
     old = {p: expected("kp4")[p] + expected("ck4")[p] for p in range(PARTITIONS)}
