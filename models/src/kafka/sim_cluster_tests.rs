@@ -244,7 +244,7 @@ fn a_killed_leader_is_fenced_and_the_next_in_sync_replica_takes_over() {
     let offsets: Vec<i64> = acked.iter().map(|(_, o, _)| *o).collect();
     assert_eq!(offsets, [0, 1, 2], "the new leader continues the log");
     let elected = history.events().iter().any(|e| {
-        matches!(&e.kind, EventKind::Note { name, detail: Some(d) } if name == "kafka.partition_state" && d.contains("leader broker2"))
+        matches!(&e.kind, EventKind::Note { name, detail: Some(d) } if name == "kafka.leader_changed" && d.contains("leader broker2"))
     });
     assert!(elected, "the controller's election is in the history");
 }

@@ -113,7 +113,8 @@ fn commit(env: &Env, host: &str, shared: &Rc<RefCell<Shared>>) {
         .iter()
         .map(|(tp, s)| (tp.clone(), s.leader))
         .collect();
-    *shared.leaders.borrow_mut() = current;
+    // The leaders before these changes, to tell a failover from any other change.
+    let mut previous = std::mem::replace(&mut *shared.leaders.borrow_mut(), current);
     let disk = env.disk(host);
     // Written whole, then fsynced: a power failure keeps the last committed state.
     let _ = disk
@@ -147,11 +148,10 @@ fn commit(env: &Env, host: &str, shared: &Rc<RefCell<Shared>>) {
             change.state.isr,
             change.reason
         );
-        let name = match (change.reason.contains("unclean"), change.state.leader) {
-            (true, _) => "kafka.unclean_election",
-            (false, None) => "kafka.partition_offline",
-            (false, Some(_)) => "kafka.partition_state",
-        };
+        let before = previous
+            .insert(change.partition.clone(), change.state.leader)
+            .flatten();
+        let name = note_name(&change, before);
         env.note_with(host, name, detail);
         shared.published.push(change);
     }
@@ -159,6 +159,18 @@ fn commit(env: &Env, host: &str, shared: &Rc<RefCell<Shared>>) {
         shared.published.len() <= PUBLISHED_MAX,
         "more than {PUBLISHED_MAX} partition changes"
     );
+}
+
+/// What kind of change it is, counted by name: "sometimes" checks ask for a failover
+/// (`kafka.leader_changed`: a partition led by one broker is now led by another), which
+/// a cluster starting up never makes, or an unclean election.
+fn note_name(change: &Published, before: Option<BrokerId>) -> &'static str {
+    match (change.reason.contains("unclean"), before, change.state.leader) {
+        (true, _, _) => "kafka.unclean_election",
+        (false, _, None) => "kafka.partition_offline",
+        (false, Some(old), Some(new)) if old != new => "kafka.leader_changed",
+        (false, _, Some(_)) => "kafka.partition_state",
+    }
 }
 
 async fn tick_loop(env: Env, host: String, shared: Rc<RefCell<Shared>>, process: Process) {
