@@ -19,6 +19,16 @@ use sim::verdict::Property;
 use sim::{Env, Process};
 use std::time::Duration;
 
+/// Where a consumer design's handlers apply their effect (its `sink` key).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Sink {
+    /// The handler's effect is recorded in the consumer's memory.
+    Memory,
+    /// The handler runs a transaction on the database host (`[config.db]`).
+    Db,
+}
+
 /// The database host's name in every design that includes the sink.
 pub const DB_HOST: &str = "db";
 

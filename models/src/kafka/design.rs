@@ -16,7 +16,7 @@ use super::producer::{run_producer, ProducerSettings};
 use super::sim_broker::Watermarks;
 use super::sim_broker::{self, BrokerSettings, BROKER_PORT};
 use super::sim_controller::{self, Leaders, TopicSpec};
-use crate::db::sink::{DbSection, DbSink, DeliveryWindows};
+use crate::db::sink::{DbSection, DbSink, DeliveryWindows, Sink};
 use crate::source::Source;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -30,6 +30,8 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 
 pub const CONTROLLER_HOST: &str = "controller";
+/// The bound on producer hosts, so a typo cannot build a runaway cluster.
+pub const PRODUCERS_MAX: u32 = 32;
 
 /// The producer's `acks`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -112,7 +114,7 @@ pub struct Config {
     /// Handler time per record.
     pub processing_ms: u64,
     /// Where handlers apply their effect: in memory, or the database (`[config.db]`).
-    pub sink: crate::nsq::design::Sink,
+    pub sink: Sink,
     /// The consumer's database, with `sink = "db"`.
     pub db: DbSection,
 }
@@ -142,7 +144,7 @@ impl Default for Config {
             delivery_timeout_ms: 120_000,
             consumers: 1,
             processing_ms: 1,
-            sink: crate::nsq::design::Sink::Memory,
+            sink: Sink::Memory,
             db: DbSection::default(),
         }
     }
@@ -183,14 +185,11 @@ pub fn build(scenario: &Scenario) -> Result<Box<dyn Design>, ScenarioError> {
             ),
         ));
     }
-    if scenario.workload.producers > crate::nsq::design::CLIENTS_MAX {
+    if scenario.workload.producers > PRODUCERS_MAX {
         return Err(ScenarioError {
             path: scenario.path.clone(),
             line: None,
-            message: format!(
-                "workload.producers: at most {} for kafka",
-                crate::nsq::design::CLIENTS_MAX
-            ),
+            message: format!("workload.producers: at most {} for kafka", PRODUCERS_MAX),
         });
     }
     let probe = Kafka::new(config.clone(), scenario.workload.clone());
@@ -202,8 +201,7 @@ pub fn build(scenario: &Scenario) -> Result<Box<dyn Design>, ScenarioError> {
 
 impl Kafka {
     fn new(config: Config, workload: Workload) -> Kafka {
-        let db = (config.sink == crate::nsq::design::Sink::Db)
-            .then(|| DbSink::new(config.db.clone(), workload.messages));
+        let db = (config.sink == Sink::Db).then(|| DbSink::new(config.db.clone(), workload.messages));
         Kafka {
             source: Rc::new(Source::new(&workload)),
             progress: (0..config.consumers)
@@ -478,8 +476,13 @@ impl Kafka {
             excuses.push(Excuse::note("kafka.unclean_election"));
         }
         if c.log_truncation == TruncationSetting::HighWatermark {
-            excuses.push(Excuse::fault("kill", "broker"));
-            excuses.push(Excuse::fault("power_fail", ""));
+            // Before KIP-101 a restarted follower truncates to its own high watermark, so a
+            // broker crash can lose what every replica had (reference §2.2); power failures
+            // are excused already.
+            let kill = Excuse::fault("kill", "broker");
+            if !excuses.contains(&kill) {
+                excuses.push(kill);
+            }
         }
         let promise = Promise {
             text: format!(

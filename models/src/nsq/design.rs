@@ -7,7 +7,7 @@ use super::lookupd::LookupdOptions;
 use super::nsqd::NsqdOptions;
 use super::producer::{run_producer, Retry};
 use super::sim_nsqd::{self, Registry};
-use crate::db::sink::{DbSection, DbSink, DeliveryWindows};
+use crate::db::sink::{DbSection, DbSink, DeliveryWindows, Sink};
 use crate::source::Source;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -101,15 +101,6 @@ pub struct Config {
     pub backoff_multiplier_ms: u64,
     /// go-nsq MaxBackoffDuration.
     pub max_backoff_ms: u64,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Sink {
-    /// The handler's effect is recorded in the consumer's memory.
-    Memory,
-    /// The handler runs a transaction on the database host (`[config.db]`).
-    Db,
 }
 
 impl Default for Config {
