@@ -108,6 +108,10 @@ pub struct Config {
     pub request_timeout_ms: u64,
     /// The producers' `delivery.timeout.ms`: a record not acknowledged by then fails.
     pub delivery_timeout_ms: u64,
+    /// The application's own retry: a record whose send fails (its delivery timeout passed,
+    /// or its retries ran out) is sent again through a new producer instance, which gets a
+    /// new producer id, so the leader cannot recognise a copy it already has (reference §2.4).
+    pub resend_with_new_producer: bool,
     /// Consumer hosts; consumer i reads partitions i-1, i-1+n, ... (no consumer groups yet).
     #[schemars(range(min = 1, max = 32))]
     pub consumers: u32,
@@ -142,6 +146,7 @@ impl Default for Config {
             batch_size: 16_384,
             request_timeout_ms: 30_000,
             delivery_timeout_ms: 120_000,
+            resend_with_new_producer: false,
             consumers: 1,
             processing_ms: 1,
             sink: Sink::Memory,
@@ -374,6 +379,7 @@ impl Kafka {
         };
         settings.publish_interval_ms = self.workload.publish_interval_ms;
         settings.start_ms = self.workload.start_ms;
+        settings.resend_with_new_producer = c.resend_with_new_producer;
         settings
     }
 
@@ -449,10 +455,12 @@ impl Kafka {
 impl Kafka {
     /// Every variant promises its acknowledged writes and one message per offset; a
     /// partition keeps each producer's order when retries cannot overtake each other
-    /// (idempotence, or one request in flight: reference §2.4).
+    /// (idempotence, or one request in flight: reference §2.4), within one producer
+    /// instance: an application's resend through a new one comes after later writes.
     fn promised_properties(&self) -> Vec<Property> {
         let mut properties = vec![Property::AtLeastOnce, Property::ConsistentOffsets];
-        if self.config.enable_idempotence || self.config.max_in_flight == 1 {
+        let one_session = !self.config.resend_with_new_producer;
+        if one_session && (self.config.enable_idempotence || self.config.max_in_flight == 1) {
             properties.push(Property::Ordered(sim::checker::OrderScope::ProducerPartition));
         }
         properties

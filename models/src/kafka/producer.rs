@@ -62,6 +62,9 @@ pub struct ProducerSettings {
     pub publish_interval_ms: u64,
     /// Simulated time of the first `send()` (the workload's `start_ms`).
     pub start_ms: u64,
+    /// The application's own retry: a record whose send failed is sent again through a
+    /// new producer instance (see [`Producer::renew`]).
+    pub resend_with_new_producer: bool,
 }
 
 impl ProducerSettings {
@@ -76,6 +79,7 @@ impl ProducerSettings {
             reconnect_backoff_ms: 50,
             publish_interval_ms: 1,
             start_ms: 0,
+            resend_with_new_producer: false,
         }
     }
 
@@ -145,11 +149,14 @@ struct Producer {
     connections: BTreeMap<i32, Connection>,
     reconnect_at_ms: BTreeMap<i32, u64>,
     sent: BTreeMap<RequestId, Sent>,
-    records: BTreeMap<RecordId, (MsgId, i32)>,
+    records: BTreeMap<RecordId, (MsgId, i32, Record)>,
     answers_tx: mpsc::Sender<Answer>,
     answers: mpsc::Receiver<Answer>,
     seq: u64,
     next_publish_ms: u64,
+    /// Records whose send failed, for the application to send again through a new
+    /// producer instance, in the order they failed.
+    resend: Vec<(MsgId, i32, Record)>,
 }
 
 impl Producer {
@@ -184,6 +191,7 @@ impl Producer {
             answers,
             seq: 0,
             next_publish_ms: 0,
+            resend: Vec::new(),
         }
     }
 
@@ -215,7 +223,11 @@ impl Producer {
             self.publish_due(now_ms);
             self.send_ready(now_ms).await;
             self.record_outcomes();
-            if self.source.unpublished() == 0 && self.records.is_empty() {
+            if !self.resend.is_empty() && self.accumulator.pending_records() == 0 {
+                self.renew(self.now_ms());
+                continue;
+            }
+            if self.source.unpublished() == 0 && self.records.is_empty() && self.resend.is_empty() {
                 return;
             }
             self.wait(now_ms).await;
@@ -381,6 +393,9 @@ impl Producer {
         let Some(partitions) = self.metadata.as_ref().map(TopicMetadata::partitions) else {
             return;
         };
+        if !self.resend.is_empty() {
+            return; // the application is handling a failed send first
+        }
         while now_ms >= self.next_publish_ms && self.accumulator.pending_records() < PENDING_RECORDS_MAX {
             let Some((id, key)) = self.source.take() else {
                 return;
@@ -401,8 +416,8 @@ impl Producer {
                 key,
                 value: Some(encode_value(id)),
             };
-            let record_id = self.accumulator.append(partition, record, now_ms);
-            self.records.insert(record_id, (id, partition as i32));
+            let record_id = self.accumulator.append(partition, record.clone(), now_ms);
+            self.records.insert(record_id, (id, partition as i32, record));
             self.next_publish_ms = now_ms + self.settings.publish_interval_ms;
             if self.settings.publish_interval_ms > 0 {
                 return;
@@ -565,12 +580,46 @@ impl Producer {
             .collect()
     }
 
+    /// The application's resend after a failed `send()` (reference §2.4): it closes this
+    /// producer instance once nothing is pending in it and builds a new one, which asks
+    /// InitProducerId for a new producer id, then sends the failed records again first.
+    /// The leader's duplicate check is per producer id, so a record the old instance did
+    /// write (its answer lost, its delivery timeout passed) is appended a second time.
+    fn renew(&mut self, now_ms: u64) {
+        let brokers: Vec<i32> = self.connections.keys().copied().collect();
+        for broker in brokers {
+            self.drop_connection(broker, now_ms);
+        }
+        self.reconnect_at_ms.clear();
+        self.sent.clear();
+        // Answers to the old instance's requests go nowhere: its channel goes with it.
+        let (answers_tx, answers) = mpsc::channel(ANSWERS_MAX);
+        (self.answers_tx, self.answers) = (answers_tx, answers);
+        self.accumulator =
+            Accumulator::new(self.settings.producer.clone()).expect("validated when the process started");
+        self.env.note_with(
+            &self.host,
+            "producer.new_instance",
+            format!("resending {} record(s)", self.resend.len()),
+        );
+        for (id, partition, record) in std::mem::take(&mut self.resend) {
+            let partition_index = u32::try_from(partition).expect("partitions count from 0");
+            let record_id = self.accumulator.append(partition_index, record.clone(), now_ms);
+            self.records.insert(record_id, (id, partition, record));
+        }
+    }
+
     fn record_outcomes(&mut self) {
         for (record_id, outcome) in self.accumulator.poll_outcomes() {
-            let (id, partition) = self
+            let (id, partition, record) = self
                 .records
                 .remove(&record_id)
                 .expect("every record appended is known");
+            if self.settings.resend_with_new_producer && !matches!(outcome, Outcome::Acked { .. }) {
+                self.note("send_failed_application_resends");
+                self.resend.push((id, partition, record));
+                continue;
+            }
             let kind = match outcome {
                 Outcome::Acked { offset } => EventKind::PublishOk {
                     id,

@@ -48,7 +48,10 @@ impl Accumulator {
     }
 
     /// Back into its queue: at the front, or with idempotence in sequence order among the
-    /// batches that already have one (Kafka `insertInSequenceOrder`).
+    /// batches that already have one (Kafka `insertInSequenceOrder`). Without idempotence a
+    /// closed connection's requests come back oldest first (`InFlightRequests.clearAll`
+    /// walks its deque backwards) and each goes to the front (`addFirst`), so the retries
+    /// leave newest first: the reordering of reference §2.4.
     fn reenqueue(&mut self, id: BatchId, now_ms: u64) {
         let b = self.batches.get_mut(&id).expect("a batch to retry");
         b.attempts += 1;
