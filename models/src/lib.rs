@@ -67,6 +67,16 @@ pub fn designs() -> Vec<DesignInfo> {
             build: kafka::design::build,
             servers: kafka::serve::SERVERS,
         },
+        DesignInfo {
+            name: "mqtt",
+            summary: "one mosquitto-like broker, paho.mqtt.golang-like publishers and subscribers on one topic",
+            promise: "QoS 0 at most once; QoS 1 at least once while both ends keep their sessions; \
+                      QoS 2 exactly once per hop with clients that follow the spec (reference §3.4)",
+            hosts: &["broker", "publisher1..", "subscriber1..", "db (sink = db)"],
+            config: ConfigSchema::of::<mqtt::design::Config>(),
+            build: mqtt::design::build,
+            servers: mqtt::serve::SERVERS,
+        },
     ]
 }
 

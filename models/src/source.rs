@@ -38,3 +38,13 @@ impl Source {
         (self.total + 1).saturating_sub(self.next.get())
     }
 }
+
+/// A message's body on the wire: its id in decimal, which consumers read back.
+pub fn encode_value(id: MsgId) -> Vec<u8> {
+    id.0.to_string().into_bytes()
+}
+
+/// The id a body carries; `None` for a body no producer of ours wrote.
+pub fn decode_value(value: &[u8]) -> Option<MsgId> {
+    std::str::from_utf8(value).ok()?.parse().ok().map(MsgId)
+}

@@ -9,21 +9,12 @@ use super::error::KafkaError;
 use super::wire::{Request, Response};
 use kafka_protocol::messages::{metadata_request::MetadataRequestTopic, MetadataRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
-use sim::history::MsgId;
 use sim::Env;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// The most partitions a topic may have here (a bound on what a Metadata answer may claim).
 pub const TOPIC_PARTITIONS_MAX: usize = 4096;
-
-pub fn encode_value(id: MsgId) -> Vec<u8> {
-    id.0.to_string().into_bytes()
-}
-
-pub fn decode_value(value: &[u8]) -> Option<MsgId> {
-    std::str::from_utf8(value).ok()?.parse().ok().map(MsgId)
-}
 
 /// The name the history gives a partition: `<topic>-<partition>`, as Kafka names it.
 pub fn partition_name(topic: &str, partition: i32) -> String {

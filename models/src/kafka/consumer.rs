@@ -10,12 +10,13 @@
 //! log again; the history shows those reads as redeliveries. Offset commits are part 2.
 
 use super::client::{
-    conn_error_note, decode_value, fetch_metadata, is_stale_metadata, partition_name, Timeouts, TopicMetadata,
+    conn_error_note, fetch_metadata, is_stale_metadata, partition_name, Timeouts, TopicMetadata,
 };
 use super::connection::Connection;
 use super::error::KafkaError;
 use super::wire::{Request, Response};
 use super::wire_records::decode_fetched_batches;
+use crate::source::decode_value;
 use crate::db::sink::{DbConsumer, DbSink};
 use kafka_protocol::messages::{fetch_request, fetch_response, BrokerId, FetchRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;

@@ -17,14 +17,14 @@ use super::accumulator::{
 };
 use super::batch::Record;
 use super::client::{
-    conn_error_note, encode_value, fetch_metadata, is_stale_metadata, partition_name, Timeouts, TopicMetadata,
+    conn_error_note, fetch_metadata, is_stale_metadata, partition_name, Timeouts, TopicMetadata,
 };
 use super::connection::{ConnError, Connection};
 use super::error::KafkaError;
 use super::partitioner::Partitioner;
 use super::wire::{Request, Response};
 use super::wire_records::encode_batch;
-use crate::source::Source;
+use crate::source::{encode_value, Source};
 use kafka_protocol::messages::{
     produce_request, InitProducerIdRequest, ProduceRequest, ProducerId, TopicName,
 };

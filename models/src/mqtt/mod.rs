@@ -16,6 +16,10 @@
 //! shared subscriptions, message expiry and `queue_qos0_messages`.
 
 pub mod broker;
+pub mod client;
+#[cfg(test)]
+mod client_tests;
+pub mod design;
 #[cfg(test)]
 mod broker_tests;
 pub mod packet;
@@ -24,6 +28,8 @@ mod packet_tests;
 pub mod real;
 pub mod serve;
 pub mod session;
+pub mod sim_broker;
+pub mod sim_client;
 pub mod topic;
 
 pub use broker::BrokerConfig;
