@@ -9,10 +9,18 @@ const MAX: usize = PACKET_SIZE_MAX;
 fn round_trip(packet: Packet, version: Version) {
     let bytes = packet.encode(version);
     let decoded = decode(&bytes, Some(version), MAX).expect("decodes");
-    assert_eq!(decoded, Some((packet.clone(), bytes.len())), "{packet:?} as {version:?}");
+    assert_eq!(
+        decoded,
+        Some((packet.clone(), bytes.len())),
+        "{packet:?} as {version:?}"
+    );
     // Incremental: every proper prefix asks for more.
     for cut in 0..bytes.len() {
-        assert_eq!(decode(&bytes[..cut], Some(version), MAX), Ok(None), "prefix {cut} of {packet:?}");
+        assert_eq!(
+            decode(&bytes[..cut], Some(version), MAX),
+            Ok(None),
+            "prefix {cut} of {packet:?}"
+        );
     }
 }
 
@@ -54,9 +62,17 @@ fn connect(version: Version) -> Connect {
 
 fn every_packet(version: Version) -> Vec<Packet> {
     let v5 = version.is_v5();
-    let properties = if v5 { v5_properties() } else { Properties::default() };
+    let properties = if v5 {
+        v5_properties()
+    } else {
+        Properties::default()
+    };
     let reason = if v5 { 0x97 } else { 0 };
-    let ack = Ack { packet_id: 7, reason, properties: properties.clone() };
+    let ack = Ack {
+        packet_id: 7,
+        reason,
+        properties: properties.clone(),
+    };
     let mut subscription = Subscription::new("a/+/#", QoS::ExactlyOnce);
     if v5 {
         subscription.no_local = true;
@@ -65,7 +81,11 @@ fn every_packet(version: Version) -> Vec<Packet> {
     }
     vec![
         Packet::Connect(Box::new(connect(version))),
-        Packet::Connack { session_present: true, reason: 0, properties: properties.clone() },
+        Packet::Connack {
+            session_present: true,
+            reason: 0,
+            properties: properties.clone(),
+        },
         Packet::Publish(Publish {
             dup: true,
             qos: QoS::ExactlyOnce,
@@ -93,12 +113,27 @@ fn every_packet(version: Version) -> Vec<Packet> {
             properties: properties.clone(),
             subscriptions: vec![subscription, Subscription::new("b", QoS::AtMostOnce)],
         },
-        Packet::Suback { packet_id: 3, properties: properties.clone(), reasons: vec![2, 0, 0x80] },
-        Packet::Unsubscribe { packet_id: 4, properties: properties.clone(), filters: vec!["a/#".into(), "b".into()] },
-        Packet::Unsuback { packet_id: 4, properties: properties.clone(), reasons: if v5 { vec![0, 0x11] } else { vec![] } },
+        Packet::Suback {
+            packet_id: 3,
+            properties: properties.clone(),
+            reasons: vec![2, 0, 0x80],
+        },
+        Packet::Unsubscribe {
+            packet_id: 4,
+            properties: properties.clone(),
+            filters: vec!["a/#".into(), "b".into()],
+        },
+        Packet::Unsuback {
+            packet_id: 4,
+            properties: properties.clone(),
+            reasons: if v5 { vec![0, 0x11] } else { vec![] },
+        },
         Packet::Pingreq,
         Packet::Pingresp,
-        Packet::Disconnect { reason, properties: Properties::default() },
+        Packet::Disconnect {
+            reason,
+            properties: Properties::default(),
+        },
     ]
 }
 
@@ -119,23 +154,49 @@ fn a_connect_is_read_before_the_version_is_known() {
     let bytes = Packet::Connect(Box::new(connect(Version::V5))).encode(Version::V5);
     let (packet, used) = decode(&bytes, None, MAX).unwrap().unwrap();
     assert_eq!(used, bytes.len());
-    assert!(matches!(packet, Packet::Connect(c) if c.version == Version::V5 && c.properties.u16(RECEIVE_MAXIMUM) == Some(5)));
+    assert!(
+        matches!(packet, Packet::Connect(c) if c.version == Version::V5 && c.properties.u16(RECEIVE_MAXIMUM) == Some(5))
+    );
     // Anything else before CONNECT cannot be read.
     assert!(decode(&Packet::Pingreq.encode(Version::V311), None, MAX).is_err());
 }
 
 #[test]
 fn v5_acks_leave_out_a_success_reason_and_empty_properties() {
-    assert_eq!(Packet::Puback(Ack::new(1, 0)).encode(Version::V5), vec![0x40, 2, 0, 1]);
-    assert_eq!(Packet::Puback(Ack::new(1, 0x97)).encode(Version::V5), vec![0x40, 3, 0, 1, 0x97]);
+    assert_eq!(
+        Packet::Puback(Ack::new(1, 0)).encode(Version::V5),
+        vec![0x40, 2, 0, 1]
+    );
+    assert_eq!(
+        Packet::Puback(Ack::new(1, 0x97)).encode(Version::V5),
+        vec![0x40, 3, 0, 1, 0x97]
+    );
     // 3.1.1 has no reason code at all: a refusal looks like success on the wire.
-    assert_eq!(Packet::Puback(Ack::new(1, 0x97)).encode(Version::V311), vec![0x40, 2, 0, 1]);
-    assert_eq!(Packet::Disconnect { reason: 0, properties: Properties::default() }.encode(Version::V5), vec![0xe0, 0]);
+    assert_eq!(
+        Packet::Puback(Ack::new(1, 0x97)).encode(Version::V311),
+        vec![0x40, 2, 0, 1]
+    );
+    assert_eq!(
+        Packet::Disconnect {
+            reason: 0,
+            properties: Properties::default()
+        }
+        .encode(Version::V5),
+        vec![0xe0, 0]
+    );
 }
 
 #[test]
 fn remaining_length_varint_boundaries() {
-    for (length, header) in [(0usize, 2usize), (127, 2), (128, 3), (16_383, 3), (16_384, 4), (2_097_151, 4), (2_097_152, 5)] {
+    for (length, header) in [
+        (0usize, 2usize),
+        (127, 2),
+        (128, 3),
+        (16_383, 3),
+        (16_384, 4),
+        (2_097_151, 4),
+        (2_097_152, 5),
+    ] {
         let publish = Packet::Publish(Publish {
             dup: false,
             qos: QoS::AtMostOnce,
@@ -148,7 +209,10 @@ fn remaining_length_varint_boundaries() {
         let bytes = publish.encode(Version::V311);
         if length >= 3 {
             assert_eq!(bytes.len(), header + length, "remaining length {length}");
-            assert_eq!(decode(&bytes, Some(Version::V311), MAX).unwrap().unwrap().1, bytes.len());
+            assert_eq!(
+                decode(&bytes, Some(Version::V311), MAX).unwrap().unwrap().1,
+                bytes.len()
+            );
         }
     }
 }
@@ -241,12 +305,23 @@ fn connect_bytes(name: &[u8], level: u8, flags: u8, tail: &[u8]) -> Vec<u8> {
 #[test]
 fn connect_checks_name_level_and_flags() {
     let id = [0, 1, b'c'];
-    assert!(decode(&connect_bytes(b"MQTT", 4, 0x02, &id), None, MAX).unwrap().is_some());
+    assert!(decode(&connect_bytes(b"MQTT", 4, 0x02, &id), None, MAX)
+        .unwrap()
+        .is_some());
     // A wrong protocol level: CONNACK 0x01, then close.
-    assert_eq!(malformed(&connect_bytes(b"MQTT", 3, 0x02, &id), None).connack, Some(0x01));
-    assert_eq!(malformed(&connect_bytes(b"MQIsdp", 4, 0x02, &id), None).connack, Some(0x01));
+    assert_eq!(
+        malformed(&connect_bytes(b"MQTT", 3, 0x02, &id), None).connack,
+        Some(0x01)
+    );
+    assert_eq!(
+        malformed(&connect_bytes(b"MQIsdp", 4, 0x02, &id), None).connack,
+        Some(0x01)
+    );
     // A wrong protocol name: closed without a CONNACK.
-    assert_eq!(malformed(&connect_bytes(b"MQTX", 4, 0x02, &id), None).connack, None);
+    assert_eq!(
+        malformed(&connect_bytes(b"MQTX", 4, 0x02, &id), None).connack,
+        None
+    );
     // Reserved flag, will QoS 3, will bits without a will, password without username.
     for flags in [0x03, 0x1e, 0x08, 0x20, 0x42] {
         let error = malformed(&connect_bytes(b"MQTT", 4, flags, &id), None);
@@ -256,7 +331,9 @@ fn connect_checks_name_level_and_flags() {
     let mut tail = vec![0]; // no properties
     tail.extend_from_slice(&id);
     tail.extend_from_slice(&[0, 1, b'p']);
-    assert!(decode(&connect_bytes(b"MQTT", 5, 0x42, &tail), None, MAX).unwrap().is_some());
+    assert!(decode(&connect_bytes(b"MQTT", 5, 0x42, &tail), None, MAX)
+        .unwrap()
+        .is_some());
     // Bytes left over after CONNECT's fields.
     let mut long = id.to_vec();
     long.push(9);
@@ -273,8 +350,13 @@ fn subscribe_checks_its_payload() {
     let v5 = Some(Version::V5);
     malformed(&[0x82, 7, 0, 1, 0, 0, 1, b'a', 0x30], v5); // retain handling 3
     malformed(&[0x82, 7, 0, 1, 0, 0, 1, b'a', 0x40], v5); // reserved bits
-    let ok = decode(&[0x82, 7, 0, 1, 0, 0, 1, b'a', 0x2e], v5, MAX).unwrap().unwrap().0;
-    let Packet::Subscribe { subscriptions, .. } = ok else { panic!("{ok:?}") };
+    let ok = decode(&[0x82, 7, 0, 1, 0, 0, 1, b'a', 0x2e], v5, MAX)
+        .unwrap()
+        .unwrap()
+        .0;
+    let Packet::Subscribe { subscriptions, .. } = ok else {
+        panic!("{ok:?}")
+    };
     assert_eq!(subscriptions[0].qos, QoS::ExactlyOnce);
     assert!(subscriptions[0].no_local && subscriptions[0].retain_as_published);
     assert_eq!(subscriptions[0].retain_handling, 2);
@@ -301,7 +383,10 @@ fn v5_properties_are_checked_for_type_place_and_repeats() {
         bytes.extend(body);
         bytes
     };
-    let ok = decode(&publish(&[0x01, 1, 0x23, 0, 3]), v5, MAX).unwrap().unwrap().0;
+    let ok = decode(&publish(&[0x01, 1, 0x23, 0, 3]), v5, MAX)
+        .unwrap()
+        .unwrap()
+        .0;
     let Packet::Publish(p) = ok else { panic!() };
     assert_eq!(p.properties.u16(TOPIC_ALIAS), Some(3));
     malformed(&publish(&[0x7f, 0]), v5); // unknown property
@@ -310,8 +395,13 @@ fn v5_properties_are_checked_for_type_place_and_repeats() {
     malformed(&publish(&[0x01, 2]), v5); // payload format 2
     malformed(&publish(&[0x23, 0, 0]), v5); // topic alias 0
     malformed(&publish(&[0x02, 0, 0]), v5); // four-byte value cut short
-    // User properties may repeat.
-    assert!(decode(&publish(&[0x26, 0, 1, b'k', 0, 0, 0x26, 0, 1, b'k', 0, 0]), v5, MAX).is_ok());
+                                            // User properties may repeat.
+    assert!(decode(
+        &publish(&[0x26, 0, 1, b'k', 0, 0, 0x26, 0, 1, b'k', 0, 0]),
+        v5,
+        MAX
+    )
+    .is_ok());
 }
 
 proptest! {
