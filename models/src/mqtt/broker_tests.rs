@@ -419,28 +419,34 @@ fn will_is_published_on_abnormal_close_but_not_after_disconnect() {
 }
 
 #[test]
-fn keepalive_expires_after_one_and_a_half_times_in_whole_seconds_and_publishes_the_will() {
+fn keepalive_expires_past_one_and_a_half_times_at_mosquittos_six_second_checks() {
     let mut h = Harness::new(BrokerConfig::default());
     let watcher = h.connect("watcher", true);
     h.send(watcher, subscribe("wills", QoS::AtMostOnce));
+    assert!(h.tick(6_000).outs.is_empty(), "the first check, in second 6");
     h.now_ms = 10_900;
     let mut connect = with_will("k", true);
     connect.keep_alive_s = 2;
     let (conn, _, _) = h.connect_with(connect);
-    // Last packet in second 10; 2*3/2 = 3 s: still open in second 13, closed in 14.
-    assert!(!h.tick(13_999).closed(conn));
-    let step = h.tick(14_000);
+    // Last packet in second 10; 2*3/2 = 3 s. Checks run in seconds 12 and 18 (each more than
+    // 5 s after the last), so it is still open in 12 (2 s), and in 14 though expired (no
+    // check), and closed at the check in 18.
+    assert!(!h.tick(12_000).closed(conn));
+    assert!(!h.tick(14_000).closed(conn));
+    assert!(!h.tick(17_999).closed(conn));
+    let step = h.tick(18_000);
     assert!(step.closed(conn));
     assert!(step.noted("keepalive-expired"));
     assert_eq!(step.publishes_to(watcher).len(), 1);
-    // A PINGREQ keeps a connection alive.
+    // A PINGREQ keeps a connection alive: sent in second 22, checked in 24 (2 s, not more
+    // than 3: kept) and 30 (8 s: closed).
     let mut connect = connect_packet("k2", true, Version::V311);
-    connect.keep_alive_s = 1;
+    connect.keep_alive_s = 2;
     let (conn, _, _) = h.connect_with(connect);
-    h.now_ms = 15_000;
+    h.now_ms = 22_500;
     assert_eq!(h.send(conn, Packet::Pingreq).to(conn), vec![Packet::Pingresp]);
-    assert!(!h.tick(16_999).closed(conn));
-    assert!(h.tick(17_000).closed(conn));
+    assert!(!h.tick(24_000).closed(conn));
+    assert!(h.tick(30_000).closed(conn));
 }
 
 #[test]
