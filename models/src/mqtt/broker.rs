@@ -336,6 +336,10 @@ impl Broker {
                         session.incoming.len()
                     ),
                 );
+            } else {
+                // Nothing pending, but nothing will be kept for the client until it
+                // subscribes again: a reader of the timeline needs to see where that starts.
+                note(out, "session-ended", format!("clean session {client_id:?}"));
             }
         }
     }

@@ -326,9 +326,11 @@ impl Mqtt {
             // since its last autosave.
             Excuse::fault("kill", BROKER_HOST),
             Excuse::fault("power_fail", BROKER_HOST),
-            // Past max_queued_messages mosquitto drops; a clean session drops its queue.
+            // Past max_queued_messages mosquitto drops; a clean session ends with its
+            // connection, and with it whatever was in flight or would have been queued.
             Excuse::note("mqtt.queue_full_drop"),
             Excuse::note("mqtt.session_discarded"),
+            Excuse::note("mqtt.session_ended"),
         ];
         if !self.config.broker.persistence {
             excuses.push(Excuse::fault("stop", BROKER_HOST));

@@ -69,7 +69,9 @@ impl Node {
                         }
                     }
                     Out::Note { kind, detail } => {
-                        self.env.note_with(&self.host, &format!("mqtt.{kind}"), detail);
+                        // The history names notes in snake case, as the other designs do.
+                        let name = format!("mqtt.{}", kind.replace('-', "_"));
+                        self.env.note_with(&self.host, &name, detail);
                     }
                 }
             }
