@@ -6,6 +6,7 @@
 pub mod db;
 pub mod go_channel;
 pub mod kafka;
+pub mod mqtt;
 pub mod nsq;
 pub mod server;
 pub mod source;
