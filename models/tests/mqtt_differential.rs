@@ -66,7 +66,28 @@ fn cases() -> Vec<Case> {
         case!("subscribe: requested QoS 3 closes", [connect("c"), subscribe(1, &[("a", 3)])], "CONNACK sp=0 rc=0x00 | closed"),
         case!("subscribe: reserved header flags closes", [connect("c"), subscribe(1, &[("a", 0)]).header_flags(0)], "CONNACK sp=0 rc=0x00 | closed"),
         case!("subscribe: invalid filter a/#/b closes", [connect("c"), subscribe(1, &[("a/#/b", 0)])], "CONNACK sp=0 rc=0x00 | closed"),
+        case!("publish: QoS 1 with packet id 0 closes", [connect("c"), publish_qos(1, 0, "a", "x")], "CONNACK sp=0 rc=0x00 | closed"),
+        case!("pubrel: reserved header flags close", [connect("c"), publish_qos(2, 9, "a", "x"), pubrel(9).header_flags(0)], "CONNACK sp=0 rc=0x00 | PUBREC 9 | closed"),
+        case!("unsubscribe: no filter closes", [connect("c"), unsubscribe(1, &[])], "CONNACK sp=0 rc=0x00 | closed"),
+        case!("disconnect: reserved header flags close", [connect("c"), disconnect().header_flags(1)], "CONNACK sp=0 rc=0x00 | closed"),
+        // [MQTT-2.2.2-2]: invalid fixed header flags MUST close; mosquitto 2.0.11 does not look
+        // at PINGREQ's.
+        case!("pingreq: reserved header flags get PINGRESP from mosquitto", [connect("c"), pingreq().header_flags(0b0010)], "CONNACK sp=0 rc=0x00 | PINGRESP")
+            .jetsam_answers(2, "closed", "jetsam checks every fixed header's flags, as [MQTT-2.2.2-2] says; mosquitto 2.0.11 skips PINGREQ's"),
+        // MQTT 5 lets the server send DISCONNECT with a reason code before closing; mosquitto
+        // does (0x81, malformed packet), jetsam closes without it.
+        case!("connect: MQTT 5 malformed packet gets DISCONNECT 0x81 from mosquitto", [connect("c").level(5), raw("82 03 00 01 00")], "CONNACK(v5) sp=0 rc=0x00 | DISCONNECT 81, closed")
+            .jetsam_answers(2, "closed", "MQTT 5 makes the DISCONNECT before the close optional (4.13); jetsam leaves it out"),
         case!("subscribe: granted QoS is the requested QoS", [connect("c"), subscribe(1, &[("a", 0), ("b/+", 1), ("#", 2)])], "CONNACK sp=0 rc=0x00 | SUBACK 1 [0, 1, 2]"),
+        // mosquitto 2.0.11's allow_duplicate_messages defaults to false: an MQTT 3.1.1 client
+        // gets one copy, at the QoS of the first subscription its topic tree walk meets (the
+        // most specific; `#` last), even when a matching one has a higher QoS, against
+        // [MQTT-3.3.5-1] ("respecting the maximum QoS of all the matching subscriptions").
+        // With allow_duplicate_messages true (and for MQTT 5 clients) it sends one copy per
+        // subscription, as jetsam does.
+        case!("subscribe: overlapping filters, one copy at the first match's QoS (mosquitto)", [connect("c"), subscribe(1, &[("a/#", 1), ("a/+", 0)]), publish_qos(1, 3, "a/b", "x")], "CONNACK sp=0 rc=0x00 | SUBACK 1 [1, 0] | PUBACK 3, PUBLISH a/b \"x\" q0")
+            .jetsam_answers(3, "PUBACK 3, PUBLISH a/b \"x\" q1 #1, PUBLISH a/b \"x\" q0", "jetsam sends a copy per matching subscription, which [MQTT-3.3.5-1] allows; mosquitto 2.0.11 (allow_duplicate_messages false) sends one, at q0 here, which it does not"),
+        case!("publish: QoS 0 with DUP=1 is delivered, without DUP", [connect("c"), subscribe(1, &[("a", 0)]), publish("a", "x").dup()], "CONNACK sp=0 rc=0x00 | SUBACK 1 [0] | PUBLISH a \"x\" q0"),
         // Flows to a subscription of the publisher's own.
         case!("qos0: delivered to self", [connect("c"), subscribe(1, &[("a/b", 2)]), publish("a/b", "x")], "CONNACK sp=0 rc=0x00 | SUBACK 1 [2] | PUBLISH a/b \"x\" q0"),
         case!("qos1: PUBACK and delivery", [connect("c"), subscribe(1, &[("a/b", 1)]), publish_qos(1, 7, "a/b", "x")], "CONNACK sp=0 rc=0x00 | SUBACK 1 [1] | PUBACK 7, PUBLISH a/b \"x\" q1 #1"),
@@ -178,10 +199,14 @@ fn scenarios() -> Vec<Case> {
                 (send("bad", publish("a/+", "x")), "bad: closed, sub: PUBLISH w/b \"gone\" q0"),
             ],
         ),
-        // [MQTT-3.1.2-8] says a will is published whenever the connection closes without
-        // DISCONNECT, protocol errors included, but mosquitto's handle_connect_error (a second
-        // CONNECT lands there) clears the will and makes the session clean before closing
-        // (src/handle_connect.c: will__clear, clean_start = true). jetsam follows mosquitto.
+        // [MQTT-3.1.2-8]: the will "MUST be published when the Network Connection is
+        // subsequently closed unless the Will Message has been deleted by the Server on receipt
+        // of a DISCONNECT Packet", and 3.1.2.5 lists a close for a protocol error among those
+        // closes. mosquitto 2.0.11 publishes it for other violations (the case above) but not
+        // for a second CONNECT: its handle_connect_error path clears the will and makes the
+        // session clean before closing (src/handle_connect.c: will__clear, clean_start = true).
+        // jetsam's broker publishes it, as the spec says: a known divergence, pinned so that
+        // any other change shows.
         scenario(
             "will: a second CONNECT discards it (mosquitto's handle_connect_error)",
             vec![
@@ -190,6 +215,12 @@ fn scenarios() -> Vec<Case> {
                 (send("bad", connect("b").will("w/b", "gone", 0)), "bad: CONNACK sp=0 rc=0x00"),
                 (send("bad", connect("b")), "bad: closed"),
             ],
+        )
+        .jetsam_answers(
+            4,
+            "bad: closed, sub: PUBLISH w/b \"gone\" q0",
+            "jetsam publishes the will on every close but DISCONNECT, as [MQTT-3.1.2-8] says; \
+             mosquitto 2.0.11 drops it when the close is for a second CONNECT",
         ),
         // mosquitto 2.0 checks keepalives only every 6 s (src/keepalive.c: `last_keepalive_check
         // + 5 < db.now_s`), so with keepalive 1 s the close comes 1.5 s to about 8 s after the
@@ -233,7 +264,7 @@ fn jetsam_answers_raw_packets_as_mosquitto_does() {
         let mut lines = Vec::new();
         let mut failed = false;
         for (target, got) in by_target {
-            let differs = *got != case.expect;
+            let differs = *got != case.expect_for(*target);
             failed |= differs;
             lines.push(format!(
                 "  {:9} {}",
@@ -244,6 +275,14 @@ fn jetsam_answers_raw_packets_as_mosquitto_does() {
         if failed {
             lines.push(describe_steps(case, by_target));
             failures.push(format!("{}\n{}", case.name, lines.join("\n")));
+        }
+    }
+    for case in &all {
+        if let Some((step, answer, why)) = case.jetsam_differs {
+            eprintln!(
+                "known divergence, {}: step {step}, jetsam: {answer}\n  ({why})",
+                case.name
+            );
         }
     }
     eprintln!(
@@ -267,7 +306,11 @@ fn describe_steps(case: &Case, by_target: &BTreeMap<Target, Vec<String>>) -> Str
         ));
         for (target, got) in by_target {
             let answer = got.get(index).map_or("?", String::as_str);
-            let mark = if answer == expect { "" } else { "   <--" };
+            let mark = if case.expect_for(*target).get(index).map(String::as_str) == Some(answer) {
+                ""
+            } else {
+                "   <--"
+            };
             text.push_str(&format!(
                 "       {:10} {answer}{mark}\n",
                 format!("{}:", target.name())
@@ -317,6 +360,31 @@ struct Case {
     steps: Vec<Step>,
     /// What each step gets, in the transcript's words.
     expect: Vec<String>,
+    /// Where jetsam's broker knowingly answers otherwise than mosquitto: the step (from 1),
+    /// jetsam's answer, and why that is acceptable.
+    jetsam_differs: Option<(usize, &'static str, &'static str)>,
+}
+
+impl Case {
+    /// What `target` must answer to each step.
+    fn expect_for(&self, target: Target) -> Vec<String> {
+        let mut expect = self.expect.clone();
+        if let (Target::Jetsam, Some((step, answer, _))) = (target, self.jetsam_differs) {
+            expect[step - 1] = answer.to_string();
+        }
+        expect
+    }
+
+    /// Records a known divergence of jetsam's broker from mosquitto at `step` (from 1).
+    fn jetsam_answers(mut self, step: usize, answer: &'static str, why: &'static str) -> Case {
+        assert!(
+            step >= 1 && step <= self.steps.len(),
+            "{}: no step {step}",
+            self.name
+        );
+        self.jetsam_differs = Some((step, answer, why));
+        self
+    }
 }
 
 macro_rules! case {
@@ -325,6 +393,7 @@ macro_rules! case {
             name: $name,
             steps: vec![$(send(ONLY, $packet)),*],
             expect: $expect.split(" | ").map(String::from).collect(),
+            jetsam_differs: None,
         }
     };
 }
@@ -338,7 +407,12 @@ fn scenario(name: &'static str, steps: Vec<(Step, &'static str)>) -> Case {
         .into_iter()
         .map(|(step, expect)| (step, expect.to_string()))
         .unzip();
-    Case { name, steps, expect }
+    Case {
+        name,
+        steps,
+        expect,
+        jetsam_differs: None,
+    }
 }
 
 enum Step {

@@ -10,7 +10,7 @@
 // Each test binary uses its own part of this module.
 #![allow(dead_code)]
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -178,15 +178,17 @@ impl Mosquitto {
         panic!("mosquitto did not start in {START_ATTEMPTS_MAX} attempts:\n{logs}");
     }
 
-    /// Whether it accepts connections before `STARTUP_MS_MAX`; false when it exited (its
-    /// port taken meanwhile, most likely).
+    /// Whether it is listening before `STARTUP_MS_MAX`: mosquitto logs "running" once every
+    /// listener is bound, and exits when its port is taken. (Connecting to the port would not
+    /// do: another broker may have been given the same free port and bound it first.)
     fn wait_until_listening(&mut self) -> bool {
         let mut waited_ms = 0;
         while waited_ms < STARTUP_MS_MAX {
             if self.child.try_wait().unwrap().is_some() {
                 return false;
             }
-            if TcpStream::connect_timeout(&self.address, Duration::from_millis(200)).is_ok() {
+            let log = std::fs::read_to_string(self.dir.join("log")).unwrap_or_default();
+            if log.contains(" running") {
                 return true;
             }
             std::thread::sleep(Duration::from_millis(10));
@@ -221,8 +223,37 @@ pub struct Jetsam {
 }
 
 impl Jetsam {
+    /// With mosquitto's defaults (`BrokerConfig::default()`), as the mosquitto above runs.
     pub fn start() -> Jetsam {
-        unimplemented!("jetsam's MQTT broker is not merged yet")
+        Jetsam::start_with(models::mqtt::BrokerConfig::default())
+    }
+
+    pub fn start_with(config: models::mqtt::BrokerConfig) -> Jetsam {
+        // Bound here, on a free port, so the port is known before the broker runs.
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let address = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        // A test outside any simulation: the broker runs on its own thread, as a real
+        // server beside its clients (clippy.toml bans threads for simulations).
+        #[allow(clippy::disallowed_methods)]
+        let thread = std::thread::spawn(move || {
+            let served = models::server::block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener)?;
+                models::mqtt::real::run_on(listener, config, async move {
+                    let _ = stopped.await;
+                })
+                .await
+            });
+            if let Err(error) = served {
+                panic!("jetsam's MQTT broker failed: {error:?}");
+            }
+        });
+        Jetsam {
+            address,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
     }
 }
 
