@@ -141,6 +141,8 @@ pub struct Broker {
     /// Counter behind assigned client ids (`auto-` + 16 hex digits; mosquitto draws random
     /// ones, a counter keeps runs reproducible).
     auto_id: u64,
+    /// The second of the last keepalive check.
+    keepalive_checked_s: u64,
 }
 
 /// Reason codes (MQTT 5 §2.4) and 3.1.1 CONNACK return codes the broker sends.
@@ -165,6 +167,7 @@ impl Broker {
             sessions: BTreeMap::new(),
             retained: BTreeMap::new(),
             auto_id: 0,
+            keepalive_checked_s: 0,
         }
     }
 
@@ -223,9 +226,24 @@ impl Broker {
         }
     }
 
-    /// Time passes: keepalive expiry, as mosquitto checks it (whole seconds, closed once more
-    /// than keepalive*3/2 seconds have passed since the last packet), and session expiry.
+    /// Time passes: keepalive expiry and session expiry. The driver calls it at least once a
+    /// second.
+    ///
+    /// Keepalive as mosquitto 2.0 checks it (src/keepalive.c, `keepalive__check`): in whole
+    /// seconds, only when more than 5 s have passed since the last check (so every 6 s), a
+    /// client is closed once more than keepalive*3/2 seconds have passed since its last
+    /// packet. So the close comes between 1.5x keepalive and 6 s later: with keepalive 1, 2
+    /// or 4, mosquitto 2.0.11 was seen closing all three at the same check, 6.2-6.7 s in.
     pub fn on_tick(&mut self, now_ms: u64, out: &mut Vec<Out>) {
+        let now_s = now_ms / 1000;
+        if self.keepalive_checked_s + 5 < now_s {
+            self.keepalive_checked_s = now_s;
+            self.expire_keepalives(now_ms, out);
+        }
+        self.expire_sessions(now_ms, out);
+    }
+
+    fn expire_keepalives(&mut self, now_ms: u64, out: &mut Vec<Out>) {
         let now_s = now_ms / 1000;
         let expired: Vec<ConnId> = self
             .connections
@@ -244,6 +262,9 @@ impl Broker {
             );
             self.close(now_ms, conn, Farewell::Abnormal, out);
         }
+    }
+
+    fn expire_sessions(&mut self, now_ms: u64, out: &mut Vec<Out>) {
         let ended: Vec<String> = self
             .sessions
             .values()
@@ -407,34 +428,20 @@ impl Broker {
         {
             return self.protocol_error(now_ms, conn, "will topic is not a valid topic name", out);
         }
-        let mut properties = Properties::default();
-        if connect.client_id.is_empty() {
+        let assigned = connect.client_id.is_empty();
+        if assigned {
             self.auto_id += 1;
             connect.client_id = format!("auto-{:016X}", self.auto_id);
-            properties.push(
-                packet::ASSIGNED_CLIENT_IDENTIFIER,
-                PropertyValue::Utf8(connect.client_id.clone()),
-            );
         }
         if let Some(old) = self.conn_of(&connect.client_id) {
             self.take_over(now_ms, old, connect.clean_start, out);
         }
         let session_present = self.open_session(now_ms, &connect, out);
+        let properties = self.connack_properties(assigned.then_some(connect.client_id.as_str()));
         let connection = self.connections.get_mut(&conn).expect("open");
         connection.client_id = Some(connect.client_id.clone());
         connection.keep_alive_s = connect.keep_alive_s;
         connection.will = connect.will;
-        if connect.version.is_v5() {
-            properties.push(
-                packet::TOPIC_ALIAS_MAXIMUM,
-                PropertyValue::TwoByte(TOPIC_ALIAS_MAXIMUM),
-            );
-            if let Ok(max) = u16::try_from(self.config.max_inflight_messages) {
-                if max > 0 {
-                    properties.push(packet::RECEIVE_MAXIMUM, PropertyValue::TwoByte(max));
-                }
-            }
-        }
         let connack = Packet::Connack {
             session_present,
             reason: reason::SUCCESS,
@@ -445,6 +452,27 @@ impl Broker {
         for packet in session.resume() {
             self.send(conn, &packet, out);
         }
+    }
+
+    /// CONNACK's MQTT 5 properties, in mosquitto 2.0.11's order (observed on the wire):
+    /// Topic Alias Maximum, Assigned Client Identifier, Receive Maximum.
+    fn connack_properties(&self, assigned_client_id: Option<&str>) -> Properties {
+        let mut properties = Properties::default();
+        properties.push(
+            packet::TOPIC_ALIAS_MAXIMUM,
+            PropertyValue::TwoByte(TOPIC_ALIAS_MAXIMUM),
+        );
+        if let Some(id) = assigned_client_id {
+            properties.push(
+                packet::ASSIGNED_CLIENT_IDENTIFIER,
+                PropertyValue::Utf8(id.to_string()),
+            );
+        }
+        match u16::try_from(self.config.max_inflight_messages) {
+            Ok(max) if max > 0 => properties.push(packet::RECEIVE_MAXIMUM, PropertyValue::TwoByte(max)),
+            _ => {}
+        }
+        properties
     }
 
     /// The CONNACK code mosquitto refuses this CONNECT with, if any.
