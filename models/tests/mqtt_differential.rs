@@ -320,21 +320,24 @@ fn describe_steps(case: &Case, by_target: &BTreeMap<Target, Vec<String>>) -> Str
     text
 }
 
-/// Every case against every target, each on fresh brokers, `WORKERS` cases at a time.
+/// Every case against every target, each run on a fresh broker, `WORKERS` runs at a time,
+/// the longest first (a run waits about `QUIET_MS` per step, more for a `WaitUpTo`).
 fn run_all(cases: &[Case], targets: &[Target]) -> Vec<BTreeMap<Target, Vec<String>>> {
+    let mut runs: Vec<(usize, Target)> = (0..cases.len())
+        .flat_map(|index| targets.iter().map(move |target| (index, *target)))
+        .collect();
+    runs.sort_by_key(|(index, _)| std::cmp::Reverse(cases[*index].duration_ms()));
     let next = AtomicUsize::new(0);
     let results = Mutex::new(vec![BTreeMap::new(); cases.len()]);
-    // Outside any simulation: the cases wait on real sockets, so they wait side by side.
+    // Outside any simulation: the runs wait on real sockets, so they wait side by side.
     std::thread::scope(|scope| {
         for _ in 0..WORKERS {
-            scope.spawn(|| loop {
-                let index = next.fetch_add(1, Ordering::Relaxed);
-                let Some(case) = cases.get(index) else { break };
-                for target in targets {
+            scope.spawn(|| {
+                while let Some((index, target)) = runs.get(next.fetch_add(1, Ordering::Relaxed)) {
                     let broker = target.start();
-                    let transcript = run_case(case, broker.address());
-                    check_broker_alive(&broker, case);
-                    results.lock().unwrap()[index].insert(*target, transcript);
+                    let transcript = run_case(&cases[*index], broker.address());
+                    check_broker_alive(&broker, &cases[*index]);
+                    results.lock().unwrap()[*index].insert(*target, transcript);
                 }
             });
         }
@@ -373,6 +376,19 @@ impl Case {
             expect[step - 1] = answer.to_string();
         }
         expect
+    }
+
+    /// About how long a run takes when the broker answers at once.
+    fn duration_ms(&self) -> u64 {
+        let waits: u64 = self
+            .steps
+            .iter()
+            .map(|step| match step {
+                Step::WaitUpTo(ms) => *ms,
+                _ => 0,
+            })
+            .sum();
+        waits + QUIET_MS * self.steps.len() as u64
     }
 
     /// Records a known divergence of jetsam's broker from mosquitto at `step` (from 1).
