@@ -336,8 +336,8 @@ impl Broker {
                         session.incoming.len()
                     ),
                 );
-            } else {
-                // Nothing pending, but nothing will be kept for the client until it
+            } else if !session.subscriptions.is_empty() {
+                // Nothing pending, but nothing will be kept for the subscriber until it
                 // subscribes again: a reader of the timeline needs to see where that starts.
                 note(out, "session-ended", format!("clean session {client_id:?}"));
             }
@@ -1004,6 +1004,15 @@ impl Broker {
     }
 
     /// Sessions known (online or not), for tests and reports.
+    /// Messages the broker still owes: outbound ones in flight or queued, and incoming QoS 2
+    /// ones awaiting PUBREL, over every session (a drain probe for the simulation).
+    pub fn messages_owed(&self) -> usize {
+        self.sessions
+            .values()
+            .map(|s| s.inflight.len() + s.queued.len() + s.incoming.len() + s.incoming_held.len())
+            .sum()
+    }
+
     pub fn session(&self, client_id: &str) -> Option<&Session> {
         self.sessions.get(client_id)
     }

@@ -68,6 +68,9 @@ pub struct ClientOptions {
     pub resend_order: ResendOrder,
     /// QoS 2 as the spec has it, both ways (see the module's doc); paho's otherwise.
     pub spec_qos2: bool,
+    /// The process was running before (a restart): its first CONNACK may also find the
+    /// old session gone.
+    pub restarted: bool,
     pub will: Option<Will>,
 }
 
@@ -81,6 +84,7 @@ impl ClientOptions {
             ping_timeout_ms: 10_000,
             resend_order: ResendOrder::StoreOrder,
             spec_qos2: false,
+            restarted: false,
             will: None,
         }
     }
@@ -111,15 +115,27 @@ pub enum ClientOut {
     Send(Vec<u8>),
     /// Drop the connection (a protocol error, or a ping unanswered).
     Close,
-    Connected { session_present: bool },
+    Connected {
+        session_present: bool,
+    },
     /// CONNACK with a non-zero return code; the broker closes the connection.
-    Refused { code: u8 },
+    Refused {
+        code: u8,
+    },
     /// A message for the handler. The driver calls [`Client::acknowledge`] once the handler
     /// is done with it (paho acknowledges after the handler returns).
     Message(Inbound),
-    Completed { token: Token, result: Result<(), PublishError> },
-    Subscribed { granted: Vec<u8> },
-    Note { kind: &'static str, detail: String },
+    Completed {
+        token: Token,
+        result: Result<(), PublishError>,
+    },
+    Subscribed {
+        granted: Vec<u8>,
+    },
+    Note {
+        kind: &'static str,
+        detail: String,
+    },
 }
 
 /// A stored outbound message: paho's `o.<id>` entry, the PUBLISH until PUBACK or PUBCOMP.
@@ -269,7 +285,10 @@ impl Client {
             out.push(ClientOut::Completed { token, result });
             return token;
         }
-        assert!(self.store.len() < STORE_MESSAGES_MAX, "the client's store is full");
+        assert!(
+            self.store.len() < STORE_MESSAGES_MAX,
+            "the client's store is full"
+        );
         let id = self.next_packet_id();
         publish.packet_id = Some(id);
         self.next_order += 1;
@@ -406,6 +425,14 @@ impl Client {
         }
         self.state = State::Connected;
         out.push(ClientOut::Connected { session_present });
+        if (self.connected_once || self.options.restarted) && !session_present {
+            // paho ignores the flag on a reconnect; the timeline shows where the broker
+            // started afresh and what the old session held was gone.
+            out.push(ClientOut::Note {
+                kind: "client.session_not_present",
+                detail: String::new(),
+            });
+        }
         if self.options.clean_session {
             // The broker starts a new session: no inbound QoS 2 exchange survives it.
             self.inbound_qos2.clear();
@@ -422,6 +449,19 @@ impl Client {
     /// even after its PUBREC), its application token completed as it goes.
     fn resend_stored(&mut self, now_ms: u64, rng: &mut impl Rng, out: &mut Vec<ClientOut>) {
         let mut ids: Vec<u16> = self.store.keys().copied().collect();
+        if !ids.is_empty() {
+            let released = self.store.values().filter(|s| s.released).count();
+            out.push(ClientOut::Note {
+                kind: "client.resume",
+                detail: format!("{} PUBLISH, {released} PUBREL", ids.len() - released),
+            });
+        }
+        if self.store.values().any(|s| s.released) {
+            out.push(ClientOut::Note {
+                kind: "client.pubrel_resent",
+                detail: String::new(),
+            });
+        }
         match self.options.resend_order {
             ResendOrder::StoreOrder => {
                 ids.shuffle(rng);
@@ -440,7 +480,10 @@ impl Client {
     fn resend(&mut self, now_ms: u64, id: u16, out: &mut Vec<ClientOut>) {
         let stored = self.store.get_mut(&id).expect("a stored id");
         if let Some(token) = stored.token.take() {
-            out.push(ClientOut::Completed { token, result: Ok(()) });
+            out.push(ClientOut::Completed {
+                token,
+                result: Ok(()),
+            });
         }
         let packet = if stored.released {
             Packet::Pubrel(Ack::new(id, 0))

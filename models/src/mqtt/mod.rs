@@ -16,12 +16,12 @@
 //! shared subscriptions, message expiry and `queue_qos0_messages`.
 
 pub mod broker;
+#[cfg(test)]
+mod broker_tests;
 pub mod client;
 #[cfg(test)]
 mod client_tests;
 pub mod design;
-#[cfg(test)]
-mod broker_tests;
 pub mod packet;
 #[cfg(test)]
 mod packet_tests;

@@ -27,6 +27,10 @@ const SNAPSHOT_NEW_FILE: &str = "mosquitto.db.new";
 const OUTBOX_PACKETS_MAX: usize = 100_000;
 const READ_CHUNK_BYTES: usize = 64 * 1024;
 
+/// What the broker last said it still owes its sessions (the design's drain probe only;
+/// never judged).
+pub type Owed = Rc<std::cell::Cell<usize>>;
+
 enum Command {
     Bytes(Vec<u8>),
     Close,
@@ -40,6 +44,7 @@ struct Node {
     broker: RefCell<Broker>,
     writers: RefCell<BTreeMap<ConnId, mpsc::Sender<Command>>>,
     next_conn: RefCell<ConnId>,
+    owed: Owed,
 }
 
 impl Node {
@@ -80,6 +85,7 @@ impl Node {
                 self.broker.borrow_mut().on_closed(self.now_ms(), conn, &mut outs);
             }
         }
+        self.owed.set(self.broker.borrow().messages_owed());
     }
 
     /// Writes the snapshot beside the old one, fsyncs it and renames it over.
@@ -124,7 +130,7 @@ fn open(env: &Env, host: &str, config: &BrokerConfig, disk: &SimDisk, now_ms: u6
 }
 
 /// The broker process on `host`.
-pub async fn run(env: Env, host: String, config: BrokerConfig) -> turmoil::Result {
+pub async fn run(env: Env, host: String, config: BrokerConfig, owed: Owed) -> turmoil::Result {
     let process = env.process(&host);
     let _running = process.start();
     let disk = env.disk(&host);
@@ -138,7 +144,9 @@ pub async fn run(env: Env, host: String, config: BrokerConfig) -> turmoil::Resul
         broker: RefCell::new(broker),
         writers: RefCell::new(BTreeMap::new()),
         next_conn: RefCell::new(1),
+        owed,
     });
+    node.owed.set(node.broker.borrow().messages_owed());
     let ticker = tokio::task::spawn_local(tick_loop(node.clone()));
     let listener = TcpListener::bind(("0.0.0.0", BROKER_PORT)).await?;
     loop {
@@ -151,8 +159,14 @@ pub async fn run(env: Env, host: String, config: BrokerConfig) -> turmoil::Resul
             }
         }
     }
-    // SIGTERM: mosquitto saves its database on a clean shutdown.
+    // SIGTERM: mosquitto closes every client's socket and saves its database.
     ticker.abort();
+    let writers = std::mem::take(&mut *node.writers.borrow_mut());
+    for writer in writers.values() {
+        let _ = writer.try_send(Command::Close);
+    }
+    // Lets the connections' tasks close their sockets before the process is gone.
+    tokio::task::yield_now().await;
     if config.persistence {
         node.save();
     }

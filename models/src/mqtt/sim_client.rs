@@ -16,6 +16,8 @@ use sim::history::{EventKind, MsgId};
 use sim::{Env, Process};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::rc::Rc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -24,8 +26,6 @@ use turmoil::net::tcp::OwnedReadHalf;
 
 /// How often a publisher looks whether every subscriber has subscribed yet.
 const READY_POLL: Duration = Duration::from_millis(10);
-/// paho's `ConnectTimeout` (30 s): the dial and the CONNECT to CONNACK handshake.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 const READ_CHUNK_BYTES: usize = 64 * 1024;
 
 /// What a client process is configured with (the design's `[config]`, per client).
@@ -43,6 +43,8 @@ pub struct ClientSettings {
     pub ping_timeout_ms: u64,
     pub reconnect_interval_ms: u64,
     pub max_reconnect_interval_ms: u64,
+    /// paho's `ConnectTimeout`: the dial and the CONNECT to CONNACK handshake.
+    pub connect_timeout_ms: u64,
     pub publish_interval_ms: u64,
     pub start_ms: u64,
     pub processing_ms: u64,
@@ -136,7 +138,8 @@ impl Node {
     /// first. `None` if the broker cannot be reached.
     async fn open(&self) -> Option<mpsc::UnboundedReceiver<Event>> {
         let dial = sim::connect(&self.env, &self.host, &self.settings.broker, BROKER_PORT);
-        let stream = match tokio::time::timeout(CONNECT_TIMEOUT, dial).await {
+        let timeout = Duration::from_millis(self.settings.connect_timeout_ms);
+        let stream = match tokio::time::timeout(timeout, dial).await {
             Ok(Ok(stream)) => stream,
             Ok(Err(error)) => {
                 self.note("client.connect_failed", error.to_string());
@@ -212,83 +215,75 @@ async fn read_loop(mut read: OwnedReadHalf, events: mpsc::UnboundedSender<Event>
     }
 }
 
-/// paho's reconnect loop: attempts until one is answered with CONNACK, the wait between
-/// failed attempts doubling from `reconnect_interval_ms` up to `max_reconnect_interval_ms`
-/// (`client.go:reconnect`; the first attempt after a loss is immediate).
-struct Backoff {
-    next_ms: u64,
-}
+/// A connection whose CONNACK accepted it, and what the core said on the way (messages
+/// and completions that came with the CONNACK, or the resend it started).
+type Connected = (mpsc::UnboundedReceiver<Event>, Vec<ClientOut>);
 
-impl Backoff {
-    fn new() -> Backoff {
-        Backoff { next_ms: 0 }
-    }
-
-    async fn wait(&mut self, node: &Node) {
-        if self.next_ms > 0 {
-            node.process.sleep(Duration::from_millis(self.next_ms)).await;
-        }
-        let settings = &node.settings;
-        self.next_ms = (self.next_ms * 2)
-            .max(settings.reconnect_interval_ms)
-            .min(settings.max_reconnect_interval_ms);
-    }
-}
-
-/// Waits for the CONNACK of a connection just opened; false if it closed or timed out.
-async fn handshake(node: &Node, events: &mut mpsc::UnboundedReceiver<Event>, handled: &mut dyn FnMut(Vec<ClientOut>)) -> bool {
-    let deadline = tokio::time::sleep(CONNECT_TIMEOUT);
+/// Waits for the CONNACK of a connection just opened; `None` if it closed, was refused or
+/// timed out.
+async fn handshake(node: &Node, mut events: mpsc::UnboundedReceiver<Event>) -> Option<Connected> {
+    let deadline = tokio::time::sleep(Duration::from_millis(node.settings.connect_timeout_ms));
     tokio::pin!(deadline);
+    let mut said = Vec::new();
     loop {
         tokio::select! {
             event = events.recv() => match event {
                 Some(Event::Bytes(bytes)) => {
                     let rest = node.on_bytes(&bytes);
                     let refused = rest.iter().any(|o| matches!(o, ClientOut::Refused { .. }));
-                    handled(rest);
+                    said.extend(rest);
                     if node.is_connected() {
-                        return true;
+                        return Some((events, said));
                     }
                     if refused || node.writer.borrow().is_none() {
-                        return false;
+                        return None;
                     }
                 }
-                Some(Event::Closed) | None => return false,
+                Some(Event::Closed) | None => return None,
             },
-            _ = &mut deadline => {
+            () = &mut deadline => {
                 node.note("client.connect_failed", "no CONNACK in time".into());
-                return false;
+                return None;
             }
         }
     }
 }
 
-/// Connects (again), retrying with paho's backoff until a CONNACK accepts it.
-async fn connect(
-    node: &Node,
-    backoff: &mut Backoff,
-    handled: &mut dyn FnMut(Vec<ClientOut>),
-) -> mpsc::UnboundedReceiver<Event> {
+/// paho's reconnect loop (`client.go:reconnect`): the first attempt at once, then waits
+/// doubling from `reconnect_interval_ms` up to `max_reconnect_interval_ms` between failed
+/// attempts, until a CONNACK accepts one.
+async fn connect(node: Rc<Node>) -> Connected {
+    let mut wait_ms = 0;
     loop {
+        if wait_ms > 0 {
+            node.process.sleep(Duration::from_millis(wait_ms)).await;
+        }
         node.process.checkpoint().await;
-        if let Some(mut events) = node.open().await {
-            if handshake(node, &mut events, handled).await {
-                *backoff = Backoff::new();
-                return events;
+        if let Some(events) = node.open().await {
+            if let Some(connected) = handshake(&node, events).await {
+                return connected;
             }
         }
         node.connection_lost();
-        backoff.wait(node).await;
+        let settings = &node.settings;
+        wait_ms = (wait_ms * 2)
+            .max(settings.reconnect_interval_ms)
+            .min(settings.max_reconnect_interval_ms);
     }
 }
 
 fn new_node(env: &Env, host: &str, settings: &ClientSettings) -> Rc<Node> {
     let process = env.process(host);
+    // Called before the process starts: an incarnation already counted is an earlier run.
+    let options = ClientOptions {
+        restarted: process.incarnation() > 0,
+        ..settings.options(host)
+    };
     Rc::new(Node {
         env: env.clone(),
         host: host.to_string(),
         process,
-        client: RefCell::new(Client::new(settings.options(host))),
+        client: RefCell::new(Client::new(options)),
         settings: settings.clone(),
         writer: RefCell::new(None),
     })
@@ -318,8 +313,11 @@ pub async fn run_publisher(
         seq: 0,
         source,
     };
-    let mut backoff = Backoff::new();
-    let mut events = connect(&node, &mut backoff, &mut |outs| publisher.completed(outs)).await;
+    // The application waits for its first `Connect()` before it publishes.
+    let (first, said) = connect(node.clone()).await;
+    publisher.completed(said);
+    let mut events = Some(first);
+    let mut connecting: Option<Pin<Box<dyn Future<Output = Connected>>>> = None;
     let interval_ms = settings.publish_interval_ms.max(1);
     let check_ms = node.client.borrow().check_interval_ms();
     let (mut next_publish_ms, mut next_check_ms) = (node.now_ms(), node.now_ms() + check_ms);
@@ -328,16 +326,23 @@ pub async fn run_publisher(
             return Ok(());
         }
         tokio::select! {
-            event = events.recv() => match event {
+            event = next_event(&mut events), if events.is_some() => match event {
                 Some(Event::Bytes(bytes)) => {
                     let rest = node.on_bytes(&bytes);
                     publisher.completed(rest);
                 }
                 Some(Event::Closed) | None => {
+                    // paho reconnects in the background; the application goes on publishing.
                     node.note("client.connection_lost", String::new());
                     node.connection_lost();
-                    events = connect(&node, &mut backoff, &mut |outs| publisher.completed(outs)).await;
+                    events = None;
+                    connecting = Some(Box::pin(connect(node.clone())));
                 }
+            },
+            (connected, said) = until_connected(&mut connecting), if connecting.is_some() => {
+                connecting = None;
+                events = Some(connected);
+                publisher.completed(said);
             },
             () = node.sleep_until(next_publish_ms), if publisher.source.unpublished() > 0 => {
                 node.process.checkpoint().await;
@@ -351,10 +356,27 @@ pub async fn run_publisher(
             },
             () = node.process.stopping() => return Ok(()),
         }
-        if node.writer.borrow().is_none() && !events.is_closed() {
+        if node.writer.borrow().is_none() && events.as_ref().is_some_and(|e| !e.is_closed()) {
             // The core gave the connection up (a ping unanswered): stop reading it.
-            events.close();
+            events.as_mut().expect("checked").close();
         }
+    }
+}
+
+/// The next event of the connection, if there is one (a disabled `select!` branch still
+/// builds its future).
+async fn next_event(events: &mut Option<mpsc::UnboundedReceiver<Event>>) -> Option<Event> {
+    match events {
+        Some(events) => events.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The reconnect in progress, if there is one.
+async fn until_connected(connecting: &mut Option<Pin<Box<dyn Future<Output = Connected>>>>) -> Connected {
+    match connecting {
+        Some(connecting) => connecting.await,
+        None => std::future::pending().await,
     }
 }
 
@@ -389,10 +411,13 @@ impl Publisher {
         );
         let mut outs = Vec::new();
         let (now_ms, settings) = (node.now_ms(), &node.settings);
-        let token =
-            node.client
-                .borrow_mut()
-                .publish(now_ms, &settings.topic, encode_value(id), qos(settings.qos), &mut outs);
+        let token = node.client.borrow_mut().publish(
+            now_ms,
+            &settings.topic,
+            encode_value(id),
+            qos(settings.qos),
+            &mut outs,
+        );
         self.tokens.insert(token, id);
         let rest = node.dispatch(outs);
         self.completed(rest);
@@ -435,9 +460,7 @@ pub async fn run_subscriber(
     let node = new_node(&env, &host, &settings);
     let _running = node.process.start();
     let mut db = sink.map(|s| s.consumer());
-    let mut backoff = Backoff::new();
-    let mut inbox = Vec::new();
-    let mut events = connect(&node, &mut backoff, &mut |outs| inbox.extend(outs)).await;
+    let (mut events, mut inbox) = connect(node.clone()).await;
     subscribe(&node);
     let check_ms = node.client.borrow().check_interval_ms();
     let mut next_check_ms = node.now_ms() + check_ms;
@@ -462,7 +485,7 @@ pub async fn run_subscriber(
                 Some(Event::Closed) | None => {
                     node.note("client.connection_lost", String::new());
                     node.connection_lost();
-                    events = connect(&node, &mut backoff, &mut |outs| inbox.extend(outs)).await;
+                    (events, inbox) = connect(node.clone()).await;
                     subscribe(&node);
                 }
             },
