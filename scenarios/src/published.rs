@@ -35,6 +35,7 @@ pub fn published() -> Vec<Published> {
                 "scenarios/db/swarm-ack-after.toml",
                 "scenarios/db/swarm-inbox-injected-deadlocks.toml",
                 "scenarios/kafka/swarm-standard.toml",
+                "scenarios/mqtt/swarm-standard.toml",
             ],
             seeds: 1..21,
         },

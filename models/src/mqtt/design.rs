@@ -332,7 +332,7 @@ impl Mqtt {
             properties.push(Property::Ordered(OrderScope::Producer));
         }
         Promise {
-            text: format!("{text} (reference §3.4)"),
+            text: format!("{text} (reference §3.4, designs table rows 13-16)"),
             properties,
             excuses: self.session_losses(),
         }
