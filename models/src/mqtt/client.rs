@@ -174,6 +174,9 @@ pub struct Client {
     connected_once: bool,
     /// With the ordered resend: stored ids still to re-send, one at a time.
     resume: VecDeque<u16>,
+    /// With the ordered resend: the re-sent id whose acknowledgement lets the next go (paho
+    /// releases `resume`'s semaphore when that message's token completes, not at any ack).
+    resuming: Option<u16>,
     next_token: Token,
     last_sent_ms: u64,
     last_received_ms: u64,
@@ -193,6 +196,7 @@ impl Client {
             inbound_qos2: BTreeSet::new(),
             connected_once: false,
             resume: VecDeque::new(),
+            resuming: None,
             next_token: 0,
             last_sent_ms: 0,
             last_received_ms: 0,
@@ -242,6 +246,7 @@ impl Client {
     pub fn on_closed(&mut self) {
         self.state = State::Disconnected;
         self.resume.clear();
+        self.resuming = None;
         self.buffer.clear();
     }
 
@@ -497,8 +502,10 @@ impl Client {
 
     /// The ordered resend: the next stored message, once the one before is acknowledged.
     fn resume_next(&mut self, now_ms: u64, out: &mut Vec<ClientOut>) {
+        self.resuming = None;
         while let Some(id) = self.resume.pop_front() {
             if self.store.contains_key(&id) {
+                self.resuming = Some(id);
                 self.resend(now_ms, id, out);
                 return;
             }
@@ -546,7 +553,9 @@ impl Client {
         if let Some(token) = self.store.remove(&id).and_then(|s| s.token) {
             out.push(ClientOut::Completed { token, result });
         }
-        self.resume_next(now_ms, out);
+        if self.resuming == Some(id) {
+            self.resume_next(now_ms, out);
+        }
     }
 
     /// Keepalive as paho's `ping.go:keepalive` checks it: a PINGREQ once nothing has been
