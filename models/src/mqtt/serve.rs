@@ -1,6 +1,5 @@
 //! `jetsam serve mqtt broker [flags]`: the MQTT broker as a real server, with flags named as
-//! mosquitto's configuration options. Until the MQTT design is registered in
-//! `models::designs()`, reach it through [`SERVERS`] or [`super::real::run_on`].
+//! mosquitto's configuration options, listed in `models::designs()` through [`SERVERS`].
 
 use super::broker::BrokerConfig;
 use super::real::run_in;
@@ -57,12 +56,15 @@ fn run_broker(flags: &[String]) -> Result<(), ServeError> {
         ..BrokerConfig::default()
     };
     let address = SocketAddr::new(args.bind_address, args.port);
-    eprintln!(
-        "jetsam mqtt broker: {address}, data {}",
-        args.persistence_location.display()
-    );
     block_on(async move {
-        let listener = tokio::net::TcpListener::bind(address).await?;
+        // Bound before the banner, so a taken port is one error line that names it.
+        let listener = tokio::net::TcpListener::bind(address)
+            .await
+            .map_err(|error| std::io::Error::new(error.kind(), format!("{address}: {error}")))?;
+        eprintln!(
+            "jetsam mqtt broker: {address}, data {}",
+            args.persistence_location.display()
+        );
         run_in(listener, config, args.persistence_location, shutdown_signal()).await
     })
 }
