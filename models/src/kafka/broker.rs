@@ -242,6 +242,7 @@ impl<L: ReplicaLog> Broker<L> {
         if let Some(local) = self.replicas.get_mut(partition) {
             let _ = local.fetched_out_of_range(leader_log_end_offset);
         }
+        self.collect_outputs();
     }
 
     pub fn epoch_end_answered(&mut self, partition: &TopicPartition, answer: Option<(i32, i64)>) {

@@ -412,7 +412,7 @@ impl<L: ReplicaLog> Partition<L> {
             LogTruncation::HighWatermark => {
                 // Before KIP-101: whatever is past our own HW may not be on the leader, so it
                 // goes, even if the leader has it (and acknowledged it).
-                self.truncate(self.high_watermark)?;
+                self.truncate(self.high_watermark, "kafka.truncated_to_high_watermark")?;
                 self.role = Role::Follower {
                     leader,
                     truncating: false,
@@ -437,8 +437,11 @@ impl<L: ReplicaLog> Partition<L> {
         Ok(())
     }
 
-    fn truncate(&mut self, offset: i64) -> Result<(), KafkaError> {
+    /// Cuts the log back to `offset`; `why` is noted when that removes anything, so a
+    /// timeline shows which rule cut what.
+    fn truncate(&mut self, offset: i64, why: &'static str) -> Result<(), KafkaError> {
         if offset < self.log.log_end_offset() {
+            self.outputs.push(Output::Note(why));
             self.log
                 .truncate_to(offset)
                 .map_err(|_| KafkaError::KafkaStorageError)?;
@@ -475,7 +478,7 @@ impl<L: ReplicaLog> Partition<L> {
             // The leader knows no epoch this old: Kafka falls back to the high watermark.
             None => self.high_watermark,
         };
-        self.truncate(target)?;
+        self.truncate(target, "kafka.truncated_to_epoch_end")?;
         if let Role::Follower { truncating, .. } = &mut self.role {
             *truncating = false;
         }
@@ -526,7 +529,7 @@ impl<L: ReplicaLog> Partition<L> {
     /// can have less than the follower. The follower truncates to the leader's LEO.
     pub fn fetched_out_of_range(&mut self, leader_log_end_offset: i64) -> Result<(), KafkaError> {
         if matches!(self.role, Role::Follower { .. }) && leader_log_end_offset < self.log.log_end_offset() {
-            self.truncate(leader_log_end_offset)?;
+            self.truncate(leader_log_end_offset, "kafka.truncated_to_leader_end")?;
         }
         Ok(())
     }

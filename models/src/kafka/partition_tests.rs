@@ -165,7 +165,8 @@ fn acks_all_fails_after_append_when_the_isr_shrinks_below_min_insync() {
 
 /// Reference §2.2 scenario 1: A and B hold m1 and m2, m2 acknowledged; B's HW still says 1.
 /// B restarts; then A dies and B leads.
-fn restart_follower_then_fail_over(truncation: LogTruncation) -> Partition<MemLog> {
+/// Returns B, and what B said when it became a follower again.
+fn restart_follower_then_fail_over(truncation: LogTruncation) -> (Partition<MemLog>, Vec<Output>) {
     let (mut a, mut b) = pair(truncation);
     a.produce(ProduceId(1), message("m1"), Acks::All, 30_000, 0)
         .unwrap();
@@ -189,25 +190,39 @@ fn restart_follower_then_fail_over(truncation: LogTruncation) -> Partition<MemLo
     let log = b.log().clone();
     let mut b = Partition::open(2, log, config(truncation, 1), 10);
     b.apply(state(Some(1), 1, &[1, 2], 1), 10).unwrap();
-    if let Some(Output::AskEpochEnd { epoch, .. }) = b.take_outputs().first() {
+    let mut said = b.take_outputs();
+    if let Some(Output::AskEpochEnd { epoch, .. }) = said.first() {
         let answer = a.epoch_end(*epoch).unwrap();
         b.epoch_end_answer(answer).unwrap();
+        said.extend(b.take_outputs());
     }
     // A dies before B fetches; the controller makes B the leader of epoch 2.
     b.apply(state(Some(2), 2, &[2], 2), 20).unwrap();
-    b
+    (b, said)
 }
 
 #[test]
 fn high_watermark_truncation_loses_an_acknowledged_write_on_fail_over() {
-    let b = restart_follower_then_fail_over(LogTruncation::HighWatermark);
+    let (b, said) = restart_follower_then_fail_over(LogTruncation::HighWatermark);
     assert_eq!(values(b.log()), ["m1"], "m2 was acknowledged and is gone");
+    assert!(
+        said.contains(&Output::Note("kafka.truncated_to_high_watermark")),
+        "the cut is noted for the timeline"
+    );
 }
 
 #[test]
 fn leader_epoch_truncation_keeps_it() {
-    let b = restart_follower_then_fail_over(LogTruncation::LeaderEpoch);
+    let (b, said) = restart_follower_then_fail_over(LogTruncation::LeaderEpoch);
     assert_eq!(values(b.log()), ["m1", "m2"]);
+    let notes: Vec<Output> = said
+        .into_iter()
+        .filter(|o| matches!(o, Output::Note(_)))
+        .collect();
+    assert!(
+        notes.is_empty(),
+        "nothing was cut, so nothing is noted: {notes:?}"
+    );
 }
 
 /// Reference §2.2 scenario 2: A holds m1, m2 (HW 2); B holds m1. Both lose power; B comes
