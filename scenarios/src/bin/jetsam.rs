@@ -643,14 +643,16 @@ fn serve(design: &str, role: Option<&str>, flags: &[String]) -> Result<bool, Bad
     let roles: Vec<&str> = info.servers.iter().map(|s| s.role).collect();
     let server = info.servers.iter().find(|s| Some(s.role) == role);
     let Some(server) = server else {
-        let wanted = role.map_or("a role".to_string(), |r| format!("role `{r}`"));
         let offered = match roles.is_empty() {
             true => "it runs only in the simulation".to_string(),
             false => format!("its roles are: {}", roles.join(", ")),
         };
-        return Err(BadInput(anyhow::anyhow!(
-            "design `{design}` has no real server for {wanted}; {offered}"
-        )));
+        let message = match role {
+            Some(r) => format!("design `{design}` has no real server for role `{r}`; {offered}"),
+            None if roles.is_empty() => format!("design `{design}` has no real server; {offered}"),
+            None => format!("name the role to serve: jetsam serve {design} ROLE; {offered}"),
+        };
+        return Err(BadInput(anyhow::anyhow!(message)));
     };
     match (server.run)(flags) {
         Ok(()) => Ok(true),

@@ -132,6 +132,14 @@ fn serve_names_the_designs_and_roles_it_has() {
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert!(stderr.contains("its roles are: nsqd, lookupd"), "{stderr}");
 
+    let output = jetsam().args(["serve", "mqtt"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert_eq!(
+        stderr.trim(),
+        "error: name the role to serve: jetsam serve mqtt ROLE; its roles are: broker"
+    );
+
     let output = jetsam()
         .args(["serve", "nsq", "nsqd", "--msg-timeout", "2d"])
         .output()
