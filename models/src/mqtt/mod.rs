@@ -22,6 +22,7 @@ pub mod client;
 #[cfg(test)]
 mod client_tests;
 pub mod design;
+pub mod outbox;
 pub mod packet;
 #[cfg(test)]
 mod packet_tests;

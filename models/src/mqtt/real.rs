@@ -4,6 +4,7 @@
 //! for keepalive and autosave. This is the one place in `mqtt` that reads the wall clock.
 
 use super::broker::{Broker, BrokerConfig, ConnId, Out};
+use super::outbox::{self, Command, Writers};
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::io;
@@ -12,16 +13,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 /// The file a persistent broker saves to, in its data directory (mosquitto's is
 /// `mosquitto.db`; ours holds the core's JSON snapshot, not mosquitto's format).
 pub const SNAPSHOT_FILE: &str = "jetsam-mqtt.db";
-/// Encoded packets waiting to be written to one client. A client that reads so slowly that
-/// this fills is disconnected, as if its socket had failed (the bound keeps one stalled
-/// client from growing the broker's memory without limit).
-pub const OUTBOX_PACKETS_MAX: usize = 100_000;
 /// Bytes read from a socket at once.
 const READ_CHUNK_BYTES: usize = 64 * 1024;
 
@@ -94,14 +90,9 @@ impl Clock {
     }
 }
 
-enum Command {
-    Bytes(Vec<u8>),
-    Close,
-}
-
 struct Shared {
     broker: Broker,
-    writers: BTreeMap<ConnId, mpsc::Sender<Command>>,
+    writers: Writers,
     next_conn: ConnId,
     clock: Clock,
     data_dir: PathBuf,
@@ -113,42 +104,22 @@ fn lock(shared: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
 }
 
 impl Shared {
-    /// Carries out the core's outputs. A client whose outbox is full is closed, and what
-    /// the core says about that is carried out too.
-    fn dispatch(&mut self, mut outs: Vec<Out>) {
-        while !outs.is_empty() {
-            let mut overflowed = Vec::new();
-            for out in outs.drain(..) {
-                match out {
-                    Out::Send { conn, bytes } => {
-                        let full = self
-                            .writers
-                            .get(&conn)
-                            .is_some_and(|w| w.try_send(Command::Bytes(bytes)).is_err());
-                        if full {
-                            overflowed.push(conn);
-                        }
-                    }
-                    Out::Close { conn } => {
-                        if let Some(writer) = self.writers.remove(&conn) {
-                            let _ = writer.try_send(Command::Close);
-                        }
-                    }
-                    Out::Note { kind, detail } => tracing::info!(note = kind, "{detail}"),
-                }
-            }
-            let now_ms = self.clock.now_ms();
-            for conn in overflowed {
-                tracing::info!(conn, "outbox full: closing the connection");
-                self.writers.remove(&conn);
-                self.broker.on_closed(now_ms, conn, &mut outs);
-            }
-        }
+    fn dispatch(&mut self, outs: Vec<Out>) {
+        let now_ms = self.clock.now_ms();
+        outbox::dispatch(
+            &mut self.broker,
+            &mut self.writers,
+            outs,
+            now_ms,
+            |kind, detail| {
+                tracing::info!(note = kind, "{detail}");
+            },
+        );
     }
 }
 
 async fn serve_connection(shared: Arc<Mutex<Shared>>, mut stream: TcpStream) {
-    let (writer, mut commands) = mpsc::channel(OUTBOX_PACKETS_MAX);
+    let (writer, mut commands) = outbox::channel();
     let conn = {
         let mut shared = lock(&shared);
         let conn = shared.next_conn;

@@ -4,6 +4,7 @@
 //! A kill or a power failure loses what changed since the last save.
 
 use super::broker::{Broker, ConnId, Out};
+use super::outbox::{self, Command, Writers};
 use super::BrokerConfig;
 use sim::disk::{Disk, SimDisk};
 use sim::{Env, Process};
@@ -12,7 +13,6 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::mpsc;
 use turmoil::net::{TcpListener, TcpStream};
 
 /// MQTT's registered port.
@@ -22,19 +22,11 @@ const TICK: Duration = Duration::from_secs(1);
 /// The snapshot's name on the broker's disk, and the name it is written under first.
 pub const SNAPSHOT_FILE: &str = "mosquitto.db";
 const SNAPSHOT_NEW_FILE: &str = "mosquitto.db.new";
-/// Packets waiting to be written to one client; a client this far behind is disconnected,
-/// as the real driver does (`real::OUTBOX_PACKETS_MAX`).
-const OUTBOX_PACKETS_MAX: usize = 100_000;
 const READ_CHUNK_BYTES: usize = 64 * 1024;
 
 /// What the broker last said it still owes its sessions (the design's drain probe only;
 /// never judged).
 pub type Owed = Rc<std::cell::Cell<usize>>;
-
-enum Command {
-    Bytes(Vec<u8>),
-    Close,
-}
 
 struct Node {
     env: Env,
@@ -42,7 +34,7 @@ struct Node {
     process: Process,
     disk: SimDisk,
     broker: RefCell<Broker>,
-    writers: RefCell<BTreeMap<ConnId, mpsc::Sender<Command>>>,
+    writers: RefCell<Writers>,
     next_conn: RefCell<ConnId>,
     owed: Owed,
 }
@@ -52,39 +44,20 @@ impl Node {
         self.env.now().0 / 1000
     }
 
-    /// Carries out the core's outputs; a client whose outbox is full is closed.
-    fn dispatch(&self, mut outs: Vec<Out>) {
-        while !outs.is_empty() {
-            let mut overflowed = Vec::new();
-            for out in outs.drain(..) {
-                match out {
-                    Out::Send { conn, bytes } => {
-                        let full = self
-                            .writers
-                            .borrow()
-                            .get(&conn)
-                            .is_some_and(|w| w.try_send(Command::Bytes(bytes)).is_err());
-                        if full {
-                            overflowed.push(conn);
-                        }
-                    }
-                    Out::Close { conn } => {
-                        if let Some(writer) = self.writers.borrow_mut().remove(&conn) {
-                            let _ = writer.try_send(Command::Close);
-                        }
-                    }
-                    Out::Note { kind, detail } => {
-                        // The history names notes in snake case, as the other designs do.
-                        let name = format!("mqtt.{}", kind.replace('-', "_"));
-                        self.env.note_with(&self.host, &name, detail);
-                    }
-                }
-            }
-            for conn in overflowed {
-                self.writers.borrow_mut().remove(&conn);
-                self.broker.borrow_mut().on_closed(self.now_ms(), conn, &mut outs);
-            }
-        }
+    /// Carries out the core's outputs ([`outbox::dispatch`]); notes go to the history.
+    fn dispatch(&self, outs: Vec<Out>) {
+        let (env, host) = (&self.env, self.host.as_str());
+        outbox::dispatch(
+            &mut self.broker.borrow_mut(),
+            &mut self.writers.borrow_mut(),
+            outs,
+            self.now_ms(),
+            |kind, detail| {
+                // The history names notes in snake case, as the other designs do.
+                let name = format!("mqtt.{}", kind.replace('-', "_"));
+                env.note_with(host, &name, detail);
+            },
+        );
         self.owed.set(self.broker.borrow().messages_owed());
     }
 
@@ -175,7 +148,7 @@ pub async fn run(env: Env, host: String, config: BrokerConfig, owed: Owed) -> tu
 }
 
 async fn serve(node: Rc<Node>, mut stream: TcpStream) {
-    let (writer, mut commands) = mpsc::channel(OUTBOX_PACKETS_MAX);
+    let (writer, mut commands) = outbox::channel();
     let conn = {
         let mut next = node.next_conn.borrow_mut();
         *next += 1;
