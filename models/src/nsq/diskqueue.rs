@@ -10,6 +10,9 @@
 //!   the reader moves to a new file, when the writer rolls, after a read error, and at close.
 //! - The read position advances when a message is handed out ([`DiskQueue::advance`]), not when
 //!   it is read ahead ([`DiskQueue::peek`]). From then on the only copy is the caller's.
+//! - On open without a metadata file (or with one that does not parse) the queue starts
+//!   empty at file 0, position 0: data files are not read, and the next write overwrites
+//!   file 0 from its start.
 //! - On open, a write file longer than the metadata's write position means the metadata is
 //!   stale (a crash after unsynced writes): writes skip to a new file, and the reader reads the
 //!   old file to its real end, salvaging those writes. A stale read position replays messages
@@ -103,8 +106,10 @@ impl<D: Disk> DiskQueue<D> {
             need_sync: false,
             notes: Vec::new(),
         };
-        // A missing or unreadable metadata file starts an empty queue, as go-diskqueue does
-        // (it logs and carries on).
+        // A missing or unreadable metadata file starts an empty queue at file 0, position 0,
+        // as go-diskqueue's `New` does (it ignores the open error and logs a parse error):
+        // whatever data files exist are not read, and the next write overwrites file 0 from
+        // its start. Only metadata that was read can be stale.
         if let Some((depth, read, write)) = queue
             .disk
             .read(&queue.meta_file())
@@ -114,17 +119,22 @@ impl<D: Disk> DiskQueue<D> {
             queue.depth = depth;
             (queue.read_file_num, queue.read_pos) = read;
             (queue.write_file_num, queue.write_pos) = write;
-        }
-        let write_file = queue.file_name(queue.write_file_num);
-        if let Ok(len) = queue.disk.len(&write_file) {
-            if len > queue.write_pos {
-                queue.write_file_num += 1;
-                queue.write_pos = 0;
-                queue.need_sync = true;
-                queue.notes.push(DiskQueueNote::StaleWritePosition);
-            }
+            queue.skip_a_stale_write_file();
         }
         queue
+    }
+
+    /// A write file longer than the metadata's write position means the metadata is stale
+    /// (a crash after unsynced writes): writes move to a new file, and the reader reads the
+    /// old one to its real end (go-diskqueue's `retrieveMetaData`).
+    fn skip_a_stale_write_file(&mut self) {
+        let write_file = self.file_name(self.write_file_num);
+        if self.disk.len(&write_file).is_ok_and(|len| len > self.write_pos) {
+            self.write_file_num += 1;
+            self.write_pos = 0;
+            self.need_sync = true;
+            self.notes.push(DiskQueueNote::StaleWritePosition);
+        }
     }
 
     pub fn file_name(&self, num: u64) -> String {
@@ -451,6 +461,26 @@ mod tests {
         assert_eq!(q.take_notes(), vec![DiskQueueNote::StaleWritePosition]);
         // The three handed-out messages come again (duplicates), then everything else.
         assert_eq!(drain(&mut q), (0..8).map(msg).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn no_metadata_file_starts_empty_and_the_next_write_overwrites_file_zero() {
+        let disk = SimDisk::new();
+        let mut q = DiskQueue::open("t", disk.clone(), config(), Duration::ZERO);
+        for i in 0..3 {
+            q.put(&msg(i)).unwrap();
+        }
+        drop(q); // killed before the first sync: file 0 exists, the metadata never did
+        assert!(disk.read("t.diskqueue.meta.dat").is_err());
+        let mut q = DiskQueue::open("t", disk.clone(), config(), Duration::ZERO);
+        assert!(q.take_notes().is_empty(), "not stale: there is no metadata");
+        assert_eq!(q.depth(), 0);
+        assert!(q.peek().is_none(), "the old records are not replayed");
+        q.put(&msg(9)).unwrap();
+        let file = disk.read("t.diskqueue.000000.dat").unwrap();
+        assert_eq!(&file[..4], &[0, 0, 0, 12]);
+        assert_eq!(&file[4..16], msg(9).as_slice(), "written at position 0 of file 0");
+        assert_eq!(drain(&mut q), vec![msg(9)]);
     }
 
     #[test]
