@@ -549,6 +549,83 @@ mod tests {
     }
 
     #[test]
+    fn a_record_of_exactly_the_maximum_size_is_written_and_read_back() {
+        let disk = SimDisk::new();
+        let mut q = DiskQueue::open("t", disk.clone(), config(), Duration::ZERO);
+        let largest = vec![7u8; 1000];
+        q.put(&largest).unwrap();
+        assert!(q.put(&[7u8; 1001]).is_err(), "one byte over the maximum");
+        q.put(&[1u8]).unwrap(); // exactly the minimum
+        q.close().unwrap();
+        let mut q = DiskQueue::open("t", disk, config(), Duration::ZERO);
+        assert_eq!(drain(&mut q), vec![largest, vec![1u8]]);
+    }
+
+    #[test]
+    fn a_corrupt_length_header_that_fits_in_the_file_hands_out_a_garbled_record() {
+        // go-diskqueue has no checksum: a length that is in range and inside the file is
+        // believed. Record 0 claims 28 bytes, swallowing record 1 whole; record 2 still reads.
+        let disk = SimDisk::new();
+        let mut q = DiskQueue::open("t", disk.clone(), config(), Duration::ZERO);
+        for i in 0..3 {
+            q.put(&msg(i)).unwrap(); // 4 + 12 bytes each
+        }
+        q.close().unwrap();
+        disk.write_at("t.diskqueue.000000.dat", 0, &28u32.to_be_bytes())
+            .unwrap();
+        let mut q = DiskQueue::open("t", disk, config(), Duration::ZERO);
+        let mut garbled = msg(0);
+        garbled.extend_from_slice(&[0, 0, 0, 12]);
+        garbled.extend_from_slice(&msg(1));
+        assert_eq!(drain(&mut q), vec![garbled, msg(2)]);
+        assert_eq!(q.depth(), 0, "reset at the tail");
+        assert!(
+            q.take_notes().contains(&DiskQueueNote::DataLossAtTail),
+            "three records counted, two read: logged as data loss"
+        );
+    }
+
+    #[test]
+    fn a_corrupt_record_in_the_file_being_written_moves_the_writer_to_a_new_file() {
+        let disk = SimDisk::new();
+        let mut q = DiskQueue::open("t", disk.clone(), config(), Duration::ZERO);
+        for i in 0..3 {
+            q.put(&msg(i)).unwrap(); // one file: reader and writer share file 0
+        }
+        q.close().unwrap();
+        disk.write_at("t.diskqueue.000000.dat", 16, &[0xff, 0xff, 0xff, 0xff])
+            .unwrap();
+        let mut q = DiskQueue::open("t", disk.clone(), config(), Duration::ZERO);
+        assert_eq!(drain(&mut q), vec![msg(0)], "the rest of file 0 is lost");
+        assert!(q.take_notes().contains(&DiskQueueNote::BadFileSkipped));
+        // go-diskqueue's handleReadError skips the write file too: new writes go to file 1.
+        q.put(&msg(9)).unwrap();
+        assert!(disk.read("t.diskqueue.000001.dat").is_ok());
+        assert!(disk.read("t.diskqueue.000000.dat.bad").is_ok());
+        assert_eq!(drain(&mut q), vec![msg(9)]);
+    }
+
+    #[test]
+    fn the_timeout_syncs_after_every_period_with_activity_not_only_the_first() {
+        let disk = SimDisk::new();
+        let mut q = DiskQueue::open("t", disk.clone(), config(), Duration::ZERO);
+        let meta = |disk: &SimDisk| disk.read("t.diskqueue.meta.dat").unwrap();
+        q.put(&msg(0)).unwrap();
+        q.tick(Duration::from_secs(2)).unwrap();
+        assert_eq!(meta(&disk), b"1\n0,0\n0,16\n");
+        assert_eq!(q.next_tick(), Duration::from_secs(4));
+        q.put(&msg(1)).unwrap();
+        q.tick(Duration::from_secs(3)).unwrap();
+        assert_eq!(meta(&disk), b"1\n0,0\n0,16\n", "the next period has not ended");
+        q.tick(Duration::from_secs(4)).unwrap();
+        assert_eq!(meta(&disk), b"2\n0,0\n0,32\n", "the second period syncs too");
+        q.take_notes();
+        q.tick(Duration::from_secs(6)).unwrap();
+        assert!(q.take_notes().is_empty(), "no activity, no sync");
+        assert_eq!(disk.unsynced_bytes(), 0);
+    }
+
+    #[test]
     fn message_size_limits_are_enforced() {
         let mut q = DiskQueue::open(
             "t",

@@ -438,3 +438,33 @@ fn with_no_lookupd_to_ask_the_topic_starts_without_channels_and_a_late_channel_m
         "a channel created after the pump ran never gets it"
     );
 }
+
+#[test]
+fn a_channels_disk_queue_syncs_on_its_2_s_timer_and_a_power_failure_after_it_keeps_the_messages() {
+    for synced in [false, true] {
+        let options = NsqdOptions {
+            mem_queue_size: 0, // every message goes through the topic's and the channel's disk queues
+            ..NsqdOptions::default()
+        };
+        let mut h = Harness::new(options.clone());
+        let c = h.subscribe("t", "ch", 0);
+        h.frames(c);
+        for n in 1..=3 {
+            h.publish("t", &format!("m{n}"));
+        }
+        h.advance(if synced { 2001 * MS } else { 1999 * MS });
+        assert_eq!(h.nsqd.stats()[0].depth, 3, "on the channel's disk queue");
+        let disk = h.disk.clone();
+        drop(h);
+        disk.power_fail(false, &mut ChaCha8Rng::seed_from_u64(1));
+        let mut h = Harness::on(options.clone(), disk);
+        let c = h.subscribe("t", "ch", 10);
+        h.advance(300 * MS);
+        let got: Vec<String> = h.messages(c).iter().map(body).collect();
+        if synced {
+            assert_eq!(got, vec!["m1", "m2", "m3"], "synced at 2 s: kept");
+        } else {
+            assert!(got.is_empty(), "not yet synced: the page cache is lost ({got:?})");
+        }
+    }
+}
