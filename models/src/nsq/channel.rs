@@ -471,6 +471,9 @@ mod tests {
         c.put(message(2)).unwrap(); // disk
         c.start_in_flight(message(3), 1, Duration::ZERO, 60_000 * MS);
         c.put_deferred(message(4), Duration::ZERO, 1_000 * MS);
+        // The 2 s sync first: a disk queue killed before its first sync has no metadata and
+        // starts empty, as go-diskqueue's New does.
+        c.tick(Duration::from_secs(2)).unwrap();
         drop(c); // kill: no close
         let mut reopened = channel(1, &disk);
         assert_eq!(

@@ -3,6 +3,7 @@
 
 use super::client::ClientConfig;
 use super::consumer::run_consumer;
+use super::guid::node_id_for;
 use super::lookupd::LookupdOptions;
 use super::nsqd::NsqdOptions;
 use super::producer::{run_producer, Retry};
@@ -52,6 +53,10 @@ pub struct Config {
     pub consumer_nsqds: Vec<String>,
     /// nsqd's own options (`[config.nsqd]`), nsqd's defaults.
     pub nsqd: NsqdOptions,
+    /// nsqd i's --node-id (0..=1023), the 10 bits of its message ids; a missing entry takes
+    /// nsqd's default, crc32(md5(hostname)) % 1024. Equal ids make two nsqds' ids collide.
+    #[schemars(length(max = 16))]
+    pub node_ids: Vec<u16>,
     /// go-nsq MaxInFlight, spread over the connections as RDY (at most nsqd.max_rdy_count).
     #[schemars(range(min = 1))]
     pub max_in_flight: i64,
@@ -122,6 +127,7 @@ impl Default for Config {
             channels: Vec::new(),
             consumer_nsqds: Vec::new(),
             nsqd: NsqdOptions::default(),
+            node_ids: Vec::new(),
             max_in_flight: 1,
             max_attempts: 5,
             msg_timeout_ms: 0,
@@ -185,7 +191,11 @@ pub fn build(scenario: &Scenario) -> Result<Box<dyn Design>, ScenarioError> {
     }))
 }
 
-/// Topic and channel names as nsqd accepts them, and direct nsqds that exist.
+/// nsqd's --node-id is 10 bits (nsqd/nsqd.go New: "--node-id must be [0,1024)").
+const NODE_IDS: u16 = 1024;
+
+/// Topic and channel names as nsqd accepts them, direct nsqds that exist, node ids nsqd
+/// accepts.
 fn validate_names(scenario: &Scenario, config: &Config) -> Result<(), ScenarioError> {
     if !super::protocol::is_valid_topic_name(&config.topic) {
         return Err(scenario.config_error(
@@ -199,6 +209,15 @@ fn validate_names(scenario: &Scenario, config: &Config) -> Result<(), ScenarioEr
         if !super::protocol::is_valid_channel_name(name) {
             return Err(scenario.config_error(key, format!("{name:?} is not a valid NSQ channel name")));
         }
+    }
+    if config.node_ids.len() > config.nsqds as usize {
+        return Err(scenario.config_error(
+            "node_ids",
+            format!("{} ids for {} nsqds", config.node_ids.len(), config.nsqds),
+        ));
+    }
+    if let Some(id) = config.node_ids.iter().find(|&&id| id >= NODE_IDS) {
+        return Err(scenario.config_error("node_ids", format!("{id} is not within 0..={}", NODE_IDS - 1)));
     }
     for name in &config.consumer_nsqds {
         let known = name
@@ -289,7 +308,11 @@ impl Nsq {
                 super::sim_lookupd::run(env.clone(), name.clone(), options.clone())
             });
         }
-        for host in self.nsqds() {
+        for (index, host) in self.nsqds().into_iter().enumerate() {
+            let node_id = match self.config.node_ids.get(index) {
+                Some(&id) => id,
+                None => node_id_for(&host),
+            };
             let (env, name, options, registry, lookupds) = (
                 env.clone(),
                 host.clone(),
@@ -301,6 +324,7 @@ impl Nsq {
                 sim_nsqd::run(
                     env.clone(),
                     name.clone(),
+                    node_id,
                     options.clone(),
                     lookupds.clone(),
                     registry.clone(),

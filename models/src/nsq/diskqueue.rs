@@ -10,6 +10,9 @@
 //!   the reader moves to a new file, when the writer rolls, after a read error, and at close.
 //! - The read position advances when a message is handed out ([`DiskQueue::advance`]), not when
 //!   it is read ahead ([`DiskQueue::peek`]). From then on the only copy is the caller's.
+//! - On open without a metadata file (or with one that does not parse) the queue starts
+//!   empty at file 0, position 0: data files are not read, and the next write overwrites
+//!   file 0 from its start.
 //! - On open, a write file longer than the metadata's write position means the metadata is
 //!   stale (a crash after unsynced writes): writes skip to a new file, and the reader reads the
 //!   old file to its real end, salvaging those writes. A stale read position replays messages
@@ -103,8 +106,10 @@ impl<D: Disk> DiskQueue<D> {
             need_sync: false,
             notes: Vec::new(),
         };
-        // A missing or unreadable metadata file starts an empty queue, as go-diskqueue does
-        // (it logs and carries on).
+        // A missing or unreadable metadata file starts an empty queue at file 0, position 0,
+        // as go-diskqueue's `New` does (it ignores the open error and logs a parse error):
+        // whatever data files exist are not read, and the next write overwrites file 0 from
+        // its start. Only metadata that was read can be stale.
         if let Some((depth, read, write)) = queue
             .disk
             .read(&queue.meta_file())
@@ -114,17 +119,22 @@ impl<D: Disk> DiskQueue<D> {
             queue.depth = depth;
             (queue.read_file_num, queue.read_pos) = read;
             (queue.write_file_num, queue.write_pos) = write;
-        }
-        let write_file = queue.file_name(queue.write_file_num);
-        if let Ok(len) = queue.disk.len(&write_file) {
-            if len > queue.write_pos {
-                queue.write_file_num += 1;
-                queue.write_pos = 0;
-                queue.need_sync = true;
-                queue.notes.push(DiskQueueNote::StaleWritePosition);
-            }
+            queue.skip_a_stale_write_file();
         }
         queue
+    }
+
+    /// A write file longer than the metadata's write position means the metadata is stale
+    /// (a crash after unsynced writes): writes move to a new file, and the reader reads the
+    /// old one to its real end (go-diskqueue's `retrieveMetaData`).
+    fn skip_a_stale_write_file(&mut self) {
+        let write_file = self.file_name(self.write_file_num);
+        if self.disk.len(&write_file).is_ok_and(|len| len > self.write_pos) {
+            self.write_file_num += 1;
+            self.write_pos = 0;
+            self.need_sync = true;
+            self.notes.push(DiskQueueNote::StaleWritePosition);
+        }
     }
 
     pub fn file_name(&self, num: u64) -> String {
@@ -454,6 +464,26 @@ mod tests {
     }
 
     #[test]
+    fn no_metadata_file_starts_empty_and_the_next_write_overwrites_file_zero() {
+        let disk = SimDisk::new();
+        let mut q = DiskQueue::open("t", disk.clone(), config(), Duration::ZERO);
+        for i in 0..3 {
+            q.put(&msg(i)).unwrap();
+        }
+        drop(q); // killed before the first sync: file 0 exists, the metadata never did
+        assert!(disk.read("t.diskqueue.meta.dat").is_err());
+        let mut q = DiskQueue::open("t", disk.clone(), config(), Duration::ZERO);
+        assert!(q.take_notes().is_empty(), "not stale: there is no metadata");
+        assert_eq!(q.depth(), 0);
+        assert!(q.peek().is_none(), "the old records are not replayed");
+        q.put(&msg(9)).unwrap();
+        let file = disk.read("t.diskqueue.000000.dat").unwrap();
+        assert_eq!(&file[..4], &[0, 0, 0, 12]);
+        assert_eq!(&file[4..16], msg(9).as_slice(), "written at position 0 of file 0");
+        assert_eq!(drain(&mut q), vec![msg(9)]);
+    }
+
+    #[test]
     fn a_power_failure_loses_unsynced_writes() {
         let disk = SimDisk::new();
         let mut q = DiskQueue::open("t", disk.clone(), config(), Duration::ZERO);
@@ -516,6 +546,83 @@ mod tests {
         assert_eq!(got[3], msg(19), "the rest of file 0 is skipped");
         assert!(q.take_notes().contains(&DiskQueueNote::BadFileSkipped));
         assert!(disk.list().unwrap().iter().any(|f| f.ends_with(".dat.bad")));
+    }
+
+    #[test]
+    fn a_record_of_exactly_the_maximum_size_is_written_and_read_back() {
+        let disk = SimDisk::new();
+        let mut q = DiskQueue::open("t", disk.clone(), config(), Duration::ZERO);
+        let largest = vec![7u8; 1000];
+        q.put(&largest).unwrap();
+        assert!(q.put(&[7u8; 1001]).is_err(), "one byte over the maximum");
+        q.put(&[1u8]).unwrap(); // exactly the minimum
+        q.close().unwrap();
+        let mut q = DiskQueue::open("t", disk, config(), Duration::ZERO);
+        assert_eq!(drain(&mut q), vec![largest, vec![1u8]]);
+    }
+
+    #[test]
+    fn a_corrupt_length_header_that_fits_in_the_file_hands_out_a_garbled_record() {
+        // go-diskqueue has no checksum: a length that is in range and inside the file is
+        // believed. Record 0 claims 28 bytes, swallowing record 1 whole; record 2 still reads.
+        let disk = SimDisk::new();
+        let mut q = DiskQueue::open("t", disk.clone(), config(), Duration::ZERO);
+        for i in 0..3 {
+            q.put(&msg(i)).unwrap(); // 4 + 12 bytes each
+        }
+        q.close().unwrap();
+        disk.write_at("t.diskqueue.000000.dat", 0, &28u32.to_be_bytes())
+            .unwrap();
+        let mut q = DiskQueue::open("t", disk, config(), Duration::ZERO);
+        let mut garbled = msg(0);
+        garbled.extend_from_slice(&[0, 0, 0, 12]);
+        garbled.extend_from_slice(&msg(1));
+        assert_eq!(drain(&mut q), vec![garbled, msg(2)]);
+        assert_eq!(q.depth(), 0, "reset at the tail");
+        assert!(
+            q.take_notes().contains(&DiskQueueNote::DataLossAtTail),
+            "three records counted, two read: logged as data loss"
+        );
+    }
+
+    #[test]
+    fn a_corrupt_record_in_the_file_being_written_moves_the_writer_to_a_new_file() {
+        let disk = SimDisk::new();
+        let mut q = DiskQueue::open("t", disk.clone(), config(), Duration::ZERO);
+        for i in 0..3 {
+            q.put(&msg(i)).unwrap(); // one file: reader and writer share file 0
+        }
+        q.close().unwrap();
+        disk.write_at("t.diskqueue.000000.dat", 16, &[0xff, 0xff, 0xff, 0xff])
+            .unwrap();
+        let mut q = DiskQueue::open("t", disk.clone(), config(), Duration::ZERO);
+        assert_eq!(drain(&mut q), vec![msg(0)], "the rest of file 0 is lost");
+        assert!(q.take_notes().contains(&DiskQueueNote::BadFileSkipped));
+        // go-diskqueue's handleReadError skips the write file too: new writes go to file 1.
+        q.put(&msg(9)).unwrap();
+        assert!(disk.read("t.diskqueue.000001.dat").is_ok());
+        assert!(disk.read("t.diskqueue.000000.dat.bad").is_ok());
+        assert_eq!(drain(&mut q), vec![msg(9)]);
+    }
+
+    #[test]
+    fn the_timeout_syncs_after_every_period_with_activity_not_only_the_first() {
+        let disk = SimDisk::new();
+        let mut q = DiskQueue::open("t", disk.clone(), config(), Duration::ZERO);
+        let meta = |disk: &SimDisk| disk.read("t.diskqueue.meta.dat").unwrap();
+        q.put(&msg(0)).unwrap();
+        q.tick(Duration::from_secs(2)).unwrap();
+        assert_eq!(meta(&disk), b"1\n0,0\n0,16\n");
+        assert_eq!(q.next_tick(), Duration::from_secs(4));
+        q.put(&msg(1)).unwrap();
+        q.tick(Duration::from_secs(3)).unwrap();
+        assert_eq!(meta(&disk), b"1\n0,0\n0,16\n", "the next period has not ended");
+        q.tick(Duration::from_secs(4)).unwrap();
+        assert_eq!(meta(&disk), b"2\n0,0\n0,32\n", "the second period syncs too");
+        q.take_notes();
+        q.tick(Duration::from_secs(6)).unwrap();
+        assert!(q.take_notes().is_empty(), "no activity, no sync");
+        assert_eq!(disk.unsynced_bytes(), 0);
     }
 
     #[test]

@@ -49,13 +49,13 @@ impl GuidFactory {
     }
 }
 
-/// A stable node id from a host name (nsqd: `crc32(md5(hostname)) % 1024`; any stable hash
-/// serves, since only uniqueness across nodes matters).
+/// nsqd's default `--node-id`: `crc32(md5(hostname)) % 1024` (nsqd/options.go `NewOptions`:
+/// the IEEE CRC-32 of the 16 raw bytes of the host name's MD5). Two hosts can collide, and
+/// then their message ids can too.
 pub fn node_id_for(host: &str) -> u16 {
-    let hash = host.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-    });
-    (hash % 1024) as u16
+    use md5::{Digest, Md5};
+    let digest = Md5::digest(host.as_bytes());
+    (crc32fast::hash(&digest) % (1 << NODE_BITS)) as u16
 }
 
 #[cfg(test)]
@@ -69,5 +69,13 @@ mod tests {
         let ids: Vec<u64> = (0..10_000).map(|_| guids.next(now)).collect();
         assert!(ids.windows(2).all(|w| w[0] < w[1]));
         assert_eq!((ids[0] >> 12) & 1023, 7, "node id bits");
+    }
+
+    #[test]
+    fn the_default_node_id_is_crc32_of_md5_of_the_host_name_mod_1024() {
+        // Computed independently: zlib.crc32(hashlib.md5(host).digest()) % 1024.
+        assert_eq!(node_id_for("nsqd-0"), 794);
+        assert_eq!(node_id_for("nsqd-1"), 958);
+        assert_eq!(node_id_for("localhost"), 16);
     }
 }

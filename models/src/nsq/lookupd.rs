@@ -37,11 +37,13 @@ pub struct LookupdOptions {
     pub inactive_producer_timeout_ms: u64,
     /// nsqlookupd --tombstone-lifetime: how long a tombstoned producer stays out of `/lookup`.
     pub tombstone_lifetime_ms: u64,
-    /// The address nsqlookupd gives in its IDENTIFY response, with its HTTP port: where an
-    /// nsqd asks it for a new topic's channels. Set by the driver (the simulated host's
-    /// name, or the real server's address), not by scenarios.
+    /// The address nsqlookupd gives in its IDENTIFY response, with its ports: where an nsqd
+    /// asks it for a new topic's channels. Set by the driver (the simulated host's name, or
+    /// the real server's address and the ports it bound), not by scenarios.
     #[serde(skip)]
     pub broadcast_address: String,
+    #[serde(skip)]
+    pub tcp_port: u16,
     #[serde(skip)]
     pub http_port: u16,
 }
@@ -52,6 +54,7 @@ impl Default for LookupdOptions {
             inactive_producer_timeout_ms: 300_000,
             tombstone_lifetime_ms: 45_000,
             broadcast_address: "nsqlookupd".into(),
+            tcp_port: LOOKUPD_TCP_PORT,
             http_port: LOOKUPD_HTTP_PORT,
         }
     }
@@ -265,7 +268,8 @@ impl Lookupd {
         state.info = Some(info.clone());
         state.last_update = now;
         Ok(serde_json::json!({
-            "tcp_port": LOOKUPD_TCP_PORT,
+            // The port it listens on, as nsqlookupd's IDENTIFY answers (its real TCP address).
+            "tcp_port": self.options.tcp_port,
             "http_port": self.options.http_port,
             "version": VERSION,
             "broadcast_address": self.options.broadcast_address,
@@ -521,6 +525,24 @@ mod tests {
         let out = lookupd.receive(peer, &bytes, "10.0.0.1:1234", now);
         assert_eq!(responses(&out)[1], "OK");
         peer
+    }
+
+    #[test]
+    fn identify_answers_with_the_ports_lookupd_really_listens_on() {
+        let mut l = Lookupd::new(LookupdOptions {
+            tcp_port: 34160,
+            http_port: 34161,
+            ..LookupdOptions::default()
+        });
+        let peer = l.connect(Duration::ZERO);
+        let mut bytes = MAGIC_V1.to_vec();
+        bytes.extend(identify("nsqd1"));
+        let out = l.receive(peer, &bytes, "10.0.0.1:1234", Duration::ZERO);
+        let reply: serde_json::Value = serde_json::from_str(&responses(&out)[0]).unwrap();
+        assert_eq!(
+            (reply["tcp_port"].as_u64(), reply["http_port"].as_u64()),
+            (Some(34160), Some(34161))
+        );
     }
 
     #[test]

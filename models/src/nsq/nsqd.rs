@@ -182,15 +182,13 @@ impl Client {
             return false;
         }
         if &self.input[..4] != MAGIC_V2 {
+            // nsqd answers exactly `E_BAD_PROTOCOL` and logs the magic it got (nsqd/tcp.go
+            // Handle).
             let magic = String::from_utf8_lossy(&self.input[..4]).into_owned();
+            tracing::warn!(client, magic, "bad protocol magic");
             self.state = State::Closed;
-            out.error(
-                client,
-                &ProtocolError::fatal(
-                    "E_BAD_PROTOCOL",
-                    format!("client({client}) bad protocol magic '{magic}'"),
-                ),
-            );
+            out.send(client, FrameType::Error, b"E_BAD_PROTOCOL");
+            out.0.push(Output::Close(client));
             return false;
         }
         self.input.drain(..4);
@@ -295,6 +293,10 @@ struct IdentifyBody {
     heartbeat_interval: i64,
     #[serde(default)]
     output_buffer_timeout: i64,
+    #[serde(default)]
+    output_buffer_size: i64,
+    #[serde(default)]
+    sample_rate: i64,
     #[serde(default)]
     msg_timeout: i64,
     #[serde(default)]
@@ -752,8 +754,14 @@ impl<D: Disk + Clone> Nsqd<D> {
         let c = self.clients.get_mut(&client).expect("live");
         c.heartbeat_interval = identify_heartbeat_interval(identify.heartbeat_interval, options)?;
         c.next_heartbeat = c.heartbeat_interval.map(|h| now + h);
-        c.output_buffer_timeout = identify_output_buffer_timeout(identify.output_buffer_timeout, options)?;
+        let (timeout, size) = identify_output_buffer(
+            identify.output_buffer_timeout,
+            identify.output_buffer_size,
+            options,
+        )?;
+        c.output_buffer_timeout = timeout;
         c.next_flush = c.output_buffer_timeout.map(|t| now + t);
+        let sample_rate = identify_sample_rate(identify.sample_rate)?;
         c.msg_timeout = identify_msg_timeout(identify.msg_timeout, options)?;
         if identify.feature_negotiation {
             let reply = serde_json::json!({
@@ -766,9 +774,10 @@ impl<D: Disk + Clone> Nsqd<D> {
                 "deflate_level": 6,
                 "max_deflate_level": 6,
                 "snappy": false,
-                "sample_rate": 0,
+                // Accepted and echoed as nsqd does; sampling itself is not modelled.
+                "sample_rate": sample_rate,
                 "auth_required": false,
-                "output_buffer_size": 16384,
+                "output_buffer_size": size,
                 "output_buffer_timeout": c.output_buffer_timeout.map_or(-1, |t| t.as_millis() as i64),
             });
             out.send(client, FrameType::Response, reply.to_string().as_bytes());
@@ -1120,20 +1129,53 @@ fn identify_heartbeat_interval(value: i64, options: &NsqdOptions) -> Result<Opti
     }
 }
 
-/// IDENTIFY's `output_buffer_timeout`: -1 turns output buffering off, 0 takes the default.
-fn identify_output_buffer_timeout(
-    value: i64,
+/// nsqd's --min-output-buffer-timeout and --max-output-buffer-size defaults, and the buffer
+/// size a client gets when it asks for none (nsqd/options.go, client_v2.go).
+const MIN_OUTPUT_BUFFER_TIMEOUT_MS: i64 = 25;
+const MAX_OUTPUT_BUFFER_SIZE: i64 = 64 * 1024;
+const DEFAULT_OUTPUT_BUFFER_SIZE: i64 = 16 * 1024;
+
+/// IDENTIFY's `output_buffer_timeout` then `output_buffer_size` (nsqd's
+/// `clientV2.SetOutputBuffer`): a timeout of -1 turns buffering off, 0 takes the default; a
+/// size of -1 means no buffer (size 1, and no timeout either), 0 the default.
+fn identify_output_buffer(
+    timeout: i64,
+    size: i64,
     options: &NsqdOptions,
-) -> Result<Option<Duration>, ProtocolError> {
-    match value {
-        -1 => Ok(None),
-        0 => Ok(Some(ms(options.output_buffer_timeout_ms))),
-        v if v >= 1 && v as u64 <= options.max_output_buffer_timeout_ms => Ok(Some(ms(v as u64))),
+) -> Result<(Option<Duration>, i64), ProtocolError> {
+    let max_timeout = options.max_output_buffer_timeout_ms as i64;
+    let timeout = match timeout {
+        -1 => None,
+        0 => Some(ms(options.output_buffer_timeout_ms)),
+        v if (MIN_OUTPUT_BUFFER_TIMEOUT_MS..=max_timeout).contains(&v) => Some(ms(v as u64)),
+        v => {
+            return Err(ProtocolError::fatal(
+                "E_BAD_BODY",
+                format!("IDENTIFY output buffer timeout ({v}) is invalid"),
+            ))
+        }
+    };
+    match size {
+        -1 => Ok((None, 1)),
+        0 => Ok((timeout, DEFAULT_OUTPUT_BUFFER_SIZE)),
+        v if (64..=MAX_OUTPUT_BUFFER_SIZE).contains(&v) => Ok((timeout, v)),
         v => Err(ProtocolError::fatal(
             "E_BAD_BODY",
-            format!("IDENTIFY output buffer timeout ({v}) is invalid"),
+            format!("IDENTIFY output buffer size ({v}) is invalid"),
         )),
     }
+}
+
+/// IDENTIFY's `sample_rate`: a percentage of messages to send, 0 (all) to 99
+/// (`clientV2.SetSampleRate`).
+fn identify_sample_rate(value: i64) -> Result<i64, ProtocolError> {
+    if !(0..=99).contains(&value) {
+        return Err(ProtocolError::fatal(
+            "E_BAD_BODY",
+            format!("IDENTIFY sample rate ({value}) is invalid"),
+        ));
+    }
+    Ok(value)
 }
 
 /// IDENTIFY's `msg_timeout`: 0 takes the default.

@@ -129,9 +129,104 @@ fn a_bad_magic_gets_e_bad_protocol_and_a_closed_connection() {
     let mut h = Harness::new(NsqdOptions::default());
     let c = h.nsqd.connect(h.now);
     h.raw(c, b"  V1");
-    let frames = h.frames(c);
-    assert_eq!(frames[0].0, FrameType::Error);
-    assert!(String::from_utf8_lossy(&frames[0].1).starts_with("E_BAD_PROTOCOL"));
+    // Exactly the code, as nsqd/tcp.go sends it; the magic it got goes to the log only.
+    assert_eq!(h.frames(c), vec![(FrameType::Error, b"E_BAD_PROTOCOL".to_vec())]);
+    assert_eq!(h.closed, vec![c]);
+}
+
+#[test]
+fn identify_validates_what_nsqd_validates_with_its_e_bad_body_texts() {
+    let cases = [
+        (
+            r#"{"heartbeat_interval":999}"#,
+            Some("IDENTIFY heartbeat interval (999) is invalid"),
+        ),
+        (
+            r#"{"heartbeat_interval":60001}"#,
+            Some("IDENTIFY heartbeat interval (60001) is invalid"),
+        ),
+        (
+            r#"{"output_buffer_timeout":24}"#,
+            Some("IDENTIFY output buffer timeout (24) is invalid"),
+        ),
+        (
+            r#"{"output_buffer_timeout":30001}"#,
+            Some("IDENTIFY output buffer timeout (30001) is invalid"),
+        ),
+        (
+            r#"{"output_buffer_size":63}"#,
+            Some("IDENTIFY output buffer size (63) is invalid"),
+        ),
+        (
+            r#"{"output_buffer_size":65537}"#,
+            Some("IDENTIFY output buffer size (65537) is invalid"),
+        ),
+        (
+            r#"{"sample_rate":-1}"#,
+            Some("IDENTIFY sample rate (-1) is invalid"),
+        ),
+        (
+            r#"{"sample_rate":100}"#,
+            Some("IDENTIFY sample rate (100) is invalid"),
+        ),
+        (
+            r#"{"msg_timeout":999}"#,
+            Some("IDENTIFY msg timeout (999) is invalid"),
+        ),
+        (
+            r#"{"msg_timeout":900001}"#,
+            Some("IDENTIFY msg timeout (900001) is invalid"),
+        ),
+        (
+            r#"{"heartbeat_interval":1000,"output_buffer_timeout":25,"output_buffer_size":64,"sample_rate":99,"msg_timeout":1000}"#,
+            None,
+        ),
+        (
+            r#"{"output_buffer_size":-1,"output_buffer_timeout":-1,"heartbeat_interval":-1}"#,
+            None,
+        ),
+        (
+            r#"{"output_buffer_size":65536,"output_buffer_timeout":30000,"msg_timeout":900000}"#,
+            None,
+        ),
+    ];
+    for (body, refused) in cases {
+        let mut h = Harness::new(NsqdOptions::default());
+        let c = h.connect();
+        h.send(c, Command::Identify(body.as_bytes().to_vec()));
+        match refused {
+            Some(text) => {
+                let error = format!("E_BAD_BODY {text}");
+                assert_eq!(
+                    h.frames(c),
+                    vec![(FrameType::Error, error.into_bytes())],
+                    "{body}"
+                );
+                assert_eq!(h.closed, vec![c], "{body}: fatal");
+            }
+            None => {
+                assert_eq!(h.frames(c), vec![(FrameType::Response, b"OK".to_vec())], "{body}");
+                assert!(h.closed.is_empty(), "{body}");
+            }
+        }
+    }
+}
+
+#[test]
+fn an_identify_body_over_the_limit_is_refused_from_its_size_before_the_body_arrives() {
+    let mut h = Harness::new(NsqdOptions::default());
+    let c = h.connect();
+    let too_big: i32 = 5 * 1024 * 1024 + 1;
+    let mut bytes = b"IDENTIFY\n".to_vec();
+    bytes.extend_from_slice(&too_big.to_be_bytes()); // the size, and no body yet
+    h.raw(c, &bytes);
+    assert_eq!(
+        h.frames(c),
+        vec![(
+            FrameType::Error,
+            format!("E_BAD_BODY IDENTIFY body too big {too_big} > 5242880").into_bytes()
+        )]
+    );
     assert_eq!(h.closed, vec![c]);
 }
 
@@ -301,6 +396,9 @@ fn a_kill_loses_memory_and_a_graceful_close_keeps_everything() {
         }
         let in_flight = h.messages(c);
         assert_eq!(in_flight.len(), 1);
+        // Past the disk queues' 2 s sync: killed before it, a disk queue has no metadata and
+        // starts empty (go-diskqueue's New), losing the disk overflow too.
+        h.advance(2001 * MS);
         if graceful {
             h.nsqd.close().unwrap();
         }
@@ -434,4 +532,34 @@ fn with_no_lookupd_to_ask_the_topic_starts_without_channels_and_a_late_channel_m
         h.messages(late).is_empty(),
         "a channel created after the pump ran never gets it"
     );
+}
+
+#[test]
+fn a_channels_disk_queue_syncs_on_its_2_s_timer_and_a_power_failure_after_it_keeps_the_messages() {
+    for synced in [false, true] {
+        let options = NsqdOptions {
+            mem_queue_size: 0, // every message goes through the topic's and the channel's disk queues
+            ..NsqdOptions::default()
+        };
+        let mut h = Harness::new(options.clone());
+        let c = h.subscribe("t", "ch", 0);
+        h.frames(c);
+        for n in 1..=3 {
+            h.publish("t", &format!("m{n}"));
+        }
+        h.advance(if synced { 2001 * MS } else { 1999 * MS });
+        assert_eq!(h.nsqd.stats()[0].depth, 3, "on the channel's disk queue");
+        let disk = h.disk.clone();
+        drop(h);
+        disk.power_fail(false, &mut ChaCha8Rng::seed_from_u64(1));
+        let mut h = Harness::on(options.clone(), disk);
+        let c = h.subscribe("t", "ch", 10);
+        h.advance(300 * MS);
+        let got: Vec<String> = h.messages(c).iter().map(body).collect();
+        if synced {
+            assert_eq!(got, vec!["m1", "m2", "m3"], "synced at 2 s: kept");
+        } else {
+            assert!(got.is_empty(), "not yet synced: the page cache is lost ({got:?})");
+        }
+    }
 }

@@ -357,19 +357,28 @@ fn sub_command(params: &[&[u8]]) -> Result<Command, ProtocolError> {
     Ok(Command::Sub { topic, channel })
 }
 
-/// `IDENTIFY` or `AUTH`, each a line and then a body of at most `max_body_size`.
+/// `IDENTIFY` or `AUTH`, each a line and then a body of at most `max_body_size`. The size is
+/// judged as soon as its 4 bytes have arrived, before the body (nsqd's protocol_v2.go reads
+/// the length, checks it, and only then reads the body).
 fn body_command(name: &str, buf: &[u8], after_line: usize, limits: &Limits) -> Decoded {
-    let Some(found) = body(buf, after_line) else {
+    let Some(len) = read_i32(buf, after_line) else {
         return Ok(None);
     };
-    let (data, end) =
-        found.map_err(|len| ProtocolError::fatal("E_BAD_BODY", format!("{name} invalid body size {len}")))?;
-    if data.len() as i64 > limits.max_body_size {
+    if i64::from(len) > limits.max_body_size {
         return Err(ProtocolError::fatal(
             "E_BAD_BODY",
-            format!("{name} body too big {} > {}", data.len(), limits.max_body_size),
+            format!("{name} body too big {len} > {}", limits.max_body_size),
         ));
     }
+    if len <= 0 {
+        return Err(ProtocolError::fatal(
+            "E_BAD_BODY",
+            format!("{name} invalid body size {len}"),
+        ));
+    }
+    let Some(Ok((data, end))) = body(buf, after_line) else {
+        return Ok(None);
+    };
     let command = if name == "IDENTIFY" {
         Command::Identify(data.to_vec())
     } else {

@@ -155,6 +155,7 @@ pub async fn run_lookupd(
     } else {
         ip.to_string()
     };
+    options.tcp_port = tcp.local_addr()?.port();
     options.http_port = http.local_addr()?.port();
     let core = Rc::new(RefCell::new(Lookupd::new(options)));
     let ctx = Rc::new(RealContext::new());

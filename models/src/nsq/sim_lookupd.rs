@@ -10,6 +10,7 @@ use turmoil::net::TcpListener;
 
 pub async fn run(env: Env, host: String, mut options: LookupdOptions) -> turmoil::Result {
     options.broadcast_address = host.clone();
+    options.tcp_port = LOOKUPD_TCP_PORT;
     options.http_port = LOOKUPD_HTTP_PORT;
     let process = env.process(&host);
     let _running = process.start();

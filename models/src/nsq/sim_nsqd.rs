@@ -1,7 +1,6 @@
 //! The turmoil driver for nsqd: the shared [`Driver`] with the simulation's clock, RNG,
 //! history notes and pause checkpoints, on simulated sockets and the host's simulated disk.
 
-use super::guid::node_id_for;
 use super::nsqd::{Nsqd, NsqdOptions};
 use super::nsqd_driver::{Announce, Context, Driver};
 use rand_chacha::ChaCha8Rng;
@@ -53,10 +52,11 @@ impl Context for SimContext {
     }
 }
 
-/// The nsqd process on `host`.
+/// The nsqd process on `host`, with `node_id` as its --node-id.
 pub async fn run(
     env: Env,
     host: String,
+    node_id: u16,
     options: NsqdOptions,
     lookupds: Vec<String>,
     registry: Registry,
@@ -64,13 +64,7 @@ pub async fn run(
     let process = env.process(&host);
     let _running = process.start();
     let now = Duration::from_micros(env.now().0);
-    let core = Nsqd::open(
-        options,
-        env.disk(&host),
-        node_id_for(&host),
-        EPOCH_UNIX_SECONDS * 1000,
-        now,
-    );
+    let core = Nsqd::open(options, env.disk(&host), node_id, EPOCH_UNIX_SECONDS * 1000, now);
     let driver = Driver::new(
         SimContext {
             env: env.clone(),

@@ -70,6 +70,14 @@ fn a_key_outside_its_bounds_is_one_line_naming_its_line() {
             "keys.toml:4: config.db.injected_deadlock_rate: must be within 0..=1",
         ),
         (
+            "design = \"nsq\"\n[config]\nnsqds = 2\nnode_ids = [7, 1024]\n",
+            "keys.toml:4: config.node_ids: 1024 is not within 0..=1023",
+        ),
+        (
+            "design = \"nsq\"\n[config]\nnode_ids = [7, 8]\n",
+            "keys.toml:3: config.node_ids: 2 ids for 1 nsqds",
+        ),
+        (
             "design = \"go-channel\"\n[config]\ncapacity = 100001\n",
             "keys.toml:3: config.capacity: at most 100000",
         ),
