@@ -285,7 +285,7 @@ impl Nsq {
         let lookupds = self.lookupds();
         for host in &lookupds {
             let (env, name, options) = (env.clone(), host.clone(), self.config.lookupd.clone());
-            sim.host(host.as_str(), move || {
+            env.process(host).install(sim, move || {
                 super::sim_lookupd::run(env.clone(), name.clone(), options.clone())
             });
         }
@@ -297,7 +297,7 @@ impl Nsq {
                 self.registry.clone(),
                 lookupds.clone(),
             );
-            sim.host(host.as_str(), move || {
+            env.process(&host).install(sim, move || {
                 sim_nsqd::run(
                     env.clone(),
                     name.clone(),
@@ -321,7 +321,7 @@ impl Nsq {
                 host.clone(),
             );
             let home = index % nsqds.len();
-            sim.host(host.as_str(), move || {
+            env.process(&host).install(sim, move || {
                 run_producer(
                     env.clone(),
                     name.clone(),
@@ -354,7 +354,7 @@ impl Nsq {
             let mut client = client.clone();
             client.channel = channels[index % channels.len()].clone();
             let (env, nsqds, name) = (env.clone(), nsqds.clone(), host.clone());
-            sim.host(host.as_str(), move || {
+            env.process(&host).install(sim, move || {
                 run_consumer(env.clone(), name.clone(), nsqds.clone(), client.clone())
             });
         }
