@@ -405,6 +405,7 @@ impl Design for Nsq {
             Excuse::fault("power_fail", "nsqd"),
             Excuse::note("consumer.gave_up"),
             Excuse::note("nsqd.ephemeral_overflow_dropped"),
+            Excuse::note("nsqd.ephemeral_channel_overflow_dropped"),
             Excuse::note("nsqd.ephemeral_channel_deleted"),
             // A channel created after its topic pumped a message never gets that message:
             // pre-creation from lookupd closes the window, unless no lookupd could be asked.

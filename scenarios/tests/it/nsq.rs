@@ -273,3 +273,29 @@ fn a_swarm_restricted_to_nsqds_only_hits_nsqds() {
     }
     assert!(process_faults > 0, "the draw had process faults to check");
 }
+
+fn inline(name: &str, config: &str, workload: &str) -> scenarios::Loaded {
+    let text = format!(
+        "name = \"{name}\"\ndesign = \"nsq\"\n[config]\n{config}\n[workload]\n{workload}\n[run]\nfault_phase_ms = 500\n"
+    );
+    scenarios::Loaded::parse("inline.toml", &text).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// An `#ephemeral` channel drops what overflows its memory queue (nsqd's dummy backend); the
+/// drop is noted, so the loss falls in the documented window instead of breaking the promise.
+#[test]
+fn an_ephemeral_channels_overflow_is_a_documented_loss() {
+    let loaded = inline(
+        "ephemeral channel overflow",
+        "channel = \"billing#ephemeral\"\nprocessing_ms = 50\n[config.nsqd]\nmem_queue_size = 2",
+        "messages = 20\npublish_interval_ms = 1",
+    );
+    let outcome = loaded.run(1);
+    assert!(!outcome.findings.get(LOST).is_empty(), "the overflow was lost");
+    assert!(outcome
+        .verdicts
+        .counters
+        .get("note.nsqd.ephemeral_channel_overflow_dropped")
+        .is_some_and(|n| *n > 0));
+    assert_eq!(outcome.kept.name(), "outside", "{:?}", outcome.kept);
+}
