@@ -9,6 +9,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::cell::{Cell, RefCell, RefMut};
 use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -24,6 +25,20 @@ pub(crate) struct ProcessState {
     /// Set by the host's software while it runs; cleared on exit or when it is dropped.
     pub(crate) running: Cell<bool>,
     pub(crate) incarnation: Cell<u64>,
+    /// The host's software (installed with [`Process::install`]) waiting for `resume`: one root
+    /// future per host, so one slot.
+    pub(crate) resume_waker: RefCell<Option<std::task::Waker>>,
+}
+
+impl ProcessState {
+    /// Clears the pause and wakes the stopped software, which then runs what came due.
+    pub(crate) fn resume(&self) {
+        self.paused.set(false);
+        self.changed.notify_waiters();
+        if let Some(waker) = self.resume_waker.take() {
+            waker.wake();
+        }
+    }
 }
 
 pub(crate) struct EnvInner {
@@ -170,10 +185,28 @@ impl Env {
     }
 }
 
+/// `software` in a `LocalSet` of its own, polled only while the process is not paused.
+async fn stoppable<Fut>(state: Rc<ProcessState>, software: Fut) -> turmoil::Result
+where
+    Fut: Future<Output = turmoil::Result> + 'static,
+{
+    let tasks = tokio::task::LocalSet::new();
+    let mut run = std::pin::pin!(tasks.run_until(software));
+    std::future::poll_fn(|cx| {
+        if state.paused.get() {
+            // Woken by `ProcessState::resume`; wakes meanwhile (timers, sockets) wait.
+            state.resume_waker.replace(Some(cx.waker().clone()));
+            return std::task::Poll::Pending;
+        }
+        run.as_mut().poll(cx)
+    })
+    .await
+}
+
 /// What host software sees of its own process: pause and stop requests.
 ///
-/// Pausing is cooperative at the process's suspension points: software sleeps and waits
-/// through [`Process::sleep`] and [`Process::checkpoint`], which do not return while the
+/// Software installed with [`Process::install`] runs nothing at all while paused. For code that
+/// runs outside it, [`Process::sleep`] and [`Process::checkpoint`] do not return while the
 /// process is paused. The harness also holds the host's network links, so messages queue
 /// up as they would for a SIGSTOPped process whose sockets stay open.
 #[derive(Clone)]
@@ -185,6 +218,24 @@ pub struct Process {
 impl Process {
     pub fn host(&self) -> &str {
         &self.host
+    }
+
+    /// Installs the host's software on the simulation so that a pause stops all of it, as
+    /// SIGSTOP does: its tasks, timers included, run nothing until `resume`, and timers that
+    /// came due meanwhile fire then, in their order. Designs install every host through this
+    /// (`env.process(host).install(sim, software)`) rather than `turmoil::Sim::host`.
+    ///
+    /// The software runs in a `LocalSet` of its own inside the host's, so every task it
+    /// spawns (`tokio::task::spawn_local`) lives in that set and is polled only through the
+    /// root future, which does not poll while the process is paused. A timer that fires
+    /// during the pause only queues its task. Dropping the root (kill) drops every task.
+    pub fn install<'a, F, Fut>(&self, sim: &mut turmoil::Sim<'a>, software: F)
+    where
+        F: Fn() -> Fut + 'a,
+        Fut: Future<Output = turmoil::Result> + 'static,
+    {
+        let state = self.state.clone();
+        sim.host(self.host.as_str(), move || stoppable(state.clone(), software()));
     }
 
     /// Marks the process as running until the returned guard is dropped (on normal exit, or

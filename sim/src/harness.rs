@@ -151,9 +151,7 @@ impl Harness {
 
     fn unpause(&mut self, sim: &mut turmoil::Sim<'_>, host: &str) {
         if self.paused.remove(host) {
-            let state = self.env.state(host);
-            state.paused.set(false);
-            state.changed.notify_waiters();
+            self.env.state(host).resume();
             let others = self.others(host);
             for other in &others {
                 sim.release(host, other.as_str());

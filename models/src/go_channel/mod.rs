@@ -127,7 +127,7 @@ impl Design for GoChannel {
             Duration::from_millis(self.workload.start_ms),
         );
         let source = self.source.clone();
-        sim.host(HOST, move || {
+        env.process(HOST).install(sim, move || {
             program(env.clone(), config.clone(), producers, pace, source.clone())
         });
     }

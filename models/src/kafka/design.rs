@@ -278,7 +278,7 @@ impl Kafka {
             replication_factor: self.config.replication_factor as usize,
         };
         let (env_c, leaders) = (env.clone(), self.leaders.clone());
-        sim.host(CONTROLLER_HOST, move || {
+        env.process(CONTROLLER_HOST).install(sim, move || {
             sim_controller::run(
                 env_c.clone(),
                 CONTROLLER_HOST.to_string(),
@@ -298,7 +298,7 @@ impl Kafka {
         for (index, host) in self.brokers().into_iter().enumerate() {
             let (env, name, settings) = (env.clone(), host.clone(), settings.clone());
             let id = index as i32 + 1;
-            sim.host(host.as_str(), move || {
+            env.process(&host).install(sim, move || {
                 sim_broker::run(env.clone(), name.clone(), id, settings.clone())
             });
         }
@@ -396,7 +396,7 @@ impl Kafka {
         for host in self.producers() {
             let (env, name, settings, source) =
                 (env.clone(), host.clone(), producer.clone(), self.source.clone());
-            sim.host(host.as_str(), move || {
+            env.process(&host).install(sim, move || {
                 run_producer(env.clone(), name.clone(), settings.clone(), source.clone())
             });
         }
@@ -406,7 +406,7 @@ impl Kafka {
             settings.processing_ms = self.config.processing_ms;
             settings.progress = Some(self.progress[index].clone());
             let (env, name, sink) = (env.clone(), host.clone(), self.db.clone());
-            sim.host(host.as_str(), move || {
+            env.process(&host).install(sim, move || {
                 run_consumer(env.clone(), name.clone(), settings.clone(), sink.clone())
             });
         }

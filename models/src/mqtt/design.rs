@@ -206,7 +206,7 @@ impl Mqtt {
             let (env, name, settings) = (env.clone(), host.clone(), publisher.clone());
             let source = self.source.clone();
             let subscribed = (self.subscribed.clone(), self.config.subscribers);
-            sim.host(host.as_str(), move || {
+            env.process(&host).install(sim, move || {
                 run_publisher(
                     env.clone(),
                     name.clone(),
@@ -227,7 +227,7 @@ impl Mqtt {
             let (env, name, settings, sink) =
                 (env.clone(), host.clone(), subscriber.clone(), self.db.clone());
             let subscribed = self.subscribed.clone();
-            sim.host(host.as_str(), move || {
+            env.process(&host).install(sim, move || {
                 run_subscriber(
                     env.clone(),
                     name.clone(),
@@ -260,7 +260,7 @@ impl Design for Mqtt {
             db.install(sim, env);
         }
         let (env_b, config, owed) = (env.clone(), self.config.broker.clone(), self.owed.clone());
-        sim.host(BROKER_HOST, move || {
+        env.process(BROKER_HOST).install(sim, move || {
             sim_broker::run(
                 env_b.clone(),
                 BROKER_HOST.to_string(),

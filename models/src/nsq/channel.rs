@@ -55,6 +55,10 @@ pub struct Channel<D: Disk> {
     clients: BTreeSet<ClientId>,
     pub requeue_count: u64,
     pub timeout_count: u64,
+    /// Messages an `#ephemeral` channel's dummy backend dropped and nsqd has not noted yet
+    /// (`take_dropped`): from the topic's pump, a REQ, a msg_timeout or a deferral coming due,
+    /// every path into `put`.
+    dropped: u64,
 }
 
 impl<D: Disk> Channel<D> {
@@ -73,6 +77,7 @@ impl<D: Disk> Channel<D> {
             clients: BTreeSet::new(),
             requeue_count: 0,
             timeout_count: 0,
+            dropped: 0,
         }
     }
 
@@ -92,7 +97,16 @@ impl<D: Disk> Channel<D> {
             self.memory.push_back(message);
             return Ok(Placed::Memory);
         }
-        self.backend.put(&message)
+        let placed = self.backend.put(&message)?;
+        if placed == Placed::Dropped {
+            self.dropped += 1;
+        }
+        Ok(placed)
+    }
+
+    /// The drops since the last call, for nsqd to record.
+    pub fn take_dropped(&mut self) -> u64 {
+        std::mem::take(&mut self.dropped)
     }
 
     /// `PutMessageDeferred`: held until `now + delay`, then `put`.
@@ -437,6 +451,7 @@ mod tests {
         assert_eq!(c.put(message(1)).unwrap(), Placed::Memory);
         assert_eq!(c.put(message(2)).unwrap(), Placed::Memory);
         assert_eq!(c.put(message(3)).unwrap(), Placed::Dropped);
+        assert_eq!((c.take_dropped(), c.take_dropped()), (1, 0), "counted once");
         assert_eq!(c.depth(), 2);
         c.add_client(1);
         assert!(c.remove_client(1));

@@ -10,6 +10,8 @@ use super::sim_nsqd::NSQD_TCP_PORT;
 use crate::db::sink::DbSink;
 use sim::history::MsgId;
 use sim::Env;
+use std::collections::{BTreeMap, BTreeSet};
+use std::rc::Rc;
 use std::time::Duration;
 
 pub fn encode_body(id: MsgId, key: Option<&str>) -> Vec<u8> {
@@ -45,6 +47,17 @@ pub struct ClientConfig {
     pub handlers: u32,
     pub processing: Duration,
     pub handler_failure_rate: f64,
+    /// Scheduled handler failures: the attempts of a message whose handler fails.
+    pub fail_messages: Rc<BTreeMap<MsgId, BTreeSet<u16>>>,
+    /// When this consumer joins (simulated time); zero for producers.
+    pub start: Duration,
+    /// The producer's DPUB deferral and the fraction of messages it defers.
+    pub defer: Duration,
+    pub defer_fraction: f64,
+    /// The producer's MPUB batch size; 1 publishes with PUB (or DPUB).
+    pub mpub_batch: u32,
+    /// Skip messages whose NSQ id this consumer has handled already.
+    pub dedupe_message_ids: bool,
     pub requeue_delay: Duration,
     pub max_requeue_delay: Duration,
     pub reconnect: Duration,
@@ -56,6 +69,21 @@ pub struct ClientConfig {
     pub db: Option<DbSink>,
     /// go-nsq's backoff: (BackoffMultiplier, MaxBackoffDuration), or None to disable it.
     pub backoff: Option<(Duration, Duration)>,
+}
+
+impl ClientConfig {
+    /// Whether the handler fails this attempt of `id`: scheduled, or drawn at
+    /// `handler_failure_rate` (drawn only when the rate is set, so runs without it keep their
+    /// random stream).
+    pub fn handler_fails(&self, env: &Env, id: MsgId, attempt: u16) -> bool {
+        let scheduled = self
+            .fail_messages
+            .get(&id)
+            .is_some_and(|attempts| attempts.contains(&attempt));
+        scheduled
+            || (self.handler_failure_rate > 0.0
+                && rand::Rng::random_bool(&mut *env.rng(), self.handler_failure_rate.min(1.0)))
+    }
 }
 
 pub(super) async fn connect(env: &Env, me: &str, host: &str, config: &ClientConfig) -> Option<Link> {

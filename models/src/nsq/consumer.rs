@@ -3,8 +3,8 @@
 //! FIN on success and REQ with a linear delay on failure, and the database sink.
 
 use super::client::{connect, decode_body, identify, ClientConfig};
-use super::link::Sender;
-use super::protocol::{Command, FrameType, Message};
+use super::link::{Sender, Taken};
+use super::protocol::{Command, FrameType, Message, MessageId};
 use super::throttle::Throttle;
 use crate::db::sink::{DbConsumer, DbSink, Handled};
 use rand::Rng;
@@ -14,7 +14,36 @@ use std::rc::Rc;
 use std::time::Duration;
 use tokio::sync::{mpsc, Mutex};
 
-type Delivery = (Message, Sender, String);
+/// The NSQ message ids a consumer has handled, for `dedupe_message_ids`: the newest
+/// `SEEN_IDS_MAX`, oldest forgotten first.
+#[derive(Default)]
+struct SeenIds {
+    ids: std::collections::BTreeSet<MessageId>,
+    order: std::collections::VecDeque<MessageId>,
+}
+
+const SEEN_IDS_MAX: usize = 65_536;
+
+impl SeenIds {
+    fn contains(&self, id: &MessageId) -> bool {
+        self.ids.contains(id)
+    }
+
+    fn insert(&mut self, id: MessageId) {
+        if self.ids.insert(id) {
+            self.order.push_back(id);
+        }
+        if self.order.len() > SEEN_IDS_MAX {
+            let oldest = self.order.pop_front().expect("over the bound, so not empty");
+            self.ids.remove(&oldest);
+        }
+        assert!(self.ids.len() == self.order.len() && self.ids.len() <= SEEN_IDS_MAX);
+    }
+}
+
+/// A message for the handlers, and its hand-off: dropping it tells the connection's read
+/// loop that a handler took the message.
+type Delivery = (Message, Sender, String, Taken);
 
 /// A consumer process with go-nsq's behaviour: a connection to every nsqd, `max_in_flight`
 /// spread over them as RDY, handlers that FIN on success and REQ with a linear delay on
@@ -26,6 +55,13 @@ pub async fn run_consumer(
     config: ClientConfig,
 ) -> turmoil::Result {
     let process = env.process(&host);
+    // A consumer that joins partway through the run (`consumer_start_ms`) starts then, also
+    // when a restart comes earlier: the start time is absolute.
+    let now = Duration::from_micros(env.now().0);
+    if config.start > now {
+        tokio::time::sleep(config.start - now).await;
+        env.note(&host, "consumer.joined_late");
+    }
     let _running = process.start();
     let (deliveries, incoming) = mpsc::unbounded_channel::<Delivery>();
     let incoming = Rc::new(Mutex::new(incoming));
@@ -75,8 +111,10 @@ pub async fn run_consumer(
             lookupd_loop(env, host, config, throttle, deliveries, process, direct).await
         });
     }
+    let seen = Rc::new(std::cell::RefCell::new(SeenIds::default()));
     let mut handlers = Vec::new();
     for _ in 0..config.handlers.max(1) {
+        let seen = seen.clone();
         let (env, host, config, incoming, process, throttle) = (
             env.clone(),
             host.clone(),
@@ -86,7 +124,7 @@ pub async fn run_consumer(
             throttle.clone(),
         );
         handlers.push(tokio::task::spawn_local(async move {
-            handler_loop(env, host, config, incoming, process, throttle).await
+            handler_loop(env, host, config, incoming, process, throttle, seen).await
         }));
     }
     process.stopping().await;
@@ -224,12 +262,18 @@ async fn connect_and_consume(
             // More connections than max_in_flight: this one starts with no RDY.
             env.note(host, "consumer.rdy_over_max_in_flight");
         }
-        while let Some((kind, data)) = link.next().await {
+        while let Some(((kind, data), taken)) = link.next_held().await {
             match kind {
                 FrameType::Message => {
                     if let Ok(message) = Message::decode(&data) {
                         throttle.message(key, now());
-                        let _ = deliveries.send((message, link.sender.clone(), nsqd.to_string()));
+                        // go-nsq's incomingMessages is unbuffered: the connection's read loop
+                        // waits, heartbeats unanswered, until a handler takes the message
+                        // (conn.go readLoop, consumer.go onConnMessage).
+                        let delivery = (message, link.sender.clone(), nsqd.to_string(), taken);
+                        if deliveries.send(delivery).is_err() {
+                            break;
+                        }
                     }
                 }
                 FrameType::Error => env.note(host, "consumer.error_frame"),
@@ -292,19 +336,29 @@ async fn handler_loop(
     incoming: Rc<Mutex<mpsc::UnboundedReceiver<Delivery>>>,
     process: Process,
     throttle: Rc<Throttle>,
+    seen: Rc<std::cell::RefCell<SeenIds>>,
 ) {
     let mut db = config.db.as_ref().map(DbSink::consumer);
     loop {
         let next = incoming.lock().await.recv().await;
-        let Some((message, sender, nsqd)) = next else {
+        let Some((message, sender, nsqd, taken)) = next else {
             return;
         };
+        drop(taken); // the connection's read loop goes on
+
         process.checkpoint().await;
         let Some(id) = decode_body(&message.body) else {
             sender.send(&Command::Fin(message.id));
             env.note(&host, "consumer.bad_body");
             continue;
         };
+        if config.dedupe_message_ids && seen.borrow().contains(&message.id) {
+            // The application's own dedup: FIN without running the handler.
+            sender.send(&Command::Fin(message.id));
+            env.note(&host, "consumer.deduplicated");
+            throttle.signal(true, &env, &host, &process);
+            continue;
+        }
         if config.max_attempts > 0 && message.attempts > config.max_attempts {
             // go-nsq gives up silently: FIN without calling the handler.
             sender.send(&Command::Fin(message.id));
@@ -330,13 +384,14 @@ async fn handler_loop(
             process.sleep(config.processing).await;
             // The outcome does not drive go-nsq's backoff here (as before the sink became a
             // component); issue 16 revisits the handler's flow control.
-            handle_with_db(&env, &host, &config, db, &message, id, &sender, &process).await;
+            let handled = handle_with_db(&env, &host, &config, db, &message, id, &sender, &process).await;
+            if config.dedupe_message_ids && handled != Handled::Failed {
+                seen.borrow_mut().insert(message.id);
+            }
             continue;
         }
         process.sleep(config.processing).await;
-        let failed =
-            config.handler_failure_rate > 0.0 && env.rng().random_bool(config.handler_failure_rate.min(1.0));
-        if failed {
+        if config.handler_fails(&env, id, message.attempts) {
             requeue(&env, &host, &config, &message, &sender);
             throttle.signal(false, &env, &host, &process);
             continue;
@@ -348,6 +403,9 @@ async fn handler_loop(
                 consumer: host.clone(),
             },
         );
+        if config.dedupe_message_ids {
+            seen.borrow_mut().insert(message.id);
+        }
         if sender.send(&Command::Fin(message.id)) {
             env.record(
                 &host,

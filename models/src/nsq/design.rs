@@ -13,6 +13,7 @@ use crate::source::Source;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use sim::fault::Topology;
+use sim::history::MsgId;
 use sim::promise::{Excuse, Promise};
 use sim::scenario::{Scenario, ScenarioError, Workload};
 use sim::verdict::Property;
@@ -84,6 +85,30 @@ pub struct Config {
     /// The chance a handler fails (go-nsq then REQs with a linear delay).
     #[schemars(range(min = 0.0, max = 1.0))]
     pub handler_failure_rate: f64,
+    /// Handler failures scheduled per message, beside `handler_failure_rate`: the handler
+    /// fails the listed attempts of the message with that workload id, e.g.
+    /// `fail_messages = [{ id = 7, attempts = [1, 2, 3] }]` (at most 1024 entries).
+    pub fail_messages: Vec<FailMessage>,
+    /// When each consumer joins, in ms of simulated time: consumer i starts at entry i-1
+    /// (consumers past the list's end start at once), e.g. `consumer_start_ms = [0, 5000]`.
+    /// Until then it has no connection and no RDY, as a process not yet deployed.
+    pub consumer_start_ms: Vec<u64>,
+    /// Producers publish this fraction of messages with DPUB, deferred by `defer_ms` (nsqd
+    /// keeps the deferral only while the message is in memory: one that spills to the topic's
+    /// disk queue loses it, as nsqd's topic.go says).
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub defer_fraction: f64,
+    /// The DPUB deferral, at most nsqd's max_req_timeout (1 h by default).
+    #[schemars(range(max = 3_600_000))]
+    pub defer_ms: u64,
+    /// Producers publish MPUB batches of this many messages (1: one PUB each). A batch is
+    /// never deferred, as nsqd has no deferred MPUB.
+    #[schemars(range(min = 1, max = 1024))]
+    pub mpub_batch: u32,
+    /// Consumers skip a message whose NSQ message id they have already handled (FIN without
+    /// running the handler), a common application practice; two nsqds that hand out the same
+    /// id then lose one of the messages. Each consumer remembers its last 65,536 ids.
+    pub dedupe_message_ids: bool,
     /// go-nsq DefaultRequeueDelay (× attempts).
     pub requeue_delay_ms: u64,
     /// go-nsq MaxRequeueDelay.
@@ -107,6 +132,21 @@ pub struct Config {
     /// go-nsq MaxBackoffDuration.
     pub max_backoff_ms: u64,
 }
+
+/// One entry of `fail_messages`: a message's workload id and the attempts whose handler
+/// fails.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FailMessage {
+    /// The workload's message id (1..=messages).
+    #[schemars(range(min = 1))]
+    pub id: u64,
+    /// The attempts (nsqd's attempt counter, from 1) whose handler fails.
+    pub attempts: Vec<u16>,
+}
+
+/// The bound on `fail_messages` entries.
+pub const FAIL_MESSAGES_MAX: usize = 1024;
 
 impl Default for Config {
     /// go-nsq's defaults where it has them.
@@ -140,6 +180,12 @@ impl Default for Config {
             handlers: 1,
             processing_ms: 5,
             handler_failure_rate: 0.0,
+            fail_messages: Vec::new(),
+            consumer_start_ms: Vec::new(),
+            dedupe_message_ids: false,
+            defer_fraction: 0.0,
+            defer_ms: 0,
+            mpub_batch: 1,
             requeue_delay_ms: 90_000,
             max_requeue_delay_ms: 15 * 60_000,
             reconnect_ms: 60_000,
@@ -173,6 +219,15 @@ pub fn build(scenario: &Scenario) -> Result<Box<dyn Design>, ScenarioError> {
         return Err(scenario.config_error(
             "channels",
             "several channels need sink = \"memory\" (the database judges one effect per message)".into(),
+        ));
+    }
+    if config.fail_messages.len() > FAIL_MESSAGES_MAX {
+        return Err(scenario.config_error("fail_messages", format!("at most {FAIL_MESSAGES_MAX} entries")));
+    }
+    if config.consumer_start_ms.len() > config.consumers as usize {
+        return Err(scenario.config_error(
+            "consumer_start_ms",
+            format!("at most one entry per consumer ({})", config.consumers),
         ));
     }
     if config.max_in_flight > config.nsqd.max_rdy_count {
@@ -283,6 +338,17 @@ impl Nsq {
             handlers: c.handlers,
             processing: Duration::from_millis(c.processing_ms),
             handler_failure_rate: c.handler_failure_rate,
+            fail_messages: Rc::new(
+                c.fail_messages
+                    .iter()
+                    .map(|f| (MsgId(f.id), f.attempts.iter().copied().collect()))
+                    .collect(),
+            ),
+            start: Duration::ZERO,
+            dedupe_message_ids: c.dedupe_message_ids,
+            defer: Duration::from_millis(c.defer_ms),
+            defer_fraction: c.defer_fraction,
+            mpub_batch: c.mpub_batch,
             requeue_delay: Duration::from_millis(c.requeue_delay_ms),
             max_requeue_delay: Duration::from_millis(c.max_requeue_delay_ms),
             reconnect: Duration::from_millis(c.reconnect_ms),
@@ -304,7 +370,7 @@ impl Nsq {
         let lookupds = self.lookupds();
         for host in &lookupds {
             let (env, name, options) = (env.clone(), host.clone(), self.config.lookupd.clone());
-            sim.host(host.as_str(), move || {
+            env.process(host).install(sim, move || {
                 super::sim_lookupd::run(env.clone(), name.clone(), options.clone())
             });
         }
@@ -320,7 +386,7 @@ impl Nsq {
                 self.registry.clone(),
                 lookupds.clone(),
             );
-            sim.host(host.as_str(), move || {
+            env.process(&host).install(sim, move || {
                 sim_nsqd::run(
                     env.clone(),
                     name.clone(),
@@ -345,7 +411,7 @@ impl Nsq {
                 host.clone(),
             );
             let home = index % nsqds.len();
-            sim.host(host.as_str(), move || {
+            env.process(&host).install(sim, move || {
                 run_producer(
                     env.clone(),
                     name.clone(),
@@ -377,8 +443,10 @@ impl Nsq {
         for (index, host) in self.consumers().into_iter().enumerate() {
             let mut client = client.clone();
             client.channel = channels[index % channels.len()].clone();
+            let start_ms = self.config.consumer_start_ms.get(index).copied().unwrap_or(0);
+            client.start = Duration::from_millis(start_ms);
             let (env, nsqds, name) = (env.clone(), nsqds.clone(), host.clone());
-            sim.host(host.as_str(), move || {
+            env.process(&host).install(sim, move || {
                 run_consumer(env.clone(), name.clone(), nsqds.clone(), client.clone())
             });
         }
@@ -429,6 +497,7 @@ impl Design for Nsq {
             Excuse::fault("power_fail", "nsqd"),
             Excuse::note("consumer.gave_up"),
             Excuse::note("nsqd.ephemeral_overflow_dropped"),
+            Excuse::note("nsqd.ephemeral_channel_overflow_dropped"),
             Excuse::note("nsqd.ephemeral_channel_deleted"),
             // A channel created after its topic pumped a message never gets that message:
             // pre-creation from lookupd closes the window, unless no lookupd could be asked.

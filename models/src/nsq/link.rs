@@ -3,6 +3,11 @@
 //! ReadTimeout, 60 s by default), and a writer fed through a queue, so a handler's FIN goes
 //! out on the connection the message came from, or nowhere if that connection has died.
 //!
+//! The reader hands each frame over and waits until it is taken, as go-nsq's readLoop calls
+//! the consumer's OnMessage, which sends on the unbuffered `incomingMessages` channel
+//! (consumer.go onConnMessage): while every handler is busy, the connection reads nothing,
+//! answers no heartbeat, and nsqd may close it after two missed heartbeats.
+//!
 //! Generic over the stream, so the same code runs over turmoil (simulation) and tokio sockets.
 
 use super::protocol::{decode_frame, encode_command, Command, FrameType, HEARTBEAT, MAGIC_V2};
@@ -34,9 +39,15 @@ impl Sender {
     }
 }
 
+/// Held while a frame is being handed on; dropping it lets the connection's reader go on.
+pub type Taken = tokio::sync::oneshot::Sender<()>;
+
+/// A frame and its hand-off.
+type Handoff = (Frame, Taken);
+
 pub struct Link {
     pub sender: Sender,
-    pub frames: mpsc::UnboundedReceiver<Frame>,
+    frames: mpsc::UnboundedReceiver<Handoff>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -57,7 +68,7 @@ where
 {
     let alive = Rc::new(Cell::new(true));
     let (tx, mut outgoing) = mpsc::unbounded_channel::<Vec<u8>>();
-    let (frames_tx, frames) = mpsc::unbounded_channel();
+    let (frames_tx, frames) = mpsc::unbounded_channel::<Handoff>();
     let writer_alive = alive.clone();
     let writer = tokio::task::spawn_local(async move {
         if write.write_all(MAGIC_V2).await.is_err() {
@@ -88,8 +99,13 @@ where
                         buffer.drain(..used);
                         if kind == FrameType::Response && data == HEARTBEAT {
                             let _ = nop.send(encode_command(&Command::Nop));
-                        } else if frames_tx.send((kind, data)).is_err() {
-                            break 'read;
+                        } else {
+                            let (handoff, taken) = tokio::sync::oneshot::channel();
+                            if frames_tx.send(((kind, data), handoff)).is_err() {
+                                break 'read;
+                            }
+                            // Unbuffered: at most one frame waits, and the reader with it.
+                            let _ = taken.await;
                         }
                     }
                     Ok(None) => break,
@@ -109,6 +125,12 @@ where
 impl Link {
     /// The next frame, or `None` once the connection is gone.
     pub async fn next(&mut self) -> Option<Frame> {
+        self.frames.recv().await.map(|(frame, _taken)| frame)
+    }
+
+    /// The next frame with its hand-off: the reader reads nothing, heartbeats included, until
+    /// the returned [`Taken`] is dropped.
+    pub async fn next_held(&mut self) -> Option<(Frame, Taken)> {
         self.frames.recv().await
     }
 
@@ -122,5 +144,6 @@ impl Link {
             .await
             .ok()
             .flatten()
+            .map(|(frame, _taken)| frame)
     }
 }

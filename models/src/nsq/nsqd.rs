@@ -869,6 +869,7 @@ impl<D: Disk + Clone> Nsqd<D> {
                 Err(e) => tracing::warn!(topic = topic.name, error = %e, "topic pump"),
             }
         }
+        self.note_channel_drops(out);
         let clients = &mut self.clients;
         for topic in self.topics.values_mut() {
             for channel in topic.channels.values_mut() {
@@ -991,6 +992,21 @@ impl<D: Disk + Clone> Nsqd<D> {
             }
             if (dirty as f64) <= self.options.queue_scan_dirty_percent * count as f64 {
                 break;
+            }
+        }
+        self.note_channel_drops(out);
+    }
+
+    /// An `#ephemeral` channel's overflow is dropped by its dummy backend (nsqd channel.go
+    /// put: `c.backend.Put` on a `newDummyBackendQueue`), one note per message, as the
+    /// topic's overflow is noted, so the promise can name the documented window.
+    fn note_channel_drops(&mut self, out: &mut Outbox) {
+        for topic in self.topics.values_mut() {
+            for channel in topic.channels.values_mut() {
+                for _ in 0..channel.take_dropped() {
+                    out.0
+                        .push(Output::Note("nsqd.ephemeral_channel_overflow_dropped"));
+                }
             }
         }
     }

@@ -273,3 +273,191 @@ fn a_swarm_restricted_to_nsqds_only_hits_nsqds() {
     }
     assert!(process_faults > 0, "the draw had process faults to check");
 }
+
+fn inline(name: &str, config: &str, workload: &str) -> scenarios::Loaded {
+    let text = format!(
+        "name = \"{name}\"\ndesign = \"nsq\"\n[config]\n{config}\n[workload]\n{workload}\n[run]\nfault_phase_ms = 500\n"
+    );
+    scenarios::Loaded::parse("inline.toml", &text).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn attempts_of(history: &sim::History, id: MsgId) -> Vec<u32> {
+    deliveries(history, id)
+        .into_iter()
+        .map(|(_, attempt, _)| attempt)
+        .collect()
+}
+
+#[test]
+fn a_scheduled_handler_failure_fails_exactly_the_listed_attempts() {
+    let loaded = inline(
+        "scheduled failures",
+        "fail_messages = [{ id = 2, attempts = [1, 2] }]\nrequeue_delay_ms = 10\nbackoff = false",
+        "messages = 4\npublish_interval_ms = 1",
+    );
+    let outcome = loaded.run(1);
+    assert_eq!(attempts_of(&outcome.history, MsgId(2)), vec![1, 2, 3]);
+    for id in [1, 3, 4] {
+        assert_eq!(attempts_of(&outcome.history, MsgId(id)), vec![1], "message {id}");
+    }
+    assert_eq!(
+        outcome.verdicts.counters.get("note.consumer.handler_error"),
+        Some(&2)
+    );
+}
+
+#[test]
+fn a_consumer_that_joins_late_gets_nothing_before_it_starts() {
+    let loaded = inline(
+        "late consumer",
+        "consumers = 2\nconsumer_start_ms = [0, 300]",
+        "messages = 40\npublish_interval_ms = 20",
+    );
+    let outcome = loaded.run(1);
+    let late: Vec<u64> = outcome
+        .history
+        .events()
+        .iter()
+        .filter(|e| e.host == "consumer2" && matches!(e.kind, EventKind::Deliver { .. }))
+        .map(|e| e.time.0)
+        .collect();
+    assert!(!late.is_empty(), "consumer2 took part once it joined");
+    assert!(late.iter().all(|t| *t >= 300_000), "{late:?}");
+    let early = outcome
+        .history
+        .events()
+        .iter()
+        .filter(|e| {
+            e.host == "consumer1" && e.time.0 < 300_000 && matches!(e.kind, EventKind::Deliver { .. })
+        })
+        .count();
+    assert!(early > 5, "consumer1 had every message before 300 ms: {early}");
+    assert_eq!(
+        outcome.verdicts.counters.get("note.consumer.joined_late"),
+        Some(&1)
+    );
+}
+
+#[test]
+fn deduplicating_by_message_id_skips_the_redelivery_after_msg_timeout() {
+    let config = "processing_ms = 1500\nmsg_timeout_ms = 1000";
+    let workload = "messages = 4\npublish_interval_ms = 1";
+    let plain = inline("plain", config, workload).run(1);
+    assert!(
+        !plain.findings.get(DUPLICATE_EFFECT).is_empty(),
+        "without dedup the redelivery is applied again"
+    );
+    let deduped = inline("dedup", &format!("{config}\ndedupe_message_ids = true"), workload).run(1);
+    assert!(deduped.findings.get(DUPLICATE_EFFECT).is_empty());
+    assert!(deduped.findings.get(LOST).is_empty());
+    assert!(deduped
+        .verdicts
+        .counters
+        .get("note.consumer.deduplicated")
+        .is_some_and(|n| *n > 0));
+}
+
+/// go-nsq's incomingMessages is unbuffered: with the only handler busy for longer than two
+/// heartbeats, the connection's read loop waits with a message in hand, answers no
+/// heartbeat, and nsqd closes the connection at its read deadline (2 s); the consumer sees
+/// it when the handler takes the message at 3 s and the loop reads again. (With an
+/// unbounded queue the read loop kept answering heartbeats and the connection lived.)
+#[test]
+fn a_read_loop_blocked_on_busy_handlers_misses_heartbeats_and_loses_its_connection() {
+    let loaded = inline(
+        "busy handlers",
+        "max_in_flight = 2\nprocessing_ms = 3000\nheartbeat_interval_ms = 1000\nbackoff = false",
+        "messages = 3\npublish_interval_ms = 1",
+    );
+    let outcome = loaded.run(1);
+    let lost_at = outcome.history.events().iter().find_map(|e| {
+        matches!(&e.kind, EventKind::Note { name, .. } if name == "consumer.connection_lost")
+            .then_some(e.time.0)
+    });
+    assert!(lost_at.is_some_and(|t| t < 3_100_000), "{lost_at:?}");
+}
+
+/// An `#ephemeral` channel drops what overflows its memory queue (nsqd's dummy backend); the
+/// drop is noted, so the loss falls in the documented window instead of breaking the promise.
+#[test]
+fn an_ephemeral_channels_overflow_is_a_documented_loss() {
+    let loaded = inline(
+        "ephemeral channel overflow",
+        "channel = \"billing#ephemeral\"\nprocessing_ms = 50\n[config.nsqd]\nmem_queue_size = 2",
+        "messages = 20\npublish_interval_ms = 1",
+    );
+    let outcome = loaded.run(1);
+    assert!(!outcome.findings.get(LOST).is_empty(), "the overflow was lost");
+    assert!(outcome
+        .verdicts
+        .counters
+        .get("note.nsqd.ephemeral_channel_overflow_dropped")
+        .is_some_and(|n| *n > 0));
+    assert_eq!(outcome.kept.name(), "outside", "{:?}", outcome.kept);
+}
+
+fn publish_times(history: &sim::History) -> std::collections::BTreeMap<MsgId, u64> {
+    history
+        .events()
+        .iter()
+        .filter_map(|e| match e.kind {
+            EventKind::Publish { id, .. } => Some((id, e.time.0)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// DPUB defers a message only while it is in the topic's memory: with no channel yet, the
+/// topic holds mem_queue_size messages and the rest spill to its disk queue without their
+/// deferral (nsqd topic.go), so they reach the consumer long before the deferral ends.
+#[test]
+fn a_deferred_message_that_spills_to_the_topics_disk_queue_loses_its_deferral() {
+    let loaded = inline(
+        "dpub spill",
+        "defer_fraction = 1.0\ndefer_ms = 2000\nconsumer_start_ms = [500]\n[config.nsqd]\nmem_queue_size = 2",
+        "messages = 10\npublish_interval_ms = 1",
+    );
+    let outcome = loaded.run(1);
+    let published = publish_times(&outcome.history);
+    let first = |id: MsgId| {
+        deliveries(&outcome.history, id)
+            .first()
+            .map(|d| d.0)
+            .expect("delivered")
+    };
+    let early = published
+        .iter()
+        .filter(|(id, t)| first(**id) < **t + 2_000_000)
+        .count();
+    let deferred = published
+        .iter()
+        .filter(|(id, t)| first(**id) >= **t + 2_000_000)
+        .count();
+    assert_eq!((deferred, early), (2, 8), "the topic's memory kept two deferrals");
+    assert!(outcome
+        .verdicts
+        .counters
+        .contains_key("note.nsqd.topic_overflow_to_disk"));
+}
+
+#[test]
+fn mpub_batches_are_answered_together() {
+    let loaded = inline(
+        "mpub",
+        "mpub_batch = 5",
+        "messages = 10\npublish_interval_ms = 10",
+    );
+    let outcome = loaded.run(1);
+    let ok_times: std::collections::BTreeSet<u64> = outcome
+        .history
+        .events()
+        .iter()
+        .filter(|e| matches!(e.kind, EventKind::PublishOk { .. }))
+        .map(|e| e.time.0)
+        .collect();
+    assert_eq!(ok_times.len(), 2, "two MPUBs of five");
+    assert!(outcome.findings.get(LOST).is_empty());
+    for id in 1..=10 {
+        assert_eq!(attempts_of(&outcome.history, MsgId(id)), vec![1], "message {id}");
+    }
+}

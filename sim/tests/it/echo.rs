@@ -38,11 +38,12 @@ impl Design for Echo {
 
     fn install<'a>(&'a self, sim: &mut turmoil::Sim<'a>, env: &Env) {
         let server_env = env.clone();
-        sim.host("server", move || server(server_env.clone()));
+        env.process("server")
+            .install(sim, move || server(server_env.clone()));
         let client_env = env.clone();
         let (messages, interval, timeout, done) =
             (self.messages, self.interval, self.timeout, self.done.clone());
-        sim.host("client", move || {
+        env.process("client").install(sim, move || {
             client(client_env.clone(), messages, interval, timeout, done.clone())
         });
     }

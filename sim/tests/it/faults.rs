@@ -294,3 +294,32 @@ fn a_connect_across_a_partition_waits_for_the_syn_retry_instead_of_being_refused
         .iter()
         .all(|(_, o, applied)| *o == Outcome::Ok && *applied));
 }
+
+/// A pause is SIGSTOP: the paused client's reply timeout comes due during the pause but
+/// fires only after `resume`, so nothing of the client's is recorded while it is stopped.
+#[test]
+fn a_paused_process_runs_none_of_its_timers_until_resumed() {
+    let run = run_echo(
+        "[[faults]]\nat_ms = 100\naction = \"pause\"\nhost = \"server\"\n\
+         [[faults]]\nat_ms = 110\naction = \"pause\"\nhost = \"client\"\n\
+         [[faults]]\nat_ms = 300\naction = \"resume\"\nhost = \"server\"\n\
+         [[faults]]\nat_ms = 400\naction = \"resume\"\nhost = \"client\"\n",
+        80,
+    );
+    let during: Vec<_> = run
+        .history
+        .events()
+        .iter()
+        .filter(|e| e.host == "client" && e.time.0 > 111_000 && e.time.0 < 400_000)
+        .collect();
+    assert!(during.is_empty(), "the paused client ran: {during:?}");
+    // What came due during the pause (the reply timer, the reply held with the client's
+    // links) runs at the resume itself; both are ready then, and the reply wins the race as
+    // tokio's `timeout` polls its future before its timer.
+    let resumed = run
+        .history
+        .events()
+        .iter()
+        .find(|e| e.host == "client" && e.time.0 >= 111_000);
+    assert_eq!(resumed.map(|e| e.time.0), Some(400_000), "{resumed:?}");
+}
