@@ -8,7 +8,7 @@
 //!
 //! Not modelled yet: channel pre-creation from nsqlookupd (topics start at once, as on an
 //! nsqd with no lookupd configured), TLS, snappy/deflate, AUTH (answered `E_AUTH_DISABLED`),
-//! sampling, pausing and the HTTP API.
+//! sampling, pausing channels. The HTTP API is `nsqd_http.rs`.
 
 // A sans-I/O core: its functions stay within clippy.toml's too-many-lines-threshold (issue 9).
 #![deny(clippy::too_many_lines)]
@@ -1160,3 +1160,7 @@ pub struct ChannelStats {
     pub timed_out: u64,
     pub clients: usize,
 }
+
+// nsqd's HTTP API: a child module, so it reaches the topics as the TCP commands do.
+#[path = "nsqd_http.rs"]
+mod http_api;

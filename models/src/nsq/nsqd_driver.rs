@@ -180,6 +180,24 @@ impl<C: Context, D: Disk + Clone + 'static> Driver<C, D> {
         );
     }
 
+    /// Serves one HTTP connection's requests with nsqd's HTTP API (`/pub`, `/stats`, ...).
+    pub async fn serve_http<S>(self: Rc<Self>, stream: S)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + 'static,
+    {
+        let _ = super::http::serve(stream, |request: super::http::HttpRequest<'_>| {
+            let mut out = Outbox::default();
+            let now = self.ctx.now();
+            let answer = self
+                .core
+                .borrow_mut()
+                .http(&request, now, &mut *self.ctx.rng(), &mut out);
+            self.dispatch(out);
+            answer
+        })
+        .await;
+    }
+
     /// Ticks nsqd whenever it has something due (at least every 100 ms).
     pub async fn tick_loop(self: Rc<Self>) {
         loop {

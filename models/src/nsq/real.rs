@@ -102,20 +102,10 @@ pub async fn run_nsqd(server: NsqdServer, shutdown: impl std::future::Future<Out
         |address: String| async move { TcpStream::connect(address).await },
     );
     tasks.push(tokio::task::spawn_local(driver.clone().tick_loop()));
+    let http_driver = driver.clone();
     tasks.push(tokio::task::spawn_local(async move {
-        // nsqd's HTTP API: /ping and /info, enough for health checks.
         while let Ok((stream, _)) = http.accept().await {
-            tokio::task::spawn_local(super::http::serve(
-                stream,
-                |request: super::http::HttpRequest<'_>| match (request.method, request.path) {
-                    ("GET", "/ping") => (200, "OK".to_string()),
-                    ("GET", "/info") => (
-                        200,
-                        serde_json::json!({ "version": super::nsqd::VERSION }).to_string(),
-                    ),
-                    _ => (404, r#"{"message":"NOT_FOUND"}"#.to_string()),
-                },
-            ));
+            tokio::task::spawn_local(http_driver.clone().serve_http(stream));
         }
     }));
     tokio::pin!(shutdown);
