@@ -32,6 +32,8 @@ use std::time::Duration;
 
 /// What nsqd reports as its version (IDENTIFY's feature-negotiation reply).
 pub const VERSION: &str = "1.3.0";
+/// nsqd's default `output_buffer_size` (16 KiB, the client's bufio.Writer).
+pub const OUTPUT_BUFFER_SIZE: usize = 16 * 1024;
 /// Unread bytes one connection may buffer before it is a protocol error.
 pub const CLIENT_BUFFER_MAX: usize = 8 * 1024 * 1024;
 
@@ -768,7 +770,7 @@ impl<D: Disk + Clone> Nsqd<D> {
                 "snappy": false,
                 "sample_rate": 0,
                 "auth_required": false,
-                "output_buffer_size": 16384,
+                "output_buffer_size": OUTPUT_BUFFER_SIZE,
                 "output_buffer_timeout": c.output_buffer_timeout.map_or(-1, |t| t.as_millis() as i64),
             });
             out.send(client, FrameType::Response, reply.to_string().as_bytes());
@@ -884,8 +886,13 @@ impl<D: Disk + Clone> Nsqd<D> {
                     c.in_flight += 1;
                     c.buffered
                         .extend(encode_frame(FrameType::Message, &message.encode()));
-                    if !c.is_ready() || c.output_buffer_timeout.is_none() {
-                        // Not ready for more: nsqd flushes at once.
+                    if !c.is_ready()
+                        || c.output_buffer_timeout.is_none()
+                        || c.buffered.len() >= OUTPUT_BUFFER_SIZE
+                    {
+                        // Not ready for more: nsqd flushes at once. A full buffer flushes too,
+                        // as Go's bufio.Writer does, so the core never holds more than RDY
+                        // messages' worth of output in one piece.
                         out.0.push(Output::Send(chosen, std::mem::take(&mut c.buffered)));
                     }
                 }
