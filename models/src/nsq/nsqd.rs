@@ -365,7 +365,7 @@ impl<D: Disk + Clone> Nsqd<D> {
             .unwrap_or_default();
         let mut ignored = Outbox::default();
         for topic in metadata.topics {
-            nsqd.get_topic(&topic.name, now, &mut ignored);
+            nsqd.get_topic(&topic.name, now, &mut ignored).paused = topic.paused;
             for channel in topic.channels {
                 nsqd.get_channel(&topic.name, &channel.name, now, &mut ignored);
             }
@@ -501,7 +501,7 @@ impl<D: Disk + Clone> Nsqd<D> {
                 .filter(|t| !t.ephemeral)
                 .map(|t| TopicMetadata {
                     name: t.name.clone(),
-                    paused: false,
+                    paused: t.paused,
                     channels: t
                         .channels
                         .values()
