@@ -476,13 +476,9 @@ impl Lookupd {
     }
 }
 
-/// The value of `name` in a URL query (`a=1&b=2`), undecoded.
+/// The value of `name` in a URL query (`a=1&b=2`), percent-decoded as Go's `url.ParseQuery`.
 fn query_param(query: &str, name: &str) -> Option<String> {
-    query
-        .split('&')
-        .filter_map(|kv| kv.split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.to_string())
+    super::http::query_param(query, name)
 }
 
 fn http_error(status: u16, message: &str) -> (u16, String) {

@@ -46,14 +46,15 @@ pub async fn serve_peer<S, N, P, PF>(
     core.borrow_mut().disconnect(peer);
 }
 
-/// Serves one HTTP request.
+/// Serves one HTTP connection's requests.
 pub async fn serve_http<S, N>(core: Rc<RefCell<Lookupd>>, stream: S, now: N)
 where
     S: AsyncRead + AsyncWrite + Unpin,
     N: Fn() -> Duration,
 {
-    let _ = http::serve(stream, |method, target| {
-        core.borrow_mut().http(method, target, now())
+    let _ = http::serve(stream, |request: http::HttpRequest<'_>| {
+        let target = format!("{}?{}", request.path, request.query);
+        core.borrow_mut().http(request.method, &target, now())
     })
     .await;
 }

@@ -8,7 +8,7 @@
 //!
 //! Not modelled yet: channel pre-creation from nsqlookupd (topics start at once, as on an
 //! nsqd with no lookupd configured), TLS, snappy/deflate, AUTH (answered `E_AUTH_DISABLED`),
-//! sampling, pausing and the HTTP API.
+//! sampling, pausing channels. The HTTP API is `nsqd_http.rs`.
 
 // A sans-I/O core: its functions stay within clippy.toml's too-many-lines-threshold (issue 9).
 #![deny(clippy::too_many_lines)]
@@ -32,6 +32,8 @@ use std::time::Duration;
 
 /// What nsqd reports as its version (IDENTIFY's feature-negotiation reply).
 pub const VERSION: &str = "1.3.0";
+/// nsqd's default `output_buffer_size` (16 KiB, the client's bufio.Writer).
+pub const OUTPUT_BUFFER_SIZE: usize = 16 * 1024;
 /// Unread bytes one connection may buffer before it is a protocol error.
 pub const CLIENT_BUFFER_MAX: usize = 8 * 1024 * 1024;
 
@@ -365,7 +367,7 @@ impl<D: Disk + Clone> Nsqd<D> {
             .unwrap_or_default();
         let mut ignored = Outbox::default();
         for topic in metadata.topics {
-            nsqd.get_topic(&topic.name, now, &mut ignored);
+            nsqd.get_topic(&topic.name, now, &mut ignored).paused = topic.paused;
             for channel in topic.channels {
                 nsqd.get_channel(&topic.name, &channel.name, now, &mut ignored);
             }
@@ -501,7 +503,7 @@ impl<D: Disk + Clone> Nsqd<D> {
                 .filter(|t| !t.ephemeral)
                 .map(|t| TopicMetadata {
                     name: t.name.clone(),
-                    paused: false,
+                    paused: t.paused,
                     channels: t
                         .channels
                         .values()
@@ -894,8 +896,13 @@ impl<D: Disk + Clone> Nsqd<D> {
                     c.in_flight += 1;
                     c.buffered
                         .extend(encode_frame(FrameType::Message, &message.encode()));
-                    if !c.is_ready() || c.output_buffer_timeout.is_none() {
-                        // Not ready for more: nsqd flushes at once.
+                    if !c.is_ready()
+                        || c.output_buffer_timeout.is_none()
+                        || c.buffered.len() >= OUTPUT_BUFFER_SIZE
+                    {
+                        // Not ready for more: nsqd flushes at once. A full buffer flushes too,
+                        // as Go's bufio.Writer does, so the core never holds more than RDY
+                        // messages' worth of output in one piece.
                         out.0.push(Output::Send(chosen, std::mem::take(&mut c.buffered)));
                     }
                 }
@@ -1218,3 +1225,7 @@ pub struct ChannelStats {
     pub timed_out: u64,
     pub clients: usize,
 }
+
+// nsqd's HTTP API: a child module, so it reaches the topics as the TCP commands do.
+#[path = "nsqd_http.rs"]
+mod http_api;

@@ -34,13 +34,32 @@ pub trait Context: 'static {
 pub const LOOKUPD_PING_INTERVAL: Duration = Duration::from_secs(15);
 const TICK_MAX: Duration = Duration::from_millis(100);
 
-enum Outgoing {
-    Bytes(Vec<u8>),
-    Close,
+/// The most bytes queued for one connection's socket. nsqd writes to a client through a
+/// 16 KiB bufio.Writer and blocks when the socket is full: its IOLoop stops reading the
+/// client (so a client that writes without reading meets TCP backpressure), its messagePump
+/// stops delivering, and the write fails after its deadline (the heartbeat interval,
+/// `protocolV2.Send`), closing the connection. The driver cannot block the sans-I/O core's
+/// deliveries, so it queues up to this bound, stops reading the client past half of it,
+/// and closes the connection if the core hands it more (the messages then wait out
+/// msg_timeout in flight, as they would after nsqd's failed write).
+pub const OUTPUT_QUEUED_BYTES_MAX: usize = 1024 * 1024;
+/// nsqd's write deadline: its default heartbeat interval.
+const WRITE_DEADLINE: Duration = Duration::from_secs(30);
+
+/// One connection's output, bounded by [`OUTPUT_QUEUED_BYTES_MAX`] plus one frame.
+#[derive(Default)]
+struct OutputQueue {
+    frames: std::collections::VecDeque<Vec<u8>>,
+    queued_bytes: usize,
+    closed: bool,
 }
 
 struct Connection {
-    tx: mpsc::UnboundedSender<Outgoing>,
+    output: Rc<RefCell<OutputQueue>>,
+    /// Wakes the writer (frames queued, or closing).
+    written: Rc<tokio::sync::Notify>,
+    /// Wakes the reader (room in the queue).
+    drained: Rc<tokio::sync::Notify>,
     reader: tokio::task::AbortHandle,
 }
 
@@ -70,6 +89,8 @@ pub struct Driver<C: Context, D: Disk + Clone> {
     /// Each lookupd peer's HTTP address, once its IDENTIFY response has named it (nsqd's
     /// `lookupPeer.Info`, kept across reconnections).
     lookupd_http: RefCell<Vec<Option<String>>>,
+    /// The most bytes ever queued for one connection (what the output bound is tested by).
+    output_queued_bytes_high: std::cell::Cell<usize>,
 }
 
 impl<C: Context, D: Disk + Clone + 'static> Driver<C, D> {
@@ -82,7 +103,32 @@ impl<C: Context, D: Disk + Clone + 'static> Driver<C, D> {
             gauges: RefCell::new(BTreeMap::new()),
             channel_queries: RefCell::new(None),
             lookupd_http: RefCell::new(Vec::new()),
+            output_queued_bytes_high: std::cell::Cell::new(0),
         })
+    }
+
+    /// The most bytes ever queued for one connection's socket; never more than
+    /// [`OUTPUT_QUEUED_BYTES_MAX`] and one frame.
+    pub fn output_queued_bytes_high(&self) -> usize {
+        self.output_queued_bytes_high.get()
+    }
+
+    /// Queues `bytes` for `id`; false if its output is over the bound (the caller closes it).
+    fn enqueue(&self, id: ClientId, bytes: Vec<u8>) -> bool {
+        let connections = self.connections.borrow();
+        let Some(c) = connections.get(&id) else {
+            return true;
+        };
+        let mut output = c.output.borrow_mut();
+        if output.queued_bytes > OUTPUT_QUEUED_BYTES_MAX {
+            return false;
+        }
+        output.queued_bytes += bytes.len();
+        output.frames.push_back(bytes);
+        let high = self.output_queued_bytes_high.get().max(output.queued_bytes);
+        self.output_queued_bytes_high.set(high);
+        c.written.notify_one();
+        true
     }
 
     fn dispatch(&self, mut out: Outbox) {
@@ -90,8 +136,9 @@ impl<C: Context, D: Disk + Clone + 'static> Driver<C, D> {
         for output in out.drain() {
             match output {
                 Output::Send(id, bytes) => {
-                    if let Some(c) = self.connections.borrow().get(&id) {
-                        let _ = c.tx.send(Outgoing::Bytes(bytes));
+                    if !self.enqueue(id, bytes) {
+                        self.ctx.note("nsqd.client_output_full");
+                        closing.push(id);
                     }
                 }
                 Output::Close(id) => closing.push(id),
@@ -128,7 +175,9 @@ impl<C: Context, D: Disk + Clone + 'static> Driver<C, D> {
 
     fn close(&self, id: ClientId) {
         if let Some(c) = self.connections.borrow_mut().remove(&id) {
-            let _ = c.tx.send(Outgoing::Close);
+            c.output.borrow_mut().closed = true;
+            c.written.notify_one();
+            c.drained.notify_one();
             c.reader.abort();
         }
         let mut out = Outbox::default();
@@ -143,19 +192,54 @@ impl<C: Context, D: Disk + Clone + 'static> Driver<C, D> {
         W: AsyncWrite + Unpin + 'static,
     {
         let id = self.core.borrow_mut().connect(self.ctx.now());
-        let (tx, mut rx) = mpsc::unbounded_channel();
+        let output = Rc::new(RefCell::new(OutputQueue::default()));
+        let (written, drained) = (
+            Rc::new(tokio::sync::Notify::new()),
+            Rc::new(tokio::sync::Notify::new()),
+        );
+        let writer_driver = self.clone();
+        let (writer_output, writer_written, writer_drained) =
+            (output.clone(), written.clone(), drained.clone());
         tokio::task::spawn_local(async move {
-            while let Some(Outgoing::Bytes(bytes)) = rx.recv().await {
-                if write.write_all(&bytes).await.is_err() {
-                    return;
+            loop {
+                let next = {
+                    let mut queue = writer_output.borrow_mut();
+                    match queue.frames.pop_front() {
+                        Some(frame) => {
+                            queue.queued_bytes -= frame.len();
+                            Some(frame)
+                        }
+                        None if queue.closed => break,
+                        None => None,
+                    }
+                };
+                let Some(frame) = next else {
+                    writer_written.notified().await;
+                    continue;
+                };
+                writer_drained.notify_one();
+                match tokio::time::timeout(WRITE_DEADLINE, write.write_all(&frame)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) => return,
+                    Err(_) => {
+                        // nsqd's write deadline passed: the client is not reading.
+                        writer_driver.ctx.note("nsqd.client_write_timeout");
+                        writer_driver.close(id);
+                        return;
+                    }
                 }
             }
             let _ = write.shutdown().await;
         });
         let driver = self.clone();
+        let (reader_output, reader_drained) = (output.clone(), drained.clone());
         let reader = tokio::task::spawn_local(async move {
             let mut chunk = vec![0u8; 64 * 1024];
             loop {
+                // nsqd's IOLoop blocks in Send while the socket is full, so it reads no more.
+                while reader_output.borrow().queued_bytes > OUTPUT_QUEUED_BYTES_MAX / 2 {
+                    reader_drained.notified().await;
+                }
                 let n = match read.read(&mut chunk).await {
                     Ok(n) if n > 0 => n,
                     _ => break,
@@ -174,10 +258,30 @@ impl<C: Context, D: Disk + Clone + 'static> Driver<C, D> {
         self.connections.borrow_mut().insert(
             id,
             Connection {
-                tx,
+                output,
+                written,
+                drained,
                 reader: reader.abort_handle(),
             },
         );
+    }
+
+    /// Serves one HTTP connection's requests with nsqd's HTTP API (`/pub`, `/stats`, ...).
+    pub async fn serve_http<S>(self: Rc<Self>, stream: S)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + 'static,
+    {
+        let _ = super::http::serve(stream, |request: super::http::HttpRequest<'_>| {
+            let mut out = Outbox::default();
+            let now = self.ctx.now();
+            let answer = self
+                .core
+                .borrow_mut()
+                .http(&request, now, &mut *self.ctx.rng(), &mut out);
+            self.dispatch(out);
+            answer
+        })
+        .await;
     }
 
     /// Ticks nsqd whenever it has something due (at least every 100 ms).

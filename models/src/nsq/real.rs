@@ -102,19 +102,10 @@ pub async fn run_nsqd(server: NsqdServer, shutdown: impl std::future::Future<Out
         |address: String| async move { TcpStream::connect(address).await },
     );
     tasks.push(tokio::task::spawn_local(driver.clone().tick_loop()));
+    let http_driver = driver.clone();
     tasks.push(tokio::task::spawn_local(async move {
-        // nsqd's HTTP API: /ping and /info, enough for health checks.
         while let Ok((stream, _)) = http.accept().await {
-            tokio::task::spawn_local(super::http::serve(stream, |method, target| {
-                match (method, target) {
-                    ("GET", "/ping") => (200, "OK".to_string()),
-                    ("GET", "/info") => (
-                        200,
-                        serde_json::json!({ "version": super::nsqd::VERSION }).to_string(),
-                    ),
-                    _ => (404, r#"{"message":"NOT_FOUND"}"#.to_string()),
-                }
-            }));
+            tokio::task::spawn_local(http_driver.clone().serve_http(stream));
         }
     }));
     tokio::pin!(shutdown);
@@ -183,4 +174,128 @@ pub async fn run_lookupd(
     }
     http_task.abort();
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    //! Hostile clients against the real server's driver (tokio sockets, the real clock): its
+    //! per-connection output stays bounded however little a client reads.
+    use super::*;
+    use crate::nsq::nsqd_driver::OUTPUT_QUEUED_BYTES_MAX;
+    use tokio::io::AsyncWriteExt;
+
+    type RealDriver = Rc<Driver<RealContext, RealDisk>>;
+
+    /// An nsqd on a fresh data directory and a loopback port, serving until the test ends.
+    async fn start_nsqd(name: &str, options: NsqdOptions) -> (RealDriver, SocketAddr) {
+        let path = std::env::temp_dir().join(format!("jetsam-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        let ctx = RealContext::new();
+        let core = Nsqd::open(
+            options,
+            RealDisk::open(&path).unwrap(),
+            1,
+            RealContext::unix_ms(),
+            ctx.now(),
+        );
+        let driver = Driver::new(ctx, core);
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::task::spawn_local(driver.clone().tick_loop());
+        let serving = driver.clone();
+        tokio::task::spawn_local(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let (read, write) = stream.into_split();
+                serving.serve(read, write);
+            }
+        });
+        (driver, address)
+    }
+
+    fn run_local(test: impl std::future::Future<Output = ()>) {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        tokio::task::LocalSet::new().block_on(&runtime, test);
+    }
+
+    /// Publishes `count` messages of `size` bytes with MPUB, reading the answer.
+    async fn publish(address: SocketAddr, topic: &str, count: usize, size: usize) {
+        let mut stream = TcpStream::connect(address).await.unwrap();
+        let mut body = (count as u32).to_be_bytes().to_vec();
+        for _ in 0..count {
+            body.extend((size as u32).to_be_bytes());
+            body.extend(vec![b'x'; size]);
+        }
+        let mut command = format!("  V2MPUB {topic}\n").into_bytes();
+        command.extend((body.len() as u32).to_be_bytes());
+        command.extend(body);
+        stream.write_all(&command).await.unwrap();
+        let mut answer = [0u8; 10];
+        tokio::io::AsyncReadExt::read_exact(&mut stream, &mut answer)
+            .await
+            .unwrap();
+        assert_eq!(&answer[8..], b"OK");
+    }
+
+    fn bound(frame_bytes_max: usize) -> usize {
+        OUTPUT_QUEUED_BYTES_MAX + frame_bytes_max
+    }
+
+    #[test]
+    fn a_consumer_that_never_reads_cannot_grow_nsqds_output() {
+        run_local(async {
+            let options = NsqdOptions {
+                msg_timeout_ms: 200,
+                ..NsqdOptions::default()
+            };
+            let (driver, address) = start_nsqd("never-reads", options).await;
+            let message_size = 10 * 1024;
+            for _ in 0..6 {
+                publish(address, "t", 400, message_size).await; // within max_body_size
+            }
+            let mut consumer = TcpStream::connect(address).await.unwrap();
+            consumer.write_all(b"  V2SUB t c\nRDY 2500\n").await.unwrap();
+            // msg_timeout requeues what the consumer never read, and nsqd sends it again.
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            let high = driver.output_queued_bytes_high();
+            // One flush is at most a full output buffer and the message that overflowed it.
+            let flush_bytes_max = crate::nsq::nsqd::OUTPUT_BUFFER_SIZE + message_size + 64;
+            assert!(high <= bound(flush_bytes_max), "queued {high} bytes");
+            // Sometimes: the bound was reached, and the connection closed for it.
+            assert!(high > OUTPUT_QUEUED_BYTES_MAX, "queued only {high} bytes");
+            let clients: usize = driver.core.borrow().stats().iter().map(|s| s.clients).sum();
+            assert_eq!(clients, 0, "the stalled consumer was disconnected");
+            drop(consumer);
+        });
+    }
+
+    #[test]
+    fn a_client_writing_fins_without_reading_is_not_read_past_the_bound() {
+        run_local(async {
+            let (driver, address) = start_nsqd("fins-unread", NsqdOptions::default()).await;
+            publish(address, "t", 1, 10).await;
+            let mut client = TcpStream::connect(address).await.unwrap();
+            client.write_all(b"  V2SUB t c\n").await.unwrap();
+            let fins = b"FIN 0123456789abcdef\n".repeat(4096);
+            // Each FIN of an unknown id answers E_FIN_FAILED; the client reads none of them.
+            // nsqd stops reading it, so its writes stall once the socket buffers are full.
+            let mut written = 0usize;
+            let writing = async {
+                loop {
+                    client.write_all(&fins).await.unwrap();
+                    written += fins.len();
+                }
+            };
+            let stalled = tokio::time::timeout(Duration::from_secs(3), writing)
+                .await
+                .is_err();
+            assert!(stalled);
+            let high = driver.output_queued_bytes_high();
+            assert!(high <= bound(256), "queued {high} bytes");
+            assert!(high > OUTPUT_QUEUED_BYTES_MAX / 2, "queued only {high} bytes");
+            assert!(written < 512 * 1024 * 1024, "wrote {written} bytes");
+        });
+    }
 }

@@ -98,6 +98,13 @@ pub async fn run(
         }
     });
     tasks.push(tokio::task::spawn_local(driver.clone().tick_loop()));
+    let http_listener = TcpListener::bind(("0.0.0.0", NSQD_HTTP_PORT)).await?;
+    let http_driver = driver.clone();
+    tasks.push(tokio::task::spawn_local(async move {
+        while let Ok((stream, _)) = http_listener.accept().await {
+            tokio::task::spawn_local(http_driver.clone().serve_http(stream));
+        }
+    }));
     let listener = TcpListener::bind(("0.0.0.0", NSQD_TCP_PORT)).await?;
     loop {
         tokio::select! {

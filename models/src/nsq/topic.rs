@@ -30,6 +30,10 @@ pub struct Topic<D: Disk> {
     backend: Backend<D>,
     pub channels: BTreeMap<String, Channel<D>>,
     started: bool,
+    /// `/topic/pause`: the pump stops copying to channels; publishes still queue.
+    pub paused: bool,
+    /// Messages put since this nsqd started (`/stats`' `message_count`).
+    pub message_count: u64,
 }
 
 impl<D: Disk> Topic<D> {
@@ -42,6 +46,8 @@ impl<D: Disk> Topic<D> {
             backend,
             channels: BTreeMap::new(),
             started: false,
+            paused: false,
+            message_count: 0,
         }
     }
 
@@ -55,6 +61,7 @@ impl<D: Disk> Topic<D> {
         } else {
             self.memory_capacity
         };
+        self.message_count += 1;
         if self.memory.len() < capacity {
             self.memory.push_back((message, defer));
             return Ok(Placed::Memory);
@@ -75,7 +82,7 @@ impl<D: Disk> Topic<D> {
     /// would, whenever it has a message and a channel to copy it to). Returns how many moved,
     /// and how many channel copies overflowed to a channel's disk queue.
     pub fn pump(&mut self, now: Duration, rng: &mut impl Rng) -> io::Result<(usize, usize)> {
-        if !self.started || self.channels.is_empty() {
+        if !self.started || self.paused || self.channels.is_empty() {
             return Ok((0, 0));
         }
         let mut moved = 0;
