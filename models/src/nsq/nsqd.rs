@@ -289,20 +289,30 @@ impl Outbox {
     }
 }
 
+/// IDENTIFY's body as nsqd decodes it: Go's JSON decoder leaves a field at its zero value
+/// for `null` as well as when it is missing (tokio-nsq sends `"sample_rate": null`).
 #[derive(Debug, Deserialize)]
 struct IdentifyBody {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_is_zero")]
     heartbeat_interval: i64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_is_zero")]
     output_buffer_timeout: i64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_is_zero")]
     output_buffer_size: i64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_is_zero")]
     sample_rate: i64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_is_zero")]
     msg_timeout: i64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_is_zero")]
     feature_negotiation: bool,
+}
+
+fn null_is_zero<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
 }
 
 /// `nsqd.dat`: the topics and channels that exist, so a restarted nsqd reopens their queues.

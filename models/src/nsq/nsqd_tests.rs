@@ -189,6 +189,11 @@ fn identify_validates_what_nsqd_validates_with_its_e_bad_body_texts() {
             r#"{"output_buffer_size":65536,"output_buffer_timeout":30000,"msg_timeout":900000}"#,
             None,
         ),
+        // tokio-nsq's IDENTIFY: Go's decoder takes null as the zero value.
+        (
+            r#"{"client_id":null,"sample_rate":null,"msg_timeout":null}"#,
+            None,
+        ),
     ];
     for (body, refused) in cases {
         let mut h = Harness::new(NsqdOptions::default());

@@ -185,10 +185,13 @@ async fn a_killed_and_restarted_jetsam_nsqd_keeps_its_disk_queue() {
     let _lookupd = lookupd(&ports);
     wait_for_port(ports.lookupd_tcp).await;
     // --mem-queue-size 0: every message goes to the disk queue, which a kill -9 keeps (the
-    // writes are in the page cache even though nothing was fsynced yet).
+    // writes are in the page cache even though nothing was fsynced yet). go-diskqueue finds
+    // its messages again only through its metadata file, written at its first sync (every
+    // --sync-timeout, 2 s): a kill before that starts an empty queue, as nsqd's does.
     let nsqd = start(&nsqd_args(&ports, &data, &["--mem-queue-size", "0"]));
     wait_for_port(ports.nsqd_tcp).await;
     publish(ports.nsqd_tcp, "durable", &["m1", "m2", "m3"]).await;
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
     drop(nsqd); // SIGKILL
     let _nsqd = start(&nsqd_args(&ports, &data, &["--mem-queue-size", "0"]));
     wait_for_port(ports.nsqd_tcp).await;
