@@ -12,6 +12,28 @@
 //!   (`[config.db]`), the host, the effect-parts declaration, the strategy's promise, and one
 //!   call per message with the design's acknowledgement as a callback.
 
+//!
+//! # Known differences from InnoDB
+//!
+//! `models/tests/db_differential.rs` runs generated schedules on the engine and on a real
+//! MariaDB (InnoDB, REPEATABLE READ) and compares every statement's outcome. These
+//! differences are known, kept out of its generator, and named there:
+//!
+//! 1. **A unique secondary key's clash with an uncommitted insert.** InnoDB's INSERT waits
+//!    for the other transaction (a shared lock on the index record it inserted), then fails
+//!    with 1062 or goes ahead; the engine locks only the primary key's row, checks the
+//!    unique column against every row, committed or not, and fails at once. No design
+//!    declares a unique column besides the primary key (`sim_db::schemas`), so no verdict
+//!    depends on it.
+//! 2. **Gap locks.** A locking read or an UPDATE of an absent row takes, in REPEATABLE
+//!    READ, a gap lock that does not conflict with other gap locks but blocks inserts
+//!    anywhere in the gap; the engine locks the absent key itself, exclusively, so a second
+//!    locking read of it waits where InnoDB's does not, and an insert of a neighbouring key
+//!    does not wait where InnoDB's does.
+//! 3. **Plain reads.** A non-locking SELECT reads the latest row, a simplification of
+//!    InnoDB's consistent snapshot (see [`engine`]); the differential test issues only
+//!    locking reads.
+
 pub mod client;
 pub mod engine;
 pub mod locks;
