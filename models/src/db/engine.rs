@@ -314,8 +314,9 @@ impl<D: Disk> Engine<D> {
     ) -> Outcome {
         match statement {
             Statement::Begin => {
-                // BEGIN inside a transaction commits it first (implicit commit), as MySQL does.
-                if let Some(Some(txn)) = self.sessions.get(&session).cloned() {
+                // BEGIN inside a transaction commits it first (implicit commit), as MySQL does;
+                // the committed transaction leaves the session, so nothing can undo it.
+                if let Some(txn) = self.sessions.get_mut(&session).and_then(Option::take) {
                     woken.extend(self.commit(txn));
                 }
                 let mut txn = self.txn_of(session);
@@ -887,6 +888,30 @@ mod tests {
             };
             assert_eq!(resumed, vec![(b, expected)], "commit_first = {commit_first}");
         }
+    }
+
+    #[test]
+    fn begin_inside_a_transaction_commits_it_for_good() {
+        // Found by models/tests/db_differential.rs against MariaDB: the implicit commit's
+        // changes stayed in the session's undo log, so the committed view hid them and a
+        // later ROLLBACK undid them.
+        let disk = SimDisk::new();
+        let mut e = engine(&disk, true);
+        let s = e.connect();
+        exec(&mut e, s, account(1, 100));
+        exec(&mut e, s, Statement::Begin);
+        exec(&mut e, s, add(1, 5));
+        exec(&mut e, s, Statement::Begin); // commits the transaction above
+        assert_eq!(
+            e.committed("accounts")[&Value::Int(1)]["balance"],
+            Value::Int(105)
+        );
+        exec(&mut e, s, Statement::Rollback);
+        assert_eq!(
+            balance(&e, 1),
+            105,
+            "a ROLLBACK after BEGIN undoes nothing committed"
+        );
     }
 
     #[test]
