@@ -152,7 +152,8 @@ impl DbSink {
             injected_deadlock_rate: s.injected_deadlock_rate,
         };
         let env_for_host = env.clone();
-        sim.host(DB_HOST, move || {
+        // Installed as a process, so a pause stops its timers too (SIGSTOP).
+        env.process(DB_HOST).install(sim, move || {
             sim_db::run(env_for_host.clone(), DB_HOST.to_string(), setup.clone())
         });
         let parts = effect_parts(&self.client_config());
