@@ -59,6 +59,21 @@ pub fn partition_for(group: &str, partitions: i32) -> i32 {
 /// One partition's answer to an OffsetCommit.
 pub type PartitionCommit = (String, i32, Result<(), GroupError>);
 
+/// Each member's answer to a LeaveGroup.
+pub type MemberResults = Vec<(String, Result<(), GroupError>)>;
+
+/// An OffsetCommit, as the coordinator sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CommitRequest {
+    pub group: String,
+    /// Empty, with generation -1, for a simple commit.
+    pub member_id: String,
+    pub generation_id: i32,
+    pub offsets: Vec<OffsetToCommit>,
+    /// Partitions the handler already refused (unknown topics), answered with the rest.
+    pub refused: Vec<PartitionCommit>,
+}
+
 /// An answer to a request that waited.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CoordinatorAnswer {
@@ -245,7 +260,7 @@ impl GroupCoordinator {
         group: &str,
         members: &[String],
         now_ms: u64,
-    ) -> Result<Vec<(String, Result<(), GroupError>)>, GroupError> {
+    ) -> Result<MemberResults, GroupError> {
         self.status(group)?;
         let Some(state) = self.groups.get_mut(group) else {
             return Ok(members.iter().map(|m| (m.clone(), Err(GroupError::UnknownMemberId))).collect());
@@ -270,18 +285,15 @@ impl GroupCoordinator {
     }
 
     /// OffsetCommit: checks the member and generation, then appends the offsets as records.
-    /// `refused` are partitions the handler already refused (unknown topics), answered with
-    /// the rest.
-    pub fn commit(
-        &mut self,
-        request: RequestId,
-        group: &str,
-        member_id: &str,
-        generation_id: i32,
-        offsets: Vec<OffsetToCommit>,
-        mut refused: Vec<PartitionCommit>,
-        now_ms: u64,
-    ) -> CommitStep {
+    pub fn commit(&mut self, request: RequestId, commit: CommitRequest, now_ms: u64) -> CommitStep {
+        let CommitRequest {
+            group,
+            member_id,
+            generation_id,
+            offsets,
+            mut refused,
+        } = commit;
+        let group = group.as_str();
         let refuse_all = |offsets: &[OffsetToCommit], mut refused: Vec<PartitionCommit>, error| {
             refused.extend(offsets.iter().map(|o| (o.topic.clone(), o.partition, Err(error))));
             CommitStep::Done(refused)
@@ -292,7 +304,7 @@ impl GroupCoordinator {
         if let Err(error) = self.status(group) {
             return refuse_all(&offsets, refused, error);
         }
-        if let Err(error) = self.validate_commit(group, member_id, generation_id, now_ms) {
+        if let Err(error) = self.validate_commit(group, &member_id, generation_id, now_ms) {
             return refuse_all(&offsets, refused, error);
         }
         let (stored, too_large): (Vec<_>, Vec<_>) = offsets

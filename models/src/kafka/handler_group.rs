@@ -20,7 +20,7 @@ use super::broker::{Broker, RequestId};
 use super::controller::TopicPartition;
 use super::group::{GroupError, JoinAnswer, JoinRequest, SyncAnswer};
 use super::group_coordinator::{
-    CommitStep, CoordinatorAnswer, GroupCoordinator, OffsetToCommit, PartitionCommit, OFFSETS_TOPIC,
+    CommitRequest, CommitStep, CoordinatorAnswer, GroupCoordinator, OffsetToCommit, PartitionCommit, OFFSETS_TOPIC,
 };
 use super::handler::{Cluster, Handled};
 use super::offset_record::CommittedOffset;
@@ -195,8 +195,14 @@ fn offset_commit<L: ReplicaLog>(broker: &mut Broker<L>, commit: OffsetCommitRequ
         }
     }
     let groups = broker.groups_mut();
-    let generation = commit.generation_id_or_member_epoch;
-    let step = groups.commit(id, &commit.group_id.0, &commit.member_id, generation, offsets, unknown, now_ms);
+    let request = CommitRequest {
+        group: commit.group_id.0.to_string(),
+        member_id: commit.member_id.to_string(),
+        generation_id: commit.generation_id_or_member_epoch,
+        offsets,
+        refused: unknown,
+    };
+    let step = groups.commit(id, request, now_ms);
     let (partition, batch) = match step {
         CommitStep::Done(answers) => return Handled::Respond(Response::OffsetCommit(commit_response(answers))),
         CommitStep::Append { partition, batch } => (partition, batch),
@@ -323,6 +329,10 @@ fn group_topics(found: Fetched) -> Vec<offset_fetch_response::OffsetFetchRespons
     topics
 }
 
+/// A FindCoordinator answer, and the offsets topic to create (name, partitions,
+/// replication factor) if it does not exist.
+pub type CoordinatorFound = (FindCoordinatorResponse, Option<(String, i32, i16)>);
+
 /// FindCoordinator for groups: the leader of each group's offsets partition. `None` when
 /// the request is not about groups. The second part is the offsets topic for the controller
 /// to create, when it does not exist yet.
@@ -330,7 +340,7 @@ pub fn find_group_coordinator<L: ReplicaLog>(
     broker: &Broker<L>,
     cluster: &Cluster,
     request: &FindCoordinatorRequest,
-) -> Option<(FindCoordinatorResponse, Option<(String, i32, i16)>)> {
+) -> Option<CoordinatorFound> {
     if request.key_type != KEY_TYPE_GROUP {
         return None;
     }
