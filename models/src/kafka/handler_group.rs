@@ -248,6 +248,11 @@ fn offset_fetch(groups: &GroupCoordinator, fetch: &OffsetFetchRequest) -> Offset
                 .collect::<Vec<_>>()
         })
     };
+    if fetch.groups.is_empty() && fetch.group_id.is_empty() {
+        // No group in either shape (a v8+ body without groups, or a v5-7 one with an empty
+        // id): an answer without errors is the only one every version can carry.
+        return OffsetFetchResponse::default();
+    }
     if fetch.groups.is_empty() {
         let topics = fetch.topics.as_ref().map(|ts| {
             ts.iter()
