@@ -316,6 +316,7 @@ impl GroupCoordinator {
                 .map(|o| (o.topic, o.partition, Err(GroupError::OffsetMetadataTooLarge))),
         );
         if stored.is_empty() {
+            self.forget_if_unused(group);
             return CommitStep::Done(refused);
         }
         let records = stored.iter().map(|o| commit_record(group, o)).collect();

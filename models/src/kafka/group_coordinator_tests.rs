@@ -325,3 +325,66 @@ fn group_answers_encode_at_every_advertised_version() {
         }
     }
 }
+
+fn leave(version: i16, member: &str) -> Request {
+    let request = LeaveGroupRequest::default().with_group_id(GroupId(text(GROUP)));
+    Request::LeaveGroup(if version >= 3 {
+        request.with_members(vec![leave_group_request::MemberIdentity::default().with_member_id(text(member))])
+    } else {
+        request.with_member_id(text(member))
+    })
+}
+
+/// LeaveGroup in both shapes, an empty group id, and metadata over
+/// `offset.metadata.max.bytes`, each with Kafka's code; a member that leaves is unknown after.
+#[test]
+fn leaving_and_bad_ids_and_oversized_metadata_get_kafkas_codes() {
+    let mut one = broker(1);
+    publish(&mut [&mut one], 1, 0, &[1], 0);
+    one.tick(10);
+    let Ok(answer) = call(&mut one, 7, join(""), 1, 10) else { panic!() };
+    let member = joined(&answer).member_id.to_string();
+    assert_eq!(call(&mut one, 7, join(&member), 2, 20), Err(RequestId(2)));
+    one.tick(3_020);
+    assert_eq!(group_answers(&mut one).len(), 1);
+    let Ok(Response::LeaveGroup(left)) = call(&mut one, 5, leave(5, "ghost"), 3, 3_100) else { panic!() };
+    assert_eq!((left.error_code, left.members[0].error_code), (0, 25), "UNKNOWN_MEMBER_ID per member");
+    let Ok(Response::LeaveGroup(left)) = call(&mut one, 1, leave(1, &member), 4, 3_100) else { panic!() };
+    assert_eq!(left.error_code, 0);
+    let Ok(Response::LeaveGroup(left)) = call(&mut one, 1, leave(1, &member), 5, 3_200) else { panic!() };
+    assert_eq!(left.error_code, 25, "gone");
+    let nameless = Request::Heartbeat(HeartbeatRequest::default().with_member_id(text(&member)));
+    let Ok(Response::Heartbeat(beat)) = call(&mut one, 4, nameless, 6, 3_200) else { panic!() };
+    assert_eq!(beat.error_code, 24, "INVALID_GROUP_ID");
+    let Request::OffsetCommit(mut big) = commit("", -1, "orders", 5) else { panic!() };
+    big.topics[0].partitions[0].committed_metadata = Some(text(&"x".repeat(4_097)));
+    let Ok(answer) = call(&mut one, 8, Request::OffsetCommit(big), 7, 3_300) else { panic!() };
+    assert_eq!(commit_error(&answer), 12, "OFFSET_METADATA_TOO_LARGE");
+    assert_eq!(fetched(&mut one, 3_300), (0, -1));
+}
+
+/// A member that stops heartbeating is removed after its `session.timeout.ms` (10 s here),
+/// and the coordinator says so in the history.
+#[test]
+fn a_silent_member_expires_and_its_heartbeat_is_then_unknown() {
+    let mut one = broker(1);
+    publish(&mut [&mut one], 1, 0, &[1], 0);
+    one.tick(10);
+    let Ok(answer) = call(&mut one, 7, join(""), 1, 10) else { panic!() };
+    let member = joined(&answer).member_id.to_string();
+    assert_eq!(call(&mut one, 7, join(&member), 2, 20), Err(RequestId(2)));
+    one.tick(3_020);
+    assert_eq!(group_answers(&mut one).len(), 1);
+    one.tick(13_019);
+    assert!(!one.take_outputs().contains(&BrokerOutput::Note("kafka.group_member_session_expired")));
+    one.tick(13_020);
+    assert!(one.take_outputs().contains(&BrokerOutput::Note("kafka.group_member_session_expired")));
+    let beat = Request::Heartbeat(
+        HeartbeatRequest::default()
+            .with_group_id(GroupId(text(GROUP)))
+            .with_generation_id(1)
+            .with_member_id(text(&member)),
+    );
+    let Ok(Response::Heartbeat(h)) = call(&mut one, 4, beat, 3, 13_100) else { panic!() };
+    assert_eq!(h.error_code, 25, "UNKNOWN_MEMBER_ID");
+}

@@ -1,6 +1,7 @@
 //! The cluster in the simulation, driven by a hand-written client on Kafka's wire protocol:
 //! the controller elects leaders, followers replicate, acks=all answers once the ISR has the
-//! write, and a killed leader is replaced.
+//! write, and a killed leader is replaced; a group's committed offset outlives its
+//! coordinator (the next leader of its `__consumer_offsets` partition loads it).
 
 use super::*;
 use crate::kafka::batch::{Batch, Record};
