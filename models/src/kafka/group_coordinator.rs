@@ -43,8 +43,9 @@ pub const GROUP_ID_BYTES_MAX: usize = 1_024;
 /// Java's `String.hashCode`: `s[0]*31^(n-1) + ... + s[n-1]` over UTF-16 code units, in
 /// wrapping 32-bit arithmetic.
 pub fn java_string_hash(text: &str) -> i32 {
-    text.encode_utf16()
-        .fold(0i32, |hash, unit| hash.wrapping_mul(31).wrapping_add(i32::from(unit)))
+    text.encode_utf16().fold(0i32, |hash, unit| {
+        hash.wrapping_mul(31).wrapping_add(i32::from(unit))
+    })
 }
 
 /// The `__consumer_offsets` partition of a group (Kafka's `partitionFor`; `Utils.abs` maps
@@ -127,7 +128,10 @@ pub struct GroupCoordinator {
 
 impl GroupCoordinator {
     pub fn new(config: GroupConfig) -> GroupCoordinator {
-        assert!(config.offsets_topic_partitions > 0, "offsets.topic.num.partitions is positive");
+        assert!(
+            config.offsets_topic_partitions > 0,
+            "offsets.topic.num.partitions is positive"
+        );
         GroupCoordinator {
             config,
             groups: BTreeMap::new(),
@@ -206,7 +210,13 @@ impl GroupCoordinator {
     }
 
     /// JoinGroup: `None` when it waits (the answer comes out of [`Self::take_answers`]).
-    pub fn join(&mut self, request: RequestId, group: &str, join: JoinRequest, now_ms: u64) -> Option<JoinAnswer> {
+    pub fn join(
+        &mut self,
+        request: RequestId,
+        group: &str,
+        join: JoinRequest,
+        now_ms: u64,
+    ) -> Option<JoinAnswer> {
         if let Err(error) = self.status(group) {
             return Some(JoinAnswer::error(&join.member_id, error));
         }
@@ -218,7 +228,8 @@ impl GroupCoordinator {
             if self.groups.len() >= GROUPS_MAX {
                 return Some(JoinAnswer::error("", GroupError::CoordinatorNotAvailable));
             }
-            self.groups.insert(group.to_string(), Group::new(self.config.clone()));
+            self.groups
+                .insert(group.to_string(), Group::new(self.config.clone()));
         }
         let member_id = self.new_member_id(&join.client_id, now_ms);
         let state = self.groups.get_mut(group).expect("present");
@@ -246,7 +257,13 @@ impl GroupCoordinator {
         }
     }
 
-    pub fn heartbeat(&mut self, group: &str, member_id: &str, generation_id: i32, now_ms: u64) -> Result<(), GroupError> {
+    pub fn heartbeat(
+        &mut self,
+        group: &str,
+        member_id: &str,
+        generation_id: i32,
+        now_ms: u64,
+    ) -> Result<(), GroupError> {
         self.status(group)?;
         match self.groups.get_mut(group) {
             None => Err(GroupError::UnknownMemberId),
@@ -263,7 +280,10 @@ impl GroupCoordinator {
     ) -> Result<MemberResults, GroupError> {
         self.status(group)?;
         let Some(state) = self.groups.get_mut(group) else {
-            return Ok(members.iter().map(|m| (m.clone(), Err(GroupError::UnknownMemberId))).collect());
+            return Ok(members
+                .iter()
+                .map(|m| (m.clone(), Err(GroupError::UnknownMemberId)))
+                .collect());
         };
         let answers = members
             .iter()
@@ -276,9 +296,10 @@ impl GroupCoordinator {
     /// An Empty group with no offsets and no pending ids is forgotten (Kafka removes it
     /// when its last offsets expire; it has no state worth keeping).
     fn forget_if_unused(&mut self, group: &str) {
-        let unused = self.groups.get(group).is_some_and(|g| {
-            g.state() == super::group::GroupState::Empty && g.is_empty()
-        });
+        let unused = self
+            .groups
+            .get(group)
+            .is_some_and(|g| g.state() == super::group::GroupState::Empty && g.is_empty());
         if unused && !self.offsets.contains_key(group) {
             self.groups.remove(group);
         }
@@ -332,7 +353,13 @@ impl GroupCoordinator {
         }
     }
 
-    fn validate_commit(&mut self, group: &str, member_id: &str, generation_id: i32, now_ms: u64) -> Result<(), GroupError> {
+    fn validate_commit(
+        &mut self,
+        group: &str,
+        member_id: &str,
+        generation_id: i32,
+        now_ms: u64,
+    ) -> Result<(), GroupError> {
         if !self.groups.contains_key(group) {
             if generation_id >= 0 {
                 // Kafka: "the group is not relying on Kafka for group management", or a
@@ -342,7 +369,8 @@ impl GroupCoordinator {
             if self.groups.len() >= GROUPS_MAX {
                 return Err(GroupError::CoordinatorNotAvailable);
             }
-            self.groups.insert(group.to_string(), Group::new(self.config.clone()));
+            self.groups
+                .insert(group.to_string(), Group::new(self.config.clone()));
         }
         let state = self.groups.get_mut(group).expect("present");
         state.validate_commit(member_id, generation_id, now_ms)
@@ -354,7 +382,11 @@ impl GroupCoordinator {
 
     /// The commit's batch was appended and committed, or refused: its answer, and on
     /// success the offsets are visible to OffsetFetch.
-    pub fn commit_appended(&mut self, request: RequestId, result: Result<i64, KafkaError>) -> Vec<PartitionCommit> {
+    pub fn commit_appended(
+        &mut self,
+        request: RequestId,
+        result: Result<i64, KafkaError>,
+    ) -> Vec<PartitionCommit> {
         let Some(pending) = self.pending_commits.remove(&request) else {
             return Vec::new();
         };
@@ -364,7 +396,9 @@ impl GroupCoordinator {
         for stored in pending.stored {
             if outcome.is_ok() && loaded {
                 let cache = self.offsets.entry(pending.group.clone()).or_default();
-                if cache.len() < GROUP_OFFSETS_MAX || cache.contains_key(&(stored.topic.clone(), stored.partition)) {
+                if cache.len() < GROUP_OFFSETS_MAX
+                    || cache.contains_key(&(stored.topic.clone(), stored.partition))
+                {
                     cache.insert((stored.topic.clone(), stored.partition), stored.offset);
                 }
             }
@@ -408,7 +442,10 @@ impl GroupCoordinator {
             .map(|(p, _)| *p)
             .collect();
         for partition in loading {
-            match replicas.get(&offsets_partition(partition)).filter(|r| r.is_leader()) {
+            match replicas
+                .get(&offsets_partition(partition))
+                .filter(|r| r.is_leader())
+            {
                 Some(replica) => self.load(partition, replica),
                 None => self.unload(partition),
             }

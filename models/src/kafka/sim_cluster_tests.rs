@@ -289,8 +289,9 @@ fn offset_request(offset: Option<i64>) -> (i16, Request) {
                     .with_generation_id_or_member_epoch(-1)
                     .with_topics(vec![oc::OffsetCommitRequestTopic::default()
                         .with_name(topic)
-                        .with_partitions(vec![oc::OffsetCommitRequestPartition::default()
-                            .with_committed_offset(offset)])]),
+                        .with_partitions(vec![
+                            oc::OffsetCommitRequestPartition::default().with_committed_offset(offset)
+                        ])]),
             ),
         ),
         None => (
@@ -364,14 +365,21 @@ fn run_committer(offsets_partitions: i32, schedule: Vec<ScheduledFault>) -> sim:
 fn a_committed_offset_survives_the_coordinators_death_in_the_simulation() {
     // Group "g" hashes to offsets partition 103 % 3 = 1, led first by broker2.
     assert_eq!(crate::kafka::group_coordinator::partition_for("g", 3), 1);
-    let kill = ScheduledFault::new(8_000, FaultAction::Kill { host: "broker2".into() });
+    let kill = ScheduledFault::new(
+        8_000,
+        FaultAction::Kill {
+            host: "broker2".into(),
+        },
+    );
     let history = run_committer(3, vec![kill]);
     let committed = notes(&history, "group.committed");
     assert_eq!(committed, ["broker2"], "{committed:?}");
     let fetched = notes(&history, "group.fetched");
     assert!(fetched.iter().any(|f| f == "broker2 42"), "{fetched:?}");
     assert!(
-        fetched.iter().any(|f| f.ends_with(" 42") && !f.starts_with("broker2")),
+        fetched
+            .iter()
+            .any(|f| f.ends_with(" 42") && !f.starts_with("broker2")),
         "the new coordinator has the offset: {fetched:?}"
     );
     assert!(fetched.iter().all(|f| f.ends_with(" 42")), "{fetched:?}");
@@ -383,6 +391,8 @@ fn a_committed_offset_survives_the_coordinators_death_in_the_simulation() {
 #[ignore]
 fn a_committed_offset_with_kafkas_50_offsets_partitions() {
     let history = run_committer(50, Vec::new());
-    assert!(notes(&history, "group.fetched").iter().all(|f| f.ends_with(" 42")));
+    assert!(notes(&history, "group.fetched")
+        .iter()
+        .all(|f| f.ends_with(" 42")));
     assert!(!notes(&history, "group.fetched").is_empty());
 }
