@@ -8,7 +8,8 @@
 //!
 //! Not modelled yet: channel pre-creation from nsqlookupd (topics start at once, as on an
 //! nsqd with no lookupd configured), TLS, snappy/deflate, AUTH (answered `E_AUTH_DISABLED`),
-//! sampling, pausing channels. The HTTP API is `nsqd_http.rs`.
+//! sampling. The HTTP API is `nsqd_http.rs`; deleting, emptying and pausing topics and
+//! channels `nsqd_admin.rs`.
 
 // A sans-I/O core: its functions stay within clippy.toml's too-many-lines-threshold (issue 9).
 #![deny(clippy::too_many_lines)]
@@ -167,6 +168,25 @@ struct Client {
     /// input is not read, until the query ends.
     blocked_on: Option<String>,
     held: Vec<Output>,
+    /// What `/stats` reports of the client (`clientV2.Stats`).
+    stats: ClientStatsState,
+}
+
+/// A client's identity and counters as nsqd's `/stats` shows them. `client_id` and
+/// `hostname` start as the remote host, as `newClientV2` sets them, until IDENTIFY names them.
+#[derive(Debug, Default)]
+struct ClientStatsState {
+    client_id: String,
+    hostname: String,
+    user_agent: String,
+    remote_address: String,
+    connect_ts: u64,
+    sample_rate: i64,
+    message_count: u64,
+    finish_count: u64,
+    requeue_count: u64,
+    /// Messages published, by topic (a producer is a client that has published).
+    pub_counts: BTreeMap<String, u64>,
 }
 
 impl Client {
@@ -245,8 +265,13 @@ pub enum Output {
     Send(ClientId, Vec<u8>),
     /// Close the connection (after sending what came before).
     Close(ClientId),
-    /// Tell every lookupd (REGISTER / UNREGISTER), for the lookupd peer loop.
+    /// Tell every lookupd REGISTER, for the lookupd peer loop.
     Register {
+        topic: String,
+        channel: Option<String>,
+    },
+    /// Tell every lookupd UNREGISTER: a topic or channel was deleted.
+    Unregister {
         topic: String,
         channel: Option<String>,
     },
@@ -305,6 +330,12 @@ struct IdentifyBody {
     msg_timeout: i64,
     #[serde(default, deserialize_with = "null_is_zero")]
     feature_negotiation: bool,
+    #[serde(default, deserialize_with = "null_is_zero")]
+    client_id: String,
+    #[serde(default, deserialize_with = "null_is_zero")]
+    hostname: String,
+    #[serde(default, deserialize_with = "null_is_zero")]
+    user_agent: String,
 }
 
 fn null_is_zero<'de, D, T>(deserializer: D) -> Result<T, D::Error>
@@ -380,6 +411,13 @@ impl<D: Disk + Clone> Nsqd<D> {
             nsqd.get_topic(&topic.name, now, &mut ignored).paused = topic.paused;
             for channel in topic.channels {
                 nsqd.get_channel(&topic.name, &channel.name, now, &mut ignored);
+                if let Some(c) = nsqd
+                    .topics
+                    .get_mut(&topic.name)
+                    .and_then(|t| t.channels.get_mut(&channel.name))
+                {
+                    c.paused = channel.paused;
+                }
             }
         }
         nsqd
@@ -520,7 +558,7 @@ impl<D: Disk + Clone> Nsqd<D> {
                         .filter(|c| !c.ephemeral)
                         .map(|c| ChannelMetadata {
                             name: c.name.clone(),
-                            paused: false,
+                            paused: c.paused,
                         })
                         .collect(),
                 })
@@ -557,9 +595,28 @@ impl<D: Disk + Clone> Nsqd<D> {
                 next_flush: Some(now + output_buffer_timeout),
                 blocked_on: None,
                 held: Vec::new(),
+                stats: ClientStatsState {
+                    connect_ts: (self.epoch_ms + now.as_millis() as u64) / 1000,
+                    ..ClientStatsState::default()
+                },
             },
         );
         id
+    }
+
+    /// The connection's remote `host:port`, for `/stats` (the driver knows it; `client_id`
+    /// and `hostname` start as its host, as `newClientV2` sets them).
+    pub fn set_remote_address(&mut self, client: ClientId, address: &str) {
+        if let Some(c) = self.clients.get_mut(&client) {
+            let host = address
+                .rsplit_once(':')
+                .map_or(address, |(host, _)| host)
+                .trim_start_matches('[')
+                .trim_end_matches(']');
+            c.stats.client_id = host.to_string();
+            c.stats.hostname = host.to_string();
+            c.stats.remote_address = address.to_string();
+        }
     }
 
     /// The connection is gone. Its in-flight messages stay in flight until they time out.
@@ -680,6 +737,13 @@ impl<D: Disk + Clone> Nsqd<D> {
         Ok(())
     }
 
+    /// `clientV2.PublishedMessage`: what `/stats` counts of a producer.
+    fn published(&mut self, client: ClientId, topic: &str, count: u64) {
+        if let Some(c) = self.clients.get_mut(&client) {
+            *c.stats.pub_counts.entry(topic.to_string()).or_default() += count;
+        }
+    }
+
     fn exec(
         &mut self,
         client: ClientId,
@@ -731,10 +795,13 @@ impl<D: Disk + Clone> Nsqd<D> {
             }
             Command::Pub { topic, body } => {
                 self.publish(&topic, vec![body], Duration::ZERO, now, out)?;
+                self.published(client, &topic, 1);
                 out.send(client, FrameType::Response, OK);
             }
             Command::Mpub { topic, bodies } => {
+                let count = bodies.len() as u64;
                 self.publish(&topic, bodies, Duration::ZERO, now, out)?;
+                self.published(client, &topic, count);
                 out.send(client, FrameType::Response, OK);
             }
             Command::Dpub {
@@ -743,6 +810,7 @@ impl<D: Disk + Clone> Nsqd<D> {
                 body,
             } => {
                 self.publish(&topic, vec![body], ms(defer_ms as u64), now, out)?;
+                self.published(client, &topic, 1);
                 out.send(client, FrameType::Response, OK);
             }
         }
@@ -764,6 +832,10 @@ impl<D: Disk + Clone> Nsqd<D> {
             .map_err(|_| ProtocolError::fatal("E_BAD_BODY", "IDENTIFY failed to decode JSON body"))?;
         let options = &self.options;
         let c = self.clients.get_mut(&client).expect("live");
+        // Set first, as `clientV2.Identify` does, even when a later field is refused.
+        c.stats.client_id = identify.client_id;
+        c.stats.hostname = identify.hostname;
+        c.stats.user_agent = identify.user_agent;
         c.heartbeat_interval = identify_heartbeat_interval(identify.heartbeat_interval, options)?;
         c.next_heartbeat = c.heartbeat_interval.map(|h| now + h);
         let (timeout, size) = identify_output_buffer(
@@ -774,6 +846,7 @@ impl<D: Disk + Clone> Nsqd<D> {
         c.output_buffer_timeout = timeout;
         c.next_flush = c.output_buffer_timeout.map(|t| now + t);
         let sample_rate = identify_sample_rate(identify.sample_rate)?;
+        c.stats.sample_rate = sample_rate;
         c.msg_timeout = identify_msg_timeout(identify.msg_timeout, options)?;
         if identify.feature_negotiation {
             let reply = serde_json::json!({
@@ -831,7 +904,9 @@ impl<D: Disk + Clone> Nsqd<D> {
         self.channel_of(client)
             .finish(client, id)
             .map_err(|e| ProtocolError::non_fatal("E_FIN_FAILED", format!("FIN {id} failed {e}")))?;
-        self.clients.get_mut(&client).expect("live").in_flight -= 1;
+        let c = self.clients.get_mut(&client).expect("live");
+        c.in_flight -= 1;
+        c.stats.finish_count += 1;
         Ok(())
     }
 
@@ -846,7 +921,9 @@ impl<D: Disk + Clone> Nsqd<D> {
         self.channel_of(client)
             .requeue(client, id, now, ms(timeout_ms as u64))
             .map_err(|e| ProtocolError::non_fatal("E_REQ_FAILED", format!("REQ {id} failed {e}")))?;
-        self.clients.get_mut(&client).expect("live").in_flight -= 1;
+        let c = self.clients.get_mut(&client).expect("live");
+        c.in_flight -= 1;
+        c.stats.requeue_count += 1;
         out.0.push(Output::Note("nsqd.requeue"));
         Ok(())
     }
@@ -884,7 +961,8 @@ impl<D: Disk + Clone> Nsqd<D> {
         self.note_channel_drops(out);
         let clients = &mut self.clients;
         for topic in self.topics.values_mut() {
-            for channel in topic.channels.values_mut() {
+            // A paused channel's clients are not ready for messages (`IsReadyForMessages`).
+            for channel in topic.channels.values_mut().filter(|c| !c.paused) {
                 loop {
                     let ready: Vec<ClientId> = channel
                         .clients()
@@ -904,6 +982,7 @@ impl<D: Disk + Clone> Nsqd<D> {
                     let c = clients.get_mut(&chosen).expect("ready clients exist");
                     let message = channel.start_in_flight(message, chosen, now, c.msg_timeout);
                     c.in_flight += 1;
+                    c.stats.message_count += 1;
                     c.buffered
                         .extend(encode_frame(FrameType::Message, &message.encode()));
                     if !c.is_ready()
@@ -1239,3 +1318,8 @@ pub struct ChannelStats {
 // nsqd's HTTP API: a child module, so it reaches the topics as the TCP commands do.
 #[path = "nsqd_http.rs"]
 mod http_api;
+
+// Deleting, emptying and pausing topics and channels, as the HTTP API runs them.
+#[path = "nsqd_admin.rs"]
+mod admin;
+pub use admin::AdminError;

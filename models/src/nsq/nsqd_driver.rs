@@ -66,6 +66,7 @@ struct Connection {
 /// What an nsqd tells a lookupd.
 pub enum LookupEvent {
     Register(String, Option<String>),
+    Unregister(String, Option<String>),
     Ping,
 }
 
@@ -147,6 +148,11 @@ impl<C: Context, D: Disk + Clone + 'static> Driver<C, D> {
                         let _ = peer.send(LookupEvent::Register(topic.clone(), channel.clone()));
                     }
                 }
+                Output::Unregister { topic, channel } => {
+                    for peer in self.lookup_peers.borrow().iter() {
+                        let _ = peer.send(LookupEvent::Unregister(topic.clone(), channel.clone()));
+                    }
+                }
                 Output::Note(name) => self.ctx.note(name),
                 Output::QueryChannels(topic) => {
                     let queued = self
@@ -186,12 +192,13 @@ impl<C: Context, D: Disk + Clone + 'static> Driver<C, D> {
     }
 
     /// Serves one client connection until either side ends it.
-    pub fn serve<R, W>(self: &Rc<Self>, mut read: R, mut write: W)
+    pub fn serve<R, W>(self: &Rc<Self>, mut read: R, mut write: W, remote: &str)
     where
         R: AsyncRead + Unpin + 'static,
         W: AsyncWrite + Unpin + 'static,
     {
         let id = self.core.borrow_mut().connect(self.ctx.now());
+        self.core.borrow_mut().set_remote_address(id, remote);
         let output = Rc::new(RefCell::new(OutputQueue::default()));
         let (written, drained) = (
             Rc::new(tokio::sync::Notify::new()),
@@ -515,6 +522,9 @@ impl<C: Context, D: Disk + Clone + 'static> Driver<C, D> {
                             let Some(event) = event else { return };
                             let bytes = match event {
                                 LookupEvent::Register(topic, channel) => register_line(&topic, channel.as_deref()),
+                                LookupEvent::Unregister(topic, channel) => {
+                                    unregister_line(&topic, channel.as_deref())
+                                }
                                 LookupEvent::Ping => b"PING\n".to_vec(),
                             };
                             alive = write.write_all(&bytes).await.is_ok() && answered(1, &mut responses).await;
@@ -579,6 +589,13 @@ fn identify_response_http_address(data: &[u8]) -> Option<String> {
     let host = value["broadcast_address"].as_str()?;
     let port = value["http_port"].as_u64()?;
     Some(format!("{host}:{port}"))
+}
+
+fn unregister_line(topic: &str, channel: Option<&str>) -> Vec<u8> {
+    match channel {
+        Some(channel) => format!("UNREGISTER {topic} {channel}\n").into_bytes(),
+        None => format!("UNREGISTER {topic}\n").into_bytes(),
+    }
 }
 
 fn register_line(topic: &str, channel: Option<&str>) -> Vec<u8> {

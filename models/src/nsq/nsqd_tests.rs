@@ -5,7 +5,7 @@ use super::nsqd::{Nsqd, NsqdOptions, Outbox, Output};
 use super::protocol::{decode_frame, encode_command, Command, FrameType, Message, MAGIC_V2};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use sim::disk::SimDisk;
+use sim::disk::{Disk, SimDisk};
 use std::time::Duration;
 
 const MS: Duration = Duration::from_millis(1);
@@ -17,6 +17,8 @@ struct Harness {
     now: Duration,
     closed: Vec<ClientId>,
     inbox: Vec<(ClientId, FrameType, Vec<u8>)>,
+    /// Notes and lookupd UNREGISTERs, in order.
+    events: Vec<String>,
 }
 
 impl Harness {
@@ -33,6 +35,7 @@ impl Harness {
             now: Duration::ZERO,
             closed: Vec::new(),
             inbox: Vec::new(),
+            events: Vec::new(),
         }
     }
 
@@ -47,6 +50,10 @@ impl Harness {
                     assert!(bytes.is_empty());
                 }
                 Output::Close(client) => self.closed.push(client),
+                Output::Note(name) => self.events.push(name.to_string()),
+                Output::Unregister { topic, channel } => {
+                    self.events.push(format!("UNREGISTER {topic} {}", channel.unwrap_or_default()));
+                }
                 _ => {}
             }
         }
@@ -77,6 +84,21 @@ impl Harness {
             self.nsqd.tick(self.now, &mut self.rng, &mut out);
             self.absorb(out);
         }
+    }
+
+    /// One HTTP request to nsqd's API: the status and the body.
+    fn http(&mut self, method: &str, target: &str, body: &[u8]) -> (u16, String) {
+        let (path, query) = target.split_once('?').unwrap_or((target, ""));
+        let request = crate::nsq::http::HttpRequest {
+            method,
+            path,
+            query,
+            body,
+        };
+        let mut out = Outbox::default();
+        let answer = self.nsqd.http(&request, self.now, &mut self.rng, &mut out);
+        self.absorb(out);
+        answer
     }
 
     fn frames(&mut self, client: ClientId) -> Vec<(FrameType, Vec<u8>)> {
@@ -567,4 +589,207 @@ fn a_channels_disk_queue_syncs_on_its_2_s_timer_and_a_power_failure_after_it_kee
             assert!(got.is_empty(), "not yet synced: the page cache is lost ({got:?})");
         }
     }
+}
+
+/// The `message` of an nsqd HTTP error.
+fn api_error(answer: (u16, String)) -> (u16, String) {
+    let body: serde_json::Value = serde_json::from_str(&answer.1).expect("an error is JSON");
+    (answer.0, body["message"].as_str().unwrap().to_string())
+}
+
+#[test]
+fn management_calls_check_their_arguments_as_nsqds_handlers_do() {
+    let mut h = Harness::new(NsqdOptions::default());
+    let e = |status: u16, message: &str| (status, message.to_string());
+    assert_eq!(api_error(h.http("POST", "/topic/empty", b"")), e(400, "MISSING_ARG_TOPIC"));
+    assert_eq!(api_error(h.http("POST", "/topic/empty?topic=a%20b", b"")), e(400, "INVALID_TOPIC"));
+    assert_eq!(api_error(h.http("POST", "/topic/empty?topic=t", b"")), e(404, "TOPIC_NOT_FOUND"));
+    // `/topic/delete` and `/topic/pause` do not check the name: a bad one is not found.
+    assert_eq!(api_error(h.http("POST", "/topic/delete?topic=a%20b", b"")), e(404, "TOPIC_NOT_FOUND"));
+    assert_eq!(api_error(h.http("POST", "/topic/pause?topic=a%20b", b"")), e(404, "TOPIC_NOT_FOUND"));
+    assert_eq!(api_error(h.http("POST", "/pub?topic=a%20b", b"x")), e(400, "INVALID_TOPIC"));
+    // A channel is only created on an existing topic.
+    assert_eq!(api_error(h.http("POST", "/channel/create?topic=t&channel=c", b"")), e(404, "TOPIC_NOT_FOUND"));
+    assert_eq!(api_error(h.http("POST", "/channel/create?topic=t", b"")), e(400, "MISSING_ARG_CHANNEL"));
+    assert_eq!(api_error(h.http("POST", "/channel/create?topic=a%20b&channel=c", b"")), e(400, "INVALID_ARG_TOPIC"));
+    assert_eq!(h.http("POST", "/topic/create?topic=t", b""), (200, String::new()));
+    assert_eq!(api_error(h.http("POST", "/channel/pause?topic=t&channel=c", b"")), e(404, "CHANNEL_NOT_FOUND"));
+    assert_eq!(api_error(h.http("POST", "/channel/empty?topic=t&channel=c", b"")), e(404, "CHANNEL_NOT_FOUND"));
+    assert_eq!(api_error(h.http("POST", "/channel/delete?topic=t&channel=c", b"")), e(404, "CHANNEL_NOT_FOUND"));
+    assert_eq!(api_error(h.http("POST", "/channel/create?topic=t&channel=a%20b", b"")), e(400, "INVALID_ARG_CHANNEL"));
+    assert_eq!(h.http("POST", "/channel/create?topic=t&channel=c", b""), (200, String::new()));
+    assert_eq!(api_error(h.http("GET", "/channel/delete?topic=t&channel=c", b"")), e(405, "METHOD_NOT_ALLOWED"));
+    assert_eq!(api_error(h.http("POST", "/topic/nope?topic=t", b"")), e(404, "NOT_FOUND"));
+    assert!(h.events.is_empty(), "{:?}", h.events);
+}
+
+#[test]
+fn a_paused_channel_sends_nothing_and_keeps_taking_messages_across_a_restart() {
+    let mut h = Harness::new(NsqdOptions::default());
+    let c = h.subscribe("t", "c", 10);
+    assert_eq!(h.http("POST", "/channel/pause?topic=t&channel=c", b""), (200, String::new()));
+    h.publish("t", "one");
+    h.advance(1000 * MS);
+    assert!(h.messages(c).is_empty(), "a paused channel delivers nothing");
+    let stats: serde_json::Value = serde_json::from_str(&h.http("GET", "/stats?format=json", b"").1).unwrap();
+    let channel = &stats["topics"][0]["channels"][0];
+    assert_eq!((channel["paused"].as_bool(), channel["depth"].as_i64()), (Some(true), Some(1)));
+    // Persisted at once: a kill and a restart keep it paused.
+    let disk = h.disk.clone();
+    let mut h = Harness::on(NsqdOptions::default(), disk);
+    let c = h.subscribe("t", "c", 10);
+    h.publish("t", "two");
+    h.advance(1000 * MS);
+    assert!(h.messages(c).is_empty(), "still paused after the restart");
+    assert_eq!(h.http("POST", "/channel/unpause?topic=t&channel=c", b""), (200, String::new()));
+    h.advance(300 * MS);
+    assert_eq!(h.messages(c).iter().map(body).collect::<Vec<_>>(), vec!["two"]);
+}
+
+#[test]
+fn emptying_a_channel_drops_memory_disk_in_flight_and_deferred_and_fins_then_fail() {
+    let options = NsqdOptions {
+        mem_queue_size: 1,
+        ..NsqdOptions::default()
+    };
+    let mut h = Harness::new(options);
+    let c = h.subscribe("t", "c", 1);
+    for body in ["a", "b", "c"] {
+        h.publish("t", body);
+    }
+    h.advance(300 * MS);
+    let [in_flight] = h.messages(c).try_into().unwrap();
+    h.events.clear();
+    h.http("POST", "/channel/empty?topic=t&channel=c", b"");
+    assert_eq!(h.events, vec!["nsqd.channel_emptied"]);
+    let stats: serde_json::Value = serde_json::from_str(&h.http("GET", "/stats?format=json", b"").1).unwrap();
+    let channel = &stats["topics"][0]["channels"][0];
+    for key in ["depth", "backend_depth", "in_flight_count", "deferred_count"] {
+        assert_eq!(channel[key], 0, "{key}: {channel}");
+    }
+    assert_eq!(channel["clients"][0]["in_flight_count"], 0, "the client's count starts again");
+    h.send(c, Command::Fin(in_flight.id));
+    let frames = h.frames(c);
+    assert_eq!(frames.len(), 1);
+    assert_eq!(frames[0].0, FrameType::Error, "the dropped message is no longer in flight");
+    assert!(h.closed.is_empty(), "E_FIN_FAILED is not fatal");
+    h.publish("t", "d");
+    h.advance(300 * MS);
+    assert_eq!(h.messages(c).iter().map(body).collect::<Vec<_>>(), vec!["d"]);
+    // The disk queue's files went too: a restart finds nothing of a, b or c.
+    let disk = h.disk.clone();
+    drop(h);
+    let mut h = Harness::on(NsqdOptions::default(), disk);
+    let c = h.subscribe("t", "c", 10);
+    h.advance(300 * MS);
+    assert!(h.messages(c).iter().all(|m| body(m) == "d"));
+}
+
+#[test]
+fn deleting_a_topic_unregisters_closes_its_consumers_and_removes_its_files() {
+    let options = NsqdOptions {
+        mem_queue_size: 1,
+        ..NsqdOptions::default()
+    };
+    let mut h = Harness::new(options);
+    let c = h.subscribe("t", "c", 1);
+    for body in ["a", "b", "c"] {
+        h.publish("t", body);
+    }
+    h.advance(2100 * MS); // the 2 s sync: the disk queues have files and metadata
+    assert!(h.disk.list().unwrap().iter().any(|f| f.starts_with("t:c.diskqueue")));
+    h.messages(c);
+    h.events.clear();
+    assert_eq!(h.http("POST", "/topic/delete?topic=t", b""), (200, String::new()));
+    assert_eq!(
+        h.events,
+        vec!["UNREGISTER t ", "UNREGISTER t c", "nsqd.topic_deleted"],
+        "the topic first, then each channel, as nsqd's Notify calls go"
+    );
+    assert_eq!(h.closed, vec![c], "the channel's consumer is disconnected");
+    let left: Vec<String> = h.disk.list().unwrap().into_iter().filter(|f| f.starts_with("t")).collect();
+    assert!(left.is_empty(), "data and metadata files removed: {left:?}");
+    assert_eq!(api_error(h.http("POST", "/topic/delete?topic=t", b"")).1, "TOPIC_NOT_FOUND");
+    let disk = h.disk.clone();
+    let mut h = Harness::on(NsqdOptions::default(), disk);
+    assert!(!h.nsqd.topic_exists("t"), "the metadata no longer names it");
+    assert_eq!(api_error(h.http("POST", "/topic/empty?topic=t", b"")).1, "TOPIC_NOT_FOUND");
+}
+
+#[test]
+fn deleting_a_channel_leaves_the_topic_and_its_other_channels() {
+    let mut h = Harness::new(NsqdOptions::default());
+    let a = h.subscribe("t", "a", 10);
+    let b = h.subscribe("t", "b", 10);
+    h.publish("t", "one");
+    h.advance(300 * MS);
+    assert_eq!(h.messages(a).len(), 1);
+    assert_eq!(h.messages(b).len(), 1);
+    assert_eq!(h.http("POST", "/channel/delete?topic=t&channel=a", b""), (200, String::new()));
+    assert_eq!(h.events, vec!["UNREGISTER t a", "nsqd.channel_deleted"]);
+    assert_eq!(h.closed, vec![a]);
+    h.publish("t", "two");
+    h.advance(300 * MS);
+    assert_eq!(h.messages(b).iter().map(body).collect::<Vec<_>>(), vec!["two"]);
+    // Emptying the topic drops only what the topic holds.
+    h.http("POST", "/topic/pause?topic=t", b"");
+    h.publish("t", "three");
+    h.events.clear();
+    h.http("POST", "/topic/empty?topic=t", b"");
+    h.http("POST", "/topic/unpause?topic=t", b"");
+    assert_eq!(h.events, vec!["nsqd.topic_emptied"]);
+    h.advance(300 * MS);
+    assert!(h.messages(b).is_empty());
+}
+
+#[test]
+fn stats_json_has_nsqds_channel_and_client_fields() {
+    let mut h = Harness::new(NsqdOptions::default());
+    let c = h.connect();
+    let identify = br#"{"client_id":"worker-1","hostname":"box","user_agent":"pynsq/0.9.1","heartbeat_interval":1000}"#;
+    h.send(c, Command::Identify(identify.to_vec()));
+    h.send(c, Command::Sub { topic: "t".into(), channel: "c".into() });
+    h.send(c, Command::Rdy(5));
+    h.frames(c);
+    h.publish("t", "one");
+    h.publish("t", "two");
+    h.advance(300 * MS);
+    let [first, second] = h.messages(c).try_into().unwrap();
+    h.send(c, Command::Fin(first.id));
+    h.send(c, Command::Req { id: second.id, timeout_ms: 0 });
+    let stats: serde_json::Value = serde_json::from_str(&h.http("GET", "/stats?format=json", b"").1).unwrap();
+    let topic = &stats["topics"][0];
+    assert_eq!((topic["message_count"].as_u64(), topic["message_bytes"].as_u64()), (Some(2), Some(6)));
+    let channel = &topic["channels"][0];
+    assert_eq!(channel["message_count"], 2);
+    assert_eq!(channel["requeue_count"], 1);
+    assert_eq!(channel["client_count"], 1);
+    let client = &channel["clients"][0];
+    assert_eq!(client["client_id"], "worker-1");
+    assert_eq!(client["hostname"], "box");
+    assert_eq!(client["user_agent"], "pynsq/0.9.1");
+    assert_eq!(client["version"], "V2");
+    assert_eq!(client["state"], 3);
+    assert_eq!(client["ready_count"], 5);
+    // The requeued message went out again at once (RDY 5).
+    assert_eq!(client["message_count"], 3);
+    assert_eq!(client["in_flight_count"], 1);
+    assert_eq!(client["finish_count"], 1);
+    assert_eq!(client["requeue_count"], 1);
+    assert_eq!(client["connect_ts"], 1_735_689_600);
+    // The publishing connections are producers, with their counts.
+    let producers = stats["producers"].as_array().unwrap();
+    assert_eq!(producers.len(), 2);
+    assert_eq!(producers[0]["pub_counts"], serde_json::json!([{ "topic": "t", "count": 1 }]));
+    assert!(client.get("pub_counts").is_none(), "omitted when empty, as Go's omitempty does");
+    // Filters: an unknown topic gives nulls, as Go marshals nil slices.
+    let none: serde_json::Value =
+        serde_json::from_str(&h.http("GET", "/stats?format=json&topic=nope", b"").1).unwrap();
+    assert!(none["topics"].is_null() && none["producers"].is_null());
+    let no_clients: serde_json::Value =
+        serde_json::from_str(&h.http("GET", "/stats?format=json&include_clients=false", b"").1).unwrap();
+    assert!(no_clients["topics"][0]["channels"][0]["clients"].is_null());
+    assert_eq!(no_clients["topics"][0]["channels"][0]["client_count"], 1);
+    let text = h.http("GET", "/stats", b"").1;
+    assert!(text.contains("[c                        ] depth: 0     be-depth: 0     inflt: 1"), "{text}");
 }

@@ -113,9 +113,9 @@ pub async fn run_nsqd(server: NsqdServer, shutdown: impl std::future::Future<Out
         tokio::select! {
             _ = &mut shutdown => break,
             accepted = tcp.accept() => {
-                let (stream, _) = accepted?;
+                let (stream, remote) = accepted?;
                 let (read, write) = stream.into_split();
-                driver.serve(read, write);
+                driver.serve(read, write, &remote.to_string());
             }
         }
     }
@@ -204,9 +204,9 @@ mod tests {
         tokio::task::spawn_local(driver.clone().tick_loop());
         let serving = driver.clone();
         tokio::task::spawn_local(async move {
-            while let Ok((stream, _)) = listener.accept().await {
+            while let Ok((stream, remote)) = listener.accept().await {
                 let (read, write) = stream.into_split();
-                serving.serve(read, write);
+                serving.serve(read, write, &remote.to_string());
             }
         });
         (driver, address)
