@@ -37,6 +37,12 @@ pub const VERSION: &str = "1.3.0";
 pub const OUTPUT_BUFFER_SIZE: usize = 16 * 1024;
 /// Unread bytes one connection may buffer before it is a protocol error.
 pub const CLIENT_BUFFER_MAX: usize = 8 * 1024 * 1024;
+/// Output handed to the driver and not yet written to the socket, past which a client's
+/// writes block: what nsqd's bufio.Writer and the kernel's socket buffer hold together.
+/// Past it the client stalls (nothing delivered, no heartbeat, no command run: nsqd's
+/// messagePump and IOLoop are blocked in `Send`) until the driver reports progress, and the
+/// connection closes when the write deadline passes without any.
+pub const OUTPUT_UNWRITTEN_BYTES_MAX: usize = 1024 * 1024;
 
 /// nsqd's options that the model uses, with nsqd's defaults (`nsqd/options.go`).
 /// nsqd's options (`[config.nsqd]` in a scenario), named as nsqd's flags, with its defaults.
@@ -168,6 +174,12 @@ struct Client {
     /// input is not read, until the query ends.
     blocked_on: Option<String>,
     held: Vec<Output>,
+    /// Bytes handed to the driver for this client and not yet reported written.
+    unwritten: usize,
+    /// Since when the client's writes have been blocked (`unwritten` over
+    /// [`OUTPUT_UNWRITTEN_BYTES_MAX`] with no progress): nsqd's write deadline, the
+    /// heartbeat interval (`protocolV2.Send`), counts from here.
+    write_blocked_since: Option<Duration>,
     /// What `/stats` reports of the client (`clientV2.Stats`).
     stats: ClientStatsState,
 }
@@ -191,7 +203,24 @@ struct ClientStatsState {
 
 impl Client {
     fn is_ready(&self) -> bool {
-        self.state == State::Subscribed && self.ready_count > 0 && self.in_flight < self.ready_count
+        self.state == State::Subscribed
+            && self.ready_count > 0
+            && self.in_flight < self.ready_count
+            && self.write_blocked_since.is_none()
+    }
+
+    /// `bytes` more were handed to the driver; past the bound, writes block from `now`.
+    fn queued(&mut self, bytes: usize, now: Duration) {
+        self.unwritten += bytes;
+        if self.unwritten > OUTPUT_UNWRITTEN_BYTES_MAX && self.write_blocked_since.is_none() {
+            self.write_blocked_since = Some(now);
+        }
+    }
+
+    /// When a blocked write fails: nsqd sets a write deadline of one heartbeat interval on
+    /// every write, and none when heartbeats are off.
+    fn write_deadline(&self) -> Option<Duration> {
+        Some(self.write_blocked_since? + self.heartbeat_interval?)
     }
 
     /// Checks the protocol magic once its 4 bytes have arrived: true once the client is past
@@ -224,7 +253,7 @@ impl Client {
         if self.state == State::Closed {
             return NextCommand::Closed;
         }
-        if self.blocked_on.is_some() {
+        if self.blocked_on.is_some() || self.write_blocked_since.is_some() {
             return NextCommand::Wait;
         }
         if self.input.len() > CLIENT_BUFFER_MAX {
@@ -595,6 +624,8 @@ impl<D: Disk + Clone> Nsqd<D> {
                 next_flush: Some(now + output_buffer_timeout),
                 blocked_on: None,
                 held: Vec::new(),
+                unwritten: 0,
+                write_blocked_since: None,
                 stats: ClientStatsState {
                     connect_ts: (self.epoch_ms + now.as_millis() as u64) / 1000,
                     ..ClientStatsState::default()
@@ -617,6 +648,39 @@ impl<D: Disk + Clone> Nsqd<D> {
             c.stats.hostname = host.to_string();
             c.stats.remote_address = address.to_string();
         }
+    }
+
+    /// The driver wrote `bytes` of this client's output to its socket. Progress renews the
+    /// write deadline, as each of nsqd's writes sets its own; once the unwritten output is
+    /// back under the bound the client runs again: what it sent meanwhile is read, and
+    /// deliveries resume.
+    pub fn written(&mut self, client: ClientId, bytes: usize, now: Duration, rng: &mut impl Rng, out: &mut Outbox) {
+        let Some(c) = self.clients.get_mut(&client) else {
+            return;
+        };
+        c.unwritten = c.unwritten.saturating_sub(bytes);
+        if c.write_blocked_since.is_none() {
+            return;
+        }
+        if c.unwritten > OUTPUT_UNWRITTEN_BYTES_MAX {
+            c.write_blocked_since = Some(now);
+            return;
+        }
+        c.write_blocked_since = None;
+        self.receive(client, &[], now, rng, out);
+    }
+
+    /// Whether the client's writes are blocked: the driver reads nothing more from it.
+    pub fn is_write_blocked(&self, client: ClientId) -> bool {
+        self.clients
+            .get(&client)
+            .is_some_and(|c| c.write_blocked_since.is_some())
+    }
+
+    /// The write deadline a driver puts on each write to this client's socket: its
+    /// heartbeat interval, or none when heartbeats are off (`protocolV2.Send`).
+    pub fn write_timeout(&self, client: ClientId) -> Option<Duration> {
+        self.clients.get(&client)?.heartbeat_interval
     }
 
     /// The connection is gone. Its in-flight messages stay in flight until they time out.
@@ -691,6 +755,18 @@ impl<D: Disk + Clone> Nsqd<D> {
                 }
             }
             out.error(client, &error);
+        }
+        // The answers count toward the client's unwritten output, so a client that sends
+        // commands and never reads their answers blocks as nsqd's IOLoop does.
+        let answered: usize = out.0[before..]
+            .iter()
+            .map(|o| match o {
+                Output::Send(id, bytes) if *id == client => bytes.len(),
+                _ => 0,
+            })
+            .sum();
+        if let Some(state) = self.clients.get_mut(&client) {
+            state.queued(answered, now);
         }
         if let Some(topic) = self.created_pending.take() {
             // The command blocks in GetTopic: hold its answer, stop reading.
@@ -992,7 +1068,9 @@ impl<D: Disk + Clone> Nsqd<D> {
                         // Not ready for more: nsqd flushes at once. A full buffer flushes too,
                         // as Go's bufio.Writer does, so the core never holds more than RDY
                         // messages' worth of output in one piece.
-                        out.0.push(Output::Send(chosen, std::mem::take(&mut c.buffered)));
+                        let bytes = std::mem::take(&mut c.buffered);
+                        c.queued(bytes.len(), now);
+                        out.0.push(Output::Send(chosen, bytes));
                     }
                 }
             }
@@ -1003,8 +1081,17 @@ impl<D: Disk + Clone> Nsqd<D> {
     /// syncs, then delivery.
     pub fn tick(&mut self, now: Duration, rng: &mut impl Rng, out: &mut Outbox) {
         let mut dead = Vec::new();
+        let mut write_timeouts = Vec::new();
         for (&id, c) in self.clients.iter_mut() {
             if c.state == State::Closed {
+                continue;
+            }
+            if c.write_blocked_since.is_some() {
+                // Blocked in a write: no heartbeat, no flush, no read until it completes
+                // or its deadline passes.
+                if c.write_deadline().is_some_and(|deadline| now >= deadline) {
+                    write_timeouts.push(id);
+                }
                 continue;
             }
             if let Some(heartbeat) = c.heartbeat_interval {
@@ -1015,7 +1102,11 @@ impl<D: Disk + Clone> Nsqd<D> {
                 }
                 if let Some(at) = c.next_heartbeat {
                     if now >= at {
+                        let before = out.0.len();
                         out.send(id, FrameType::Response, HEARTBEAT);
+                        if let Some(Output::Send(_, bytes)) = out.0.get(before) {
+                            c.queued(bytes.len(), now);
+                        }
                         c.next_heartbeat = Some(at + heartbeat);
                     }
                 }
@@ -1023,7 +1114,9 @@ impl<D: Disk + Clone> Nsqd<D> {
             if let (Some(at), Some(every)) = (c.next_flush, c.output_buffer_timeout) {
                 if now >= at {
                     if !c.buffered.is_empty() {
-                        out.0.push(Output::Send(id, std::mem::take(&mut c.buffered)));
+                        let bytes = std::mem::take(&mut c.buffered);
+                        c.queued(bytes.len(), now);
+                        out.0.push(Output::Send(id, bytes));
                     }
                     c.next_flush =
                         Some(at + every * ((now - at).as_nanos() / every.as_nanos()).max(1) as u32);
@@ -1035,6 +1128,15 @@ impl<D: Disk + Clone> Nsqd<D> {
                 c.state = State::Closed;
             }
             out.0.push(Output::Note("nsqd.client_read_timeout"));
+            out.0.push(Output::Close(id));
+        }
+        for id in write_timeouts {
+            if let Some(c) = self.clients.get_mut(&id) {
+                c.state = State::Closed;
+            }
+            // The blocked write failed (`i/o timeout`): the messagePump exits and the
+            // connection closes; its in-flight messages wait out msg_timeout.
+            out.0.push(Output::Note("nsqd.client_write_timeout"));
             out.0.push(Output::Close(id));
         }
         if now >= self.next_scan {
@@ -1141,6 +1243,10 @@ impl<D: Disk + Clone> Nsqd<D> {
     pub fn next_wakeup(&self) -> Duration {
         let mut next = self.next_scan;
         for c in self.clients.values() {
+            if let Some(deadline) = c.write_deadline() {
+                next = next.min(deadline);
+                continue;
+            }
             for at in [c.next_heartbeat, c.next_flush.filter(|_| !c.buffered.is_empty())]
                 .into_iter()
                 .flatten()

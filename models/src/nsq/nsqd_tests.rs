@@ -19,6 +19,11 @@ struct Harness {
     inbox: Vec<(ClientId, FrameType, Vec<u8>)>,
     /// Notes and lookupd UNREGISTERs, in order.
     events: Vec<String>,
+    /// Clients that read nothing: their output is never reported written. Every other
+    /// client's output is written as soon as it is sent.
+    not_reading: std::collections::BTreeSet<ClientId>,
+    /// Bytes sent to each client that does not read.
+    unread: std::collections::BTreeMap<ClientId, usize>,
 }
 
 impl Harness {
@@ -36,13 +41,21 @@ impl Harness {
             closed: Vec::new(),
             inbox: Vec::new(),
             events: Vec::new(),
+            not_reading: std::collections::BTreeSet::new(),
+            unread: std::collections::BTreeMap::new(),
         }
     }
 
     fn absorb(&mut self, mut out: Outbox) {
+        let mut written = Vec::new();
         for output in out.drain() {
             match output {
                 Output::Send(client, mut bytes) => {
+                    if self.not_reading.contains(&client) {
+                        *self.unread.entry(client).or_default() += bytes.len();
+                    } else {
+                        written.push((client, bytes.len()));
+                    }
                     while let Some((kind, data, used)) = decode_frame(&bytes).unwrap() {
                         self.inbox.push((client, kind, data));
                         bytes.drain(..used);
@@ -57,6 +70,21 @@ impl Harness {
                 _ => {}
             }
         }
+        for (client, bytes) in written {
+            let mut out = Outbox::default();
+            self.nsqd
+                .written(client, bytes, self.now, &mut self.rng, &mut out);
+            self.absorb(out);
+        }
+    }
+
+    /// The client that stopped reading reads everything sent to it so far.
+    fn read_all(&mut self, client: ClientId) {
+        let bytes = self.unread.remove(&client).unwrap_or_default();
+        let mut out = Outbox::default();
+        self.nsqd
+            .written(client, bytes, self.now, &mut self.rng, &mut out);
+        self.absorb(out);
     }
 
     fn connect(&mut self) -> ClientId {
@@ -792,4 +820,70 @@ fn stats_json_has_nsqds_channel_and_client_fields() {
     assert_eq!(no_clients["topics"][0]["channels"][0]["client_count"], 1);
     let text = h.http("GET", "/stats", b"").1;
     assert!(text.contains("[c                        ] depth: 0     be-depth: 0     inflt: 1"), "{text}");
+}
+
+#[test]
+fn a_client_that_stops_reading_stalls_at_the_output_bound_and_closes_at_its_write_deadline() {
+    use super::nsqd::OUTPUT_UNWRITTEN_BYTES_MAX;
+    let mut h = Harness::new(NsqdOptions::default());
+    let c = h.connect();
+    h.not_reading.insert(c);
+    h.send(c, Command::Identify(br#"{"heartbeat_interval":2000}"#.to_vec()));
+    h.send(c, Command::Sub { topic: "t".into(), channel: "c".into() });
+    h.send(c, Command::Rdy(2500));
+    let body = "x".repeat(10 * 1024);
+    for _ in 0..300 {
+        h.publish("t", &body); // 3 MiB, three times the bound
+    }
+    let delivered = h.messages(c).len();
+    let bound_messages = OUTPUT_UNWRITTEN_BYTES_MAX / (10 * 1024);
+    assert!(
+        delivered > bound_messages && delivered < bound_messages + 10,
+        "deliveries stop one flush past the bound: {delivered}"
+    );
+    assert!(h.nsqd.is_write_blocked(c));
+    // Stalled: no delivery, no heartbeat, no command run, for most of the deadline.
+    h.send(c, Command::Nop);
+    h.send(c, Command::Rdy(1));
+    h.advance(1900 * MS);
+    assert!(h.frames(c).is_empty(), "a stalled client gets nothing, heartbeats included");
+    assert!(h.closed.is_empty());
+    // It reads: the held RDY 1 runs, deliveries resume one at a time (in flight is far
+    // above 1, so none until FINs).
+    h.read_all(c);
+    assert!(!h.nsqd.is_write_blocked(c));
+    h.advance(100 * MS);
+    assert!(h.messages(c).is_empty(), "RDY 1, read after the stall, holds deliveries");
+    h.send(c, Command::Rdy(2500));
+    h.advance(300 * MS);
+    assert!(h.messages(c).len() > bound_messages, "deliveries resumed up to the bound again");
+    assert!(h.nsqd.is_write_blocked(c));
+    // This time it never reads: the write fails at the deadline, one heartbeat interval
+    // after it blocked (at the RDY, 300 ms ago).
+    h.events.clear();
+    h.advance(1699 * MS);
+    assert!(h.closed.is_empty(), "not before the deadline");
+    h.advance(2 * MS);
+    assert_eq!(h.closed, vec![c]);
+    assert_eq!(h.events, vec!["nsqd.client_write_timeout"]);
+}
+
+#[test]
+fn a_client_that_sends_commands_and_never_reads_their_answers_stalls_too() {
+    let mut h = Harness::new(NsqdOptions::default());
+    let c = h.subscribe("t", "c", 0);
+    h.not_reading.insert(c);
+    // Each FIN of an id not in flight is answered E_FIN_FAILED.
+    let fins = b"FIN 0123456789abcdef\n".repeat(100_000); // 2 MiB of commands
+    h.raw(c, &fins);
+    assert!(h.nsqd.is_write_blocked(c));
+    let answered = h.frames(c).len();
+    let answer_len = 8 + "E_FIN_FAILED FIN 0123456789abcdef failed ID not in flight".len();
+    let bound = super::nsqd::OUTPUT_UNWRITTEN_BYTES_MAX / answer_len;
+    assert!(answered > bound && answered <= bound + 1, "{answered} answers for a bound of {bound}");
+    // Unread commands wait; with heartbeats at their default the deadline is 30 s.
+    h.advance(29_000 * MS);
+    assert!(h.closed.is_empty() && h.frames(c).is_empty());
+    h.advance(1_001 * MS);
+    assert_eq!(h.closed, vec![c]);
 }
