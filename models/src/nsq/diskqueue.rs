@@ -452,7 +452,10 @@ mod tests {
         assert_eq!((q.depth(), q.has_data(), q.peek()), (0, false, None));
         assert!(disk.list().unwrap().is_empty(), "{:?}", disk.list().unwrap());
         q.put(&msg(99)).unwrap();
-        assert!(disk.list().unwrap().iter().all(|f| !f.ends_with("000000.dat")), "the next file number");
+        assert!(
+            disk.list().unwrap().iter().all(|f| !f.ends_with("000000.dat")),
+            "the next file number"
+        );
         assert_eq!(drain(&mut q), vec![msg(99)]);
         // No metadata until the next sync: a reopen now starts empty.
         let reopened = DiskQueue::open("t", disk.clone(), config(), Duration::ZERO);

@@ -2,6 +2,12 @@
 //! heartbeats, output buffering and the queue-scan loop (reference §1.1, §1.2;
 //! `nsqd/protocol_v2.go`, `nsqd/client_v2.go`, `nsqd/nsqd.go`).
 //!
+//! A client's output counts as unwritten until the driver reports it written: past
+//! [`OUTPUT_UNWRITTEN_BYTES_MAX`] the client stalls as nsqd's blocked `Send` does (nothing
+//! delivered, no heartbeat, no command run) and is closed when its write deadline, the
+//! heartbeat interval, passes with no progress. Unlike nsqd, commands that need no answer
+//! (FIN, RDY) also wait while the client is stalled.
+//!
 //! The driver feeds it connections, bytes and the time, and carries out what it puts in the
 //! [`Outbox`] (bytes to send, connections to close). Randomness (Go's `select` among memory
 //! and disk, among ready clients; the queue scan's channel sample) comes from the caller.
@@ -654,7 +660,14 @@ impl<D: Disk + Clone> Nsqd<D> {
     /// write deadline, as each of nsqd's writes sets its own; once the unwritten output is
     /// back under the bound the client runs again: what it sent meanwhile is read, and
     /// deliveries resume.
-    pub fn written(&mut self, client: ClientId, bytes: usize, now: Duration, rng: &mut impl Rng, out: &mut Outbox) {
+    pub fn written(
+        &mut self,
+        client: ClientId,
+        bytes: usize,
+        now: Duration,
+        rng: &mut impl Rng,
+        out: &mut Outbox,
+    ) {
         let Some(c) = self.clients.get_mut(&client) else {
             return;
         };

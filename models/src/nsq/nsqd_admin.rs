@@ -93,7 +93,11 @@ impl<D: Disk + Clone> Nsqd<D> {
             topic: topic.to_string(),
             channel: Some(channel.to_string()),
         });
-        let Some(c) = self.topics.get_mut(topic).and_then(|t| t.channels.get_mut(channel)) else {
+        let Some(c) = self
+            .topics
+            .get_mut(topic)
+            .and_then(|t| t.channels.get_mut(channel))
+        else {
             return Ok(0);
         };
         let clients: Vec<_> = c.clients().iter().copied().collect();

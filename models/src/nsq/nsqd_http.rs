@@ -302,7 +302,8 @@ impl<D: Disk + Clone> Nsqd<D> {
                     .collect::<Vec<_>>(),
             ),
         };
-        let producers = (include_clients && topics.is_some()).then(|| self.producer_stats(only_topic.as_deref()));
+        let producers =
+            (include_clients && topics.is_some()).then(|| self.producer_stats(only_topic.as_deref()));
         if query_param(query, "format").as_deref() == Some("json") {
             let body = serde_json::json!({
                 "version": VERSION,
@@ -313,7 +314,13 @@ impl<D: Disk + Clone> Nsqd<D> {
             });
             return (200, body.to_string());
         }
-        (200, stats_text(topics.as_deref().unwrap_or_default(), producers.as_deref().unwrap_or_default()))
+        (
+            200,
+            stats_text(
+                topics.as_deref().unwrap_or_default(),
+                producers.as_deref().unwrap_or_default(),
+            ),
+        )
     }
 
     /// `NewTopicStats` with its channels, or `None` when a `channel=` filter names a channel
@@ -436,7 +443,11 @@ fn no_latency() -> serde_json::Value {
 /// paused one, then each consumer, then the producers.
 fn stats_text(topics: &[serde_json::Value], producers: &[serde_json::Value]) -> String {
     let mut text = format!("nsqd v{VERSION}\n\nHealth: OK\n");
-    text += if topics.is_empty() { "\nTopics: None\n" } else { "\nTopics:" };
+    text += if topics.is_empty() {
+        "\nTopics: None\n"
+    } else {
+        "\nTopics:"
+    };
     for t in topics {
         text += &format!(
             "\n{}[{:<15}] depth: {:<5} be-depth: {:<5} msgs: {:<8}\n",
@@ -465,7 +476,7 @@ fn stats_text(topics: &[serde_json::Value], producers: &[serde_json::Value]) -> 
                     client["hostname"].as_str().unwrap_or(""),
                     client["remote_address"].as_str().and_then(|a| a.rsplit_once(':')).map_or("", |(_, p)| p),
                     client["user_agent"].as_str().unwrap_or(""),
-                    client["state"].to_string(),
+                    client["state"],
                     client["in_flight_count"].to_string(),
                     client["ready_count"].to_string(),
                     client["finish_count"].to_string(),
@@ -475,12 +486,19 @@ fn stats_text(topics: &[serde_json::Value], producers: &[serde_json::Value]) -> 
             }
         }
     }
-    text += if producers.is_empty() { "\nProducers: None\n" } else { "\nProducers:\n" };
+    text += if producers.is_empty() {
+        "\nProducers: None\n"
+    } else {
+        "\nProducers:\n"
+    };
     for p in producers {
         text += &format!(
             "   [V2 {}:{} {}]\n",
             p["hostname"].as_str().unwrap_or(""),
-            p["remote_address"].as_str().and_then(|a| a.rsplit_once(':')).map_or("", |(_, port)| port),
+            p["remote_address"]
+                .as_str()
+                .and_then(|a| a.rsplit_once(':'))
+                .map_or("", |(_, port)| port),
             p["user_agent"].as_str().unwrap_or("")
         );
     }

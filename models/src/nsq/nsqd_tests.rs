@@ -65,7 +65,8 @@ impl Harness {
                 Output::Close(client) => self.closed.push(client),
                 Output::Note(name) => self.events.push(name.to_string()),
                 Output::Unregister { topic, channel } => {
-                    self.events.push(format!("UNREGISTER {topic} {}", channel.unwrap_or_default()));
+                    self.events
+                        .push(format!("UNREGISTER {topic} {}", channel.unwrap_or_default()));
                 }
                 _ => {}
             }
@@ -629,25 +630,73 @@ fn api_error(answer: (u16, String)) -> (u16, String) {
 fn management_calls_check_their_arguments_as_nsqds_handlers_do() {
     let mut h = Harness::new(NsqdOptions::default());
     let e = |status: u16, message: &str| (status, message.to_string());
-    assert_eq!(api_error(h.http("POST", "/topic/empty", b"")), e(400, "MISSING_ARG_TOPIC"));
-    assert_eq!(api_error(h.http("POST", "/topic/empty?topic=a%20b", b"")), e(400, "INVALID_TOPIC"));
-    assert_eq!(api_error(h.http("POST", "/topic/empty?topic=t", b"")), e(404, "TOPIC_NOT_FOUND"));
+    assert_eq!(
+        api_error(h.http("POST", "/topic/empty", b"")),
+        e(400, "MISSING_ARG_TOPIC")
+    );
+    assert_eq!(
+        api_error(h.http("POST", "/topic/empty?topic=a%20b", b"")),
+        e(400, "INVALID_TOPIC")
+    );
+    assert_eq!(
+        api_error(h.http("POST", "/topic/empty?topic=t", b"")),
+        e(404, "TOPIC_NOT_FOUND")
+    );
     // `/topic/delete` and `/topic/pause` do not check the name: a bad one is not found.
-    assert_eq!(api_error(h.http("POST", "/topic/delete?topic=a%20b", b"")), e(404, "TOPIC_NOT_FOUND"));
-    assert_eq!(api_error(h.http("POST", "/topic/pause?topic=a%20b", b"")), e(404, "TOPIC_NOT_FOUND"));
-    assert_eq!(api_error(h.http("POST", "/pub?topic=a%20b", b"x")), e(400, "INVALID_TOPIC"));
+    assert_eq!(
+        api_error(h.http("POST", "/topic/delete?topic=a%20b", b"")),
+        e(404, "TOPIC_NOT_FOUND")
+    );
+    assert_eq!(
+        api_error(h.http("POST", "/topic/pause?topic=a%20b", b"")),
+        e(404, "TOPIC_NOT_FOUND")
+    );
+    assert_eq!(
+        api_error(h.http("POST", "/pub?topic=a%20b", b"x")),
+        e(400, "INVALID_TOPIC")
+    );
     // A channel is only created on an existing topic.
-    assert_eq!(api_error(h.http("POST", "/channel/create?topic=t&channel=c", b"")), e(404, "TOPIC_NOT_FOUND"));
-    assert_eq!(api_error(h.http("POST", "/channel/create?topic=t", b"")), e(400, "MISSING_ARG_CHANNEL"));
-    assert_eq!(api_error(h.http("POST", "/channel/create?topic=a%20b&channel=c", b"")), e(400, "INVALID_ARG_TOPIC"));
+    assert_eq!(
+        api_error(h.http("POST", "/channel/create?topic=t&channel=c", b"")),
+        e(404, "TOPIC_NOT_FOUND")
+    );
+    assert_eq!(
+        api_error(h.http("POST", "/channel/create?topic=t", b"")),
+        e(400, "MISSING_ARG_CHANNEL")
+    );
+    assert_eq!(
+        api_error(h.http("POST", "/channel/create?topic=a%20b&channel=c", b"")),
+        e(400, "INVALID_ARG_TOPIC")
+    );
     assert_eq!(h.http("POST", "/topic/create?topic=t", b""), (200, String::new()));
-    assert_eq!(api_error(h.http("POST", "/channel/pause?topic=t&channel=c", b"")), e(404, "CHANNEL_NOT_FOUND"));
-    assert_eq!(api_error(h.http("POST", "/channel/empty?topic=t&channel=c", b"")), e(404, "CHANNEL_NOT_FOUND"));
-    assert_eq!(api_error(h.http("POST", "/channel/delete?topic=t&channel=c", b"")), e(404, "CHANNEL_NOT_FOUND"));
-    assert_eq!(api_error(h.http("POST", "/channel/create?topic=t&channel=a%20b", b"")), e(400, "INVALID_ARG_CHANNEL"));
-    assert_eq!(h.http("POST", "/channel/create?topic=t&channel=c", b""), (200, String::new()));
-    assert_eq!(api_error(h.http("GET", "/channel/delete?topic=t&channel=c", b"")), e(405, "METHOD_NOT_ALLOWED"));
-    assert_eq!(api_error(h.http("POST", "/topic/nope?topic=t", b"")), e(404, "NOT_FOUND"));
+    assert_eq!(
+        api_error(h.http("POST", "/channel/pause?topic=t&channel=c", b"")),
+        e(404, "CHANNEL_NOT_FOUND")
+    );
+    assert_eq!(
+        api_error(h.http("POST", "/channel/empty?topic=t&channel=c", b"")),
+        e(404, "CHANNEL_NOT_FOUND")
+    );
+    assert_eq!(
+        api_error(h.http("POST", "/channel/delete?topic=t&channel=c", b"")),
+        e(404, "CHANNEL_NOT_FOUND")
+    );
+    assert_eq!(
+        api_error(h.http("POST", "/channel/create?topic=t&channel=a%20b", b"")),
+        e(400, "INVALID_ARG_CHANNEL")
+    );
+    assert_eq!(
+        h.http("POST", "/channel/create?topic=t&channel=c", b""),
+        (200, String::new())
+    );
+    assert_eq!(
+        api_error(h.http("GET", "/channel/delete?topic=t&channel=c", b"")),
+        e(405, "METHOD_NOT_ALLOWED")
+    );
+    assert_eq!(
+        api_error(h.http("POST", "/topic/nope?topic=t", b"")),
+        e(404, "NOT_FOUND")
+    );
     assert!(h.events.is_empty(), "{:?}", h.events);
 }
 
@@ -655,13 +704,19 @@ fn management_calls_check_their_arguments_as_nsqds_handlers_do() {
 fn a_paused_channel_sends_nothing_and_keeps_taking_messages_across_a_restart() {
     let mut h = Harness::new(NsqdOptions::default());
     let c = h.subscribe("t", "c", 10);
-    assert_eq!(h.http("POST", "/channel/pause?topic=t&channel=c", b""), (200, String::new()));
+    assert_eq!(
+        h.http("POST", "/channel/pause?topic=t&channel=c", b""),
+        (200, String::new())
+    );
     h.publish("t", "one");
     h.advance(1000 * MS);
     assert!(h.messages(c).is_empty(), "a paused channel delivers nothing");
     let stats: serde_json::Value = serde_json::from_str(&h.http("GET", "/stats?format=json", b"").1).unwrap();
     let channel = &stats["topics"][0]["channels"][0];
-    assert_eq!((channel["paused"].as_bool(), channel["depth"].as_i64()), (Some(true), Some(1)));
+    assert_eq!(
+        (channel["paused"].as_bool(), channel["depth"].as_i64()),
+        (Some(true), Some(1))
+    );
     // Persisted at once: a kill and a restart keep it paused.
     let disk = h.disk.clone();
     let mut h = Harness::on(NsqdOptions::default(), disk);
@@ -669,7 +724,10 @@ fn a_paused_channel_sends_nothing_and_keeps_taking_messages_across_a_restart() {
     h.publish("t", "two");
     h.advance(1000 * MS);
     assert!(h.messages(c).is_empty(), "still paused after the restart");
-    assert_eq!(h.http("POST", "/channel/unpause?topic=t&channel=c", b""), (200, String::new()));
+    assert_eq!(
+        h.http("POST", "/channel/unpause?topic=t&channel=c", b""),
+        (200, String::new())
+    );
     h.advance(300 * MS);
     assert_eq!(h.messages(c).iter().map(body).collect::<Vec<_>>(), vec!["two"]);
 }
@@ -695,11 +753,18 @@ fn emptying_a_channel_drops_memory_disk_in_flight_and_deferred_and_fins_then_fai
     for key in ["depth", "backend_depth", "in_flight_count", "deferred_count"] {
         assert_eq!(channel[key], 0, "{key}: {channel}");
     }
-    assert_eq!(channel["clients"][0]["in_flight_count"], 0, "the client's count starts again");
+    assert_eq!(
+        channel["clients"][0]["in_flight_count"], 0,
+        "the client's count starts again"
+    );
     h.send(c, Command::Fin(in_flight.id));
     let frames = h.frames(c);
     assert_eq!(frames.len(), 1);
-    assert_eq!(frames[0].0, FrameType::Error, "the dropped message is no longer in flight");
+    assert_eq!(
+        frames[0].0,
+        FrameType::Error,
+        "the dropped message is no longer in flight"
+    );
     assert!(h.closed.is_empty(), "E_FIN_FAILED is not fatal");
     h.publish("t", "d");
     h.advance(300 * MS);
@@ -725,7 +790,12 @@ fn deleting_a_topic_unregisters_closes_its_consumers_and_removes_its_files() {
         h.publish("t", body);
     }
     h.advance(2100 * MS); // the 2 s sync: the disk queues have files and metadata
-    assert!(h.disk.list().unwrap().iter().any(|f| f.starts_with("t:c.diskqueue")));
+    assert!(h
+        .disk
+        .list()
+        .unwrap()
+        .iter()
+        .any(|f| f.starts_with("t:c.diskqueue")));
     h.messages(c);
     h.events.clear();
     assert_eq!(h.http("POST", "/topic/delete?topic=t", b""), (200, String::new()));
@@ -735,13 +805,25 @@ fn deleting_a_topic_unregisters_closes_its_consumers_and_removes_its_files() {
         "the topic first, then each channel, as nsqd's Notify calls go"
     );
     assert_eq!(h.closed, vec![c], "the channel's consumer is disconnected");
-    let left: Vec<String> = h.disk.list().unwrap().into_iter().filter(|f| f.starts_with("t")).collect();
+    let left: Vec<String> = h
+        .disk
+        .list()
+        .unwrap()
+        .into_iter()
+        .filter(|f| f.starts_with("t"))
+        .collect();
     assert!(left.is_empty(), "data and metadata files removed: {left:?}");
-    assert_eq!(api_error(h.http("POST", "/topic/delete?topic=t", b"")).1, "TOPIC_NOT_FOUND");
+    assert_eq!(
+        api_error(h.http("POST", "/topic/delete?topic=t", b"")).1,
+        "TOPIC_NOT_FOUND"
+    );
     let disk = h.disk.clone();
     let mut h = Harness::on(NsqdOptions::default(), disk);
     assert!(!h.nsqd.topic_exists("t"), "the metadata no longer names it");
-    assert_eq!(api_error(h.http("POST", "/topic/empty?topic=t", b"")).1, "TOPIC_NOT_FOUND");
+    assert_eq!(
+        api_error(h.http("POST", "/topic/empty?topic=t", b"")).1,
+        "TOPIC_NOT_FOUND"
+    );
 }
 
 #[test]
@@ -753,7 +835,10 @@ fn deleting_a_channel_leaves_the_topic_and_its_other_channels() {
     h.advance(300 * MS);
     assert_eq!(h.messages(a).len(), 1);
     assert_eq!(h.messages(b).len(), 1);
-    assert_eq!(h.http("POST", "/channel/delete?topic=t&channel=a", b""), (200, String::new()));
+    assert_eq!(
+        h.http("POST", "/channel/delete?topic=t&channel=a", b""),
+        (200, String::new())
+    );
     assert_eq!(h.events, vec!["UNREGISTER t a", "nsqd.channel_deleted"]);
     assert_eq!(h.closed, vec![a]);
     h.publish("t", "two");
@@ -774,9 +859,16 @@ fn deleting_a_channel_leaves_the_topic_and_its_other_channels() {
 fn stats_json_has_nsqds_channel_and_client_fields() {
     let mut h = Harness::new(NsqdOptions::default());
     let c = h.connect();
-    let identify = br#"{"client_id":"worker-1","hostname":"box","user_agent":"pynsq/0.9.1","heartbeat_interval":1000}"#;
+    let identify =
+        br#"{"client_id":"worker-1","hostname":"box","user_agent":"pynsq/0.9.1","heartbeat_interval":1000}"#;
     h.send(c, Command::Identify(identify.to_vec()));
-    h.send(c, Command::Sub { topic: "t".into(), channel: "c".into() });
+    h.send(
+        c,
+        Command::Sub {
+            topic: "t".into(),
+            channel: "c".into(),
+        },
+    );
     h.send(c, Command::Rdy(5));
     h.frames(c);
     h.publish("t", "one");
@@ -784,10 +876,19 @@ fn stats_json_has_nsqds_channel_and_client_fields() {
     h.advance(300 * MS);
     let [first, second] = h.messages(c).try_into().unwrap();
     h.send(c, Command::Fin(first.id));
-    h.send(c, Command::Req { id: second.id, timeout_ms: 0 });
+    h.send(
+        c,
+        Command::Req {
+            id: second.id,
+            timeout_ms: 0,
+        },
+    );
     let stats: serde_json::Value = serde_json::from_str(&h.http("GET", "/stats?format=json", b"").1).unwrap();
     let topic = &stats["topics"][0];
-    assert_eq!((topic["message_count"].as_u64(), topic["message_bytes"].as_u64()), (Some(2), Some(6)));
+    assert_eq!(
+        (topic["message_count"].as_u64(), topic["message_bytes"].as_u64()),
+        (Some(2), Some(6))
+    );
     let channel = &topic["channels"][0];
     assert_eq!(channel["message_count"], 2);
     assert_eq!(channel["requeue_count"], 1);
@@ -808,8 +909,14 @@ fn stats_json_has_nsqds_channel_and_client_fields() {
     // The publishing connections are producers, with their counts.
     let producers = stats["producers"].as_array().unwrap();
     assert_eq!(producers.len(), 2);
-    assert_eq!(producers[0]["pub_counts"], serde_json::json!([{ "topic": "t", "count": 1 }]));
-    assert!(client.get("pub_counts").is_none(), "omitted when empty, as Go's omitempty does");
+    assert_eq!(
+        producers[0]["pub_counts"],
+        serde_json::json!([{ "topic": "t", "count": 1 }])
+    );
+    assert!(
+        client.get("pub_counts").is_none(),
+        "omitted when empty, as Go's omitempty does"
+    );
     // Filters: an unknown topic gives nulls, as Go marshals nil slices.
     let none: serde_json::Value =
         serde_json::from_str(&h.http("GET", "/stats?format=json&topic=nope", b"").1).unwrap();
@@ -819,7 +926,10 @@ fn stats_json_has_nsqds_channel_and_client_fields() {
     assert!(no_clients["topics"][0]["channels"][0]["clients"].is_null());
     assert_eq!(no_clients["topics"][0]["channels"][0]["client_count"], 1);
     let text = h.http("GET", "/stats", b"").1;
-    assert!(text.contains("[c                        ] depth: 0     be-depth: 0     inflt: 1"), "{text}");
+    assert!(
+        text.contains("[c                        ] depth: 0     be-depth: 0     inflt: 1"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -829,7 +939,13 @@ fn a_client_that_stops_reading_stalls_at_the_output_bound_and_closes_at_its_writ
     let c = h.connect();
     h.not_reading.insert(c);
     h.send(c, Command::Identify(br#"{"heartbeat_interval":2000}"#.to_vec()));
-    h.send(c, Command::Sub { topic: "t".into(), channel: "c".into() });
+    h.send(
+        c,
+        Command::Sub {
+            topic: "t".into(),
+            channel: "c".into(),
+        },
+    );
     h.send(c, Command::Rdy(2500));
     let body = "x".repeat(10 * 1024);
     for _ in 0..300 {
@@ -846,17 +962,26 @@ fn a_client_that_stops_reading_stalls_at_the_output_bound_and_closes_at_its_writ
     h.send(c, Command::Nop);
     h.send(c, Command::Rdy(1));
     h.advance(1900 * MS);
-    assert!(h.frames(c).is_empty(), "a stalled client gets nothing, heartbeats included");
+    assert!(
+        h.frames(c).is_empty(),
+        "a stalled client gets nothing, heartbeats included"
+    );
     assert!(h.closed.is_empty());
     // It reads: the held RDY 1 runs, deliveries resume one at a time (in flight is far
     // above 1, so none until FINs).
     h.read_all(c);
     assert!(!h.nsqd.is_write_blocked(c));
     h.advance(100 * MS);
-    assert!(h.messages(c).is_empty(), "RDY 1, read after the stall, holds deliveries");
+    assert!(
+        h.messages(c).is_empty(),
+        "RDY 1, read after the stall, holds deliveries"
+    );
     h.send(c, Command::Rdy(2500));
     h.advance(300 * MS);
-    assert!(h.messages(c).len() > bound_messages, "deliveries resumed up to the bound again");
+    assert!(
+        h.messages(c).len() > bound_messages,
+        "deliveries resumed up to the bound again"
+    );
     assert!(h.nsqd.is_write_blocked(c));
     // This time it never reads: the write fails at the deadline, one heartbeat interval
     // after it blocked (at the RDY, 300 ms ago).
@@ -880,7 +1005,10 @@ fn a_client_that_sends_commands_and_never_reads_their_answers_stalls_too() {
     let answered = h.frames(c).len();
     let answer_len = 8 + "E_FIN_FAILED FIN 0123456789abcdef failed ID not in flight".len();
     let bound = super::nsqd::OUTPUT_UNWRITTEN_BYTES_MAX / answer_len;
-    assert!(answered > bound && answered <= bound + 1, "{answered} answers for a bound of {bound}");
+    assert!(
+        answered > bound && answered <= bound + 1,
+        "{answered} answers for a bound of {bound}"
+    );
     // Unread commands wait; with heartbeats at their default the deadline is 30 s.
     h.advance(29_000 * MS);
     assert!(h.closed.is_empty() && h.frames(c).is_empty());

@@ -291,7 +291,10 @@ mod tests {
             assert!(any_write_blocked(&driver, 7), "the consumer never stalled");
             let stats = driver.core.borrow().stats();
             assert_eq!(stats.iter().map(|s| s.clients).sum::<usize>(), 1);
-            assert!(stats.iter().map(|s| s.timed_out).sum::<u64>() > 0, "no msg_timeout ran");
+            assert!(
+                stats.iter().map(|s| s.timed_out).sum::<u64>() > 0,
+                "no msg_timeout ran"
+            );
             drop(consumer);
         });
     }
@@ -326,7 +329,10 @@ mod tests {
             }
             let grown = rss_bytes().saturating_sub(before);
             assert!(grown < RSS_GROWTH_MAX, "RSS grew {grown} bytes");
-            assert!(closed, "nsqd never closed the flooding client ({written} bytes written)");
+            assert!(
+                closed,
+                "nsqd never closed the flooding client ({written} bytes written)"
+            );
             assert!(written < 200 * 1024 * 1024, "nsqd read all {written} bytes");
             let high = driver.output_queued_bytes_high();
             eprintln!("FIN flood: RSS grew {grown} bytes, {written} bytes written, queued at most {high}");
