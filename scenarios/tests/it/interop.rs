@@ -179,7 +179,11 @@ async fn tokio_nsq_publishes_and_consumes_through_jetsam_lookupd_with_req_and_fi
     // its three deliveries, one REQ and two FINs (the last FIN may still be on its way).
     let mut client = serde_json::Value::Null;
     for _ in 0..100 {
-        let stats = http_get(ports.nsqd_http, "/stats?format=json&topic=interop&channel=interop").await;
+        let stats = http_get(
+            ports.nsqd_http,
+            "/stats?format=json&topic=interop&channel=interop",
+        )
+        .await;
         client = stats["topics"][0]["channels"][0]["clients"][0].clone();
         if client["finish_count"] == 2 {
             break;
@@ -193,7 +197,10 @@ async fn tokio_nsq_publishes_and_consumes_through_jetsam_lookupd_with_req_and_fi
     assert_eq!(client["requeue_count"], 1, "{client}");
     assert_eq!(client["finish_count"], 2, "{client}");
     assert_eq!(client["in_flight_count"], 0, "{client}");
-    assert!(client["remote_address"].as_str().unwrap_or_default().starts_with("127.0.0.1:"));
+    assert!(client["remote_address"]
+        .as_str()
+        .unwrap_or_default()
+        .starts_with("127.0.0.1:"));
     let _ = std::fs::remove_dir_all(&data);
 }
 
@@ -210,7 +217,10 @@ async fn http_get(port: u16, target: &str) -> serde_json::Value {
         .unwrap();
     let response = String::from_utf8(response).unwrap();
     let (head, body) = response.split_once("\r\n\r\n").expect("a header and a body");
-    assert!(head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(
+        head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"),
+        "{head}"
+    );
     serde_json::from_str(body).unwrap()
 }
 
