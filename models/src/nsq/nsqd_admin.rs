@@ -154,6 +154,14 @@ impl<D: Disk + Clone> Nsqd<D> {
                 Err(e) => tracing::warn!(topic, channel, error = %e, "channel delete"),
             }
         }
+        // A command held while lookupd is asked for this topic's channels would wait for an
+        // answer that now never comes: release what it answered.
+        for c in self.clients.values_mut() {
+            if c.blocked_on.as_deref() == Some(topic) {
+                c.blocked_on = None;
+                out.0.append(&mut c.held);
+            }
+        }
         let mut t = self.topics.remove(topic).expect("checked above");
         let result = t.empty();
         dropped += result.as_ref().copied().unwrap_or_default();

@@ -1015,3 +1015,24 @@ fn a_client_that_sends_commands_and_never_reads_their_answers_stalls_too() {
     h.advance(1_001 * MS);
     assert_eq!(h.closed, vec![c]);
 }
+
+#[test]
+fn deleting_a_topic_whose_creation_waits_for_lookupd_releases_the_held_answer() {
+    let mut h = Harness::new(NsqdOptions::default());
+    h.nsqd.set_lookupds_configured(true);
+    let p = h.connect();
+    h.send(
+        p,
+        Command::Pub {
+            topic: "orders".into(),
+            body: b"m1".to_vec(),
+        },
+    );
+    assert!(h.frames(p).is_empty(), "held while lookupd is asked");
+    assert_eq!(
+        h.http("POST", "/topic/delete?topic=orders", b""),
+        (200, String::new())
+    );
+    assert_eq!(h.frames(p), vec![(FrameType::Response, b"OK".to_vec())]);
+    assert!(!h.nsqd.topic_exists("orders"));
+}
