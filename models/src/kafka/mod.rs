@@ -6,6 +6,11 @@
 //! - [`error`]: the errors a produce is answered with, by Kafka's names and codes;
 //! - [`producer_state`]: what a partition leader remembers per producer id, and the
 //!   duplicate, epoch and sequence checks it makes before appending an idempotent batch;
+//! - [`txn_state`], [`txn_coordinator`]: a transactional id's state as records of the
+//!   replicated `__transaction_state` topic, and the transaction coordinator over it
+//!   (fencing, partitions, EndTxn, markers, timeouts; protocol v1 or v2, KIP-890);
+//! - [`txn_index`]: a replica's open and aborted transactions and its last stable offset;
+//! - [`read_committed`]: what a consumer delivers from fetched batches by `isolation.level`;
 //! - [`partitioner`]: the Java producer's choice of partition (murmur2 of the key,
 //!   round-robin without one);
 //! - [`accumulator`]: the Java producer's batching, sending, retries, timeouts and idempotent
@@ -45,7 +50,8 @@
 //!
 //! The design: [`design`] (config, hosts and roles, the drain probe, the promise).
 //!
-//! Still to come: consumer groups, offset commits and transactions (issue 12), and real
+//! Still to come: consumer groups, offset commits, the transactional APIs on the wire and
+//! the transactional producer (issue 12), and real
 //! brokers in separate processes (the controller's RPCs over the wire).
 
 pub mod accumulator;
@@ -73,11 +79,15 @@ pub mod partition;
 pub mod partitioner;
 pub mod producer;
 pub mod producer_state;
+pub mod read_committed;
 pub mod real;
 pub mod serve;
 pub mod sim_broker;
 pub mod sim_controller;
 mod sim_fetcher;
+pub mod txn_coordinator;
+pub mod txn_index;
+pub mod txn_state;
 pub mod wire;
 pub mod wire_records;
 mod wire_schema;

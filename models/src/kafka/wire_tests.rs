@@ -50,6 +50,8 @@ fn sample_batch() -> Batch {
         producer_id: 1000,
         producer_epoch: 2,
         base_sequence: 17,
+        transactional: false,
+        control: false,
         records: vec![
             Record {
                 key: Some(b"k1".to_vec()),
