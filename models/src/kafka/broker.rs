@@ -14,7 +14,7 @@ use super::batch::Batch;
 use super::controller::TopicPartition;
 use super::error::KafkaError;
 use super::partition::{
-    Acks, BrokerId, FetchPosition, LeaderAndIsr, Output, Partition, PartitionConfig, ProduceId, ReplicaFetch,
+    Acks, BrokerId, CommittedFetch, FetchPosition, LeaderAndIsr, Output, Partition, PartitionConfig, ProduceId, ReplicaFetch,
     ReplicaLog,
 };
 use std::collections::{BTreeMap, BTreeSet};
@@ -204,6 +204,20 @@ impl<L: ReplicaLog> Broker<L> {
         };
         self.collect_outputs();
         answer
+    }
+
+    /// A read_committed consumer's fetch: below the last stable offset, with the aborted
+    /// transactions the answer overlaps.
+    pub fn fetch_committed(
+        &self,
+        partition: &TopicPartition,
+        offset: i64,
+        max_bytes: usize,
+    ) -> Result<CommittedFetch, KafkaError> {
+        match self.replicas.get(partition) {
+            Some(local) => local.committed_fetch(offset, max_bytes),
+            None => Err(KafkaError::NotLeaderOrFollower),
+        }
     }
 
     /// OffsetsForLeaderEpoch, answered by a leader.

@@ -12,7 +12,49 @@
 
 use super::batch::{Batch, ControlType, Record};
 use super::txn_index::AbortedTxn;
+use kafka_protocol::messages::{fetch_response, ProducerId};
 use std::collections::BTreeSet;
+
+/// The most aborted transactions one partition's fetch answer may list for us to act on; a
+/// bound on what a broker's answer can make the consumer hold.
+pub const FETCH_ABORTED_MAX: usize = 100_000;
+
+/// An aborted transaction as a fetch answer names it: its producer and first offset.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AbortedAt {
+    pub producer_id: i64,
+    pub first_offset: i64,
+}
+
+/// The broker's list, in the Fetch response's shape.
+pub fn aborted_to_wire(aborted: &[AbortedTxn]) -> Vec<fetch_response::AbortedTransaction> {
+    aborted
+        .iter()
+        .map(|a| {
+            fetch_response::AbortedTransaction::default()
+                .with_producer_id(ProducerId(a.producer_id))
+                .with_first_offset(a.first_offset)
+        })
+        .collect()
+}
+
+/// The consumer's reading of a partition's answer (null, as read_uncommitted gets, is empty).
+/// A list longer than [`FETCH_ABORTED_MAX`] is an error: the consumer does not guess.
+pub fn aborted_from_wire(data: &fetch_response::PartitionData) -> Result<Vec<AbortedAt>, String> {
+    let Some(list) = data.aborted_transactions.as_ref() else {
+        return Ok(Vec::new());
+    };
+    if list.len() > FETCH_ABORTED_MAX {
+        return Err(format!("{} aborted transactions in one fetch answer", list.len()));
+    }
+    Ok(list
+        .iter()
+        .map(|a| AbortedAt {
+            producer_id: a.producer_id.0,
+            first_offset: a.first_offset,
+        })
+        .collect())
+}
 
 /// `isolation.level`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -37,10 +79,10 @@ impl IsolationLevel {
 pub fn deliverable(
     isolation: IsolationLevel,
     batches: &[Batch],
-    aborted: &[AbortedTxn],
+    aborted: &[AbortedAt],
     from_offset: i64,
 ) -> Vec<(i64, Record)> {
-    let mut pending: Vec<AbortedTxn> = aborted.to_vec();
+    let mut pending: Vec<AbortedAt> = aborted.to_vec();
     // Kafka's priority queue by first offset; taken from the front as batches reach them.
     pending.sort_by_key(|a| (a.first_offset, a.producer_id));
     let mut pending = pending.into_iter().peekable();
@@ -104,7 +146,7 @@ mod tests {
     }
 
     /// Producer 7 commits "a"; producer 8 aborts "x", interleaved with 7's "b".
-    fn log() -> (Vec<Batch>, Vec<AbortedTxn>) {
+    fn log() -> (Vec<Batch>, Vec<AbortedAt>) {
         let batches = vec![
             at(0, data(7, "a")),
             at(1, data(8, "x")),
@@ -113,12 +155,14 @@ mod tests {
             at(4, Batch::marker(8, 0, ControlType::Abort, 0)),
             at(5, Batch::marker(7, 0, ControlType::Commit, 0)),
         ];
-        let aborted = vec![AbortedTxn {
+        let aborted = AbortedTxn {
             producer_id: 8,
             first_offset: 1,
             last_offset: 4,
-        }];
-        (batches, aborted)
+        };
+        // Through the wire, as the broker sends it and the consumer reads it.
+        let data = fetch_response::PartitionData::default().with_aborted_transactions(Some(aborted_to_wire(&[aborted])));
+        (batches, aborted_from_wire(&data).unwrap())
     }
 
     #[test]
@@ -143,10 +187,9 @@ mod tests {
             at(1, Batch::marker(8, 0, ControlType::Abort, 0)),
             at(2, data(8, "y")),
         ];
-        let aborted = vec![AbortedTxn {
+        let aborted = vec![AbortedAt {
             producer_id: 8,
             first_offset: 0,
-            last_offset: 1,
         }];
         let got = deliverable(IsolationLevel::ReadCommitted, &batches, &aborted, 0);
         assert_eq!(values(&got), ["y"]);
