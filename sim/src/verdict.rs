@@ -12,7 +12,9 @@ use crate::checker::log_duplicate::LOG_DUPLICATE;
 use crate::checker::lost::LOST;
 use crate::checker::lost_write::LOST_WRITE;
 use crate::checker::nonmonotonic_read::NONMONOTONIC_READ;
+use crate::checker::aborted_read::ABORTED_READ;
 use crate::checker::partial::PARTIAL_TRANSACTION;
+use crate::checker::torn_transaction::TORN_TRANSACTION;
 use crate::checker::phantom::PHANTOM;
 use crate::checker::unseen::UNSEEN;
 use crate::checker::{reorder, Anomaly, AnomalyKind, Findings, OrderScope};
@@ -122,8 +124,10 @@ pub const PROPERTIES: [PropertyRule; 16] = [
     ),
     rule(
         Property::Atomic,
-        "no transaction committed part of a message's effect (partial-transaction)",
-        &[PARTIAL_TRANSACTION],
+        "no transaction committed part of a message's effect (partial-transaction), no \
+         message of an aborted producer transaction delivered (aborted-read), no committed \
+         one delivered in part (torn-transaction)",
+        &[PARTIAL_TRANSACTION, ABORTED_READ, TORN_TRANSACTION],
         &[],
     ),
     rule(

@@ -17,6 +17,12 @@ use super::partition::{
     Acks, BrokerId, CommittedFetch, FetchPosition, LeaderAndIsr, Output, Partition, PartitionConfig, ProduceId, ReplicaFetch,
     ReplicaLog,
 };
+use super::broker_txn::TxnSide;
+use super::txn_coordinator::{
+    Markers, TxnAnswer, TxnCoordinator, TxnProtocol, TRANSACTION_MAX_TIMEOUT_MS_DEFAULT,
+    TRANSACTION_STATE_PARTITIONS_DEFAULT,
+};
+use super::txn_state::TRANSACTION_STATE_TOPIC;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// The most partitions one broker hosts here.
@@ -54,6 +60,14 @@ pub enum BrokerOutput {
     },
     /// A replica's note for the history.
     Note(&'static str),
+    /// The coordinator answered a transactional request ([`super::handler_txn`] maps it).
+    TxnAnswered {
+        request: RequestId,
+        answer: TxnAnswer,
+    },
+    /// Send WriteTxnMarkers for these partitions to their leader, then give its answer to
+    /// [`Broker::markers_answered`].
+    WriteMarkers { leader: BrokerId, markers: Markers },
 }
 
 struct WaitingRequest {
@@ -63,18 +77,22 @@ struct WaitingRequest {
 }
 
 pub struct Broker<L: ReplicaLog> {
-    id: BrokerId,
+    pub(super) id: BrokerId,
     config: PartitionConfig,
-    replicas: BTreeMap<TopicPartition, Partition<L>>,
+    pub(super) replicas: BTreeMap<TopicPartition, Partition<L>>,
     /// Every partition's state as the controller last published it.
-    metadata: BTreeMap<TopicPartition, LeaderAndIsr>,
+    pub(super) metadata: BTreeMap<TopicPartition, LeaderAndIsr>,
     /// Produce ids of waiting partitions, and the request each belongs to.
     waiting_partitions: BTreeMap<ProduceId, (RequestId, TopicPartition)>,
     waiting_requests: BTreeMap<RequestId, WaitingRequest>,
     next_produce_id: u64,
+    /// The latest time any call passed in, for answers the broker finishes on its own.
+    clock_ms: u64,
     /// The producer id block the controller gave this broker: the next id and the end.
-    producer_ids: (i64, i64),
-    outputs: Vec<BrokerOutput>,
+    pub(super) producer_ids: (i64, i64),
+    pub(super) outputs: Vec<BrokerOutput>,
+    /// The transaction coordinator and its writes in flight ([`super::broker_txn`]).
+    pub(super) txn: TxnSide,
 }
 
 impl<L: ReplicaLog> Broker<L> {
@@ -87,9 +105,26 @@ impl<L: ReplicaLog> Broker<L> {
             waiting_partitions: BTreeMap::new(),
             waiting_requests: BTreeMap::new(),
             next_produce_id: 0,
+            clock_ms: 0,
             producer_ids: (0, 0),
             outputs: Vec::new(),
+            txn: TxnSide::new(TxnCoordinator::new(
+                TxnProtocol::V1,
+                TRANSACTION_STATE_PARTITIONS_DEFAULT,
+                TRANSACTION_MAX_TIMEOUT_MS_DEFAULT,
+            )),
         }
+    }
+
+    /// Sets the transaction protocol and the `__transaction_state` partition count (which
+    /// must be the topic's), before the broker serves anything.
+    pub fn configure_transactions(&mut self, protocol: TxnProtocol, state_partitions: i32) {
+        assert!(self.replicas.is_empty(), "configured before any replica opens");
+        self.txn = TxnSide::new(TxnCoordinator::new(
+            protocol,
+            state_partitions,
+            TRANSACTION_MAX_TIMEOUT_MS_DEFAULT,
+        ));
     }
 
     pub fn id(&self) -> BrokerId {
@@ -106,7 +141,26 @@ impl<L: ReplicaLog> Broker<L> {
 
     pub fn take_outputs(&mut self) -> Vec<BrokerOutput> {
         self.collect_outputs();
-        std::mem::take(&mut self.outputs)
+        // The coordinator's own produces are answered here, not by a driver; each answer may
+        // start more (a completion after the markers), so until none is left.
+        loop {
+            let (internal, external): (Vec<BrokerOutput>, Vec<BrokerOutput>) =
+                std::mem::take(&mut self.outputs).into_iter().partition(
+                    |o| matches!(o, BrokerOutput::Produced { request, .. } if Broker::<L>::is_internal(*request)),
+                );
+            self.outputs = external;
+            if internal.is_empty() {
+                return std::mem::take(&mut self.outputs);
+            }
+            let now_ms = self.clock_ms;
+            for output in internal {
+                if let BrokerOutput::Produced { request, answers } = output {
+                    let result = answers.first().map_or(Err(KafkaError::UnknownServerError), |a| a.1);
+                    self.internal_answered(request, &result, now_ms);
+                }
+            }
+            self.collect_outputs();
+        }
     }
 
     /// The controller published a partition's state. A replica of this broker is opened
@@ -134,6 +188,10 @@ impl<L: ReplicaLog> Broker<L> {
         let replica = self.replicas.get_mut(&partition).expect("opened above");
         // A stale state (an older epoch) is refused by the replica and changes nothing.
         let _ = replica.apply(state, now_ms);
+        self.clock_ms = self.clock_ms.max(now_ms);
+        if partition.topic == TRANSACTION_STATE_TOPIC {
+            self.sync_txn_partitions(now_ms);
+        }
     }
 
     /// A produce request: per partition a batch, or the error its bytes already came to (a
@@ -299,10 +357,12 @@ impl<L: ReplicaLog> Broker<L> {
 
     /// Time passes for every replica.
     pub fn tick(&mut self, now_ms: u64) {
+        self.clock_ms = self.clock_ms.max(now_ms);
         for replica in self.replicas.values_mut() {
             replica.tick(now_ms);
         }
         self.collect_outputs();
+        self.tick_txn(now_ms);
     }
 
     /// The replicas' outputs become the broker's: answered partitions complete their

@@ -17,6 +17,7 @@ use super::batch::Batch;
 use super::broker::{Broker, PartitionAnswer, RequestId};
 use super::controller::{ControllerError, TopicPartition};
 use super::error::KafkaError;
+use super::handler_txn;
 use super::partition::{Acks, CommittedFetch, ReplicaLog};
 use super::read_committed::aborted_to_wire;
 use super::wire::{api_versions_response, Request, Response};
@@ -61,6 +62,13 @@ pub enum Handled {
     CreateTopics(Vec<(String, i32, i16)>),
     /// The broker's producer ids are used up: get a block from the controller and ask again.
     NeedProducerIds,
+    /// A transactional request waits for the coordinator's state write: answer it with
+    /// [`handler_txn::txn_response`] and these partitions (the request's) once the broker
+    /// says [`super::broker::BrokerOutput::TxnAnswered`] for it.
+    TxnWaiting {
+        request: RequestId,
+        partitions: Vec<TopicPartition>,
+    },
 }
 
 /// Answers one request.
@@ -88,6 +96,11 @@ pub fn handle<L: ReplicaLog>(
                 .map(|t| (t.name.0.to_string(), t.num_partitions, t.replication_factor))
                 .collect(),
         ),
+        Request::InitProducerId(request) if request.transactional_id.as_ref().is_some_and(|t| !t.0.is_empty()) => {
+            handler_txn::init_producer_id(broker, &request, id, now_ms)
+        }
+        Request::AddPartitionsToTxn(request) => handler_txn::add_partitions(broker, &request, id, now_ms),
+        Request::EndTxn(request) => handler_txn::end_txn(broker, &request, id, now_ms),
         Request::InitProducerId(_) => match broker.next_producer_id() {
             Some(producer_id) => Handled::Respond(init_producer_id_response(producer_id)),
             None => Handled::NeedProducerIds,

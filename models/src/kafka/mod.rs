@@ -57,6 +57,7 @@
 pub mod accumulator;
 pub mod batch;
 pub mod broker;
+pub mod broker_txn;
 pub mod checkpoint;
 pub mod client;
 #[cfg(test)]
@@ -70,6 +71,7 @@ pub mod epoch_cache;
 pub mod error;
 pub mod frame;
 pub mod handler;
+pub mod handler_txn;
 pub mod log;
 #[cfg(test)]
 mod log_tests;

@@ -31,6 +31,11 @@
 use super::broker::{Broker, BrokerOutput, PartitionAnswer, RequestId};
 use super::checkpoint;
 use super::controller::{Controller, ControllerConfig, TopicPartition};
+use super::broker_txn::marker_batch;
+use super::error::KafkaError;
+use super::partition::Acks;
+use super::handler_txn::txn_response;
+use super::txn_coordinator::{Markers, TxnAnswer};
 use super::handler::{self, create_topics_response, produce_response, Cluster, Handled, TopicCreated};
 use super::log::{LogConfig, PartitionLog};
 use super::partition::{BrokerId, PartitionConfig};
@@ -204,6 +209,8 @@ struct Node {
     waiting: BTreeMap<RequestId, Rc<Notify>>,
     /// Answers for waiting connections, taken by them when woken.
     completed: BTreeMap<RequestId, Vec<PartitionAnswer>>,
+    /// The coordinator's answers for waiting transactional requests.
+    txn_completed: BTreeMap<RequestId, TxnAnswer>,
     /// Produce requests handled so far: a waiting fetch looks again when it changes.
     produces: u64,
     /// Producer ids below this were handed out by an earlier run; the controller's blocks
@@ -254,6 +261,7 @@ impl Node {
             next_request: 0,
             waiting: BTreeMap::new(),
             completed: BTreeMap::new(),
+            txn_completed: BTreeMap::new(),
             produces: 0,
             producer_id_base,
             stopped: BTreeSet::new(),
@@ -281,6 +289,10 @@ impl Node {
             Handled::Waiting(id) => {
                 self.waiting.insert(id, notify.clone());
                 Handled::Waiting(id)
+            }
+            Handled::TxnWaiting { request, partitions } => {
+                self.waiting.insert(request, notify.clone());
+                Handled::TxnWaiting { request, partitions }
             }
             other => other,
         };
@@ -408,6 +420,27 @@ impl Node {
         }
     }
 
+    /// WriteTxnMarkers between brokers of this process, in process: the leader appends each
+    /// marker (acks=1 here, where Kafka's handler waits for acks=all) and the coordinator
+    /// takes the answers.
+    fn write_markers(&mut self, from: BrokerId, leader: BrokerId, markers: &Markers, now_ms: u64) {
+        let mut answers = Vec::new();
+        for tp in &markers.partitions {
+            let result = match self.members.get_mut(&leader).filter(|_| !self.stopped.contains(&leader)) {
+                Some(member) => {
+                    let batch = vec![(tp.clone(), Ok(marker_batch(markers)))];
+                    let answer = member.broker.produce(RequestId(0), Acks::Leader, 0, batch, now_ms);
+                    answer.and_then(|a| a.first().map(|(_, r)| r.map(|_| ()))).unwrap_or(Err(KafkaError::RequestTimedOut))
+                }
+                None => Err(KafkaError::NotLeaderOrFollower),
+            };
+            answers.push((tp.clone(), result));
+        }
+        if let Some(member) = self.members.get_mut(&from) {
+            member.broker.markers_answered(markers, answers, now_ms);
+        }
+    }
+
     fn dispatch_one(&mut self, from: BrokerId, output: BrokerOutput, now_ms: u64) {
         match output {
             // The simulation counts these for "sometimes" checks; a real server has no history.
@@ -421,6 +454,14 @@ impl Node {
                     notify.notify_one();
                 }
             }
+            BrokerOutput::TxnAnswered { request, answer } => {
+                let waiting = self.waiting.remove(&request);
+                if let Some(notify) = waiting.filter(|notify| Rc::strong_count(notify) > 1) {
+                    self.txn_completed.insert(request, answer);
+                    notify.notify_one();
+                }
+            }
+            BrokerOutput::WriteMarkers { leader, markers } => self.write_markers(from, leader, &markers, now_ms),
             BrokerOutput::AlterIsr {
                 partition,
                 leader_epoch,
@@ -763,6 +804,9 @@ async fn answer(
                 Handled::Respond(response) => Some(response),
                 Handled::Silent => None,
                 Handled::Waiting(id) => Some(produced(node, notify, id).await),
+                Handled::TxnWaiting { request, partitions } => {
+                    Some(txn_answered(node, notify, request, &partitions).await)
+                }
                 Handled::CreateTopics(_) | Handled::NeedProducerIds => {
                     unreachable!("Node::handle completes these")
                 }
@@ -779,6 +823,16 @@ async fn produced(node: &Shared, notify: &Rc<Notify>, id: RequestId) -> Response
         if let Some(answers) = node.borrow_mut().completed.remove(&id) {
             return produce_response(answers);
         }
+    }
+}
+
+/// Waits for the transaction coordinator's answer to a transactional request.
+async fn txn_answered(node: &Shared, notify: &Rc<Notify>, id: RequestId, partitions: &[TopicPartition]) -> Response {
+    loop {
+        if let Some(answer) = node.borrow_mut().txn_completed.remove(&id) {
+            return txn_response(answer, partitions);
+        }
+        notify.notified().await;
     }
 }
 

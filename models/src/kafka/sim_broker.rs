@@ -9,7 +9,10 @@
 use super::broker::{Broker, BrokerOutput, PartitionAnswer, RequestId};
 use super::control::{ToBroker, ToController, CONTROLLER_PORT, HEARTBEAT_INTERVAL_MS};
 use super::controller::TopicPartition;
+use super::error::KafkaError;
 use super::handler::{self, Cluster, Handled, TopicCreated};
+use super::handler_txn;
+use super::txn_coordinator::TxnAnswer;
 use super::log::{LogConfig, PartitionLog};
 use super::partition::{BrokerId, PartitionConfig};
 use super::wire::{decode_request, encode_response, FrameDecoder, Inbound, Request};
@@ -68,6 +71,9 @@ pub(super) struct Node {
     settings: BrokerSettings,
     /// acks=all produces waiting for their answer.
     waiting: RefCell<BTreeMap<RequestId, oneshot::Sender<Vec<PartitionAnswer>>>>,
+    /// Transactional requests waiting for the coordinator's answer.
+    txn_waiting: RefCell<BTreeMap<RequestId, oneshot::Sender<TxnAnswer>>>,
+    txn_early: RefCell<BTreeMap<RequestId, TxnAnswer>>,
     next_request: RefCell<u64>,
     control: mpsc::UnboundedSender<(ToController, Awaiting)>,
     /// Answers the replica fetcher must act on: OffsetsForLeaderEpoch to ask.
@@ -137,6 +143,21 @@ impl Node {
                         .push_back((partition, leader, epoch));
                 }
                 BrokerOutput::Note(name) => self.env.note(&self.host, name),
+                BrokerOutput::TxnAnswered { request, answer } => {
+                    match self.txn_waiting.borrow_mut().remove(&request) {
+                        Some(waiter) => {
+                            let _ = waiter.send(answer);
+                        }
+                        // Answered before its connection started waiting (an error at once).
+                        None => {
+                            self.txn_early.borrow_mut().insert(request, answer);
+                        }
+                    }
+                }
+                // Not yet sent between simulated brokers (no WriteTxnMarkers on the wire):
+                // a transaction over partitions another broker leads stays PrepareCommit or
+                // PrepareAbort, which the note makes visible.
+                BrokerOutput::WriteMarkers { .. } => self.env.note(&self.host, "kafka.txn_markers_not_sent"),
             }
         }
     }
@@ -160,6 +181,8 @@ pub async fn run(env: Env, host: String, id: BrokerId, settings: BrokerSettings)
         process: process.clone(),
         settings,
         waiting: RefCell::new(BTreeMap::new()),
+        txn_waiting: RefCell::new(BTreeMap::new()),
+        txn_early: RefCell::new(BTreeMap::new()),
         next_request: RefCell::new(0),
         control,
         epoch_questions: RefCell::new(VecDeque::new()),
@@ -248,6 +271,18 @@ async fn answer_request(node: &Rc<Node>, request: Request) -> Option<super::wire
             Handled::Respond(answer) => return Some(answer),
             Handled::Silent => return None,
             Handled::Waiting(id) => return Some(wait_for_produce(node, id).await),
+            Handled::TxnWaiting { request, partitions } => {
+                let early = node.txn_early.borrow_mut().remove(&request);
+                let answer = match early {
+                    Some(answer) => answer,
+                    None => {
+                        let (tx, rx) = oneshot::channel();
+                        node.txn_waiting.borrow_mut().insert(request, tx);
+                        rx.await.unwrap_or(TxnAnswer::EndTxn(Err(KafkaError::NotCoordinator)))
+                    }
+                };
+                return Some(handler_txn::txn_response(answer, &partitions));
+            }
             Handled::CreateTopics(topics) => return Some(create_topics(node, topics).await),
             Handled::NeedProducerIds => {
                 let (tx, rx) = oneshot::channel();

@@ -658,6 +658,11 @@ impl TxnCoordinator {
         self.writes.insert(write, id.to_string());
     }
 
+    /// Answers a call the handler refused before it reached the coordinator's state.
+    pub fn refuse(&mut self, call: CallId, answer: TxnAnswer) {
+        self.answer(call, answer);
+    }
+
     fn answer(&mut self, call: CallId, answer: TxnAnswer) {
         self.outputs.push(TxnOutput::Answer { call, answer });
     }

@@ -32,7 +32,8 @@ use std::ops::RangeInclusive;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, ApiVersionsResponse, CreateTopicsRequest, CreateTopicsResponse, FetchRequest,
+    AddPartitionsToTxnRequest, AddPartitionsToTxnResponse, ApiKey, ApiVersionsRequest, ApiVersionsResponse,
+    CreateTopicsRequest, EndTxnRequest, EndTxnResponse, CreateTopicsResponse, FetchRequest,
     FetchResponse, FindCoordinatorRequest, FindCoordinatorResponse, InitProducerIdRequest,
     InitProducerIdResponse, ListOffsetsRequest, ListOffsetsResponse, MetadataRequest, MetadataResponse,
     OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse, ProduceRequest, ProduceResponse,
@@ -98,7 +99,11 @@ const fn api(api_key: ApiKey, version_min: i16, version_max: i16) -> SupportedAp
 /// - `FindCoordinator` 0..=6: v6 and v2.
 /// - `OffsetForLeaderEpoch` 2..=4: consumers validate positions after a leader change with it
 ///   (KIP-320; librdkafka sends v2), followers truncate with it (KIP-101).
-pub const SUPPORTED_APIS: [SupportedApi; 9] = [
+/// - `AddPartitionsToTxn` 0..=3: v3 (kafka-python) and v0 (librdkafka); v4+ are KIP-890's
+///   broker-to-broker verification, which clients never send.
+/// - `EndTxn` 0..=5: v3 and v1; v5 answers the bumped epoch of transaction version 2, which
+///   clients use only when the broker finalizes the `transaction.version` feature (we do not).
+pub const SUPPORTED_APIS: [SupportedApi; 11] = [
     api(ApiKey::ApiVersions, 0, 4),
     api(ApiKey::Metadata, 0, 12),
     api(ApiKey::Produce, 3, 10),
@@ -108,6 +113,8 @@ pub const SUPPORTED_APIS: [SupportedApi; 9] = [
     api(ApiKey::InitProducerId, 0, 4),
     api(ApiKey::FindCoordinator, 0, 6),
     api(ApiKey::OffsetForLeaderEpoch, 2, 4),
+    api(ApiKey::AddPartitionsToTxn, 0, 3),
+    api(ApiKey::EndTxn, 0, 5),
 ];
 
 /// The versions of `api_key` we implement, if we implement it.
@@ -222,6 +229,8 @@ messages! {
     InitProducerId: InitProducerIdRequest, InitProducerIdResponse;
     FindCoordinator: FindCoordinatorRequest, FindCoordinatorResponse;
     OffsetForLeaderEpoch: OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse;
+    AddPartitionsToTxn: AddPartitionsToTxnRequest, AddPartitionsToTxnResponse;
+    EndTxn: EndTxnRequest, EndTxnResponse;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -135,6 +135,16 @@ const OFFSET_FOR_LEADER_EPOCH_PARTITION: &[Field] = &[all(Int32), from(Int32, 2)
 const OFFSET_FOR_LEADER_EPOCH_TOPIC: &[Field] = &[all(Str), all(Structs(OFFSET_FOR_LEADER_EPOCH_PARTITION))];
 const OFFSET_FOR_LEADER_EPOCH: &[Field] = &[from(Int32, 3), all(Structs(OFFSET_FOR_LEADER_EPOCH_TOPIC))];
 
+const ADD_PARTITIONS_TO_TXN_TOPIC: &[Field] = &[all(Str), all(Int32s)];
+const ADD_PARTITIONS_TO_TXN: &[Field] = &[
+    until(Str, 0, 3),
+    until(Int64, 0, 3),
+    until(Int16, 0, 3),
+    until(Structs(ADD_PARTITIONS_TO_TXN_TOPIC), 0, 3),
+];
+
+const END_TXN: &[Field] = &[all(Str), all(Int64), all(Int16), all(Bool)];
+
 /// The body's fields and the first flexible version (which uses compact lengths and tagged
 /// fields), for the APIs we implement.
 fn layout(api_key: ApiKey) -> Option<(&'static [Field], i16)> {
@@ -148,6 +158,8 @@ fn layout(api_key: ApiKey) -> Option<(&'static [Field], i16)> {
         ApiKey::InitProducerId => (INIT_PRODUCER_ID, 2),
         ApiKey::FindCoordinator => (FIND_COORDINATOR, 3),
         ApiKey::OffsetForLeaderEpoch => (OFFSET_FOR_LEADER_EPOCH, 4),
+        ApiKey::AddPartitionsToTxn => (ADD_PARTITIONS_TO_TXN, 3),
+        ApiKey::EndTxn => (END_TXN, 3),
         _ => return None,
     })
 }
