@@ -90,6 +90,11 @@ impl<L: ReplicaLog> Broker<L> {
         &mut self.txn.coordinator
     }
 
+    /// The `__transaction_state` partition whose leader coordinates `transactional_id`.
+    pub fn txn_state_partition(&self, transactional_id: &str) -> i32 {
+        self.txn.coordinator.partition_for(transactional_id)
+    }
+
     /// InitProducerId with a transactional id, with this broker's producer ids.
     pub fn txn_init_producer_id(
         &mut self,
@@ -305,7 +310,7 @@ impl<L: ReplicaLog> Broker<L> {
         let Some(internal) = self.txn.internal.remove(&request) else {
             return;
         };
-        let result = result.map(|_| ()).map_err(|e| e);
+        let result = result.map(|_| ());
         match internal {
             Internal::StateWrite(write) => self.txn.coordinator.persisted(write, result),
             Internal::Marker {

@@ -7,8 +7,8 @@
 //!
 //! Departures from Kafka, on purpose: topics are not created by Metadata requests
 //! (`auto.create.topics.enable=false`, the setting Jepsen's safe mode and most production
-//! clusters use); FindCoordinator answers COORDINATOR_NOT_AVAILABLE until consumer groups
-//! exist (issue 12); fetches are answered at once, and the driver waits out `max.wait.ms`.
+//! clusters use); FindCoordinator answers COORDINATOR_NOT_AVAILABLE for groups until consumer
+//! groups exist (issue 12; transaction coordinators are found, [`super::handler_txn`]); fetches are answered at once, and the driver waits out `max.wait.ms`.
 
 // A sans-I/O core: every function reads at once (ARCHITECTURE.md, "Short functions").
 #![deny(clippy::too_many_lines)]
@@ -105,6 +105,9 @@ pub fn handle<L: ReplicaLog>(
             Some(producer_id) => Handled::Respond(init_producer_id_response(producer_id)),
             None => Handled::NeedProducerIds,
         },
+        Request::FindCoordinator(request) if handler_txn::is_transaction_lookup(&request) => Handled::Respond(
+            Response::FindCoordinator(handler_txn::find_coordinator(broker, cluster, &request)),
+        ),
         Request::FindCoordinator(request) => {
             Handled::Respond(Response::FindCoordinator(answer_find_coordinator(&request)))
         }

@@ -10,15 +10,70 @@
 use super::broker::{Broker, RequestId};
 use super::controller::TopicPartition;
 use super::error::KafkaError;
-use super::handler::Handled;
+use super::handler::{Cluster, Handled};
+use super::txn_state::TRANSACTION_STATE_TOPIC;
 use super::partition::ReplicaLog;
 use super::txn_coordinator::{CallId, InitStarted, TxnAnswer};
 use super::wire::Response;
 use kafka_protocol::messages::{
-    add_partitions_to_txn_response, AddPartitionsToTxnRequest, AddPartitionsToTxnResponse, EndTxnRequest,
-    EndTxnResponse, InitProducerIdRequest, InitProducerIdResponse, ProducerId, TopicName,
+    add_partitions_to_txn_response, find_coordinator_response, AddPartitionsToTxnRequest,
+    AddPartitionsToTxnResponse, BrokerId, EndTxnRequest, EndTxnResponse, FindCoordinatorRequest,
+    FindCoordinatorResponse, InitProducerIdRequest, InitProducerIdResponse, ProducerId, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
+
+/// FindCoordinator's key type for a transactional id (Kafka `CoordinatorType.TRANSACTION`).
+pub const KEY_TYPE_TRANSACTION: i8 = 1;
+
+/// Whether a FindCoordinator asks for transaction coordinators.
+pub fn is_transaction_lookup(request: &FindCoordinatorRequest) -> bool {
+    request.key_type == KEY_TYPE_TRANSACTION
+}
+
+/// The transaction coordinator of each key: the leader of its `__transaction_state`
+/// partition as this broker's metadata has it, or COORDINATOR_NOT_AVAILABLE (the topic or
+/// its leader is missing; clients ask again). v0-3 carry one key at the top level, v4+ a list
+/// (the same shapes as the group answer in [`super::handler`]).
+pub fn find_coordinator<L: ReplicaLog>(
+    broker: &Broker<L>,
+    cluster: &Cluster,
+    request: &FindCoordinatorRequest,
+) -> FindCoordinatorResponse {
+    let locate = |key: &str| -> Result<(i32, String, i32), KafkaError> {
+        let partition = TopicPartition {
+            topic: TRANSACTION_STATE_TOPIC.to_string(),
+            partition: broker.txn_state_partition(key),
+        };
+        let leader = broker.metadata().get(&partition).and_then(|s| s.leader);
+        let node = leader.and_then(|l| cluster.brokers.iter().find(|(id, _, _)| *id == l));
+        node.cloned().ok_or(KafkaError::CoordinatorNotAvailable)
+    };
+    let answer = FindCoordinatorResponse::default();
+    if !request.coordinator_keys.is_empty() {
+        let coordinators = request
+            .coordinator_keys
+            .iter()
+            .map(|key| {
+                let entry = find_coordinator_response::Coordinator::default().with_key(key.clone());
+                match locate(key.as_str()) {
+                    Ok((id, host, port)) => entry
+                        .with_node_id(BrokerId(id))
+                        .with_host(StrBytes::from_string(host))
+                        .with_port(port),
+                    Err(e) => entry.with_node_id(BrokerId(-1)).with_port(-1).with_error_code(e.code()),
+                }
+            })
+            .collect();
+        return answer.with_coordinators(coordinators);
+    }
+    match locate(request.key.as_str()) {
+        Ok((id, host, port)) => answer
+            .with_node_id(BrokerId(id))
+            .with_host(StrBytes::from_string(host))
+            .with_port(port),
+        Err(e) => answer.with_error_code(e.code()).with_node_id(BrokerId(-1)).with_port(-1),
+    }
+}
 
 /// The most partitions one AddPartitionsToTxn may name.
 pub const ADD_PARTITIONS_MAX: usize = 10_000;

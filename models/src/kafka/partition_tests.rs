@@ -494,7 +494,7 @@ fn read_committed_reads_below_the_lso_with_the_aborted_transactions_listed() {
     assert_eq!(done.aborted.len(), 1);
     assert_eq!((done.aborted[0].producer_id, done.aborted[0].first_offset), (8, 1));
     assert_eq!(b.last_stable_offset(), b.high_watermark(), "the follower keeps the index too");
-    assert!(a.take_outputs().iter().any(|o| *o == Output::Note("kafka.txn_abort_marker_written")));
+    assert!(a.take_outputs().contains(&Output::Note("kafka.txn_abort_marker_written")));
 }
 
 #[test]

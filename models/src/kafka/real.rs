@@ -32,6 +32,12 @@ use super::broker::{Broker, BrokerOutput, PartitionAnswer, RequestId};
 use super::checkpoint;
 use super::controller::{Controller, ControllerConfig, TopicPartition};
 use super::broker_txn::marker_batch;
+use super::txn_coordinator::TxnProtocol;
+use super::txn_state::TRANSACTION_STATE_TOPIC;
+
+/// `transaction.state.log.num.partitions` of the real server: Kafka's default is 50; a few
+/// are enough for a test server and keep its log directories few.
+pub const TRANSACTION_STATE_PARTITIONS: i32 = 3;
 use super::error::KafkaError;
 use super::partition::Acks;
 use super::handler_txn::txn_response;
@@ -241,8 +247,10 @@ impl Node {
             // until its first heartbeat is answered).
             controller.heartbeat(*id, now_ms);
             std::fs::create_dir_all(&server.log_dirs)?;
+            let mut broker = Broker::new(*id, config.clone());
+            broker.configure_transactions(TxnProtocol::V1, TRANSACTION_STATE_PARTITIONS);
             let member = Member {
-                broker: Broker::new(*id, config.clone()),
+                broker,
                 log_dirs: server.log_dirs.clone(),
                 last_heartbeat_ms: now_ms,
                 epoch_asks: Vec::new(),
@@ -528,6 +536,13 @@ impl Node {
         for (topic, (highest, replicas)) in topics {
             let _ = self.controller.create_topic(&topic, highest + 1, replicas);
         }
+        // Kafka creates the state topic at the first transactional FindCoordinator, with
+        // transaction.state.log.replication.factor (3) replicas; we create it at start, with
+        // as many as there are brokers up to 3 (a recovered one already exists).
+        let replicas = self.members.len().min(3);
+        let _ = self
+            .controller
+            .create_topic(TRANSACTION_STATE_TOPIC, TRANSACTION_STATE_PARTITIONS, replicas);
         self.apply_published(self.clock.now_ms());
         Ok(())
     }

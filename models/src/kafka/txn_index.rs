@@ -238,7 +238,7 @@ mod tests {
             }]
         );
         assert!(log.index.aborted_in(5, 9).is_empty(), "ends before the fetch starts");
-        assert!(log.index.aborted_in(0, 2).len() == 0, "begins at the fetch's end");
+        assert!(log.index.aborted_in(0, 2).is_empty(), "begins at the fetch's end");
     }
 
     #[test]
