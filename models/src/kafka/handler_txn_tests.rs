@@ -146,17 +146,22 @@ impl Client {
         answer.responses[0].partition_responses[0].error_code
     }
 
-    fn end(&mut self, (pid, epoch): (i64, i16), commit: bool) -> i16 {
+    fn end(&mut self, producer: (i64, i16), commit: bool) -> i16 {
+        self.end_at(3, producer, commit).0
+    }
+
+    /// EndTxn at `version`: its error and the producer id and epoch it answers (v5 only).
+    fn end_at(&mut self, version: i16, (pid, epoch): (i64, i16), commit: bool) -> (i16, (i64, i16)) {
         let request = EndTxnRequest::default()
             .with_transactional_id(TransactionalId(StrBytes::from_static_str(TXN)))
             .with_producer_id(ProducerId(pid))
             .with_producer_epoch(epoch)
             .with_committed(commit);
-        let Response::EndTxn(answer) = self.call(3, Request::EndTxn(request)) else {
+        let Response::EndTxn(answer) = self.call(version, Request::EndTxn(request)) else {
             panic!()
         };
         self.broker.tick(self.now_ms); // the markers and the completion
-        answer.error_code
+        (answer.error_code, (answer.producer_id.0, answer.producer_epoch))
     }
 
     /// A consumer's fetch from offset 0, and the values it hands the application.
@@ -228,4 +233,38 @@ fn a_second_instance_fences_the_first_and_aborts_what_it_left_open() {
     assert_eq!(c.produce(first, 1, "late"), KafkaError::InvalidProducerEpoch.code());
     assert_eq!(c.end(first, true), KafkaError::ProducerFenced.code());
     assert_eq!(c.read(IsolationLevel::ReadCommitted).1, Vec::<String>::new());
+}
+
+/// KIP-890's delayed produce: the producer's second batch of a transaction it then aborts
+/// is held up in the network, and reaches the leader after the abort, while the producer's
+/// next transaction is open. EndTxn is sent at v5, which answers the epoch to go on with.
+fn delayed_produce(protocol: TxnProtocol) -> (Client, i16, Vec<String>) {
+    let mut c = Client::new(protocol);
+    let producer = c.init();
+    c.add(producer);
+    assert_eq!(c.produce(producer, 0, "aborted-0"), 0);
+    let (error, next) = c.end_at(5, producer, false);
+    assert_eq!(error, 0);
+    c.add(next);
+    // The held-up batch, sequence 1 of the old epoch, arrives now.
+    let late = c.produce(producer, 1, "aborted-1");
+    let sequence = if next == producer { 2 } else { 0 };
+    assert_eq!(c.produce(next, sequence, "committed-0"), 0);
+    assert_eq!(c.end_at(5, next, true).0, 0);
+    let read = c.read(IsolationLevel::ReadCommitted).1;
+    (c, late, read)
+}
+
+#[test]
+fn under_v1_a_delayed_produce_of_an_aborted_transaction_is_committed_with_the_next() {
+    let (_, late, read) = delayed_produce(TxnProtocol::V1);
+    assert_eq!(late, 0, "same producer id and epoch, next in sequence: appended");
+    assert_eq!(read, ["aborted-1", "committed-0"], "read_committed reads an aborted write");
+}
+
+#[test]
+fn under_v2_the_delayed_produce_carries_the_old_epoch_and_is_fenced() {
+    let (_, late, read) = delayed_produce(TxnProtocol::V2);
+    assert_eq!(late, KafkaError::InvalidProducerEpoch.code());
+    assert_eq!(read, ["committed-0"]);
 }
