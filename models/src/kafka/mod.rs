@@ -31,6 +31,10 @@
 //! - `wire_schema`: each request's field layout, checked before kafka-protocol allocates;
 //! - [`handler`]: Kafka's requests answered by a broker: where the wire meets the core,
 //!   shared by the simulated broker and the real server.
+//! - [`broker_txn`]: the transaction coordinator on a broker, over its own
+//!   `__transaction_state` replicas, appending or sending the markers;
+//! - [`handler_txn`]: InitProducerId with a transactional id, AddPartitionsToTxn, EndTxn and
+//!   the transactional FindCoordinator on the wire.
 //!
 //! The simulated clients, host software on turmoil:
 //! - [`connection`]: a client's connection to one broker (ApiVersions, correlation ids,
@@ -50,8 +54,9 @@
 //!
 //! The design: [`design`] (config, hosts and roles, the drain probe, the promise).
 //!
-//! Still to come: consumer groups, offset commits, the transactional APIs on the wire and
-//! the transactional producer (issue 12), and real
+//! Still to come: consumer groups, offset commits, TxnOffsetCommit/AddOffsetsToTxn, markers
+//! between simulated brokers (WriteTxnMarkers), the simulated transactional producer and
+//! consumer settings in the design (issue 12), and real
 //! brokers in separate processes (the controller's RPCs over the wire).
 
 pub mod accumulator;
