@@ -4,6 +4,7 @@
 //! a reorder, a phantom), **liveness** (something owed never happened before the drain budget
 //! ran out: `unseen`), and **crash** (a model panicked; the run stopped, with its seed).
 
+use crate::checker::aborted_read::ABORTED_READ;
 use crate::checker::duplicate_delivery::DUPLICATE_DELIVERY;
 use crate::checker::duplicate_effect::DUPLICATE_EFFECT;
 use crate::checker::inconsistent_offsets::INCONSISTENT_OFFSETS;
@@ -12,10 +13,9 @@ use crate::checker::log_duplicate::LOG_DUPLICATE;
 use crate::checker::lost::LOST;
 use crate::checker::lost_write::LOST_WRITE;
 use crate::checker::nonmonotonic_read::NONMONOTONIC_READ;
-use crate::checker::aborted_read::ABORTED_READ;
 use crate::checker::partial::PARTIAL_TRANSACTION;
-use crate::checker::torn_transaction::TORN_TRANSACTION;
 use crate::checker::phantom::PHANTOM;
+use crate::checker::torn_transaction::TORN_TRANSACTION;
 use crate::checker::unseen::UNSEEN;
 use crate::checker::{reorder, Anomaly, AnomalyKind, Findings, OrderScope};
 use crate::history::{EventKind, History};

@@ -75,7 +75,12 @@ impl Batch {
 
     /// The transaction marker the coordinator writes for a producer's transaction
     /// (Kafka `MemoryRecords.withEndTransactionMarker`): a transactional control batch.
-    pub fn marker(producer_id: i64, producer_epoch: i16, control: ControlType, coordinator_epoch: i32) -> Batch {
+    pub fn marker(
+        producer_id: i64,
+        producer_epoch: i16,
+        control: ControlType,
+        coordinator_epoch: i32,
+    ) -> Batch {
         let value = [&0i16.to_be_bytes()[..], &coordinator_epoch.to_be_bytes()[..]].concat();
         Batch {
             producer_id,

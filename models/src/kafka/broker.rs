@@ -11,13 +11,13 @@
 #![deny(clippy::too_many_lines)]
 
 use super::batch::Batch;
+use super::broker_txn::TxnSide;
 use super::controller::TopicPartition;
 use super::error::KafkaError;
 use super::partition::{
-    Acks, BrokerId, CommittedFetch, FetchPosition, LeaderAndIsr, Output, Partition, PartitionConfig, ProduceId, ReplicaFetch,
-    ReplicaLog,
+    Acks, BrokerId, CommittedFetch, FetchPosition, LeaderAndIsr, Output, Partition, PartitionConfig,
+    ProduceId, ReplicaFetch, ReplicaLog,
 };
-use super::broker_txn::TxnSide;
 use super::txn_coordinator::{
     Markers, TxnAnswer, TxnCoordinator, TxnProtocol, TRANSACTION_MAX_TIMEOUT_MS_DEFAULT,
     TRANSACTION_STATE_PARTITIONS_DEFAULT,
@@ -61,10 +61,7 @@ pub enum BrokerOutput {
     /// A replica's note for the history.
     Note(&'static str),
     /// The coordinator answered a transactional request ([`super::handler_txn`] maps it).
-    TxnAnswered {
-        request: RequestId,
-        answer: TxnAnswer,
-    },
+    TxnAnswered { request: RequestId, answer: TxnAnswer },
     /// Send WriteTxnMarkers for these partitions to their leader, then give its answer to
     /// [`Broker::markers_answered`].
     WriteMarkers { leader: BrokerId, markers: Markers },
@@ -144,10 +141,13 @@ impl<L: ReplicaLog> Broker<L> {
         // The coordinator's own produces are answered here, not by a driver; each answer may
         // start more (a completion after the markers), so until none is left.
         loop {
-            let (internal, external): (Vec<BrokerOutput>, Vec<BrokerOutput>) =
-                std::mem::take(&mut self.outputs).into_iter().partition(
-                    |o| matches!(o, BrokerOutput::Produced { request, .. } if Broker::<L>::is_internal(*request)),
-                );
+            let (internal, external): (Vec<BrokerOutput>, Vec<BrokerOutput>) = std::mem::take(
+                &mut self.outputs,
+            )
+            .into_iter()
+            .partition(
+                |o| matches!(o, BrokerOutput::Produced { request, .. } if Broker::<L>::is_internal(*request)),
+            );
             self.outputs = external;
             if internal.is_empty() {
                 return std::mem::take(&mut self.outputs);
@@ -155,7 +155,9 @@ impl<L: ReplicaLog> Broker<L> {
             let now_ms = self.clock_ms;
             for output in internal {
                 if let BrokerOutput::Produced { request, answers } = output {
-                    let result = answers.first().map_or(Err(KafkaError::UnknownServerError), |a| a.1);
+                    let result = answers
+                        .first()
+                        .map_or(Err(KafkaError::UnknownServerError), |a| a.1);
                     self.internal_answered(request, &result, now_ms);
                 }
             }

@@ -36,7 +36,10 @@ const INTERNAL_REQUEST_BASE: u64 = 1 << 62;
 #[derive(Clone, Debug)]
 pub(super) enum Internal {
     StateWrite(WriteId),
-    Marker { transactional_id: String, partition: TopicPartition },
+    Marker {
+        transactional_id: String,
+        partition: TopicPartition,
+    },
 }
 
 /// One transaction's markers on their way to its partitions.
@@ -112,10 +115,14 @@ impl<L: ReplicaLog> Broker<L> {
                 next
             })
         };
-        let started = self
-            .txn
-            .coordinator
-            .init_producer_id(call, transactional_id, timeout_ms, expected, now_ms, &mut fresh);
+        let started = self.txn.coordinator.init_producer_id(
+            call,
+            transactional_id,
+            timeout_ms,
+            expected,
+            now_ms,
+            &mut fresh,
+        );
         self.producer_ids = ids;
         self.pump_txn(now_ms);
         started
@@ -275,7 +282,9 @@ impl<L: ReplicaLog> Broker<L> {
         match result {
             // Kafka's marker handler drops a partition whose producer epoch moved past the
             // marker's: a newer marker fenced it, so this one is done with.
-            Ok(()) | Err(KafkaError::InvalidProducerEpoch) | Err(KafkaError::TransactionCoordinatorFenced) => {
+            Ok(())
+            | Err(KafkaError::InvalidProducerEpoch)
+            | Err(KafkaError::TransactionCoordinatorFenced) => {
                 round.pending.remove(&tp);
             }
             Err(_) => {
@@ -286,9 +295,12 @@ impl<L: ReplicaLog> Broker<L> {
         if round.pending.is_empty() {
             let round = self.txn.rounds.remove(id).expect("present");
             let m = round.markers;
-            self.txn
-                .coordinator
-                .markers_written(&m.transactional_id, m.producer_id, m.producer_epoch, now_ms);
+            self.txn.coordinator.markers_written(
+                &m.transactional_id,
+                m.producer_id,
+                m.producer_epoch,
+                now_ms,
+            );
         }
     }
 
@@ -306,7 +318,12 @@ impl<L: ReplicaLog> Broker<L> {
     }
 
     /// An internal produce (a state write or a local marker) was answered.
-    pub(super) fn internal_answered(&mut self, request: RequestId, result: &Result<i64, KafkaError>, now_ms: u64) {
+    pub(super) fn internal_answered(
+        &mut self,
+        request: RequestId,
+        result: &Result<i64, KafkaError>,
+        now_ms: u64,
+    ) {
         let Some(internal) = self.txn.internal.remove(&request) else {
             return;
         };
@@ -349,5 +366,10 @@ pub fn marker_batch(markers: &Markers) -> Batch {
         true => ControlType::Commit,
         false => ControlType::Abort,
     };
-    Batch::marker(markers.producer_id, markers.producer_epoch, control, markers.coordinator_epoch)
+    Batch::marker(
+        markers.producer_id,
+        markers.producer_epoch,
+        control,
+        markers.coordinator_epoch,
+    )
 }

@@ -9,14 +9,14 @@
 //! as nothing is committed. A restarted process has lost its positions and reads the whole
 //! log again; the history shows those reads as redeliveries. Offset commits are part 2.
 
+use super::batch::Batch;
 use super::client::{
     conn_error_note, fetch_metadata, is_stale_metadata, partition_name, Timeouts, TopicMetadata,
 };
 use super::connection::Connection;
 use super::error::KafkaError;
-use super::wire::{Request, Response};
-use super::batch::Batch;
 use super::read_committed::{aborted_from_wire, deliverable, IsolationLevel};
+use super::wire::{Request, Response};
 use super::wire_records::decode_fetched_batches;
 use crate::db::sink::{DbConsumer, DbSink};
 use crate::source::decode_value;

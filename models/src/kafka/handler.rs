@@ -96,7 +96,9 @@ pub fn handle<L: ReplicaLog>(
                 .map(|t| (t.name.0.to_string(), t.num_partitions, t.replication_factor))
                 .collect(),
         ),
-        Request::InitProducerId(request) if request.transactional_id.as_ref().is_some_and(|t| !t.0.is_empty()) => {
+        Request::InitProducerId(request)
+            if request.transactional_id.as_ref().is_some_and(|t| !t.0.is_empty()) =>
+        {
             handler_txn::init_producer_id(broker, &request, id, now_ms)
         }
         Request::AddPartitionsToTxn(request) => handler_txn::add_partitions(broker, &request, id, now_ms),
@@ -105,9 +107,11 @@ pub fn handle<L: ReplicaLog>(
             Some(producer_id) => Handled::Respond(init_producer_id_response(producer_id)),
             None => Handled::NeedProducerIds,
         },
-        Request::FindCoordinator(request) if handler_txn::is_transaction_lookup(&request) => Handled::Respond(
-            Response::FindCoordinator(handler_txn::find_coordinator(broker, cluster, &request)),
-        ),
+        Request::FindCoordinator(request) if handler_txn::is_transaction_lookup(&request) => {
+            Handled::Respond(Response::FindCoordinator(handler_txn::find_coordinator(
+                broker, cluster, &request,
+            )))
+        }
         Request::FindCoordinator(request) => {
             Handled::Respond(Response::FindCoordinator(answer_find_coordinator(&request)))
         }
@@ -293,17 +297,19 @@ fn answer_fetch<L: ReplicaLog>(broker: &mut Broker<L>, request: &FetchRequest, n
                 .min(FETCH_BYTES_MAX);
             let answer = match read_committed {
                 true => broker.fetch_committed(&tp, p.fetch_offset, max_bytes),
-                false => broker.fetch(replica, &tp, p.fetch_offset, max_bytes, now_ms).map(|fetched| {
-                    let last_stable_offset = broker
-                        .replica(&tp)
-                        .map_or(fetched.high_watermark, |r| r.last_stable_offset());
-                    CommittedFetch {
-                        batches: fetched.batches,
-                        high_watermark: fetched.high_watermark,
-                        last_stable_offset,
-                        aborted: Vec::new(),
-                    }
-                }),
+                false => broker
+                    .fetch(replica, &tp, p.fetch_offset, max_bytes, now_ms)
+                    .map(|fetched| {
+                        let last_stable_offset = broker
+                            .replica(&tp)
+                            .map_or(fetched.high_watermark, |r| r.last_stable_offset());
+                        CommittedFetch {
+                            batches: fetched.batches,
+                            high_watermark: fetched.high_watermark,
+                            last_stable_offset,
+                            aborted: Vec::new(),
+                        }
+                    }),
             };
             let data = match answer {
                 Ok(answer) => fetch_response::PartitionData::default()

@@ -11,9 +11,9 @@ use super::broker::{Broker, RequestId};
 use super::controller::TopicPartition;
 use super::error::KafkaError;
 use super::handler::{Cluster, Handled};
-use super::txn_state::TRANSACTION_STATE_TOPIC;
 use super::partition::ReplicaLog;
 use super::txn_coordinator::{CallId, InitStarted, TxnAnswer};
+use super::txn_state::TRANSACTION_STATE_TOPIC;
 use super::wire::Response;
 use kafka_protocol::messages::{
     add_partitions_to_txn_response, find_coordinator_response, AddPartitionsToTxnRequest,
@@ -60,7 +60,10 @@ pub fn find_coordinator<L: ReplicaLog>(
                         .with_node_id(BrokerId(id))
                         .with_host(StrBytes::from_string(host))
                         .with_port(port),
-                    Err(e) => entry.with_node_id(BrokerId(-1)).with_port(-1).with_error_code(e.code()),
+                    Err(e) => entry
+                        .with_node_id(BrokerId(-1))
+                        .with_port(-1)
+                        .with_error_code(e.code()),
                 }
             })
             .collect();
@@ -71,7 +74,10 @@ pub fn find_coordinator<L: ReplicaLog>(
             .with_node_id(BrokerId(id))
             .with_host(StrBytes::from_string(host))
             .with_port(port),
-        Err(e) => answer.with_error_code(e.code()).with_node_id(BrokerId(-1)).with_port(-1),
+        Err(e) => answer
+            .with_error_code(e.code())
+            .with_node_id(BrokerId(-1))
+            .with_port(-1),
     }
 }
 
@@ -86,7 +92,10 @@ pub fn init_producer_id<L: ReplicaLog>(
     now_ms: u64,
 ) -> Handled {
     let transactional_id = request.transactional_id.as_ref().map_or("", |t| t.0.as_str());
-    assert!(!transactional_id.is_empty(), "only transactional InitProducerId comes here");
+    assert!(
+        !transactional_id.is_empty(),
+        "only transactional InitProducerId comes here"
+    );
     let expected = (request.producer_id.0 >= 0).then_some((request.producer_id.0, request.producer_epoch));
     let timeout_ms = u32::try_from(request.transaction_timeout_ms).unwrap_or(0);
     match broker.txn_init_producer_id(CallId(id.0), transactional_id, timeout_ms, expected, now_ms) {
@@ -131,11 +140,19 @@ pub fn add_partitions<L: ReplicaLog>(
         );
     }
     broker.pump_transactions(now_ms);
-    Handled::TxnWaiting { request: id, partitions }
+    Handled::TxnWaiting {
+        request: id,
+        partitions,
+    }
 }
 
 /// EndTxn: commit or abort.
-pub fn end_txn<L: ReplicaLog>(broker: &mut Broker<L>, request: &EndTxnRequest, id: RequestId, now_ms: u64) -> Handled {
+pub fn end_txn<L: ReplicaLog>(
+    broker: &mut Broker<L>,
+    request: &EndTxnRequest,
+    id: RequestId,
+    now_ms: u64,
+) -> Handled {
     broker.txn_coordinator().end_txn(
         CallId(id.0),
         request.transactional_id.0.as_str(),
@@ -177,7 +194,9 @@ pub fn txn_response(answer: TxnAnswer, partitions: &[TopicPartition]) -> Respons
                     .with_producer_epoch(epoch),
             )
         }
-        TxnAnswer::AddPartitions(result) => Response::AddPartitionsToTxn(add_partitions_response(code(&result), partitions)),
+        TxnAnswer::AddPartitions(result) => {
+            Response::AddPartitionsToTxn(add_partitions_response(code(&result), partitions))
+        }
     }
 }
 

@@ -11,10 +11,13 @@ use crate::kafka::partition::{LeaderAndIsr, PartitionConfig};
 use crate::kafka::read_committed::{aborted_from_wire, deliverable, IsolationLevel};
 use crate::kafka::txn_coordinator::TxnProtocol;
 use crate::kafka::txn_state::TRANSACTION_STATE_TOPIC;
-use crate::kafka::wire::{decode_request, decode_response, encode_request, encode_response, Inbound, Request};
+use crate::kafka::wire::{
+    decode_request, decode_response, encode_request, encode_response, Inbound, Request,
+};
 use crate::kafka::wire_records::{decode_fetched_batches, encode_batch};
 use kafka_protocol::messages::{
-    add_partitions_to_txn_request, fetch_request, produce_request, FetchRequest, ProduceRequest, TransactionalId,
+    add_partitions_to_txn_request, fetch_request, produce_request, FetchRequest, ProduceRequest,
+    TransactionalId,
 };
 
 const TXN: &str = "orders-app";
@@ -74,7 +77,13 @@ impl Client {
         let Inbound::Request { header, request } = decode_request(frame.slice(4..)).unwrap() else {
             panic!("supported")
         };
-        let answer = match handle(&mut self.broker, &self.cluster, request, RequestId(self.next), self.now_ms) {
+        let answer = match handle(
+            &mut self.broker,
+            &self.cluster,
+            request,
+            RequestId(self.next),
+            self.now_ms,
+        ) {
             Handled::Respond(response) => response,
             Handled::TxnWaiting { request, partitions } => {
                 let outputs = self.broker.take_outputs();
@@ -199,7 +208,11 @@ fn an_aborted_transaction_is_hidden_from_read_committed_and_a_committed_one_is_n
     assert_eq!(producer, (1_000, 0));
     assert_eq!(c.add(producer), 0);
     assert_eq!(c.produce(producer, 0, "aborted"), 0);
-    assert_eq!(c.read(IsolationLevel::ReadCommitted), (0, vec![]), "the LSO holds at the open transaction");
+    assert_eq!(
+        c.read(IsolationLevel::ReadCommitted),
+        (0, vec![]),
+        "the LSO holds at the open transaction"
+    );
     assert_eq!(c.end(producer, false), 0);
     assert_eq!(c.read(IsolationLevel::ReadCommitted).1, Vec::<String>::new());
     assert_eq!(c.read(IsolationLevel::ReadUncommitted).1, ["aborted"]);
@@ -230,7 +243,10 @@ fn a_second_instance_fences_the_first_and_aborts_what_it_left_open() {
     c.broker.tick(c.now_ms);
     let second = c.init();
     assert_eq!(second, (first.0, first.1 + 2));
-    assert_eq!(c.produce(first, 1, "late"), KafkaError::InvalidProducerEpoch.code());
+    assert_eq!(
+        c.produce(first, 1, "late"),
+        KafkaError::InvalidProducerEpoch.code()
+    );
     assert_eq!(c.end(first, true), KafkaError::ProducerFenced.code());
     assert_eq!(c.read(IsolationLevel::ReadCommitted).1, Vec::<String>::new());
 }
@@ -259,7 +275,11 @@ fn delayed_produce(protocol: TxnProtocol) -> (Client, i16, Vec<String>) {
 fn under_v1_a_delayed_produce_of_an_aborted_transaction_is_committed_with_the_next() {
     let (_, late, read) = delayed_produce(TxnProtocol::V1);
     assert_eq!(late, 0, "same producer id and epoch, next in sequence: appended");
-    assert_eq!(read, ["aborted-1", "committed-0"], "read_committed reads an aborted write");
+    assert_eq!(
+        read,
+        ["aborted-1", "committed-0"],
+        "read_committed reads an aborted write"
+    );
 }
 
 #[test]

@@ -641,7 +641,9 @@ impl<L: ReplicaLog> Partition<L> {
             _ => "kafka.txn_abort_marker_written",
         };
         let mut appended = marker.clone();
-        appended.base_offset = self.log.append_as_leader(marker, self.state.leader_epoch, now_ms)?;
+        appended.base_offset = self
+            .log
+            .append_as_leader(marker, self.state.leader_epoch, now_ms)?;
         appended.leader_epoch = self.state.leader_epoch;
         self.producers.record(&appended, now_ms);
         self.txns.record(&appended, self.high_watermark);

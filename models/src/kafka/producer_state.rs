@@ -171,7 +171,10 @@ impl ProducerState {
     /// producer's is refused (Kafka `ProducerAppendInfo.appendEndTxnMarker`). A newer epoch
     /// is taken: the coordinator bumped it (a fence, a timeout, or transaction version 2).
     pub fn check_marker(&self, marker: &Batch) -> Result<(), KafkaError> {
-        assert!(marker.control && marker.is_idempotent(), "a marker names its producer");
+        assert!(
+            marker.control && marker.is_idempotent(),
+            "a marker names its producer"
+        );
         let current = self
             .producers
             .get(&marker.producer_id)

@@ -161,7 +161,8 @@ mod tests {
             last_offset: 4,
         };
         // Through the wire, as the broker sends it and the consumer reads it.
-        let data = fetch_response::PartitionData::default().with_aborted_transactions(Some(aborted_to_wire(&[aborted])));
+        let data = fetch_response::PartitionData::default()
+            .with_aborted_transactions(Some(aborted_to_wire(&[aborted])));
         (batches, aborted_from_wire(&data).unwrap())
     }
 

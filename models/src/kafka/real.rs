@@ -29,9 +29,9 @@
 //! determinism bans are for simulations; [`RealClock`] says where it opts out).
 
 use super::broker::{Broker, BrokerOutput, PartitionAnswer, RequestId};
+use super::broker_txn::marker_batch;
 use super::checkpoint;
 use super::controller::{Controller, ControllerConfig, TopicPartition};
-use super::broker_txn::marker_batch;
 use super::txn_coordinator::TxnProtocol;
 use super::txn_state::TRANSACTION_STATE_TOPIC;
 
@@ -39,13 +39,13 @@ use super::txn_state::TRANSACTION_STATE_TOPIC;
 /// are enough for a test server and keep its log directories few.
 pub const TRANSACTION_STATE_PARTITIONS: i32 = 3;
 use super::error::KafkaError;
-use super::partition::Acks;
-use super::handler_txn::txn_response;
-use super::txn_coordinator::{Markers, TxnAnswer};
 use super::handler::{self, create_topics_response, produce_response, Cluster, Handled, TopicCreated};
+use super::handler_txn::txn_response;
 use super::log::{LogConfig, PartitionLog};
+use super::partition::Acks;
 use super::partition::{BrokerId, PartitionConfig};
 use super::partition::{FetchPosition, ReplicaFetch};
+use super::txn_coordinator::{Markers, TxnAnswer};
 use super::wire::{
     decode_request, encode_response, unsupported_api_versions_response, FrameDecoder, Inbound, Request,
     Response,
@@ -434,11 +434,19 @@ impl Node {
     fn write_markers(&mut self, from: BrokerId, leader: BrokerId, markers: &Markers, now_ms: u64) {
         let mut answers = Vec::new();
         for tp in &markers.partitions {
-            let result = match self.members.get_mut(&leader).filter(|_| !self.stopped.contains(&leader)) {
+            let result = match self
+                .members
+                .get_mut(&leader)
+                .filter(|_| !self.stopped.contains(&leader))
+            {
                 Some(member) => {
                     let batch = vec![(tp.clone(), Ok(marker_batch(markers)))];
-                    let answer = member.broker.produce(RequestId(0), Acks::Leader, 0, batch, now_ms);
-                    answer.and_then(|a| a.first().map(|(_, r)| r.map(|_| ()))).unwrap_or(Err(KafkaError::RequestTimedOut))
+                    let answer = member
+                        .broker
+                        .produce(RequestId(0), Acks::Leader, 0, batch, now_ms);
+                    answer
+                        .and_then(|a| a.first().map(|(_, r)| r.map(|_| ())))
+                        .unwrap_or(Err(KafkaError::RequestTimedOut))
                 }
                 None => Err(KafkaError::NotLeaderOrFollower),
             };
@@ -469,7 +477,9 @@ impl Node {
                     notify.notify_one();
                 }
             }
-            BrokerOutput::WriteMarkers { leader, markers } => self.write_markers(from, leader, &markers, now_ms),
+            BrokerOutput::WriteMarkers { leader, markers } => {
+                self.write_markers(from, leader, &markers, now_ms)
+            }
             BrokerOutput::AlterIsr {
                 partition,
                 leader_epoch,
@@ -842,7 +852,12 @@ async fn produced(node: &Shared, notify: &Rc<Notify>, id: RequestId) -> Response
 }
 
 /// Waits for the transaction coordinator's answer to a transactional request.
-async fn txn_answered(node: &Shared, notify: &Rc<Notify>, id: RequestId, partitions: &[TopicPartition]) -> Response {
+async fn txn_answered(
+    node: &Shared,
+    notify: &Rc<Notify>,
+    id: RequestId,
+    partitions: &[TopicPartition],
+) -> Response {
     loop {
         if let Some(answer) = node.borrow_mut().txn_completed.remove(&id) {
             return txn_response(answer, partitions);

@@ -12,9 +12,9 @@ use super::controller::TopicPartition;
 use super::error::KafkaError;
 use super::handler::{self, Cluster, Handled, TopicCreated};
 use super::handler_txn;
-use super::txn_coordinator::TxnAnswer;
 use super::log::{LogConfig, PartitionLog};
 use super::partition::{BrokerId, PartitionConfig};
+use super::txn_coordinator::TxnAnswer;
 use super::wire::{decode_request, encode_response, FrameDecoder, Inbound, Request};
 use crate::db::wire::{decode, encode};
 use sim::disk::SimDisk;
@@ -278,7 +278,8 @@ async fn answer_request(node: &Rc<Node>, request: Request) -> Option<super::wire
                     None => {
                         let (tx, rx) = oneshot::channel();
                         node.txn_waiting.borrow_mut().insert(request, tx);
-                        rx.await.unwrap_or(TxnAnswer::EndTxn(Err(KafkaError::NotCoordinator)))
+                        rx.await
+                            .unwrap_or(TxnAnswer::EndTxn(Err(KafkaError::NotCoordinator)))
                     }
                 };
                 return Some(handler_txn::txn_response(answer, &partitions));

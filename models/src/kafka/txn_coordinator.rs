@@ -166,7 +166,10 @@ pub struct TxnCoordinator {
 
 impl TxnCoordinator {
     pub fn new(protocol: TxnProtocol, state_partitions: i32, max_timeout_ms: u32) -> TxnCoordinator {
-        assert!(state_partitions > 0, "transaction.state.log.num.partitions is at least 1");
+        assert!(
+            state_partitions > 0,
+            "transaction.state.log.num.partitions is at least 1"
+        );
         assert!(max_timeout_ms > 0);
         TxnCoordinator {
             protocol,
@@ -231,7 +234,8 @@ impl TxnCoordinator {
         for (key, value) in records {
             // A record we cannot read is skipped: Kafka's loader logs and goes on.
             let (Ok(id), Ok(meta)) = (decode_key(key), decode_value(value)) else {
-                self.outputs.push(TxnOutput::Note("kafka.txn_state_record_unreadable"));
+                self.outputs
+                    .push(TxnOutput::Note("kafka.txn_state_record_unreadable"));
                 continue;
             };
             if self.partition_for(&id) != state_partition {
@@ -249,7 +253,8 @@ impl TxnCoordinator {
             .map(|(id, e)| (id.clone(), e.meta.clone()))
             .collect();
         for (id, meta) in owed {
-            self.outputs.push(TxnOutput::Note("kafka.txn_markers_resent_after_load"));
+            self.outputs
+                .push(TxnOutput::Note("kafka.txn_markers_resent_after_load"));
             self.send_markers(&id, &meta);
         }
     }
@@ -303,7 +308,8 @@ impl TxnCoordinator {
                 return InitStarted::NeedProducerIds;
             };
             let meta = TxnMetadata::new(producer_id, timeout_ms, now_ms);
-            self.txns.insert(transactional_id.to_string(), Entry { meta, pending: None });
+            self.txns
+                .insert(transactional_id.to_string(), Entry { meta, pending: None });
         }
         let entry = &self.txns[transactional_id];
         let meta = entry.meta.clone();
@@ -326,7 +332,10 @@ impl TxnCoordinator {
         }
         match self.bumped_for_init(&meta, timeout_ms, expected, now_ms, fresh_producer_id) {
             Ok(Some(target)) => self.write(transactional_id, target, AfterWrite::AnswerInit(call)),
-            Ok(None) => self.answer(call, TxnAnswer::InitProducerId(Ok((meta.producer_id, meta.producer_epoch)))),
+            Ok(None) => self.answer(
+                call,
+                TxnAnswer::InitProducerId(Ok((meta.producer_id, meta.producer_epoch))),
+            ),
             Err(InitError::Kafka(error)) => self.answer(call, answer(error)),
             Err(InitError::NeedProducerIds) => return InitStarted::NeedProducerIds,
         }
@@ -409,7 +418,12 @@ impl TxnCoordinator {
 
     /// The id's committed metadata, if the caller's producer id and epoch are current and no
     /// transition is in flight.
-    fn current(&self, transactional_id: &str, producer_id: i64, epoch: i16) -> Result<TxnMetadata, KafkaError> {
+    fn current(
+        &self,
+        transactional_id: &str,
+        producer_id: i64,
+        epoch: i16,
+    ) -> Result<TxnMetadata, KafkaError> {
         self.check_owner(transactional_id)?;
         let entry = self
             .txns
@@ -442,9 +456,14 @@ impl TxnCoordinator {
             TxnProtocol::V2 => self.end_txn_v2(transactional_id, producer_id, producer_epoch, commit, now_ms),
         };
         match decided {
-            Ok(EndDecision::Write(target)) => self.write(transactional_id, target, AfterWrite::AnswerEnd(call)),
+            Ok(EndDecision::Write(target)) => {
+                self.write(transactional_id, target, AfterWrite::AnswerEnd(call))
+            }
             Ok(EndDecision::Done(meta)) => {
-                self.answer(call, TxnAnswer::EndTxn(Ok((meta.producer_id, meta.producer_epoch))));
+                self.answer(
+                    call,
+                    TxnAnswer::EndTxn(Ok((meta.producer_id, meta.producer_epoch))),
+                );
             }
             Err(error) => self.answer(call, TxnAnswer::EndTxn(Err(error))),
         }
@@ -463,8 +482,15 @@ impl TxnCoordinator {
     ) -> Result<EndDecision, KafkaError> {
         let meta = self.current(transactional_id, producer_id, epoch)?;
         match (meta.state, commit) {
-            (TxnState::Ongoing, _) => Ok(EndDecision::Write(prepared(&meta, commit, meta.producer_epoch, now_ms))),
-            (TxnState::CompleteCommit, true) | (TxnState::CompleteAbort, false) => Ok(EndDecision::Done(meta)),
+            (TxnState::Ongoing, _) => Ok(EndDecision::Write(prepared(
+                &meta,
+                commit,
+                meta.producer_epoch,
+                now_ms,
+            ))),
+            (TxnState::CompleteCommit, true) | (TxnState::CompleteAbort, false) => {
+                Ok(EndDecision::Done(meta))
+            }
             (TxnState::PrepareCommit, true) | (TxnState::PrepareAbort, false) => {
                 Err(KafkaError::ConcurrentTransactions)
             }
@@ -561,7 +587,13 @@ impl TxnCoordinator {
     }
 
     /// Every partition of the transaction has its marker: write the completion.
-    pub fn markers_written(&mut self, transactional_id: &str, producer_id: i64, producer_epoch: i16, now_ms: u64) {
+    pub fn markers_written(
+        &mut self,
+        transactional_id: &str,
+        producer_id: i64,
+        producer_epoch: i16,
+        now_ms: u64,
+    ) {
         let Some(entry) = self.txns.get(transactional_id) else {
             return; // unloaded meanwhile: the new coordinator sends the markers again
         };
@@ -609,15 +641,24 @@ impl TxnCoordinator {
         let meta = pending.target;
         match pending.after {
             AfterWrite::AnswerInit(call) => {
-                self.answer(call, TxnAnswer::InitProducerId(Ok((meta.producer_id, meta.producer_epoch))));
+                self.answer(
+                    call,
+                    TxnAnswer::InitProducerId(Ok((meta.producer_id, meta.producer_epoch))),
+                );
             }
             AfterWrite::AnswerAdd(call) => self.answer(call, TxnAnswer::AddPartitions(Ok(()))),
             AfterWrite::AnswerEnd(call) => {
-                self.answer(call, TxnAnswer::EndTxn(Ok((meta.producer_id, meta.producer_epoch))));
+                self.answer(
+                    call,
+                    TxnAnswer::EndTxn(Ok((meta.producer_id, meta.producer_epoch))),
+                );
                 self.send_markers(&id, &meta);
             }
             AfterWrite::FenceAbort(call) => {
-                self.answer(call, TxnAnswer::InitProducerId(Err(KafkaError::ConcurrentTransactions)));
+                self.answer(
+                    call,
+                    TxnAnswer::InitProducerId(Err(KafkaError::ConcurrentTransactions)),
+                );
                 self.send_markers(&id, &meta);
             }
             AfterWrite::TimeoutAbort => self.send_markers(&id, &meta),
@@ -647,7 +688,10 @@ impl TxnCoordinator {
         let write = WriteId(self.next_write);
         self.next_write += 1;
         let entry = self.txns.get_mut(id).expect("written ids are kept");
-        assert!(entry.pending.is_none(), "one transition at a time per transactional id");
+        assert!(
+            entry.pending.is_none(),
+            "one transition at a time per transactional id"
+        );
         self.outputs.push(TxnOutput::Persist {
             write,
             state_partition: partition_for(id, self.state_partitions),
@@ -669,7 +713,9 @@ impl TxnCoordinator {
 
     fn answer_failed(&mut self, after: AfterWrite, error: KafkaError) {
         let answer = match after {
-            AfterWrite::AnswerInit(call) | AfterWrite::FenceAbort(call) => (call, TxnAnswer::InitProducerId(Err(error))),
+            AfterWrite::AnswerInit(call) | AfterWrite::FenceAbort(call) => {
+                (call, TxnAnswer::InitProducerId(Err(error)))
+            }
             AfterWrite::AnswerAdd(call) => (call, TxnAnswer::AddPartitions(Err(error))),
             AfterWrite::AnswerEnd(call) => (call, TxnAnswer::EndTxn(Err(error))),
             AfterWrite::TimeoutAbort | AfterWrite::Complete => return,

@@ -81,16 +81,21 @@ impl World {
 
     fn answer_to(&self, call: CallId) -> TxnAnswer {
         let found = self.answers.iter().find(|(c, _)| *c == call);
-        found.unwrap_or_else(|| panic!("no answer to {call:?}: {:?}", self.answers)).1.clone()
+        found
+            .unwrap_or_else(|| panic!("no answer to {call:?}: {:?}", self.answers))
+            .1
+            .clone()
     }
 
     fn init(&mut self, expected: Option<(i64, i16)>, now_ms: u64) -> Result<(i64, i16), KafkaError> {
         let call = self.call();
         let mut pid = self.next_pid;
-        let started = self.c.init_producer_id(call, ID, 60_000, expected, now_ms, &mut || {
-            pid += 1;
-            Some(pid)
-        });
+        let started = self
+            .c
+            .init_producer_id(call, ID, 60_000, expected, now_ms, &mut || {
+                pid += 1;
+                Some(pid)
+            });
         self.next_pid = pid;
         assert_eq!(started, InitStarted::Started);
         self.settle();
@@ -124,7 +129,8 @@ impl World {
     /// Every partition took the last markers asked for.
     fn markers_done(&mut self, now_ms: u64) -> Markers {
         let m = self.markers.last().expect("markers were asked for").clone();
-        self.c.markers_written(&m.transactional_id, m.producer_id, m.producer_epoch, now_ms);
+        self.c
+            .markers_written(&m.transactional_id, m.producer_id, m.producer_epoch, now_ms);
         self.settle();
         m
     }
@@ -150,7 +156,11 @@ fn a_commit_is_prepared_answered_marked_on_every_partition_then_completed() {
     let mut w = World::new(TxnProtocol::V1);
     let producer = w.init(None, 0).unwrap();
     w.add(producer, &[0, 1], 1).unwrap();
-    assert_eq!(w.add(producer, &[1], 2), Ok(()), "already in: answered without a write");
+    assert_eq!(
+        w.add(producer, &[1], 2),
+        Ok(()),
+        "already in: answered without a write"
+    );
     assert_eq!(w.state(), TxnState::Ongoing);
     assert_eq!(w.end(producer, true, 3), Ok(producer), "v1 keeps the epoch");
     assert_eq!(w.state(), TxnState::PrepareCommit);
@@ -162,7 +172,11 @@ fn a_commit_is_prepared_answered_marked_on_every_partition_then_completed() {
     assert_eq!(w.state(), TxnState::CompleteCommit);
     assert!(w.c.metadata(ID).unwrap().partitions.is_empty());
     // Each transition went through the state log first.
-    let states: Vec<TxnState> = w.log.iter().map(|(_, _, v)| decode_value(v).unwrap().state).collect();
+    let states: Vec<TxnState> = w
+        .log
+        .iter()
+        .map(|(_, _, v)| decode_value(v).unwrap().state)
+        .collect();
     assert_eq!(
         states,
         [
@@ -183,8 +197,16 @@ fn init_while_a_transaction_is_open_aborts_it_with_a_bumped_epoch_and_asks_to_re
     assert_eq!(w.state(), TxnState::PrepareAbort);
     let m = w.markers.last().unwrap().clone();
     assert!(!m.commit);
-    assert_eq!(m.producer_epoch, old.1 + 1, "the markers fence the old epoch at the partitions");
-    assert_eq!(w.init(None, 3), Err(KafkaError::ConcurrentTransactions), "markers still owed");
+    assert_eq!(
+        m.producer_epoch,
+        old.1 + 1,
+        "the markers fence the old epoch at the partitions"
+    );
+    assert_eq!(
+        w.init(None, 3),
+        Err(KafkaError::ConcurrentTransactions),
+        "markers still owed"
+    );
     w.markers_done(4);
     assert_eq!(w.state(), TxnState::CompleteAbort);
     assert_eq!(w.init(None, 5), Ok((old.0, old.1 + 2)));
@@ -198,7 +220,11 @@ fn a_transaction_past_its_timeout_is_aborted_by_the_coordinator() {
     w.add(producer, &[0], 1_000).unwrap();
     w.c.tick(60_000);
     w.settle();
-    assert_eq!(w.state(), TxnState::Ongoing, "60 s have not passed since the first add");
+    assert_eq!(
+        w.state(),
+        TxnState::Ongoing,
+        "60 s have not passed since the first add"
+    );
     w.c.tick(71_000);
     w.settle();
     assert!(w.notes.contains(&"kafka.txn_timed_out_aborted"));
@@ -225,7 +251,11 @@ fn late_end_txn(protocol: TxnProtocol) -> (World, Result<(i64, i16), KafkaError>
 fn under_v1_a_late_end_txn_commits_the_next_transaction() {
     let (w, late) = late_end_txn(TxnProtocol::V1);
     assert!(late.is_ok());
-    assert_eq!(w.state(), TxnState::PrepareCommit, "the second transaction is being committed");
+    assert_eq!(
+        w.state(),
+        TxnState::PrepareCommit,
+        "the second transaction is being committed"
+    );
     assert_eq!(w.markers.last().unwrap().partitions, vec![tp(1)]);
 }
 
@@ -243,10 +273,18 @@ fn under_v2_each_end_txn_bumps_the_epoch_and_a_retry_with_the_previous_one_is_an
     w.add(producer, &[0], 1).unwrap();
     let next = w.end(producer, true, 2).unwrap();
     assert_eq!(next, (producer.0, producer.1 + 1));
-    assert_eq!(w.markers.last().unwrap().producer_epoch, next.1, "markers carry the new epoch");
+    assert_eq!(
+        w.markers.last().unwrap().producer_epoch,
+        next.1,
+        "markers carry the new epoch"
+    );
     assert_eq!(w.end(producer, true, 3), Err(KafkaError::ConcurrentTransactions));
     w.markers_done(4);
-    assert_eq!(w.end(producer, true, 5), Ok(next), "a retry of the completed commit");
+    assert_eq!(
+        w.end(producer, true, 5),
+        Ok(next),
+        "a retry of the completed commit"
+    );
     assert_eq!(w.end(producer, false, 6), Err(KafkaError::ProducerFenced));
 }
 
@@ -316,7 +354,10 @@ fn a_failed_state_write_changes_nothing_and_a_pending_one_makes_others_wait() {
     let write = w.held.pop().unwrap();
     w.c.persisted(write, Err(KafkaError::NotEnoughReplicas));
     w.settle();
-    assert_eq!(w.answer_to(call), TxnAnswer::AddPartitions(Err(KafkaError::CoordinatorNotAvailable)));
+    assert_eq!(
+        w.answer_to(call),
+        TxnAnswer::AddPartitions(Err(KafkaError::CoordinatorNotAvailable))
+    );
     assert_eq!(w.state(), TxnState::Empty);
 }
 

@@ -88,7 +88,10 @@ impl TxnIndex {
         if batch.control {
             self.complete(batch);
         } else if !self.ongoing.contains_key(&batch.producer_id) {
-            assert!(self.ongoing.len() < ONGOING_TXNS_MAX, "more than {ONGOING_TXNS_MAX} open transactions");
+            assert!(
+                self.ongoing.len() < ONGOING_TXNS_MAX,
+                "more than {ONGOING_TXNS_MAX} open transactions"
+            );
             self.ongoing.insert(batch.producer_id, batch.base_offset);
         }
         self.prune(high_watermark);
@@ -113,7 +116,10 @@ impl TxnIndex {
             },
         );
         if control == ControlType::Abort {
-            assert!(self.aborted.len() < ABORTED_TXNS_MAX, "more than {ABORTED_TXNS_MAX} aborted transactions");
+            assert!(
+                self.aborted.len() < ABORTED_TXNS_MAX,
+                "more than {ABORTED_TXNS_MAX} aborted transactions"
+            );
             self.aborted.push(AbortedTxn {
                 producer_id: marker.producer_id,
                 first_offset,
@@ -227,7 +233,11 @@ mod tests {
         log.append(marker(7, ControlType::Commit), 3).unwrap(); // offset 3
         assert_eq!(log.index.last_stable_offset(4), 2, "8 is still open");
         log.append(marker(8, ControlType::Abort), 4).unwrap(); // offset 4
-        assert_eq!(log.index.last_stable_offset(4), 2, "8's marker is not below the HW yet");
+        assert_eq!(
+            log.index.last_stable_offset(4),
+            2,
+            "8's marker is not below the HW yet"
+        );
         assert_eq!(log.index.last_stable_offset(5), 5);
         assert_eq!(
             log.index.aborted_in(0, 5),
@@ -237,7 +247,10 @@ mod tests {
                 last_offset: 4
             }]
         );
-        assert!(log.index.aborted_in(5, 9).is_empty(), "ends before the fetch starts");
+        assert!(
+            log.index.aborted_in(5, 9).is_empty(),
+            "ends before the fetch starts"
+        );
         assert!(log.index.aborted_in(0, 2).is_empty(), "begins at the fetch's end");
     }
 
@@ -254,7 +267,8 @@ mod tests {
     fn a_marker_from_an_older_coordinator_is_fenced() {
         let mut log = Log::new();
         log.append(data(7, true), 0).unwrap();
-        log.append(Batch::marker(7, 0, ControlType::Commit, 5), 0).unwrap();
+        log.append(Batch::marker(7, 0, ControlType::Commit, 5), 0)
+            .unwrap();
         log.append(data(7, true), 0).unwrap();
         assert_eq!(
             log.append(Batch::marker(7, 0, ControlType::Abort, 4), 0),

@@ -259,7 +259,9 @@ fn check_shape(bytes: &[u8]) -> Result<(), BatchError> {
     }
     if attributes & (1 << 5) != 0 && attributes & (1 << 4) == 0 {
         // Kafka writes control records only for transactions.
-        return Err(BatchError::Invalid("a control batch that is not transactional".into()));
+        return Err(BatchError::Invalid(
+            "a control batch that is not transactional".into(),
+        ));
     }
     let count_field: [u8; 4] = bytes[RECORD_COUNT_OFFSET..BATCH_HEADER_BYTES]
         .try_into()

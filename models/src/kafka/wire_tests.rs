@@ -277,7 +277,9 @@ fn sample_response(api_key: ApiKey, version: i16) -> Response {
             ],
         ),
         // The producer id and epoch only exist from v5 on.
-        ApiKey::EndTxn => Response::EndTxn(kafka_protocol::messages::EndTxnResponse::default().with_error_code(51)),
+        ApiKey::EndTxn => {
+            Response::EndTxn(kafka_protocol::messages::EndTxnResponse::default().with_error_code(51))
+        }
         other => panic!("no sample for {other:?}"),
     }
 }
