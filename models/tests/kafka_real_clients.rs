@@ -262,11 +262,11 @@ fn a_killed_broker_s_partitions_move_and_real_clients_lose_nothing() {
     assert_eq!(outputs.matches("\nOK").count(), 2, "{outputs}");
 }
 
-/// confluent-kafka's transactional producer commits, aborts and commits again; a
-/// read_committed consumer reads only the committed records and a read_uncommitted one
-/// reads all (reference §2.5). kafka-python's transactions are not tried yet.
+/// Each client's transactional producer (confluent-kafka, then kafka-python) commits, aborts
+/// and commits again; its read_committed consumer reads only the committed records and its
+/// read_uncommitted one reads all (reference §2.5).
 #[test]
-fn confluent_kafka_transactions_hide_aborted_records_from_read_committed() {
+fn transactional_producers_hide_aborted_records_from_read_committed_consumers() {
     if !clients_or_skip() {
         return;
     }

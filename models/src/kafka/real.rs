@@ -293,7 +293,13 @@ impl Node {
         let member = self.members.get_mut(&broker).expect("a broker of this process");
         let handled = match handler::handle(&mut member.broker, &self.cluster, request, id, now_ms) {
             Handled::CreateTopics(topics) => Handled::Respond(self.create_topics(topics, now_ms)),
-            Handled::NeedProducerIds => self.init_producer_id(broker, retry, id, now_ms),
+            Handled::NeedProducerIds => match self.init_producer_id(broker, retry, id, now_ms) {
+                Handled::TxnWaiting { request, partitions } => {
+                    self.waiting.insert(request, notify.clone());
+                    Handled::TxnWaiting { request, partitions }
+                }
+                other => other,
+            },
             Handled::Waiting(id) => {
                 self.waiting.insert(id, notify.clone());
                 Handled::Waiting(id)
@@ -338,6 +344,8 @@ impl Node {
         member.broker.add_producer_id_block(first, length);
         match handler::handle(&mut member.broker, &self.cluster, request, id, now_ms) {
             Handled::Respond(answer) => Handled::Respond(answer),
+            // A transactional id's: the coordinator answers once its state is written.
+            waiting @ Handled::TxnWaiting { .. } => waiting,
             _ => not_yet,
         }
     }
