@@ -261,10 +261,14 @@ async fn answer_request(node: &Rc<Node>, request: Request) -> Option<super::wire
     let mut request = Some(request);
     loop {
         let id = node.next_request_id();
+        let current = request.take()?;
+        // An InitProducerId is asked again once the controller gave producer ids, with its
+        // transactional id if it has one.
+        let retry = matches!(current, Request::InitProducerId(_)).then(|| current.clone());
         let handled = {
             let now = node.now_ms();
             let mut broker = node.broker.borrow_mut();
-            handler::handle(&mut broker, &node.settings.cluster, request.take()?, id, now)
+            handler::handle(&mut broker, &node.settings.cluster, current, id, now)
         };
         node.pump();
         match handled {
@@ -297,7 +301,7 @@ async fn answer_request(node: &Rc<Node>, request: Request) -> Option<super::wire
                     // client's own timeout decides; ask again after a pause.
                     node.process.sleep(RECONNECT).await;
                 }
-                request = Some(Request::InitProducerId(Default::default()));
+                request = retry;
             }
         }
     }
