@@ -289,3 +289,23 @@ fn a_killed_broker_s_partitions_move_and_real_clients_lose_nothing() {
     eprintln!("{outputs}");
     assert_eq!(outputs.matches("\nOK").count(), 2, "{outputs}");
 }
+
+/// Each client's transactional producer (confluent-kafka, then kafka-python) commits, aborts
+/// and commits again; its read_committed consumer reads only the committed records and its
+/// read_uncommitted one reads all (reference §2.5).
+#[test]
+fn transactional_producers_hide_aborted_records_from_read_committed_consumers() {
+    if !clients_or_skip() {
+        return;
+    }
+    let log_dirs = std::env::temp_dir().join(format!("jetsam-kafka-txn-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&log_dirs);
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/kafka_clients/transactions.py");
+    let server = Server::start(&log_dirs);
+    let (ok, output) = run_script(&script, &server.bootstrap, "");
+    drop(server);
+    let _ = std::fs::remove_dir_all(&log_dirs);
+    eprintln!("{output}");
+    assert!(ok, "the transactional client failed:\n{output}");
+    assert!(output.contains("\nOK"), "{output}");
+}

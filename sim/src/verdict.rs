@@ -4,6 +4,7 @@
 //! a reorder, a phantom), **liveness** (something owed never happened before the drain budget
 //! ran out: `unseen`), and **crash** (a model panicked; the run stopped, with its seed).
 
+use crate::checker::aborted_read::ABORTED_READ;
 use crate::checker::duplicate_delivery::DUPLICATE_DELIVERY;
 use crate::checker::duplicate_effect::DUPLICATE_EFFECT;
 use crate::checker::inconsistent_offsets::INCONSISTENT_OFFSETS;
@@ -14,6 +15,7 @@ use crate::checker::lost_write::LOST_WRITE;
 use crate::checker::nonmonotonic_read::NONMONOTONIC_READ;
 use crate::checker::partial::PARTIAL_TRANSACTION;
 use crate::checker::phantom::PHANTOM;
+use crate::checker::torn_transaction::TORN_TRANSACTION;
 use crate::checker::unseen::UNSEEN;
 use crate::checker::{reorder, Anomaly, AnomalyKind, Findings, OrderScope};
 use crate::history::{EventKind, History};
@@ -122,8 +124,10 @@ pub const PROPERTIES: [PropertyRule; 16] = [
     ),
     rule(
         Property::Atomic,
-        "no transaction committed part of a message's effect (partial-transaction)",
-        &[PARTIAL_TRANSACTION],
+        "no transaction committed part of a message's effect (partial-transaction), no \
+         message of an aborted producer transaction delivered (aborted-read), no committed \
+         one delivered in part (torn-transaction)",
+        &[PARTIAL_TRANSACTION, ABORTED_READ, TORN_TRANSACTION],
         &[],
     ),
     rule(

@@ -4,6 +4,11 @@
 //! Offsets are assigned by the partition leader when it appends a batch; a follower keeps
 //! the leader's offsets. Each batch carries the leader epoch it was appended in (KIP-101) and,
 //! from an idempotent producer, its producer id, epoch and first sequence number.
+//!
+//! A transactional producer's batches carry the transactional attribute; the coordinator's
+//! COMMIT and ABORT markers are control batches of one record (Kafka's `EndTransactionMarker`:
+//! key = version 0 and the marker type, value = version 0 and the coordinator epoch, all
+//! big-endian), which consumers never see as records.
 
 /// No producer id: the batch comes from a producer without idempotence.
 pub const NO_PRODUCER_ID: i64 = -1;
@@ -30,7 +35,27 @@ pub struct Batch {
     pub producer_epoch: i16,
     /// The first record's sequence number for (producer id, partition), or [`NO_SEQUENCE`].
     pub base_sequence: i32,
+    /// Kafka's `isTransactional` attribute (bit 4): part of a transaction.
+    pub transactional: bool,
+    /// Kafka's `isControl` attribute (bit 5): a transaction marker, not data.
+    pub control: bool,
     pub records: Vec<Record>,
+}
+
+/// What a control batch marks (Kafka `ControlRecordType`: ABORT = 0, COMMIT = 1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ControlType {
+    Abort,
+    Commit,
+}
+
+/// A control record's key: version 0 and the type code.
+fn control_key(control: ControlType) -> Vec<u8> {
+    let code: i16 = match control {
+        ControlType::Abort => 0,
+        ControlType::Commit => 1,
+    };
+    [0i16.to_be_bytes(), code.to_be_bytes()].concat()
 }
 
 impl Batch {
@@ -42,8 +67,52 @@ impl Batch {
             producer_id: NO_PRODUCER_ID,
             producer_epoch: -1,
             base_sequence: NO_SEQUENCE,
+            transactional: false,
+            control: false,
             records,
         }
+    }
+
+    /// The transaction marker the coordinator writes for a producer's transaction
+    /// (Kafka `MemoryRecords.withEndTransactionMarker`): a transactional control batch.
+    pub fn marker(
+        producer_id: i64,
+        producer_epoch: i16,
+        control: ControlType,
+        coordinator_epoch: i32,
+    ) -> Batch {
+        let value = [&0i16.to_be_bytes()[..], &coordinator_epoch.to_be_bytes()[..]].concat();
+        Batch {
+            producer_id,
+            producer_epoch,
+            transactional: true,
+            control: true,
+            ..Batch::plain(vec![Record {
+                key: Some(control_key(control)),
+                value: Some(value),
+            }])
+        }
+    }
+
+    /// The marker a control batch holds, or `None` for data or an unreadable control key
+    /// (Kafka skips control records of types it does not know).
+    pub fn control_type(&self) -> Option<ControlType> {
+        if !self.control {
+            return None;
+        }
+        let key = self.records.first()?.key.as_deref()?;
+        match key {
+            [0, 0, 0, 0] => Some(ControlType::Abort),
+            [0, 0, 0, 1] => Some(ControlType::Commit),
+            _ => None,
+        }
+    }
+
+    /// The coordinator epoch a marker carries.
+    pub fn marker_coordinator_epoch(&self) -> Option<i32> {
+        let value = self.records.first()?.value.as_deref()?;
+        let bytes: [u8; 4] = value.get(2..6)?.try_into().ok()?;
+        Some(i32::from_be_bytes(bytes))
     }
 
     pub fn len(&self) -> usize {

@@ -11,14 +11,20 @@
 #![deny(clippy::too_many_lines)]
 
 use super::batch::Batch;
+use super::broker_txn::TxnSide;
 use super::controller::TopicPartition;
 use super::error::KafkaError;
 use super::group::GroupConfig;
 use super::group_coordinator::{CoordinatorAnswer, GroupCoordinator};
 use super::partition::{
-    Acks, BrokerId, FetchPosition, LeaderAndIsr, Output, Partition, PartitionConfig, ProduceId, ReplicaFetch,
-    ReplicaLog,
+    Acks, BrokerId, CommittedFetch, FetchPosition, LeaderAndIsr, Output, Partition, PartitionConfig,
+    ProduceId, ReplicaFetch, ReplicaLog,
 };
+use super::txn_coordinator::{
+    Markers, TxnAnswer, TxnCoordinator, TxnProtocol, TRANSACTION_MAX_TIMEOUT_MS_DEFAULT,
+    TRANSACTION_STATE_PARTITIONS_DEFAULT,
+};
+use super::txn_state::TRANSACTION_STATE_TOPIC;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// The most partitions one broker hosts here.
@@ -61,6 +67,11 @@ pub enum BrokerOutput {
         request: RequestId,
         answer: CoordinatorAnswer,
     },
+    /// The coordinator answered a transactional request ([`super::handler_txn`] maps it).
+    TxnAnswered { request: RequestId, answer: TxnAnswer },
+    /// Send WriteTxnMarkers for these partitions to their leader, then give its answer to
+    /// [`Broker::markers_answered`].
+    WriteMarkers { leader: BrokerId, markers: Markers },
 }
 
 struct WaitingRequest {
@@ -70,20 +81,24 @@ struct WaitingRequest {
 }
 
 pub struct Broker<L: ReplicaLog> {
-    id: BrokerId,
+    pub(super) id: BrokerId,
     config: PartitionConfig,
-    replicas: BTreeMap<TopicPartition, Partition<L>>,
+    pub(super) replicas: BTreeMap<TopicPartition, Partition<L>>,
     /// Every partition's state as the controller last published it.
-    metadata: BTreeMap<TopicPartition, LeaderAndIsr>,
+    pub(super) metadata: BTreeMap<TopicPartition, LeaderAndIsr>,
     /// Produce ids of waiting partitions, and the request each belongs to.
     waiting_partitions: BTreeMap<ProduceId, (RequestId, TopicPartition)>,
     waiting_requests: BTreeMap<RequestId, WaitingRequest>,
     next_produce_id: u64,
+    /// The latest time any call passed in, for answers the broker finishes on its own.
+    clock_ms: u64,
     /// The producer id block the controller gave this broker: the next id and the end.
-    producer_ids: (i64, i64),
+    pub(super) producer_ids: (i64, i64),
     /// The consumer groups this broker coordinates (`group_coordinator`).
-    groups: GroupCoordinator,
-    outputs: Vec<BrokerOutput>,
+    pub(super) groups: GroupCoordinator,
+    pub(super) outputs: Vec<BrokerOutput>,
+    /// The transaction coordinator and its writes in flight ([`super::broker_txn`]).
+    pub(super) txn: TxnSide,
 }
 
 impl<L: ReplicaLog> Broker<L> {
@@ -96,10 +111,27 @@ impl<L: ReplicaLog> Broker<L> {
             waiting_partitions: BTreeMap::new(),
             waiting_requests: BTreeMap::new(),
             next_produce_id: 0,
+            clock_ms: 0,
             producer_ids: (0, 0),
             groups: GroupCoordinator::new(GroupConfig::default()),
             outputs: Vec::new(),
+            txn: TxnSide::new(TxnCoordinator::new(
+                TxnProtocol::V1,
+                TRANSACTION_STATE_PARTITIONS_DEFAULT,
+                TRANSACTION_MAX_TIMEOUT_MS_DEFAULT,
+            )),
         }
+    }
+
+    /// Sets the transaction protocol and the `__transaction_state` partition count (which
+    /// must be the topic's), before the broker serves anything.
+    pub fn configure_transactions(&mut self, protocol: TxnProtocol, state_partitions: i32) {
+        assert!(self.replicas.is_empty(), "configured before any replica opens");
+        self.txn = TxnSide::new(TxnCoordinator::new(
+            protocol,
+            state_partitions,
+            TRANSACTION_MAX_TIMEOUT_MS_DEFAULT,
+        ));
     }
 
     pub fn id(&self) -> BrokerId {
@@ -129,7 +161,31 @@ impl<L: ReplicaLog> Broker<L> {
 
     pub fn take_outputs(&mut self) -> Vec<BrokerOutput> {
         self.collect_outputs();
-        std::mem::take(&mut self.outputs)
+        // The coordinator's own produces are answered here, not by a driver; each answer may
+        // start more (a completion after the markers), so until none is left.
+        loop {
+            let (internal, external): (Vec<BrokerOutput>, Vec<BrokerOutput>) = std::mem::take(
+                &mut self.outputs,
+            )
+            .into_iter()
+            .partition(
+                |o| matches!(o, BrokerOutput::Produced { request, .. } if Broker::<L>::is_internal(*request)),
+            );
+            self.outputs = external;
+            if internal.is_empty() {
+                return std::mem::take(&mut self.outputs);
+            }
+            let now_ms = self.clock_ms;
+            for output in internal {
+                if let BrokerOutput::Produced { request, answers } = output {
+                    let result = answers
+                        .first()
+                        .map_or(Err(KafkaError::UnknownServerError), |a| a.1);
+                    self.internal_answered(request, &result, now_ms);
+                }
+            }
+            self.collect_outputs();
+        }
     }
 
     /// The controller published a partition's state. A replica of this broker is opened
@@ -157,9 +213,13 @@ impl<L: ReplicaLog> Broker<L> {
         let replica = self.replicas.get_mut(&partition).expect("opened above");
         // A stale state (an older epoch) is refused by the replica and changes nothing.
         let _ = replica.apply(state, now_ms);
+        self.clock_ms = self.clock_ms.max(now_ms);
         if partition.topic == super::group_coordinator::OFFSETS_TOPIC {
             self.groups.follow_leadership(&self.replicas);
             self.collect_outputs();
+        }
+        if partition.topic == TRANSACTION_STATE_TOPIC {
+            self.sync_txn_partitions(now_ms);
         }
     }
 
@@ -231,6 +291,20 @@ impl<L: ReplicaLog> Broker<L> {
         };
         self.collect_outputs();
         answer
+    }
+
+    /// A read_committed consumer's fetch: below the last stable offset, with the aborted
+    /// transactions the answer overlaps.
+    pub fn fetch_committed(
+        &self,
+        partition: &TopicPartition,
+        offset: i64,
+        max_bytes: usize,
+    ) -> Result<CommittedFetch, KafkaError> {
+        match self.replicas.get(partition) {
+            Some(local) => local.committed_fetch(offset, max_bytes),
+            None => Err(KafkaError::NotLeaderOrFollower),
+        }
     }
 
     /// OffsetsForLeaderEpoch, answered by a leader.
@@ -312,11 +386,13 @@ impl<L: ReplicaLog> Broker<L> {
 
     /// Time passes for every replica.
     pub fn tick(&mut self, now_ms: u64) {
+        self.clock_ms = self.clock_ms.max(now_ms);
         for replica in self.replicas.values_mut() {
             replica.tick(now_ms);
         }
         self.groups.tick(&self.replicas, now_ms);
         self.collect_outputs();
+        self.tick_txn(now_ms);
     }
 
     /// The replicas' outputs become the broker's: answered partitions complete their

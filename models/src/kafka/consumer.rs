@@ -9,11 +9,13 @@
 //! as nothing is committed. A restarted process has lost its positions and reads the whole
 //! log again; the history shows those reads as redeliveries. Offset commits are part 2.
 
+use super::batch::Batch;
 use super::client::{
     conn_error_note, fetch_metadata, is_stale_metadata, partition_name, Timeouts, TopicMetadata,
 };
 use super::connection::Connection;
 use super::error::KafkaError;
+use super::read_committed::{aborted_from_wire, deliverable, IsolationLevel};
 use super::wire::{Request, Response};
 use super::wire_records::decode_fetched_batches;
 use crate::db::sink::{DbConsumer, DbSink};
@@ -58,6 +60,8 @@ pub struct ConsumerSettings {
     pub metadata_max_age_ms: u64,
     /// Where the design reads the positions from (to end its drain), if it wants them.
     pub progress: Option<ConsumerProgress>,
+    /// `isolation.level` (read_uncommitted).
+    pub isolation: IsolationLevel,
 }
 
 impl ConsumerSettings {
@@ -76,6 +80,7 @@ impl ConsumerSettings {
             retry_backoff_ms: 100,
             metadata_max_age_ms: 300_000,
             progress: None,
+            isolation: IsolationLevel::ReadUncommitted,
         }
     }
 }
@@ -311,7 +316,7 @@ impl Consumer {
                 .with_max_wait_ms(i32::try_from(self.settings.fetch_max_wait_ms).unwrap_or(i32::MAX))
                 .with_min_bytes(self.settings.fetch_min_bytes)
                 .with_max_bytes(self.settings.fetch_max_bytes)
-                .with_isolation_level(0)
+                .with_isolation_level(self.settings.isolation.wire())
                 .with_session_id(0)
                 .with_session_epoch(-1)
                 .with_topics(vec![topic]),
@@ -348,23 +353,44 @@ impl Consumer {
                 return 0;
             }
         };
+        let Some(records) = self.isolated(data, &batches, partition) else {
+            return 0;
+        };
         let mut read = 0;
-        for batch in batches {
-            for (index, record) in batch.records.iter().enumerate() {
-                let offset = batch.base_offset + index as i64;
-                // A fetch returns whole batches: records before the position were read.
-                if offset < self.positions[&partition] {
-                    continue;
-                }
-                read += 1;
-                match record.value.as_deref().and_then(decode_value) {
-                    Some(id) => self.deliver(id, partition, offset, leader).await,
-                    None => self.note("bad_value"),
-                }
-                self.set_position(partition, offset + 1);
+        for (offset, record) in records {
+            read += 1;
+            match record.value.as_deref().and_then(decode_value) {
+                Some(id) => self.deliver(id, partition, offset, leader).await,
+                None => self.note("bad_value"),
             }
+            self.set_position(partition, offset + 1);
+        }
+        // Past the markers and aborted batches skipped, as the Java fetcher moves on.
+        let end = batches.last().map_or(0, Batch::next_offset);
+        if end > self.positions[&partition] {
+            self.set_position(partition, end);
         }
         read
+    }
+
+    /// The records the application gets by `isolation.level`, from the position on (a fetch
+    /// returns whole batches: records before the position were read). `None` for an answer
+    /// whose aborted-transaction list we cannot take.
+    fn isolated(
+        &self,
+        data: &fetch_response::PartitionData,
+        batches: &[Batch],
+        partition: i32,
+    ) -> Option<Vec<(i64, super::batch::Record)>> {
+        let aborted = match aborted_from_wire(data) {
+            Ok(aborted) => aborted,
+            Err(_) => {
+                self.note("bad_aborted_transactions");
+                return None;
+            }
+        };
+        let position = self.positions[&partition];
+        Some(deliverable(self.settings.isolation, batches, &aborted, position))
     }
 
     fn set_position(&mut self, partition: i32, position: i64) {

@@ -56,10 +56,18 @@ pub enum KafkaError {
     FencedLeaderEpoch,
     /// PRODUCER_FENCED (90).
     ProducerFenced,
+    CoordinatorLoadInProgress,
+    CoordinatorNotAvailable,
+    NotCoordinator,
+    InvalidTxnState,
+    InvalidProducerIdMapping,
+    InvalidTransactionTimeout,
+    ConcurrentTransactions,
+    TransactionCoordinatorFenced,
 }
 
 /// Every error, for tables and tests.
-pub const KAFKA_ERRORS: [KafkaError; 19] = [
+pub const KAFKA_ERRORS: [KafkaError; 27] = [
     KafkaError::UnknownServerError,
     KafkaError::OffsetOutOfRange,
     KafkaError::CorruptMessage,
@@ -79,6 +87,14 @@ pub const KAFKA_ERRORS: [KafkaError; 19] = [
     KafkaError::UnsupportedCompressionType,
     KafkaError::InvalidRecord,
     KafkaError::ProducerFenced,
+    KafkaError::CoordinatorLoadInProgress,
+    KafkaError::CoordinatorNotAvailable,
+    KafkaError::NotCoordinator,
+    KafkaError::InvalidTxnState,
+    KafkaError::InvalidProducerIdMapping,
+    KafkaError::InvalidTransactionTimeout,
+    KafkaError::ConcurrentTransactions,
+    KafkaError::TransactionCoordinatorFenced,
 ];
 
 impl KafkaError {
@@ -104,6 +120,14 @@ impl KafkaError {
             KafkaError::UnsupportedCompressionType => 76,
             KafkaError::InvalidRecord => 87,
             KafkaError::ProducerFenced => 90,
+            KafkaError::CoordinatorLoadInProgress => 14,
+            KafkaError::CoordinatorNotAvailable => 15,
+            KafkaError::NotCoordinator => 16,
+            KafkaError::InvalidTxnState => 48,
+            KafkaError::InvalidProducerIdMapping => 49,
+            KafkaError::InvalidTransactionTimeout => 50,
+            KafkaError::ConcurrentTransactions => 51,
+            KafkaError::TransactionCoordinatorFenced => 52,
         }
     }
 
@@ -134,6 +158,14 @@ impl KafkaError {
             KafkaError::UnsupportedCompressionType => "UNSUPPORTED_COMPRESSION_TYPE",
             KafkaError::InvalidRecord => "INVALID_RECORD",
             KafkaError::ProducerFenced => "PRODUCER_FENCED",
+            KafkaError::CoordinatorLoadInProgress => "COORDINATOR_LOAD_IN_PROGRESS",
+            KafkaError::CoordinatorNotAvailable => "COORDINATOR_NOT_AVAILABLE",
+            KafkaError::NotCoordinator => "NOT_COORDINATOR",
+            KafkaError::InvalidTxnState => "INVALID_TXN_STATE",
+            KafkaError::InvalidProducerIdMapping => "INVALID_PRODUCER_ID_MAPPING",
+            KafkaError::InvalidTransactionTimeout => "INVALID_TRANSACTION_TIMEOUT",
+            KafkaError::ConcurrentTransactions => "CONCURRENT_TRANSACTIONS",
+            KafkaError::TransactionCoordinatorFenced => "TRANSACTION_COORDINATOR_FENCED",
         }
     }
 
@@ -149,6 +181,12 @@ impl KafkaError {
                 | KafkaError::NotEnoughReplicas
                 | KafkaError::NotEnoughReplicasAfterAppend
                 | KafkaError::KafkaStorageError
+                // The coordinator's errors a client retries after looking the coordinator
+                // up again or waiting (Kafka's CoordinatorLoadInProgressException etc.).
+                | KafkaError::CoordinatorLoadInProgress
+                | KafkaError::CoordinatorNotAvailable
+                | KafkaError::NotCoordinator
+                | KafkaError::ConcurrentTransactions
         )
     }
 

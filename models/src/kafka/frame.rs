@@ -11,6 +11,8 @@
 //! frame   = length:u32  crc32c:u32  body            (big-endian; length counts crc + body)
 //! body    = version:u8 (= 1)  base_offset:i64  leader_epoch:i32  producer_id:i64
 //!           producer_epoch:i16  base_sequence:i32  record_count:u32  record*
+//!         | version:u8 (= 2)  flags:u8  (then as version 1)
+//! flags   = bit 0: transactional, bit 1: control
 //! record  = key_length:i32 (-1 = null)  key  value_length:i32 (-1 = null)  value
 //! ```
 
@@ -22,6 +24,22 @@ pub const FRAME_HEADER_BYTES: usize = 8;
 const BODY_FIXED_BYTES: usize = 1 + 8 + 4 + 8 + 2 + 4 + 4;
 const RECORD_MIN_BYTES: usize = 8;
 const FORMAT_VERSION: u8 = 1;
+/// Version 2 adds a flags byte for transactional and control batches. Batches without
+/// either keep version 1, so logs written before transactions read and size the same.
+const FORMAT_VERSION_FLAGS: u8 = 2;
+const FLAG_TRANSACTIONAL: u8 = 1;
+const FLAG_CONTROL: u8 = 2;
+
+fn flags(batch: &Batch) -> u8 {
+    let mut flags = 0;
+    if batch.transactional {
+        flags |= FLAG_TRANSACTIONAL;
+    }
+    if batch.control {
+        flags |= FLAG_CONTROL;
+    }
+    flags
+}
 
 /// The largest frame we ever write or accept when reading: a bound on what a corrupt
 /// length prefix can make recovery allocate. Kafka's `message.max.bytes` default is
@@ -47,7 +65,8 @@ pub fn frame_bytes(batch: &Batch) -> usize {
         .iter()
         .map(|r| RECORD_MIN_BYTES + r.key.as_ref().map_or(0, Vec::len) + r.value.as_ref().map_or(0, Vec::len))
         .sum();
-    FRAME_HEADER_BYTES + BODY_FIXED_BYTES + records
+    let flags_bytes = usize::from(flags(batch) != 0);
+    FRAME_HEADER_BYTES + BODY_FIXED_BYTES + flags_bytes + records
 }
 
 /// Encodes `batch` as one frame. The caller has checked the limits.
@@ -58,7 +77,10 @@ pub fn encode(batch: &Batch) -> Vec<u8> {
     assert!(size <= FRAME_BYTES_MAX, "frame of {size} bytes");
     let mut out = Vec::with_capacity(size);
     out.extend_from_slice(&[0; FRAME_HEADER_BYTES]);
-    out.push(FORMAT_VERSION);
+    match flags(batch) {
+        0 => out.push(FORMAT_VERSION),
+        flags => out.extend_from_slice(&[FORMAT_VERSION_FLAGS, flags]),
+    }
     out.extend_from_slice(&batch.base_offset.to_be_bytes());
     out.extend_from_slice(&batch.leader_epoch.to_be_bytes());
     out.extend_from_slice(&batch.producer_id.to_be_bytes());
@@ -145,7 +167,12 @@ impl<'a> Reader<'a> {
 
 fn decode_body(body: &[u8]) -> Option<Batch> {
     let mut r = Reader { bytes: body };
-    if r.array::<1>()?[0] != FORMAT_VERSION {
+    let flags = match r.array::<1>()?[0] {
+        FORMAT_VERSION => 0,
+        FORMAT_VERSION_FLAGS => r.array::<1>()?[0],
+        _ => return None,
+    };
+    if flags & !(FLAG_TRANSACTIONAL | FLAG_CONTROL) != 0 {
         return None;
     }
     let base_offset = i64::from_be_bytes(r.array()?);
@@ -172,6 +199,8 @@ fn decode_body(body: &[u8]) -> Option<Batch> {
         producer_id,
         producer_epoch,
         base_sequence,
+        transactional: flags & FLAG_TRANSACTIONAL != 0,
+        control: flags & FLAG_CONTROL != 0,
         records,
     })
 }
@@ -220,6 +249,8 @@ mod tests {
             producer_id: 7,
             producer_epoch: 1,
             base_sequence: 10,
+            transactional: false,
+            control: false,
             records: vec![
                 Record {
                     key: None,
@@ -251,6 +282,25 @@ mod tests {
         let mut two = frame.clone();
         two.extend_from_slice(&frame);
         assert_eq!(decode(&two).unwrap().1, frame.len());
+    }
+
+    #[test]
+    fn transactional_and_control_batches_round_trip_and_plain_ones_keep_version_one() {
+        assert_eq!(encode(&batch())[FRAME_HEADER_BYTES], FORMAT_VERSION);
+        let data = Batch {
+            transactional: true,
+            ..batch()
+        };
+        let marker = Batch {
+            base_offset: 45,
+            ..Batch::marker(7, 1, crate::kafka::batch::ControlType::Commit, 4)
+        };
+        for b in [data, marker] {
+            let frame = encode(&b);
+            assert_eq!(frame.len(), frame_bytes(&b));
+            assert_eq!(frame[FRAME_HEADER_BYTES], FORMAT_VERSION_FLAGS);
+            assert_eq!(decode(&frame), Ok((b.clone(), frame.len())));
+        }
     }
 
     #[test]

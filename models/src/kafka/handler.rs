@@ -7,8 +7,9 @@
 //!
 //! Departures from Kafka, on purpose: topics are not created by Metadata requests
 //! (`auto.create.topics.enable=false`, the setting Jepsen's safe mode and most production
-//! clusters use); FindCoordinator for transactions answers COORDINATOR_NOT_AVAILABLE (groups
-//! are `handler_group`'s); fetches are answered at once, and the driver waits out `max.wait.ms`.
+//! clusters use); FindCoordinator finds group coordinators (`handler_group`) and transaction
+//! coordinators ([`super::handler_txn`]); fetches are answered at once, and the driver waits
+//! out `max.wait.ms`.
 
 // A sans-I/O core: every function reads at once (ARCHITECTURE.md, "Short functions").
 #![deny(clippy::too_many_lines)]
@@ -17,7 +18,9 @@ use super::batch::Batch;
 use super::broker::{Broker, PartitionAnswer, RequestId};
 use super::controller::{ControllerError, TopicPartition};
 use super::error::KafkaError;
-use super::partition::{Acks, ReplicaLog};
+use super::handler_txn;
+use super::partition::{Acks, CommittedFetch, ReplicaLog};
+use super::read_committed::aborted_to_wire;
 use super::wire::{api_versions_response, Request, Response};
 use super::wire_records::{decode_produce_batch, encode_batch};
 use bytes::{Bytes, BytesMut};
@@ -69,6 +72,13 @@ pub enum Handled {
         answer: Response,
         topics: Vec<(String, i32, i16)>,
     },
+    /// A transactional request waits for the coordinator's state write: answer it with
+    /// [`handler_txn::txn_response`] and these partitions (the request's) once the broker
+    /// says [`super::broker::BrokerOutput::TxnAnswered`] for it.
+    TxnWaiting {
+        request: RequestId,
+        partitions: Vec<TopicPartition>,
+    },
 }
 
 /// Answers one request.
@@ -96,10 +106,22 @@ pub fn handle<L: ReplicaLog>(
                 .map(|t| (t.name.0.to_string(), t.num_partitions, t.replication_factor))
                 .collect(),
         ),
+        Request::InitProducerId(request)
+            if request.transactional_id.as_ref().is_some_and(|t| !t.0.is_empty()) =>
+        {
+            handler_txn::init_producer_id(broker, &request, id, now_ms)
+        }
+        Request::AddPartitionsToTxn(request) => handler_txn::add_partitions(broker, &request, id, now_ms),
+        Request::EndTxn(request) => handler_txn::end_txn(broker, &request, id, now_ms),
         Request::InitProducerId(_) => match broker.next_producer_id() {
             Some(producer_id) => Handled::Respond(init_producer_id_response(producer_id)),
             None => Handled::NeedProducerIds,
         },
+        Request::FindCoordinator(request) if handler_txn::is_transaction_lookup(&request) => {
+            Handled::Respond(Response::FindCoordinator(handler_txn::find_coordinator(
+                broker, cluster, &request,
+            )))
+        }
         Request::FindCoordinator(request) => {
             match super::handler_group::find_group_coordinator(broker, cluster, &request) {
                 Some((answer, None)) => Handled::Respond(Response::FindCoordinator(answer)),
@@ -284,6 +306,7 @@ pub fn produce_response(answers: Vec<PartitionAnswer>) -> Response {
 /// A fetch from a consumer (replica id -1) or a follower (its broker id).
 fn answer_fetch<L: ReplicaLog>(broker: &mut Broker<L>, request: &FetchRequest, now_ms: u64) -> FetchResponse {
     let replica = (request.replica_id.0 >= 0).then_some(request.replica_id.0);
+    let read_committed = replica.is_none() && request.isolation_level == 1;
     let mut responses = Vec::new();
     for topic in &request.topics {
         let mut partitions = Vec::new();
@@ -295,12 +318,29 @@ fn answer_fetch<L: ReplicaLog>(broker: &mut Broker<L>, request: &FetchRequest, n
             let max_bytes = usize::try_from(p.partition_max_bytes.max(0))
                 .unwrap_or(0)
                 .min(FETCH_BYTES_MAX);
-            let data = match broker.fetch(replica, &tp, p.fetch_offset, max_bytes, now_ms) {
+            let answer = match read_committed {
+                true => broker.fetch_committed(&tp, p.fetch_offset, max_bytes),
+                false => broker
+                    .fetch(replica, &tp, p.fetch_offset, max_bytes, now_ms)
+                    .map(|fetched| {
+                        let last_stable_offset = broker
+                            .replica(&tp)
+                            .map_or(fetched.high_watermark, |r| r.last_stable_offset());
+                        CommittedFetch {
+                            batches: fetched.batches,
+                            high_watermark: fetched.high_watermark,
+                            last_stable_offset,
+                            aborted: Vec::new(),
+                        }
+                    }),
+            };
+            let data = match answer {
                 Ok(answer) => fetch_response::PartitionData::default()
                     .with_partition_index(p.partition)
                     .with_high_watermark(answer.high_watermark)
-                    .with_last_stable_offset(answer.high_watermark)
+                    .with_last_stable_offset(answer.last_stable_offset)
                     .with_log_start_offset(0)
+                    .with_aborted_transactions(read_committed.then(|| aborted_to_wire(&answer.aborted)))
                     .with_records(Some(records(&answer.batches, now_ms))),
                 Err(error) => fetch_response::PartitionData::default()
                     .with_partition_index(p.partition)
@@ -327,13 +367,15 @@ fn records(batches: &[Batch], now_ms: u64) -> Bytes {
     bytes.freeze()
 }
 
-/// ListOffsets: -2 is the log start, -1 the end a consumer may read to (the HW; a follower
-/// asking with its id gets the LEO). Other timestamps are not indexed here: the end.
+/// ListOffsets: -2 is the log start, -1 the end a consumer may read to (the HW, or the last
+/// stable offset for isolation_level 1, read_committed; a follower asking with its id gets
+/// the LEO). Other timestamps are not indexed here: the end.
 fn answer_list_offsets<L: ReplicaLog>(
     broker: &Broker<L>,
     request: &ListOffsetsRequest,
 ) -> ListOffsetsResponse {
     let follower = request.replica_id.0 >= 0;
+    let read_committed = request.isolation_level == 1;
     let topics = request
         .topics
         .iter()
@@ -355,6 +397,7 @@ fn answer_list_offsets<L: ReplicaLog>(
                             .with_offset(-1),
                         Some(_) if p.timestamp == -2 => answer.with_offset(0),
                         Some(r) if follower => answer.with_offset(r.log_end_offset()),
+                        Some(r) if read_committed => answer.with_offset(r.last_stable_offset()),
                         Some(r) => answer.with_offset(r.high_watermark()),
                     }
                 })

@@ -6,6 +6,11 @@
 //! - [`error`]: the errors a produce is answered with, by Kafka's names and codes;
 //! - [`producer_state`]: what a partition leader remembers per producer id, and the
 //!   duplicate, epoch and sequence checks it makes before appending an idempotent batch;
+//! - [`txn_state`], [`txn_coordinator`]: a transactional id's state as records of the
+//!   replicated `__transaction_state` topic, and the transaction coordinator over it
+//!   (fencing, partitions, EndTxn, markers, timeouts; protocol v1 or v2, KIP-890);
+//! - [`txn_index`]: a replica's open and aborted transactions and its last stable offset;
+//! - [`read_committed`]: what a consumer delivers from fetched batches by `isolation.level`;
 //! - [`partitioner`]: the Java producer's choice of partition (murmur2 of the key,
 //!   round-robin without one);
 //! - [`accumulator`]: the Java producer's batching, sending, retries, timeouts and idempotent
@@ -31,7 +36,11 @@
 //! - [`offset_record`]: a committed offset as a `__consumer_offsets` record;
 //! - [`group_coordinator`]: a broker's groups and committed offsets, the offsets partition
 //!   of each group, loading and unloading with that partition's leadership;
-//! - [`handler_group`]: the group APIs' wire messages mapped onto the coordinator.
+//! - [`handler_group`]: the group APIs' wire messages mapped onto the coordinator;
+//! - [`broker_txn`]: the transaction coordinator on a broker, over its own
+//!   `__transaction_state` replicas, appending or sending the markers;
+//! - [`handler_txn`]: InitProducerId with a transactional id, AddPartitionsToTxn, EndTxn and
+//!   the transactional FindCoordinator on the wire.
 //!
 //! The simulated clients, host software on turmoil:
 //! - [`connection`]: a client's connection to one broker (ApiVersions, correlation ids,
@@ -51,12 +60,14 @@
 //!
 //! The design: [`design`] (config, hosts and roles, the drain probe, the promise).
 //!
-//! Still to come: the simulated consumer's side of groups and transactions (issue 12), and real
+//! Still to come: TxnOffsetCommit/AddOffsetsToTxn, markers between simulated brokers
+//! (WriteTxnMarkers), the simulated transactional producer and its design keys (issue 12), and real
 //! brokers in separate processes (the controller's RPCs over the wire).
 
 pub mod accumulator;
 pub mod batch;
 pub mod broker;
+pub mod broker_txn;
 pub mod checkpoint;
 pub mod client;
 #[cfg(test)]
@@ -77,6 +88,7 @@ mod group_coordinator_tests;
 mod group_tests;
 pub mod handler;
 pub mod handler_group;
+pub mod handler_txn;
 pub mod log;
 #[cfg(test)]
 mod log_tests;
@@ -87,11 +99,15 @@ pub mod partition;
 pub mod partitioner;
 pub mod producer;
 pub mod producer_state;
+pub mod read_committed;
 pub mod real;
 pub mod serve;
 pub mod sim_broker;
 pub mod sim_controller;
 mod sim_fetcher;
+pub mod txn_coordinator;
+pub mod txn_index;
+pub mod txn_state;
 pub mod wire;
 #[cfg(test)]
 mod wire_group_tests;

@@ -28,6 +28,7 @@ use super::log::{LogError, PartitionLog};
 use super::producer_state::{
     Check, ProducerState, PRODUCER_ID_EXPIRATION_CHECK_INTERVAL_MS, PRODUCER_ID_EXPIRATION_MS_DEFAULT,
 };
+use super::txn_index::{AbortedTxn, TxnIndex};
 use sim::disk::Disk;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -205,6 +206,16 @@ pub struct ReplicaFetch {
     pub log_end_offset: i64,
 }
 
+/// A read_committed consumer's fetch answer: batches below the last stable offset and the
+/// aborted transactions they overlap.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CommittedFetch {
+    pub batches: Vec<Batch>,
+    pub high_watermark: i64,
+    pub last_stable_offset: i64,
+    pub aborted: Vec<AbortedTxn>,
+}
+
 /// What the leader's append came to.
 enum Appended {
     New(i64),
@@ -270,6 +281,9 @@ pub struct Partition<L: ReplicaLog> {
     /// Idempotent producers' last batches, rebuilt from the log on open and truncation, as
     /// Kafka's ProducerStateManager is (every replica keeps it, to be ready to lead).
     producers: ProducerState,
+    /// Transactions open and aborted on this replica, and its last stable offset, rebuilt
+    /// from the log alongside the producer state.
+    txns: TxnIndex,
     /// The latest time any call passed in: what a truncation stamps rebuilt state with.
     clock_ms: u64,
     /// When idle producers were last forgotten.
@@ -283,7 +297,10 @@ impl<L: ReplicaLog> Partition<L> {
     pub fn open(broker: BrokerId, log: L, config: PartitionConfig, now_ms: u64) -> Partition<L> {
         let high_watermark = log.checkpointed_high_watermark().min(log.log_end_offset());
         let mut producers = ProducerState::new(config.producer_id_expiration_ms);
-        producers.rebuild(whole_log(&log).iter().map(|b| (b, now_ms)), now_ms);
+        let batches = whole_log(&log);
+        producers.rebuild(batches.iter().map(|b| (b, now_ms)), now_ms);
+        let mut txns = TxnIndex::new();
+        txns.rebuild(batches.iter(), high_watermark);
         Partition {
             broker,
             config,
@@ -299,6 +316,7 @@ impl<L: ReplicaLog> Partition<L> {
             high_watermark,
             last_checkpoint_ms: now_ms,
             producers,
+            txns,
             clock_ms: now_ms,
             last_expiration_ms: now_ms,
             outputs: Vec::new(),
@@ -450,6 +468,8 @@ impl<L: ReplicaLog> Partition<L> {
             let now_ms = self.clock_ms;
             let kept = whole_log(&self.log);
             self.producers.rebuild(kept.iter().map(|b| (b, now_ms)), now_ms);
+            let high_watermark = self.high_watermark.min(self.log.log_end_offset());
+            self.txns.rebuild(kept.iter(), high_watermark);
         }
         self.high_watermark = self.high_watermark.min(self.log.log_end_offset());
         Ok(())
@@ -518,6 +538,7 @@ impl<L: ReplicaLog> Partition<L> {
                 continue; // an answer to an older fetch: already appended, or not contiguous
             }
             self.producers.record(&batch, now_ms);
+            self.txns.record(&batch, self.high_watermark);
             self.log.append_as_follower(batch, now_ms)?;
         }
         let capped = answer.high_watermark.min(self.log.log_end_offset());
@@ -587,6 +608,10 @@ impl<L: ReplicaLog> Partition<L> {
         if !batch.is_idempotent() {
             return Ok(Appended::New(self.log.append_as_leader(batch, epoch, now_ms)?));
         }
+        self.txns.check(&batch)?;
+        if batch.control {
+            return self.append_marker(batch, now_ms);
+        }
         if let Check::Duplicate {
             base_offset,
             last_offset,
@@ -602,6 +627,27 @@ impl<L: ReplicaLog> Partition<L> {
         appended.base_offset = self.log.append_as_leader(batch, epoch, now_ms)?;
         appended.leader_epoch = epoch;
         self.producers.record(&appended, now_ms);
+        self.txns.record(&appended, self.high_watermark);
+        Ok(Appended::New(appended.base_offset))
+    }
+
+    /// A transaction marker from the coordinator (WriteTxnMarkers): refused from an older
+    /// producer epoch, otherwise appended; it moves the producer's epoch when the coordinator
+    /// bumped it, which fences the producer's later batches of the old epoch.
+    fn append_marker(&mut self, marker: Batch, now_ms: u64) -> Result<Appended, KafkaError> {
+        self.producers.check_marker(&marker)?;
+        let note = match marker.control_type() {
+            Some(super::batch::ControlType::Commit) => "kafka.txn_commit_marker_written",
+            _ => "kafka.txn_abort_marker_written",
+        };
+        let mut appended = marker.clone();
+        appended.base_offset = self
+            .log
+            .append_as_leader(marker, self.state.leader_epoch, now_ms)?;
+        appended.leader_epoch = self.state.leader_epoch;
+        self.producers.record(&appended, now_ms);
+        self.txns.record(&appended, self.high_watermark);
+        self.outputs.push(Output::Note(note));
         Ok(Appended::New(appended.base_offset))
     }
 
@@ -659,6 +705,31 @@ impl<L: ReplicaLog> Partition<L> {
         Ok((batches, self.high_watermark))
     }
 
+    /// The last stable offset: what read_committed consumers may read below.
+    pub fn last_stable_offset(&self) -> i64 {
+        self.txns.last_stable_offset(self.high_watermark)
+    }
+
+    /// A read_committed consumer's fetch (isolation_level=1): only below the LSO, with the
+    /// aborted transactions the answer overlaps (Kafka's `FetchIsolation.TXN_COMMITTED`).
+    pub fn committed_fetch(&self, offset: i64, max_bytes: usize) -> Result<CommittedFetch, KafkaError> {
+        if !self.is_leader() {
+            return Err(KafkaError::NotLeaderOrFollower);
+        }
+        if offset < 0 || offset > self.log.log_end_offset() {
+            return Err(KafkaError::OffsetOutOfRange);
+        }
+        let last_stable_offset = self.last_stable_offset();
+        let batches = self.log.read(offset, last_stable_offset, max_bytes)?;
+        let until = batches.last().map_or(offset, Batch::next_offset);
+        Ok(CommittedFetch {
+            aborted: self.txns.aborted_in(offset, until),
+            batches,
+            high_watermark: self.high_watermark,
+            last_stable_offset,
+        })
+    }
+
     /// The leader's answer to OffsetsForLeaderEpoch from a follower.
     pub fn epoch_end(&self, epoch: i32) -> Result<Option<(i32, i64)>, KafkaError> {
         if !self.is_leader() {
@@ -671,6 +742,7 @@ impl<L: ReplicaLog> Partition<L> {
     /// checkpointed.
     pub fn tick(&mut self, now_ms: u64) {
         self.clock_ms = self.clock_ms.max(now_ms);
+        self.txns.prune(self.high_watermark);
         self.maybe_shrink_isr(now_ms);
         self.expire_pending(now_ms);
         // Kafka forgets idle producer ids every producer.id.expiration.check.interval.ms.

@@ -454,3 +454,150 @@ fn a_fenced_follower_is_not_waited_for() {
         }]
     );
 }
+
+fn transactional(value: &str, producer_id: i64, producer_epoch: i16, base_sequence: i32) -> Batch {
+    Batch {
+        producer_epoch,
+        transactional: true,
+        ..idempotent(value, producer_id, base_sequence)
+    }
+}
+
+fn marker(producer_id: i64, producer_epoch: i16, control: crate::kafka::batch::ControlType) -> Batch {
+    Batch::marker(producer_id, producer_epoch, control, 0)
+}
+
+#[test]
+fn read_committed_reads_below_the_lso_with_the_aborted_transactions_listed() {
+    use crate::kafka::batch::ControlType;
+    let (mut a, mut b) = pair(LogTruncation::LeaderEpoch);
+    a.produce(ProduceId(1), transactional("c", 7, 0, 0), Acks::Leader, 30_000, 0)
+        .unwrap();
+    a.produce(ProduceId(2), transactional("x", 8, 0, 0), Acks::Leader, 30_000, 0)
+        .unwrap();
+    fetch(&mut a, &mut b, 2, 1);
+    fetch(&mut a, &mut b, 2, 2);
+    assert_eq!(a.high_watermark(), 2);
+    let open = a.committed_fetch(0, 1 << 20).unwrap();
+    assert_eq!(
+        (open.last_stable_offset, open.batches.len()),
+        (0, 0),
+        "7's transaction is open"
+    );
+    assert_eq!(
+        a.consumer_fetch(0, 1 << 20).unwrap().0.len(),
+        2,
+        "read_uncommitted sees both"
+    );
+    a.produce(
+        ProduceId(3),
+        marker(7, 0, ControlType::Commit),
+        Acks::All,
+        30_000,
+        3,
+    )
+    .unwrap();
+    a.produce(
+        ProduceId(4),
+        marker(8, 0, ControlType::Abort),
+        Acks::All,
+        30_000,
+        3,
+    )
+    .unwrap();
+    assert_eq!(
+        a.last_stable_offset(),
+        0,
+        "both completed, but no marker is below the HW yet"
+    );
+    fetch(&mut a, &mut b, 2, 4);
+    fetch(&mut a, &mut b, 2, 5);
+    assert_eq!(a.last_stable_offset(), 4);
+    let done = a.committed_fetch(0, 1 << 20).unwrap();
+    assert_eq!(done.batches.len(), 4);
+    assert_eq!(done.aborted.len(), 1);
+    assert_eq!(
+        (done.aborted[0].producer_id, done.aborted[0].first_offset),
+        (8, 1)
+    );
+    assert_eq!(
+        b.last_stable_offset(),
+        b.high_watermark(),
+        "the follower keeps the index too"
+    );
+    assert!(a
+        .take_outputs()
+        .contains(&Output::Note("kafka.txn_abort_marker_written")));
+}
+
+#[test]
+fn a_marker_with_a_bumped_epoch_fences_the_producers_late_batches() {
+    use crate::kafka::batch::ControlType;
+    let (mut a, _b) = pair(LogTruncation::LeaderEpoch);
+    a.produce(
+        ProduceId(1),
+        transactional("m0", 7, 0, 0),
+        Acks::Leader,
+        30_000,
+        0,
+    )
+    .unwrap();
+    // Transaction version 2: the coordinator writes the markers with the next epoch.
+    a.produce(
+        ProduceId(2),
+        marker(7, 1, ControlType::Abort),
+        Acks::Leader,
+        30_000,
+        1,
+    )
+    .unwrap();
+    assert_eq!(
+        a.produce(
+            ProduceId(3),
+            transactional("m1", 7, 0, 1),
+            Acks::Leader,
+            30_000,
+            2
+        ),
+        Err(KafkaError::InvalidProducerEpoch),
+        "a late batch of the aborted transaction"
+    );
+    assert_eq!(
+        a.produce(
+            ProduceId(4),
+            marker(7, 0, ControlType::Commit),
+            Acks::Leader,
+            30_000,
+            3
+        ),
+        Err(KafkaError::InvalidProducerEpoch),
+        "a marker of an older epoch"
+    );
+    // Under version 1 the epoch stays, and the late batch, next in sequence, joins whatever
+    // transaction the producer has open now.
+    a.produce(
+        ProduceId(5),
+        transactional("n0", 9, 0, 0),
+        Acks::Leader,
+        30_000,
+        4,
+    )
+    .unwrap();
+    a.produce(
+        ProduceId(6),
+        marker(9, 0, ControlType::Abort),
+        Acks::Leader,
+        30_000,
+        5,
+    )
+    .unwrap();
+    assert!(a
+        .produce(
+            ProduceId(7),
+            transactional("n1", 9, 0, 1),
+            Acks::Leader,
+            30_000,
+            6
+        )
+        .is_ok());
+}

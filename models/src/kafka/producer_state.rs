@@ -167,10 +167,33 @@ impl ProducerState {
         }
     }
 
+    /// The leader's check of a transaction marker: one from an older epoch than the
+    /// producer's is refused (Kafka `ProducerAppendInfo.appendEndTxnMarker`). A newer epoch
+    /// is taken: the coordinator bumped it (a fence, a timeout, or transaction version 2).
+    pub fn check_marker(&self, marker: &Batch) -> Result<(), KafkaError> {
+        assert!(
+            marker.control && marker.is_idempotent(),
+            "a marker names its producer"
+        );
+        let current = self
+            .producers
+            .get(&marker.producer_id)
+            .map_or(NO_PRODUCER_EPOCH, |e| e.epoch);
+        match marker.producer_epoch < current {
+            true => Err(KafkaError::InvalidProducerEpoch),
+            false => Ok(()),
+        }
+    }
+
     /// Remember a batch that was appended (its `base_offset` set by the leader), at `now_ms`.
-    /// A new epoch forgets the old epoch's batches (Kafka `maybeUpdateProducerEpoch`).
+    /// A new epoch forgets the old epoch's batches (Kafka `maybeUpdateProducerEpoch`). A
+    /// marker carries no sequence: it only moves the epoch.
     pub fn record(&mut self, batch: &Batch, now_ms: u64) {
         if !batch.is_idempotent() {
+            return;
+        }
+        if batch.control {
+            self.record_marker(batch, now_ms);
             return;
         }
         assert!(!batch.is_empty(), "an appended batch holds a record");
@@ -203,6 +226,28 @@ impl ProducerState {
         });
         entry.last_timestamp_ms = now_ms;
         assert!(entry.batches.len() <= NUM_BATCHES_TO_RETAIN);
+    }
+
+    fn record_marker(&mut self, marker: &Batch, now_ms: u64) {
+        if !self.producers.contains_key(&marker.producer_id) {
+            assert!(
+                self.producers.len() < PRODUCERS_MAX,
+                "more than {PRODUCERS_MAX} producers"
+            );
+        }
+        let entry = self
+            .producers
+            .entry(marker.producer_id)
+            .or_insert_with(|| ProducerEntry {
+                epoch: NO_PRODUCER_EPOCH,
+                batches: VecDeque::new(),
+                last_timestamp_ms: now_ms,
+            });
+        if entry.epoch != marker.producer_epoch {
+            entry.batches.clear();
+            entry.epoch = marker.producer_epoch;
+        }
+        entry.last_timestamp_ms = now_ms;
     }
 
     /// Forget everything and replay the log's batches in offset order, each with the time it

@@ -29,13 +29,24 @@
 //! determinism bans are for simulations; [`RealClock`] says where it opts out).
 
 use super::broker::{Broker, BrokerOutput, PartitionAnswer, RequestId};
+use super::broker_txn::marker_batch;
 use super::checkpoint;
 use super::controller::{Controller, ControllerConfig, TopicPartition};
 use super::group_coordinator::CoordinatorAnswer;
+use super::txn_coordinator::TxnProtocol;
+use super::txn_state::TRANSACTION_STATE_TOPIC;
+
+/// `transaction.state.log.num.partitions` of the real server: Kafka's default is 50; a few
+/// are enough for a test server and keep its log directories few.
+pub const TRANSACTION_STATE_PARTITIONS: i32 = 3;
+use super::error::KafkaError;
 use super::handler::{self, create_topics_response, produce_response, Cluster, Handled, TopicCreated};
+use super::handler_txn::txn_response;
 use super::log::{LogConfig, PartitionLog};
+use super::partition::Acks;
 use super::partition::{BrokerId, PartitionConfig};
 use super::partition::{FetchPosition, ReplicaFetch};
+use super::txn_coordinator::{Markers, TxnAnswer};
 use super::wire::{
     decode_request, encode_response, unsupported_api_versions_response, FrameDecoder, Inbound, Request,
     Response,
@@ -207,6 +218,8 @@ struct Node {
     completed: BTreeMap<RequestId, Vec<PartitionAnswer>>,
     /// Answers for group requests that waited (joins, syncs, offset commits).
     completed_groups: BTreeMap<RequestId, CoordinatorAnswer>,
+    /// The coordinator's answers for waiting transactional requests.
+    txn_completed: BTreeMap<RequestId, TxnAnswer>,
     /// Produce requests handled so far: a waiting fetch looks again when it changes.
     produces: u64,
     /// Producer ids below this were handed out by an earlier run; the controller's blocks
@@ -237,8 +250,10 @@ impl Node {
             // until its first heartbeat is answered).
             controller.heartbeat(*id, now_ms);
             std::fs::create_dir_all(&server.log_dirs)?;
+            let mut broker = Broker::new(*id, config.clone());
+            broker.configure_transactions(TxnProtocol::V1, TRANSACTION_STATE_PARTITIONS);
             let member = Member {
-                broker: Broker::new(*id, config.clone()),
+                broker,
                 log_dirs: server.log_dirs.clone(),
                 last_heartbeat_ms: now_ms,
                 epoch_asks: Vec::new(),
@@ -258,6 +273,7 @@ impl Node {
             waiting: BTreeMap::new(),
             completed: BTreeMap::new(),
             completed_groups: BTreeMap::new(),
+            txn_completed: BTreeMap::new(),
             produces: 0,
             producer_id_base,
             stopped: BTreeSet::new(),
@@ -281,7 +297,13 @@ impl Node {
         let member = self.members.get_mut(&broker).expect("a broker of this process");
         let handled = match handler::handle(&mut member.broker, &self.cluster, request, id, now_ms) {
             Handled::CreateTopics(topics) => Handled::Respond(self.create_topics(topics, now_ms)),
-            Handled::NeedProducerIds => self.init_producer_id(broker, retry, id, now_ms),
+            Handled::NeedProducerIds => match self.init_producer_id(broker, retry, id, now_ms) {
+                Handled::TxnWaiting { request, partitions } => {
+                    self.waiting.insert(request, notify.clone());
+                    Handled::TxnWaiting { request, partitions }
+                }
+                other => other,
+            },
             Handled::Waiting(id) => {
                 self.waiting.insert(id, notify.clone());
                 Handled::Waiting(id)
@@ -294,6 +316,10 @@ impl Node {
                 // The answer does not wait for the topic (Kafka's FindCoordinator).
                 self.create_topics(topics, now_ms);
                 Handled::Respond(answer)
+            }
+            Handled::TxnWaiting { request, partitions } => {
+                self.waiting.insert(request, notify.clone());
+                Handled::TxnWaiting { request, partitions }
             }
             other => other,
         };
@@ -331,6 +357,8 @@ impl Node {
         member.broker.add_producer_id_block(first, length);
         match handler::handle(&mut member.broker, &self.cluster, request, id, now_ms) {
             Handled::Respond(answer) => Handled::Respond(answer),
+            // A transactional id's: the coordinator answers once its state is written.
+            waiting @ Handled::TxnWaiting { .. } => waiting,
             _ => not_yet,
         }
     }
@@ -421,6 +449,35 @@ impl Node {
         }
     }
 
+    /// WriteTxnMarkers between brokers of this process, in process: the leader appends each
+    /// marker (acks=1 here, where Kafka's handler waits for acks=all) and the coordinator
+    /// takes the answers.
+    fn write_markers(&mut self, from: BrokerId, leader: BrokerId, markers: &Markers, now_ms: u64) {
+        let mut answers = Vec::new();
+        for tp in &markers.partitions {
+            let result = match self
+                .members
+                .get_mut(&leader)
+                .filter(|_| !self.stopped.contains(&leader))
+            {
+                Some(member) => {
+                    let batch = vec![(tp.clone(), Ok(marker_batch(markers)))];
+                    let answer = member
+                        .broker
+                        .produce(RequestId(0), Acks::Leader, 0, batch, now_ms);
+                    answer
+                        .and_then(|a| a.first().map(|(_, r)| r.map(|_| ())))
+                        .unwrap_or(Err(KafkaError::RequestTimedOut))
+                }
+                None => Err(KafkaError::NotLeaderOrFollower),
+            };
+            answers.push((tp.clone(), result));
+        }
+        if let Some(member) = self.members.get_mut(&from) {
+            member.broker.markers_answered(markers, answers, now_ms);
+        }
+    }
+
     fn dispatch_one(&mut self, from: BrokerId, output: BrokerOutput, now_ms: u64) {
         match output {
             // The simulation counts these for "sometimes" checks; a real server has no history.
@@ -440,6 +497,16 @@ impl Node {
                     self.completed_groups.insert(request, answer);
                     notify.notify_one();
                 }
+            }
+            BrokerOutput::TxnAnswered { request, answer } => {
+                let waiting = self.waiting.remove(&request);
+                if let Some(notify) = waiting.filter(|notify| Rc::strong_count(notify) > 1) {
+                    self.txn_completed.insert(request, answer);
+                    notify.notify_one();
+                }
+            }
+            BrokerOutput::WriteMarkers { leader, markers } => {
+                self.write_markers(from, leader, &markers, now_ms)
             }
             BrokerOutput::AlterIsr {
                 partition,
@@ -507,6 +574,13 @@ impl Node {
         for (topic, (highest, replicas)) in topics {
             let _ = self.controller.create_topic(&topic, highest + 1, replicas);
         }
+        // Kafka creates the state topic at the first transactional FindCoordinator, with
+        // transaction.state.log.replication.factor (3) replicas; we create it at start, with
+        // as many as there are brokers up to 3 (a recovered one already exists).
+        let replicas = self.members.len().min(3);
+        let _ = self
+            .controller
+            .create_topic(TRANSACTION_STATE_TOPIC, TRANSACTION_STATE_PARTITIONS, replicas);
         self.apply_published(self.clock.now_ms());
         Ok(())
     }
@@ -784,6 +858,9 @@ async fn answer(
                 Handled::Silent => None,
                 Handled::Waiting(id) => Some(produced(node, notify, id).await),
                 Handled::WaitingGroup(id) => Some(group_answered(node, notify, id).await),
+                Handled::TxnWaiting { request, partitions } => {
+                    Some(txn_answered(node, notify, request, &partitions).await)
+                }
                 Handled::CreateTopics(_)
                 | Handled::NeedProducerIds
                 | Handled::RespondAndCreateTopics { .. } => {
@@ -812,6 +889,21 @@ async fn group_answered(node: &Shared, notify: &Rc<Notify>, id: RequestId) -> Re
         if let Some(answer) = node.borrow_mut().completed_groups.remove(&id) {
             return super::handler_group::group_response(answer);
         }
+    }
+}
+
+/// Waits for the transaction coordinator's answer to a transactional request.
+async fn txn_answered(
+    node: &Shared,
+    notify: &Rc<Notify>,
+    id: RequestId,
+    partitions: &[TopicPartition],
+) -> Response {
+    loop {
+        if let Some(answer) = node.borrow_mut().txn_completed.remove(&id) {
+            return txn_response(answer, partitions);
+        }
+        notify.notified().await;
     }
 }
 

@@ -11,9 +11,12 @@ use super::control::{ToBroker, ToController, CONTROLLER_PORT, HEARTBEAT_INTERVAL
 use super::controller::TopicPartition;
 use super::group::GroupConfig;
 use super::group_coordinator::CoordinatorAnswer;
+use super::error::KafkaError;
 use super::handler::{self, Cluster, Handled, TopicCreated};
+use super::handler_txn;
 use super::log::{LogConfig, PartitionLog};
 use super::partition::{BrokerId, PartitionConfig};
+use super::txn_coordinator::TxnAnswer;
 use super::wire::{decode_request, encode_response, FrameDecoder, Inbound, Request};
 use crate::db::wire::{decode, encode};
 use sim::disk::SimDisk;
@@ -74,6 +77,9 @@ pub(super) struct Node {
     waiting: RefCell<BTreeMap<RequestId, oneshot::Sender<Vec<PartitionAnswer>>>>,
     /// Group requests waiting for their answer (a join, a sync, an offset commit).
     waiting_groups: RefCell<BTreeMap<RequestId, oneshot::Sender<CoordinatorAnswer>>>,
+    /// Transactional requests waiting for the coordinator's answer.
+    txn_waiting: RefCell<BTreeMap<RequestId, oneshot::Sender<TxnAnswer>>>,
+    txn_early: RefCell<BTreeMap<RequestId, TxnAnswer>>,
     next_request: RefCell<u64>,
     control: mpsc::UnboundedSender<(ToController, Awaiting)>,
     /// Answers the replica fetcher must act on: OffsetsForLeaderEpoch to ask.
@@ -148,6 +154,21 @@ impl Node {
                         let _ = waiter.send(answer);
                     }
                 }
+                BrokerOutput::TxnAnswered { request, answer } => {
+                    match self.txn_waiting.borrow_mut().remove(&request) {
+                        Some(waiter) => {
+                            let _ = waiter.send(answer);
+                        }
+                        // Answered before its connection started waiting (an error at once).
+                        None => {
+                            self.txn_early.borrow_mut().insert(request, answer);
+                        }
+                    }
+                }
+                // Not yet sent between simulated brokers (no WriteTxnMarkers on the wire):
+                // a transaction over partitions another broker leads stays PrepareCommit or
+                // PrepareAbort, which the note makes visible.
+                BrokerOutput::WriteMarkers { .. } => self.env.note(&self.host, "kafka.txn_markers_not_sent"),
             }
         }
     }
@@ -174,6 +195,8 @@ pub async fn run(env: Env, host: String, id: BrokerId, settings: BrokerSettings)
         settings,
         waiting: RefCell::new(BTreeMap::new()),
         waiting_groups: RefCell::new(BTreeMap::new()),
+        txn_waiting: RefCell::new(BTreeMap::new()),
+        txn_early: RefCell::new(BTreeMap::new()),
         next_request: RefCell::new(0),
         control,
         epoch_questions: RefCell::new(VecDeque::new()),
@@ -252,16 +275,33 @@ async fn answer_request(node: &Rc<Node>, request: Request) -> Option<super::wire
     let mut request = Some(request);
     loop {
         let id = node.next_request_id();
+        let current = request.take()?;
+        // An InitProducerId is asked again once the controller gave producer ids, with its
+        // transactional id if it has one.
+        let retry = matches!(current, Request::InitProducerId(_)).then(|| current.clone());
         let handled = {
             let now = node.now_ms();
             let mut broker = node.broker.borrow_mut();
-            handler::handle(&mut broker, &node.settings.cluster, request.take()?, id, now)
+            handler::handle(&mut broker, &node.settings.cluster, current, id, now)
         };
         node.pump();
         match handled {
             Handled::Respond(answer) => return Some(answer),
             Handled::Silent => return None,
             Handled::Waiting(id) => return Some(wait_for_produce(node, id).await),
+            Handled::TxnWaiting { request, partitions } => {
+                let early = node.txn_early.borrow_mut().remove(&request);
+                let answer = match early {
+                    Some(answer) => answer,
+                    None => {
+                        let (tx, rx) = oneshot::channel();
+                        node.txn_waiting.borrow_mut().insert(request, tx);
+                        rx.await
+                            .unwrap_or(TxnAnswer::EndTxn(Err(KafkaError::NotCoordinator)))
+                    }
+                };
+                return Some(handler_txn::txn_response(answer, &partitions));
+            }
             Handled::CreateTopics(topics) => return Some(create_topics(node, topics).await),
             Handled::WaitingGroup(id) => return wait_for_group(node, id).await,
             Handled::RespondAndCreateTopics { answer, topics } => {
@@ -284,7 +324,7 @@ async fn answer_request(node: &Rc<Node>, request: Request) -> Option<super::wire
                     // client's own timeout decides; ask again after a pause.
                     node.process.sleep(RECONNECT).await;
                 }
-                request = Some(Request::InitProducerId(Default::default()));
+                request = retry;
             }
         }
     }

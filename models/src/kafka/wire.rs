@@ -32,11 +32,11 @@ use std::ops::RangeInclusive;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, ApiVersionsResponse, CreateTopicsRequest, CreateTopicsResponse, FetchRequest,
-    FetchResponse, FindCoordinatorRequest, FindCoordinatorResponse, InitProducerIdRequest,
-    InitProducerIdResponse, ListOffsetsRequest, ListOffsetsResponse, MetadataRequest, MetadataResponse,
-    OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse, ProduceRequest, ProduceResponse,
-    RequestHeader, ResponseHeader,
+    AddPartitionsToTxnRequest, AddPartitionsToTxnResponse, ApiKey, ApiVersionsRequest, ApiVersionsResponse,
+    CreateTopicsRequest, CreateTopicsResponse, EndTxnRequest, EndTxnResponse, FetchRequest, FetchResponse,
+    FindCoordinatorRequest, FindCoordinatorResponse, InitProducerIdRequest, InitProducerIdResponse,
+    ListOffsetsRequest, ListOffsetsResponse, MetadataRequest, MetadataResponse, OffsetForLeaderEpochRequest,
+    OffsetForLeaderEpochResponse, ProduceRequest, ProduceResponse, RequestHeader, ResponseHeader,
 };
 use kafka_protocol::messages::{
     HeartbeatRequest, HeartbeatResponse, JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest,
@@ -113,7 +113,11 @@ const fn api(api_key: ApiKey, version_min: i16, version_max: i16) -> SupportedAp
 ///   answers' fields depend on versions their bodies do not tell apart, are left out.
 ///   JoinGroup starts at v4: v3's body is v4's, and only v4+ clients understand the
 ///   MEMBER_ID_REQUIRED every new member gets first (KIP-394).
-pub const SUPPORTED_APIS: [SupportedApi; 15] = [
+/// - `AddPartitionsToTxn` 0..=3: v3 (kafka-python) and v0 (librdkafka); v4+ are KIP-890's
+///   broker-to-broker verification, which clients never send.
+/// - `EndTxn` 0..=5: v3 and v1; v5 answers the bumped epoch of transaction version 2, which
+///   clients use only when the broker finalizes the `transaction.version` feature (we do not).
+pub const SUPPORTED_APIS: [SupportedApi; 17] = [
     api(ApiKey::ApiVersions, 0, 4),
     api(ApiKey::Metadata, 0, 12),
     api(ApiKey::Produce, 3, 10),
@@ -129,6 +133,8 @@ pub const SUPPORTED_APIS: [SupportedApi; 15] = [
     api(ApiKey::LeaveGroup, 0, 5),
     api(ApiKey::OffsetCommit, 2, 9),
     api(ApiKey::OffsetFetch, 5, 9),
+    api(ApiKey::AddPartitionsToTxn, 0, 3),
+    api(ApiKey::EndTxn, 0, 5),
 ];
 
 /// The versions of `api_key` we implement, if we implement it.
@@ -249,6 +255,8 @@ messages! {
     LeaveGroup: LeaveGroupRequest, LeaveGroupResponse;
     OffsetCommit: OffsetCommitRequest, OffsetCommitResponse;
     OffsetFetch: OffsetFetchRequest, OffsetFetchResponse;
+    AddPartitionsToTxn: AddPartitionsToTxnRequest, AddPartitionsToTxnResponse;
+    EndTxn: EndTxnRequest, EndTxnResponse;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -10,8 +10,9 @@
 //! Kept: base offset, partition leader epoch, producer id and epoch, base sequence, keys and
 //! values. Not kept, since [`Batch`] has no place for them: timestamps (we write the one given
 //! to [`encode_batch`]) and record headers (dropped on decode). Not accepted: compressed
-//! batches (the workspace builds kafka-protocol without compression) and transactional or
-//! control batches (no transactions yet).
+//! batches (the workspace builds kafka-protocol without compression), and control batches
+//! in a produce request (only the coordinator's WriteTxnMarkers writes markers, as in Kafka).
+//! Transactional batches and fetched control batches keep their attributes.
 //!
 //! Decoding never panics and never allocates more than the input justifies: kafka-protocol
 //! reserves room for the record count and each record's header count before reading them, so
@@ -120,8 +121,8 @@ pub fn encode_batch(batch: &Batch, timestamp_ms: i64) -> Bytes {
 
 fn wire_record(batch: &Batch, index: i32, record: &Record, timestamp_ms: i64) -> WireRecord {
     WireRecord {
-        transactional: false,
-        control: false,
+        transactional: batch.transactional,
+        control: batch.control,
         delete_horizon: false,
         partition_leader_epoch: batch.leader_epoch,
         producer_id: batch.producer_id,
@@ -167,7 +168,11 @@ pub fn decode_produce_batch(records: &Bytes) -> Result<Batch, BatchError> {
             "produce requests may hold exactly one record batch per partition".into(),
         ));
     }
-    decode_batch(records)
+    let batch = decode_batch(records)?;
+    if batch.control {
+        return Err(BatchError::Invalid("a control batch from a client".into()));
+    }
+    Ok(batch)
 }
 
 /// Decodes the batches of a fetch response's records. Kafka may cut the last batch short at
@@ -217,6 +222,8 @@ fn decode_batch(bytes: &Bytes) -> Result<Batch, BatchError> {
         producer_id: first.producer_id,
         producer_epoch: first.producer_epoch,
         base_sequence,
+        transactional: first.transactional,
+        control: first.control,
         records,
     })
 }
@@ -250,9 +257,10 @@ fn check_shape(bytes: &[u8]) -> Result<(), BatchError> {
             codec: attributes & 0x7,
         });
     }
-    if attributes & (1 << 4 | 1 << 5) != 0 {
+    if attributes & (1 << 5) != 0 && attributes & (1 << 4) == 0 {
+        // Kafka writes control records only for transactions.
         return Err(BatchError::Invalid(
-            "transactional and control batches are not modelled".into(),
+            "a control batch that is not transactional".into(),
         ));
     }
     let count_field: [u8; 4] = bytes[RECORD_COUNT_OFFSET..BATCH_HEADER_BYTES]

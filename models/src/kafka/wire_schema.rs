@@ -194,6 +194,16 @@ const OFFSET_FETCH: &[Field] = &[
     from(Bool, 7),
 ];
 
+const ADD_PARTITIONS_TO_TXN_TOPIC: &[Field] = &[all(Str), all(Int32s)];
+const ADD_PARTITIONS_TO_TXN: &[Field] = &[
+    until(Str, 0, 3),
+    until(Int64, 0, 3),
+    until(Int16, 0, 3),
+    until(Structs(ADD_PARTITIONS_TO_TXN_TOPIC), 0, 3),
+];
+
+const END_TXN: &[Field] = &[all(Str), all(Int64), all(Int16), all(Bool)];
+
 /// The body's fields and the first flexible version (which uses compact lengths and tagged
 /// fields), for the APIs we implement.
 fn layout(api_key: ApiKey) -> Option<(&'static [Field], i16)> {
@@ -213,6 +223,8 @@ fn layout(api_key: ApiKey) -> Option<(&'static [Field], i16)> {
         ApiKey::LeaveGroup => (LEAVE_GROUP, 4),
         ApiKey::OffsetCommit => (OFFSET_COMMIT, 8),
         ApiKey::OffsetFetch => (OFFSET_FETCH, 6),
+        ApiKey::AddPartitionsToTxn => (ADD_PARTITIONS_TO_TXN, 3),
+        ApiKey::EndTxn => (END_TXN, 3),
         _ => return None,
     })
 }

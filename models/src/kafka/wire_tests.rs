@@ -50,6 +50,8 @@ fn sample_batch() -> Batch {
         producer_id: 1000,
         producer_epoch: 2,
         base_sequence: 17,
+        transactional: false,
+        control: false,
         records: vec![
             Record {
                 key: Some(b"k1".to_vec()),
@@ -81,8 +83,30 @@ fn sample_request(api_key: ApiKey, version: i16) -> Request {
         ApiKey::OffsetForLeaderEpoch => {
             Request::OffsetForLeaderEpoch(sample_offset_for_leader_epoch_request())
         }
+        ApiKey::AddPartitionsToTxn => Request::AddPartitionsToTxn(sample_add_partitions_to_txn_request()),
+        ApiKey::EndTxn => Request::EndTxn(sample_end_txn_request()),
         other => super::wire_group_tests::sample_request(other, version),
     }
+}
+
+fn sample_add_partitions_to_txn_request() -> kafka_protocol::messages::AddPartitionsToTxnRequest {
+    use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
+    let topic = AddPartitionsToTxnTopic::default()
+        .with_name(topic())
+        .with_partitions(vec![0, 2]);
+    kafka_protocol::messages::AddPartitionsToTxnRequest::default()
+        .with_v3_and_below_transactional_id(kafka_protocol::messages::TransactionalId(name("txn-1")))
+        .with_v3_and_below_producer_id(kafka_protocol::messages::ProducerId(1000))
+        .with_v3_and_below_producer_epoch(2)
+        .with_v3_and_below_topics(vec![topic])
+}
+
+fn sample_end_txn_request() -> kafka_protocol::messages::EndTxnRequest {
+    kafka_protocol::messages::EndTxnRequest::default()
+        .with_transactional_id(kafka_protocol::messages::TransactionalId(name("txn-1")))
+        .with_producer_id(kafka_protocol::messages::ProducerId(1000))
+        .with_producer_epoch(2)
+        .with_committed(true)
 }
 
 fn sample_api_versions_request(version: i16) -> ApiVersionsRequest {
@@ -236,6 +260,25 @@ fn sample_response(api_key: ApiKey, version: i16) -> Response {
         ApiKey::FindCoordinator => Response::FindCoordinator(sample_find_coordinator_response(version)),
         ApiKey::OffsetForLeaderEpoch => {
             Response::OffsetForLeaderEpoch(sample_offset_for_leader_epoch_response())
+        }
+        ApiKey::AddPartitionsToTxn => crate::kafka::handler_txn::txn_response(
+            crate::kafka::txn_coordinator::TxnAnswer::AddPartitions(Err(
+                crate::kafka::error::KafkaError::ConcurrentTransactions,
+            )),
+            &[
+                crate::kafka::controller::TopicPartition {
+                    topic: "orders".into(),
+                    partition: 0,
+                },
+                crate::kafka::controller::TopicPartition {
+                    topic: "orders".into(),
+                    partition: 2,
+                },
+            ],
+        ),
+        // The producer id and epoch only exist from v5 on.
+        ApiKey::EndTxn => {
+            Response::EndTxn(kafka_protocol::messages::EndTxnResponse::default().with_error_code(51))
         }
         other => super::wire_group_tests::sample_response(other, version),
     }
@@ -401,6 +444,8 @@ fn request_layouts_match_kafka_protocol_at_every_version() {
                 Request::LeaveGroup(r) => r.encode(&mut body, version),
                 Request::OffsetCommit(r) => r.encode(&mut body, version),
                 Request::OffsetFetch(r) => r.encode(&mut body, version),
+                Request::AddPartitionsToTxn(r) => r.encode(&mut body, version),
+                Request::EndTxn(r) => r.encode(&mut body, version),
             }
             .unwrap_or_else(|error| panic!("{:?} v{version}: {error}", api.api_key));
             let used = check_request(api.api_key, version, &body)

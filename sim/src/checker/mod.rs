@@ -14,6 +14,7 @@
 mod findings;
 mod index;
 mod positions;
+mod transactions;
 
 pub use findings::{check_all, Findings};
 pub use index::{Outcome, PublishIndex, PublishInfo};
@@ -47,6 +48,8 @@ registry! {
     inconsistent_offsets,
     log_duplicate,
     nonmonotonic_read,
+    aborted_read,
+    torn_transaction,
 }
 
 /// How many occurrences a witness lists before it only counts.

@@ -35,6 +35,17 @@ impl Build {
         )
     }
 
+    /// A model's note from `host`, with a detail.
+    pub fn note(&mut self, host: &str, name: &str, detail: &str) -> &mut Build {
+        self.at(
+            host,
+            EventKind::Note {
+                name: name.to_string(),
+                detail: Some(detail.to_string()),
+            },
+        )
+    }
+
     pub fn publish(&mut self, id: u64) -> &mut Build {
         self.publish_keyed(id, "p", id, None)
     }

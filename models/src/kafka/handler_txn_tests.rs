@@ -1,0 +1,290 @@
+//! One broker that leads both a data partition and the transaction state partition, driven
+//! through the wire: the transactional producer's requests, then read_committed and
+//! read_uncommitted fetches, as a client sends and reads them.
+
+use super::*;
+use crate::kafka::batch::{Batch, Record};
+use crate::kafka::broker::{Broker, BrokerOutput};
+use crate::kafka::handler::{handle, Cluster, Handled};
+use crate::kafka::mem_log::MemLog;
+use crate::kafka::partition::{LeaderAndIsr, PartitionConfig};
+use crate::kafka::read_committed::{aborted_from_wire, deliverable, IsolationLevel};
+use crate::kafka::txn_coordinator::TxnProtocol;
+use crate::kafka::txn_state::TRANSACTION_STATE_TOPIC;
+use crate::kafka::wire::{
+    decode_request, decode_response, encode_request, encode_response, Inbound, Request,
+};
+use crate::kafka::wire_records::{decode_fetched_batches, encode_batch};
+use kafka_protocol::messages::{
+    add_partitions_to_txn_request, fetch_request, produce_request, FetchRequest, ProduceRequest,
+    TransactionalId,
+};
+
+const TXN: &str = "orders-app";
+
+struct Client {
+    broker: Broker<MemLog>,
+    cluster: Cluster,
+    next: u64,
+    now_ms: u64,
+}
+
+fn tp(topic: &str) -> TopicPartition {
+    TopicPartition {
+        topic: topic.into(),
+        partition: 0,
+    }
+}
+
+fn name(s: &str) -> TopicName {
+    TopicName(StrBytes::from_string(s.to_string()))
+}
+
+impl Client {
+    fn new(protocol: TxnProtocol) -> Client {
+        let mut broker = Broker::new(1, PartitionConfig::default());
+        broker.configure_transactions(protocol, 1);
+        broker.add_producer_id_block(1_000, 10);
+        let state = LeaderAndIsr {
+            leader: Some(1),
+            leader_epoch: 0,
+            isr: vec![1],
+            replicas: vec![1],
+            partition_epoch: 0,
+        };
+        for topic in ["orders", TRANSACTION_STATE_TOPIC] {
+            broker.apply(tp(topic), state.clone(), 0, &mut |_| MemLog::default());
+        }
+        let cluster = Cluster {
+            cluster_id: "jetsam".into(),
+            controller: 1,
+            brokers: vec![(1, "broker1".into(), 9092)],
+        };
+        Client {
+            broker,
+            cluster,
+            next: 0,
+            now_ms: 0,
+        }
+    }
+
+    /// A request through the wire both ways; a transactional one is answered once the
+    /// broker's outputs say so.
+    fn call(&mut self, version: i16, request: Request) -> Response {
+        self.next += 1;
+        self.now_ms += 1;
+        let (in_flight, frame) = encode_request(7, "test", version, &request);
+        let Inbound::Request { header, request } = decode_request(frame.slice(4..)).unwrap() else {
+            panic!("supported")
+        };
+        let answer = match handle(
+            &mut self.broker,
+            &self.cluster,
+            request,
+            RequestId(self.next),
+            self.now_ms,
+        ) {
+            Handled::Respond(response) => response,
+            Handled::TxnWaiting { request, partitions } => {
+                let outputs = self.broker.take_outputs();
+                let answer = outputs.into_iter().find_map(|o| match o {
+                    BrokerOutput::TxnAnswered { request: r, answer } if r == request => Some(answer),
+                    _ => None,
+                });
+                txn_response(answer.expect("a single broker answers at once"), &partitions)
+            }
+            other => panic!("{other:?}"),
+        };
+        let bytes = encode_response(&header, &answer);
+        decode_response(bytes.slice(4..), &in_flight).unwrap()
+    }
+
+    fn init(&mut self) -> (i64, i16) {
+        let request = InitProducerIdRequest::default()
+            .with_transactional_id(Some(TransactionalId(StrBytes::from_static_str(TXN))))
+            .with_transaction_timeout_ms(60_000)
+            .with_producer_id(ProducerId(-1))
+            .with_producer_epoch(-1);
+        let Response::InitProducerId(answer) = self.call(4, Request::InitProducerId(request)) else {
+            panic!()
+        };
+        assert_eq!(answer.error_code, 0);
+        (answer.producer_id.0, answer.producer_epoch)
+    }
+
+    fn add(&mut self, (pid, epoch): (i64, i16)) -> i16 {
+        let topic = add_partitions_to_txn_request::AddPartitionsToTxnTopic::default()
+            .with_name(name("orders"))
+            .with_partitions(vec![0]);
+        let request = AddPartitionsToTxnRequest::default()
+            .with_v3_and_below_transactional_id(TransactionalId(StrBytes::from_static_str(TXN)))
+            .with_v3_and_below_producer_id(ProducerId(pid))
+            .with_v3_and_below_producer_epoch(epoch)
+            .with_v3_and_below_topics(vec![topic]);
+        let Response::AddPartitionsToTxn(answer) = self.call(3, Request::AddPartitionsToTxn(request)) else {
+            panic!()
+        };
+        answer.results_by_topic_v3_and_below[0].results_by_partition[0].partition_error_code
+    }
+
+    fn produce(&mut self, (pid, epoch): (i64, i16), sequence: i32, value: &str) -> i16 {
+        let batch = Batch {
+            producer_id: pid,
+            producer_epoch: epoch,
+            base_sequence: sequence,
+            transactional: true,
+            ..Batch::plain(vec![Record {
+                key: None,
+                value: Some(value.as_bytes().to_vec()),
+            }])
+        };
+        let partition = produce_request::PartitionProduceData::default()
+            .with_index(0)
+            .with_records(Some(encode_batch(&batch, 0)));
+        let topic = produce_request::TopicProduceData::default()
+            .with_name(name("orders"))
+            .with_partition_data(vec![partition]);
+        let request = ProduceRequest::default()
+            .with_transactional_id(Some(TransactionalId(StrBytes::from_static_str(TXN))))
+            .with_acks(-1)
+            .with_timeout_ms(30_000)
+            .with_topic_data(vec![topic]);
+        let Response::Produce(answer) = self.call(9, Request::Produce(request)) else {
+            panic!()
+        };
+        answer.responses[0].partition_responses[0].error_code
+    }
+
+    fn end(&mut self, producer: (i64, i16), commit: bool) -> i16 {
+        self.end_at(3, producer, commit).0
+    }
+
+    /// EndTxn at `version`: its error and the producer id and epoch it answers (v5 only).
+    fn end_at(&mut self, version: i16, (pid, epoch): (i64, i16), commit: bool) -> (i16, (i64, i16)) {
+        let request = EndTxnRequest::default()
+            .with_transactional_id(TransactionalId(StrBytes::from_static_str(TXN)))
+            .with_producer_id(ProducerId(pid))
+            .with_producer_epoch(epoch)
+            .with_committed(commit);
+        let Response::EndTxn(answer) = self.call(version, Request::EndTxn(request)) else {
+            panic!()
+        };
+        self.broker.tick(self.now_ms); // the markers and the completion
+        (answer.error_code, (answer.producer_id.0, answer.producer_epoch))
+    }
+
+    /// A consumer's fetch from offset 0, and the values it hands the application.
+    fn read(&mut self, isolation: IsolationLevel) -> (i64, Vec<String>) {
+        let partition = fetch_request::FetchPartition::default()
+            .with_partition(0)
+            .with_fetch_offset(0)
+            .with_partition_max_bytes(1 << 20);
+        let topic = fetch_request::FetchTopic::default()
+            .with_topic(name("orders"))
+            .with_partitions(vec![partition]);
+        let request = FetchRequest::default()
+            .with_replica_id(kafka_protocol::messages::BrokerId(-1))
+            .with_max_bytes(1 << 20)
+            .with_isolation_level(isolation.wire())
+            .with_topics(vec![topic]);
+        let Response::Fetch(answer) = self.call(12, Request::Fetch(request)) else {
+            panic!()
+        };
+        let data = &answer.responses[0].partitions[0];
+        let batches = decode_fetched_batches(data.records.as_ref().unwrap()).unwrap();
+        let aborted = aborted_from_wire(data).unwrap();
+        let values = deliverable(isolation, &batches, &aborted, 0)
+            .into_iter()
+            .map(|(_, r)| String::from_utf8(r.value.unwrap()).unwrap())
+            .collect();
+        (data.last_stable_offset, values)
+    }
+}
+
+#[test]
+fn an_aborted_transaction_is_hidden_from_read_committed_and_a_committed_one_is_not() {
+    let mut c = Client::new(TxnProtocol::V1);
+    let producer = c.init();
+    assert_eq!(producer, (1_000, 0));
+    assert_eq!(c.add(producer), 0);
+    assert_eq!(c.produce(producer, 0, "aborted"), 0);
+    assert_eq!(
+        c.read(IsolationLevel::ReadCommitted),
+        (0, vec![]),
+        "the LSO holds at the open transaction"
+    );
+    assert_eq!(c.end(producer, false), 0);
+    assert_eq!(c.read(IsolationLevel::ReadCommitted).1, Vec::<String>::new());
+    assert_eq!(c.read(IsolationLevel::ReadUncommitted).1, ["aborted"]);
+    assert_eq!(c.add(producer), 0);
+    assert_eq!(c.produce(producer, 1, "committed"), 0);
+    assert_eq!(c.end(producer, true), 0);
+    let (lso, values) = c.read(IsolationLevel::ReadCommitted);
+    assert_eq!(values, ["committed"]);
+    assert_eq!(lso, 4, "two records and two markers");
+}
+
+#[test]
+fn a_second_instance_fences_the_first_and_aborts_what_it_left_open() {
+    let mut c = Client::new(TxnProtocol::V1);
+    let first = c.init();
+    c.add(first);
+    c.produce(first, 0, "zombie");
+    // The new instance's first InitProducerId aborts the open transaction and asks to retry.
+    let request = InitProducerIdRequest::default()
+        .with_transactional_id(Some(TransactionalId(StrBytes::from_static_str(TXN))))
+        .with_transaction_timeout_ms(60_000)
+        .with_producer_id(ProducerId(-1))
+        .with_producer_epoch(-1);
+    let Response::InitProducerId(answer) = c.call(4, Request::InitProducerId(request)) else {
+        panic!()
+    };
+    assert_eq!(answer.error_code, KafkaError::ConcurrentTransactions.code());
+    c.broker.tick(c.now_ms);
+    let second = c.init();
+    assert_eq!(second, (first.0, first.1 + 2));
+    assert_eq!(
+        c.produce(first, 1, "late"),
+        KafkaError::InvalidProducerEpoch.code()
+    );
+    assert_eq!(c.end(first, true), KafkaError::ProducerFenced.code());
+    assert_eq!(c.read(IsolationLevel::ReadCommitted).1, Vec::<String>::new());
+}
+
+/// KIP-890's delayed produce: the producer's second batch of a transaction it then aborts
+/// is held up in the network, and reaches the leader after the abort, while the producer's
+/// next transaction is open. EndTxn is sent at v5, which answers the epoch to go on with.
+fn delayed_produce(protocol: TxnProtocol) -> (Client, i16, Vec<String>) {
+    let mut c = Client::new(protocol);
+    let producer = c.init();
+    c.add(producer);
+    assert_eq!(c.produce(producer, 0, "aborted-0"), 0);
+    let (error, next) = c.end_at(5, producer, false);
+    assert_eq!(error, 0);
+    c.add(next);
+    // The held-up batch, sequence 1 of the old epoch, arrives now.
+    let late = c.produce(producer, 1, "aborted-1");
+    let sequence = if next == producer { 2 } else { 0 };
+    assert_eq!(c.produce(next, sequence, "committed-0"), 0);
+    assert_eq!(c.end_at(5, next, true).0, 0);
+    let read = c.read(IsolationLevel::ReadCommitted).1;
+    (c, late, read)
+}
+
+#[test]
+fn under_v1_a_delayed_produce_of_an_aborted_transaction_is_committed_with_the_next() {
+    let (_, late, read) = delayed_produce(TxnProtocol::V1);
+    assert_eq!(late, 0, "same producer id and epoch, next in sequence: appended");
+    assert_eq!(
+        read,
+        ["aborted-1", "committed-0"],
+        "read_committed reads an aborted write"
+    );
+}
+
+#[test]
+fn under_v2_the_delayed_produce_carries_the_old_epoch_and_is_fenced() {
+    let (_, late, read) = delayed_produce(TxnProtocol::V2);
+    assert_eq!(late, KafkaError::InvalidProducerEpoch.code());
+    assert_eq!(read, ["committed-0"]);
+}
