@@ -6,6 +6,8 @@
 //! - [`error`]: the errors a produce is answered with, by Kafka's names and codes;
 //! - [`producer_state`]: what a partition leader remembers per producer id, and the
 //!   duplicate, epoch and sequence checks it makes before appending an idempotent batch;
+//! - [`assignor`]: the consumer group leader's range and round-robin assignors, and the
+//!   consumer protocol's subscription and assignment bytes;
 //! - [`partitioner`]: the Java producer's choice of partition (murmur2 of the key,
 //!   round-robin without one);
 //! - [`accumulator`]: the Java producer's batching, sending, retries, timeouts and idempotent
@@ -49,6 +51,7 @@
 //! brokers in separate processes (the controller's RPCs over the wire).
 
 pub mod accumulator;
+pub mod assignor;
 pub mod batch;
 pub mod broker;
 pub mod checkpoint;
