@@ -6,6 +6,9 @@
 //! - [`error`]: the errors a produce is answered with, by Kafka's names and codes;
 //! - [`producer_state`]: what a partition leader remembers per producer id, and the
 //!   duplicate, epoch and sequence checks it makes before appending an idempotent batch;
+//! - [`group_member`]: a consumer group member as the Java consumer's coordinator is one:
+//!   FindCoordinator, JoinGroup, SyncGroup, heartbeats, the poll timeout, generations, eager
+//!   revocation, offset commits and fetches;
 //! - [`assignor`]: the consumer group leader's range and round-robin assignors, and the
 //!   consumer protocol's subscription and assignment bytes;
 //! - [`partitioner`]: the Java producer's choice of partition (murmur2 of the key,
@@ -65,6 +68,9 @@ pub mod controller;
 pub mod design;
 pub mod epoch_cache;
 pub mod error;
+pub mod group_member;
+#[cfg(test)]
+mod group_member_tests;
 pub mod frame;
 pub mod handler;
 pub mod log;
