@@ -17,6 +17,7 @@ mod positions;
 
 pub use findings::{check_all, Findings};
 pub use index::{Outcome, PublishIndex, PublishInfo};
+pub use positions::ASSIGNED_NOTE;
 pub use reorder::OrderScope;
 
 use crate::history::{History, MsgId, SimTime};
@@ -47,6 +48,7 @@ registry! {
     inconsistent_offsets,
     log_duplicate,
     nonmonotonic_read,
+    poll_skip,
 }
 
 /// How many occurrences a witness lists before it only counts.

@@ -1,8 +1,10 @@
 //! `nonmonotonic-read` (Jepsen's `:nonmonotonic-poll`): one consumer process reads a
 //! partition at an offset at or below one it already read from it. A consumer restart (a
-//! fault on its host) starts over from its committed position, so reads are compared only
-//! within one incarnation: between two faults on the consumer's host.
+//! fault on its host) starts over from its committed position, and a consumer group member
+//! given its partitions again starts from the group's committed offsets, so reads are
+//! compared only within one incarnation and one assignment ([`super::positions::reads_restart`]).
 
+use super::positions::reads_restart;
 use super::{Anomaly, AnomalyKind, Checker, PublishIndex, Runs};
 use crate::history::{EventKind, History, MsgId, SimTime};
 use std::collections::BTreeMap;
@@ -24,10 +26,11 @@ pub fn check_indexed(history: &History, _index: &PublishIndex) -> Vec<Anomaly> {
     let mut last: BTreeMap<(&str, &str), (i64, MsgId, SimTime)> = BTreeMap::new();
     let mut anomalies = Vec::new();
     for event in history.events() {
+        let restarted = reads_restart(event);
+        if !restarted.is_empty() {
+            last.retain(|(consumer, _), _| !restarted.contains(consumer));
+        }
         match &event.kind {
-            EventKind::Fault { hosts, .. } => {
-                last.retain(|(consumer, _), _| !hosts.iter().any(|h| h == consumer));
-            }
             EventKind::Deliver {
                 id,
                 consumer,
