@@ -264,6 +264,16 @@ impl GroupMember {
         self.versions = versions;
     }
 
+    pub fn versions(&self) -> &Versions {
+        &self.versions
+    }
+
+    /// Whether the revocation ([`Self::begin_join`]) is still to run before this join: the
+    /// moment to commit what the strategy commits on revocation.
+    pub fn join_prepare_pending(&self) -> bool {
+        self.needs_join_prepare && self.needs_join()
+    }
+
     pub fn config(&self) -> &MemberConfig {
         &self.config
     }
