@@ -1,8 +1,9 @@
-//! Real Kafka clients against the real Kafka server (issue 10): kafka-python and
+//! Real Kafka clients against the real Kafka server (issues 10 and 12): kafka-python and
 //! confluent-kafka (librdkafka) create topics, produce with acks=all and idempotence, and
 //! read every record back, through `tests/kafka_clients/produce_consume.py`; then the server
 //! restarts on the same log directory and new producers of both clients append to what is
-//! there.
+//! there. A group of one consumer of each client shares a topic and commits, and new
+//! consumers resume from the committed offsets after a restart (`group_consume.py`).
 //!
 //! Needs `python3` with `kafka-python` and `confluent-kafka` (`.ci/run` installs them). In CI
 //! (`CI=true`, or `JETSAM_REQUIRE_KAFKA_CLIENTS` set) their absence fails the test;
@@ -164,6 +165,33 @@ fn clients_or_skip() -> bool {
 
 fn script() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/kafka_clients/produce_consume.py")
+}
+
+/// Consumer groups (issue 12): a kafka-python and a confluent-kafka consumer of one group
+/// share a 3-partition topic (each gets partitions of its own, between them they read it
+/// all, and they commit); then the server restarts on the same log directory, its
+/// coordinator loads the offsets from `__consumer_offsets`, and a new consumer of each
+/// client resumes at the committed offsets, through `tests/kafka_clients/group_consume.py`.
+#[test]
+fn a_group_of_two_real_consumers_shares_a_topic_and_resumes_from_committed_offsets() {
+    if !clients_or_skip() {
+        return;
+    }
+    let log_dirs = std::env::temp_dir().join(format!("jetsam-kafka-group-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&log_dirs);
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/kafka_clients/group_consume.py");
+    for phase in ["share", "resume"] {
+        let server = Server::start(&log_dirs);
+        let (ok, output) = run_script(&script, &server.bootstrap, phase);
+        drop(server);
+        eprintln!("{phase}:\n{output}");
+        if !ok {
+            let _ = std::fs::remove_dir_all(&log_dirs);
+        }
+        assert!(ok, "the real consumers failed ({phase}):\n{output}");
+        assert!(output.contains("\nOK"), "{output}");
+    }
+    let _ = std::fs::remove_dir_all(&log_dirs);
 }
 
 #[test]

@@ -13,6 +13,8 @@
 use super::batch::Batch;
 use super::controller::TopicPartition;
 use super::error::KafkaError;
+use super::group::GroupConfig;
+use super::group_coordinator::{CoordinatorAnswer, GroupCoordinator};
 use super::partition::{
     Acks, BrokerId, FetchPosition, LeaderAndIsr, Output, Partition, PartitionConfig, ProduceId, ReplicaFetch,
     ReplicaLog,
@@ -54,6 +56,11 @@ pub enum BrokerOutput {
     },
     /// A replica's note for the history.
     Note(&'static str),
+    /// Answer a group request that waited (JoinGroup, SyncGroup, OffsetCommit).
+    GroupAnswered {
+        request: RequestId,
+        answer: CoordinatorAnswer,
+    },
 }
 
 struct WaitingRequest {
@@ -74,6 +81,8 @@ pub struct Broker<L: ReplicaLog> {
     next_produce_id: u64,
     /// The producer id block the controller gave this broker: the next id and the end.
     producer_ids: (i64, i64),
+    /// The consumer groups this broker coordinates (`group_coordinator`).
+    groups: GroupCoordinator,
     outputs: Vec<BrokerOutput>,
 }
 
@@ -88,6 +97,7 @@ impl<L: ReplicaLog> Broker<L> {
             waiting_requests: BTreeMap::new(),
             next_produce_id: 0,
             producer_ids: (0, 0),
+            groups: GroupCoordinator::new(GroupConfig::default()),
             outputs: Vec::new(),
         }
     }
@@ -98,6 +108,19 @@ impl<L: ReplicaLog> Broker<L> {
 
     pub fn metadata(&self) -> &BTreeMap<TopicPartition, LeaderAndIsr> {
         &self.metadata
+    }
+
+    /// The broker's group settings; the coordinator starts afresh with them.
+    pub fn set_group_config(&mut self, config: GroupConfig) {
+        self.groups = GroupCoordinator::new(config);
+    }
+
+    pub fn groups(&self) -> &GroupCoordinator {
+        &self.groups
+    }
+
+    pub fn groups_mut(&mut self) -> &mut GroupCoordinator {
+        &mut self.groups
     }
 
     pub fn replica(&self, partition: &TopicPartition) -> Option<&Partition<L>> {
@@ -134,6 +157,10 @@ impl<L: ReplicaLog> Broker<L> {
         let replica = self.replicas.get_mut(&partition).expect("opened above");
         // A stale state (an older epoch) is refused by the replica and changes nothing.
         let _ = replica.apply(state, now_ms);
+        if partition.topic == super::group_coordinator::OFFSETS_TOPIC {
+            self.groups.follow_leadership(&self.replicas);
+            self.collect_outputs();
+        }
     }
 
     /// A produce request: per partition a batch, or the error its bytes already came to (a
@@ -288,6 +315,7 @@ impl<L: ReplicaLog> Broker<L> {
         for replica in self.replicas.values_mut() {
             replica.tick(now_ms);
         }
+        self.groups.tick(&self.replicas, now_ms);
         self.collect_outputs();
     }
 
@@ -321,6 +349,12 @@ impl<L: ReplicaLog> Broker<L> {
         for (id, result) in done {
             self.partition_answered(id, result);
         }
+        for (request, answer) in self.groups.take_answers() {
+            self.outputs.push(BrokerOutput::GroupAnswered { request, answer });
+        }
+        for note in self.groups.take_notes() {
+            self.outputs.push(BrokerOutput::Note(note));
+        }
     }
 
     fn partition_answered(&mut self, id: ProduceId, result: Result<i64, KafkaError>) {
@@ -335,6 +369,13 @@ impl<L: ReplicaLog> Broker<L> {
         entry.answers.push((partition, result));
         if entry.waiting.is_empty() {
             let finished = self.waiting_requests.remove(&request).expect("present");
+            if self.groups.is_pending_commit(request) {
+                // An offset commit's record: the coordinator answers the commit.
+                let result = finished.answers.into_iter().next().map_or(Err(KafkaError::UnknownServerError), |(_, r)| r);
+                let answer = CoordinatorAnswer::Commit(self.groups.commit_appended(request, result));
+                self.outputs.push(BrokerOutput::GroupAnswered { request, answer });
+                return;
+            }
             self.outputs.push(BrokerOutput::Produced {
                 request,
                 answers: finished.answers,

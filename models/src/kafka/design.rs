@@ -160,6 +160,10 @@ pub struct Config {
     pub sink: Sink,
     /// The consumer's database, with `sink = "db"`.
     pub db: DbSection,
+    /// `offsets.topic.num.partitions`: the partitions of `__consumer_offsets`, created when
+    /// a client first looks for a group coordinator (Kafka: 50).
+    #[schemars(range(min = 1, max = 64))]
+    pub offsets_topic_partitions: i32,
 }
 
 impl Default for Config {
@@ -198,6 +202,7 @@ impl Default for Config {
             processing_ms: 1,
             sink: Sink::Memory,
             db: DbSection::default(),
+            offsets_topic_partitions: 50,
         }
     }
 }
@@ -221,6 +226,9 @@ pub fn build(scenario: &Scenario) -> Result<Box<dyn Design>, ScenarioError> {
             "replication_factor",
             format!("at most brokers ({})", config.brokers),
         ));
+    }
+    if !(1..=64).contains(&config.offsets_topic_partitions) {
+        return Err(scenario.config_error("offsets_topic_partitions", "from 1 to 64".to_string()));
     }
     if config.min_insync_replicas > config.replication_factor {
         return Err(scenario.config_error(
@@ -381,6 +389,10 @@ impl Kafka {
             controller: CONTROLLER_HOST.to_string(),
             partition: self.partition_config(),
             log: self.log_config(),
+            group: super::group::GroupConfig {
+                offsets_topic_partitions: self.config.offsets_topic_partitions,
+                ..super::group::GroupConfig::default()
+            },
             watermarks: Some(self.watermarks.clone()),
         };
         for (index, host) in self.brokers().into_iter().enumerate() {

@@ -7,8 +7,8 @@
 //!
 //! Departures from Kafka, on purpose: topics are not created by Metadata requests
 //! (`auto.create.topics.enable=false`, the setting Jepsen's safe mode and most production
-//! clusters use); FindCoordinator answers COORDINATOR_NOT_AVAILABLE until consumer groups
-//! exist (issue 12); fetches are answered at once, and the driver waits out `max.wait.ms`.
+//! clusters use); FindCoordinator for transactions answers COORDINATOR_NOT_AVAILABLE (groups
+//! are `handler_group`'s); fetches are answered at once, and the driver waits out `max.wait.ms`.
 
 // A sans-I/O core: every function reads at once (ARCHITECTURE.md, "Short functions").
 #![deny(clippy::too_many_lines)]
@@ -60,6 +60,15 @@ pub enum Handled {
     CreateTopics(Vec<(String, i32, i16)>),
     /// The broker's producer ids are used up: get a block from the controller and ask again.
     NeedProducerIds,
+    /// A group request waits (`handler_group`): answer it with
+    /// [`super::handler_group::group_response`] when the broker's `GroupAnswered` comes.
+    WaitingGroup(RequestId),
+    /// Answer now, and have the controller create these topics without waiting for it
+    /// (FindCoordinator creating `__consumer_offsets`, as Kafka's broker does).
+    RespondAndCreateTopics {
+        answer: Response,
+        topics: Vec<(String, i32, i16)>,
+    },
 }
 
 /// Answers one request.
@@ -92,8 +101,21 @@ pub fn handle<L: ReplicaLog>(
             None => Handled::NeedProducerIds,
         },
         Request::FindCoordinator(request) => {
-            Handled::Respond(Response::FindCoordinator(answer_find_coordinator(&request)))
+            match super::handler_group::find_group_coordinator(broker, cluster, &request) {
+                Some((answer, None)) => Handled::Respond(Response::FindCoordinator(answer)),
+                Some((answer, Some(topic))) => Handled::RespondAndCreateTopics {
+                    answer: Response::FindCoordinator(answer),
+                    topics: vec![topic],
+                },
+                None => Handled::Respond(Response::FindCoordinator(answer_find_coordinator(&request))),
+            }
         }
+        request @ (Request::JoinGroup(_)
+        | Request::SyncGroup(_)
+        | Request::Heartbeat(_)
+        | Request::LeaveGroup(_)
+        | Request::OffsetCommit(_)
+        | Request::OffsetFetch(_)) => super::handler_group::handle_group(broker, request, id, now_ms),
         Request::OffsetForLeaderEpoch(request) => Handled::Respond(Response::OffsetForLeaderEpoch(
             answer_epoch_ends(broker, &request),
         )),
@@ -456,7 +478,7 @@ mod tests {
             panic!("supported")
         };
         let answer = match handle(broker, cluster, request, RequestId(1), now_ms) {
-            Handled::Respond(response) => response,
+            Handled::Respond(response) | Handled::RespondAndCreateTopics { answer: response, .. } => response,
             Handled::Silent => return None,
             other => panic!("{other:?}"),
         };
@@ -615,7 +637,7 @@ mod tests {
         // A v4+ request without keys (or a v0-3 one with an empty key) cannot be told apart
         // here; its answer has no error of either shape, and still encodes at every version.
         let empty = kafka_protocol::messages::FindCoordinatorRequest::default();
-        let Handled::Respond(answer) = handle(
+        let (Handled::Respond(answer) | Handled::RespondAndCreateTopics { answer, .. }) = handle(
             &mut broker,
             &cluster,
             Request::FindCoordinator(empty),

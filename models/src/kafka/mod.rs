@@ -30,7 +30,13 @@
 //! - [`wire_records`]: a [`batch::Batch`] as RecordBatch v2 bytes, and back;
 //! - `wire_schema`: each request's field layout, checked before kafka-protocol allocates;
 //! - [`handler`]: Kafka's requests answered by a broker: where the wire meets the core,
-//!   shared by the simulated broker and the real server.
+//!   shared by the simulated broker and the real server;
+//! - [`group`]: one consumer group's membership (classic protocol: join, sync, heartbeat,
+//!   leave, generations, session timeouts, rebalances);
+//! - [`offset_record`]: a committed offset as a `__consumer_offsets` record;
+//! - [`group_coordinator`]: a broker's groups and committed offsets, the offsets partition
+//!   of each group, loading and unloading with that partition's leadership;
+//! - [`handler_group`]: the group APIs' wire messages mapped onto the coordinator.
 //!
 //! The simulated clients, host software on turmoil:
 //! - [`connection`]: a client's connection to one broker (ApiVersions, correlation ids,
@@ -50,7 +56,7 @@
 //!
 //! The design: [`design`] (config, hosts and roles, the drain probe, the promise).
 //!
-//! Still to come: consumer groups, offset commits and transactions (issue 12), and real
+//! Still to come: the simulated consumer's side of groups and transactions (issue 12), and real
 //! brokers in separate processes (the controller's RPCs over the wire).
 
 pub mod accumulator;
@@ -72,8 +78,16 @@ pub mod group_member;
 #[cfg(test)]
 mod group_member_tests;
 pub mod frame;
+pub mod group;
+#[cfg(test)]
+mod group_tests;
+pub mod group_coordinator;
+#[cfg(test)]
+mod group_coordinator_tests;
 pub mod handler;
+pub mod handler_group;
 pub mod log;
+pub mod offset_record;
 #[cfg(test)]
 mod log_tests;
 #[cfg(test)]
@@ -90,5 +104,7 @@ mod sim_fetcher;
 pub mod wire;
 pub mod wire_records;
 mod wire_schema;
+#[cfg(test)]
+mod wire_group_tests;
 #[cfg(test)]
 mod wire_tests;

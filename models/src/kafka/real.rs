@@ -31,6 +31,7 @@
 use super::broker::{Broker, BrokerOutput, PartitionAnswer, RequestId};
 use super::checkpoint;
 use super::controller::{Controller, ControllerConfig, TopicPartition};
+use super::group_coordinator::CoordinatorAnswer;
 use super::handler::{self, create_topics_response, produce_response, Cluster, Handled, TopicCreated};
 use super::log::{LogConfig, PartitionLog};
 use super::partition::{BrokerId, PartitionConfig};
@@ -204,6 +205,8 @@ struct Node {
     waiting: BTreeMap<RequestId, Rc<Notify>>,
     /// Answers for waiting connections, taken by them when woken.
     completed: BTreeMap<RequestId, Vec<PartitionAnswer>>,
+    /// Answers for group requests that waited (joins, syncs, offset commits).
+    completed_groups: BTreeMap<RequestId, CoordinatorAnswer>,
     /// Produce requests handled so far: a waiting fetch looks again when it changes.
     produces: u64,
     /// Producer ids below this were handed out by an earlier run; the controller's blocks
@@ -254,6 +257,7 @@ impl Node {
             next_request: 0,
             waiting: BTreeMap::new(),
             completed: BTreeMap::new(),
+            completed_groups: BTreeMap::new(),
             produces: 0,
             producer_id_base,
             stopped: BTreeSet::new(),
@@ -281,6 +285,15 @@ impl Node {
             Handled::Waiting(id) => {
                 self.waiting.insert(id, notify.clone());
                 Handled::Waiting(id)
+            }
+            Handled::WaitingGroup(id) => {
+                self.waiting.insert(id, notify.clone());
+                Handled::WaitingGroup(id)
+            }
+            Handled::RespondAndCreateTopics { answer, topics } => {
+                // The answer does not wait for the topic (Kafka's FindCoordinator).
+                self.create_topics(topics, now_ms);
+                Handled::Respond(answer)
             }
             other => other,
         };
@@ -418,6 +431,13 @@ impl Node {
                 let waiting = self.waiting.remove(&request);
                 if let Some(notify) = waiting.filter(|notify| Rc::strong_count(notify) > 1) {
                     self.completed.insert(request, answers);
+                    notify.notify_one();
+                }
+            }
+            BrokerOutput::GroupAnswered { request, answer } => {
+                let waiting = self.waiting.remove(&request);
+                if let Some(notify) = waiting.filter(|notify| Rc::strong_count(notify) > 1) {
+                    self.completed_groups.insert(request, answer);
                     notify.notify_one();
                 }
             }
@@ -763,7 +783,8 @@ async fn answer(
                 Handled::Respond(response) => Some(response),
                 Handled::Silent => None,
                 Handled::Waiting(id) => Some(produced(node, notify, id).await),
-                Handled::CreateTopics(_) | Handled::NeedProducerIds => {
+                Handled::WaitingGroup(id) => Some(group_answered(node, notify, id).await),
+                Handled::CreateTopics(_) | Handled::NeedProducerIds | Handled::RespondAndCreateTopics { .. } => {
                     unreachable!("Node::handle completes these")
                 }
             }
@@ -778,6 +799,16 @@ async fn produced(node: &Shared, notify: &Rc<Notify>, id: RequestId) -> Response
         notify.notified().await;
         if let Some(answers) = node.borrow_mut().completed.remove(&id) {
             return produce_response(answers);
+        }
+    }
+}
+
+/// Waits for a group request's answer (a join, a sync, an offset commit).
+async fn group_answered(node: &Shared, notify: &Rc<Notify>, id: RequestId) -> Response {
+    loop {
+        notify.notified().await;
+        if let Some(answer) = node.borrow_mut().completed_groups.remove(&id) {
+            return super::handler_group::group_response(answer);
         }
     }
 }

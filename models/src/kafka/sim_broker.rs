@@ -9,6 +9,8 @@
 use super::broker::{Broker, BrokerOutput, PartitionAnswer, RequestId};
 use super::control::{ToBroker, ToController, CONTROLLER_PORT, HEARTBEAT_INTERVAL_MS};
 use super::controller::TopicPartition;
+use super::group::GroupConfig;
+use super::group_coordinator::CoordinatorAnswer;
 use super::handler::{self, Cluster, Handled, TopicCreated};
 use super::log::{LogConfig, PartitionLog};
 use super::partition::{BrokerId, PartitionConfig};
@@ -48,6 +50,8 @@ pub struct BrokerSettings {
     pub controller: String,
     pub partition: PartitionConfig,
     pub log: LogConfig,
+    /// The group coordinator's settings (`offsets.topic.num.partitions` and the rest).
+    pub group: GroupConfig,
     pub watermarks: Option<Watermarks>,
 }
 
@@ -68,6 +72,8 @@ pub(super) struct Node {
     settings: BrokerSettings,
     /// acks=all produces waiting for their answer.
     waiting: RefCell<BTreeMap<RequestId, oneshot::Sender<Vec<PartitionAnswer>>>>,
+    /// Group requests waiting for their answer (a join, a sync, an offset commit).
+    waiting_groups: RefCell<BTreeMap<RequestId, oneshot::Sender<CoordinatorAnswer>>>,
     next_request: RefCell<u64>,
     control: mpsc::UnboundedSender<(ToController, Awaiting)>,
     /// Answers the replica fetcher must act on: OffsetsForLeaderEpoch to ask.
@@ -137,6 +143,11 @@ impl Node {
                         .push_back((partition, leader, epoch));
                 }
                 BrokerOutput::Note(name) => self.env.note(&self.host, name),
+                BrokerOutput::GroupAnswered { request, answer } => {
+                    if let Some(waiter) = self.waiting_groups.borrow_mut().remove(&request) {
+                        let _ = waiter.send(answer);
+                    }
+                }
             }
         }
     }
@@ -153,13 +164,16 @@ pub async fn run(env: Env, host: String, id: BrokerId, settings: BrokerSettings)
     let process = env.process(&host);
     let _running = process.start();
     let (control, queue) = mpsc::unbounded_channel();
+    let mut broker = Broker::new(id, settings.partition.clone());
+    broker.set_group_config(settings.group.clone());
     let node = Rc::new(Node {
-        broker: RefCell::new(Broker::new(id, settings.partition.clone())),
+        broker: RefCell::new(broker),
         env: env.clone(),
         host: host.clone(),
         process: process.clone(),
         settings,
         waiting: RefCell::new(BTreeMap::new()),
+        waiting_groups: RefCell::new(BTreeMap::new()),
         next_request: RefCell::new(0),
         control,
         epoch_questions: RefCell::new(VecDeque::new()),
@@ -249,6 +263,15 @@ async fn answer_request(node: &Rc<Node>, request: Request) -> Option<super::wire
             Handled::Silent => return None,
             Handled::Waiting(id) => return Some(wait_for_produce(node, id).await),
             Handled::CreateTopics(topics) => return Some(create_topics(node, topics).await),
+            Handled::WaitingGroup(id) => return wait_for_group(node, id).await,
+            Handled::RespondAndCreateTopics { answer, topics } => {
+                // Kafka's broker answers at once and lets the controller create the topic.
+                let (tx, _) = oneshot::channel();
+                let _ = node
+                    .control
+                    .send((ToController::CreateTopics { topics }, Awaiting::TopicsCreated(tx)));
+                return Some(answer);
+            }
             Handled::NeedProducerIds => {
                 let (tx, rx) = oneshot::channel();
                 let broker = node.broker.borrow().id();
@@ -273,6 +296,18 @@ async fn wait_for_produce(node: &Rc<Node>, id: RequestId) -> super::wire::Respon
     node.pump(); // it may have completed already
     let answers = rx.await.unwrap_or_default();
     handler::produce_response(answers)
+}
+
+/// A group request's answer; none if the broker went away first (the client times out).
+async fn wait_for_group(node: &Rc<Node>, id: RequestId) -> Option<super::wire::Response> {
+    let (tx, rx) = oneshot::channel();
+    node.waiting_groups.borrow_mut().insert(id, tx);
+    node.pump();
+    match rx.await {
+        Ok(answer) => Some(super::handler_group::group_response(answer)),
+        // Every waiting group request is answered while the broker runs.
+        Err(_) => std::future::pending().await,
+    }
 }
 
 async fn create_topics(node: &Rc<Node>, topics: Vec<(String, i32, i16)>) -> super::wire::Response {

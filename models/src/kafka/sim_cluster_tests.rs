@@ -158,6 +158,7 @@ impl sim::Design for Cluster3 {
                     ..PartitionConfig::default()
                 },
                 log: LogConfig::default(),
+                group: crate::kafka::group::GroupConfig::default(),
                 watermarks: None,
             };
             sim.host(format!("broker{id}").as_str(), move || {

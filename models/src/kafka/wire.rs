@@ -38,6 +38,11 @@ use kafka_protocol::messages::{
     OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse, ProduceRequest, ProduceResponse,
     RequestHeader, ResponseHeader,
 };
+use kafka_protocol::messages::{
+    HeartbeatRequest, HeartbeatResponse, JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest,
+    LeaveGroupResponse, OffsetCommitRequest, OffsetCommitResponse, OffsetFetchRequest, OffsetFetchResponse, SyncGroupRequest,
+    SyncGroupResponse,
+};
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
 use super::wire_schema;
@@ -98,7 +103,17 @@ const fn api(api_key: ApiKey, version_min: i16, version_max: i16) -> SupportedAp
 /// - `FindCoordinator` 0..=6: v6 and v2.
 /// - `OffsetForLeaderEpoch` 2..=4: consumers validate positions after a leader change with it
 ///   (KIP-320; librdkafka sends v2), followers truncate with it (KIP-101).
-pub const SUPPORTED_APIS: [SupportedApi; 9] = [
+/// - The classic group protocol (issue 12, `group_coordinator`): `JoinGroup` 4..=9 (v7 and
+///   v5 seen; v4+ answers a new member MEMBER_ID_REQUIRED first), `SyncGroup` 0..=5 (v5 / v3),
+///   `Heartbeat` 0..=4 (v4 / v3), `LeaveGroup` 0..=5 (v5 / v1), `OffsetCommit` 2..=9 (v8 /
+///   v9; v10 names topics by id), `OffsetFetch` 5..=9 (v8 / v9; v8 batches groups). The
+///   handler does not know a request's version, only its body, so an answer must encode at
+///   every version the body could come from: OffsetFetch starts at v5, the first to carry a
+///   committed leader epoch (Kafka's floor is v1), and ListGroups/DescribeGroups, whose
+///   answers' fields depend on versions their bodies do not tell apart, are left out.
+///   JoinGroup starts at v4: v3's body is v4's, and only v4+ clients understand the
+///   MEMBER_ID_REQUIRED every new member gets first (KIP-394).
+pub const SUPPORTED_APIS: [SupportedApi; 15] = [
     api(ApiKey::ApiVersions, 0, 4),
     api(ApiKey::Metadata, 0, 12),
     api(ApiKey::Produce, 3, 10),
@@ -108,6 +123,12 @@ pub const SUPPORTED_APIS: [SupportedApi; 9] = [
     api(ApiKey::InitProducerId, 0, 4),
     api(ApiKey::FindCoordinator, 0, 6),
     api(ApiKey::OffsetForLeaderEpoch, 2, 4),
+    api(ApiKey::JoinGroup, 4, 9),
+    api(ApiKey::SyncGroup, 0, 5),
+    api(ApiKey::Heartbeat, 0, 4),
+    api(ApiKey::LeaveGroup, 0, 5),
+    api(ApiKey::OffsetCommit, 2, 9),
+    api(ApiKey::OffsetFetch, 5, 9),
 ];
 
 /// The versions of `api_key` we implement, if we implement it.
@@ -222,6 +243,12 @@ messages! {
     InitProducerId: InitProducerIdRequest, InitProducerIdResponse;
     FindCoordinator: FindCoordinatorRequest, FindCoordinatorResponse;
     OffsetForLeaderEpoch: OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse;
+    JoinGroup: JoinGroupRequest, JoinGroupResponse;
+    SyncGroup: SyncGroupRequest, SyncGroupResponse;
+    Heartbeat: HeartbeatRequest, HeartbeatResponse;
+    LeaveGroup: LeaveGroupRequest, LeaveGroupResponse;
+    OffsetCommit: OffsetCommitRequest, OffsetCommitResponse;
+    OffsetFetch: OffsetFetchRequest, OffsetFetchResponse;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -135,6 +135,56 @@ const OFFSET_FOR_LEADER_EPOCH_PARTITION: &[Field] = &[all(Int32), from(Int32, 2)
 const OFFSET_FOR_LEADER_EPOCH_TOPIC: &[Field] = &[all(Str), all(Structs(OFFSET_FOR_LEADER_EPOCH_PARTITION))];
 const OFFSET_FOR_LEADER_EPOCH: &[Field] = &[from(Int32, 3), all(Structs(OFFSET_FOR_LEADER_EPOCH_TOPIC))];
 
+// The classic group protocol (Kafka's JoinGroupRequest.json and siblings).
+const JOIN_GROUP_PROTOCOL: &[Field] = &[all(Str), all(Bytes)];
+const JOIN_GROUP: &[Field] = &[
+    all(Str),
+    all(Int32),
+    from(Int32, 1),
+    all(Str),
+    from(Str, 5),
+    all(Str),
+    all(Structs(JOIN_GROUP_PROTOCOL)),
+    from(Str, 8),
+];
+const SYNC_GROUP_ASSIGNMENT: &[Field] = &[all(Str), all(Bytes)];
+const SYNC_GROUP: &[Field] = &[
+    all(Str),
+    all(Int32),
+    all(Str),
+    from(Str, 3),
+    from(Str, 5),
+    from(Str, 5),
+    all(Structs(SYNC_GROUP_ASSIGNMENT)),
+];
+const HEARTBEAT: &[Field] = &[all(Str), all(Int32), all(Str), from(Str, 3)];
+const LEAVE_GROUP_MEMBER: &[Field] = &[all(Str), all(Str), from(Str, 5)];
+const LEAVE_GROUP: &[Field] = &[all(Str), until(Str, 0, 2), from(Structs(LEAVE_GROUP_MEMBER), 3)];
+const OFFSET_COMMIT_PARTITION: &[Field] = &[
+    all(Int32),
+    all(Int64),
+    from(Int32, 6),
+    until(Int64, 1, 1),
+    all(Str),
+];
+const OFFSET_COMMIT_TOPIC: &[Field] = &[until(Str, 0, 9), from(Uuid, 10), all(Structs(OFFSET_COMMIT_PARTITION))];
+const OFFSET_COMMIT: &[Field] = &[
+    all(Str),
+    from(Int32, 1),
+    from(Str, 1),
+    from(Str, 7),
+    until(Int64, 2, 4),
+    all(Structs(OFFSET_COMMIT_TOPIC)),
+];
+const OFFSET_FETCH_TOPIC: &[Field] = &[all(Str), all(Int32s)];
+const OFFSET_FETCH_GROUP: &[Field] = &[all(Str), from(Str, 9), from(Int32, 9), all(Structs(OFFSET_FETCH_TOPIC))];
+const OFFSET_FETCH: &[Field] = &[
+    until(Str, 0, 7),
+    until(Structs(OFFSET_FETCH_TOPIC), 0, 7),
+    from(Structs(OFFSET_FETCH_GROUP), 8),
+    from(Bool, 7),
+];
+
 /// The body's fields and the first flexible version (which uses compact lengths and tagged
 /// fields), for the APIs we implement.
 fn layout(api_key: ApiKey) -> Option<(&'static [Field], i16)> {
@@ -148,6 +198,12 @@ fn layout(api_key: ApiKey) -> Option<(&'static [Field], i16)> {
         ApiKey::InitProducerId => (INIT_PRODUCER_ID, 2),
         ApiKey::FindCoordinator => (FIND_COORDINATOR, 3),
         ApiKey::OffsetForLeaderEpoch => (OFFSET_FOR_LEADER_EPOCH, 4),
+        ApiKey::JoinGroup => (JOIN_GROUP, 6),
+        ApiKey::SyncGroup => (SYNC_GROUP, 4),
+        ApiKey::Heartbeat => (HEARTBEAT, 4),
+        ApiKey::LeaveGroup => (LEAVE_GROUP, 4),
+        ApiKey::OffsetCommit => (OFFSET_COMMIT, 8),
+        ApiKey::OffsetFetch => (OFFSET_FETCH, 6),
         _ => return None,
     })
 }

@@ -81,7 +81,7 @@ fn sample_request(api_key: ApiKey, version: i16) -> Request {
         ApiKey::OffsetForLeaderEpoch => {
             Request::OffsetForLeaderEpoch(sample_offset_for_leader_epoch_request())
         }
-        other => panic!("no sample for {other:?}"),
+        other => super::wire_group_tests::sample_request(other, version),
     }
 }
 
@@ -237,7 +237,7 @@ fn sample_response(api_key: ApiKey, version: i16) -> Response {
         ApiKey::OffsetForLeaderEpoch => {
             Response::OffsetForLeaderEpoch(sample_offset_for_leader_epoch_response())
         }
-        other => panic!("no sample for {other:?}"),
+        other => super::wire_group_tests::sample_response(other, version),
     }
 }
 
@@ -395,6 +395,12 @@ fn request_layouts_match_kafka_protocol_at_every_version() {
                 Request::InitProducerId(r) => r.encode(&mut body, version),
                 Request::FindCoordinator(r) => r.encode(&mut body, version),
                 Request::OffsetForLeaderEpoch(r) => r.encode(&mut body, version),
+                Request::JoinGroup(r) => r.encode(&mut body, version),
+                Request::SyncGroup(r) => r.encode(&mut body, version),
+                Request::Heartbeat(r) => r.encode(&mut body, version),
+                Request::LeaveGroup(r) => r.encode(&mut body, version),
+                Request::OffsetCommit(r) => r.encode(&mut body, version),
+                Request::OffsetFetch(r) => r.encode(&mut body, version),
             }
             .unwrap_or_else(|error| panic!("{:?} v{version}: {error}", api.api_key));
             let used = check_request(api.api_key, version, &body)
@@ -421,7 +427,8 @@ fn table_is_within_what_kafka_protocol_supports() {
     let advertised = api_versions_response();
     assert_eq!(advertised.api_keys.len(), SUPPORTED_APIS.len());
     assert_eq!(negotiate_version(&advertised, ApiKey::Fetch), Some(12));
-    assert_eq!(negotiate_version(&advertised, ApiKey::JoinGroup), None);
+    assert_eq!(negotiate_version(&advertised, ApiKey::JoinGroup), Some(9));
+    assert_eq!(negotiate_version(&advertised, ApiKey::DescribeGroups), None);
 }
 
 #[test]
@@ -462,8 +469,9 @@ fn api_versions_at_an_unknown_version_is_answered_at_v0_with_unsupported_version
 
 #[test]
 fn other_apis_at_an_unsupported_version_close_the_connection() {
-    // Produce v2 (below Kafka 4.0's floor), Fetch v13 (above our table), JoinGroup (not ours).
-    for (api_key, api_version) in [(0, 2), (1, 13), (11, 5)] {
+    // Produce v2 (below Kafka 4.0's floor), Fetch v13 (above our table), JoinGroup v3 (below
+    // our floor: it cannot be told MEMBER_ID_REQUIRED), DescribeGroups (not ours).
+    for (api_key, api_version) in [(0, 2), (1, 13), (11, 3), (15, 5)] {
         let error = decode_request(request_frame(api_key, api_version, &[])).unwrap_err();
         assert_eq!(error, RequestError::UnsupportedVersion { api_key, api_version });
     }

@@ -21,9 +21,8 @@ from the leaders.
 before-kill, after-kill (three brokers, min.insync.replicas=2, broker 2 killed in
 between): both clients produce before and after; after the kill they must find the
 new leader of broker 2's partitions once the controller fences it, retry what timed
-out without duplicating it (idempotence), and read every record exactly once. Consumer groups
-are not implemented by the server (FindCoordinator answers
-COORDINATOR_NOT_AVAILABLE), so consumers assign() partitions and commit nothing.
+out without duplicating it (idempotence), and read every record exactly once. Consumers here
+assign() partitions and commit nothing; groups are group_consume.py's.
 
 Every wait is bounded; the script exits non-zero with one line saying what failed.
 """
