@@ -499,7 +499,12 @@ impl Consumer {
         let db = self.db.as_mut()?;
         let mut starts = BTreeMap::new();
         for partition in partitions {
-            starts.insert(*partition, db.stored_position(&env, &host, i64::from(*partition)).await?);
+            let stored = db.stored_position(&env, &host, i64::from(*partition)).await?;
+            if stored > 0 {
+                // The seek the strategy exists for: past what the database already applied.
+                env.note(&host, "consumer.group.seek_to_db_position");
+            }
+            starts.insert(*partition, stored);
         }
         Some(starts)
     }
@@ -515,7 +520,10 @@ impl Consumer {
         let mut starts = BTreeMap::new();
         for partition in partitions {
             let start = match committed.get(partition).copied().flatten() {
-                Some(offset) => offset,
+                Some(offset) => {
+                    self.note("group.committed_offset_found");
+                    offset
+                }
                 None => {
                     self.note("offset_reset");
                     self.reset_position(*partition).await?

@@ -651,7 +651,11 @@ impl Kafka {
                 losses,
                 redeliveries: vec!["kill", "power_fail", "pause", "partition", "lose_replies"],
                 broker: "Kafka",
-                ack: "the offset commit",
+                ack: if self.config.commit == CommitStrategy::Db {
+                    "the offset stored in the same transaction"
+                } else {
+                    "the offset commit"
+                },
             });
         }
         match self.config.commit {

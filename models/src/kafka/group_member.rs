@@ -440,6 +440,8 @@ impl GroupMember {
                     host: c.host.to_string(),
                     port: c.port,
                 });
+                // Java's `heartbeat.resetSessionTimeout()` on a found coordinator.
+                self.session_deadline_ms = now_ms + self.config.session_timeout_ms;
             }
             other => {
                 let code = other.map_or(-1, |c| c.error_code);
@@ -493,6 +495,8 @@ impl GroupMember {
             protocol: answer.protocol_name.as_ref().map(|p| p.to_string()),
         };
         self.state = MemberState::Syncing;
+        self.session_deadline_ms = now_ms + self.config.session_timeout_ms;
+        self.heartbeat_due_ms = now_ms + self.config.heartbeat_interval_ms;
         let leader = answer.leader == answer.member_id;
         self.note(
             "group.joined",
@@ -605,8 +609,9 @@ impl GroupMember {
 
     /// The heartbeat task's next step (Java's `HeartbeatThread.run` loop body).
     pub fn heartbeat_step(&mut self, now_ms: u64) -> HeartbeatStep {
-        // Java's heartbeat thread is disabled until a join completes.
-        if self.state != MemberState::Stable {
+        // Java enables its heartbeat thread once JoinGroup succeeds (COMPLETING_REBALANCE),
+        // so a member waiting for its SyncGroup answer keeps its session.
+        if !matches!(self.state, MemberState::Syncing | MemberState::Stable) {
             return HeartbeatStep::WaitUntil(now_ms + self.config.retry_backoff_ms);
         }
         if self.coordinator.is_none() {
