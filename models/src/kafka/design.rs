@@ -1,5 +1,7 @@
 //! The `kafka` design: a controller, brokers replicating one topic's partitions, producers
-//! and consumers (reference §2.1–2.4, §2.7; designs table rows 5–10).
+//! and consumers (reference §2.1–2.4, §2.6, §2.7; designs table rows 5–10). Consumers use
+//! `assign()` by default, or with `group_id` one consumer group and a commit strategy, whose
+//! promise is the strategy's (reference §2.6).
 //!
 //! Hosts: `controller`, `broker1..`, `producer1..`, `consumer1..`, and `db` with the
 //! database sink. Roles: `controller`, `broker`, `producer`, `consumer`, `db`, and the

@@ -43,8 +43,9 @@
 //!   answers in order, a request timeout that closes it);
 //! - [`client`]: what both clients share: the record value format and Metadata lookups;
 //! - [`producer`]: the Java producer as a process, driving the [`accumulator`];
-//! - [`consumer`]: the consumer as a process, part 1: assigned partitions, positions in
-//!   memory.
+//! - [`consumer`]: the consumer as a process: assigned partitions with positions in memory,
+//!   or (its child `consumer_group.rs`) a consumer group member driving [`group_member`],
+//!   with a heartbeat task and a commit strategy.
 //!
 //! The hosts on turmoil: [`control`] (the control plane's messages), [`sim_controller`],
 //! [`sim_broker`] and `sim_fetcher` (a broker's replica fetcher).
@@ -56,8 +57,8 @@
 //!
 //! The design: [`design`] (config, hosts and roles, the drain probe, the promise).
 //!
-//! Still to come: the simulated consumer's side of groups and transactions (issue 12), and real
-//! brokers in separate processes (the controller's RPCs over the wire).
+//! Still to come: transactions (issue 12), and real brokers in separate processes (the
+//! controller's RPCs over the wire).
 
 pub mod accumulator;
 pub mod assignor;
