@@ -361,7 +361,7 @@ impl Consumer {
             self.note("fetch_error");
             return Vec::new();
         }
-        let Some(batches) = data.records.as_ref().map(|b| decode_fetched_batches(b)) else {
+        let Some(batches) = data.records.as_ref().map(decode_fetched_batches) else {
             return Vec::new();
         };
         let Ok(batches) = batches else {

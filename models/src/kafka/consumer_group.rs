@@ -427,14 +427,14 @@ impl Consumer {
                 }
                 JoinStep::JoinGroup(request) => {
                     let partitions = self.metadata.as_ref().map_or(0, |m| m.partitions() as i32);
-                    match self.to_coordinator(Request::JoinGroup(request)).await {
+                    match self.ask_coordinator(Request::JoinGroup(request)).await {
                         Some(Response::JoinGroup(answer)) => {
                             member.borrow_mut().on_join_group(&answer, partitions, self.now_ms())
                         }
                         _ => member.borrow_mut().join_failed(self.now_ms(), "JoinGroup unanswered"),
                     }
                 }
-                JoinStep::SyncGroup(request) => match self.to_coordinator(Request::SyncGroup(request)).await {
+                JoinStep::SyncGroup(request) => match self.ask_coordinator(Request::SyncGroup(request)).await {
                     Some(Response::SyncGroup(answer)) => {
                         if let Some(partitions) = member.borrow_mut().on_sync_group(&answer, self.now_ms()) {
                             self.group().awaiting_positions = partitions;
@@ -448,7 +448,7 @@ impl Consumer {
     }
 
     /// A request to the coordinator on the poll loop's connection; `None` if unanswered.
-    async fn to_coordinator(&mut self, request: Request) -> Option<Response> {
+    async fn ask_coordinator(&mut self, request: Request) -> Option<Response> {
         let timeouts = self.timeouts();
         let (env, host) = (self.env.clone(), self.host.clone());
         let group = self.group.as_mut().expect("a group consumer");
@@ -512,7 +512,7 @@ impl Consumer {
     async fn committed_positions(&mut self, partitions: &[i32]) -> Option<BTreeMap<i32, i64>> {
         let member = self.group().member.clone();
         let request = member.borrow().offset_fetch_request(partitions);
-        let answer = match self.to_coordinator(Request::OffsetFetch(request)).await {
+        let answer = match self.ask_coordinator(Request::OffsetFetch(request)).await {
             Some(Response::OffsetFetch(answer)) => answer,
             _ => return None,
         };
@@ -596,12 +596,9 @@ impl Consumer {
         };
         loop {
             let generation = member.borrow().generation().id;
-            let result = match member.borrow().commit_request(&offsets) {
-                Err(error) => Err(error),
-                Ok(request) => Ok(request),
-            };
+            let result = member.borrow().commit_request(&offsets);
             let result = match result {
-                Ok(request) => match self.to_coordinator(Request::OffsetCommit(request)).await {
+                Ok(request) => match self.ask_coordinator(Request::OffsetCommit(request)).await {
                     Some(Response::OffsetCommit(answer)) => member.borrow_mut().on_commit(&answer, self.now_ms()),
                     _ => Err(CommitError::Retriable("OffsetCommit unanswered".into())),
                 },

@@ -30,32 +30,31 @@ pub fn check_indexed(history: &History, _index: &PublishIndex) -> Vec<Anomaly> {
         if !restarted.is_empty() {
             last.retain(|(consumer, _), _| !restarted.contains(consumer));
         }
-        match &event.kind {
-            EventKind::Deliver {
-                id,
-                consumer,
-                partition: Some(partition),
-                offset: Some(offset),
-                ..
-            } => {
-                let key = (consumer.as_str(), partition.as_str());
-                if let Some((previous, previous_id, previous_time)) = last.get(&key).copied() {
-                    if *offset <= previous {
-                        anomalies.push(Anomaly {
-                            kind: NONMONOTONIC_READ,
-                            id: *id,
-                            times: vec![previous_time, event.time],
-                            hosts: vec![event.host.clone(), event.host.clone()],
-                            detail: format!(
-                                "{consumer} read {partition}@{offset} after {partition}@{previous} ({previous_id})"
-                            ),
-                        });
-                    }
-                }
-                last.insert(key, (*offset, *id, event.time));
+        let EventKind::Deliver {
+            id,
+            consumer,
+            partition: Some(partition),
+            offset: Some(offset),
+            ..
+        } = &event.kind
+        else {
+            continue;
+        };
+        let key = (consumer.as_str(), partition.as_str());
+        if let Some((previous, previous_id, previous_time)) = last.get(&key).copied() {
+            if *offset <= previous {
+                anomalies.push(Anomaly {
+                    kind: NONMONOTONIC_READ,
+                    id: *id,
+                    times: vec![previous_time, event.time],
+                    hosts: vec![event.host.clone(), event.host.clone()],
+                    detail: format!(
+                        "{consumer} read {partition}@{offset} after {partition}@{previous} ({previous_id})"
+                    ),
+                });
             }
-            _ => {}
         }
+        last.insert(key, (*offset, *id, event.time));
     }
     anomalies
 }
