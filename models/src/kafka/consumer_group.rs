@@ -30,7 +30,7 @@ use super::super::group_member::{
 use super::super::wire::{Request, Response};
 use super::{Consumer, ConsumerProgress};
 use crate::db::client::PositionMark;
-use crate::db::sink::{DbConsumer, DbSink};
+use crate::db::sink::{DbConsumer, DbSink, Handled};
 use kafka_protocol::messages::{
     list_offsets_request, ApiKey, BrokerId, FindCoordinatorRequest, ListOffsetsRequest, TopicName,
 };
@@ -318,7 +318,8 @@ async fn worker_task(
 ) {
     let process = env.process(&host);
     while let Some(record) = queue.recv().await {
-        process_record(&env, &host, &process, db.as_mut(), record, processing_ms, None).await;
+        // An executor's task that fails is logged and forgotten: the record is not retried.
+        let _ = process_record(&env, &host, &process, db.as_mut(), record, processing_ms, None).await;
         progress.advance(record.partition, record.offset + 1);
     }
 }
@@ -334,7 +335,7 @@ async fn process_record(
     record: Polled,
     processing_ms: u64,
     mark: Option<PositionMark>,
-) {
+) -> Handled {
     process.sleep(Duration::from_millis(processing_ms)).await;
     let id = record.id;
     let ack = || {
@@ -349,7 +350,7 @@ async fn process_record(
     match db {
         Some(db) => {
             let mark = mark.unwrap_or_else(|| PositionMark::of_message(id.0));
-            db.handle_at(env, host, id.0, mark, process, ack).await;
+            db.handle_at(env, host, id.0, mark, process, ack).await
         }
         None => {
             env.record(
@@ -360,6 +361,7 @@ async fn process_record(
                 },
             );
             ack();
+            Handled::Acked
         }
     }
 }
@@ -670,16 +672,27 @@ impl Consumer {
         }
     }
 
+    /// Processes a poll's records in order. A failed database transaction stops the batch:
+    /// the application seeks each partition back to its first unprocessed record, so the
+    /// next poll reads them again (and nothing past them is committed).
     async fn process_all(&mut self, records: &[Polled]) {
         let in_db = self.group().settings.commit == CommitStrategy::Db;
-        for record in records {
+        for (index, record) in records.iter().enumerate() {
             let mark = in_db.then_some(PositionMark {
                 row: i64::from(record.partition),
                 value: record.offset + 1,
             });
             let (env, host, process) = (self.env.clone(), self.host.clone(), self.process.clone());
             let ms = self.settings.processing_ms;
-            process_record(&env, &host, &process, self.db.as_mut(), *record, ms, mark).await;
+            let handled = process_record(&env, &host, &process, self.db.as_mut(), *record, ms, mark).await;
+            if handled == Handled::Failed {
+                for later in &records[index..] {
+                    let at = self.positions.entry(later.partition).or_insert(later.offset);
+                    *at = (*at).min(later.offset);
+                }
+                self.note("seek_back_after_failed_transaction");
+                return;
+            }
             self.group().processed.insert(record.partition, record.offset + 1);
             if let Some(progress) = &self.settings.progress {
                 progress.advance(record.partition, record.offset + 1);
