@@ -8,8 +8,8 @@ use std::process::Command;
 
 /// The client's side: every request and what nsqd must answer, checked by urllib.
 const SCRIPT: &str = r#"
-import json, struct, sys, time, urllib.request, urllib.error
-base = sys.argv[1]
+import json, socket, struct, sys, time, urllib.request, urllib.error
+base, tcp_port = sys.argv[1], int(sys.argv[2])
 
 def call(method, path, body=None):
     request = urllib.request.Request(base + path, data=body, method=method)
@@ -38,23 +38,76 @@ assert call("POST", "/mpub?topic=orders&binary=true", binary) == (200, "OK")
 status, body = call("POST", "/pub?topic=orders", b"")
 assert (status, json.loads(body)["message"]) == (400, "MSG_EMPTY"), (status, body)
 status, body = call("POST", "/pub?topic=bad%20name", b"x")
-assert (status, json.loads(body)["message"]) == (400, "INVALID_ARG_TOPIC"), (status, body)
+assert (status, json.loads(body)["message"]) == (400, "INVALID_TOPIC"), (status, body)
 assert call("GET", "/nope")[0] == 404
+
+def error(method, path):
+    status, body = call(method, path)
+    return status, json.loads(body)["message"]
+
+# A consumer on the TCP protocol, named by IDENTIFY, shows up in the channel's clients.
+consumer = socket.create_connection(("127.0.0.1", tcp_port))
+identify = json.dumps({"client_id": "py-worker", "hostname": "py-host", "user_agent": "urllib-test/1.0"}).encode()
+consumer.sendall(b"  V2IDENTIFY\n" + struct.pack(">i", len(identify)) + identify + b"SUB orders live\nRDY 1\n")
+def frame():
+    size = struct.unpack(">i", consumer.recv(4, socket.MSG_WAITALL))[0]
+    data = consumer.recv(size, socket.MSG_WAITALL)
+    return struct.unpack(">i", data[:4])[0], data[4:]
+assert frame() == (0, b"OK") and frame() == (0, b"OK")
 
 stats = json.loads(call("GET", "/stats?format=json")[1])
 assert stats["health"] == "OK" and stats["version"] == "1.3.0" and "start_time" in stats
 [topic] = [t for t in stats["topics"] if t["topic_name"] == "orders"]
 assert topic["message_count"] == 6, topic
-[channel] = topic["channels"]
+[channel, live] = topic["channels"]
 assert channel["channel_name"] == "audit" and channel["depth"] == 6, channel
-for key in ("in_flight_count", "deferred_count", "requeue_count", "timeout_count", "clients"):
+for key in ("backend_depth", "in_flight_count", "deferred_count", "message_count", "requeue_count",
+            "timeout_count", "client_count", "clients", "paused", "e2e_processing_latency"):
     assert key in channel, key
+assert live["channel_name"] == "live" and live["client_count"] == 1, live
+[client] = live["clients"]
+assert (client["client_id"], client["hostname"], client["user_agent"]) == ("py-worker", "py-host", "urllib-test/1.0"), client
+assert client["state"] == 3 and client["ready_count"] == 1 and client["version"] == "V2", client
+assert client["remote_address"].startswith("127.0.0.1:") and client["connect_ts"] > 0, client
+for key in ("in_flight_count", "message_count", "finish_count", "requeue_count", "sample_rate", "tls"):
+    assert key in client, key
+
+# Pausing the channel stops deliveries; the topic's messages still reach it.
+assert call("POST", "/channel/pause?topic=orders&channel=live") == (200, "")
+assert call("POST", "/pub?topic=orders", b"seven") == (200, "OK")
+consumer.settimeout(0.5)
+try:
+    frame()
+    sys.exit("a paused channel delivered")
+except socket.timeout:
+    pass
+consumer.settimeout(5)
+[live] = [c for c in json.loads(call("GET", "/stats?format=json&topic=orders&channel=live")[1])["topics"][0]["channels"]]
+assert live["paused"] and live["depth"] == 1, live
+assert call("POST", "/channel/unpause?topic=orders&channel=live") == (200, "")
+kind, data = frame()
+assert kind == 2 and data.endswith(b"seven"), (kind, data)
+
+# Emptying and deleting, with nsqd's errors.
+assert error("POST", "/channel/empty?topic=orders&channel=nope") == (404, "CHANNEL_NOT_FOUND")
+assert error("POST", "/channel/create?topic=nope&channel=x") == (404, "TOPIC_NOT_FOUND")
+assert error("POST", "/topic/empty") == (400, "MISSING_ARG_TOPIC")
+assert call("POST", "/channel/empty?topic=orders&channel=audit") == (200, "")
+stats = json.loads(call("GET", "/stats?format=json&topic=orders")[1])
+assert [c["depth"] for c in stats["topics"][0]["channels"]] == [0, 0], stats
+assert call("POST", "/channel/delete?topic=orders&channel=live") == (200, "")
+consumer.settimeout(5)
+assert consumer.recv(1) == b"", "deleting the channel closed its consumer"
+assert error("POST", "/channel/delete?topic=orders&channel=live") == (404, "CHANNEL_NOT_FOUND")
 
 assert call("POST", "/topic/pause?topic=orders") == (200, "")
 assert json.loads(call("GET", "/stats?format=json&topic=orders")[1])["topics"][0]["paused"]
 assert call("POST", "/topic/pause?topic=missing")[0] == 404
 assert call("POST", "/topic/unpause?topic=orders") == (200, "")
 assert "orders" in call("GET", "/stats")[1]
+assert call("POST", "/topic/delete?topic=orders") == (200, "")
+assert error("POST", "/topic/delete?topic=orders") == (404, "TOPIC_NOT_FOUND")
+assert json.loads(call("GET", "/stats?format=json")[1])["topics"] == []
 print("ok")
 "#;
 
@@ -97,6 +150,7 @@ fn a_real_http_client_uses_nsqds_api() {
         .arg("-c")
         .arg(SCRIPT)
         .arg(format!("http://{http_address}"))
+        .arg(tcp_address.port().to_string())
         .output()
         .expect("python3 runs");
     let _ = stop.send(());

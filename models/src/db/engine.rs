@@ -362,13 +362,26 @@ impl<D: Disk> Engine<D> {
     ) -> Outcome {
         let row = match self.row_of(&statement) {
             Ok(row) => row,
-            Err(error) => return Outcome::Error(error),
+            Err(error) => {
+                self.weigh_unique_check(session, &statement, error);
+                return Outcome::Error(error);
+            }
         };
         let txn = self.txn_of(session);
         let locked = statement.clone();
         self.with_lock(session, txn, row, statement, now, woken, move |engine, txn| {
             engine.on_locked_row(txn, &locked)
         })
+    }
+
+    /// An explicit transaction's INSERT that failed on a unique column weighs the unique
+    /// index lock InnoDB took for its check ([`LockManager::unique_checked`]).
+    fn weigh_unique_check(&mut self, session: SessionId, statement: &Statement, error: DbError) {
+        if let (DbError::DuplicateKey, Statement::Insert { table, .. }) = (error, statement) {
+            if let Some(Some(txn)) = self.sessions.get(&session) {
+                self.locks.unique_checked(txn.id, table);
+            }
+        }
     }
 
     /// The row a statement locks and how, or why it fails before it locks anything.
@@ -432,6 +445,9 @@ impl<D: Disk> Engine<D> {
             .cloned()
             .expect("row_of checked the primary key");
         if self.is_duplicate(schema, &key, record) {
+            if !self.tables[table].contains_key(&key) {
+                self.locks.unique_checked(txn.id, table); // the clash is a unique column's
+            }
             return Outcome::Error(DbError::DuplicateKey);
         }
         self.change(txn, table, key, Some(record.clone()));
@@ -488,7 +504,13 @@ impl<D: Disk> Engine<D> {
         woken: &mut Vec<WaitEnded>,
         body: impl FnOnce(&mut Engine<D>, &mut Txn) -> Outcome,
     ) -> Outcome {
-        match self.locks.acquire(txn.id, &row, mode, now) {
+        let inserts = matches!(statement, Statement::Insert { .. }) && mode == Mode::Exclusive;
+        let acquired = if inserts {
+            self.locks.acquire_inserted(txn.id, &row, now)
+        } else {
+            self.locks.acquire(txn.id, &row, mode, now)
+        };
+        match acquired {
             Acquired::Granted => {
                 let outcome = body(self, &mut txn);
                 self.finish_statement(session, txn, woken);
@@ -499,31 +521,20 @@ impl<D: Disk> Engine<D> {
                 self.blocked.insert(session, statement);
                 Outcome::Blocked
             }
-            Acquired::Deadlock { victim, .. } => {
+            Acquired::Deadlock { victims, .. } => {
                 woken.extend(self.locks.take_grants());
-                self.notes.push("db.deadlock");
-                if victim == txn.id {
+                for victim in victims.iter().filter(|v| **v != txn.id) {
+                    self.notes.push("db.deadlock");
+                    self.roll_back_victim(*victim);
+                }
+                if victims.contains(&txn.id) {
                     // 1213: the whole transaction is rolled back (its locks are already gone).
+                    self.notes.push("db.deadlock");
                     self.undo(&txn);
                     self.sessions.insert(session, None);
                     return Outcome::Error(DbError::Deadlock);
                 }
-                // Another transaction was the victim; this one waits on (or already got) the lock.
-                let victim_session = self
-                    .sessions
-                    .iter()
-                    .find(|(_, t)| t.as_ref().is_some_and(|t| t.id == victim))
-                    .map(|(s, _)| *s);
-                if let Some(victim_session) = victim_session {
-                    let victim_txn = self
-                        .sessions
-                        .insert(victim_session, None)
-                        .flatten()
-                        .expect("found above");
-                    self.undo(&victim_txn);
-                    self.blocked.remove(&victim_session);
-                    self.deadlocked.push(victim_session);
-                }
+                // Other transactions were the victims; this one waits on (or got) the lock.
                 if self.locks.is_waiting(txn.id) {
                     self.sessions.insert(session, Some(txn));
                     self.blocked.insert(session, statement);
@@ -534,6 +545,26 @@ impl<D: Disk> Engine<D> {
                     outcome
                 }
             }
+        }
+    }
+
+    /// Another session's transaction was chosen as a deadlock victim: undo it, and end its
+    /// blocked statement with 1213.
+    fn roll_back_victim(&mut self, victim: TxnId) {
+        let victim_session = self
+            .sessions
+            .iter()
+            .find(|(_, t)| t.as_ref().is_some_and(|t| t.id == victim))
+            .map(|(s, _)| *s);
+        if let Some(victim_session) = victim_session {
+            let victim_txn = self
+                .sessions
+                .insert(victim_session, None)
+                .flatten()
+                .expect("found above");
+            self.undo(&victim_txn);
+            self.blocked.remove(&victim_session);
+            self.deadlocked.push(victim_session);
         }
     }
 
@@ -551,8 +582,9 @@ impl<D: Disk> Engine<D> {
         if txn.changed.insert((table.to_string(), key.clone())) {
             txn.undo
                 .push((table.to_string(), key.clone(), rows.get(&key).cloned()));
-            self.locks.modified(txn.id, 1);
         }
+        // InnoDB writes an undo record per change, so a row changed twice weighs twice.
+        self.locks.modified(txn.id, 1);
         match after {
             Some(row) => rows.insert(key, row),
             None => rows.remove(&key),

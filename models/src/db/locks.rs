@@ -3,10 +3,11 @@
 //! - Shared and exclusive row locks, held until the transaction ends.
 //! - A request that conflicts with a granted lock, or with an earlier waiting request (InnoDB
 //!   queues behind incompatible waiters, so writers are not starved), waits.
-//! - Deadlock detection runs when a request has to wait: it searches the wait-for graph from
-//!   the requester. On a cycle, the lighter transaction is the victim, weight being rows
-//!   modified plus locks held (`TRX_WEIGHT`: `undo_no + trx_locks`); the victim's whole
-//!   transaction is rolled back (error 1213). A search longer than [`WAIT_FOR_DEPTH_MAX`]
+//! - Deadlock detection runs when a request has to wait: it follows the wait-for graph from
+//!   the requester, one edge per waiting transaction as InnoDB keeps it
+//!   ([`LockManager::blockers`]). On a cycle, the lighter transaction is the victim; the victim's whole
+//!   transaction is rolled back (error 1213). The weight is InnoDB's `TRX_WEIGHT`,
+//!   `undo_no + UT_LIST_GET_LEN(trx_locks)`, counted as InnoDB counts it (see [`Weight`]). A search longer than [`WAIT_FOR_DEPTH_MAX`]
 //!   transactions is treated as a deadlock and the requester is rolled back.
 //! - A wait longer than the lock-wait timeout fails only the waiting statement (error 1205):
 //!   the transaction stays open and keeps its locks, unless `rollback_on_timeout` is set.
@@ -60,10 +61,12 @@ pub enum Acquired {
     Granted,
     /// The request waits; the caller's statement blocks until granted or timed out.
     Waiting,
-    /// A deadlock: `victim`'s transaction was rolled back and released its locks (error 1213).
-    /// If the victim is not the requester, the requester still waits (or was just granted).
+    /// A deadlock: the victims' transactions were rolled back and released their locks (error
+    /// 1213), in the order chosen; `cycle` is the first. If the requester is not among them,
+    /// it still waits (or was just granted). More than one when the requester, still
+    /// waiting after a victim's rollback, closes another cycle: InnoDB checks it again.
     Deadlock {
-        victim: TxnId,
+        victims: Vec<TxnId>,
         cycle: Vec<TxnId>,
     },
 }
@@ -72,13 +75,49 @@ pub enum Acquired {
 struct RowLocks {
     granted: BTreeMap<TxnId, Mode>,
     waiting: VecDeque<(TxnId, Mode)>,
+    /// Where each granted lock stands in the record's lock list: the position of the
+    /// struct holding it (see [`LockManager::blockers`]).
+    positions: BTreeMap<TxnId, u64>,
 }
 
 #[derive(Clone, Debug, Default)]
 struct Txn {
     held: BTreeSet<Row>,
     waiting: Option<(Row, Mode, Duration)>,
-    rows_modified: u64,
+    /// The position of the struct of the current (or last) waiting request.
+    waiting_position: u64,
+    weight: Weight,
+}
+
+/// What InnoDB's `TRX_WEIGHT` counts for one transaction: its undo records and its lock
+/// structs. Found against MariaDB (`models/tests/db_differential.rs`), where counting rows
+/// chose the other victim.
+/// - One undo record per row change: a row updated twice counts twice.
+/// - One table lock struct per table (every locking statement here takes IX first).
+/// - One record lock struct per page and mode, not per row: a granted lock joins a struct of
+///   its mode on its page (`lock_rec_add_to_queue` finds the similar one), so several rows
+///   locked alike count once, and a shared lock later upgraded counts twice. Each table
+///   here is small enough to fit one page, so (table, mode) names the struct.
+/// - A waiting request always gets a struct of its own (`lock_rec_enqueue_waiting`), kept
+///   when granted, removed when its wait times out.
+/// - A row this transaction inserted is locked implicitly (no struct) until another
+///   transaction asks for it, when InnoDB converts the lock to an explicit one on the
+///   inserter's behalf (`lock_rec_convert_impl_to_expl`).
+#[derive(Clone, Debug, Default)]
+struct Weight {
+    undo_records: u64,
+    tables: BTreeSet<String>,
+    /// Each struct with the position it was created at.
+    record_structs: BTreeMap<(String, Mode), u64>,
+    /// Structs made by waits, beyond the one per (table, mode) in `record_structs`.
+    waiting_structs: u64,
+    implicit: BTreeSet<Row>,
+}
+
+impl Weight {
+    fn total(&self) -> u64 {
+        self.undo_records + self.tables.len() as u64 + self.record_structs.len() as u64 + self.waiting_structs
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -117,6 +156,8 @@ pub struct LockManager {
     txns: BTreeMap<TxnId, Txn>,
     /// Waits ended by a deadlock victim's rollback, for the caller to pick up.
     pending_grants: Vec<WaitEnded>,
+    /// The next lock struct's position: structs are listed in the order they are created.
+    next_position: u64,
 }
 
 impl LockManager {
@@ -126,6 +167,7 @@ impl LockManager {
             rows: BTreeMap::new(),
             txns: BTreeMap::new(),
             pending_grants: Vec::new(),
+            next_position: 0,
         }
     }
 
@@ -133,16 +175,83 @@ impl LockManager {
         self.txns.entry(txn).or_default();
     }
 
-    /// InnoDB's weight: rows modified plus locks held. The lighter one is the victim.
+    /// InnoDB's weight ([`Weight`]). The lighter one is the victim.
     pub fn weight(&self, txn: TxnId) -> u64 {
-        self.txns
-            .get(&txn)
-            .map_or(0, |t| t.rows_modified + t.held.len() as u64)
+        self.txns.get(&txn).map_or(0, |t| t.weight.total())
     }
 
-    /// Records that `txn` modified rows (its undo log grew), making it heavier.
-    pub fn modified(&mut self, txn: TxnId, rows: u64) {
-        self.txns.entry(txn).or_default().rows_modified += rows;
+    /// Records that `txn` wrote `changes` undo records (one per row change), making it heavier.
+    pub fn modified(&mut self, txn: TxnId, changes: u64) {
+        self.txns.entry(txn).or_default().weight.undo_records += changes;
+    }
+
+    /// Like [`LockManager::acquire`] for a row `txn` inserts: the lock is implicit, with no
+    /// lock struct, until another transaction asks for the row ([`Weight`]).
+    pub fn acquire_inserted(&mut self, txn: TxnId, row: &Row, now: Duration) -> Acquired {
+        let acquired = self.acquire(txn, row, Mode::Exclusive, now);
+        if acquired == Acquired::Granted {
+            let weight = &mut self.txns.get_mut(&txn).expect("begun").weight;
+            if weight.implicit.insert(row.clone()) {
+                // Granted at once and new to this transaction: the struct `acquire` counted
+                // is not there in InnoDB, unless another explicit X lock on the page made it.
+                let explicit_x = self.explicit_rows(txn, &row.table, Mode::Exclusive);
+                let weight = &mut self.txns.get_mut(&txn).expect("begun").weight;
+                if explicit_x == 0 {
+                    weight.record_structs.remove(&(row.table.clone(), Mode::Exclusive));
+                }
+                self.rows.get_mut(row).expect("granted").positions.remove(&txn);
+            }
+        }
+        acquired
+    }
+
+    /// `txn`'s INSERT found its unique column's value taken: InnoDB's duplicate check took
+    /// a shared lock on the unique index's record, a struct on that index's page, which
+    /// weighs even though the engine does not lock the index (`db` docs, known difference 1).
+    pub fn unique_checked(&mut self, txn: TxnId, table: &str) {
+        let weight = &mut self.txns.entry(txn).or_default().weight;
+        weight.tables.insert(table.to_string());
+        let position = self.next_position;
+        self.next_position += 1;
+        weight
+            .record_structs
+            .entry((format!("{table} unique index"), Mode::Shared))
+            .or_insert(position);
+    }
+
+    /// Rows of `table` that `txn` holds in `mode` explicitly (not as an implicit insert lock).
+    fn explicit_rows(&self, txn: TxnId, table: &str, mode: Mode) -> usize {
+        let state = &self.txns[&txn];
+        state
+            .held
+            .iter()
+            .filter(|r| r.table == table && !state.weight.implicit.contains(*r))
+            .filter(|r| self.rows[*r].granted.get(&txn) == Some(&mode))
+            .count()
+    }
+
+    /// Another transaction asks for `row`: implicit insert locks on it become explicit
+    /// structs of their inserters, as InnoDB converts them before it queues the request.
+    fn convert_implicit(&mut self, requester: TxnId, row: &Row) {
+        let holders: Vec<TxnId> = self.rows.get(row).map_or(Vec::new(), |l| l.granted.keys().copied().collect());
+        for holder in holders.into_iter().filter(|h| *h != requester) {
+            if self.txns[&holder].weight.implicit.contains(row) {
+                self.txns.get_mut(&holder).expect("live").weight.implicit.remove(row);
+                let position = self.struct_position(holder, &row.table, Mode::Exclusive);
+                let locks = self.rows.get_mut(row).expect("held");
+                locks.positions.insert(holder, position);
+            }
+        }
+    }
+
+    /// The position of `txn`'s struct for `mode` on `table`'s page, made now if it has none.
+    fn struct_position(&mut self, txn: TxnId, table: &str, mode: Mode) -> u64 {
+        let next = &mut self.next_position;
+        let weight = &mut self.txns.get_mut(&txn).expect("begun").weight;
+        *weight.record_structs.entry((table.to_string(), mode)).or_insert_with(|| {
+            *next += 1;
+            *next - 1
+        })
     }
 
     pub fn is_waiting(&self, txn: TxnId) -> bool {
@@ -160,10 +269,12 @@ impl LockManager {
             !self.is_waiting(txn),
             "a transaction waits for one lock at a time"
         );
-        let locks = self.rows.entry(row.clone()).or_default();
-        if locks.granted.get(&txn).is_some_and(|held| held.covers(mode)) {
+        if self.rows.get(row).is_some_and(|l| l.granted.get(&txn).is_some_and(|held| held.covers(mode))) {
             return Acquired::Granted;
         }
+        self.convert_implicit(txn, row);
+        self.txns.get_mut(&txn).expect("begun").weight.tables.insert(row.table.clone());
+        let locks = self.rows.entry(row.clone()).or_default();
         let conflicts_granted = locks
             .granted
             .iter()
@@ -176,45 +287,60 @@ impl LockManager {
             let entry = locks.granted.entry(txn).or_insert(mode);
             *entry = (*entry).max(mode);
             self.txns.get_mut(&txn).expect("begun").held.insert(row.clone());
+            let position = self.struct_position(txn, &row.table, mode);
+            let locks = self.rows.get_mut(row).expect("entered above");
+            locks.positions.entry(txn).or_insert(position);
             return Acquired::Granted;
         }
         locks.waiting.push_back((txn, mode));
-        self.txns.get_mut(&txn).expect("begun").waiting = Some((row.clone(), mode, now));
+        let state = self.txns.get_mut(&txn).expect("begun");
+        state.waiting = Some((row.clone(), mode, now));
+        state.waiting_position = self.next_position;
+        self.next_position += 1;
+        state.weight.waiting_structs += 1;
         if !self.options.deadlock_detect {
             return Acquired::Waiting;
         }
-        match self.find_cycle(txn) {
-            None => Acquired::Waiting,
-            Some(cycle) => {
-                let victim = self.choose_victim(txn, &cycle);
-                self.rollback(victim);
-                Acquired::Deadlock { victim, cycle }
-            }
+        let Some(cycle) = self.find_cycle(txn) else {
+            return Acquired::Waiting;
+        };
+        let mut victims = vec![self.choose_victim(txn, &cycle)];
+        self.rollback(victims[0]);
+        // Found against MariaDB: the requester, still waiting behind another transaction
+        // after the first victim's rollback, was checked again and a second victim chosen.
+        // Each round rolls one transaction back, so this ends.
+        while victims.last() != Some(&txn) {
+            let Some(next) = self.find_cycle(txn) else { break };
+            let victim = self.choose_victim(txn, &next);
+            self.rollback(victim);
+            victims.push(victim);
         }
+        Acquired::Deadlock { victims, cycle }
     }
 
-    /// The transactions `txn` waits for: holders of a conflicting lock on its row, and
-    /// conflicting requests queued before it.
+    /// The transaction `txn` waits for, as InnoDB keeps it (`trx->lock.wait_trx` in
+    /// MariaDB 10.6+): one, the owner of the first conflicting lock in its record's lock
+    /// list, which lists structs in the order they were created. So the wait-for graph has
+    /// one edge per waiting transaction, and a cycle through a later conflicting lock is
+    /// not seen. Found against MariaDB: with every conflicting lock as an edge, a third
+    /// waiting transaction joined the cycle and was chosen as the lighter victim.
     pub fn blockers(&self, txn: TxnId) -> Vec<TxnId> {
         let Some((row, mode, _)) = self.txns.get(&txn).and_then(|t| t.waiting.clone()) else {
             return Vec::new();
         };
         let locks = &self.rows[&row];
-        let mut blockers: BTreeSet<TxnId> = locks
+        let granted = locks
             .granted
             .iter()
             .filter(|(other, held)| **other != txn && !held.compatible(mode))
-            .map(|(other, _)| *other)
-            .collect();
-        for (other, wanted) in &locks.waiting {
-            if *other == txn {
-                break;
-            }
-            if !wanted.compatible(mode) {
-                blockers.insert(*other);
-            }
-        }
-        blockers.into_iter().collect()
+            .map(|(other, _)| (locks.positions.get(other).copied().unwrap_or(0), *other));
+        let ahead = locks
+            .waiting
+            .iter()
+            .take_while(|(other, _)| *other != txn)
+            .filter(|(_, wanted)| !wanted.compatible(mode))
+            .map(|(other, _)| (self.txns[other].waiting_position, *other));
+        granted.chain(ahead).min().map(|(_, other)| other).into_iter().collect()
     }
 
     /// A cycle through `start` in the wait-for graph, or a search too deep (treated as one).
@@ -276,6 +402,7 @@ impl LockManager {
         for row in &touched {
             if let Some(locks) = self.rows.get_mut(row) {
                 locks.granted.remove(&txn);
+                locks.positions.remove(&txn);
             }
         }
         self.grant_waiters(&touched)
@@ -309,6 +436,16 @@ impl LockManager {
                 let state = self.txns.get_mut(&txn).expect("waiters are live transactions");
                 state.waiting = None;
                 state.held.insert(row.clone());
+                // The granted struct keeps its place in the list, and is now the page's
+                // similar struct for this mode, unless one was there already, when the two
+                // stay apart ([`Weight`]).
+                let position = state.waiting_position;
+                locks.positions.entry(txn).or_insert(position);
+                let structs = &mut state.weight.record_structs;
+                if !structs.contains_key(&(row.table.clone(), mode)) {
+                    structs.insert((row.table.clone(), mode), position);
+                    state.weight.waiting_structs -= 1;
+                }
                 granted.push(WaitEnded::Granted(txn));
             }
             if locks.granted.is_empty() && locks.waiting.is_empty() {
@@ -342,11 +479,10 @@ impl LockManager {
             if rolled_back {
                 ended.extend(self.release(txn));
             } else {
-                let (row, _, _) = self
-                    .txns
-                    .get_mut(&txn)
-                    .and_then(|t| t.waiting.take())
-                    .expect("expired waits exist");
+                let state = self.txns.get_mut(&txn).expect("expired waits exist");
+                // The timed-out request's struct goes with it (`lock_cancel_waiting_and_release`).
+                state.weight.waiting_structs -= 1;
+                let (row, _, _) = state.waiting.take().expect("expired waits exist");
                 if let Some(locks) = self.rows.get_mut(&row) {
                     locks.waiting.retain(|(t, _)| *t != txn);
                 }
@@ -392,7 +528,7 @@ mod tests {
         assert_eq!(
             result,
             Acquired::Deadlock {
-                victim: 2,
+                victims: vec![2],
                 cycle: vec![2, 1]
             }
         );
@@ -426,17 +562,70 @@ mod tests {
         l.acquire(2, &row("b"), Mode::Exclusive, T0);
         l.modified(2, 10); // the requester below is the heavy one
         assert_eq!(l.acquire(1, &row("b"), Mode::Exclusive, T0), Acquired::Waiting);
-        let Acquired::Deadlock { victim, .. } = l.acquire(2, &row("a"), Mode::Exclusive, T0) else {
+        let Acquired::Deadlock { victims, .. } = l.acquire(2, &row("a"), Mode::Exclusive, T0) else {
             panic!()
         };
         assert_eq!(
-            victim, 1,
+            victims,
+            vec![1],
             "the small transaction is rolled back (reference §5.2, pitfall 6)"
         );
         assert!(
             !l.is_waiting(2) && l.holds(2, &row("a")).is_some(),
             "the requester got its lock"
         );
+    }
+
+    #[test]
+    fn weight_counts_lock_structs_by_table_and_mode_as_innodb_does() {
+        let mut l = locks();
+        l.acquire(1, &row("a"), Mode::Exclusive, T0);
+        assert_eq!(l.weight(1), 2, "IX on the table, one X record struct");
+        l.acquire(1, &row("b"), Mode::Exclusive, T0);
+        assert_eq!(l.weight(1), 2, "a second row on the page joins the X struct");
+        l.acquire(1, &row("c"), Mode::Shared, T0);
+        l.acquire(1, &row("c"), Mode::Exclusive, T0);
+        assert_eq!(l.weight(1), 3, "an S struct, and the upgrade joins the X one");
+        l.acquire(1, &Row::new("other", "a"), Mode::Exclusive, T0);
+        assert_eq!(l.weight(1), 5, "another table: its IX and its X struct");
+        l.modified(1, 2);
+        assert_eq!(l.weight(1), 7, "one undo record per change");
+    }
+
+    #[test]
+    fn a_waiting_transaction_waits_for_the_first_conflicting_lock_only() {
+        let mut l = locks();
+        l.acquire(3, &row("a"), Mode::Exclusive, T0);
+        assert_eq!(l.acquire(1, &row("a"), Mode::Exclusive, T0), Acquired::Waiting);
+        l.acquire(2, &row("b"), Mode::Exclusive, T0);
+        assert_eq!(l.acquire(2, &row("a"), Mode::Exclusive, T0), Acquired::Waiting);
+        assert_eq!(l.blockers(2), vec![3], "3's granted lock is first in a's list, not 1's wait");
+        let Acquired::Deadlock { victims, cycle } = l.acquire(3, &row("b"), Mode::Exclusive, T0) else {
+            panic!("3 -> 2 -> 3");
+        };
+        assert_eq!(cycle.len(), 2, "1 is not in the cycle, so it cannot be the victim");
+        assert_eq!(victims, vec![3], "equal weights: the requester, as MariaDB chose");
+    }
+
+    #[test]
+    fn a_waiting_request_has_its_own_struct_kept_when_granted() {
+        let mut l = locks();
+        l.acquire(1, &row("a"), Mode::Exclusive, T0);
+        l.acquire(2, &row("b"), Mode::Exclusive, T0);
+        assert_eq!(l.acquire(2, &row("a"), Mode::Exclusive, T0), Acquired::Waiting);
+        assert_eq!(l.weight(2), 3, "IX, the X struct for b, the waiting struct for a");
+        l.release(1);
+        assert_eq!(l.weight(2), 3, "granted, the waiting struct stays apart");
+    }
+
+    #[test]
+    fn an_inserted_row_weighs_no_struct_until_another_transaction_asks_for_it() {
+        let mut l = locks();
+        assert_eq!(l.acquire_inserted(1, &row("new"), T0), Acquired::Granted);
+        l.modified(1, 1);
+        assert_eq!(l.weight(1), 2, "its undo record and IX: the row lock is implicit");
+        assert_eq!(l.acquire(2, &row("new"), Mode::Shared, T0), Acquired::Waiting);
+        assert_eq!(l.weight(1), 3, "converted to an explicit X struct on the inserter's behalf");
     }
 
     #[test]
@@ -459,7 +648,7 @@ mod tests {
             Some(Mode::Exclusive),
             "earlier locks are kept (error 1205)"
         );
-        assert_eq!(l.weight(2), 1);
+        assert_eq!(l.weight(2), 2, "its table's IX struct and its X struct; the waiting one went");
 
         let mut l = LockManager::new(LockOptions {
             rollback_on_timeout: true,
@@ -602,7 +791,8 @@ mod tests {
                         let before = l.clone();
                         let result = l.acquire(t, &row(&r.to_string()), mode, T0);
                         match result {
-                            Acquired::Deadlock { victim, cycle } => {
+                            Acquired::Deadlock { victims, cycle } => {
+                                let victim = victims[0];
                                 let mut check = before.clone();
                                 check.options.deadlock_detect = false;
                                 prop_assert_eq!(check.acquire(t, &row(&r.to_string()), mode, T0), Acquired::Waiting);

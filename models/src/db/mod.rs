@@ -30,16 +30,14 @@
 //!    anywhere in the gap; the engine locks the absent key itself, exclusively, so a second
 //!    locking read of it waits where InnoDB's does not, and an insert of a neighbouring key
 //!    does not wait where InnoDB's does.
-//! 3. **Deadlock victims when weights are close.** InnoDB weighs a transaction by its undo
-//!    records (one per row change, so a row updated twice counts twice) plus its lock
-//!    structs (`TRX_WEIGHT`): one struct per page and lock mode for row locks, so a shared
-//!    lock later upgraded to exclusive counts twice and several rows on one page once, and
-//!    table intention locks count too; the engine counts rows modified plus rows locked. Found after a duplicate INSERT's shared lock was upgraded by a locking
-//!    read, and after a row updated twice: MariaDB rolled back one transaction, the engine
-//!    the other. The generator inserts only keys no schedule locks otherwise and updates a
-//!    row at most once per session; the pinned schedules check the victim where the two
-//!    weights agree. Counting undo records per change would be a one-line fix, left for
-//!    now because the bundled deadlock scenarios' published results depend on the weights.
+//! 3. **Deadlock victims on big tables.** The victim is the lighter transaction by InnoDB's
+//!    `TRX_WEIGHT` (undo records plus lock structs), counted as InnoDB counts it
+//!    ([`locks`]): a struct per page and mode, a struct per waiting request, implicit locks
+//!    on inserted rows, the unique index's lock of a failed INSERT. The engine takes each
+//!    table to be one page, as the small tables of the designs and the differential test
+//!    are: on a table of many pages InnoDB counts more structs than the engine. Rows counted
+//!    before this (a row updated twice weighed once, two rows locked alike weighed twice)
+//!    chose the other victim than MariaDB on generated schedules.
 //! 4. **Plain reads.** A non-locking SELECT reads the latest row, a simplification of
 //!    InnoDB's consistent snapshot (see [`engine`]); the differential test issues only
 //!    locking reads.

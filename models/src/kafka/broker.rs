@@ -371,7 +371,11 @@ impl<L: ReplicaLog> Broker<L> {
             let finished = self.waiting_requests.remove(&request).expect("present");
             if self.groups.is_pending_commit(request) {
                 // An offset commit's record: the coordinator answers the commit.
-                let result = finished.answers.into_iter().next().map_or(Err(KafkaError::UnknownServerError), |(_, r)| r);
+                let result = finished
+                    .answers
+                    .into_iter()
+                    .next()
+                    .map_or(Err(KafkaError::UnknownServerError), |(_, r)| r);
                 let answer = CoordinatorAnswer::Commit(self.groups.commit_appended(request, result));
                 self.outputs.push(BrokerOutput::GroupAnswered { request, answer });
                 return;

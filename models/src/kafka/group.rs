@@ -387,7 +387,9 @@ impl Group {
                 // needs no rebalance (a follower, or anyone before the leader's sync).
                 Some(self.join_answer(&join.member_id))
             }
-            GroupState::Empty | GroupState::Dead => Some(JoinAnswer::error(&join.member_id, GroupError::UnknownMemberId)),
+            GroupState::Empty | GroupState::Dead => {
+                Some(JoinAnswer::error(&join.member_id, GroupError::UnknownMemberId))
+            }
             _ => {
                 self.update_member(request, join);
                 self.prepare_rebalance_if_settled(now_ms);
@@ -470,8 +472,7 @@ impl Group {
                 return;
             }
         }
-        let all_joined =
-            self.pending.is_empty() && self.members.values().all(|m| m.awaiting_join.is_some());
+        let all_joined = self.pending.is_empty() && self.members.values().all(|m| m.awaiting_join.is_some());
         if due || (self.initial_delay.is_none() && all_joined) {
             self.complete_join(now_ms);
         }
@@ -513,7 +514,13 @@ impl Group {
         let votes = |name: &String| {
             self.members
                 .values()
-                .filter(|m| m.protocols.iter().find(|(n, _)| candidates.contains(n)).map(|(n, _)| n) == Some(name))
+                .filter(|m| {
+                    m.protocols
+                        .iter()
+                        .find(|(n, _)| candidates.contains(n))
+                        .map(|(n, _)| n)
+                        == Some(name)
+                })
                 .count()
         };
         let mut best: Option<(usize, &String)> = None;
@@ -534,7 +541,11 @@ impl Group {
             self.members
                 .iter()
                 .map(|(id, m)| {
-                    let metadata = m.protocols.iter().find(|(n, _)| *n == protocol).map(|(_, d)| d.clone());
+                    let metadata = m
+                        .protocols
+                        .iter()
+                        .find(|(n, _)| *n == protocol)
+                        .map(|(_, d)| d.clone());
                     (id.clone(), metadata.unwrap_or_default())
                 })
                 .collect()
@@ -677,7 +688,12 @@ impl Group {
     /// group with no members takes simple commits (generation -1); otherwise the member must
     /// be known and in the current generation (a commit from a stale generation is what the
     /// Java client reports as `CommitFailedException`). A valid commit counts as a heartbeat.
-    pub fn validate_commit(&mut self, member_id: &str, generation_id: i32, now_ms: u64) -> Result<(), GroupError> {
+    pub fn validate_commit(
+        &mut self,
+        member_id: &str,
+        generation_id: i32,
+        now_ms: u64,
+    ) -> Result<(), GroupError> {
         if self.state == GroupState::Dead {
             return Err(GroupError::CoordinatorNotAvailable);
         }
@@ -704,8 +720,12 @@ impl Group {
     /// Time passes: pending ids lapse, members not heard from within their session timeout
     /// are removed, and a join phase whose deadline passed completes.
     pub fn tick(&mut self, now_ms: u64) -> Vec<String> {
-        let lapsed: Vec<String> =
-            self.pending.iter().filter(|(_, d)| now_ms >= **d).map(|(id, _)| id.clone()).collect();
+        let lapsed: Vec<String> = self
+            .pending
+            .iter()
+            .filter(|(_, d)| now_ms >= **d)
+            .map(|(id, _)| id.clone())
+            .collect();
         for id in &lapsed {
             self.pending.remove(id);
         }

@@ -43,8 +43,9 @@ pub const GROUP_ID_BYTES_MAX: usize = 1_024;
 /// Java's `String.hashCode`: `s[0]*31^(n-1) + ... + s[n-1]` over UTF-16 code units, in
 /// wrapping 32-bit arithmetic.
 pub fn java_string_hash(text: &str) -> i32 {
-    text.encode_utf16()
-        .fold(0i32, |hash, unit| hash.wrapping_mul(31).wrapping_add(i32::from(unit)))
+    text.encode_utf16().fold(0i32, |hash, unit| {
+        hash.wrapping_mul(31).wrapping_add(i32::from(unit))
+    })
 }
 
 /// The `__consumer_offsets` partition of a group (Kafka's `partitionFor`; `Utils.abs` maps
@@ -58,6 +59,21 @@ pub fn partition_for(group: &str, partitions: i32) -> i32 {
 
 /// One partition's answer to an OffsetCommit.
 pub type PartitionCommit = (String, i32, Result<(), GroupError>);
+
+/// Each member's answer to a LeaveGroup.
+pub type MemberResults = Vec<(String, Result<(), GroupError>)>;
+
+/// An OffsetCommit, as the coordinator sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CommitRequest {
+    pub group: String,
+    /// Empty, with generation -1, for a simple commit.
+    pub member_id: String,
+    pub generation_id: i32,
+    pub offsets: Vec<OffsetToCommit>,
+    /// Partitions the handler already refused (unknown topics), answered with the rest.
+    pub refused: Vec<PartitionCommit>,
+}
 
 /// An answer to a request that waited.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -112,7 +128,10 @@ pub struct GroupCoordinator {
 
 impl GroupCoordinator {
     pub fn new(config: GroupConfig) -> GroupCoordinator {
-        assert!(config.offsets_topic_partitions > 0, "offsets.topic.num.partitions is positive");
+        assert!(
+            config.offsets_topic_partitions > 0,
+            "offsets.topic.num.partitions is positive"
+        );
         GroupCoordinator {
             config,
             groups: BTreeMap::new(),
@@ -191,7 +210,13 @@ impl GroupCoordinator {
     }
 
     /// JoinGroup: `None` when it waits (the answer comes out of [`Self::take_answers`]).
-    pub fn join(&mut self, request: RequestId, group: &str, join: JoinRequest, now_ms: u64) -> Option<JoinAnswer> {
+    pub fn join(
+        &mut self,
+        request: RequestId,
+        group: &str,
+        join: JoinRequest,
+        now_ms: u64,
+    ) -> Option<JoinAnswer> {
         if let Err(error) = self.status(group) {
             return Some(JoinAnswer::error(&join.member_id, error));
         }
@@ -203,7 +228,8 @@ impl GroupCoordinator {
             if self.groups.len() >= GROUPS_MAX {
                 return Some(JoinAnswer::error("", GroupError::CoordinatorNotAvailable));
             }
-            self.groups.insert(group.to_string(), Group::new(self.config.clone()));
+            self.groups
+                .insert(group.to_string(), Group::new(self.config.clone()));
         }
         let member_id = self.new_member_id(&join.client_id, now_ms);
         let state = self.groups.get_mut(group).expect("present");
@@ -231,7 +257,13 @@ impl GroupCoordinator {
         }
     }
 
-    pub fn heartbeat(&mut self, group: &str, member_id: &str, generation_id: i32, now_ms: u64) -> Result<(), GroupError> {
+    pub fn heartbeat(
+        &mut self,
+        group: &str,
+        member_id: &str,
+        generation_id: i32,
+        now_ms: u64,
+    ) -> Result<(), GroupError> {
         self.status(group)?;
         match self.groups.get_mut(group) {
             None => Err(GroupError::UnknownMemberId),
@@ -245,10 +277,13 @@ impl GroupCoordinator {
         group: &str,
         members: &[String],
         now_ms: u64,
-    ) -> Result<Vec<(String, Result<(), GroupError>)>, GroupError> {
+    ) -> Result<MemberResults, GroupError> {
         self.status(group)?;
         let Some(state) = self.groups.get_mut(group) else {
-            return Ok(members.iter().map(|m| (m.clone(), Err(GroupError::UnknownMemberId))).collect());
+            return Ok(members
+                .iter()
+                .map(|m| (m.clone(), Err(GroupError::UnknownMemberId)))
+                .collect());
         };
         let answers = members
             .iter()
@@ -261,27 +296,25 @@ impl GroupCoordinator {
     /// An Empty group with no offsets and no pending ids is forgotten (Kafka removes it
     /// when its last offsets expire; it has no state worth keeping).
     fn forget_if_unused(&mut self, group: &str) {
-        let unused = self.groups.get(group).is_some_and(|g| {
-            g.state() == super::group::GroupState::Empty && g.is_empty()
-        });
+        let unused = self
+            .groups
+            .get(group)
+            .is_some_and(|g| g.state() == super::group::GroupState::Empty && g.is_empty());
         if unused && !self.offsets.contains_key(group) {
             self.groups.remove(group);
         }
     }
 
     /// OffsetCommit: checks the member and generation, then appends the offsets as records.
-    /// `refused` are partitions the handler already refused (unknown topics), answered with
-    /// the rest.
-    pub fn commit(
-        &mut self,
-        request: RequestId,
-        group: &str,
-        member_id: &str,
-        generation_id: i32,
-        offsets: Vec<OffsetToCommit>,
-        mut refused: Vec<PartitionCommit>,
-        now_ms: u64,
-    ) -> CommitStep {
+    pub fn commit(&mut self, request: RequestId, commit: CommitRequest, now_ms: u64) -> CommitStep {
+        let CommitRequest {
+            group,
+            member_id,
+            generation_id,
+            offsets,
+            mut refused,
+        } = commit;
+        let group = group.as_str();
         let refuse_all = |offsets: &[OffsetToCommit], mut refused: Vec<PartitionCommit>, error| {
             refused.extend(offsets.iter().map(|o| (o.topic.clone(), o.partition, Err(error))));
             CommitStep::Done(refused)
@@ -292,7 +325,7 @@ impl GroupCoordinator {
         if let Err(error) = self.status(group) {
             return refuse_all(&offsets, refused, error);
         }
-        if let Err(error) = self.validate_commit(group, member_id, generation_id, now_ms) {
+        if let Err(error) = self.validate_commit(group, &member_id, generation_id, now_ms) {
             return refuse_all(&offsets, refused, error);
         }
         let (stored, too_large): (Vec<_>, Vec<_>) = offsets
@@ -304,6 +337,7 @@ impl GroupCoordinator {
                 .map(|o| (o.topic, o.partition, Err(GroupError::OffsetMetadataTooLarge))),
         );
         if stored.is_empty() {
+            self.forget_if_unused(group);
             return CommitStep::Done(refused);
         }
         let records = stored.iter().map(|o| commit_record(group, o)).collect();
@@ -319,7 +353,13 @@ impl GroupCoordinator {
         }
     }
 
-    fn validate_commit(&mut self, group: &str, member_id: &str, generation_id: i32, now_ms: u64) -> Result<(), GroupError> {
+    fn validate_commit(
+        &mut self,
+        group: &str,
+        member_id: &str,
+        generation_id: i32,
+        now_ms: u64,
+    ) -> Result<(), GroupError> {
         if !self.groups.contains_key(group) {
             if generation_id >= 0 {
                 // Kafka: "the group is not relying on Kafka for group management", or a
@@ -329,7 +369,8 @@ impl GroupCoordinator {
             if self.groups.len() >= GROUPS_MAX {
                 return Err(GroupError::CoordinatorNotAvailable);
             }
-            self.groups.insert(group.to_string(), Group::new(self.config.clone()));
+            self.groups
+                .insert(group.to_string(), Group::new(self.config.clone()));
         }
         let state = self.groups.get_mut(group).expect("present");
         state.validate_commit(member_id, generation_id, now_ms)
@@ -341,7 +382,11 @@ impl GroupCoordinator {
 
     /// The commit's batch was appended and committed, or refused: its answer, and on
     /// success the offsets are visible to OffsetFetch.
-    pub fn commit_appended(&mut self, request: RequestId, result: Result<i64, KafkaError>) -> Vec<PartitionCommit> {
+    pub fn commit_appended(
+        &mut self,
+        request: RequestId,
+        result: Result<i64, KafkaError>,
+    ) -> Vec<PartitionCommit> {
         let Some(pending) = self.pending_commits.remove(&request) else {
             return Vec::new();
         };
@@ -351,7 +396,9 @@ impl GroupCoordinator {
         for stored in pending.stored {
             if outcome.is_ok() && loaded {
                 let cache = self.offsets.entry(pending.group.clone()).or_default();
-                if cache.len() < GROUP_OFFSETS_MAX || cache.contains_key(&(stored.topic.clone(), stored.partition)) {
+                if cache.len() < GROUP_OFFSETS_MAX
+                    || cache.contains_key(&(stored.topic.clone(), stored.partition))
+                {
                     cache.insert((stored.topic.clone(), stored.partition), stored.offset);
                 }
             }
@@ -395,7 +442,10 @@ impl GroupCoordinator {
             .map(|(p, _)| *p)
             .collect();
         for partition in loading {
-            match replicas.get(&offsets_partition(partition)).filter(|r| r.is_leader()) {
+            match replicas
+                .get(&offsets_partition(partition))
+                .filter(|r| r.is_leader())
+            {
                 Some(replica) => self.load(partition, replica),
                 None => self.unload(partition),
             }

@@ -20,7 +20,8 @@ use super::broker::{Broker, RequestId};
 use super::controller::TopicPartition;
 use super::group::{GroupError, JoinAnswer, JoinRequest, SyncAnswer};
 use super::group_coordinator::{
-    CommitStep, CoordinatorAnswer, GroupCoordinator, OffsetToCommit, PartitionCommit, OFFSETS_TOPIC,
+    CommitRequest, CommitStep, CoordinatorAnswer, GroupCoordinator, OffsetToCommit, PartitionCommit,
+    OFFSETS_TOPIC,
 };
 use super::handler::{Cluster, Handled};
 use super::offset_record::CommittedOffset;
@@ -49,7 +50,12 @@ fn code(result: Result<(), GroupError>) -> i16 {
 }
 
 /// Answers a group API request.
-pub fn handle_group<L: ReplicaLog>(broker: &mut Broker<L>, request: Request, id: RequestId, now_ms: u64) -> Handled {
+pub fn handle_group<L: ReplicaLog>(
+    broker: &mut Broker<L>,
+    request: Request,
+    id: RequestId,
+    now_ms: u64,
+) -> Handled {
     let groups = broker.groups_mut();
     match request {
         Request::JoinGroup(join) => match join_group(groups, id, join, now_ms) {
@@ -63,16 +69,27 @@ pub fn handle_group<L: ReplicaLog>(broker: &mut Broker<L>, request: Request, id:
                 .map(|a| (a.member_id.to_string(), a.assignment.to_vec()))
                 .collect();
             let group = sync.group_id.0.as_str();
-            match groups.sync(id, group, &sync.member_id, sync.generation_id, assignments, now_ms) {
+            match groups.sync(
+                id,
+                group,
+                &sync.member_id,
+                sync.generation_id,
+                assignments,
+                now_ms,
+            ) {
                 Some(answer) => Handled::Respond(group_response(CoordinatorAnswer::Sync(answer))),
                 None => wait(groups, id),
             }
         }
         Request::Heartbeat(beat) => {
             let result = groups.heartbeat(&beat.group_id.0, &beat.member_id, beat.generation_id, now_ms);
-            Handled::Respond(Response::Heartbeat(HeartbeatResponse::default().with_error_code(code(result))))
+            Handled::Respond(Response::Heartbeat(
+                HeartbeatResponse::default().with_error_code(code(result)),
+            ))
         }
-        Request::LeaveGroup(leave) => Handled::Respond(Response::LeaveGroup(leave_group(groups, &leave, now_ms))),
+        Request::LeaveGroup(leave) => {
+            Handled::Respond(Response::LeaveGroup(leave_group(groups, &leave, now_ms)))
+        }
         Request::OffsetCommit(commit) => offset_commit(broker, commit, id, now_ms),
         Request::OffsetFetch(fetch) => Handled::Respond(Response::OffsetFetch(offset_fetch(groups, &fetch))),
         other => panic!("{:?} is not a group API", other.api_key()),
@@ -87,7 +104,12 @@ fn wait(groups: &mut GroupCoordinator, id: RequestId) -> Handled {
     }
 }
 
-fn join_group(groups: &mut GroupCoordinator, id: RequestId, join: JoinGroupRequest, now_ms: u64) -> Option<JoinAnswer> {
+fn join_group(
+    groups: &mut GroupCoordinator,
+    id: RequestId,
+    join: JoinGroupRequest,
+    now_ms: u64,
+) -> Option<JoinAnswer> {
     let request = JoinRequest {
         member_id: join.member_id.to_string(),
         client_id: join.protocol_type.to_string(),
@@ -167,7 +189,12 @@ fn leave_group(groups: &mut GroupCoordinator, leave: &LeaveGroupRequest, now_ms:
     LeaveGroupResponse::default().with_members(members)
 }
 
-fn offset_commit<L: ReplicaLog>(broker: &mut Broker<L>, commit: OffsetCommitRequest, id: RequestId, now_ms: u64) -> Handled {
+fn offset_commit<L: ReplicaLog>(
+    broker: &mut Broker<L>,
+    commit: OffsetCommitRequest,
+    id: RequestId,
+    now_ms: u64,
+) -> Handled {
     let mut offsets = Vec::new();
     let mut unknown: Vec<PartitionCommit> = Vec::new();
     for topic in &commit.topics {
@@ -178,7 +205,11 @@ fn offset_commit<L: ReplicaLog>(broker: &mut Broker<L>, commit: OffsetCommitRequ
             };
             // Kafka's KafkaApis: a partition the metadata does not know is refused first.
             if tp.topic == OFFSETS_TOPIC || !broker.metadata().contains_key(&tp) {
-                unknown.push((tp.topic, tp.partition, Err(GroupError::Other(UNKNOWN_TOPIC_OR_PARTITION))));
+                unknown.push((
+                    tp.topic,
+                    tp.partition,
+                    Err(GroupError::Other(UNKNOWN_TOPIC_OR_PARTITION)),
+                ));
                 continue;
             }
             let offset = CommittedOffset {
@@ -195,17 +226,28 @@ fn offset_commit<L: ReplicaLog>(broker: &mut Broker<L>, commit: OffsetCommitRequ
         }
     }
     let groups = broker.groups_mut();
-    let generation = commit.generation_id_or_member_epoch;
-    let step = groups.commit(id, &commit.group_id.0, &commit.member_id, generation, offsets, unknown, now_ms);
+    let request = CommitRequest {
+        group: commit.group_id.0.to_string(),
+        member_id: commit.member_id.to_string(),
+        generation_id: commit.generation_id_or_member_epoch,
+        offsets,
+        refused: unknown,
+    };
+    let step = groups.commit(id, request, now_ms);
     let (partition, batch) = match step {
-        CommitStep::Done(answers) => return Handled::Respond(Response::OffsetCommit(commit_response(answers))),
+        CommitStep::Done(answers) => {
+            return Handled::Respond(Response::OffsetCommit(commit_response(answers)))
+        }
         CommitStep::Append { partition, batch } => (partition, batch),
     };
     let timeout_ms = groups.config().offsets_commit_timeout_ms;
     match broker.produce(id, Acks::All, timeout_ms, vec![(partition, Ok(batch))], now_ms) {
         None => Handled::WaitingGroup(id),
         Some(answers) => {
-            let result = answers.into_iter().next().map_or(Err(super::error::KafkaError::UnknownServerError), |(_, r)| r);
+            let result = answers
+                .into_iter()
+                .next()
+                .map_or(Err(super::error::KafkaError::UnknownServerError), |(_, r)| r);
             let partitions = broker.groups_mut().commit_appended(id, result);
             Handled::Respond(Response::OffsetCommit(commit_response(partitions)))
         }
@@ -242,6 +284,11 @@ fn offset_fetch(groups: &GroupCoordinator, fetch: &OffsetFetchRequest) -> Offset
                 .collect::<Vec<_>>()
         })
     };
+    if fetch.groups.is_empty() && fetch.group_id.is_empty() {
+        // No group in either shape (a v8+ body without groups, or a v5-7 one with an empty
+        // id): an answer without errors is the only one every version can carry.
+        return OffsetFetchResponse::default();
+    }
     if fetch.groups.is_empty() {
         let topics = fetch.topics.as_ref().map(|ts| {
             ts.iter()
@@ -262,7 +309,8 @@ fn offset_fetch(groups: &GroupCoordinator, fetch: &OffsetFetchRequest) -> Offset
                     .map(|t| (t.name.0.to_string(), t.partition_indexes.clone()))
                     .collect()
             });
-            let answer = offset_fetch_response::OffsetFetchResponseGroup::default().with_group_id(g.group_id.clone());
+            let answer =
+                offset_fetch_response::OffsetFetchResponseGroup::default().with_group_id(g.group_id.clone());
             match groups.fetch_offsets(&g.group_id.0, wanted(topics)) {
                 Ok(found) => answer.with_topics(group_topics(found)),
                 Err(error) => answer.with_error_code(error.code()),
@@ -323,6 +371,10 @@ fn group_topics(found: Fetched) -> Vec<offset_fetch_response::OffsetFetchRespons
     topics
 }
 
+/// A FindCoordinator answer, and the offsets topic to create (name, partitions,
+/// replication factor) if it does not exist.
+pub type CoordinatorFound = (FindCoordinatorResponse, Option<(String, i32, i16)>);
+
 /// FindCoordinator for groups: the leader of each group's offsets partition. `None` when
 /// the request is not about groups. The second part is the offsets topic for the controller
 /// to create, when it does not exist yet.
@@ -330,7 +382,7 @@ pub fn find_group_coordinator<L: ReplicaLog>(
     broker: &Broker<L>,
     cluster: &Cluster,
     request: &FindCoordinatorRequest,
-) -> Option<(FindCoordinatorResponse, Option<(String, i32, i16)>)> {
+) -> Option<CoordinatorFound> {
     if request.key_type != KEY_TYPE_GROUP {
         return None;
     }
@@ -359,8 +411,14 @@ pub fn find_group_coordinator<L: ReplicaLog>(
             .map(|key| {
                 let entry = find_coordinator_response::Coordinator::default().with_key(key.clone());
                 match locate(key) {
-                    Ok((id, host, port)) => entry.with_node_id(BrokerId(id)).with_host(text(&host)).with_port(port),
-                    Err(error) => entry.with_node_id(BrokerId(-1)).with_port(-1).with_error_code(error.code()),
+                    Ok((id, host, port)) => entry
+                        .with_node_id(BrokerId(id))
+                        .with_host(text(&host))
+                        .with_port(port),
+                    Err(error) => entry
+                        .with_node_id(BrokerId(-1))
+                        .with_port(-1)
+                        .with_error_code(error.code()),
                 }
             })
             .collect();
@@ -372,8 +430,14 @@ pub fn find_group_coordinator<L: ReplicaLog>(
         return Some((answer, create));
     }
     let answer = match locate(&request.key) {
-        Ok((id, host, port)) => answer.with_node_id(BrokerId(id)).with_host(text(&host)).with_port(port),
-        Err(error) => answer.with_error_code(error.code()).with_node_id(BrokerId(-1)).with_port(-1),
+        Ok((id, host, port)) => answer
+            .with_node_id(BrokerId(id))
+            .with_host(text(&host))
+            .with_port(port),
+        Err(error) => answer
+            .with_error_code(error.code())
+            .with_node_id(BrokerId(-1))
+            .with_port(-1),
     };
     Some((answer, create))
 }

@@ -80,19 +80,19 @@ pub mod group_member;
 mod group_member_tests;
 pub mod frame;
 pub mod group;
-#[cfg(test)]
-mod group_tests;
 pub mod group_coordinator;
 #[cfg(test)]
 mod group_coordinator_tests;
+#[cfg(test)]
+mod group_tests;
 pub mod handler;
 pub mod handler_group;
 pub mod log;
-pub mod offset_record;
 #[cfg(test)]
 mod log_tests;
 #[cfg(test)]
 mod mem_log;
+pub mod offset_record;
 pub mod partition;
 pub mod partitioner;
 pub mod producer;
@@ -103,9 +103,9 @@ pub mod sim_broker;
 pub mod sim_controller;
 mod sim_fetcher;
 pub mod wire;
-pub mod wire_records;
-mod wire_schema;
 #[cfg(test)]
 mod wire_group_tests;
+pub mod wire_records;
+mod wire_schema;
 #[cfg(test)]
 mod wire_tests;

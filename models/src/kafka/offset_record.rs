@@ -91,7 +91,10 @@ struct Reader<'a> {
 impl Reader<'_> {
     fn take(&mut self, n: usize) -> Result<&[u8], RecordError> {
         if self.bytes.len() < n {
-            return Err(RecordError(format!("{n} bytes wanted, {} left", self.bytes.len())));
+            return Err(RecordError(format!(
+                "{n} bytes wanted, {} left",
+                self.bytes.len()
+            )));
         }
         let (head, tail) = self.bytes.split_at(n);
         self.bytes = tail;
@@ -185,6 +188,9 @@ mod tests {
         assert!(decode(&k[..5], None).is_err());
         assert!(decode(&k, Some(&v[..9])).is_err());
         assert!(decode(&[0, 9], None).is_err());
-        assert_eq!(decode(&[0, 2, 0, 1, b'g'], None), Ok(OffsetsRecord::GroupMetadata));
+        assert_eq!(
+            decode(&[0, 2, 0, 1, b'g'], None),
+            Ok(OffsetsRecord::GroupMetadata)
+        );
     }
 }

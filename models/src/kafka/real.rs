@@ -784,7 +784,9 @@ async fn answer(
                 Handled::Silent => None,
                 Handled::Waiting(id) => Some(produced(node, notify, id).await),
                 Handled::WaitingGroup(id) => Some(group_answered(node, notify, id).await),
-                Handled::CreateTopics(_) | Handled::NeedProducerIds | Handled::RespondAndCreateTopics { .. } => {
+                Handled::CreateTopics(_)
+                | Handled::NeedProducerIds
+                | Handled::RespondAndCreateTopics { .. } => {
                     unreachable!("Node::handle completes these")
                 }
             }

@@ -1,6 +1,7 @@
 //! The cluster in the simulation, driven by a hand-written client on Kafka's wire protocol:
 //! the controller elects leaders, followers replicate, acks=all answers once the ISR has the
-//! write, and a killed leader is replaced.
+//! write, and a killed leader is replaced; a group's committed offset outlives its
+//! coordinator (the next leader of its `__consumer_offsets` partition loads it).
 
 use super::*;
 use crate::kafka::batch::{Batch, Record};
@@ -16,6 +17,10 @@ use sim::scenario::Scenario;
 
 struct Cluster3 {
     leaders: Leaders,
+    /// `offsets.topic.num.partitions` of the brokers.
+    offsets_partitions: i32,
+    /// The client that runs: the producer, or the offset committer.
+    committer: bool,
 }
 
 fn cluster() -> Cluster {
@@ -158,7 +163,10 @@ impl sim::Design for Cluster3 {
                     ..PartitionConfig::default()
                 },
                 log: LogConfig::default(),
-                group: crate::kafka::group::GroupConfig::default(),
+                group: crate::kafka::group::GroupConfig {
+                    offsets_topic_partitions: self.offsets_partitions,
+                    ..crate::kafka::group::GroupConfig::default()
+                },
                 watermarks: None,
             };
             sim.host(format!("broker{id}").as_str(), move || {
@@ -166,7 +174,11 @@ impl sim::Design for Cluster3 {
             });
         }
         let env = env.clone();
-        sim.client("client", client(env));
+        if self.committer {
+            sim.client("client", committer(env));
+        } else {
+            sim.client("client", client(env));
+        }
     }
     fn pending(&self, _env: &Env) -> Option<String> {
         None
@@ -195,6 +207,8 @@ fn run_cluster(schedule: Vec<ScheduledFault>) -> sim::History {
     .unwrap();
     let design = Cluster3 {
         leaders: Rc::new(RefCell::new(BTreeMap::new())),
+        offsets_partitions: 3,
+        committer: false,
     };
     sim::run(&scenario, &design, schedule, 1).history
 }
@@ -248,4 +262,137 @@ fn a_killed_leader_is_fenced_and_the_next_in_sync_replica_takes_over() {
         matches!(&e.kind, EventKind::Note { name, detail: Some(d) } if name == "kafka.leader_changed" && d.contains("leader broker2"))
     });
     assert!(elected, "the controller's election is in the history");
+}
+
+/// The coordinator of group "g" as (broker host, error code), asking `via`.
+async fn coordinator(env: &Env, via: &str) -> Option<(String, i16)> {
+    let request = Request::FindCoordinator(
+        kafka_protocol::messages::FindCoordinatorRequest::default().with_key(StrBytes::from_static_str("g")),
+    );
+    let Some(Response::FindCoordinator(found)) = call(env, via, 3, &request).await else {
+        return None;
+    };
+    Some((format!("broker{}", found.node_id.0), found.error_code))
+}
+
+/// A simple commit (generation -1) of offset `offset` for orders-0, or a fetch of it.
+fn offset_request(offset: Option<i64>) -> (i16, Request) {
+    use kafka_protocol::messages::{offset_commit_request as oc, offset_fetch_request as of, GroupId};
+    let group = GroupId(StrBytes::from_static_str("g"));
+    let topic = TopicName(StrBytes::from_static_str("orders"));
+    match offset {
+        Some(offset) => (
+            8,
+            Request::OffsetCommit(
+                kafka_protocol::messages::OffsetCommitRequest::default()
+                    .with_group_id(group)
+                    .with_generation_id_or_member_epoch(-1)
+                    .with_topics(vec![oc::OffsetCommitRequestTopic::default()
+                        .with_name(topic)
+                        .with_partitions(vec![
+                            oc::OffsetCommitRequestPartition::default().with_committed_offset(offset)
+                        ])]),
+            ),
+        ),
+        None => (
+            6,
+            Request::OffsetFetch(
+                kafka_protocol::messages::OffsetFetchRequest::default()
+                    .with_group_id(group)
+                    .with_topics(Some(vec![of::OffsetFetchRequestTopic::default()
+                        .with_name(topic)
+                        .with_partition_indexes(vec![0])])),
+            ),
+        ),
+    }
+}
+
+/// Commits offset 42 for group "g" through its coordinator, then every second reads it
+/// back from whichever broker coordinates "g" then: notes `group.committed` and
+/// `group.fetched` with the coordinator and the offset.
+async fn committer(env: Env) -> turmoil::Result {
+    let mut committed = false;
+    for _ in 0..40 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let Some((host, 0)) = coordinator(&env, "broker3").await else {
+            continue;
+        };
+        let (version, request) = offset_request((!committed).then_some(42));
+        match call(&env, &host, version, &request).await {
+            Some(Response::OffsetCommit(c)) if c.topics[0].partitions[0].error_code == 0 => {
+                env.note_with("client", "group.committed", host);
+                committed = true;
+            }
+            Some(Response::OffsetFetch(f)) if f.error_code == 0 => {
+                let offset = f.topics[0].partitions[0].committed_offset;
+                env.note_with("client", "group.fetched", format!("{host} {offset}"));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn notes(history: &sim::History, wanted: &str) -> Vec<String> {
+    history
+        .events()
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::Note { name, detail } if name == wanted => detail.clone(),
+            _ => None,
+        })
+        .collect()
+}
+
+fn run_committer(offsets_partitions: i32, schedule: Vec<ScheduledFault>) -> sim::History {
+    let scenario = Scenario::parse(
+        "t.toml",
+        "design = \"cluster3\"\n[run]\nfault_phase_ms = 20000\ndrain_ms = 1000\n",
+    )
+    .unwrap();
+    let design = Cluster3 {
+        leaders: Rc::new(RefCell::new(BTreeMap::new())),
+        offsets_partitions,
+        committer: true,
+    };
+    sim::run(&scenario, &design, schedule, 1).history
+}
+
+/// The first FindCoordinator has the controller create `__consumer_offsets`; the commit is
+/// answered once replicated; the coordinator is killed, the partition's next leader loads
+/// the offset from its copy of the log and answers with it.
+#[test]
+fn a_committed_offset_survives_the_coordinators_death_in_the_simulation() {
+    // Group "g" hashes to offsets partition 103 % 3 = 1, led first by broker2.
+    assert_eq!(crate::kafka::group_coordinator::partition_for("g", 3), 1);
+    let kill = ScheduledFault::new(
+        8_000,
+        FaultAction::Kill {
+            host: "broker2".into(),
+        },
+    );
+    let history = run_committer(3, vec![kill]);
+    let committed = notes(&history, "group.committed");
+    assert_eq!(committed, ["broker2"], "{committed:?}");
+    let fetched = notes(&history, "group.fetched");
+    assert!(fetched.iter().any(|f| f == "broker2 42"), "{fetched:?}");
+    assert!(
+        fetched
+            .iter()
+            .any(|f| f.ends_with(" 42") && !f.starts_with("broker2")),
+        "the new coordinator has the offset: {fetched:?}"
+    );
+    assert!(fetched.iter().all(|f| f.ends_with(" 42")), "{fetched:?}");
+}
+
+/// The same run with Kafka's 50 offsets partitions, to time against the test above
+/// (`cargo test -- --ignored`): what `offsets_topic_partitions` costs a simulation.
+#[test]
+#[ignore]
+fn a_committed_offset_with_kafkas_50_offsets_partitions() {
+    let history = run_committer(50, Vec::new());
+    assert!(notes(&history, "group.fetched")
+        .iter()
+        .all(|f| f.ends_with(" 42")));
+    assert!(!notes(&history, "group.fetched").is_empty());
 }

@@ -167,7 +167,11 @@ const OFFSET_COMMIT_PARTITION: &[Field] = &[
     until(Int64, 1, 1),
     all(Str),
 ];
-const OFFSET_COMMIT_TOPIC: &[Field] = &[until(Str, 0, 9), from(Uuid, 10), all(Structs(OFFSET_COMMIT_PARTITION))];
+const OFFSET_COMMIT_TOPIC: &[Field] = &[
+    until(Str, 0, 9),
+    from(Uuid, 10),
+    all(Structs(OFFSET_COMMIT_PARTITION)),
+];
 const OFFSET_COMMIT: &[Field] = &[
     all(Str),
     from(Int32, 1),
@@ -177,7 +181,12 @@ const OFFSET_COMMIT: &[Field] = &[
     all(Structs(OFFSET_COMMIT_TOPIC)),
 ];
 const OFFSET_FETCH_TOPIC: &[Field] = &[all(Str), all(Int32s)];
-const OFFSET_FETCH_GROUP: &[Field] = &[all(Str), from(Str, 9), from(Int32, 9), all(Structs(OFFSET_FETCH_TOPIC))];
+const OFFSET_FETCH_GROUP: &[Field] = &[
+    all(Str),
+    from(Str, 9),
+    from(Int32, 9),
+    all(Structs(OFFSET_FETCH_TOPIC)),
+];
 const OFFSET_FETCH: &[Field] = &[
     until(Str, 0, 7),
     until(Structs(OFFSET_FETCH_TOPIC), 0, 7),

@@ -82,6 +82,14 @@ impl<D: Disk> Backend<D> {
         }
     }
 
+    /// Drops everything queued (go-diskqueue's `Empty`); returns how many messages.
+    pub fn empty(&mut self) -> io::Result<i64> {
+        match self {
+            Backend::Disk(queue) => queue.empty(),
+            Backend::Dummy => Ok(0),
+        }
+    }
+
     pub fn close(&mut self) -> io::Result<()> {
         match self {
             Backend::Disk(queue) => queue.close(),

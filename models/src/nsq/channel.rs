@@ -11,6 +11,8 @@
 //!   their timeout (`RemoveClient`; maintainers in nsqio/nsq#137).
 //! - A graceful close writes memory, in-flight and deferred messages to disk; deferred ones
 //!   lose their timers (the disk format has no deferred field; nsqio/nsq#674, #1079).
+//! - `empty` (`/channel/empty`, and a delete) drops memory, disk, in-flight and deferred
+//!   messages; `paused` stops deliveries, not the topic's copies into the channel.
 
 // A sans-I/O core: its functions stay within clippy.toml's too-many-lines-threshold (issue 9).
 #![deny(clippy::too_many_lines)]
@@ -55,6 +57,11 @@ pub struct Channel<D: Disk> {
     clients: BTreeSet<ClientId>,
     pub requeue_count: u64,
     pub timeout_count: u64,
+    /// Messages put since this nsqd started (`/stats`' `message_count`).
+    pub message_count: u64,
+    /// `/channel/pause`: nsqd sends its clients nothing (`IsReadyForMessages` is false) while
+    /// the channel keeps taking messages from its topic.
+    pub paused: bool,
     /// Messages an `#ephemeral` channel's dummy backend dropped and nsqd has not noted yet
     /// (`take_dropped`): from the topic's pump, a REQ, a msg_timeout or a deferral coming due,
     /// every path into `put`.
@@ -77,6 +84,8 @@ impl<D: Disk> Channel<D> {
             clients: BTreeSet::new(),
             requeue_count: 0,
             timeout_count: 0,
+            message_count: 0,
+            paused: false,
             dropped: 0,
         }
     }
@@ -102,6 +111,28 @@ impl<D: Disk> Channel<D> {
             self.dropped += 1;
         }
         Ok(placed)
+    }
+
+    /// `PutMessage`, from the topic's pump: `put`, counted in `message_count`.
+    pub fn put_message(&mut self, message: Message) -> io::Result<Placed> {
+        let placed = self.put(message)?;
+        self.message_count += 1;
+        Ok(placed)
+    }
+
+    /// `Channel.Empty`: the in-flight and deferred sets start afresh (`initPQ`), memory and
+    /// the backend are dropped. Returns how many messages were dropped; nsqd zeroes its
+    /// clients' in-flight counts.
+    pub fn empty(&mut self) -> io::Result<u64> {
+        let held = (self.memory.len() + self.in_flight.len() + self.deferred.len()) as u64;
+        self.in_flight.clear();
+        self.in_flight_by_deadline.clear();
+        self.deferred.clear();
+        self.deferred_by_due.clear();
+        self.memory.clear();
+        let on_disk = self.backend.empty()?;
+        self.assert_invariants();
+        Ok(held + on_disk as u64)
     }
 
     /// The drops since the last call, for nsqd to record.
@@ -285,6 +316,11 @@ impl<D: Disk> Channel<D> {
 
     pub fn depth(&self) -> i64 {
         self.memory.len() as i64 + self.backend.depth()
+    }
+
+    /// The disk queue's share of `depth` (`/stats`' `backend_depth`).
+    pub fn backend_depth(&self) -> i64 {
+        self.backend.depth()
     }
 
     pub fn tick(&mut self, now: Duration) -> io::Result<()> {

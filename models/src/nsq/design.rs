@@ -499,6 +499,12 @@ impl Design for Nsq {
             Excuse::note("nsqd.ephemeral_overflow_dropped"),
             Excuse::note("nsqd.ephemeral_channel_overflow_dropped"),
             Excuse::note("nsqd.ephemeral_channel_deleted"),
+            // An operator's `/topic/empty`, `/channel/empty` or delete drops messages on
+            // purpose (nsqd's HTTP API).
+            Excuse::note("nsqd.topic_emptied"),
+            Excuse::note("nsqd.channel_emptied"),
+            Excuse::note("nsqd.topic_deleted"),
+            Excuse::note("nsqd.channel_deleted"),
             // A channel created after its topic pumped a message never gets that message:
             // pre-creation from lookupd closes the window, unless no lookupd could be asked.
             Excuse::note("nsqd.precreate_no_lookupd"),

@@ -19,6 +19,8 @@
 //!   read since the last sync: the duplicates the reference's crash table predicts.
 //! - A record that cannot be read (bad length, short file) renames the file `.bad` and skips
 //!   it: its remaining messages are lost.
+//! - `empty` (nsqd's `/topic/empty`, `/channel/empty` and deletes) removes the data files and
+//!   the metadata and moves on to the next file number.
 
 // A sans-I/O core: its functions stay within clippy.toml's too-many-lines-threshold (issue 9).
 #![deny(clippy::too_many_lines)]
@@ -239,6 +241,35 @@ impl<D: Disk> DiskQueue<D> {
         self.sync()
     }
 
+    /// `Empty` (go-diskqueue's `deleteAllFiles`): every data file from the read file to the
+    /// write file and the metadata file are removed, and the queue moves on to the next
+    /// file number, empty. Nothing is synced: until the next sync there is no metadata, so a
+    /// crash now reopens an empty queue. Returns the depth it dropped. `Delete` is this
+    /// followed by dropping the queue without the close's sync (nsqd empties before it
+    /// deletes).
+    pub fn empty(&mut self) -> io::Result<i64> {
+        let dropped = self.depth.max(0);
+        let mut result = Ok(());
+        for num in self.read_file_num..=self.write_file_num {
+            match self.disk.remove(&self.file_name(num)) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => result = Err(e),
+                _ => {}
+            }
+        }
+        self.write_file_num += 1;
+        self.write_pos = 0;
+        self.read_file_num = self.write_file_num;
+        self.read_pos = 0;
+        self.peeked = None;
+        self.depth = 0;
+        self.ops_since_sync = 0;
+        match self.disk.remove(&self.meta_file()) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        result.map(|()| dropped)
+    }
+
     fn sync_if_due(&mut self) -> io::Result<()> {
         if self.ops_since_sync >= self.config.sync_every {
             self.need_sync = true;
@@ -406,6 +437,29 @@ mod tests {
             .filter(|f| f.ends_with(".dat") && !f.contains("meta"))
             .count();
         assert!(data_files <= 1);
+    }
+
+    #[test]
+    fn empty_removes_the_files_and_the_metadata_and_moves_to_the_next_file() {
+        let disk = SimDisk::new();
+        let mut q = DiskQueue::open("t", disk.clone(), config(), Duration::ZERO);
+        for i in 0..30 {
+            q.put(&msg(i)).unwrap();
+        }
+        q.sync().unwrap();
+        q.peek();
+        assert_eq!(q.empty().unwrap(), 30);
+        assert_eq!((q.depth(), q.has_data(), q.peek()), (0, false, None));
+        assert!(disk.list().unwrap().is_empty(), "{:?}", disk.list().unwrap());
+        q.put(&msg(99)).unwrap();
+        assert!(
+            disk.list().unwrap().iter().all(|f| !f.ends_with("000000.dat")),
+            "the next file number"
+        );
+        assert_eq!(drain(&mut q), vec![msg(99)]);
+        // No metadata until the next sync: a reopen now starts empty.
+        let reopened = DiskQueue::open("t", disk.clone(), config(), Duration::ZERO);
+        assert_eq!(reopened.depth(), 0);
     }
 
     #[test]

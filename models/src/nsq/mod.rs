@@ -6,7 +6,8 @@
 //! - [`backend`], [`channel`], [`topic`]: nsqd's queues: memory overflowing to disk (or
 //!   dropped, for `#ephemeral`), in-flight and deferred sets, fan-out to channels;
 //! - [`nsqd`]: connections, commands, delivery, heartbeats, output buffering, queue scan,
-//!   metadata; [`guid`]: message ids;
+//!   metadata, and its HTTP API (publishing, `/stats`, creating, deleting, emptying and
+//!   pausing topics and channels); [`guid`]: message ids;
 //! - [`lookupd`]: nsqlookupd's V1 protocol, registrations and HTTP API.
 //!
 //! Drivers and clients:
@@ -20,8 +21,8 @@
 //! - [`design`]: the `nsq` design (its config, hosts, promise); [`serve`]: its real servers
 //!   for `jetsam serve nsq nsqd|lookupd`.
 //!
-//! Not modelled yet: TLS, compression, AUTH, pausing topics and channels, nsqd's HTTP
-//! publish API, and DPUB/MPUB in the workload (issue 16 lists the remaining differences).
+//! Not modelled yet: TLS, compression, AUTH, sampling, `/stats`' Go memory section and
+//! end-to-end latency percentiles (issue 16 lists the remaining differences).
 
 pub mod backend;
 pub mod backoff;

@@ -2,13 +2,20 @@
 //! heartbeats, output buffering and the queue-scan loop (reference §1.1, §1.2;
 //! `nsqd/protocol_v2.go`, `nsqd/client_v2.go`, `nsqd/nsqd.go`).
 //!
+//! A client's output counts as unwritten until the driver reports it written: past
+//! [`OUTPUT_UNWRITTEN_BYTES_MAX`] the client stalls as nsqd's blocked `Send` does (nothing
+//! delivered, no heartbeat, no command run) and is closed when its write deadline, the
+//! heartbeat interval, passes with no progress. Unlike nsqd, commands that need no answer
+//! (FIN, RDY) also wait while the client is stalled.
+//!
 //! The driver feeds it connections, bytes and the time, and carries out what it puts in the
 //! [`Outbox`] (bytes to send, connections to close). Randomness (Go's `select` among memory
 //! and disk, among ready clients; the queue scan's channel sample) comes from the caller.
 //!
 //! Not modelled yet: channel pre-creation from nsqlookupd (topics start at once, as on an
 //! nsqd with no lookupd configured), TLS, snappy/deflate, AUTH (answered `E_AUTH_DISABLED`),
-//! sampling, pausing channels. The HTTP API is `nsqd_http.rs`.
+//! sampling. The HTTP API is `nsqd_http.rs`; deleting, emptying and pausing topics and
+//! channels `nsqd_admin.rs`.
 
 // A sans-I/O core: its functions stay within clippy.toml's too-many-lines-threshold (issue 9).
 #![deny(clippy::too_many_lines)]
@@ -36,6 +43,12 @@ pub const VERSION: &str = "1.3.0";
 pub const OUTPUT_BUFFER_SIZE: usize = 16 * 1024;
 /// Unread bytes one connection may buffer before it is a protocol error.
 pub const CLIENT_BUFFER_MAX: usize = 8 * 1024 * 1024;
+/// Output handed to the driver and not yet written to the socket, past which a client's
+/// writes block: what nsqd's bufio.Writer and the kernel's socket buffer hold together.
+/// Past it the client stalls (nothing delivered, no heartbeat, no command run: nsqd's
+/// messagePump and IOLoop are blocked in `Send`) until the driver reports progress, and the
+/// connection closes when the write deadline passes without any.
+pub const OUTPUT_UNWRITTEN_BYTES_MAX: usize = 1024 * 1024;
 
 /// nsqd's options that the model uses, with nsqd's defaults (`nsqd/options.go`).
 /// nsqd's options (`[config.nsqd]` in a scenario), named as nsqd's flags, with its defaults.
@@ -167,11 +180,53 @@ struct Client {
     /// input is not read, until the query ends.
     blocked_on: Option<String>,
     held: Vec<Output>,
+    /// Bytes handed to the driver for this client and not yet reported written.
+    unwritten: usize,
+    /// Since when the client's writes have been blocked (`unwritten` over
+    /// [`OUTPUT_UNWRITTEN_BYTES_MAX`] with no progress): nsqd's write deadline, the
+    /// heartbeat interval (`protocolV2.Send`), counts from here.
+    write_blocked_since: Option<Duration>,
+    /// What `/stats` reports of the client (`clientV2.Stats`).
+    stats: ClientStatsState,
+}
+
+/// A client's identity and counters as nsqd's `/stats` shows them. `client_id` and
+/// `hostname` start as the remote host, as `newClientV2` sets them, until IDENTIFY names them.
+#[derive(Debug, Default)]
+struct ClientStatsState {
+    client_id: String,
+    hostname: String,
+    user_agent: String,
+    remote_address: String,
+    connect_ts: u64,
+    sample_rate: i64,
+    message_count: u64,
+    finish_count: u64,
+    requeue_count: u64,
+    /// Messages published, by topic (a producer is a client that has published).
+    pub_counts: BTreeMap<String, u64>,
 }
 
 impl Client {
     fn is_ready(&self) -> bool {
-        self.state == State::Subscribed && self.ready_count > 0 && self.in_flight < self.ready_count
+        self.state == State::Subscribed
+            && self.ready_count > 0
+            && self.in_flight < self.ready_count
+            && self.write_blocked_since.is_none()
+    }
+
+    /// `bytes` more were handed to the driver; past the bound, writes block from `now`.
+    fn queued(&mut self, bytes: usize, now: Duration) {
+        self.unwritten += bytes;
+        if self.unwritten > OUTPUT_UNWRITTEN_BYTES_MAX && self.write_blocked_since.is_none() {
+            self.write_blocked_since = Some(now);
+        }
+    }
+
+    /// When a blocked write fails: nsqd sets a write deadline of one heartbeat interval on
+    /// every write, and none when heartbeats are off.
+    fn write_deadline(&self) -> Option<Duration> {
+        Some(self.write_blocked_since? + self.heartbeat_interval?)
     }
 
     /// Checks the protocol magic once its 4 bytes have arrived: true once the client is past
@@ -204,7 +259,7 @@ impl Client {
         if self.state == State::Closed {
             return NextCommand::Closed;
         }
-        if self.blocked_on.is_some() {
+        if self.blocked_on.is_some() || self.write_blocked_since.is_some() {
             return NextCommand::Wait;
         }
         if self.input.len() > CLIENT_BUFFER_MAX {
@@ -245,8 +300,13 @@ pub enum Output {
     Send(ClientId, Vec<u8>),
     /// Close the connection (after sending what came before).
     Close(ClientId),
-    /// Tell every lookupd (REGISTER / UNREGISTER), for the lookupd peer loop.
+    /// Tell every lookupd REGISTER, for the lookupd peer loop.
     Register {
+        topic: String,
+        channel: Option<String>,
+    },
+    /// Tell every lookupd UNREGISTER: a topic or channel was deleted.
+    Unregister {
         topic: String,
         channel: Option<String>,
     },
@@ -305,6 +365,12 @@ struct IdentifyBody {
     msg_timeout: i64,
     #[serde(default, deserialize_with = "null_is_zero")]
     feature_negotiation: bool,
+    #[serde(default, deserialize_with = "null_is_zero")]
+    client_id: String,
+    #[serde(default, deserialize_with = "null_is_zero")]
+    hostname: String,
+    #[serde(default, deserialize_with = "null_is_zero")]
+    user_agent: String,
 }
 
 fn null_is_zero<'de, D, T>(deserializer: D) -> Result<T, D::Error>
@@ -380,6 +446,13 @@ impl<D: Disk + Clone> Nsqd<D> {
             nsqd.get_topic(&topic.name, now, &mut ignored).paused = topic.paused;
             for channel in topic.channels {
                 nsqd.get_channel(&topic.name, &channel.name, now, &mut ignored);
+                if let Some(c) = nsqd
+                    .topics
+                    .get_mut(&topic.name)
+                    .and_then(|t| t.channels.get_mut(&channel.name))
+                {
+                    c.paused = channel.paused;
+                }
             }
         }
         nsqd
@@ -520,7 +593,7 @@ impl<D: Disk + Clone> Nsqd<D> {
                         .filter(|c| !c.ephemeral)
                         .map(|c| ChannelMetadata {
                             name: c.name.clone(),
-                            paused: false,
+                            paused: c.paused,
                         })
                         .collect(),
                 })
@@ -557,9 +630,70 @@ impl<D: Disk + Clone> Nsqd<D> {
                 next_flush: Some(now + output_buffer_timeout),
                 blocked_on: None,
                 held: Vec::new(),
+                unwritten: 0,
+                write_blocked_since: None,
+                stats: ClientStatsState {
+                    connect_ts: (self.epoch_ms + now.as_millis() as u64) / 1000,
+                    ..ClientStatsState::default()
+                },
             },
         );
         id
+    }
+
+    /// The connection's remote `host:port`, for `/stats` (the driver knows it; `client_id`
+    /// and `hostname` start as its host, as `newClientV2` sets them).
+    pub fn set_remote_address(&mut self, client: ClientId, address: &str) {
+        if let Some(c) = self.clients.get_mut(&client) {
+            let host = address
+                .rsplit_once(':')
+                .map_or(address, |(host, _)| host)
+                .trim_start_matches('[')
+                .trim_end_matches(']');
+            c.stats.client_id = host.to_string();
+            c.stats.hostname = host.to_string();
+            c.stats.remote_address = address.to_string();
+        }
+    }
+
+    /// The driver wrote `bytes` of this client's output to its socket. Progress renews the
+    /// write deadline, as each of nsqd's writes sets its own; once the unwritten output is
+    /// back under the bound the client runs again: what it sent meanwhile is read, and
+    /// deliveries resume.
+    pub fn written(
+        &mut self,
+        client: ClientId,
+        bytes: usize,
+        now: Duration,
+        rng: &mut impl Rng,
+        out: &mut Outbox,
+    ) {
+        let Some(c) = self.clients.get_mut(&client) else {
+            return;
+        };
+        c.unwritten = c.unwritten.saturating_sub(bytes);
+        if c.write_blocked_since.is_none() {
+            return;
+        }
+        if c.unwritten > OUTPUT_UNWRITTEN_BYTES_MAX {
+            c.write_blocked_since = Some(now);
+            return;
+        }
+        c.write_blocked_since = None;
+        self.receive(client, &[], now, rng, out);
+    }
+
+    /// Whether the client's writes are blocked: the driver reads nothing more from it.
+    pub fn is_write_blocked(&self, client: ClientId) -> bool {
+        self.clients
+            .get(&client)
+            .is_some_and(|c| c.write_blocked_since.is_some())
+    }
+
+    /// The write deadline a driver puts on each write to this client's socket: its
+    /// heartbeat interval, or none when heartbeats are off (`protocolV2.Send`).
+    pub fn write_timeout(&self, client: ClientId) -> Option<Duration> {
+        self.clients.get(&client)?.heartbeat_interval
     }
 
     /// The connection is gone. Its in-flight messages stay in flight until they time out.
@@ -635,6 +769,18 @@ impl<D: Disk + Clone> Nsqd<D> {
             }
             out.error(client, &error);
         }
+        // The answers count toward the client's unwritten output, so a client that sends
+        // commands and never reads their answers blocks as nsqd's IOLoop does.
+        let answered: usize = out.0[before..]
+            .iter()
+            .map(|o| match o {
+                Output::Send(id, bytes) if *id == client => bytes.len(),
+                _ => 0,
+            })
+            .sum();
+        if let Some(state) = self.clients.get_mut(&client) {
+            state.queued(answered, now);
+        }
         if let Some(topic) = self.created_pending.take() {
             // The command blocks in GetTopic: hold its answer, stop reading.
             let (mine, others): (Vec<Output>, Vec<Output>) = out
@@ -678,6 +824,13 @@ impl<D: Disk + Clone> Nsqd<D> {
             }
         }
         Ok(())
+    }
+
+    /// `clientV2.PublishedMessage`: what `/stats` counts of a producer.
+    fn published(&mut self, client: ClientId, topic: &str, count: u64) {
+        if let Some(c) = self.clients.get_mut(&client) {
+            *c.stats.pub_counts.entry(topic.to_string()).or_default() += count;
+        }
     }
 
     fn exec(
@@ -731,10 +884,13 @@ impl<D: Disk + Clone> Nsqd<D> {
             }
             Command::Pub { topic, body } => {
                 self.publish(&topic, vec![body], Duration::ZERO, now, out)?;
+                self.published(client, &topic, 1);
                 out.send(client, FrameType::Response, OK);
             }
             Command::Mpub { topic, bodies } => {
+                let count = bodies.len() as u64;
                 self.publish(&topic, bodies, Duration::ZERO, now, out)?;
+                self.published(client, &topic, count);
                 out.send(client, FrameType::Response, OK);
             }
             Command::Dpub {
@@ -743,6 +899,7 @@ impl<D: Disk + Clone> Nsqd<D> {
                 body,
             } => {
                 self.publish(&topic, vec![body], ms(defer_ms as u64), now, out)?;
+                self.published(client, &topic, 1);
                 out.send(client, FrameType::Response, OK);
             }
         }
@@ -764,6 +921,10 @@ impl<D: Disk + Clone> Nsqd<D> {
             .map_err(|_| ProtocolError::fatal("E_BAD_BODY", "IDENTIFY failed to decode JSON body"))?;
         let options = &self.options;
         let c = self.clients.get_mut(&client).expect("live");
+        // Set first, as `clientV2.Identify` does, even when a later field is refused.
+        c.stats.client_id = identify.client_id;
+        c.stats.hostname = identify.hostname;
+        c.stats.user_agent = identify.user_agent;
         c.heartbeat_interval = identify_heartbeat_interval(identify.heartbeat_interval, options)?;
         c.next_heartbeat = c.heartbeat_interval.map(|h| now + h);
         let (timeout, size) = identify_output_buffer(
@@ -774,6 +935,7 @@ impl<D: Disk + Clone> Nsqd<D> {
         c.output_buffer_timeout = timeout;
         c.next_flush = c.output_buffer_timeout.map(|t| now + t);
         let sample_rate = identify_sample_rate(identify.sample_rate)?;
+        c.stats.sample_rate = sample_rate;
         c.msg_timeout = identify_msg_timeout(identify.msg_timeout, options)?;
         if identify.feature_negotiation {
             let reply = serde_json::json!({
@@ -831,7 +993,9 @@ impl<D: Disk + Clone> Nsqd<D> {
         self.channel_of(client)
             .finish(client, id)
             .map_err(|e| ProtocolError::non_fatal("E_FIN_FAILED", format!("FIN {id} failed {e}")))?;
-        self.clients.get_mut(&client).expect("live").in_flight -= 1;
+        let c = self.clients.get_mut(&client).expect("live");
+        c.in_flight -= 1;
+        c.stats.finish_count += 1;
         Ok(())
     }
 
@@ -846,7 +1010,9 @@ impl<D: Disk + Clone> Nsqd<D> {
         self.channel_of(client)
             .requeue(client, id, now, ms(timeout_ms as u64))
             .map_err(|e| ProtocolError::non_fatal("E_REQ_FAILED", format!("REQ {id} failed {e}")))?;
-        self.clients.get_mut(&client).expect("live").in_flight -= 1;
+        let c = self.clients.get_mut(&client).expect("live");
+        c.in_flight -= 1;
+        c.stats.requeue_count += 1;
         out.0.push(Output::Note("nsqd.requeue"));
         Ok(())
     }
@@ -884,7 +1050,8 @@ impl<D: Disk + Clone> Nsqd<D> {
         self.note_channel_drops(out);
         let clients = &mut self.clients;
         for topic in self.topics.values_mut() {
-            for channel in topic.channels.values_mut() {
+            // A paused channel's clients are not ready for messages (`IsReadyForMessages`).
+            for channel in topic.channels.values_mut().filter(|c| !c.paused) {
                 loop {
                     let ready: Vec<ClientId> = channel
                         .clients()
@@ -904,6 +1071,7 @@ impl<D: Disk + Clone> Nsqd<D> {
                     let c = clients.get_mut(&chosen).expect("ready clients exist");
                     let message = channel.start_in_flight(message, chosen, now, c.msg_timeout);
                     c.in_flight += 1;
+                    c.stats.message_count += 1;
                     c.buffered
                         .extend(encode_frame(FrameType::Message, &message.encode()));
                     if !c.is_ready()
@@ -913,7 +1081,9 @@ impl<D: Disk + Clone> Nsqd<D> {
                         // Not ready for more: nsqd flushes at once. A full buffer flushes too,
                         // as Go's bufio.Writer does, so the core never holds more than RDY
                         // messages' worth of output in one piece.
-                        out.0.push(Output::Send(chosen, std::mem::take(&mut c.buffered)));
+                        let bytes = std::mem::take(&mut c.buffered);
+                        c.queued(bytes.len(), now);
+                        out.0.push(Output::Send(chosen, bytes));
                     }
                 }
             }
@@ -924,8 +1094,17 @@ impl<D: Disk + Clone> Nsqd<D> {
     /// syncs, then delivery.
     pub fn tick(&mut self, now: Duration, rng: &mut impl Rng, out: &mut Outbox) {
         let mut dead = Vec::new();
+        let mut write_timeouts = Vec::new();
         for (&id, c) in self.clients.iter_mut() {
             if c.state == State::Closed {
+                continue;
+            }
+            if c.write_blocked_since.is_some() {
+                // Blocked in a write: no heartbeat, no flush, no read until it completes
+                // or its deadline passes.
+                if c.write_deadline().is_some_and(|deadline| now >= deadline) {
+                    write_timeouts.push(id);
+                }
                 continue;
             }
             if let Some(heartbeat) = c.heartbeat_interval {
@@ -936,7 +1115,11 @@ impl<D: Disk + Clone> Nsqd<D> {
                 }
                 if let Some(at) = c.next_heartbeat {
                     if now >= at {
+                        let before = out.0.len();
                         out.send(id, FrameType::Response, HEARTBEAT);
+                        if let Some(Output::Send(_, bytes)) = out.0.get(before) {
+                            c.queued(bytes.len(), now);
+                        }
                         c.next_heartbeat = Some(at + heartbeat);
                     }
                 }
@@ -944,7 +1127,9 @@ impl<D: Disk + Clone> Nsqd<D> {
             if let (Some(at), Some(every)) = (c.next_flush, c.output_buffer_timeout) {
                 if now >= at {
                     if !c.buffered.is_empty() {
-                        out.0.push(Output::Send(id, std::mem::take(&mut c.buffered)));
+                        let bytes = std::mem::take(&mut c.buffered);
+                        c.queued(bytes.len(), now);
+                        out.0.push(Output::Send(id, bytes));
                     }
                     c.next_flush =
                         Some(at + every * ((now - at).as_nanos() / every.as_nanos()).max(1) as u32);
@@ -956,6 +1141,15 @@ impl<D: Disk + Clone> Nsqd<D> {
                 c.state = State::Closed;
             }
             out.0.push(Output::Note("nsqd.client_read_timeout"));
+            out.0.push(Output::Close(id));
+        }
+        for id in write_timeouts {
+            if let Some(c) = self.clients.get_mut(&id) {
+                c.state = State::Closed;
+            }
+            // The blocked write failed (`i/o timeout`): the messagePump exits and the
+            // connection closes; its in-flight messages wait out msg_timeout.
+            out.0.push(Output::Note("nsqd.client_write_timeout"));
             out.0.push(Output::Close(id));
         }
         if now >= self.next_scan {
@@ -1062,6 +1256,10 @@ impl<D: Disk + Clone> Nsqd<D> {
     pub fn next_wakeup(&self) -> Duration {
         let mut next = self.next_scan;
         for c in self.clients.values() {
+            if let Some(deadline) = c.write_deadline() {
+                next = next.min(deadline);
+                continue;
+            }
             for at in [c.next_heartbeat, c.next_flush.filter(|_| !c.buffered.is_empty())]
                 .into_iter()
                 .flatten()
@@ -1239,3 +1437,8 @@ pub struct ChannelStats {
 // nsqd's HTTP API: a child module, so it reaches the topics as the TCP commands do.
 #[path = "nsqd_http.rs"]
 mod http_api;
+
+// Deleting, emptying and pausing topics and channels, as the HTTP API runs them.
+#[path = "nsqd_admin.rs"]
+mod admin;
+pub use admin::AdminError;

@@ -34,19 +34,24 @@ pub trait Context: 'static {
 pub const LOOKUPD_PING_INTERVAL: Duration = Duration::from_secs(15);
 const TICK_MAX: Duration = Duration::from_millis(100);
 
-/// The most bytes queued for one connection's socket. nsqd writes to a client through a
-/// 16 KiB bufio.Writer and blocks when the socket is full: its IOLoop stops reading the
-/// client (so a client that writes without reading meets TCP backpressure), its messagePump
-/// stops delivering, and the write fails after its deadline (the heartbeat interval,
-/// `protocolV2.Send`), closing the connection. The driver cannot block the sans-I/O core's
-/// deliveries, so it queues up to this bound, stops reading the client past half of it,
-/// and closes the connection if the core hands it more (the messages then wait out
-/// msg_timeout in flight, as they would after nsqd's failed write).
-pub const OUTPUT_QUEUED_BYTES_MAX: usize = 1024 * 1024;
-/// nsqd's write deadline: its default heartbeat interval.
-const WRITE_DEADLINE: Duration = Duration::from_secs(30);
+/// How one connection's output stays bounded. nsqd writes to a client through a 16 KiB
+/// bufio.Writer and blocks when the socket is full: its messagePump stops delivering and
+/// its IOLoop stops reading the client (so a client that writes without reading meets TCP
+/// backpressure) until the write completes or its deadline, the heartbeat interval
+/// (`protocolV2.Send`), passes and the connection closes. The core keeps that account
+/// (`Nsqd::written`, [`OUTPUT_UNWRITTEN_BYTES_MAX`]): the driver reports every frame its
+/// writer completes, puts the client's write deadline on each write, and stops reading a
+/// client while the core says its writes are blocked. Past the core's bound a connection
+/// can hold at most one flush (a full output buffer and the message that overflowed it) and
+/// one command's answer more; [`Driver::output_bound`] is that, and a connection that
+/// reaches it anyway is closed.
+pub use super::nsqd::OUTPUT_UNWRITTEN_BYTES_MAX;
 
-/// One connection's output, bounded by [`OUTPUT_QUEUED_BYTES_MAX`] plus one frame.
+/// Room for a message frame's header, and for the one command answer (an error naming the
+/// command) or heartbeat the core may queue past its bound.
+const FRAME_SLACK_BYTES: usize = 64 * 1024;
+
+/// One connection's output, bounded by [`Driver::output_bound`].
 #[derive(Default)]
 struct OutputQueue {
     frames: std::collections::VecDeque<Vec<u8>>,
@@ -61,11 +66,13 @@ struct Connection {
     /// Wakes the reader (room in the queue).
     drained: Rc<tokio::sync::Notify>,
     reader: tokio::task::AbortHandle,
+    writer: tokio::task::AbortHandle,
 }
 
 /// What an nsqd tells a lookupd.
 pub enum LookupEvent {
     Register(String, Option<String>),
+    Unregister(String, Option<String>),
     Ping,
 }
 
@@ -108,19 +115,37 @@ impl<C: Context, D: Disk + Clone + 'static> Driver<C, D> {
     }
 
     /// The most bytes ever queued for one connection's socket; never more than
-    /// [`OUTPUT_QUEUED_BYTES_MAX`] and one frame.
+    /// [`Driver::output_bound`].
     pub fn output_queued_bytes_high(&self) -> usize {
         self.output_queued_bytes_high.get()
     }
 
-    /// Queues `bytes` for `id`; false if its output is over the bound (the caller closes it).
+    /// The most one connection's output may queue: the core's bound, one flush of a full
+    /// output buffer and a message of the largest size, and one answer.
+    pub fn output_bound(&self) -> usize {
+        let max_msg_size = self.core.borrow().options().max_msg_size.max(0) as usize;
+        OUTPUT_UNWRITTEN_BYTES_MAX + super::nsqd::OUTPUT_BUFFER_SIZE + max_msg_size + FRAME_SLACK_BYTES
+    }
+
+    /// The writer wrote one frame of `bytes` to `id`'s socket: the core may unblock it.
+    fn written(&self, id: ClientId, bytes: usize) {
+        let mut out = Outbox::default();
+        let now = self.ctx.now();
+        self.core
+            .borrow_mut()
+            .written(id, bytes, now, &mut *self.ctx.rng(), &mut out);
+        self.dispatch(out);
+    }
+
+    /// Queues `bytes` for `id`; false if its output would pass the bound (the caller closes
+    /// it: the core's own account should never let it).
     fn enqueue(&self, id: ClientId, bytes: Vec<u8>) -> bool {
         let connections = self.connections.borrow();
         let Some(c) = connections.get(&id) else {
             return true;
         };
         let mut output = c.output.borrow_mut();
-        if output.queued_bytes > OUTPUT_QUEUED_BYTES_MAX {
+        if output.queued_bytes + bytes.len() > self.output_bound() {
             return false;
         }
         output.queued_bytes += bytes.len();
@@ -145,6 +170,11 @@ impl<C: Context, D: Disk + Clone + 'static> Driver<C, D> {
                 Output::Register { topic, channel } => {
                     for peer in self.lookup_peers.borrow().iter() {
                         let _ = peer.send(LookupEvent::Register(topic.clone(), channel.clone()));
+                    }
+                }
+                Output::Unregister { topic, channel } => {
+                    for peer in self.lookup_peers.borrow().iter() {
+                        let _ = peer.send(LookupEvent::Unregister(topic.clone(), channel.clone()));
                     }
                 }
                 Output::Note(name) => self.ctx.note(name),
@@ -174,11 +204,17 @@ impl<C: Context, D: Disk + Clone + 'static> Driver<C, D> {
     }
 
     fn close(&self, id: ClientId) {
+        let blocked = self.core.borrow().is_write_blocked(id);
         if let Some(c) = self.connections.borrow_mut().remove(&id) {
             c.output.borrow_mut().closed = true;
             c.written.notify_one();
             c.drained.notify_one();
             c.reader.abort();
+            if blocked {
+                // Its writes are blocked: what is queued will never go out, and the socket
+                // closes now, as nsqd's does once its write fails.
+                c.writer.abort();
+            }
         }
         let mut out = Outbox::default();
         self.core.borrow_mut().disconnect(id, &mut out);
@@ -186,12 +222,13 @@ impl<C: Context, D: Disk + Clone + 'static> Driver<C, D> {
     }
 
     /// Serves one client connection until either side ends it.
-    pub fn serve<R, W>(self: &Rc<Self>, mut read: R, mut write: W)
+    pub fn serve<R, W>(self: &Rc<Self>, mut read: R, mut write: W, remote: &str)
     where
         R: AsyncRead + Unpin + 'static,
         W: AsyncWrite + Unpin + 'static,
     {
         let id = self.core.borrow_mut().connect(self.ctx.now());
+        self.core.borrow_mut().set_remote_address(id, remote);
         let output = Rc::new(RefCell::new(OutputQueue::default()));
         let (written, drained) = (
             Rc::new(tokio::sync::Notify::new()),
@@ -200,7 +237,7 @@ impl<C: Context, D: Disk + Clone + 'static> Driver<C, D> {
         let writer_driver = self.clone();
         let (writer_output, writer_written, writer_drained) =
             (output.clone(), written.clone(), drained.clone());
-        tokio::task::spawn_local(async move {
+        let writer = tokio::task::spawn_local(async move {
             loop {
                 let next = {
                     let mut queue = writer_output.borrow_mut();
@@ -217,14 +254,24 @@ impl<C: Context, D: Disk + Clone + 'static> Driver<C, D> {
                     writer_written.notified().await;
                     continue;
                 };
-                writer_drained.notify_one();
-                match tokio::time::timeout(WRITE_DEADLINE, write.write_all(&frame)).await {
-                    Ok(Ok(())) => {}
+                // Each write has the client's deadline, as each of nsqd's does; a write that
+                // blocks past it fails and closes the connection.
+                let deadline = writer_driver.core.borrow().write_timeout(id);
+                let wrote = match deadline {
+                    Some(deadline) => tokio::time::timeout(deadline, write.write_all(&frame)).await,
+                    None => Ok(write.write_all(&frame).await),
+                };
+                match wrote {
+                    Ok(Ok(())) => {
+                        writer_driver.written(id, frame.len());
+                        writer_drained.notify_one();
+                    }
                     Ok(Err(_)) => return,
                     Err(_) => {
-                        // nsqd's write deadline passed: the client is not reading.
-                        writer_driver.ctx.note("nsqd.client_write_timeout");
-                        writer_driver.close(id);
+                        if writer_driver.connections.borrow().contains_key(&id) {
+                            writer_driver.ctx.note("nsqd.client_write_timeout");
+                            writer_driver.close(id);
+                        }
                         return;
                     }
                 }
@@ -237,7 +284,9 @@ impl<C: Context, D: Disk + Clone + 'static> Driver<C, D> {
             let mut chunk = vec![0u8; 64 * 1024];
             loop {
                 // nsqd's IOLoop blocks in Send while the socket is full, so it reads no more.
-                while reader_output.borrow().queued_bytes > OUTPUT_QUEUED_BYTES_MAX / 2 {
+                while driver.core.borrow().is_write_blocked(id)
+                    || reader_output.borrow().queued_bytes > OUTPUT_UNWRITTEN_BYTES_MAX
+                {
                     reader_drained.notified().await;
                 }
                 let n = match read.read(&mut chunk).await {
@@ -262,6 +311,7 @@ impl<C: Context, D: Disk + Clone + 'static> Driver<C, D> {
                 written,
                 drained,
                 reader: reader.abort_handle(),
+                writer: writer.abort_handle(),
             },
         );
     }
@@ -515,6 +565,9 @@ impl<C: Context, D: Disk + Clone + 'static> Driver<C, D> {
                             let Some(event) = event else { return };
                             let bytes = match event {
                                 LookupEvent::Register(topic, channel) => register_line(&topic, channel.as_deref()),
+                                LookupEvent::Unregister(topic, channel) => {
+                                    unregister_line(&topic, channel.as_deref())
+                                }
                                 LookupEvent::Ping => b"PING\n".to_vec(),
                             };
                             alive = write.write_all(&bytes).await.is_ok() && answered(1, &mut responses).await;
@@ -579,6 +632,13 @@ fn identify_response_http_address(data: &[u8]) -> Option<String> {
     let host = value["broadcast_address"].as_str()?;
     let port = value["http_port"].as_u64()?;
     Some(format!("{host}:{port}"))
+}
+
+fn unregister_line(topic: &str, channel: Option<&str>) -> Vec<u8> {
+    match channel {
+        Some(channel) => format!("UNREGISTER {topic} {channel}\n").into_bytes(),
+        None => format!("UNREGISTER {topic}\n").into_bytes(),
+    }
 }
 
 fn register_line(topic: &str, channel: Option<&str>) -> Vec<u8> {

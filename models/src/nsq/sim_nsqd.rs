@@ -111,9 +111,9 @@ pub async fn run(
             biased;
             _ = process.stopping() => break,
             accepted = listener.accept() => {
-                let (stream, _) = accepted?;
+                let (stream, remote) = accepted?;
                 let (read, write) = stream.into_split();
-                driver.serve(read, write);
+                driver.serve(read, write, &remote.to_string());
             }
         }
     }

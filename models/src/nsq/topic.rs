@@ -7,6 +7,7 @@
 //! - For each message the pump copies it to every channel that exists at that moment (same
 //!   id, body and timestamp), as a deferred put when the message was published with DPUB.
 //! - The choice between memory and disk is Go's uniform `select`.
+//! - `empty` (`/topic/empty`, and a delete) drops the topic's own memory and disk queues.
 //! - Deferred messages must stay in memory: the disk format has no deferred field, so a
 //!   DPUB message that overflows to disk loses its delay (delivered at once).
 
@@ -34,6 +35,8 @@ pub struct Topic<D: Disk> {
     pub paused: bool,
     /// Messages put since this nsqd started (`/stats`' `message_count`).
     pub message_count: u64,
+    /// Their body bytes (`/stats`' `message_bytes`).
+    pub message_bytes: u64,
 }
 
 impl<D: Disk> Topic<D> {
@@ -48,6 +51,7 @@ impl<D: Disk> Topic<D> {
             started: false,
             paused: false,
             message_count: 0,
+            message_bytes: 0,
         }
     }
 
@@ -62,6 +66,7 @@ impl<D: Disk> Topic<D> {
             self.memory_capacity
         };
         self.message_count += 1;
+        self.message_bytes += message.body.len() as u64;
         if self.memory.len() < capacity {
             self.memory.push_back((message, defer));
             return Ok(Placed::Memory);
@@ -106,11 +111,12 @@ impl<D: Disk> Topic<D> {
             };
             for channel in self.channels.values_mut() {
                 if defer.is_zero() {
-                    if channel.put(message.clone())? == Placed::Disk {
+                    if channel.put_message(message.clone())? == Placed::Disk {
                         to_disk += 1;
                     }
                 } else {
                     channel.put_deferred(message.clone(), now, defer);
+                    channel.message_count += 1;
                 }
             }
             moved += 1;
@@ -118,8 +124,21 @@ impl<D: Disk> Topic<D> {
         Ok((moved, to_disk))
     }
 
+    /// `Topic.Empty`: the memory queue and the disk queue are dropped (the channels keep
+    /// what they hold). Returns how many messages were dropped.
+    pub fn empty(&mut self) -> io::Result<u64> {
+        let in_memory = self.memory.len() as u64;
+        self.memory.clear();
+        Ok(in_memory + self.backend.empty()? as u64)
+    }
+
     pub fn depth(&self) -> i64 {
         self.memory.len() as i64 + self.backend.depth()
+    }
+
+    /// The disk queue's share of `depth` (`/stats`' `backend_depth`).
+    pub fn backend_depth(&self) -> i64 {
+        self.backend.depth()
     }
 
     pub fn tick(&mut self, now: Duration) -> io::Result<()> {

@@ -18,6 +18,14 @@ const STARTUP_MS_MAX: u64 = 30_000;
 const SETTLE_MS_MAX: u64 = 5_000;
 /// Pause between two looks at the server while statements settle.
 const POLL_MS: u64 = 5;
+/// Looks in a row that must agree before a step is settled. A waiter granted after a
+/// deadlock victim's rollback waits for the victim's own thread to roll back, and a loaded
+/// machine (a CI runner, or builds beside the test) can take tens of milliseconds for it:
+/// two looks (10 ms) called such a waiter blocked where it was about to run. More looks
+/// cost real time, which the 1 s lock-wait timeout of every waiter counts.
+const STABLE_LOOKS: u32 = 3;
+/// The same after a deadlock in this step, whose rollback and grants take longer.
+const STABLE_LOOKS_AFTER_DEADLOCK: u32 = 12;
 
 /// Whether a missing MariaDB fails the test instead of skipping it.
 pub fn required() -> bool {
@@ -225,8 +233,8 @@ impl Sessions {
     }
 
     /// Statements that have finished since the last look, once every running statement has
-    /// either finished or is seen waiting for a lock, twice in a row (a victim's rollback
-    /// and the grant it allows take a moment).
+    /// either finished or is seen waiting for a lock, [`STABLE_LOOKS`] times in a row (a
+    /// victim's rollback and the grant it allows take a moment).
     pub async fn settle(&mut self) -> std::collections::BTreeMap<usize, Done> {
         let mut finished = std::collections::BTreeMap::new();
         let mut waited_ms = 0;
@@ -249,7 +257,8 @@ impl Sessions {
                 matches!(session, Session::Running { thread_id, .. } if !waiting.contains(thread_id))
             });
             stable = if unsettled { 0 } else { stable + 1 };
-            if stable >= 2 {
+            let deadlock = finished.values().any(|done| *done == Done::Error(1213));
+            if stable >= if deadlock { STABLE_LOOKS_AFTER_DEADLOCK } else { STABLE_LOOKS } {
                 return finished;
             }
             assert!(

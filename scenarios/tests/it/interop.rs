@@ -174,7 +174,54 @@ async fn tokio_nsq_publishes_and_consumes_through_jetsam_lookupd_with_req_and_fi
         "the FIN'd message does not come back"
     );
     second.finish().await;
+
+    // nsqd's /stats names the tokio-nsq consumer with what its IDENTIFY said, and counts
+    // its three deliveries, one REQ and two FINs (the last FIN may still be on its way).
+    let mut client = serde_json::Value::Null;
+    for _ in 0..100 {
+        let stats = http_get(
+            ports.nsqd_http,
+            "/stats?format=json&topic=interop&channel=interop",
+        )
+        .await;
+        client = stats["topics"][0]["channels"][0]["clients"][0].clone();
+        if client["finish_count"] == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let user_agent = client["user_agent"].as_str().unwrap_or_default();
+    assert!(user_agent.starts_with("tokio_nsq/"), "{client}");
+    assert_eq!(client["state"], 3, "subscribed: {client}");
+    assert_eq!(client["message_count"], 3, "{client}");
+    assert_eq!(client["requeue_count"], 1, "{client}");
+    assert_eq!(client["finish_count"], 2, "{client}");
+    assert_eq!(client["in_flight_count"], 0, "{client}");
+    assert!(client["remote_address"]
+        .as_str()
+        .unwrap_or_default()
+        .starts_with("127.0.0.1:"));
     let _ = std::fs::remove_dir_all(&data);
+}
+
+/// A GET to nsqd's HTTP API over HTTP/1.0 (the answer ends with the connection), as JSON.
+async fn http_get(port: u16, target: &str) -> serde_json::Value {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let request = format!("GET {target} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    tokio::time::timeout(WAIT, stream.read_to_end(&mut response))
+        .await
+        .expect("nsqd answers")
+        .unwrap();
+    let response = String::from_utf8(response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").expect("a header and a body");
+    assert!(
+        head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"),
+        "{head}"
+    );
+    serde_json::from_str(body).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

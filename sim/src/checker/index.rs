@@ -165,3 +165,34 @@ impl PublishIndex {
         self.keys
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checker::test_support::Build;
+
+    #[test]
+    fn an_outcome_keeps_the_strongest_answer_and_its_first_time() {
+        let mut b = Build::new();
+        b.publish(1).info(1).publish(2).fail(2).publish(3).ok(3).ok(3);
+        let index = PublishIndex::build(&b.history());
+        assert_eq!(index.get(MsgId(1)).unwrap().outcome, Outcome::Info);
+        assert_eq!(index.get(MsgId(2)).unwrap().outcome, Outcome::Fail);
+        let three = index.get(MsgId(3)).unwrap();
+        assert_eq!(three.outcome, Outcome::Ok);
+        assert!(three.completed.unwrap() < SimTime(three.invoked.0 + 20), "the first ok's time");
+    }
+
+    #[test]
+    fn small_ids_are_dense_and_ids_from_the_bound_up_are_sparse() {
+        let mut b = Build::new();
+        b.publish(1).publish(DENSE_IDS_MAX - 1).publish(DENSE_IDS_MAX).publish(u64::MAX - 1);
+        let index = PublishIndex::build(&b.history());
+        for id in [1, DENSE_IDS_MAX - 1, DENSE_IDS_MAX, u64::MAX - 1] {
+            assert_eq!(index.get(MsgId(id)).map(|p| p.id), Some(MsgId(id)), "id {id}");
+        }
+        assert!(index.dense.len() >= DENSE_IDS_MAX as usize && index.sparse.len() == 2);
+        assert_eq!(index.len(), 4);
+        assert!(!index.is_empty() && PublishIndex::build(&Build::new().history()).is_empty());
+    }
+}

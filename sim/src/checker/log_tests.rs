@@ -39,6 +39,15 @@ fn two_messages_at_one_offset_are_inconsistent_offsets() {
         "{}",
         found[0].detail
     );
+    assert!(
+        found[0].detail.contains("m1 acknowledged at") && found[0].detail.contains("m2 acknowledged at"),
+        "each witness says how the offset was learnt: {}",
+        found[0].detail
+    );
+    let mut b = Build::new();
+    b.publish(1).ok_at(1, "t-0", 1).publish(2).read_at(2, "c1", "t-0", 1);
+    let found = inconsistent_offsets::check(&b.history());
+    assert!(found[0].detail.contains("m2 read at c1"), "{}", found[0].detail);
     // The same message acknowledged and read at one offset is consistent.
     let mut b = Build::new();
     b.publish(1).ok_at(1, "t-0", 1).read_at(1, "c1", "t-0", 1);
