@@ -13,6 +13,7 @@ use crate::checker::log_duplicate::LOG_DUPLICATE;
 use crate::checker::lost::LOST;
 use crate::checker::lost_write::LOST_WRITE;
 use crate::checker::nonmonotonic_read::NONMONOTONIC_READ;
+use crate::checker::poll_skip::POLL_SKIP;
 use crate::checker::partial::PARTIAL_TRANSACTION;
 use crate::checker::phantom::PHANTOM;
 use crate::checker::torn_transaction::TORN_TRANSACTION;
@@ -174,8 +175,9 @@ pub const PROPERTIES: [PropertyRule; 16] = [
     ),
     rule(
         Property::MonotonicReads,
-        "a consumer process reads each partition forwards only (nonmonotonic-read)",
-        &[NONMONOTONIC_READ],
+        "a consumer process reads each partition forwards only, skipping no offset known to hold a \
+         message, within one incarnation and assignment (nonmonotonic-read, poll-skip)",
+        &[NONMONOTONIC_READ, POLL_SKIP],
         &[],
     ),
 ];

@@ -213,6 +213,28 @@ pub fn effect_parts(config: &DbConfig) -> Vec<String> {
         .collect()
 }
 
+/// Where the position strategy keeps its mark, and the mark this message sets: the row of
+/// `positions` and the value stored there once the message is processed. A message whose
+/// mark is at or below the stored one was processed before. By default one row (0) holding
+/// the highest message id processed; a Kafka consumer keeps one row per partition holding the
+/// next offset to read, which is where it seeks when it is given the partition (reference
+/// §2.6: "store its offset in the same place as its output").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PositionMark {
+    pub row: i64,
+    pub value: i64,
+}
+
+impl PositionMark {
+    /// The default mark: message `id` in the single row 0.
+    pub fn of_message(id: u64) -> PositionMark {
+        PositionMark {
+            row: 0,
+            value: id as i64,
+        }
+    }
+}
+
 /// The role of a statement in the message's transaction.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Role {
@@ -227,7 +249,7 @@ enum Role {
 
 /// The message's transaction: BEGIN, the guard (inbox first, or last with `inbox_last`), a
 /// batch's audit rows, the debit, the credit, COMMIT. Each part of the effect is tagged.
-fn transaction(id: u64, config: &DbConfig) -> Vec<(Role, Statement)> {
+fn transaction(id: u64, mark: PositionMark, config: &DbConfig) -> Vec<(Role, Statement)> {
     let (from, to) = transfer_accounts(id, config.accounts);
     let mut statements = vec![(Role::Begin, Statement::Begin)];
     let inbox = (
@@ -250,7 +272,7 @@ fn transaction(id: u64, config: &DbConfig) -> Vec<(Role, Statement)> {
         ));
     }
     if config.strategy == Strategy::Position {
-        let position = Value::Int(0);
+        let position = Value::Int(mark.row);
         statements.push((
             Role::PositionRead,
             Statement::Select {
@@ -264,7 +286,7 @@ fn transaction(id: u64, config: &DbConfig) -> Vec<(Role, Statement)> {
             Statement::Update {
                 table: "positions".into(),
                 key: position,
-                set: vec![Set::To("position".into(), Value::Int(id as i64))],
+                set: vec![Set::To("position".into(), Value::Int(mark.value))],
                 only_if: vec![],
                 tag: tag(id, "position", false),
             },
@@ -289,11 +311,12 @@ fn transaction(id: u64, config: &DbConfig) -> Vec<(Role, Statement)> {
 async fn attempt(
     conn: &mut DbConn,
     id: u64,
+    mark: PositionMark,
     config: &DbConfig,
     process: &Process,
 ) -> Result<Processed, (String, bool)> {
     let mut continued = false;
-    for (i, (role, statement)) in transaction(id, config).into_iter().enumerate() {
+    for (i, (role, statement)) in transaction(id, mark, config).into_iter().enumerate() {
         if i > 1 {
             process.sleep(config.statement_gap).await;
         }
@@ -312,7 +335,7 @@ async fn attempt(
                     Some(Value::Int(p)) => *p,
                     _ => 0,
                 };
-                if position >= id as i64 {
+                if position >= mark.value {
                     let _ = conn.call(Statement::Rollback, config.timeout).await;
                     return Ok(Processed::AlreadyDone);
                 }
@@ -354,6 +377,7 @@ pub async fn process_message(
     host: &str,
     conn: &mut Option<DbConn>,
     id: u64,
+    mark: PositionMark,
     config: &DbConfig,
     process: &Process,
 ) -> Processed {
@@ -364,7 +388,7 @@ pub async fn process_message(
             *conn = DbConn::connect(env, host, &config.host, config.timeout).await;
         }
         let result = match conn.as_mut() {
-            Some(c) => attempt(c, id, config, process).await,
+            Some(c) => attempt(c, id, mark, config, process).await,
             None => Err(("cannot connect to the database".into(), false)),
         };
         match result {

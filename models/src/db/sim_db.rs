@@ -171,6 +171,9 @@ pub struct DbHost {
     pub accounts: u32,
     pub balance: i64,
     pub orders: u64,
+    /// Rows of `positions` (0..n) for the position strategy, each starting at 0: one, or one
+    /// per partition for a Kafka consumer that keeps its offsets here.
+    pub position_rows: u32,
     /// The chance that a row-locking statement in a transaction fails with an injected 1213.
     pub injected_deadlock_rate: f64,
 }
@@ -185,6 +188,7 @@ pub async fn run(env: Env, host: String, setup: DbHost) -> turmoil::Result {
         accounts,
         balance,
         orders,
+        position_rows,
         injected_deadlock_rate,
     } = setup;
     let process = env.process(&host);
@@ -221,19 +225,22 @@ pub async fn run(env: Env, host: String, setup: DbHost) -> turmoil::Result {
                 now,
             );
         }
-        // The consumer group's stored position: the highest message id processed.
-        let mut record = Record::new();
-        record.insert("id".into(), Value::Int(0));
-        record.insert("position".into(), Value::Int(0));
-        engine.execute(
-            setup,
-            Statement::Insert {
-                table: "positions".into(),
-                record,
-                tag: None,
-            },
-            now,
-        );
+        // The consumer group's stored positions: the highest message id processed, or a
+        // partition's next offset.
+        for row in 0..i64::from(position_rows.max(1)) {
+            let mut record = Record::new();
+            record.insert("id".into(), Value::Int(row));
+            record.insert("position".into(), Value::Int(0));
+            engine.execute(
+                setup,
+                Statement::Insert {
+                    table: "positions".into(),
+                    record,
+                    tag: None,
+                },
+                now,
+            );
+        }
         engine.disconnect(setup);
     }
     let state = Rc::new(Host {

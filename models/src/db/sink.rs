@@ -7,7 +7,10 @@
 //! design's own acknowledgement (NSQ's FIN, a Kafka offset commit, MQTT's PUBACK) is the
 //! callback: the strategy decides whether it goes before or after the transaction.
 
-use super::client::{effect_parts, process_message, DbConfig, DbConn, DbRetry, Processed, Strategy};
+use super::client::{
+    effect_parts, process_message, DbConfig, DbConn, DbRetry, PositionMark, Processed, Strategy,
+};
+use super::engine::{Outcome, Statement, Value};
 use super::engine::EngineOptions;
 use super::locks::LockOptions;
 use super::sim_db::{self, DbHost, WAIT_TIMEOUT_DEFAULT};
@@ -117,11 +120,24 @@ pub struct DbSink {
     section: DbSection,
     /// One `NEW` order row per message, for the conditional strategy.
     orders: u64,
+    /// Rows of stored positions, for the position strategy.
+    position_rows: u32,
 }
 
 impl DbSink {
     pub fn new(section: DbSection, orders: u64) -> DbSink {
-        DbSink { section, orders }
+        DbSink {
+            section,
+            orders,
+            position_rows: 1,
+        }
+    }
+
+    /// One stored position per partition (rows 0..n), for a Kafka consumer that keeps its
+    /// offsets in the database.
+    pub fn with_position_rows(mut self, rows: u32) -> DbSink {
+        self.position_rows = rows.max(1);
+        self
     }
 
     pub fn host(&self) -> &'static str {
@@ -149,6 +165,7 @@ impl DbSink {
             accounts: s.accounts,
             balance: 1_000,
             orders: self.orders,
+            position_rows: self.position_rows,
             injected_deadlock_rate: s.injected_deadlock_rate,
         };
         let env_for_host = env.clone();
@@ -256,17 +273,32 @@ impl DbConsumer {
         process: &Process,
         ack: impl FnOnce(),
     ) -> Handled {
+        self.handle_at(env, host, id, PositionMark::of_message(id), process, ack)
+            .await
+    }
+
+    /// [`Self::handle`], with the position strategy's mark given (a Kafka partition's row and
+    /// the record's next offset).
+    pub async fn handle_at(
+        &mut self,
+        env: &Env,
+        host: &str,
+        id: u64,
+        mark: PositionMark,
+        process: &Process,
+        ack: impl FnOnce(),
+    ) -> Handled {
         let config = &self.config;
         if config.strategy == Strategy::AckBefore {
             ack();
             if let Processed::Failed(_) =
-                process_message(env, host, &mut self.conn, id, config, process).await
+                process_message(env, host, &mut self.conn, id, mark, config, process).await
             {
                 env.note(host, "consumer.effect_failed_after_ack");
             }
             return Handled::Acked;
         }
-        let processed = process_message(env, host, &mut self.conn, id, config, process).await;
+        let processed = process_message(env, host, &mut self.conn, id, mark, config, process).await;
         if processed == Processed::AlreadyDone {
             env.note(
                 host,
@@ -294,6 +326,34 @@ impl DbConsumer {
                 }
                 ack();
                 Handled::Acked
+            }
+        }
+    }
+
+    /// The position stored in row `row` (a plain read, outside any transaction), or `None`
+    /// if the database did not answer: where a Kafka consumer seeks when it is given a
+    /// partition whose offsets it keeps here.
+    pub async fn stored_position(&mut self, env: &Env, host: &str, row: i64) -> Option<i64> {
+        let config = &self.config;
+        if self.conn.is_none() {
+            self.conn = DbConn::connect(env, host, &config.host, config.timeout).await;
+        }
+        let conn = self.conn.as_mut()?;
+        let read = Statement::Select {
+            table: "positions".into(),
+            key: Value::Int(row),
+            for_update: false,
+        };
+        match conn.call(read, config.timeout).await {
+            Ok(Outcome::Row(Some(record))) => match record.get("position") {
+                Some(Value::Int(position)) => Some(*position),
+                _ => Some(0),
+            },
+            Ok(Outcome::Row(None)) => Some(0),
+            Ok(_) => None,
+            Err(_) => {
+                self.conn = None;
+                None
             }
         }
     }

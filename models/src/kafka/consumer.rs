@@ -7,7 +7,11 @@
 //! every `metadata.max.age.ms`), records each record it reads as a `Deliver` at its offset,
 //! processes it, and moves its position past it: the position moving is its acknowledgement,
 //! as nothing is committed. A restarted process has lost its positions and reads the whole
-//! log again; the history shows those reads as redeliveries. Offset commits are part 2.
+//! log again; the history shows those reads as redeliveries.
+//!
+//! With a consumer group (`subscribe()`, part 2) the partitions come from the group, the
+//! positions from its committed offsets, and the application commits by its strategy: all of
+//! that is the child module `consumer_group.rs`.
 
 use super::batch::Batch;
 use super::client::{
@@ -28,6 +32,11 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::Duration;
+
+#[path = "consumer_group.rs"]
+mod group;
+pub use group::{CommitStrategy, GroupSettings, OffsetReset, WORKER_QUEUE_MAX};
+use group::{GroupState, Polled};
 
 /// Partitions one consumer may be assigned.
 pub const ASSIGNED_PARTITIONS_MAX: usize = 1024;
@@ -62,6 +71,8 @@ pub struct ConsumerSettings {
     pub progress: Option<ConsumerProgress>,
     /// `isolation.level` (read_uncommitted).
     pub isolation: IsolationLevel,
+    /// The consumer group to `subscribe()` in; `None`: `assign()` of `partitions`.
+    pub group: Option<GroupSettings>,
 }
 
 impl ConsumerSettings {
@@ -81,6 +92,7 @@ impl ConsumerSettings {
             metadata_max_age_ms: 300_000,
             progress: None,
             isolation: IsolationLevel::ReadUncommitted,
+            group: None,
         }
     }
 }
@@ -99,6 +111,14 @@ impl ConsumerProgress {
     fn set(&self, partition: i32, position: i64) {
         self.0.borrow_mut().insert(partition, position);
     }
+
+    /// A group's progress, shared by its members: the furthest any member processed (or
+    /// started from) in each partition. A partition changes hands, so it only moves forward.
+    fn advance(&self, partition: i32, position: i64) {
+        let mut positions = self.0.borrow_mut();
+        let at = positions.entry(partition).or_insert(position);
+        *at = (*at).max(position);
+    }
 }
 
 /// A consumer process: fetches its partitions for ever, until a stop request.
@@ -114,11 +134,29 @@ pub async fn run_consumer(
     partitions.sort_unstable();
     partitions.dedup();
     partitions.truncate(ASSIGNED_PARTITIONS_MAX);
-    let positions: BTreeMap<i32, i64> = partitions.iter().map(|p| (*p, 0)).collect();
-    if let Some(progress) = &settings.progress {
+    let in_group = settings.group.is_some();
+    // A group member owns nothing until the group assigns it partitions.
+    let positions: BTreeMap<i32, i64> = if in_group {
+        BTreeMap::new()
+    } else {
+        partitions.iter().map(|p| (*p, 0)).collect()
+    };
+    if let Some(progress) = settings.progress.as_ref().filter(|_| !in_group) {
         progress.0.replace(positions.clone());
     }
+    let group = settings.group.clone().map(|group| {
+        let timeouts = Timeouts {
+            connect: Duration::from_millis(settings.connect_timeout_ms),
+            request: Duration::from_millis(settings.request_timeout_ms),
+        };
+        let worker = settings
+            .progress
+            .clone()
+            .map(|progress| (progress, settings.processing_ms));
+        GroupState::start(&env, &host, group, settings.brokers.clone(), timeouts, worker)
+    });
     let mut consumer = Consumer {
+        group,
         db: handler.as_ref().map(DbSink::consumer),
         env,
         host,
@@ -136,6 +174,7 @@ pub async fn run_consumer(
 }
 
 struct Consumer {
+    group: Option<GroupState>,
     env: Env,
     host: String,
     settings: ConsumerSettings,
@@ -171,7 +210,8 @@ impl Consumer {
             if self.process.stop_requested() {
                 return;
             }
-            if !self.refresh_metadata().await {
+            let group_ready = self.group.is_none() || self.group_poll().await;
+            if !group_ready || !self.refresh_metadata().await {
                 self.process
                     .sleep(Duration::from_millis(self.settings.retry_backoff_ms))
                     .await;
@@ -279,18 +319,74 @@ impl Consumer {
         };
         let mut read = 0;
         let topic_name = self.settings.topic.clone();
+        let mut polled = Vec::new();
         for topic in answer
             .responses
             .iter()
             .filter(|t| t.topic.0.as_str() == topic_name)
         {
             for data in &topic.partitions {
-                if partitions.contains(&data.partition_index) {
+                if !partitions.contains(&data.partition_index) {
+                    continue;
+                }
+                if self.group.is_some() {
+                    polled.extend(self.poll_partition(data));
+                } else {
                     read += self.take_partition(data, &host).await;
                 }
             }
         }
+        read += polled.len();
+        if self.group.is_some() {
+            self.handle_polled(polled, &host).await;
+        }
         read
+    }
+
+    /// One partition's part of a fetch answer for a group member: its records at or past the
+    /// position, which poll returns, or its error acted on.
+    fn poll_partition(&mut self, data: &fetch_response::PartitionData) -> Vec<Polled> {
+        let partition = data.partition_index;
+        let Some(position) = self.positions.get(&partition).copied() else {
+            return Vec::new();
+        };
+        if data.error_code == KafkaError::OffsetOutOfRange.code() {
+            // auto.offset.reset: the member asks again where to start.
+            self.note("offset_reset");
+            self.positions.remove(&partition);
+            if let Some(group) = self.group.as_mut() {
+                group.reset(partition);
+            }
+            return Vec::new();
+        }
+        if data.error_code != 0 {
+            if is_stale_metadata(data.error_code) {
+                self.metadata_stale = true;
+            }
+            self.note("fetch_error");
+            return Vec::new();
+        }
+        let Some(batches) = data.records.as_ref().map(decode_fetched_batches) else {
+            return Vec::new();
+        };
+        let Ok(batches) = batches else {
+            self.note("corrupt_batch");
+            return Vec::new();
+        };
+        let mut polled = Vec::new();
+        for batch in batches {
+            for (index, record) in batch.records.iter().enumerate() {
+                let offset = batch.base_offset + index as i64;
+                if offset < position {
+                    continue;
+                }
+                match record.value.as_deref().and_then(decode_value) {
+                    Some(id) => polled.push(Polled { id, partition, offset }),
+                    None => self.note("bad_value"),
+                }
+            }
+        }
+        polled
     }
 
     fn fetch_request(&self, partitions: &[i32]) -> Request {

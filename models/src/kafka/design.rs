@@ -1,5 +1,7 @@
 //! The `kafka` design: a controller, brokers replicating one topic's partitions, producers
-//! and consumers (reference §2.1–2.4, §2.7; designs table rows 5–10).
+//! and consumers (reference §2.1–2.4, §2.6, §2.7; designs table rows 5–10). Consumers use
+//! `assign()` by default, or with `group_id` one consumer group and a commit strategy, whose
+//! promise is the strategy's (reference §2.6).
 //!
 //! Hosts: `controller`, `broker1..`, `producer1..`, `consumer1..`, and `db` with the
 //! database sink. Roles: `controller`, `broker`, `producer`, `consumer`, `db`, and the
@@ -7,7 +9,9 @@
 //! controller last published it.
 
 use super::accumulator::ProducerConfig;
-use super::consumer::{run_consumer, ConsumerProgress, ConsumerSettings};
+use super::assignor::Assignor;
+use super::consumer::{run_consumer, CommitStrategy, ConsumerProgress, ConsumerSettings, GroupSettings, OffsetReset};
+use super::group_member::MemberConfig;
 use super::controller::{ControllerConfig, TopicPartition};
 use super::handler::Cluster;
 use super::log::LogConfig;
@@ -55,6 +59,16 @@ pub enum TruncationSetting {
     LeaderEpoch,
     /// Before 0.11: to the follower's own high watermark (two known windows, reference §2.2).
     HighWatermark,
+}
+
+/// The assignor a consumer group's leader prefers (`partition.assignment.strategy`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AssignorSetting {
+    /// RangeAssignor (the Java consumer's first default): consecutive partitions per member.
+    Range,
+    /// RoundRobinAssignor: partitions dealt to the members in turn.
+    Roundrobin,
 }
 
 /// The `kafka` design's `[config]`: the cluster, the topic, and the broker settings that
@@ -112,9 +126,36 @@ pub struct Config {
     /// or its retries ran out) is sent again through a new producer instance, which gets a
     /// new producer id, so the leader cannot recognise a copy it already has (reference §2.4).
     pub resend_with_new_producer: bool,
-    /// Consumer hosts; consumer i reads partitions i-1, i-1+n, ... (no consumer groups yet).
+    /// Consumer hosts. Without `group_id`, consumer i is `assign()`ed partitions i-1, i-1+n,
+    /// ... and keeps its positions in memory (at most one consumer per partition).
     #[schemars(range(min = 1, max = 32))]
     pub consumers: u32,
+    /// The consumers' `group.id`: set, they `subscribe()` as one consumer group (partitions
+    /// from the group coordinator, positions from committed offsets, `commit` deciding when
+    /// offsets are committed); empty, they use `assign()` as above.
+    pub group_id: String,
+    /// With `group_id`: when offsets are committed (`auto`: `enable.auto.commit` with records
+    /// handed to a worker; `before_process`; `after_process`; `db`: in the database's
+    /// transaction, with `sink = "db"` and the db's `position` strategy).
+    pub commit: CommitStrategy,
+    /// `auto.commit.interval.ms`, with `commit = "auto"`.
+    #[schemars(range(min = 1))]
+    pub auto_commit_interval_ms: u64,
+    /// `auto.offset.reset`, with `group_id`: where a partition without a committed offset
+    /// starts (Kafka's default `latest` skips what the log already holds).
+    pub auto_offset_reset: OffsetReset,
+    /// The group members' `session.timeout.ms` (45 s since Kafka 3.0): a member without a
+    /// heartbeat for this long is removed and its partitions reassigned.
+    #[schemars(range(min = 2))]
+    pub consumer_session_timeout_ms: u64,
+    /// `heartbeat.interval.ms` (below the session timeout), sent by a task apart from poll.
+    #[schemars(range(min = 1))]
+    pub heartbeat_interval_ms: u64,
+    /// `max.poll.interval.ms`: a member that does not poll for this long leaves the group.
+    #[schemars(range(min = 1))]
+    pub max_poll_interval_ms: u64,
+    /// The assignor the group's leader prefers; both are offered.
+    pub assignor: AssignorSetting,
     /// Handler time per record.
     pub processing_ms: u64,
     /// Where handlers apply their effect: in memory, or the database (`[config.db]`).
@@ -154,6 +195,14 @@ impl Default for Config {
             delivery_timeout_ms: 120_000,
             resend_with_new_producer: false,
             consumers: 1,
+            group_id: String::new(),
+            commit: CommitStrategy::Auto,
+            auto_commit_interval_ms: 5_000,
+            auto_offset_reset: OffsetReset::Latest,
+            consumer_session_timeout_ms: 45_000,
+            heartbeat_interval_ms: 3_000,
+            max_poll_interval_ms: 300_000,
+            assignor: AssignorSetting::Range,
             processing_ms: 1,
             sink: Sink::Memory,
             db: DbSection::default(),
@@ -191,7 +240,7 @@ pub fn build(scenario: &Scenario) -> Result<Box<dyn Design>, ScenarioError> {
             format!("at most replication_factor ({})", config.replication_factor),
         ));
     }
-    if config.consumers as i32 > config.partitions {
+    if config.group_id.is_empty() && config.consumers as i32 > config.partitions {
         return Err(scenario.config_error(
             "consumers",
             format!(
@@ -207,6 +256,19 @@ pub fn build(scenario: &Scenario) -> Result<Box<dyn Design>, ScenarioError> {
             message: format!("workload.producers: at most {} for kafka", PRODUCERS_MAX),
         });
     }
+    if !config.group_id.is_empty() {
+        if let Err(error) = config.member_config().validate() {
+            return Err(scenario.config_error("heartbeat_interval_ms", error));
+        }
+    }
+    if config.commit == CommitStrategy::Db
+        && (config.sink != Sink::Db || config.db.strategy != crate::db::client::Strategy::Position)
+    {
+        return Err(scenario.config_error(
+            "commit",
+            "\"db\" keeps offsets in the database: it needs sink = \"db\" and [config.db] strategy = \"position\"".to_string(),
+        ));
+    }
     let probe = Kafka::new(config.clone(), scenario.workload.clone());
     if let Err(e) = probe.producer_settings().validate() {
         return Err(scenario.config_error("acks", e.to_string()));
@@ -214,13 +276,41 @@ pub fn build(scenario: &Scenario) -> Result<Box<dyn Design>, ScenarioError> {
     Ok(Box::new(probe))
 }
 
+impl Config {
+    /// The group members' settings, with `group_id`.
+    fn member_config(&self) -> MemberConfig {
+        let mut member = MemberConfig::new(&self.group_id, &self.topic);
+        member.session_timeout_ms = self.consumer_session_timeout_ms;
+        member.heartbeat_interval_ms = self.heartbeat_interval_ms;
+        member.max_poll_interval_ms = self.max_poll_interval_ms;
+        member.assignors = match self.assignor {
+            AssignorSetting::Range => vec![Assignor::Range, Assignor::RoundRobin],
+            AssignorSetting::Roundrobin => vec![Assignor::RoundRobin, Assignor::Range],
+        };
+        member
+    }
+
+    fn in_group(&self) -> bool {
+        !self.group_id.is_empty()
+    }
+}
+
 impl Kafka {
     fn new(config: Config, workload: Workload) -> Kafka {
-        let db = (config.sink == Sink::Db).then(|| DbSink::new(config.db.clone(), workload.messages));
+        let db = (config.sink == Sink::Db).then(|| {
+            let sink = DbSink::new(config.db.clone(), workload.messages);
+            if config.in_group() && config.commit == CommitStrategy::Db {
+                sink.with_position_rows(config.partitions as u32)
+            } else {
+                sink
+            }
+        });
+        // A group shares one progress: partitions change hands between its members.
+        let shared = ConsumerProgress::default();
         Kafka {
             source: Rc::new(Source::new(&workload)),
             progress: (0..config.consumers)
-                .map(|_| ConsumerProgress::default())
+                .map(|_| if config.in_group() { shared.clone() } else { ConsumerProgress::default() })
                 .collect(),
             config,
             workload,
@@ -419,6 +509,13 @@ impl Kafka {
                 ConsumerSettings::new(&self.config.topic, self.brokers(), self.assigned(index));
             settings.processing_ms = self.config.processing_ms;
             settings.progress = Some(self.progress[index].clone());
+            settings.group = self.config.in_group().then(|| GroupSettings {
+                member: self.config.member_config(),
+                commit: self.config.commit,
+                auto_commit_interval_ms: self.config.auto_commit_interval_ms,
+                auto_offset_reset: self.config.auto_offset_reset,
+                sink: self.db.clone(),
+            });
             let (env, name, sink) = (env.clone(), host.clone(), self.db.clone());
             env.process(&host).install(sim, move || {
                 run_consumer(env.clone(), name.clone(), settings.clone(), sink.clone())
@@ -441,7 +538,13 @@ impl Kafka {
         let mut behind = Vec::new();
         for (index, progress) in self.progress.iter().enumerate() {
             let positions = progress.positions();
-            for partition in self.assigned(index) {
+            // A group's members share one progress over every partition: judge it once.
+            let partitions = match (self.config.in_group(), index) {
+                (false, _) => self.assigned(index),
+                (true, 0) => (0..self.config.partitions).collect(),
+                (true, _) => continue,
+            };
+            for partition in partitions {
                 let tp = TopicPartition {
                     topic: self.config.topic.clone(),
                     partition,
@@ -520,6 +623,9 @@ impl Kafka {
             properties: self.promised_properties(),
             excuses,
         };
+        if c.in_group() {
+            return self.group_promise(promise);
+        }
         match &self.db {
             None => promise,
             Some(db) => db.promise(DeliveryWindows {
@@ -528,6 +634,57 @@ impl Kafka {
                 broker: "Kafka",
                 ack: "the position's advance",
             }),
+        }
+    }
+
+    /// A consumer group's promise is its commit strategy's (reference §2.6), over the
+    /// broker's windows: auto-commit with a worker loses what a consumer that died had
+    /// committed and not processed; committing before processing is at most once; after
+    /// processing, at least once; offsets in the database's transaction, exactly once.
+    fn group_promise(&self, broker: Promise) -> Promise {
+        let mut losses = broker.excuses.clone();
+        if self.config.commit == CommitStrategy::Auto {
+            // The documented window: the committed offset got ahead of what the worker
+            // processed, and the consumer died.
+            for action in ["kill", "power_fail", "stop"] {
+                losses.push(Excuse::fault(action, "consumer"));
+            }
+        }
+        if let Some(db) = &self.db {
+            return db.promise(DeliveryWindows {
+                losses,
+                redeliveries: vec!["kill", "power_fail", "pause", "partition", "lose_replies"],
+                broker: "Kafka",
+                ack: if self.config.commit == CommitStrategy::Db {
+                    "the offset stored in the same transaction"
+                } else {
+                    "the offset commit"
+                },
+            });
+        }
+        match self.config.commit {
+            CommitStrategy::Auto => Promise {
+                text: format!(
+                    "auto-commit every {} ms with records processed by a worker: at-least-once except \
+                     what a consumer that died had committed and not processed (reference §2.6)",
+                    self.config.auto_commit_interval_ms
+                ),
+                properties: broker.properties,
+                excuses: losses,
+            },
+            CommitStrategy::BeforeProcess => Promise {
+                text: "at-most-once effects: offsets committed before processing (reference §2.6)".into(),
+                properties: vec![Property::AtMostOnce, Property::ConsistentOffsets],
+                excuses: Vec::new(),
+            },
+            CommitStrategy::AfterProcess | CommitStrategy::Db => Promise {
+                text: format!(
+                    "at-least-once effects: offsets committed after processing; {}",
+                    broker.text
+                ),
+                properties: broker.properties,
+                excuses: losses,
+            },
         }
     }
 }

@@ -11,6 +11,11 @@
 //!   (fencing, partitions, EndTxn, markers, timeouts; protocol v1 or v2, KIP-890);
 //! - [`txn_index`]: a replica's open and aborted transactions and its last stable offset;
 //! - [`read_committed`]: what a consumer delivers from fetched batches by `isolation.level`;
+//! - [`group_member`]: a consumer group member as the Java consumer's coordinator is one:
+//!   FindCoordinator, JoinGroup, SyncGroup, heartbeats, the poll timeout, generations, eager
+//!   revocation, offset commits and fetches;
+//! - [`assignor`]: the consumer group leader's range and round-robin assignors, and the
+//!   consumer protocol's subscription and assignment bytes;
 //! - [`partitioner`]: the Java producer's choice of partition (murmur2 of the key,
 //!   round-robin without one);
 //! - [`accumulator`]: the Java producer's batching, sending, retries, timeouts and idempotent
@@ -47,8 +52,9 @@
 //!   answers in order, a request timeout that closes it);
 //! - [`client`]: what both clients share: the record value format and Metadata lookups;
 //! - [`producer`]: the Java producer as a process, driving the [`accumulator`];
-//! - [`consumer`]: the consumer as a process, part 1: assigned partitions, positions in
-//!   memory.
+//! - [`consumer`]: the consumer as a process: assigned partitions with positions in memory,
+//!   or (its child `consumer_group.rs`) a consumer group member driving [`group_member`],
+//!   with a heartbeat task and a commit strategy.
 //!
 //! The hosts on turmoil: [`control`] (the control plane's messages), [`sim_controller`],
 //! [`sim_broker`] and `sim_fetcher` (a broker's replica fetcher).
@@ -60,11 +66,12 @@
 //!
 //! The design: [`design`] (config, hosts and roles, the drain probe, the promise).
 //!
-//! Still to come: TxnOffsetCommit/AddOffsetsToTxn, markers between simulated brokers
-//! (WriteTxnMarkers), the simulated transactional producer and its design keys (issue 12), and real
-//! brokers in separate processes (the controller's RPCs over the wire).
+//! Still to come: the simulated transactional producer and its design keys,
+//! TxnOffsetCommit/AddOffsetsToTxn, markers between simulated brokers (WriteTxnMarkers)
+//! (issue 12), and real brokers in separate processes (the controller's RPCs over the wire).
 
 pub mod accumulator;
+pub mod assignor;
 pub mod batch;
 pub mod broker;
 pub mod broker_txn;
@@ -79,6 +86,9 @@ pub mod controller;
 pub mod design;
 pub mod epoch_cache;
 pub mod error;
+pub mod group_member;
+#[cfg(test)]
+mod group_member_tests;
 pub mod frame;
 pub mod group;
 pub mod group_coordinator;

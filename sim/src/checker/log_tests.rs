@@ -109,6 +109,39 @@ fn reading_backwards_within_one_incarnation_is_nonmonotonic_but_not_after_a_rest
 }
 
 #[test]
+fn jumping_over_a_known_message_within_one_assignment_is_a_poll_skip() {
+    let mut b = Build::new();
+    b.publish(2).ok_at(2, "t-0", 1);
+    b.read_at(1, "c1", "t-0", 0).read_at(3, "c1", "t-0", 2);
+    let found = poll_skip::check(&b.history());
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].id, MsgId(3));
+    assert_eq!(
+        found[0].detail,
+        "c1 read t-0@2 after t-0@0 (m1), skipping 1 offset(s) from t-0@1"
+    );
+    // An offset nobody saw a message at (a transaction marker) is not skipped.
+    let mut b = Build::new();
+    b.read_at(1, "c1", "t-0", 0).read_at(3, "c1", "t-0", 2);
+    assert!(poll_skip::check(&b.history()).is_empty());
+    // After a new assignment, or a restart, a consumer may start anywhere (Jepsen's
+    // re-assign); another consumer's reads are its own.
+    let mut b = Build::new();
+    b.read_at(2, "c2", "t-0", 1);
+    b.read_at(1, "c1", "t-0", 0)
+        .note_on("c1", positions::ASSIGNED_NOTE)
+        .read_at(3, "c1", "t-0", 2)
+        .read_at(1, "c1", "t-0", 0);
+    assert!(poll_skip::check(&b.history()).is_empty());
+    assert_eq!(nonmonotonic_read::check(&b.history()).len(), 1, "backwards within the assignment");
+    let mut b = Build::new();
+    b.read_at(2, "c1", "t-0", 1)
+        .note_on("c1", positions::ASSIGNED_NOTE)
+        .read_at(1, "c1", "t-0", 0);
+    assert!(nonmonotonic_read::check(&b.history()).is_empty(), "a new assignment starts over");
+}
+
+#[test]
 fn the_properties_judge_the_log_kinds() {
     use crate::verdict::{Property, Verdicts};
     let mut b = Build::new();

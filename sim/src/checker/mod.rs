@@ -18,6 +18,7 @@ mod transactions;
 
 pub use findings::{check_all, Findings};
 pub use index::{Outcome, PublishIndex, PublishInfo};
+pub use positions::ASSIGNED_NOTE;
 pub use reorder::OrderScope;
 
 use crate::history::{History, MsgId, SimTime};
@@ -50,6 +51,7 @@ registry! {
     nonmonotonic_read,
     aborted_read,
     torn_transaction,
+    poll_skip,
 }
 
 /// How many occurrences a witness lists before it only counts.

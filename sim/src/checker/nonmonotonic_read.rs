@@ -1,8 +1,10 @@
 //! `nonmonotonic-read` (Jepsen's `:nonmonotonic-poll`): one consumer process reads a
 //! partition at an offset at or below one it already read from it. A consumer restart (a
-//! fault on its host) starts over from its committed position, so reads are compared only
-//! within one incarnation: between two faults on the consumer's host.
+//! fault on its host) starts over from its committed position, and a consumer group member
+//! given its partitions again starts from the group's committed offsets, so reads are
+//! compared only within one incarnation and one assignment ([`super::positions::reads_restart`]).
 
+use super::positions::reads_restart;
 use super::{Anomaly, AnomalyKind, Checker, PublishIndex, Runs};
 use crate::history::{EventKind, History, MsgId, SimTime};
 use std::collections::BTreeMap;
@@ -24,35 +26,35 @@ pub fn check_indexed(history: &History, _index: &PublishIndex) -> Vec<Anomaly> {
     let mut last: BTreeMap<(&str, &str), (i64, MsgId, SimTime)> = BTreeMap::new();
     let mut anomalies = Vec::new();
     for event in history.events() {
-        match &event.kind {
-            EventKind::Fault { hosts, .. } => {
-                last.retain(|(consumer, _), _| !hosts.iter().any(|h| h == consumer));
-            }
-            EventKind::Deliver {
-                id,
-                consumer,
-                partition: Some(partition),
-                offset: Some(offset),
-                ..
-            } => {
-                let key = (consumer.as_str(), partition.as_str());
-                if let Some((previous, previous_id, previous_time)) = last.get(&key).copied() {
-                    if *offset <= previous {
-                        anomalies.push(Anomaly {
-                            kind: NONMONOTONIC_READ,
-                            id: *id,
-                            times: vec![previous_time, event.time],
-                            hosts: vec![event.host.clone(), event.host.clone()],
-                            detail: format!(
-                                "{consumer} read {partition}@{offset} after {partition}@{previous} ({previous_id})"
-                            ),
-                        });
-                    }
-                }
-                last.insert(key, (*offset, *id, event.time));
-            }
-            _ => {}
+        let restarted = reads_restart(event);
+        if !restarted.is_empty() {
+            last.retain(|(consumer, _), _| !restarted.contains(consumer));
         }
+        let EventKind::Deliver {
+            id,
+            consumer,
+            partition: Some(partition),
+            offset: Some(offset),
+            ..
+        } = &event.kind
+        else {
+            continue;
+        };
+        let key = (consumer.as_str(), partition.as_str());
+        if let Some((previous, previous_id, previous_time)) = last.get(&key).copied() {
+            if *offset <= previous {
+                anomalies.push(Anomaly {
+                    kind: NONMONOTONIC_READ,
+                    id: *id,
+                    times: vec![previous_time, event.time],
+                    hosts: vec![event.host.clone(), event.host.clone()],
+                    detail: format!(
+                        "{consumer} read {partition}@{offset} after {partition}@{previous} ({previous_id})"
+                    ),
+                });
+            }
+        }
+        last.insert(key, (*offset, *id, event.time));
     }
     anomalies
 }

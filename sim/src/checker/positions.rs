@@ -63,3 +63,19 @@ impl Source {
         }
     }
 }
+
+/// The note a design records, on the consumer's host, when a consumer is given its
+/// partitions again (a Kafka consumer group's assignment after a rebalance): Jepsen's
+/// re-assign, after which a consumer's reads may legitimately start anywhere.
+pub const ASSIGNED_NOTE: &str = "consumer.group.assigned";
+
+/// The consumers whose reads start over at `event`: the hosts of a fault (a restart is a new
+/// incarnation, which starts from its committed position), or the consumer whose host noted
+/// a new assignment. Reads are compared only between two such events.
+pub fn reads_restart(event: &crate::history::Event) -> Vec<&str> {
+    match &event.kind {
+        EventKind::Fault { hosts, .. } => hosts.iter().map(String::as_str).collect(),
+        EventKind::Note { name, .. } if name == ASSIGNED_NOTE => vec![event.host.as_str()],
+        _ => Vec::new(),
+    }
+}

@@ -162,7 +162,8 @@ pub fn check_indexed(history: &History, index: &PublishIndex, scope: OrderScope)
 /// The producer-partition scope: per (consumer, producer, partition), in the producer's
 /// publish order; a fault on a consumer's host ends its incarnation and its groups with it
 /// (a restarted Kafka consumer reads its partitions again from its position, which is
-/// redelivery, not reordering).
+/// redelivery, not reordering), and so does a new consumer group assignment (the member
+/// starts again from the group's committed offsets).
 fn check_producer_partition(history: &History, index: &PublishIndex) -> Vec<Anomaly> {
     // (consumer, producer, partition) -> the latest read: its seq, message, time and host.
     type Group<'a> = (&'a str, u32, &'a str);
@@ -170,11 +171,12 @@ fn check_producer_partition(history: &History, index: &PublishIndex) -> Vec<Anom
     let mut latest: BTreeMap<Group<'_>, Read<'_>> = BTreeMap::new();
     let mut anomalies = Vec::new();
     for event in history.events() {
+        let restarted = super::positions::reads_restart(event);
+        if !restarted.is_empty() {
+            latest.retain(|(consumer, _, _), _| !restarted.contains(consumer));
+            continue;
+        }
         let (id, consumer, partition) = match &event.kind {
-            EventKind::Fault { hosts, .. } => {
-                latest.retain(|(consumer, _, _), _| !hosts.iter().any(|h| h == consumer));
-                continue;
-            }
             EventKind::Deliver {
                 id,
                 consumer,

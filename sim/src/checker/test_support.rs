@@ -122,6 +122,17 @@ impl Build {
         )
     }
 
+    /// A note `name` on `host` (a consumer group assignment starts a consumer's reads over).
+    pub fn note_on(&mut self, host: &str, name: &str) -> &mut Build {
+        self.at(
+            host,
+            EventKind::Note {
+                name: name.to_string(),
+                detail: None,
+            },
+        )
+    }
+
     /// A fault on `host` (a restart ends a consumer's incarnation).
     pub fn fault_on(&mut self, action: &str, host: &str) -> &mut Build {
         self.at(
