@@ -109,21 +109,20 @@ fn op() -> impl Strategy<Value = Op> {
 /// Most sessions open with BEGIN, so that locks are held across statements and waits,
 /// deadlocks and timeouts happen in a few steps; the rest start in autocommit.
 fn schedule() -> impl Strategy<Value = Schedule> {
-    (2..=3usize)
-        .prop_flat_map(|sessions| {
-            let step = (0..sessions, op()).prop_map(|(session, op)| Step { session, op });
-            let explicit = prop::collection::vec(prop::bool::weighted(0.8), sessions);
-            (explicit, prop::collection::vec(step, 1..=STEPS_MAX)).prop_map(move |(explicit, steps)| {
-                let begins = (0..sessions).filter(|s| explicit[*s]).map(|session| Step {
-                    session,
-                    op: Op::Begin,
-                });
-                Schedule {
-                    sessions,
-                    steps: begins.chain(steps).collect(),
-                }
-            })
+    (2..=3usize).prop_flat_map(|sessions| {
+        let step = (0..sessions, op()).prop_map(|(session, op)| Step { session, op });
+        let explicit = prop::collection::vec(prop::bool::weighted(0.8), sessions);
+        (explicit, prop::collection::vec(step, 1..=STEPS_MAX)).prop_map(move |(explicit, steps)| {
+            let begins = (0..sessions).filter(|s| explicit[*s]).map(|session| Step {
+                session,
+                op: Op::Begin,
+            });
+            Schedule {
+                sessions,
+                steps: begins.chain(steps).collect(),
+            }
         })
+    })
 }
 
 fn sql(op: &Op) -> String {

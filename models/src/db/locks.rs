@@ -197,7 +197,9 @@ impl LockManager {
                 let explicit_x = self.explicit_rows(txn, &row.table, Mode::Exclusive);
                 let weight = &mut self.txns.get_mut(&txn).expect("begun").weight;
                 if explicit_x == 0 {
-                    weight.record_structs.remove(&(row.table.clone(), Mode::Exclusive));
+                    weight
+                        .record_structs
+                        .remove(&(row.table.clone(), Mode::Exclusive));
                 }
                 self.rows.get_mut(row).expect("granted").positions.remove(&txn);
             }
@@ -233,10 +235,18 @@ impl LockManager {
     /// Another transaction asks for `row`: implicit insert locks on it become explicit
     /// structs of their inserters, as InnoDB converts them before it queues the request.
     fn convert_implicit(&mut self, requester: TxnId, row: &Row) {
-        let holders: Vec<TxnId> = self.rows.get(row).map_or(Vec::new(), |l| l.granted.keys().copied().collect());
+        let holders: Vec<TxnId> = self
+            .rows
+            .get(row)
+            .map_or(Vec::new(), |l| l.granted.keys().copied().collect());
         for holder in holders.into_iter().filter(|h| *h != requester) {
             if self.txns[&holder].weight.implicit.contains(row) {
-                self.txns.get_mut(&holder).expect("live").weight.implicit.remove(row);
+                self.txns
+                    .get_mut(&holder)
+                    .expect("live")
+                    .weight
+                    .implicit
+                    .remove(row);
                 let position = self.struct_position(holder, &row.table, Mode::Exclusive);
                 let locks = self.rows.get_mut(row).expect("held");
                 locks.positions.insert(holder, position);
@@ -248,10 +258,13 @@ impl LockManager {
     fn struct_position(&mut self, txn: TxnId, table: &str, mode: Mode) -> u64 {
         let next = &mut self.next_position;
         let weight = &mut self.txns.get_mut(&txn).expect("begun").weight;
-        *weight.record_structs.entry((table.to_string(), mode)).or_insert_with(|| {
-            *next += 1;
-            *next - 1
-        })
+        *weight
+            .record_structs
+            .entry((table.to_string(), mode))
+            .or_insert_with(|| {
+                *next += 1;
+                *next - 1
+            })
     }
 
     pub fn is_waiting(&self, txn: TxnId) -> bool {
@@ -269,11 +282,20 @@ impl LockManager {
             !self.is_waiting(txn),
             "a transaction waits for one lock at a time"
         );
-        if self.rows.get(row).is_some_and(|l| l.granted.get(&txn).is_some_and(|held| held.covers(mode))) {
+        if self
+            .rows
+            .get(row)
+            .is_some_and(|l| l.granted.get(&txn).is_some_and(|held| held.covers(mode)))
+        {
             return Acquired::Granted;
         }
         self.convert_implicit(txn, row);
-        self.txns.get_mut(&txn).expect("begun").weight.tables.insert(row.table.clone());
+        self.txns
+            .get_mut(&txn)
+            .expect("begun")
+            .weight
+            .tables
+            .insert(row.table.clone());
         let locks = self.rows.entry(row.clone()).or_default();
         let conflicts_granted = locks
             .granted
@@ -340,7 +362,12 @@ impl LockManager {
             .take_while(|(other, _)| *other != txn)
             .filter(|(_, wanted)| !wanted.compatible(mode))
             .map(|(other, _)| (self.txns[other].waiting_position, *other));
-        granted.chain(ahead).min().map(|(_, other)| other).into_iter().collect()
+        granted
+            .chain(ahead)
+            .min()
+            .map(|(_, other)| other)
+            .into_iter()
+            .collect()
     }
 
     /// A cycle through `start` in the wait-for graph, or a search too deep (treated as one).
@@ -442,8 +469,10 @@ impl LockManager {
                 let position = state.waiting_position;
                 locks.positions.entry(txn).or_insert(position);
                 let structs = &mut state.weight.record_structs;
-                if !structs.contains_key(&(row.table.clone(), mode)) {
-                    structs.insert((row.table.clone(), mode), position);
+                if let std::collections::btree_map::Entry::Vacant(entry) =
+                    structs.entry((row.table.clone(), mode))
+                {
+                    entry.insert(position);
                     state.weight.waiting_structs -= 1;
                 }
                 granted.push(WaitEnded::Granted(txn));
@@ -599,11 +628,19 @@ mod tests {
         assert_eq!(l.acquire(1, &row("a"), Mode::Exclusive, T0), Acquired::Waiting);
         l.acquire(2, &row("b"), Mode::Exclusive, T0);
         assert_eq!(l.acquire(2, &row("a"), Mode::Exclusive, T0), Acquired::Waiting);
-        assert_eq!(l.blockers(2), vec![3], "3's granted lock is first in a's list, not 1's wait");
+        assert_eq!(
+            l.blockers(2),
+            vec![3],
+            "3's granted lock is first in a's list, not 1's wait"
+        );
         let Acquired::Deadlock { victims, cycle } = l.acquire(3, &row("b"), Mode::Exclusive, T0) else {
             panic!("3 -> 2 -> 3");
         };
-        assert_eq!(cycle.len(), 2, "1 is not in the cycle, so it cannot be the victim");
+        assert_eq!(
+            cycle.len(),
+            2,
+            "1 is not in the cycle, so it cannot be the victim"
+        );
         assert_eq!(victims, vec![3], "equal weights: the requester, as MariaDB chose");
     }
 
@@ -625,7 +662,11 @@ mod tests {
         l.modified(1, 1);
         assert_eq!(l.weight(1), 2, "its undo record and IX: the row lock is implicit");
         assert_eq!(l.acquire(2, &row("new"), Mode::Shared, T0), Acquired::Waiting);
-        assert_eq!(l.weight(1), 3, "converted to an explicit X struct on the inserter's behalf");
+        assert_eq!(
+            l.weight(1),
+            3,
+            "converted to an explicit X struct on the inserter's behalf"
+        );
     }
 
     #[test]
@@ -648,7 +689,11 @@ mod tests {
             Some(Mode::Exclusive),
             "earlier locks are kept (error 1205)"
         );
-        assert_eq!(l.weight(2), 2, "its table's IX struct and its X struct; the waiting one went");
+        assert_eq!(
+            l.weight(2),
+            2,
+            "its table's IX struct and its X struct; the waiting one went"
+        );
 
         let mut l = LockManager::new(LockOptions {
             rollback_on_timeout: true,

@@ -10,8 +10,8 @@
 use super::client::{
     effect_parts, process_message, DbConfig, DbConn, DbRetry, PositionMark, Processed, Strategy,
 };
-use super::engine::{Outcome, Statement, Value};
 use super::engine::EngineOptions;
+use super::engine::{Outcome, Statement, Value};
 use super::locks::LockOptions;
 use super::sim_db::{self, DbHost, WAIT_TIMEOUT_DEFAULT};
 use schemars::JsonSchema;

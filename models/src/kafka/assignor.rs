@@ -9,8 +9,7 @@
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{
-    consumer_protocol_assignment, ConsumerProtocolAssignment,
-    ConsumerProtocolSubscription, TopicName,
+    consumer_protocol_assignment, ConsumerProtocolAssignment, ConsumerProtocolSubscription, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use std::collections::BTreeMap;
@@ -60,7 +59,10 @@ impl Assignor {
         subscriptions: &BTreeMap<String, Vec<String>>,
     ) -> Result<BTreeMap<String, BTreeMap<String, Vec<i32>>>, String> {
         if subscriptions.len() > GROUP_MEMBERS_MAX {
-            return Err(format!("{} members: at most {GROUP_MEMBERS_MAX}", subscriptions.len()));
+            return Err(format!(
+                "{} members: at most {GROUP_MEMBERS_MAX}",
+                subscriptions.len()
+            ));
         }
         if let Some((topic, n)) = partitions_per_topic
             .iter()
@@ -249,7 +251,10 @@ impl Layout<'_> {
 
     fn take(&mut self, n: usize) -> Result<(), String> {
         if n > self.0.len() {
-            return Err(format!("consumer protocol: {n} bytes claimed, {} left", self.0.len()));
+            return Err(format!(
+                "consumer protocol: {n} bytes claimed, {} left",
+                self.0.len()
+            ));
         }
         self.0 = &self.0[n..];
         Ok(())
@@ -277,10 +282,17 @@ impl Layout<'_> {
         self.take(usize::try_from(n).unwrap_or(0))
     }
 
-    fn array(&mut self, element_min: usize, mut element: impl FnMut(&mut Self) -> Result<(), String>) -> Result<(), String> {
+    fn array(
+        &mut self,
+        element_min: usize,
+        mut element: impl FnMut(&mut Self) -> Result<(), String>,
+    ) -> Result<(), String> {
         let n = usize::try_from(self.length(4)?).unwrap_or(0);
         if n.saturating_mul(element_min) > self.0.len() {
-            return Err(format!("consumer protocol: {n} elements claimed, {} bytes left", self.0.len()));
+            return Err(format!(
+                "consumer protocol: {n} elements claimed, {} bytes left",
+                self.0.len()
+            ));
         }
         (0..n).try_for_each(|_| element(self))
     }
@@ -308,7 +320,9 @@ mod tests {
     fn range_gives_the_first_members_the_extra_partitions() {
         // RangeAssignor's javadoc: C0 [t0p0, t0p1], C1 [t0p2] for three partitions, two members.
         let subs = members(&[("c0", &["t0", "t1"]), ("c1", &["t0", "t1"])]);
-        let a = Assignor::Range.assign(&counts(&[("t0", 3), ("t1", 3)]), &subs).unwrap();
+        let a = Assignor::Range
+            .assign(&counts(&[("t0", 3), ("t1", 3)]), &subs)
+            .unwrap();
         assert_eq!(of(&a, "c0", "t0"), &[0, 1]);
         assert_eq!(of(&a, "c1", "t0"), &[2]);
         assert_eq!(of(&a, "c0", "t1"), &[0, 1]);
@@ -319,7 +333,9 @@ mod tests {
     fn round_robin_deals_across_topics() {
         // RoundRobinAssignor's javadoc: C0 [t0p0, t0p2, t1p1], C1 [t0p1, t1p0, t1p2].
         let subs = members(&[("c0", &["t0", "t1"]), ("c1", &["t0", "t1"])]);
-        let a = Assignor::RoundRobin.assign(&counts(&[("t0", 3), ("t1", 3)]), &subs).unwrap();
+        let a = Assignor::RoundRobin
+            .assign(&counts(&[("t0", 3), ("t1", 3)]), &subs)
+            .unwrap();
         assert_eq!(of(&a, "c0", "t0"), &[0, 2]);
         assert_eq!(of(&a, "c0", "t1"), &[1]);
         assert_eq!(of(&a, "c1", "t0"), &[1]);
@@ -330,7 +346,11 @@ mod tests {
     fn round_robin_skips_members_not_subscribed() {
         // The javadoc's unequal subscriptions: C0 [t0], C1 [t0, t1], C2 [t0, t1, t2]; t0 has
         // one partition, t1 two, t2 three.
-        let subs = members(&[("c0", &["t0"]), ("c1", &["t0", "t1"]), ("c2", &["t0", "t1", "t2"])]);
+        let subs = members(&[
+            ("c0", &["t0"]),
+            ("c1", &["t0", "t1"]),
+            ("c2", &["t0", "t1", "t2"]),
+        ]);
         let a = Assignor::RoundRobin
             .assign(&counts(&[("t0", 1), ("t1", 2), ("t2", 3)]), &subs)
             .unwrap();
@@ -357,10 +377,14 @@ mod tests {
         for assignor in [Assignor::Range, Assignor::RoundRobin] {
             for n_members in 1..6 {
                 for n_partitions in 0..12 {
-                    let subs: BTreeMap<String, Vec<String>> =
-                        (0..n_members).map(|i| (format!("m{i}"), vec!["t".into()])).collect();
+                    let subs: BTreeMap<String, Vec<String>> = (0..n_members)
+                        .map(|i| (format!("m{i}"), vec!["t".into()]))
+                        .collect();
                     let a = assignor.assign(&counts(&[("t", n_partitions)]), &subs).unwrap();
-                    let mut all: Vec<i32> = a.values().flat_map(|t| t.get("t").cloned().unwrap_or_default()).collect();
+                    let mut all: Vec<i32> = a
+                        .values()
+                        .flat_map(|t| t.get("t").cloned().unwrap_or_default())
+                        .collect();
                     all.sort_unstable();
                     assert_eq!(all, (0..n_partitions).collect::<Vec<_>>(), "{assignor:?}");
                     let sizes: Vec<usize> = a.values().map(|t| t.get("t").map_or(0, Vec::len)).collect();
@@ -376,8 +400,9 @@ mod tests {
         let subs = members(&[("a", &["t"])]);
         assert!(Assignor::Range.assign(&counts(&[("t", -1)]), &subs).is_err());
         assert!(Assignor::Range.assign(&counts(&[("t", 1 << 20)]), &subs).is_err());
-        let many: BTreeMap<String, Vec<String>> =
-            (0..=GROUP_MEMBERS_MAX).map(|i| (format!("m{i:05}"), vec![])).collect();
+        let many: BTreeMap<String, Vec<String>> = (0..=GROUP_MEMBERS_MAX)
+            .map(|i| (format!("m{i:05}"), vec![]))
+            .collect();
         assert!(Assignor::RoundRobin.assign(&counts(&[("t", 1)]), &many).is_err());
     }
 
@@ -392,7 +417,10 @@ mod tests {
         mine.insert("other".to_string(), vec![1]);
         let bytes = encode_assignment(&mine);
         assert_eq!(decode_assignment(&bytes, "orders").unwrap(), vec![0, 2]);
-        assert_eq!(decode_assignment(&Bytes::new(), "orders").unwrap(), Vec::<i32>::new());
+        assert_eq!(
+            decode_assignment(&Bytes::new(), "orders").unwrap(),
+            Vec::<i32>::new()
+        );
     }
 
     #[test]
@@ -403,12 +431,20 @@ mod tests {
             .with_topics(vec![StrBytes::from_static_str("orders")])
             .encode(&mut buf, 0)
             .unwrap();
-        assert_eq!(decode_subscription(&buf.freeze()).unwrap(), vec!["orders".to_string()]);
+        assert_eq!(
+            decode_subscription(&buf.freeze()).unwrap(),
+            vec!["orders".to_string()]
+        );
     }
 
     #[test]
     fn garbage_is_an_error_not_a_panic() {
-        for bytes in [&b""[..], &b"\x00"[..], &b"\xff\xff"[..], &b"\x00\x03\xff\xff\xff\x7f"[..]] {
+        for bytes in [
+            &b""[..],
+            &b"\x00"[..],
+            &b"\xff\xff"[..],
+            &b"\x00\x03\xff\xff\xff\x7f"[..],
+        ] {
             let bytes = Bytes::copy_from_slice(bytes);
             assert!(decode_subscription(&bytes).is_err(), "{bytes:?}");
         }

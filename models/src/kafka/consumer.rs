@@ -381,7 +381,11 @@ impl Consumer {
                     continue;
                 }
                 match record.value.as_deref().and_then(decode_value) {
-                    Some(id) => polled.push(Polled { id, partition, offset }),
+                    Some(id) => polled.push(Polled {
+                        id,
+                        partition,
+                        offset,
+                    }),
                     None => self.note("bad_value"),
                 }
             }

@@ -24,9 +24,7 @@
 
 use super::super::client::Timeouts;
 use super::super::connection::Connection;
-use super::super::group_member::{
-    CommitError, GroupMember, HeartbeatStep, JoinStep, MemberConfig, Versions,
-};
+use super::super::group_member::{CommitError, GroupMember, HeartbeatStep, JoinStep, MemberConfig, Versions};
 use super::super::wire::{Request, Response};
 use super::{Consumer, ConsumerProgress};
 use crate::db::client::PositionMark;
@@ -193,7 +191,9 @@ async fn find_coordinator(
     let mut conn = match Connection::open(env, host, broker, timeouts.connect, timeouts.request).await {
         Ok(conn) => conn,
         Err(error) => {
-            member.borrow_mut().coordinator_failed(now_ms(), &error.to_string());
+            member
+                .borrow_mut()
+                .coordinator_failed(now_ms(), &error.to_string());
             return;
         }
     };
@@ -208,7 +208,9 @@ async fn find_coordinator(
     let request = rebuild_find(request, version);
     match conn.request(&Request::FindCoordinator(request)).await {
         Ok(Response::FindCoordinator(answer)) => member.borrow_mut().on_find_coordinator(&answer, now_ms()),
-        Ok(_) | Err(_) => member.borrow_mut().coordinator_failed(now_ms(), "FindCoordinator unanswered"),
+        Ok(_) | Err(_) => member
+            .borrow_mut()
+            .coordinator_failed(now_ms(), "FindCoordinator unanswered"),
     }
 }
 
@@ -248,7 +250,9 @@ async fn coordinator_conn<'a>(
                 *conn = Some(opened);
             }
             Err(error) => {
-                member.borrow_mut().coordinator_failed(env.now().0 / 1_000, &error.to_string());
+                member
+                    .borrow_mut()
+                    .coordinator_failed(env.now().0 / 1_000, &error.to_string());
                 *conn = None;
                 return None;
             }
@@ -274,7 +278,9 @@ async fn heartbeat_task(
         record_notes(&env, &host, &member);
         match step {
             HeartbeatStep::WaitUntil(at_ms) => {
-                process.sleep(Duration::from_millis(at_ms.saturating_sub(now_ms).max(1))).await;
+                process
+                    .sleep(Duration::from_millis(at_ms.saturating_sub(now_ms).max(1)))
+                    .await;
             }
             HeartbeatStep::FindCoordinator(request) => {
                 let broker = brokers[bootstrap_next % brokers.len()].clone();
@@ -283,7 +289,9 @@ async fn heartbeat_task(
             }
             HeartbeatStep::Send(request) => {
                 let Some(c) = coordinator_conn(&env, &host, &member, &mut conn, timeouts).await else {
-                    member.borrow_mut().heartbeat_failed(env.now().0 / 1_000, "no connection");
+                    member
+                        .borrow_mut()
+                        .heartbeat_failed(env.now().0 / 1_000, "no connection");
                     continue;
                 };
                 let answer = c.request(&Request::Heartbeat(request)).await;
@@ -292,7 +300,9 @@ async fn heartbeat_task(
                     Ok(Response::Heartbeat(answer)) => member.borrow_mut().on_heartbeat(&answer, now_ms),
                     Ok(_) | Err(_) => {
                         conn = None;
-                        member.borrow_mut().heartbeat_failed(now_ms, "heartbeat unanswered");
+                        member
+                            .borrow_mut()
+                            .heartbeat_failed(now_ms, "heartbeat unanswered");
                     }
                 }
             }
@@ -431,18 +441,25 @@ impl Consumer {
                     let partitions = self.metadata.as_ref().map_or(0, |m| m.partitions() as i32);
                     match self.ask_coordinator(Request::JoinGroup(request)).await {
                         Some(Response::JoinGroup(answer)) => {
-                            member.borrow_mut().on_join_group(&answer, partitions, self.now_ms())
+                            member
+                                .borrow_mut()
+                                .on_join_group(&answer, partitions, self.now_ms())
                         }
-                        _ => member.borrow_mut().join_failed(self.now_ms(), "JoinGroup unanswered"),
+                        _ => member
+                            .borrow_mut()
+                            .join_failed(self.now_ms(), "JoinGroup unanswered"),
                     }
                 }
-                JoinStep::SyncGroup(request) => match self.ask_coordinator(Request::SyncGroup(request)).await {
+                JoinStep::SyncGroup(request) => match self.ask_coordinator(Request::SyncGroup(request)).await
+                {
                     Some(Response::SyncGroup(answer)) => {
                         if let Some(partitions) = member.borrow_mut().on_sync_group(&answer, self.now_ms()) {
                             self.group().awaiting_positions = partitions;
                         }
                     }
-                    _ => member.borrow_mut().join_failed(self.now_ms(), "SyncGroup unanswered"),
+                    _ => member
+                        .borrow_mut()
+                        .join_failed(self.now_ms(), "SyncGroup unanswered"),
                 },
             }
         }
@@ -460,7 +477,9 @@ impl Consumer {
             Ok(answer) => Some(answer),
             Err(_) => {
                 group.coordinator = None;
-                member.borrow_mut().coordinator_failed(env.now().0 / 1_000, "request unanswered");
+                member
+                    .borrow_mut()
+                    .coordinator_failed(env.now().0 / 1_000, "request unanswered");
                 None
             }
         }
@@ -489,7 +508,10 @@ impl Consumer {
             if let Some(progress) = &self.settings.progress {
                 progress.advance(*partition, *start);
             }
-            detail.push_str(&format!(" {}@{start}", super::partition_name(&self.settings.topic, *partition)));
+            detail.push_str(&format!(
+                " {}@{start}",
+                super::partition_name(&self.settings.topic, *partition)
+            ));
         }
         self.env.note_with(&self.host, "consumer.group.positions", detail);
         self.group().awaiting_positions.clear();
@@ -601,7 +623,9 @@ impl Consumer {
             let result = member.borrow().commit_request(&offsets);
             let result = match result {
                 Ok(request) => match self.ask_coordinator(Request::OffsetCommit(request)).await {
-                    Some(Response::OffsetCommit(answer)) => member.borrow_mut().on_commit(&answer, self.now_ms()),
+                    Some(Response::OffsetCommit(answer)) => {
+                        member.borrow_mut().on_commit(&answer, self.now_ms())
+                    }
                     _ => Err(CommitError::Retriable("OffsetCommit unanswered".into())),
                 },
                 Err(error) => Err(error),
@@ -609,7 +633,8 @@ impl Consumer {
             record_notes(&self.env, &self.host, &member);
             match result {
                 Ok(()) => {
-                    self.env.note_with(&self.host, "consumer.commit", detail(generation));
+                    self.env
+                        .note_with(&self.host, "consumer.commit", detail(generation));
                     return Ok(());
                 }
                 Err(CommitError::Retriable(_)) if self.now_ms() < deadline_ms => {
@@ -632,7 +657,8 @@ impl Consumer {
                         CommitError::RebalanceInProgress => "consumer.commit_rebalance_in_progress",
                         CommitError::Retriable(_) => "consumer.commit_timed_out",
                     };
-                    self.env.note_with(&self.host, name, format!("{} ({error:?})", detail(generation)));
+                    self.env
+                        .note_with(&self.host, name, format!("{} ({error:?})", detail(generation)));
                     return Err(error);
                 }
             }

@@ -10,9 +10,11 @@
 
 use super::accumulator::ProducerConfig;
 use super::assignor::Assignor;
-use super::consumer::{run_consumer, CommitStrategy, ConsumerProgress, ConsumerSettings, GroupSettings, OffsetReset};
-use super::group_member::MemberConfig;
+use super::consumer::{
+    run_consumer, CommitStrategy, ConsumerProgress, ConsumerSettings, GroupSettings, OffsetReset,
+};
 use super::controller::{ControllerConfig, TopicPartition};
+use super::group_member::MemberConfig;
 use super::handler::Cluster;
 use super::log::LogConfig;
 use super::partition::{BrokerId, LogTruncation, PartitionConfig};
@@ -310,7 +312,13 @@ impl Kafka {
         Kafka {
             source: Rc::new(Source::new(&workload)),
             progress: (0..config.consumers)
-                .map(|_| if config.in_group() { shared.clone() } else { ConsumerProgress::default() })
+                .map(|_| {
+                    if config.in_group() {
+                        shared.clone()
+                    } else {
+                        ConsumerProgress::default()
+                    }
+                })
                 .collect(),
             config,
             workload,

@@ -20,13 +20,16 @@
 //! at a version without it.
 #![deny(clippy::too_many_lines)]
 
-use super::assignor::{decode_assignment, decode_subscription, encode_assignment, encode_subscription, Assignor};
+use super::assignor::{
+    decode_assignment, decode_subscription, encode_assignment, encode_subscription, Assignor,
+};
 use kafka_protocol::messages::{
-    find_coordinator_response, join_group_request::JoinGroupRequestProtocol, leave_group_request::MemberIdentity,
-    offset_commit_request, offset_fetch_request, sync_group_request::SyncGroupRequestAssignment,
-    FindCoordinatorRequest, FindCoordinatorResponse, GroupId, HeartbeatRequest, HeartbeatResponse,
-    JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest, OffsetCommitRequest, OffsetCommitResponse,
-    OffsetFetchRequest, OffsetFetchResponse, SyncGroupRequest, SyncGroupResponse, TopicName,
+    find_coordinator_response, join_group_request::JoinGroupRequestProtocol,
+    leave_group_request::MemberIdentity, offset_commit_request, offset_fetch_request,
+    sync_group_request::SyncGroupRequestAssignment, FindCoordinatorRequest, FindCoordinatorResponse, GroupId,
+    HeartbeatRequest, HeartbeatResponse, JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest,
+    OffsetCommitRequest, OffsetCommitResponse, OffsetFetchRequest, OffsetFetchResponse, SyncGroupRequest,
+    SyncGroupResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use std::collections::BTreeMap;
@@ -328,15 +331,25 @@ impl GroupMember {
             generation: self.generation.id,
         };
         if !revocation.partitions.is_empty() {
-            let name = if lost { "group.partitions_lost" } else { "group.partitions_revoked" };
-            self.note(name, format!("generation {} {:?}", revocation.generation, revocation.partitions));
+            let name = if lost {
+                "group.partitions_lost"
+            } else {
+                "group.partitions_revoked"
+            };
+            self.note(
+                name,
+                format!("generation {} {:?}", revocation.generation, revocation.partitions),
+            );
         }
         Some(revocation)
     }
 
     fn reset_generation(&mut self, why: &str) {
         if self.generation != Generation::none() {
-            self.note("group.generation_reset", format!("generation {}: {why}", self.generation.id));
+            self.note(
+                "group.generation_reset",
+                format!("generation {}: {why}", self.generation.id),
+            );
         }
         self.generation = Generation::none();
         self.state = MemberState::Unjoined;
@@ -389,7 +402,10 @@ impl GroupMember {
         if !self.needs_join() {
             return JoinStep::Stable;
         }
-        assert!(!self.needs_join_prepare, "begin_join runs before a member joins again");
+        assert!(
+            !self.needs_join_prepare,
+            "begin_join runs before a member joins again"
+        );
         self.state = MemberState::Joining;
         JoinStep::JoinGroup(self.join_request())
     }
@@ -434,7 +450,10 @@ impl GroupMember {
         };
         match found {
             Some(c) if c.error_code == NONE && c.node_id.0 >= 0 => {
-                self.note("group.coordinator_found", format!("broker {} ({})", c.node_id.0, c.host));
+                self.note(
+                    "group.coordinator_found",
+                    format!("broker {} ({})", c.node_id.0, c.host),
+                );
                 self.coordinator = Some(Coordinator {
                     node_id: c.node_id.0,
                     host: c.host.to_string(),
@@ -513,7 +532,7 @@ impl GroupMember {
                 Err(error) => {
                     self.note("group.assignment_failed", error);
                     self.request_rejoin();
-                        self.state = MemberState::Unjoined;
+                    self.state = MemberState::Unjoined;
                     self.retry_at_ms = now_ms + self.config.retry_backoff_ms;
                     return;
                 }
@@ -540,12 +559,19 @@ impl GroupMember {
         answer: &JoinGroupResponse,
         partitions: i32,
     ) -> Result<Vec<SyncGroupRequestAssignment>, String> {
-        let protocol = answer.protocol_name.as_ref().map(|p| p.to_string()).unwrap_or_default();
+        let protocol = answer
+            .protocol_name
+            .as_ref()
+            .map(|p| p.to_string())
+            .unwrap_or_default();
         let assignor =
             Assignor::from_name(&protocol).ok_or_else(|| format!("unknown assignor {protocol:?}"))?;
         let mut subscriptions = BTreeMap::new();
         for member in &answer.members {
-            subscriptions.insert(member.member_id.to_string(), decode_subscription(&member.metadata)?);
+            subscriptions.insert(
+                member.member_id.to_string(),
+                decode_subscription(&member.metadata)?,
+            );
         }
         let mut counts = BTreeMap::new();
         counts.insert(self.config.topic.clone(), partitions);
@@ -656,8 +682,11 @@ impl GroupMember {
         // v3 (KIP-345) moved the member into a batch; v5 added the reason.
         let version = self.versions.leave_group;
         if version >= 3 {
-            let reason = (version >= 5).then(|| StrBytes::from_static_str("consumer poll timeout has expired."));
-            let member = MemberIdentity::default().with_member_id(member_id).with_reason(reason);
+            let reason =
+                (version >= 5).then(|| StrBytes::from_static_str("consumer poll timeout has expired."));
+            let member = MemberIdentity::default()
+                .with_member_id(member_id)
+                .with_reason(reason);
             leave = leave.with_members(vec![member]);
         } else {
             leave = leave.with_member_id(member_id);
@@ -674,7 +703,10 @@ impl GroupMember {
             REBALANCE_IN_PROGRESS => {
                 self.session_deadline_ms = now_ms + self.config.session_timeout_ms;
                 if self.state == MemberState::Stable && !self.rejoin_needed {
-                    self.note("group.rebalance_requested", format!("generation {}", self.generation.id));
+                    self.note(
+                        "group.rebalance_requested",
+                        format!("generation {}", self.generation.id),
+                    );
                     self.request_rejoin();
                 }
             }
@@ -789,17 +821,35 @@ impl GroupMember {
         let mut code = answer.error_code;
         if self.versions.offset_fetch >= 8 {
             let Some(group) = answer.groups.first() else {
-                return Err(CommitError::Retriable("an OffsetFetch answer without the group".into()));
+                return Err(CommitError::Retriable(
+                    "an OffsetFetch answer without the group".into(),
+                ));
             };
             code = group.error_code;
-            for p in group.topics.iter().filter(|t| t.name.0.as_str() == self.config.topic).flat_map(|t| &t.partitions) {
+            for p in group
+                .topics
+                .iter()
+                .filter(|t| t.name.0.as_str() == self.config.topic)
+                .flat_map(|t| &t.partitions)
+            {
                 code = if code == NONE { p.error_code } else { code };
-                found.insert(p.partition_index, (p.committed_offset >= 0).then_some(p.committed_offset));
+                found.insert(
+                    p.partition_index,
+                    (p.committed_offset >= 0).then_some(p.committed_offset),
+                );
             }
         } else {
-            for p in answer.topics.iter().filter(|t| t.name.0.as_str() == self.config.topic).flat_map(|t| &t.partitions) {
+            for p in answer
+                .topics
+                .iter()
+                .filter(|t| t.name.0.as_str() == self.config.topic)
+                .flat_map(|t| &t.partitions)
+            {
                 code = if code == NONE { p.error_code } else { code };
-                found.insert(p.partition_index, (p.committed_offset >= 0).then_some(p.committed_offset));
+                found.insert(
+                    p.partition_index,
+                    (p.committed_offset >= 0).then_some(p.committed_offset),
+                );
             }
         }
         match code {

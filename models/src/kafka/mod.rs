@@ -86,14 +86,14 @@ pub mod controller;
 pub mod design;
 pub mod epoch_cache;
 pub mod error;
-pub mod group_member;
-#[cfg(test)]
-mod group_member_tests;
 pub mod frame;
 pub mod group;
 pub mod group_coordinator;
 #[cfg(test)]
 mod group_coordinator_tests;
+pub mod group_member;
+#[cfg(test)]
+mod group_member_tests;
 #[cfg(test)]
 mod group_tests;
 pub mod handler;

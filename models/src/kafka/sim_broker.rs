@@ -9,9 +9,9 @@
 use super::broker::{Broker, BrokerOutput, PartitionAnswer, RequestId};
 use super::control::{ToBroker, ToController, CONTROLLER_PORT, HEARTBEAT_INTERVAL_MS};
 use super::controller::TopicPartition;
+use super::error::KafkaError;
 use super::group::GroupConfig;
 use super::group_coordinator::CoordinatorAnswer;
-use super::error::KafkaError;
 use super::handler::{self, Cluster, Handled, TopicCreated};
 use super::handler_txn;
 use super::log::{LogConfig, PartitionLog};

@@ -258,7 +258,13 @@ impl Sessions {
             });
             stable = if unsettled { 0 } else { stable + 1 };
             let deadlock = finished.values().any(|done| *done == Done::Error(1213));
-            if stable >= if deadlock { STABLE_LOOKS_AFTER_DEADLOCK } else { STABLE_LOOKS } {
+            if stable
+                >= if deadlock {
+                    STABLE_LOOKS_AFTER_DEADLOCK
+                } else {
+                    STABLE_LOOKS
+                }
+            {
                 return finished;
             }
             assert!(

@@ -180,13 +180,19 @@ mod tests {
         assert_eq!(index.get(MsgId(2)).unwrap().outcome, Outcome::Fail);
         let three = index.get(MsgId(3)).unwrap();
         assert_eq!(three.outcome, Outcome::Ok);
-        assert!(three.completed.unwrap() < SimTime(three.invoked.0 + 20), "the first ok's time");
+        assert!(
+            three.completed.unwrap() < SimTime(three.invoked.0 + 20),
+            "the first ok's time"
+        );
     }
 
     #[test]
     fn small_ids_are_dense_and_ids_from_the_bound_up_are_sparse() {
         let mut b = Build::new();
-        b.publish(1).publish(DENSE_IDS_MAX - 1).publish(DENSE_IDS_MAX).publish(u64::MAX - 1);
+        b.publish(1)
+            .publish(DENSE_IDS_MAX - 1)
+            .publish(DENSE_IDS_MAX)
+            .publish(u64::MAX - 1);
         let index = PublishIndex::build(&b.history());
         for id in [1, DENSE_IDS_MAX - 1, DENSE_IDS_MAX, u64::MAX - 1] {
             assert_eq!(index.get(MsgId(id)).map(|p| p.id), Some(MsgId(id)), "id {id}");

@@ -45,7 +45,10 @@ fn two_messages_at_one_offset_are_inconsistent_offsets() {
         found[0].detail
     );
     let mut b = Build::new();
-    b.publish(1).ok_at(1, "t-0", 1).publish(2).read_at(2, "c1", "t-0", 1);
+    b.publish(1)
+        .ok_at(1, "t-0", 1)
+        .publish(2)
+        .read_at(2, "c1", "t-0", 1);
     let found = inconsistent_offsets::check(&b.history());
     assert!(found[0].detail.contains("m2 read at c1"), "{}", found[0].detail);
     // The same message acknowledged and read at one offset is consistent.
@@ -133,12 +136,19 @@ fn jumping_over_a_known_message_within_one_assignment_is_a_poll_skip() {
         .read_at(3, "c1", "t-0", 2)
         .read_at(1, "c1", "t-0", 0);
     assert!(poll_skip::check(&b.history()).is_empty());
-    assert_eq!(nonmonotonic_read::check(&b.history()).len(), 1, "backwards within the assignment");
+    assert_eq!(
+        nonmonotonic_read::check(&b.history()).len(),
+        1,
+        "backwards within the assignment"
+    );
     let mut b = Build::new();
     b.read_at(2, "c1", "t-0", 1)
         .note_on("c1", positions::ASSIGNED_NOTE)
         .read_at(1, "c1", "t-0", 0);
-    assert!(nonmonotonic_read::check(&b.history()).is_empty(), "a new assignment starts over");
+    assert!(
+        nonmonotonic_read::check(&b.history()).is_empty(),
+        "a new assignment starts over"
+    );
 }
 
 #[test]

@@ -358,34 +358,53 @@ fn with_declared_groups_each_group_is_owed_every_message_and_copies_across_group
 
 #[test]
 fn an_anomaly_reads_as_its_kind_its_message_and_where_it_was_seen() {
-    let history = Build::new().published(1..=3).processed([1, 2]).drained().history();
+    let history = Build::new()
+        .published(1..=3)
+        .processed([1, 2])
+        .drained()
+        .history();
     let lost = &lost::check(&history)[0];
     assert_eq!(lost.kind.name(), "lost");
     assert_eq!(lost.kind.to_string(), "lost");
     let line = lost.to_string();
-    assert!(line.starts_with("lost m3: "), "a message kind names the message: {line}");
+    assert!(
+        line.starts_with("lost m3: "),
+        "a message kind names the message: {line}"
+    );
     assert!(line.ends_with(" [t_us@host: 50@p, 60@p]"), "its events: {line}");
     let bare = Anomaly {
         times: Vec::new(),
         hosts: Vec::new(),
         ..lost.clone()
     };
-    assert!(!bare.to_string().contains("[t_us@host"), "no events, no witness list: {bare}");
+    assert!(
+        !bare.to_string().contains("[t_us@host"),
+        "no events, no witness list: {bare}"
+    );
     let state = Anomaly {
         kind: invariant::INVARIANT,
         detail: "rows 3 != 4".into(),
         ..bare.clone()
     };
-    assert_eq!(state.to_string(), "invariant: rows 3 != 4", "a state kind names no message");
+    assert_eq!(
+        state.to_string(),
+        "invariant: rows 3 != 4",
+        "a state kind names no message"
+    );
     assert!(lost.kind.names_message() && !invariant::INVARIANT.names_message());
 }
 
 #[test]
 fn reorder_kinds_share_a_name_and_differ_by_scope() {
     let scopes: Vec<Option<&str>> = reorder::KINDS.iter().map(|k| k.scope()).collect();
-    assert!(scopes.iter().all(|s| s.is_some_and(|s| !s.is_empty() && s != "xyzzy")));
+    assert!(scopes
+        .iter()
+        .all(|s| s.is_some_and(|s| !s.is_empty() && s != "xyzzy")));
     assert!(reorder::KINDS.iter().all(|k| k.name() == "reorder"));
-    assert_eq!(reorder::KINDS[0].key(), format!("reorder({})", scopes[0].unwrap()));
+    assert_eq!(
+        reorder::KINDS[0].key(),
+        format!("reorder({})", scopes[0].unwrap())
+    );
     assert_eq!(lost::LOST.scope(), None);
     assert_eq!(lost::LOST.key(), "lost");
 }
