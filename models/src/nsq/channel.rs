@@ -440,6 +440,9 @@ mod tests {
         let first = c.start_in_flight(first, 1, Duration::ZERO, 60_000 * MS);
         c.requeue(1, first.id, Duration::ZERO, Duration::ZERO).unwrap();
         assert_eq!(take_all(&mut c, &mut rng), vec![2, 3, 1]);
+        let again = c.start_in_flight(message(4), 1, Duration::ZERO, 60_000 * MS);
+        c.requeue(1, again.id, Duration::ZERO, Duration::ZERO).unwrap();
+        assert_eq!(c.requeue_count, 2, "/stats counts every REQ");
     }
 
     #[test]
