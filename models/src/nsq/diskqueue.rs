@@ -491,6 +491,10 @@ mod tests {
         }
         q.close().unwrap();
         let mut q = DiskQueue::open("t", disk, config(), Duration::ZERO);
+        assert!(
+            q.take_notes().is_empty(),
+            "a clean close leaves the write file exactly as long as its metadata says: not stale"
+        );
         assert_eq!(q.depth(), 20);
         assert_eq!(drain(&mut q), (10..30).map(msg).collect::<Vec<_>>());
     }
