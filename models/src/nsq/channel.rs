@@ -450,7 +450,11 @@ mod tests {
         let disk = SimDisk::new();
         let mut c = channel(10, &disk);
         let m = c.start_in_flight(message(1), 1, Duration::ZERO, 100 * MS);
-        assert_eq!((c.in_flight_count(), c.deferred_count()), (1, 0), "/stats' counts");
+        assert_eq!(
+            (c.in_flight_count(), c.deferred_count()),
+            (1, 0),
+            "/stats' counts"
+        );
         c.touch(1, m.id, 90 * MS, 100 * MS, 150 * MS).unwrap();
         assert_eq!(
             c.next_deadline(),
