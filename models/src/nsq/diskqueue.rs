@@ -644,6 +644,51 @@ mod tests {
     }
 
     #[test]
+    fn a_length_header_below_the_minimum_or_above_the_maximum_is_corrupt() {
+        for claimed in [0u32, 1001] {
+            let disk = SimDisk::new();
+            let mut q = DiskQueue::open("t", disk.clone(), config(), Duration::ZERO);
+            for i in 0..3 {
+                q.put(&msg(i)).unwrap();
+            }
+            q.close().unwrap();
+            disk.write_at("t.diskqueue.000000.dat", 0, &claimed.to_be_bytes())
+                .unwrap();
+            let mut q = DiskQueue::open("t", disk, config(), Duration::ZERO);
+            assert!(
+                drain(&mut q).is_empty(),
+                "a {claimed}-byte claim makes the file bad"
+            );
+        }
+    }
+
+    #[test]
+    fn a_record_of_exactly_the_minimum_size_reads_back() {
+        let exact = DiskQueueConfig {
+            min_msg_size: msg(0).len() as u32,
+            ..config()
+        };
+        let mut q = DiskQueue::open("t", SimDisk::new(), exact, Duration::ZERO);
+        q.put(&msg(0)).unwrap();
+        assert_eq!(drain(&mut q), vec![msg(0)]);
+    }
+
+    #[test]
+    fn a_read_alone_is_activity_the_sync_ticker_syncs() {
+        let mut q = DiskQueue::open("t", SimDisk::new(), config(), Duration::ZERO);
+        q.put(&msg(0)).unwrap();
+        q.sync().unwrap();
+        q.peek();
+        q.advance().unwrap();
+        q.take_notes();
+        q.tick(Duration::from_secs(2)).unwrap();
+        assert!(
+            q.take_notes().contains(&DiskQueueNote::Synced),
+            "the read position moved: the metadata is due"
+        );
+    }
+
+    #[test]
     fn a_corrupt_record_in_the_file_being_written_moves_the_writer_to_a_new_file() {
         let disk = SimDisk::new();
         let mut q = DiskQueue::open("t", disk.clone(), config(), Duration::ZERO);
