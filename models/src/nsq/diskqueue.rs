@@ -663,6 +663,22 @@ mod tests {
     }
 
     #[test]
+    fn a_reader_moves_from_a_finished_file_to_the_next_without_calling_it_bad() {
+        let mut q = DiskQueue::open("t", SimDisk::new(), config(), Duration::ZERO);
+        for i in 0..60 {
+            q.put(&msg(i)).unwrap(); // 16 bytes a record, 300 a file: four files
+        }
+        q.take_notes();
+        assert_eq!(drain(&mut q), (0..60).map(msg).collect::<Vec<_>>());
+        let notes = q.take_notes();
+        assert!(
+            !notes.contains(&DiskQueueNote::BadFileSkipped)
+                && !notes.contains(&DiskQueueNote::DataLossAtTail),
+            "{notes:?}"
+        );
+    }
+
+    #[test]
     fn a_record_of_exactly_the_minimum_size_reads_back() {
         let exact = DiskQueueConfig {
             min_msg_size: msg(0).len() as u32,
