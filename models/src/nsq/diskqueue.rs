@@ -679,6 +679,22 @@ mod tests {
     }
 
     #[test]
+    fn a_negative_depth_at_the_tail_is_reset_without_calling_it_data_loss() {
+        // go-diskqueue's checkTailCorruption: below zero is metadata corruption, not loss.
+        let disk = SimDisk::new();
+        let mut q = DiskQueue::open("t", disk.clone(), config(), Duration::ZERO);
+        q.put(&msg(0)).unwrap();
+        q.close().unwrap();
+        disk.write_at("t.diskqueue.meta.dat", 0, b"-3\n0,0\n0,16\n")
+            .unwrap();
+        let mut q = DiskQueue::open("t", disk, config(), Duration::ZERO);
+        q.take_notes();
+        assert_eq!(drain(&mut q), vec![msg(0)]);
+        assert_eq!(q.depth(), 0, "reset at the tail");
+        assert!(!q.take_notes().contains(&DiskQueueNote::DataLossAtTail));
+    }
+
+    #[test]
     fn a_record_of_exactly_the_minimum_size_reads_back() {
         let exact = DiskQueueConfig {
             min_msg_size: msg(0).len() as u32,
