@@ -16,7 +16,8 @@ use std::collections::BTreeMap;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "action", rename_all = "snake_case")]
 pub enum FaultAction {
-    /// Drop traffic between every host of `a` and every host of `b` (only a to b if `oneway`).
+    /// Stop traffic between every host of `a` and every host of `b` (only a to b if
+    /// `oneway`): held, and delivered in order at the heal, as TCP retransmits it.
     Partition {
         #[serde(skip_serializing_if = "Vec::is_empty")]
         a: Vec<String>,

@@ -12,6 +12,27 @@ use std::time::Duration;
 
 mod roles;
 
+/// What a link between two hosts does with the packets sent over it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Link {
+    /// Dropped both ways, with what was in flight (a host without power).
+    Cut,
+    /// Each direction on its own: `x` to `y`, then `y` to `x`.
+    Ways(Way, Way),
+}
+
+/// One direction of a link.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Way {
+    Open,
+    /// Kept until the direction opens again, then delivered in order (TCP retransmits).
+    Held,
+    /// Lost for good (`lose_replies`).
+    Dropped,
+}
+
+const OPEN: Link = Link::Ways(Way::Open, Way::Open);
+
 /// A fault that names a role whose resolution broke the design's own declaration.
 pub(crate) type BrokenDesign = String;
 
@@ -36,6 +57,8 @@ pub(crate) struct Harness {
     partitions: BTreeSet<(String, String, bool)>,
     /// Hosts that lost power: cut off from every peer until they restart.
     powered_off: BTreeSet<String>,
+    /// What each link (a, b with a < b) is doing now, as last told to turmoil.
+    links: BTreeMap<(String, String), Link>,
     link_latency: Duration,
     stop_grace_ms: u64,
     faults_applied: usize,
@@ -56,6 +79,7 @@ impl Harness {
             stopping: BTreeMap::new(),
             lose_replies_until: Vec::new(),
             partitions: BTreeSet::new(),
+            links: BTreeMap::new(),
             powered_off: BTreeSet::new(),
             link_latency,
             stop_grace_ms,
@@ -114,8 +138,11 @@ impl Harness {
             .drain(..)
             .partition(|(until, _, _)| *until <= now_ms);
         self.lose_replies_until = open;
+        if !expired.is_empty() {
+            self.settle_links(sim);
+        }
+        self.pass_open_ways(sim);
         for (_, from, to) in expired {
-            sim.repair_oneway(from.as_str(), to.as_str());
             self.record("lose_replies_end", vec![from, to], String::new());
         }
         self.sync_reachability();
@@ -152,10 +179,7 @@ impl Harness {
     fn unpause(&mut self, sim: &mut turmoil::Sim<'_>, host: &str) {
         if self.paused.remove(host) {
             self.env.state(host).resume();
-            let others = self.others(host);
-            for other in &others {
-                sim.release(host, other.as_str());
-            }
+            self.settle_links(sim);
         }
     }
 
@@ -175,13 +199,9 @@ impl Harness {
                 for x in a {
                     for y in b {
                         self.partitions.insert((x.clone(), y.clone(), *oneway));
-                        if *oneway {
-                            sim.partition_oneway(x.as_str(), y.as_str());
-                        } else {
-                            sim.partition(x.as_str(), y.as_str());
-                        }
                     }
                 }
+                self.settle_links(sim);
             }
             FaultAction::Heal => self.heal_network(sim),
             FaultAction::Kill { host } => {
@@ -200,11 +220,10 @@ impl Harness {
                 // before its software goes, so the closes its sockets would send are lost, and
                 // peers learn of the crash only from their own timeouts. (A `kill` is a process
                 // crash: the kernel closes the sockets and peers see it at once.)
-                self.unpause(sim, host); // releasing held links first, so the cut stays
-                for other in self.others(host) {
-                    sim.partition(host.as_str(), other.as_str());
-                }
+                // Cut first (dropping what its links held), then resume and kill: nothing
+                // the dying software sends gets out.
                 self.powered_off.insert(host.clone());
+                self.settle_links(sim);
                 self.kill(sim, host);
                 let report = self.env.disk(host).power_fail(*torn, &mut *self.env.rng());
                 let detail = format!(
@@ -231,9 +250,7 @@ impl Harness {
                 let state = self.env.state(host);
                 state.paused.set(true);
                 state.changed.notify_waiters();
-                for other in self.others(host) {
-                    sim.hold(host.as_str(), other.as_str());
-                }
+                self.settle_links(sim);
             }
             FaultAction::Resume { host } => {
                 if !self.paused.contains(host) {
@@ -256,9 +273,9 @@ impl Harness {
                 to,
                 duration_ms,
             } => {
-                sim.partition_oneway(from.as_str(), to.as_str());
                 self.lose_replies_until
                     .push((now_ms + duration_ms, from.clone(), to.clone()));
+                self.settle_links(sim);
             }
             FaultAction::Latency {
                 a,
@@ -285,37 +302,113 @@ impl Harness {
     /// A powered-off host comes back on the network, minus the scheduled partitions that
     /// still stand.
     fn power_on(&mut self, sim: &mut turmoil::Sim<'_>, host: &str) {
-        if !self.powered_off.remove(host) {
-            return;
-        }
-        self.sync_reachability();
-        for other in self.others(host) {
-            sim.repair(host, other.as_str());
-        }
-        for (x, y, oneway) in &self.partitions {
-            if x == host || y == host {
-                if *oneway {
-                    sim.partition_oneway(x.as_str(), y.as_str());
-                } else {
-                    sim.partition(x.as_str(), y.as_str());
-                }
-            }
+        if self.powered_off.remove(host) {
+            self.settle_links(sim);
         }
     }
 
     fn heal_network(&mut self, sim: &mut turmoil::Sim<'_>) {
         self.partitions.clear();
+        self.lose_replies_until.clear();
         for (i, x) in self.hosts.iter().enumerate() {
             for y in &self.hosts[i + 1..] {
                 sim.set_link_latency(x.as_str(), y.as_str(), self.link_latency);
-                // A host without power stays unreachable until it restarts.
-                if !self.powered_off.contains(x) && !self.powered_off.contains(y) {
-                    sim.repair(x.as_str(), y.as_str());
-                }
             }
         }
-        self.lose_replies_until.clear();
-        self.sync_reachability();
+        // A host without power stays unreachable until it restarts; a paused one keeps
+        // its links held until it resumes.
+        self.settle_links(sim);
+    }
+
+    /// What link `x`-`y` should be doing, from every fault that stands on it.
+    /// - A host without power is cut off: what was in flight is gone.
+    /// - A partition, or a paused end, holds a direction: TCP retransmits what the
+    ///   partition swallowed, so it arrives, in order, once the partition heals. (turmoil's
+    ///   own `partition` drops segments for good, which leaves a hole in the stream no later
+    ///   segment gets past, not even a FIN: a database session whose client vanished behind
+    ///   a partition would keep its locks for ever, where a real one gets its client's
+    ///   retransmitted statement or FIN after the heal.)
+    /// - `lose_replies` drops what crosses it: the reply is lost and the connection with it.
+    fn link_wanted(&self, x: &str, y: &str) -> Link {
+        if self.powered_off.contains(x) || self.powered_off.contains(y) {
+            return Link::Cut;
+        }
+        Link::Ways(self.way_wanted(x, y), self.way_wanted(y, x))
+    }
+
+    fn way_wanted(&self, from: &str, to: &str) -> Way {
+        let partitioned = self.partitions.iter().any(|(a, b, oneway)| {
+            (a == from && b == to) || (!oneway && a == to && b == from)
+        });
+        if partitioned || self.paused.contains(from) || self.paused.contains(to) {
+            return Way::Held;
+        }
+        if self.lose_replies_until.iter().any(|(_, f, t)| f == from && t == to) {
+            return Way::Dropped;
+        }
+        Way::Open
+    }
+
+    /// Tells turmoil what changed on every link. turmoil holds a link both ways only, so a
+    /// link held one way is held both ways and [`Harness::pass_open_ways`] delivers the open
+    /// direction's packets every step; a drop under a hold the other way is held instead.
+    fn settle_links(&mut self, sim: &mut turmoil::Sim<'_>) {
+        for (i, x) in self.hosts.iter().enumerate() {
+            for y in &self.hosts[i + 1..] {
+                let wanted = self.link_wanted(x, y);
+                let key = (x.clone(), y.clone());
+                let now = self.links.get(&key).copied().unwrap_or(OPEN);
+                if now == wanted {
+                    continue;
+                }
+                let (x, y) = (x.as_str(), y.as_str());
+                match wanted {
+                    Link::Cut => sim.partition(x, y),
+                    Link::Ways(a, b) if a == Way::Held || b == Way::Held => {
+                        if !matches!(now, Link::Ways(Way::Held, _) | Link::Ways(_, Way::Held)) {
+                            sim.release(x, y); // undo a cut or a drop first
+                            sim.hold(x, y);
+                        }
+                    }
+                    Link::Ways(a, b) => {
+                        // Releasing delivers what was held, in order, and opens both ways.
+                        sim.release(x, y);
+                        if a == Way::Dropped {
+                            sim.partition_oneway(x, y);
+                        }
+                        if b == Way::Dropped {
+                            sim.partition_oneway(y, x);
+                        }
+                    }
+                }
+                self.links.insert(key, wanted);
+            }
+        }
+    }
+
+    /// On links held one way only, sends the open direction's packets on.
+    fn pass_open_ways(&self, sim: &mut turmoil::Sim<'_>) {
+        let mut open_from = BTreeSet::new();
+        for ((x, y), link) in &self.links {
+            match link {
+                Link::Ways(Way::Held, Way::Open) => open_from.insert((sim.lookup(y.as_str()), sim.lookup(x.as_str()))),
+                Link::Ways(Way::Open, Way::Held) => open_from.insert((sim.lookup(x.as_str()), sim.lookup(y.as_str()))),
+                _ => false,
+            };
+        }
+        if open_from.is_empty() {
+            return;
+        }
+        sim.links(|links| {
+            for link in links {
+                for sent in link {
+                    let (src, dst) = sent.pair();
+                    if open_from.contains(&(src.ip(), dst.ip())) {
+                        sent.deliver();
+                    }
+                }
+            }
+        });
     }
 
     /// End of the fault phase: heal every partition, resume every pause, restart every host

@@ -1,6 +1,7 @@
 //! `echo`: the smallest design with a network between producer and consumer. A reply that
 //! does not arrive within `timeout` makes the publish `info`, and the client reconnects
-//! (turmoil's TCP has no retransmission: a connection that lost a segment hangs).
+//! (a connection whose segments `lose_replies` dropped hangs: turmoil's TCP has no
+//! retransmission, so the harness holds partitioned links instead of dropping).
 
 use sim::fault::Topology;
 use sim::history::{EventKind, MsgId};

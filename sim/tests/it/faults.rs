@@ -90,6 +90,44 @@ fn a_symmetric_partition_applies_nothing_while_it_lasts() {
     );
 }
 
+fn effect_times(run: &RunOutcome) -> Vec<u64> {
+    run.history
+        .events()
+        .iter()
+        .filter(|e| matches!(e.kind, EventKind::Effect { .. }))
+        .map(|e| e.time.0)
+        .collect()
+}
+
+#[test]
+fn a_partition_holds_what_it_swallowed_and_delivers_it_after_the_heal() {
+    // TCP retransmits: a request written into a partition is not lost, it arrives once the
+    // partition heals, though its sender has long given up on it (info, then applied).
+    let run = run_echo(
+        "[[faults]]\nat_ms = 100\naction = \"partition\"\na = [\"client\"]\nb = [\"server\"]\n[[faults]]\nat_ms = 300\naction = \"heal\"\n",
+        100,
+    );
+    let applied_at_heal = effect_times(&run).iter().filter(|t| (300_000..310_000).contains(*t)).count();
+    assert!(applied_at_heal > 0, "what the partition held lands at the heal");
+    let late_info_applied = outcomes(&run)
+        .iter()
+        .filter(|(_, o, a)| *o == Outcome::Info && *a)
+        .count();
+    assert!(late_info_applied > 0, "timed out at the client, applied at the server");
+}
+
+#[test]
+fn a_one_way_partition_holds_one_direction_and_lets_the_other_flow() {
+    let run = run_echo(
+        "[[faults]]\nat_ms = 100\naction = \"partition\"\na = [\"server\"]\nb = [\"client\"]\noneway = true\n[[faults]]\nat_ms = 300\naction = \"heal\"\n",
+        100,
+    );
+    let during = effect_times(&run).iter().filter(|t| (110_000..290_000).contains(*t)).count();
+    assert!(during > 0, "requests still reach the server while its replies cannot get out");
+    let info = outcomes(&run).iter().filter(|(_, o, _)| *o == Outcome::Info).count();
+    assert!(info > 0, "the replies were held past the client's timeout");
+}
+
 #[test]
 fn a_pause_holds_the_network_and_delivers_late() {
     let run = run_echo(
