@@ -39,6 +39,18 @@ pub fn published() -> Vec<Published> {
             ],
             seeds: 1..21,
         },
+        Published {
+            name: "kafka-strategies",
+            what: "a Kafka consumer group writing to the database under each commit strategy, on the same seeds",
+            paths: &[
+                "scenarios/kafka/swarm-group-auto-commit-db.toml",
+                "scenarios/kafka/swarm-group-commit-before-process-db.toml",
+                "scenarios/kafka/swarm-group-commit-after-process-db.toml",
+                "scenarios/kafka/swarm-group-commit-after-process-inbox.toml",
+                "scenarios/kafka/swarm-group-offsets-in-the-database.toml",
+            ],
+            seeds: 1..11,
+        },
     ]
 }
 

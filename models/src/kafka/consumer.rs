@@ -35,7 +35,7 @@ use std::time::Duration;
 
 #[path = "consumer_group.rs"]
 mod group;
-pub use group::{CommitStrategy, GroupSettings, OffsetReset, WORKER_QUEUE_MAX};
+pub use group::{CommitStrategy, GroupSettings, OffsetReset, WORKER_DROPPED_FAILED_RECORD, WORKER_QUEUE_MAX};
 use group::{GroupState, Polled};
 
 /// Partitions one consumer may be assigned.
@@ -100,12 +100,36 @@ impl ConsumerSettings {
 /// The consumer's positions as the design sees them: the next offset it will read, per
 /// assigned partition. A process that dies takes its positions with it; the next one starts
 /// again from the log's start and says so here.
+/// With the auto strategy it also counts, per consumer host, the records handed to its
+/// worker and not yet processed: a group's positions can run ahead of its work (a member
+/// given a partition starts from a committed offset its worker has not reached), so the
+/// run is not drained while a worker still holds records.
 #[derive(Clone, Debug, Default)]
-pub struct ConsumerProgress(Rc<RefCell<BTreeMap<i32, i64>>>);
+pub struct ConsumerProgress(Rc<RefCell<BTreeMap<i32, i64>>>, Rc<RefCell<BTreeMap<String, usize>>>);
 
 impl ConsumerProgress {
     pub fn positions(&self) -> BTreeMap<i32, i64> {
         self.0.borrow().clone()
+    }
+
+    /// The first consumer whose worker holds unprocessed records, with how many.
+    pub fn in_workers(&self) -> Option<(String, usize)> {
+        self.1.borrow().iter().find(|(_, n)| **n > 0).map(|(h, n)| (h.clone(), *n))
+    }
+
+    /// A worker starts empty: its process's queue died with the process before it.
+    fn worker_started(&self, host: &str) {
+        self.1.borrow_mut().insert(host.to_string(), 0);
+    }
+
+    fn handed_to_worker(&self, host: &str) {
+        *self.1.borrow_mut().entry(host.to_string()).or_default() += 1;
+    }
+
+    fn worker_done(&self, host: &str) {
+        if let Some(n) = self.1.borrow_mut().get_mut(host) {
+            *n = n.saturating_sub(1);
+        }
     }
 
     fn set(&self, partition: i32, position: i64) {

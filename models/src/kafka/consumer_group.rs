@@ -152,6 +152,7 @@ impl GroupState {
             (CommitStrategy::Auto, Some((progress, processing_ms))) => {
                 let (tx, rx) = mpsc::channel(WORKER_QUEUE_MAX);
                 let db = settings.sink.as_ref().map(DbSink::consumer);
+                progress.worker_started(host);
                 let task = worker_task(env.clone(), host.to_string(), rx, db, progress, processing_ms);
                 tokio::task::spawn_local(task);
                 Some(tx)
@@ -317,6 +318,9 @@ async fn heartbeat_task(
     }
 }
 
+/// The note of the auto strategy's worker giving up a record whose transaction failed.
+pub const WORKER_DROPPED_FAILED_RECORD: &str = "consumer.worker_dropped_failed_record";
+
 /// The auto strategy's worker: processes handed records in order, apart from the poll loop.
 async fn worker_task(
     env: Env,
@@ -328,9 +332,14 @@ async fn worker_task(
 ) {
     let process = env.process(&host);
     while let Some(record) = queue.recv().await {
-        // An executor's task that fails is logged and forgotten: the record is not retried.
-        let _ = process_record(&env, &host, &process, db.as_mut(), record, processing_ms, None).await;
+        // An executor's task that fails is logged and forgotten: the record is not retried,
+        // and auto-commit has moved (or will move) past it. The note makes the loss visible.
+        let handled = process_record(&env, &host, &process, db.as_mut(), record, processing_ms, None).await;
+        if handled == Handled::Failed {
+            env.note(&host, WORKER_DROPPED_FAILED_RECORD);
+        }
         progress.advance(record.partition, record.offset + 1);
+        progress.worker_done(&host);
     }
 }
 
@@ -675,6 +684,9 @@ impl Consumer {
             self.record_deliver(*record, leader);
             self.positions.insert(record.partition, record.offset + 1);
             if let Some(worker) = self.group().worker.clone() {
+                if let Some(progress) = &self.settings.progress {
+                    progress.handed_to_worker(&self.host);
+                }
                 let _ = worker.send(*record).await;
             }
         }

@@ -541,6 +541,9 @@ impl Kafka {
         if let Some(p) = self.producers().into_iter().find(|p| env.process(p).is_running()) {
             return Some(format!("{p} is still publishing"));
         }
+        if let Some((consumer, records)) = self.progress.iter().find_map(ConsumerProgress::in_workers) {
+            return Some(format!("{consumer}'s worker has {records} record(s) to process"));
+        }
         let leaders = self.leaders.borrow();
         let watermarks = self.watermarks.borrow();
         let mut behind = Vec::new();
@@ -657,9 +660,17 @@ impl Kafka {
             for action in ["kill", "power_fail", "stop"] {
                 losses.push(Excuse::fault(action, "consumer"));
             }
+            // And a record whose processing failed: the worker cannot seek back, so the
+            // next auto-commit passes it.
+            losses.push(Excuse::note(super::consumer::WORKER_DROPPED_FAILED_RECORD));
         }
-        if let Some(db) = &self.db {
-            return db.promise(DeliveryWindows {
+        // Committing before processing is at most once whatever the handler does: a guard
+        // (inbox, conditional update) stops a second effect, never brings back a record the
+        // group has already committed past (reference §2.6). The database's own strategy
+        // only speaks to what happens after the commit.
+        let before = self.config.commit == CommitStrategy::BeforeProcess;
+        if let (Some(db), false) = (&self.db, before) {
+            let mut promise = db.promise(DeliveryWindows {
                 losses,
                 redeliveries: vec!["kill", "power_fail", "pause", "partition", "lose_replies"],
                 broker: "Kafka",
@@ -669,6 +680,15 @@ impl Kafka {
                     "the offset commit"
                 },
             });
+            if self.config.commit == CommitStrategy::Auto {
+                promise.text = format!(
+                    "{}, but auto-commit every {} ms runs apart from the worker's COMMITs: \
+                     except what a consumer that died had committed and not processed, or its \
+                     worker failed (reference §2.6)",
+                    promise.text, self.config.auto_commit_interval_ms
+                );
+            }
+            return promise;
         }
         match self.config.commit {
             CommitStrategy::Auto => Promise {
