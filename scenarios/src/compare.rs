@@ -351,6 +351,39 @@ impl PromiseCell {
 }
 
 impl Matrix {
+    /// Why this matrix should fail a CI job, one line per variant: a BROKEN promise or a
+    /// crashed run always; with `any_violation`, any property violated in any run.
+    pub fn failures(&self, any_violation: bool) -> Vec<String> {
+        let mut failures = Vec::new();
+        for row in &self.rows {
+            let path = &row.variant.path;
+            if row.kept.broken > 0 {
+                failures.push(format!(
+                    "{path}: promise BROKEN in {}/{} runs (smallest seed {}: {})",
+                    row.kept.broken,
+                    row.kept.held + row.kept.outside + row.kept.broken,
+                    row.kept.smallest_broken_seed.map_or("?".into(), |s| s.to_string()),
+                    row.kept.broken_properties.iter().cloned().collect::<Vec<_>>().join(", ")
+                ));
+            }
+            if let Some(seed) = row.crashed.first() {
+                failures.push(format!("{path}: {} run(s) crashed (seed {seed})", row.crashed.len()));
+            }
+            let violated: Vec<String> = row
+                .cells
+                .iter()
+                .filter(|(_, cell)| cell.violated > 0)
+                .map(|(property, cell)| {
+                    format!("{property} (seed {})", cell.smallest_seed.unwrap_or_default())
+                })
+                .collect();
+            if any_violation && !violated.is_empty() {
+                failures.push(format!("{path}: violated {}", violated.join(", ")));
+            }
+        }
+        failures
+    }
+
     /// The matrix as a Markdown table: a row per variant, a column per property.
     pub fn markdown(&self) -> String {
         let mut out = format!(

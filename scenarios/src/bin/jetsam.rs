@@ -78,16 +78,19 @@ struct RunArgs {
 
 #[derive(clap::Args)]
 struct ReplayArgs {
+    /// The scenario file.
     path: PathBuf,
     /// The seed; defaults to the scenario's `run.seed`.
     #[arg(long)]
     seed: Option<u64>,
+    /// Add or replace an expectation: PROPERTY=holds|violated (repeatable).
     #[arg(long = "expect", value_name = "PROPERTY=holds|violated")]
     expect: Vec<String>,
 }
 
 #[derive(clap::Args)]
 struct ExploreArgs {
+    /// The scenario file.
     path: PathBuf,
     /// Seed range A..B (B exclusive).
     #[arg(long)]
@@ -95,6 +98,8 @@ struct ExploreArgs {
     /// Worker threads (default: available cores).
     #[arg(long)]
     jobs: Option<usize>,
+    /// Add or replace an expectation: PROPERTY=holds|violated (repeatable); the search
+    /// stops at the first seed that does not meet them.
     #[arg(long = "expect", value_name = "PROPERTY=holds|violated")]
     expect: Vec<String>,
     /// Run only shard I of N of the seed range (every N-th seed), e.g. from a CI matrix
@@ -105,9 +110,13 @@ struct ExploreArgs {
 
 #[derive(clap::Args)]
 struct ShrinkArgs {
+    /// The scenario file.
     path: PathBuf,
+    /// The failing seed to shrink.
     #[arg(long)]
     seed: u64,
+    /// Add or replace an expectation: PROPERTY=holds|violated (repeatable); the shrunk
+    /// schedule must still fail it.
     #[arg(long = "expect", value_name = "PROPERTY=holds|violated")]
     expect: Vec<String>,
     /// Where to write the shrunk scenario (default: standard output).
@@ -127,8 +136,12 @@ struct CompareArgs {
     /// Seed range A..B (B exclusive).
     #[arg(long)]
     seeds: String,
+    /// Worker threads (default: available cores).
     #[arg(long)]
     jobs: Option<usize>,
+    /// Exit 1 when any property is violated in any run, not only when a promise is BROKEN.
+    #[arg(long)]
+    fail_on_violation: bool,
     /// Also write the matrix as Markdown here.
     #[arg(long)]
     markdown: Option<PathBuf>,
@@ -148,20 +161,29 @@ struct CompareArgs {
 
 #[derive(clap::Args)]
 struct MergeArgs {
+    /// The shard files `compare --shard I/N --out FILE` wrote, all N of them.
     #[arg(required = true)]
     shards: Vec<PathBuf>,
+    /// Exit 1 when any property is violated in any run, not only when a promise is BROKEN.
+    #[arg(long)]
+    fail_on_violation: bool,
+    /// Also write the matrix as Markdown here.
     #[arg(long)]
     markdown: Option<PathBuf>,
+    /// Also write the matrix as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Also write the HTML report here (the matrix, and a timeline per violation).
     #[arg(long)]
     html: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
 struct ReportsArgs {
+    /// Write nothing; exit 1 naming the reports that differ from what the code produces.
     #[arg(long)]
     check: bool,
+    /// Worker threads (default: available cores).
     #[arg(long)]
     jobs: Option<usize>,
 }
@@ -488,6 +510,7 @@ fn compare(args: CompareArgs) -> Result<bool, BadInput> {
         paths,
         seeds,
         jobs,
+        fail_on_violation,
         markdown,
         json,
         html,
@@ -542,12 +565,23 @@ fn compare(args: CompareArgs) -> Result<bool, BadInput> {
     }
     let matrix = scenarios::compare::Matrix::build(variants, (range.start, range.end), records);
     write_matrix(&matrix, markdown, json, html)?;
-    Ok(true)
+    Ok(matrix_passes(&matrix, fail_on_violation))
+}
+
+/// Whether a compare's matrix lets CI pass: no BROKEN promise, no crash (and, when asked,
+/// no violated property at all). Says why on stderr when it does not.
+fn matrix_passes(matrix: &scenarios::compare::Matrix, fail_on_violation: bool) -> bool {
+    let failures = matrix.failures(fail_on_violation);
+    for failure in &failures {
+        eprintln!("compare: {failure}");
+    }
+    failures.is_empty()
 }
 
 fn merge(args: MergeArgs) -> Result<bool, BadInput> {
     let MergeArgs {
         shards,
+        fail_on_violation,
         markdown,
         json,
         html,
@@ -563,7 +597,7 @@ fn merge(args: MergeArgs) -> Result<bool, BadInput> {
     }
     let matrix = bad(scenarios::compare::Matrix::merge(&read).map_err(anyhow::Error::msg))?;
     write_matrix(&matrix, markdown, json, html)?;
-    Ok(true)
+    Ok(matrix_passes(&matrix, fail_on_violation))
 }
 
 fn reports(args: ReportsArgs) -> Result<bool, BadInput> {

@@ -68,6 +68,18 @@ fn run_jetsam(args: &[&str]) -> (i32, String, String) {
 }
 
 #[test]
+fn compare_exits_1_on_a_broken_promise_and_with_fail_on_violation_on_any_violation() {
+    let held = "scenarios/go-channel/fifo-no-faults.toml";
+    let outside = "scenarios/go-channel/kill-loses-buffered.toml";
+    let (code, _, stderr) = run_jetsam(&["compare", held, outside, "--seeds", "1..3"]);
+    assert_eq!(code, 0, "held and outside (a documented window) pass: {stderr}");
+    let (code, _, stderr) = run_jetsam(&["compare", held, outside, "--seeds", "1..3", "--fail-on-violation"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("kill-loses-buffered.toml: violated") && stderr.contains("no-loss (seed 1)"), "{stderr}");
+    assert!(!stderr.contains("fifo-no-faults"), "{stderr}");
+}
+
+#[test]
 fn shards_merged_give_the_matrix_of_one_unsharded_run_and_bad_shards_are_refused() {
     let dir = super::root().join("target/shard-test");
     let _ = std::fs::remove_dir_all(&dir);
@@ -78,8 +90,9 @@ fn shards_merged_give_the_matrix_of_one_unsharded_run_and_bad_shards_are_refused
     let whole_json = dir.join("whole.json");
     let mut whole_args = args.clone();
     whole_args.extend(["--json".into(), whole_json.display().to_string()]);
-    let (code, whole, _) = run_jetsam(&whole_args.iter().map(String::as_str).collect::<Vec<_>>());
-    assert_eq!(code, 0);
+    let (code, whole, stderr) = run_jetsam(&whole_args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(code, 1, "the careless shutdown breaks its promise: {stderr}");
+    assert!(stderr.contains("swarm-careless.toml: promise BROKEN"), "{stderr}");
     let mut shards = Vec::new();
     for i in 1..=4 {
         let file = dir.join(format!("shard-{i}.json"));
@@ -100,7 +113,7 @@ fn shards_merged_give_the_matrix_of_one_unsharded_run_and_bad_shards_are_refused
     merge_args.extend(shards.iter().rev().cloned()); // any order
     merge_args.extend(["--json".into(), merged_json.display().to_string()]);
     let (code, merged, stderr) = run_jetsam(&merge_args.iter().map(String::as_str).collect::<Vec<_>>());
-    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(code, 1, "merge judges as compare does: {stderr}");
     assert_eq!(merged, whole, "the merged matrix is the unsharded one");
     assert_eq!(
         std::fs::read_to_string(&merged_json).unwrap(),
