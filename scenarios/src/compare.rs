@@ -362,12 +362,22 @@ impl Matrix {
                     "{path}: promise BROKEN in {}/{} runs (smallest seed {}: {})",
                     row.kept.broken,
                     row.kept.held + row.kept.outside + row.kept.broken,
-                    row.kept.smallest_broken_seed.map_or("?".into(), |s| s.to_string()),
-                    row.kept.broken_properties.iter().cloned().collect::<Vec<_>>().join(", ")
+                    row.kept
+                        .smallest_broken_seed
+                        .map_or("?".into(), |s| s.to_string()),
+                    row.kept
+                        .broken_properties
+                        .iter()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ));
             }
             if let Some(seed) = row.crashed.first() {
-                failures.push(format!("{path}: {} run(s) crashed (seed {seed})", row.crashed.len()));
+                failures.push(format!(
+                    "{path}: {} run(s) crashed (seed {seed})",
+                    row.crashed.len()
+                ));
             }
             let violated: Vec<String> = row
                 .cells

@@ -41,7 +41,8 @@ pub fn published() -> Vec<Published> {
         },
         Published {
             name: "kafka-strategies",
-            what: "a Kafka consumer group writing to the database under each commit strategy, on the same seeds",
+            what:
+                "a Kafka consumer group writing to the database under each commit strategy, on the same seeds",
             paths: &[
                 "scenarios/kafka/swarm-group-auto-commit-db.toml",
                 "scenarios/kafka/swarm-group-commit-before-process-db.toml",

@@ -41,6 +41,9 @@ pub struct RunReport {
     pub schedule: Vec<sim::fault::ScheduledFault>,
     pub promise: sim::promise::Promise,
     pub kept: sim::promise::Kept,
+    /// Set when the run had faults and none of them overlapped a message in flight: its
+    /// verdicts say nothing about faults ([`sim::vacuity`]).
+    pub vacuous: Option<String>,
 }
 
 impl RunReport {
@@ -89,6 +92,7 @@ impl RunReport {
             schedule: outcome.schedule.clone(),
             promise: outcome.promise.clone(),
             kept: outcome.kept.clone(),
+            vacuous: sim::vacuity::vacuity(&outcome.history),
         }
     }
 
@@ -152,6 +156,9 @@ impl RunReport {
             .collect();
         if !notable.is_empty() {
             let _ = writeln!(out, "  sometimes: {}", notable.join(" "));
+        }
+        if let Some(vacuous) = &self.vacuous {
+            let _ = writeln!(out, "WARNING {vacuous}: the verdicts say nothing about faults");
         }
         if self.passed {
             let _ = writeln!(out, "PASS  every expectation met");

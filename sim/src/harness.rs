@@ -337,13 +337,18 @@ impl Harness {
     }
 
     fn way_wanted(&self, from: &str, to: &str) -> Way {
-        let partitioned = self.partitions.iter().any(|(a, b, oneway)| {
-            (a == from && b == to) || (!oneway && a == to && b == from)
-        });
+        let partitioned = self
+            .partitions
+            .iter()
+            .any(|(a, b, oneway)| (a == from && b == to) || (!oneway && a == to && b == from));
         if partitioned || self.paused.contains(from) || self.paused.contains(to) {
             return Way::Held;
         }
-        if self.lose_replies_until.iter().any(|(_, f, t)| f == from && t == to) {
+        if self
+            .lose_replies_until
+            .iter()
+            .any(|(_, f, t)| f == from && t == to)
+        {
             return Way::Dropped;
         }
         Way::Open
@@ -391,8 +396,12 @@ impl Harness {
         let mut open_from = BTreeSet::new();
         for ((x, y), link) in &self.links {
             match link {
-                Link::Ways(Way::Held, Way::Open) => open_from.insert((sim.lookup(y.as_str()), sim.lookup(x.as_str()))),
-                Link::Ways(Way::Open, Way::Held) => open_from.insert((sim.lookup(x.as_str()), sim.lookup(y.as_str()))),
+                Link::Ways(Way::Held, Way::Open) => {
+                    open_from.insert((sim.lookup(y.as_str()), sim.lookup(x.as_str())))
+                }
+                Link::Ways(Way::Open, Way::Held) => {
+                    open_from.insert((sim.lookup(x.as_str()), sim.lookup(y.as_str())))
+                }
                 _ => false,
             };
         }

@@ -7,7 +7,8 @@
 //!   `net.rs` is [`connect`], `panic.rs` turns a model's panic into a crash verdict;
 //! - [`disk`]: the disk interface and the simulated disk with kill/power-fail semantics;
 //! - [`history`]: the recorded events, JSON lines, hashing;
-//! - [`checker`]: pure checkers over a history; [`verdict`]: properties and expectations.
+//! - [`checker`]: pure checkers over a history; [`verdict`]: properties and expectations;
+//!   [`vacuity`]: whether a run's faults touched its workload at all.
 
 pub mod checker;
 pub mod config;
@@ -20,6 +21,7 @@ mod net;
 mod panic;
 pub mod promise;
 pub mod scenario;
+pub mod vacuity;
 pub mod verdict;
 pub mod world;
 

@@ -105,7 +105,10 @@ impl ConsumerSettings {
 /// given a partition starts from a committed offset its worker has not reached), so the
 /// run is not drained while a worker still holds records.
 #[derive(Clone, Debug, Default)]
-pub struct ConsumerProgress(Rc<RefCell<BTreeMap<i32, i64>>>, Rc<RefCell<BTreeMap<String, usize>>>);
+pub struct ConsumerProgress(
+    Rc<RefCell<BTreeMap<i32, i64>>>,
+    Rc<RefCell<BTreeMap<String, usize>>>,
+);
 
 impl ConsumerProgress {
     pub fn positions(&self) -> BTreeMap<i32, i64> {
@@ -114,7 +117,11 @@ impl ConsumerProgress {
 
     /// The first consumer whose worker holds unprocessed records, with how many.
     pub fn in_workers(&self) -> Option<(String, usize)> {
-        self.1.borrow().iter().find(|(_, n)| **n > 0).map(|(h, n)| (h.clone(), *n))
+        self.1
+            .borrow()
+            .iter()
+            .find(|(_, n)| **n > 0)
+            .map(|(h, n)| (h.clone(), *n))
     }
 
     /// A worker starts empty: its process's queue died with the process before it.

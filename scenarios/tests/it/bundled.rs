@@ -23,6 +23,10 @@ fn every_bundled_scenario_meets_its_expectations() {
         for line in loaded.unmet(&outcome) {
             failures.push(format!("{path}: {line}"));
         }
+        // A bundled scenario's faults must reach its workload, or it tests nothing.
+        if let Some(vacuous) = sim::vacuity::vacuity(&outcome.history) {
+            failures.push(format!("{path}: {vacuous}"));
+        }
     }
     assert!(
         failures.is_empty(),

@@ -75,7 +75,10 @@ fn compare_exits_1_on_a_broken_promise_and_with_fail_on_violation_on_any_violati
     assert_eq!(code, 0, "held and outside (a documented window) pass: {stderr}");
     let (code, _, stderr) = run_jetsam(&["compare", held, outside, "--seeds", "1..3", "--fail-on-violation"]);
     assert_eq!(code, 1, "{stderr}");
-    assert!(stderr.contains("kill-loses-buffered.toml: violated") && stderr.contains("no-loss (seed 1)"), "{stderr}");
+    assert!(
+        stderr.contains("kill-loses-buffered.toml: violated") && stderr.contains("no-loss (seed 1)"),
+        "{stderr}"
+    );
     assert!(!stderr.contains("fifo-no-faults"), "{stderr}");
 }
 

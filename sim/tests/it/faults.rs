@@ -100,6 +100,27 @@ fn effect_times(run: &RunOutcome) -> Vec<u64> {
 }
 
 #[test]
+fn a_fault_after_the_last_message_is_vacuous_and_one_during_the_traffic_is_not() {
+    // 50 messages every 5 ms are done by about 260 ms.
+    let partition = |at: u64| {
+        format!("[[faults]]\nat_ms = {at}\naction = \"partition\"\na = [\"client\"]\nb = [\"server\"]\n[[faults]]\nat_ms = {}\naction = \"heal\"\n", at + 50)
+    };
+    let late = run_echo(&partition(800), 50);
+    let warning = sim::vacuity::vacuity(&late.history).expect("nothing was in flight at 800 ms");
+    assert!(
+        warning.contains("no fault overlapped a message in flight"),
+        "{warning}"
+    );
+    let during = run_echo(&partition(100), 50);
+    assert_eq!(sim::vacuity::vacuity(&during.history), None);
+    assert_eq!(
+        sim::vacuity::vacuity(&run_echo("", 50).history),
+        None,
+        "no fault, nothing to judge"
+    );
+}
+
+#[test]
 fn a_partition_holds_what_it_swallowed_and_delivers_it_after_the_heal() {
     // TCP retransmits: a request written into a partition is not lost, it arrives once the
     // partition heals, though its sender has long given up on it (info, then applied).
@@ -107,13 +128,19 @@ fn a_partition_holds_what_it_swallowed_and_delivers_it_after_the_heal() {
         "[[faults]]\nat_ms = 100\naction = \"partition\"\na = [\"client\"]\nb = [\"server\"]\n[[faults]]\nat_ms = 300\naction = \"heal\"\n",
         100,
     );
-    let applied_at_heal = effect_times(&run).iter().filter(|t| (300_000..310_000).contains(*t)).count();
+    let applied_at_heal = effect_times(&run)
+        .iter()
+        .filter(|t| (300_000..310_000).contains(*t))
+        .count();
     assert!(applied_at_heal > 0, "what the partition held lands at the heal");
     let late_info_applied = outcomes(&run)
         .iter()
         .filter(|(_, o, a)| *o == Outcome::Info && *a)
         .count();
-    assert!(late_info_applied > 0, "timed out at the client, applied at the server");
+    assert!(
+        late_info_applied > 0,
+        "timed out at the client, applied at the server"
+    );
 }
 
 #[test]
@@ -122,9 +149,18 @@ fn a_one_way_partition_holds_one_direction_and_lets_the_other_flow() {
         "[[faults]]\nat_ms = 100\naction = \"partition\"\na = [\"server\"]\nb = [\"client\"]\noneway = true\n[[faults]]\nat_ms = 300\naction = \"heal\"\n",
         100,
     );
-    let during = effect_times(&run).iter().filter(|t| (110_000..290_000).contains(*t)).count();
-    assert!(during > 0, "requests still reach the server while its replies cannot get out");
-    let info = outcomes(&run).iter().filter(|(_, o, _)| *o == Outcome::Info).count();
+    let during = effect_times(&run)
+        .iter()
+        .filter(|t| (110_000..290_000).contains(*t))
+        .count();
+    assert!(
+        during > 0,
+        "requests still reach the server while its replies cannot get out"
+    );
+    let info = outcomes(&run)
+        .iter()
+        .filter(|(_, o, _)| *o == Outcome::Info)
+        .count();
     assert!(info > 0, "the replies were held past the client's timeout");
 }
 
