@@ -405,6 +405,7 @@ impl Kafka {
                 offsets_topic_partitions: self.config.offsets_topic_partitions,
                 ..super::group::GroupConfig::default()
             },
+            transactions: super::sim_broker::TxnSettings::default(),
             watermarks: Some(self.watermarks.clone()),
         };
         for (index, host) in self.brokers().into_iter().enumerate() {

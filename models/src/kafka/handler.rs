@@ -79,6 +79,13 @@ pub enum Handled {
         request: RequestId,
         partitions: Vec<TopicPartition>,
     },
+    /// A WriteTxnMarkers waits for its acks=all appends: answer it with
+    /// [`super::handler_markers::markers_response`]`(asked, answers)` when the broker's
+    /// `Produced` comes for `request`.
+    WaitingMarkers {
+        request: RequestId,
+        asked: Vec<super::handler_markers::AskedMarker>,
+    },
 }
 
 /// Answers one request.
@@ -113,6 +120,9 @@ pub fn handle<L: ReplicaLog>(
         }
         Request::AddPartitionsToTxn(request) => handler_txn::add_partitions(broker, &request, id, now_ms),
         Request::EndTxn(request) => handler_txn::end_txn(broker, &request, id, now_ms),
+        Request::WriteTxnMarkers(request) => {
+            super::handler_markers::write_markers(broker, &request, id, now_ms)
+        }
         Request::InitProducerId(_) => match broker.next_producer_id() {
             Some(producer_id) => Handled::Respond(init_producer_id_response(producer_id)),
             None => Handled::NeedProducerIds,

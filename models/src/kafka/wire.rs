@@ -41,7 +41,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::messages::{
     HeartbeatRequest, HeartbeatResponse, JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest,
     LeaveGroupResponse, OffsetCommitRequest, OffsetCommitResponse, OffsetFetchRequest, OffsetFetchResponse,
-    SyncGroupRequest, SyncGroupResponse,
+    SyncGroupRequest, SyncGroupResponse, WriteTxnMarkersRequest, WriteTxnMarkersResponse,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
@@ -117,7 +117,10 @@ const fn api(api_key: ApiKey, version_min: i16, version_max: i16) -> SupportedAp
 ///   broker-to-broker verification, which clients never send.
 /// - `EndTxn` 0..=5: v3 and v1; v5 answers the bumped epoch of transaction version 2, which
 ///   clients use only when the broker finalizes the `transaction.version` feature (we do not).
-pub const SUPPORTED_APIS: [SupportedApi; 17] = [
+/// - `WriteTxnMarkers` 1..=1: broker to broker, the coordinator's markers to a partition's
+///   leader (Kafka 4.0 dropped v0, KIP-896; v2 adds KIP-890's transaction version, which we
+///   do not finalize).
+pub const SUPPORTED_APIS: [SupportedApi; 18] = [
     api(ApiKey::ApiVersions, 0, 4),
     api(ApiKey::Metadata, 0, 12),
     api(ApiKey::Produce, 3, 10),
@@ -135,6 +138,7 @@ pub const SUPPORTED_APIS: [SupportedApi; 17] = [
     api(ApiKey::OffsetFetch, 5, 9),
     api(ApiKey::AddPartitionsToTxn, 0, 3),
     api(ApiKey::EndTxn, 0, 5),
+    api(ApiKey::WriteTxnMarkers, 1, 1),
 ];
 
 /// The versions of `api_key` we implement, if we implement it.
@@ -257,6 +261,7 @@ messages! {
     OffsetFetch: OffsetFetchRequest, OffsetFetchResponse;
     AddPartitionsToTxn: AddPartitionsToTxnRequest, AddPartitionsToTxnResponse;
     EndTxn: EndTxnRequest, EndTxnResponse;
+    WriteTxnMarkers: WriteTxnMarkersRequest, WriteTxnMarkersResponse;
 }
 
 // ---------------------------------------------------------------------------------------------

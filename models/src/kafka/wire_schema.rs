@@ -204,6 +204,16 @@ const ADD_PARTITIONS_TO_TXN: &[Field] = &[
 
 const END_TXN: &[Field] = &[all(Str), all(Int64), all(Int16), all(Bool)];
 
+const WRITE_TXN_MARKERS_TOPIC: &[Field] = &[all(Str), all(Int32s)];
+const WRITE_TXN_MARKERS_MARKER: &[Field] = &[
+    all(Int64),
+    all(Int16),
+    all(Bool),
+    all(Structs(WRITE_TXN_MARKERS_TOPIC)),
+    all(Int32),
+];
+const WRITE_TXN_MARKERS: &[Field] = &[all(Structs(WRITE_TXN_MARKERS_MARKER))];
+
 /// The body's fields and the first flexible version (which uses compact lengths and tagged
 /// fields), for the APIs we implement.
 fn layout(api_key: ApiKey) -> Option<(&'static [Field], i16)> {
@@ -225,6 +235,7 @@ fn layout(api_key: ApiKey) -> Option<(&'static [Field], i16)> {
         ApiKey::OffsetFetch => (OFFSET_FETCH, 6),
         ApiKey::AddPartitionsToTxn => (ADD_PARTITIONS_TO_TXN, 3),
         ApiKey::EndTxn => (END_TXN, 3),
+        ApiKey::WriteTxnMarkers => (WRITE_TXN_MARKERS, 1),
         _ => return None,
     })
 }

@@ -85,6 +85,7 @@ fn sample_request(api_key: ApiKey, version: i16) -> Request {
         }
         ApiKey::AddPartitionsToTxn => Request::AddPartitionsToTxn(sample_add_partitions_to_txn_request()),
         ApiKey::EndTxn => Request::EndTxn(sample_end_txn_request()),
+        ApiKey::WriteTxnMarkers => crate::kafka::handler_markers::markers_request(&sample_markers()),
         other => super::wire_group_tests::sample_request(other, version),
     }
 }
@@ -99,6 +100,21 @@ fn sample_add_partitions_to_txn_request() -> kafka_protocol::messages::AddPartit
         .with_v3_and_below_producer_id(kafka_protocol::messages::ProducerId(1000))
         .with_v3_and_below_producer_epoch(2)
         .with_v3_and_below_topics(vec![topic])
+}
+
+fn sample_markers() -> crate::kafka::txn_coordinator::Markers {
+    let tp = |topic: &str, partition| crate::kafka::controller::TopicPartition {
+        topic: topic.into(),
+        partition,
+    };
+    crate::kafka::txn_coordinator::Markers {
+        transactional_id: "txn-1".into(),
+        producer_id: 1000,
+        producer_epoch: 2,
+        commit: true,
+        coordinator_epoch: 5,
+        partitions: vec![tp("orders", 0), tp("orders", 2), tp("audit", 1)],
+    }
 }
 
 fn sample_end_txn_request() -> kafka_protocol::messages::EndTxnRequest {
@@ -280,6 +296,18 @@ fn sample_response(api_key: ApiKey, version: i16) -> Response {
         ApiKey::EndTxn => {
             Response::EndTxn(kafka_protocol::messages::EndTxnResponse::default().with_error_code(51))
         }
+        ApiKey::WriteTxnMarkers => {
+            let markers = sample_markers();
+            let asked: Vec<_> = markers.partitions.iter().map(|tp| (1000, tp.clone())).collect();
+            let answers = vec![
+                (markers.partitions[0].clone(), Ok(7)),
+                (
+                    markers.partitions[2].clone(),
+                    Err(crate::kafka::error::KafkaError::NotLeaderOrFollower),
+                ),
+            ];
+            crate::kafka::handler_markers::markers_response(&asked, answers)
+        }
         other => super::wire_group_tests::sample_response(other, version),
     }
 }
@@ -446,6 +474,7 @@ fn request_layouts_match_kafka_protocol_at_every_version() {
                 Request::OffsetFetch(r) => r.encode(&mut body, version),
                 Request::AddPartitionsToTxn(r) => r.encode(&mut body, version),
                 Request::EndTxn(r) => r.encode(&mut body, version),
+                Request::WriteTxnMarkers(r) => r.encode(&mut body, version),
             }
             .unwrap_or_else(|error| panic!("{:?} v{version}: {error}", api.api_key));
             let used = check_request(api.api_key, version, &body)
