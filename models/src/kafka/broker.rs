@@ -25,6 +25,9 @@ use super::txn_coordinator::{
     TRANSACTION_STATE_PARTITIONS_DEFAULT,
 };
 use super::txn_state::TRANSACTION_STATE_TOPIC;
+
+/// `transaction.state.log.min.isr`: the state topic's `min.insync.replicas`.
+pub const TRANSACTION_STATE_MIN_ISR: usize = 2;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// The most partitions one broker hosts here.
@@ -207,7 +210,7 @@ impl<L: ReplicaLog> Broker<L> {
                 "more than {REPLICAS_MAX} replicas"
             );
             let log = open_log(&partition);
-            let replica = Partition::open(self.id, log, self.config.clone(), now_ms);
+            let replica = Partition::open(self.id, log, self.topic_config(&partition, &state), now_ms);
             self.replicas.insert(partition.clone(), replica);
         }
         let replica = self.replicas.get_mut(&partition).expect("opened above");
@@ -221,6 +224,16 @@ impl<L: ReplicaLog> Broker<L> {
         if partition.topic == TRANSACTION_STATE_TOPIC {
             self.sync_txn_partitions(now_ms);
         }
+    }
+
+    /// A replica's settings: the broker's, but `__transaction_state` has its own
+    /// `min.insync.replicas`, `transaction.state.log.min.isr` (2), at most its replicas.
+    fn topic_config(&self, partition: &TopicPartition, state: &LeaderAndIsr) -> PartitionConfig {
+        let mut config = self.config.clone();
+        if partition.topic == TRANSACTION_STATE_TOPIC {
+            config.min_insync_replicas = TRANSACTION_STATE_MIN_ISR.min(state.replicas.len()).max(1);
+        }
+        config
     }
 
     /// A produce request: per partition a batch, or the error its bytes already came to (a

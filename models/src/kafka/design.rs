@@ -170,6 +170,11 @@ pub struct Config {
     /// replicated and ticked, so the default here is 5.
     #[schemars(range(min = 1, max = 64))]
     pub offsets_topic_partitions: i32,
+    /// `transaction.state.log.num.partitions`: the partitions of `__transaction_state`,
+    /// created when a transactional client first looks for its coordinator (Kafka's 50,
+    /// small here for the offsets topic's reason).
+    #[schemars(range(min = 1, max = 64))]
+    pub transaction_state_partitions: i32,
 }
 
 impl Default for Config {
@@ -209,6 +214,7 @@ impl Default for Config {
             sink: Sink::Memory,
             db: DbSection::default(),
             offsets_topic_partitions: 5,
+            transaction_state_partitions: 3,
         }
     }
 }
@@ -235,6 +241,9 @@ pub fn build(scenario: &Scenario) -> Result<Box<dyn Design>, ScenarioError> {
     }
     if !(1..=64).contains(&config.offsets_topic_partitions) {
         return Err(scenario.config_error("offsets_topic_partitions", "from 1 to 64".to_string()));
+    }
+    if !(1..=64).contains(&config.transaction_state_partitions) {
+        return Err(scenario.config_error("transaction_state_partitions", "from 1 to 64".to_string()));
     }
     if config.min_insync_replicas > config.replication_factor {
         return Err(scenario.config_error(
@@ -405,7 +414,10 @@ impl Kafka {
                 offsets_topic_partitions: self.config.offsets_topic_partitions,
                 ..super::group::GroupConfig::default()
             },
-            transactions: super::sim_broker::TxnSettings::default(),
+            transactions: super::sim_broker::TxnSettings {
+                state_partitions: self.config.transaction_state_partitions,
+                ..super::sim_broker::TxnSettings::default()
+            },
             watermarks: Some(self.watermarks.clone()),
         };
         for (index, host) in self.brokers().into_iter().enumerate() {

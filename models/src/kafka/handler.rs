@@ -128,9 +128,13 @@ pub fn handle<L: ReplicaLog>(
             None => Handled::NeedProducerIds,
         },
         Request::FindCoordinator(request) if handler_txn::is_transaction_lookup(&request) => {
-            Handled::Respond(Response::FindCoordinator(handler_txn::find_coordinator(
-                broker, cluster, &request,
-            )))
+            match handler_txn::find_coordinator(broker, cluster, &request) {
+                (answer, None) => Handled::Respond(Response::FindCoordinator(answer)),
+                (answer, Some(topic)) => Handled::RespondAndCreateTopics {
+                    answer: Response::FindCoordinator(answer),
+                    topics: vec![topic],
+                },
+            }
         }
         Request::FindCoordinator(request) => {
             match super::handler_group::find_group_coordinator(broker, cluster, &request) {

@@ -7,7 +7,7 @@ use crate::kafka::batch::{Batch, Record};
 use crate::kafka::broker::{Broker, BrokerOutput};
 use crate::kafka::handler::{handle, Cluster, Handled};
 use crate::kafka::mem_log::MemLog;
-use crate::kafka::partition::{LeaderAndIsr, PartitionConfig};
+use crate::kafka::partition::{Acks, LeaderAndIsr, PartitionConfig};
 use crate::kafka::read_committed::{aborted_from_wire, deliverable, IsolationLevel};
 use crate::kafka::txn_coordinator::TxnProtocol;
 use crate::kafka::txn_state::TRANSACTION_STATE_TOPIC;
@@ -287,4 +287,98 @@ fn under_v2_the_delayed_produce_carries_the_old_epoch_and_is_fenced() {
     let (_, late, read) = delayed_produce(TxnProtocol::V2);
     assert_eq!(late, KafkaError::InvalidProducerEpoch.code());
     assert_eq!(read, ["committed-0"]);
+}
+
+#[test]
+fn the_first_transactional_find_coordinator_has_the_state_topic_created() {
+    let mut broker: Broker<MemLog> = Broker::new(1, PartitionConfig::default());
+    broker.configure_transactions(TxnProtocol::V1, 4);
+    let cluster = Cluster {
+        cluster_id: "jetsam".into(),
+        controller: 1,
+        brokers: (1..=5).map(|i| (i, format!("broker{i}"), 9092)).collect(),
+    };
+    let request = kafka_protocol::messages::FindCoordinatorRequest::default()
+        .with_key(StrBytes::from_static_str(TXN))
+        .with_key_type(1);
+    let Handled::RespondAndCreateTopics { answer, topics } = handle(
+        &mut broker,
+        &cluster,
+        Request::FindCoordinator(request.clone()),
+        RequestId(1),
+        0,
+    ) else {
+        panic!("the topic is asked for")
+    };
+    let Response::FindCoordinator(answer) = answer else {
+        panic!()
+    };
+    assert_eq!(answer.error_code, KafkaError::CoordinatorNotAvailable.code());
+    assert_eq!(
+        topics,
+        [(TRANSACTION_STATE_TOPIC.to_string(), 4, 3)],
+        "min(3, brokers) replicas"
+    );
+    let state = LeaderAndIsr {
+        leader: Some(2),
+        leader_epoch: 0,
+        isr: vec![2],
+        replicas: vec![2],
+        partition_epoch: 0,
+    };
+    for p in 0..4 {
+        let tp = TopicPartition {
+            topic: TRANSACTION_STATE_TOPIC.into(),
+            partition: p,
+        };
+        broker.apply(tp, state.clone(), 0, &mut |_| MemLog::default());
+    }
+    let handled = handle(
+        &mut broker,
+        &cluster,
+        Request::FindCoordinator(request),
+        RequestId(2),
+        0,
+    );
+    let Handled::Respond(Response::FindCoordinator(answer)) = handled else {
+        panic!("{handled:?}")
+    };
+    assert_eq!((answer.error_code, answer.node_id.0), (0, 2));
+}
+
+#[test]
+fn the_state_topic_wants_two_in_sync_replicas_whatever_the_brokers_default() {
+    let mut broker: Broker<MemLog> = Broker::new(1, PartitionConfig::default());
+    let shrunk = LeaderAndIsr {
+        leader: Some(1),
+        leader_epoch: 0,
+        isr: vec![1],
+        replicas: vec![1, 2, 3],
+        partition_epoch: 0,
+    };
+    for topic in ["orders", TRANSACTION_STATE_TOPIC] {
+        broker.apply(tp(topic), shrunk.clone(), 0, &mut |_| MemLog::default());
+    }
+    let write = |broker: &mut Broker<MemLog>, topic: &str, id: u64| {
+        let batch = Batch::plain(vec![Record {
+            key: Some(b"k".to_vec()),
+            value: Some(b"v".to_vec()),
+        }]);
+        let answers = broker.produce(RequestId(id), Acks::All, 1_000, vec![(tp(topic), Ok(batch))], 1);
+        answers.expect("refused or written at once")[0].1
+    };
+    assert_eq!(write(&mut broker, "orders", 1), Ok(0), "min.insync.replicas 1");
+    assert_eq!(
+        write(&mut broker, TRANSACTION_STATE_TOPIC, 2),
+        Err(KafkaError::NotEnoughReplicas),
+        "transaction.state.log.min.isr 2"
+    );
+    // A state topic of one replica (one broker) can still be written.
+    let mut single: Broker<MemLog> = Broker::new(1, PartitionConfig::default());
+    let alone = LeaderAndIsr {
+        replicas: vec![1],
+        ..shrunk
+    };
+    single.apply(tp(TRANSACTION_STATE_TOPIC), alone, 0, &mut |_| MemLog::default());
+    assert_eq!(write(&mut single, TRANSACTION_STATE_TOPIC, 3), Ok(0));
 }

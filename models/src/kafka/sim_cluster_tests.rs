@@ -173,9 +173,11 @@ impl sim::Design for Cluster3 {
                 partition: PartitionConfig {
                     min_insync_replicas: 2,
                     // Short for transactions, so a partitioned follower leaves the ISR
-                    // within the run and the other brokers' writes go on without it.
+                    // within the run and the other brokers' writes go on without it. Not
+                    // shorter: a follower's fetcher asks its leaders in turn, so one
+                    // unreachable leader (2 s request timeout) slows its other fetches.
                     replica_lag_time_max_ms: match self.client {
-                        ClientKind::Transactional { .. } => 2_000,
+                        ClientKind::Transactional { .. } => 5_000,
                         _ => PartitionConfig::default().replica_lag_time_max_ms,
                     },
                     ..PartitionConfig::default()
