@@ -253,11 +253,18 @@ impl<L: ReplicaLog> Broker<L> {
         for (partition, batch) in batches {
             let id = ProduceId(self.next_produce_id);
             self.next_produce_id += 1;
+            let txn_end = offsets_marker(&partition, &batch);
             let result = match (batch, self.replicas.get_mut(&partition)) {
                 (Err(error), _) => Err(error),
                 (Ok(batch), Some(replica)) => replica.produce(id, batch, acks, timeout_ms, now_ms),
                 (Ok(_), None) => Err(KafkaError::NotLeaderOrFollower),
             };
+            if let (Some((producer_id, commit)), Ok(_)) = (txn_end, &result) {
+                // The group coordinator ends the producer's pending offsets once the marker
+                // is in its log (Kafka: after the marker's append, `onTransactionCompleted`).
+                self.groups
+                    .txn_completed(partition.partition, producer_id, commit);
+            }
             match result {
                 Ok(Some(offset)) => answers.push((partition, Ok(offset))),
                 Ok(None) => {
@@ -465,7 +472,12 @@ impl<L: ReplicaLog> Broker<L> {
                     .into_iter()
                     .next()
                     .map_or(Err(KafkaError::UnknownServerError), |(_, r)| r);
-                let answer = CoordinatorAnswer::Commit(self.groups.commit_appended(request, result));
+                let txn = self.groups.is_txn_commit(request);
+                let answers = self.groups.commit_appended(request, result);
+                let answer = match txn {
+                    true => CoordinatorAnswer::TxnCommit(answers),
+                    false => CoordinatorAnswer::Commit(answers),
+                };
                 self.outputs.push(BrokerOutput::GroupAnswered { request, answer });
                 return;
             }
@@ -475,6 +487,13 @@ impl<L: ReplicaLog> Broker<L> {
             });
         }
     }
+}
+
+/// A transaction marker for an offsets partition: its producer id, and commit or abort.
+fn offsets_marker(partition: &TopicPartition, batch: &Result<Batch, KafkaError>) -> Option<(i64, bool)> {
+    let batch = batch.as_ref().ok().filter(|b| b.control)?;
+    let commit = batch.control_type()? == super::batch::ControlType::Commit;
+    (partition.topic == super::group_coordinator::OFFSETS_TOPIC).then_some((batch.producer_id, commit))
 }
 
 #[cfg(test)]

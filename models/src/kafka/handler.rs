@@ -120,6 +120,12 @@ pub fn handle<L: ReplicaLog>(
         }
         Request::AddPartitionsToTxn(request) => handler_txn::add_partitions(broker, &request, id, now_ms),
         Request::EndTxn(request) => handler_txn::end_txn(broker, &request, id, now_ms),
+        Request::AddOffsetsToTxn(request) => {
+            super::handler_txn_offsets::add_offsets(broker, &request, id, now_ms)
+        }
+        Request::TxnOffsetCommit(request) => {
+            super::handler_txn_offsets::txn_offset_commit(broker, &request, id, now_ms)
+        }
         Request::WriteTxnMarkers(request) => {
             super::handler_markers::write_markers(broker, &request, id, now_ms)
         }

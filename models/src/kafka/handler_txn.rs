@@ -2,7 +2,7 @@
 //! with a transactional id, AddPartitionsToTxn (v0-3, one transaction per request) and
 //! EndTxn. Each goes to [`Broker`]'s coordinator and waits for its state write; the answer
 //! comes back as [`super::broker::BrokerOutput::TxnAnswered`] and [`txn_response`] shapes
-//! it. TxnOffsetCommit and AddOffsetsToTxn need the group offsets store and are not here.
+//! it. TxnOffsetCommit and AddOffsetsToTxn are in [`super::handler_txn_offsets`].
 
 // A sans-I/O core: every function reads at once (ARCHITECTURE.md, "Short functions").
 #![deny(clippy::too_many_lines)]
@@ -224,6 +224,9 @@ pub fn txn_response(answer: TxnAnswer, partitions: &[TopicPartition]) -> Respons
                     .with_producer_id(ProducerId(producer_id))
                     .with_producer_epoch(epoch),
             )
+        }
+        TxnAnswer::AddPartitions(result) if super::handler_txn_offsets::is_add_offsets(partitions) => {
+            super::handler_txn_offsets::add_offsets_response(result.map(|_| ()))
         }
         TxnAnswer::AddPartitions(result) => {
             Response::AddPartitionsToTxn(add_partitions_response(code(&result), partitions))

@@ -67,8 +67,7 @@
 //!
 //! The design: [`design`] (config, hosts and roles, the drain probe, the promise).
 //!
-//! Still to come: the simulated transactional producer and its design keys,
-//! TxnOffsetCommit/AddOffsetsToTxn (issue 12), and real brokers in separate processes (the
+//! Still to come: the simulated transactional producer and its design keys (issue 12), and real brokers in separate processes (the
 //! controller's RPCs over the wire).
 
 pub mod accumulator;
@@ -101,6 +100,7 @@ pub mod handler;
 pub mod handler_group;
 pub mod handler_markers;
 pub mod handler_txn;
+pub mod handler_txn_offsets;
 pub mod log;
 #[cfg(test)]
 mod log_tests;

@@ -32,6 +32,9 @@ use std::ops::RangeInclusive;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::{
+    AddOffsetsToTxnRequest, AddOffsetsToTxnResponse, TxnOffsetCommitRequest, TxnOffsetCommitResponse,
+};
+use kafka_protocol::messages::{
     AddPartitionsToTxnRequest, AddPartitionsToTxnResponse, ApiKey, ApiVersionsRequest, ApiVersionsResponse,
     CreateTopicsRequest, CreateTopicsResponse, EndTxnRequest, EndTxnResponse, FetchRequest, FetchResponse,
     FindCoordinatorRequest, FindCoordinatorResponse, InitProducerIdRequest, InitProducerIdResponse,
@@ -120,7 +123,9 @@ const fn api(api_key: ApiKey, version_min: i16, version_max: i16) -> SupportedAp
 /// - `WriteTxnMarkers` 1..=1: broker to broker, the coordinator's markers to a partition's
 ///   leader (Kafka 4.0 dropped v0, KIP-896; v2 adds KIP-890's transaction version, which we
 ///   do not finalize).
-pub const SUPPORTED_APIS: [SupportedApi; 18] = [
+/// - `AddOffsetsToTxn` 0..=3 and `TxnOffsetCommit` 0..=3 (consume-transform-produce); v4 of
+///   each is KIP-890's transaction version 2, v5 of TxnOffsetCommit its new errors.
+pub const SUPPORTED_APIS: [SupportedApi; 20] = [
     api(ApiKey::ApiVersions, 0, 4),
     api(ApiKey::Metadata, 0, 12),
     api(ApiKey::Produce, 3, 10),
@@ -139,6 +144,8 @@ pub const SUPPORTED_APIS: [SupportedApi; 18] = [
     api(ApiKey::AddPartitionsToTxn, 0, 3),
     api(ApiKey::EndTxn, 0, 5),
     api(ApiKey::WriteTxnMarkers, 1, 1),
+    api(ApiKey::AddOffsetsToTxn, 0, 3),
+    api(ApiKey::TxnOffsetCommit, 0, 3),
 ];
 
 /// The versions of `api_key` we implement, if we implement it.
@@ -262,6 +269,8 @@ messages! {
     AddPartitionsToTxn: AddPartitionsToTxnRequest, AddPartitionsToTxnResponse;
     EndTxn: EndTxnRequest, EndTxnResponse;
     WriteTxnMarkers: WriteTxnMarkersRequest, WriteTxnMarkersResponse;
+    AddOffsetsToTxn: AddOffsetsToTxnRequest, AddOffsetsToTxnResponse;
+    TxnOffsetCommit: TxnOffsetCommitRequest, TxnOffsetCommitResponse;
 }
 
 // ---------------------------------------------------------------------------------------------
