@@ -1,6 +1,7 @@
 //! A broker host in the simulation: the [`Broker`] core on the host's simulated disk, clients
 //! served on Kafka's wire protocol ([`handler`]), a control connection to the controller
-//! ([`super::control`]), and a replica fetcher copying from partition leaders.
+//! ([`super::control`]), a replica fetcher copying from partition leaders, and a marker
+//! sender taking the transaction coordinator's WriteTxnMarkers to other brokers.
 //!
 //! A connection's requests are answered one at a time, in order: Kafka mutes a connection
 //! while one of its requests is being handled, so a waiting acks=all produce holds the
