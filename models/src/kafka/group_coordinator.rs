@@ -502,28 +502,41 @@ impl GroupCoordinator {
     fn load<L: ReplicaLog>(&mut self, partition: i32, replica: &Partition<L>) {
         let log = replica.log();
         let batches = log.read(0, log.log_end_offset(), usize::MAX).unwrap_or_default();
-        for record in batches.iter().flat_map(|b| b.records.iter()) {
-            let Some(key) = record.key.as_deref() else {
+        for batch in &batches {
+            if batch.transactional {
+                // A TxnOffsetCommit's offsets (pending) or a marker (ending them).
+                self.load_txn_batch(partition, batch);
                 continue;
-            };
-            match offset_record::decode(key, record.value.as_deref()) {
-                Ok(OffsetsRecord::Commit(key, value)) => {
-                    let cache = self.offsets.entry(key.group).or_default();
-                    if cache.len() < GROUP_OFFSETS_MAX {
-                        cache.insert((key.topic, key.partition), value);
-                    }
-                }
-                Ok(OffsetsRecord::Tombstone(key)) => {
-                    if let Some(cache) = self.offsets.get_mut(&key.group) {
-                        cache.remove(&(key.topic, key.partition));
-                    }
-                }
-                Ok(OffsetsRecord::GroupMetadata) => {}
-                Err(_) => self.notes.push("kafka.offsets_record_unreadable"),
+            }
+            for record in &batch.records {
+                self.load_record(record);
             }
         }
         self.partitions.insert(partition, Load::Loaded);
         self.notes.push("kafka.offsets_partition_loaded");
+    }
+
+    /// Loading: one plain record of the offsets log (a commit, a tombstone, or group
+    /// metadata, which is not kept).
+    fn load_record(&mut self, record: &Record) {
+        let Some(key) = record.key.as_deref() else {
+            return;
+        };
+        match offset_record::decode(key, record.value.as_deref()) {
+            Ok(OffsetsRecord::Commit(key, value)) => {
+                let cache = self.offsets.entry(key.group).or_default();
+                if cache.len() < GROUP_OFFSETS_MAX {
+                    cache.insert((key.topic, key.partition), value);
+                }
+            }
+            Ok(OffsetsRecord::Tombstone(key)) => {
+                if let Some(cache) = self.offsets.get_mut(&key.group) {
+                    cache.remove(&(key.topic, key.partition));
+                }
+            }
+            Ok(OffsetsRecord::GroupMetadata) => {}
+            Err(_) => self.notes.push("kafka.offsets_record_unreadable"),
+        }
     }
 
     /// Leadership moved away: the partition's groups and offsets are dropped.

@@ -11,8 +11,9 @@
 //!   generation from the current one (UNKNOWN_MEMBER_ID, ILLEGAL_GENERATION); one naming
 //!   neither (TxnOffsetCommit v0-2, or a producer outside the group) is taken, as Kafka's is.
 //!
-//! Simplified: a coordinator that loads the partition after a failover does not rebuild
-//! the pending offsets from the log's transactional batches and markers (Kafka does).
+//! - A coordinator loading the partition (after a failover) replays the log's transactional
+//!   batches and markers the same way, as Kafka's `doLoadGroupsAndOffsets` does: offsets of
+//!   a transaction the log has no marker for yet stay pending.
 
 use super::*;
 use crate::kafka::batch::NO_SEQUENCE;
@@ -169,6 +170,38 @@ impl GroupCoordinator {
                 }
             }
             self.notes.push("kafka.txn_offsets_committed");
+        }
+    }
+
+    /// Loading: one transactional batch of the partition's log, a TxnOffsetCommit's offsets
+    /// (pending) or a marker (ending them).
+    pub(super) fn load_txn_batch(&mut self, partition: i32, batch: &Batch) {
+        if batch.control {
+            if let Some(control) = batch.control_type() {
+                let commit = control == crate::kafka::batch::ControlType::Commit;
+                self.txn_completed(partition, batch.producer_id, commit);
+            }
+            return;
+        }
+        for record in &batch.records {
+            let Some(key) = record.key.as_deref() else {
+                continue;
+            };
+            match offset_record::decode(key, record.value.as_deref()) {
+                Ok(OffsetsRecord::Commit(key, value)) => {
+                    let waiting = self
+                        .txn_offsets
+                        .entry(key.group)
+                        .or_default()
+                        .entry(batch.producer_id)
+                        .or_default();
+                    if waiting.len() < GROUP_OFFSETS_MAX {
+                        waiting.insert((key.topic, key.partition), value);
+                    }
+                }
+                Ok(_) => {}
+                Err(_) => self.notes.push("kafka.offsets_record_unreadable"),
+            }
         }
     }
 

@@ -514,3 +514,41 @@ fn a_txn_offset_commit_from_a_fenced_producer_epoch_is_refused_by_the_log() {
     );
     assert_eq!(c.committed(), 3);
 }
+
+#[test]
+fn a_new_coordinator_replays_transactional_offsets_and_their_markers_from_the_log() {
+    let mut c = Client::new(TxnProtocol::V1);
+    let producer = c.init();
+    for (offset, end) in [(3, Some(true)), (8, Some(false)), (11, None)] {
+        assert_eq!(c.add_offsets(producer, "g"), 0);
+        assert_eq!(c.commit_offset(producer, offset, "", -1), 0);
+        if let Some(commit) = end {
+            assert_eq!(c.end(producer, commit), 0);
+        }
+    }
+    // The offsets partition's leadership goes to broker 2 and comes back: the group
+    // coordinator unloads, then loads the partition from its log.
+    for (leader, epoch) in [(2, 1), (1, 2)] {
+        let state = LeaderAndIsr {
+            leader: Some(leader),
+            leader_epoch: epoch,
+            isr: vec![1, 2],
+            replicas: vec![1, 2],
+            partition_epoch: epoch,
+        };
+        c.broker
+            .apply(tp(OFFSETS_TOPIC), state, 10, &mut |_| MemLog::default());
+        c.broker.tick(10);
+    }
+    assert_eq!(
+        c.committed(),
+        3,
+        "the committed transaction's, not the aborted one's"
+    );
+    let pending = c.broker.groups().pending_txn_offsets("g", producer.0);
+    assert_eq!(
+        pending,
+        [("orders".to_string(), 0, 11)],
+        "the open one still waits"
+    );
+}
