@@ -6,7 +6,8 @@
 //!   transactional batch of the producer (acks=all). Once appended they are pending for that
 //!   producer id, invisible to OffsetFetch.
 //! - The transaction's marker on that partition ends them: COMMIT makes them the group's
-//!   committed offsets, ABORT drops them ([`GroupCoordinator::txn_completed`]).
+//!   committed offsets, ABORT drops them ([`GroupCoordinator::txn_completed`]). Here that
+//!   happens when the leader appends the marker; Kafka waits for the append's acks=all.
 //! - A commit naming a member must come from a member of the group, and one naming a
 //!   generation from the current one (UNKNOWN_MEMBER_ID, ILLEGAL_GENERATION); one naming
 //!   neither (TxnOffsetCommit v0-2, or a producer outside the group) is taken, as Kafka's is.
