@@ -171,8 +171,9 @@ pub struct Config {
     #[schemars(range(min = 1, max = 64))]
     pub offsets_topic_partitions: i32,
     /// `transaction.state.log.num.partitions`: the partitions of `__transaction_state`,
-    /// created when a transactional client first looks for its coordinator (Kafka's 50,
-    /// small here for the offsets topic's reason).
+    /// created (with `min(3, brokers)` replicas and `min.insync.replicas` `min(2, replicas)`,
+    /// Kafka's `transaction.state.log.*` defaults) when a transactional client first looks for
+    /// its coordinator; small, as the offsets topic's.
     #[schemars(range(min = 1, max = 64))]
     pub transaction_state_partitions: i32,
 }
