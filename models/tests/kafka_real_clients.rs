@@ -292,7 +292,8 @@ fn a_killed_broker_s_partitions_move_and_real_clients_lose_nothing() {
 
 /// Each client's transactional producer (confluent-kafka, then kafka-python) commits, aborts
 /// and commits again; its read_committed consumer reads only the committed records and its
-/// read_uncommitted one reads all (reference §2.5).
+/// read_uncommitted one reads all (reference §2.5). Then each sends a group's offsets to a
+/// committed and to an aborted transaction: the group's committed offset is the first.
 #[test]
 fn transactional_producers_hide_aborted_records_from_read_committed_consumers() {
     if !clients_or_skip() {

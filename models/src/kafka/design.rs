@@ -170,6 +170,12 @@ pub struct Config {
     /// replicated and ticked, so the default here is 5.
     #[schemars(range(min = 1, max = 64))]
     pub offsets_topic_partitions: i32,
+    /// `transaction.state.log.num.partitions`: the partitions of `__transaction_state`,
+    /// created (with `min(3, brokers)` replicas and `min.insync.replicas` `min(2, replicas)`,
+    /// Kafka's `transaction.state.log.*` defaults) when a transactional client first looks for
+    /// its coordinator; small, as the offsets topic's.
+    #[schemars(range(min = 1, max = 64))]
+    pub transaction_state_partitions: i32,
 }
 
 impl Default for Config {
@@ -209,6 +215,7 @@ impl Default for Config {
             sink: Sink::Memory,
             db: DbSection::default(),
             offsets_topic_partitions: 5,
+            transaction_state_partitions: 3,
         }
     }
 }
@@ -235,6 +242,9 @@ pub fn build(scenario: &Scenario) -> Result<Box<dyn Design>, ScenarioError> {
     }
     if !(1..=64).contains(&config.offsets_topic_partitions) {
         return Err(scenario.config_error("offsets_topic_partitions", "from 1 to 64".to_string()));
+    }
+    if !(1..=64).contains(&config.transaction_state_partitions) {
+        return Err(scenario.config_error("transaction_state_partitions", "from 1 to 64".to_string()));
     }
     if config.min_insync_replicas > config.replication_factor {
         return Err(scenario.config_error(
@@ -404,6 +414,10 @@ impl Kafka {
             group: super::group::GroupConfig {
                 offsets_topic_partitions: self.config.offsets_topic_partitions,
                 ..super::group::GroupConfig::default()
+            },
+            transactions: super::sim_broker::TxnSettings {
+                state_partitions: self.config.transaction_state_partitions,
+                ..super::sim_broker::TxnSettings::default()
             },
             watermarks: Some(self.watermarks.clone()),
         };

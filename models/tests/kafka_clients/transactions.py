@@ -5,8 +5,10 @@ Usage: python3 transactions.py HOST:PORT
 With each client in turn (confluent-kafka, then kafka-python, each on its own topic and
 transactional.id): a transactional producer commits a transaction, aborts one, and commits
 another. A read_committed consumer of the same client must read exactly the committed
-records, in order; a read_uncommitted consumer (Kafka's default) reads the aborted ones too. Consumers assign() partitions: the server has
-no consumer groups yet, so sendOffsetsToTransaction (TxnOffsetCommit) is not exercised.
+records, in order; a read_uncommitted consumer (Kafka's default) reads the aborted ones too.
+Consumers assign() partitions. Then consume-transform-produce's offsets: each client's
+producer sends a group's offset to a transaction (AddOffsetsToTxn, TxnOffsetCommit) and
+commits it, then another and aborts it; the group's committed offset is the first one.
 
 Every wait is bounded; the script exits non-zero with one line saying what failed.
 """
@@ -122,6 +124,56 @@ def kafka_python_read(bootstrap, isolation, want):
     return got
 
 
+OFFSETS_COMMITTED = 3
+OFFSETS_ABORTED = 8
+
+
+def send_offsets(bootstrap):
+    """confluent-kafka: offsets in a committed then an aborted transaction; the group's
+    committed offset afterwards."""
+    group = "jetsam-txn-offsets-ck"
+    producer = Producer({"bootstrap.servers": bootstrap, "transactional.id": "jetsam-txn-offsets"})
+    producer.init_transactions(DEADLINE_S)
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+    for offset, commit in ((OFFSETS_COMMITTED, True), (OFFSETS_ABORTED, False)):
+        producer.begin_transaction()
+        producer.produce(TOPIC, value=f"transformed-{offset}".encode(), partition=0)
+        offsets = [TopicPartition(TOPIC, 0, offset)]
+        producer.send_offsets_to_transaction(offsets, consumer.consumer_group_metadata(), DEADLINE_S)
+        if commit:
+            producer.commit_transaction(DEADLINE_S)
+        else:
+            producer.abort_transaction(DEADLINE_S)
+    committed = consumer.committed([TopicPartition(TOPIC, 0)], timeout=DEADLINE_S)[0].offset
+    consumer.close()
+    return committed
+
+
+def kafka_python_send_offsets(bootstrap):
+    """kafka-python: the same, by group id."""
+    from kafka import KafkaConsumer, KafkaProducer
+    from kafka import TopicPartition as KpPartition
+    from kafka.structs import OffsetAndMetadata
+
+    group = "jetsam-txn-offsets-kp"
+    producer = KafkaProducer(bootstrap_servers=bootstrap, transactional_id="jetsam-txn-offsets-kp")
+    producer.init_transactions()
+    partition = KpPartition(KP_TOPIC, 0)
+    for offset, commit in ((OFFSETS_COMMITTED, True), (OFFSETS_ABORTED, False)):
+        producer.begin_transaction()
+        producer.send(KP_TOPIC, value=f"transformed-{offset}".encode(), partition=0)
+        producer.send_offsets_to_transaction({partition: OffsetAndMetadata(offset, "", -1)}, group)
+        if commit:
+            producer.commit_transaction()
+        else:
+            producer.abort_transaction()
+    producer.close(DEADLINE_S)
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    committed = consumer.committed(partition)
+    consumer.close()
+    return committed
+
+
 def main():
     bootstrap = sys.argv[1]
     create_topic(bootstrap, TOPIC)
@@ -148,6 +200,14 @@ def main():
     if got != everything:
         fail(f"kafka-python read_uncommitted read {got}, want {everything}")
     print("kafka-python: committed, aborted, committed; read_committed saw only the committed")
+    committed = send_offsets(bootstrap)
+    if committed != OFFSETS_COMMITTED:
+        fail(f"confluent-kafka: group offset {committed} after the transactions, want {OFFSETS_COMMITTED}")
+    print("confluent-kafka: offsets sent to a committed transaction are the group's; an abort's are not")
+    committed = kafka_python_send_offsets(bootstrap)
+    if committed != OFFSETS_COMMITTED:
+        fail(f"kafka-python: group offset {committed} after the transactions, want {OFFSETS_COMMITTED}")
+    print("kafka-python: offsets sent to a committed transaction are the group's; an abort's are not")
     print("OK", flush=True)
 
 
