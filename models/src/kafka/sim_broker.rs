@@ -16,7 +16,7 @@ use super::handler::{self, Cluster, Handled, TopicCreated};
 use super::handler_txn;
 use super::log::{LogConfig, PartitionLog};
 use super::partition::{BrokerId, PartitionConfig};
-use super::txn_coordinator::TxnAnswer;
+use super::txn_coordinator::{TxnAnswer, TxnProtocol};
 use super::wire::{decode_request, encode_response, FrameDecoder, Inbound, Request};
 use crate::db::wire::{decode, encode};
 use sim::disk::SimDisk;
@@ -56,6 +56,8 @@ pub struct BrokerSettings {
     /// The group coordinator's settings (`offsets.topic.num.partitions` and the rest).
     pub group: GroupConfig,
     pub watermarks: Option<Watermarks>,
+    /// The transaction protocol and `__transaction_state` partitions, with transactions.
+    pub transactions: Option<(TxnProtocol, i32)>,
 }
 
 /// What the control connection answers, in the order asked.
@@ -187,6 +189,9 @@ pub async fn run(env: Env, host: String, id: BrokerId, settings: BrokerSettings)
     let (control, queue) = mpsc::unbounded_channel();
     let mut broker = Broker::new(id, settings.partition.clone());
     broker.set_group_config(settings.group.clone());
+    if let Some((protocol, state_partitions)) = settings.transactions {
+        broker.configure_transactions(protocol, state_partitions);
+    }
     let node = Rc::new(Node {
         broker: RefCell::new(broker),
         env: env.clone(),

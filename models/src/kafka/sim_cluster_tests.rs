@@ -149,7 +149,7 @@ impl sim::Design for Cluster3 {
                 "controller".into(),
                 ControllerConfig::default(),
                 vec![1, 2, 3],
-                topic,
+                vec![topic],
                 leaders.clone(),
             )
         });
@@ -168,6 +168,7 @@ impl sim::Design for Cluster3 {
                     ..crate::kafka::group::GroupConfig::default()
                 },
                 watermarks: None,
+                transactions: None,
             };
             sim.host(format!("broker{id}").as_str(), move || {
                 run(env.clone(), format!("broker{id}"), id, settings.clone())
