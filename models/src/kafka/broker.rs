@@ -25,6 +25,9 @@ use super::txn_coordinator::{
     TRANSACTION_STATE_PARTITIONS_DEFAULT,
 };
 use super::txn_state::TRANSACTION_STATE_TOPIC;
+
+/// `transaction.state.log.min.isr`: the state topic's `min.insync.replicas`.
+pub const TRANSACTION_STATE_MIN_ISR: usize = 2;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// The most partitions one broker hosts here.
@@ -207,7 +210,7 @@ impl<L: ReplicaLog> Broker<L> {
                 "more than {REPLICAS_MAX} replicas"
             );
             let log = open_log(&partition);
-            let replica = Partition::open(self.id, log, self.config.clone(), now_ms);
+            let replica = Partition::open(self.id, log, self.topic_config(&partition, &state), now_ms);
             self.replicas.insert(partition.clone(), replica);
         }
         let replica = self.replicas.get_mut(&partition).expect("opened above");
@@ -221,6 +224,16 @@ impl<L: ReplicaLog> Broker<L> {
         if partition.topic == TRANSACTION_STATE_TOPIC {
             self.sync_txn_partitions(now_ms);
         }
+    }
+
+    /// A replica's settings: the broker's, but `__transaction_state` has its own
+    /// `min.insync.replicas`, `transaction.state.log.min.isr` (2), at most its replicas.
+    fn topic_config(&self, partition: &TopicPartition, state: &LeaderAndIsr) -> PartitionConfig {
+        let mut config = self.config.clone();
+        if partition.topic == TRANSACTION_STATE_TOPIC {
+            config.min_insync_replicas = TRANSACTION_STATE_MIN_ISR.min(state.replicas.len()).max(1);
+        }
+        config
     }
 
     /// A produce request: per partition a batch, or the error its bytes already came to (a
@@ -240,11 +253,18 @@ impl<L: ReplicaLog> Broker<L> {
         for (partition, batch) in batches {
             let id = ProduceId(self.next_produce_id);
             self.next_produce_id += 1;
+            let txn_end = offsets_marker(&partition, &batch);
             let result = match (batch, self.replicas.get_mut(&partition)) {
                 (Err(error), _) => Err(error),
                 (Ok(batch), Some(replica)) => replica.produce(id, batch, acks, timeout_ms, now_ms),
                 (Ok(_), None) => Err(KafkaError::NotLeaderOrFollower),
             };
+            if let (Some((producer_id, commit)), Ok(_)) = (txn_end, &result) {
+                // The group coordinator ends the producer's pending offsets once the marker
+                // is in its log (Kafka: after the marker's append, `onTransactionCompleted`).
+                self.groups
+                    .txn_completed(partition.partition, producer_id, commit);
+            }
             match result {
                 Ok(Some(offset)) => answers.push((partition, Ok(offset))),
                 Ok(None) => {
@@ -452,7 +472,12 @@ impl<L: ReplicaLog> Broker<L> {
                     .into_iter()
                     .next()
                     .map_or(Err(KafkaError::UnknownServerError), |(_, r)| r);
-                let answer = CoordinatorAnswer::Commit(self.groups.commit_appended(request, result));
+                let txn = self.groups.is_txn_commit(request);
+                let answers = self.groups.commit_appended(request, result);
+                let answer = match txn {
+                    true => CoordinatorAnswer::TxnCommit(answers),
+                    false => CoordinatorAnswer::Commit(answers),
+                };
                 self.outputs.push(BrokerOutput::GroupAnswered { request, answer });
                 return;
             }
@@ -462,6 +487,13 @@ impl<L: ReplicaLog> Broker<L> {
             });
         }
     }
+}
+
+/// A transaction marker for an offsets partition: its producer id, and commit or abort.
+fn offsets_marker(partition: &TopicPartition, batch: &Result<Batch, KafkaError>) -> Option<(i64, bool)> {
+    let batch = batch.as_ref().ok().filter(|b| b.control)?;
+    let commit = batch.control_type()? == super::batch::ControlType::Commit;
+    (partition.topic == super::group_coordinator::OFFSETS_TOPIC).then_some((batch.producer_id, commit))
 }
 
 #[cfg(test)]

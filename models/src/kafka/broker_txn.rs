@@ -93,6 +93,11 @@ impl<L: ReplicaLog> Broker<L> {
         &mut self.txn.coordinator
     }
 
+    /// `transaction.state.log.num.partitions`.
+    pub fn txn_state_partitions(&self) -> i32 {
+        self.txn.coordinator.state_partitions()
+    }
+
     /// The `__transaction_state` partition whose leader coordinates `transactional_id`.
     pub fn txn_state_partition(&self, transactional_id: &str) -> i32 {
         self.txn.coordinator.partition_for(transactional_id)

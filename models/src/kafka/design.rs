@@ -101,11 +101,6 @@ pub enum IsolationSetting {
     ReadCommitted,
 }
 
-/// `__transaction_state` partitions the controller creates with transactions (Kafka's 50
-/// would make every simulated broker replicate and tick 50 partitions; 3 keeps a
-/// coordinator per broker on a small cluster).
-pub const TRANSACTION_STATE_PARTITIONS: i32 = 3;
-
 /// The `kafka` design's `[config]`: the cluster, the topic, and the broker settings that
 /// decide what is lost. The doc comments are what `jetsam list` shows.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -219,6 +214,11 @@ pub struct Config {
     /// The consumers' `isolation.level`: "read_uncommitted" (Kafka's default) or
     /// "read_committed".
     pub isolation_level: IsolationSetting,
+    /// `transaction.state.log.num.partitions`: the partitions of `__transaction_state`,
+    /// created when a transactional client first looks for its coordinator (Kafka's 50,
+    /// small here for the offsets topic's reason).
+    #[schemars(range(min = 1, max = 64))]
+    pub transaction_state_partitions: i32,
 }
 
 impl Default for Config {
@@ -263,6 +263,7 @@ impl Default for Config {
             abort_fraction: 0.0,
             transaction_timeout_ms: 60_000,
             isolation_level: IsolationSetting::ReadUncommitted,
+            transaction_state_partitions: 3,
         }
     }
 }
@@ -289,6 +290,9 @@ pub fn build(scenario: &Scenario) -> Result<Box<dyn Design>, ScenarioError> {
     }
     if !(1..=64).contains(&config.offsets_topic_partitions) {
         return Err(scenario.config_error("offsets_topic_partitions", "from 1 to 64".to_string()));
+    }
+    if !(1..=64).contains(&config.transaction_state_partitions) {
+        return Err(scenario.config_error("transaction_state_partitions", "from 1 to 64".to_string()));
     }
     if config.min_insync_replicas > config.replication_factor {
         return Err(scenario.config_error(
@@ -455,21 +459,11 @@ impl Kafka {
             session_timeout_ms: self.config.session_timeout_ms,
             unclean_leader_election: self.config.unclean_leader_election,
         };
-        let mut topics = vec![TopicSpec {
+        let topics = vec![TopicSpec {
             name: self.config.topic.clone(),
             partitions: self.config.partitions,
             replication_factor: self.config.replication_factor as usize,
         }];
-        if self.config.transactions() {
-            // Kafka creates it on the first FindCoordinator for a transactional id; created
-            // at start here, with `transaction.state.log.replication.factor` 3 where there
-            // are 3 brokers.
-            topics.push(TopicSpec {
-                name: super::txn_state::TRANSACTION_STATE_TOPIC.to_string(),
-                partitions: TRANSACTION_STATE_PARTITIONS,
-                replication_factor: self.config.brokers.min(3) as usize,
-            });
-        }
         let (env_c, leaders) = (env.clone(), self.leaders.clone());
         env.process(CONTROLLER_HOST).install(sim, move || {
             sim_controller::run(
@@ -490,11 +484,11 @@ impl Kafka {
                 offsets_topic_partitions: self.config.offsets_topic_partitions,
                 ..super::group::GroupConfig::default()
             },
+            transactions: super::sim_broker::TxnSettings {
+                state_partitions: self.config.transaction_state_partitions,
+                protocol: self.config.txn_protocol().unwrap_or(TxnProtocol::V1),
+            },
             watermarks: Some(self.watermarks.clone()),
-            transactions: self
-                .config
-                .txn_protocol()
-                .map(|p| (p, TRANSACTION_STATE_PARTITIONS)),
         };
         for (index, host) in self.brokers().into_iter().enumerate() {
             let (env, name, settings) = (env.clone(), host.clone(), settings.clone());

@@ -81,6 +81,8 @@ pub enum CoordinatorAnswer {
     Join(JoinAnswer),
     Sync(SyncAnswer),
     Commit(Vec<PartitionCommit>),
+    /// A TxnOffsetCommit's answer ([`GroupCoordinator::txn_commit`]).
+    TxnCommit(Vec<PartitionCommit>),
 }
 
 /// What an OffsetCommit comes to now.
@@ -112,7 +114,13 @@ struct PendingCommit {
     group: String,
     stored: Vec<OffsetToCommit>,
     refused: Vec<PartitionCommit>,
+    /// A TxnOffsetCommit's producer id: its offsets wait for the transaction's marker.
+    producer_id: Option<i64>,
 }
+
+/// Per group, per producer id, the offsets of transactions not yet ended (Kafka's
+/// `GroupMetadata.pendingTransactionalOffsetCommits`).
+type PendingTxnOffsets = BTreeMap<String, BTreeMap<i64, BTreeMap<(String, i32), CommittedOffset>>>;
 
 pub struct GroupCoordinator {
     config: GroupConfig,
@@ -120,6 +128,7 @@ pub struct GroupCoordinator {
     offsets: BTreeMap<String, BTreeMap<(String, i32), CommittedOffset>>,
     partitions: BTreeMap<i32, Load>,
     pending_commits: BTreeMap<RequestId, PendingCommit>,
+    txn_offsets: PendingTxnOffsets,
     /// Member ids handed out, for the next one's suffix.
     members_named: u64,
     answers: Vec<(RequestId, CoordinatorAnswer)>,
@@ -138,6 +147,7 @@ impl GroupCoordinator {
             offsets: BTreeMap::new(),
             partitions: BTreeMap::new(),
             pending_commits: BTreeMap::new(),
+            txn_offsets: BTreeMap::new(),
             members_named: 0,
             answers: Vec::new(),
             notes: Vec::new(),
@@ -345,6 +355,7 @@ impl GroupCoordinator {
             group: group.to_string(),
             stored,
             refused,
+            producer_id: None,
         };
         self.pending_commits.insert(request, pending);
         CommitStep::Append {
@@ -392,6 +403,9 @@ impl GroupCoordinator {
         };
         let outcome = result.map(|_| ()).map_err(commit_error);
         let loaded = self.status(&pending.group).is_ok();
+        if let Some(producer_id) = pending.producer_id {
+            return self.txn_commit_appended(pending, producer_id, outcome, loaded);
+        }
         let mut answers = pending.refused;
         for stored in pending.stored {
             if outcome.is_ok() && loaded {
@@ -530,10 +544,14 @@ impl GroupCoordinator {
             self.collect_group_answers();
             self.groups.remove(&name);
             self.offsets.remove(&name);
+            self.txn_offsets.remove(&name);
         }
         self.notes.push("kafka.offsets_partition_unloaded");
     }
 }
+
+#[path = "group_txn.rs"]
+mod txn;
 
 fn offsets_partition(partition: i32) -> TopicPartition {
     TopicPartition {

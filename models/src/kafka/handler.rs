@@ -79,6 +79,13 @@ pub enum Handled {
         request: RequestId,
         partitions: Vec<TopicPartition>,
     },
+    /// A WriteTxnMarkers waits for its acks=all appends: answer it with
+    /// [`super::handler_markers::markers_response`]`(asked, answers)` when the broker's
+    /// `Produced` comes for `request`.
+    WaitingMarkers {
+        request: RequestId,
+        asked: Vec<super::handler_markers::AskedMarker>,
+    },
 }
 
 /// Answers one request.
@@ -113,14 +120,27 @@ pub fn handle<L: ReplicaLog>(
         }
         Request::AddPartitionsToTxn(request) => handler_txn::add_partitions(broker, &request, id, now_ms),
         Request::EndTxn(request) => handler_txn::end_txn(broker, &request, id, now_ms),
+        Request::AddOffsetsToTxn(request) => {
+            super::handler_txn_offsets::add_offsets(broker, &request, id, now_ms)
+        }
+        Request::TxnOffsetCommit(request) => {
+            super::handler_txn_offsets::txn_offset_commit(broker, &request, id, now_ms)
+        }
+        Request::WriteTxnMarkers(request) => {
+            super::handler_markers::write_markers(broker, &request, id, now_ms)
+        }
         Request::InitProducerId(_) => match broker.next_producer_id() {
             Some(producer_id) => Handled::Respond(init_producer_id_response(producer_id)),
             None => Handled::NeedProducerIds,
         },
         Request::FindCoordinator(request) if handler_txn::is_transaction_lookup(&request) => {
-            Handled::Respond(Response::FindCoordinator(handler_txn::find_coordinator(
-                broker, cluster, &request,
-            )))
+            match handler_txn::find_coordinator(broker, cluster, &request) {
+                (answer, None) => Handled::Respond(Response::FindCoordinator(answer)),
+                (answer, Some(topic)) => Handled::RespondAndCreateTopics {
+                    answer: Response::FindCoordinator(answer),
+                    topics: vec![topic],
+                },
+            }
         }
         Request::FindCoordinator(request) => {
             match super::handler_group::find_group_coordinator(broker, cluster, &request) {

@@ -131,6 +131,9 @@ pub fn group_response(answer: CoordinatorAnswer) -> Response {
         CoordinatorAnswer::Join(join) => Response::JoinGroup(join_response(join)),
         CoordinatorAnswer::Sync(sync) => Response::SyncGroup(sync_response(sync)),
         CoordinatorAnswer::Commit(partitions) => Response::OffsetCommit(commit_response(partitions)),
+        CoordinatorAnswer::TxnCommit(partitions) => {
+            super::handler_txn_offsets::txn_commit_response(partitions)
+        }
     }
 }
 

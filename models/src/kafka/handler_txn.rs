@@ -2,7 +2,7 @@
 //! with a transactional id, AddPartitionsToTxn (v0-3, one transaction per request) and
 //! EndTxn. Each goes to [`Broker`]'s coordinator and waits for its state write; the answer
 //! comes back as [`super::broker::BrokerOutput::TxnAnswered`] and [`txn_response`] shapes
-//! it. TxnOffsetCommit and AddOffsetsToTxn need the group offsets store and are not here.
+//! it. TxnOffsetCommit and AddOffsetsToTxn are in [`super::handler_txn_offsets`].
 
 // A sans-I/O core: every function reads at once (ARCHITECTURE.md, "Short functions").
 #![deny(clippy::too_many_lines)]
@@ -30,11 +30,42 @@ pub fn is_transaction_lookup(request: &FindCoordinatorRequest) -> bool {
     request.key_type == KEY_TYPE_TRANSACTION
 }
 
+/// `transaction.state.log.replication.factor`: the state topic's replicas, fewer if the
+/// cluster has fewer brokers.
+pub const TRANSACTION_STATE_REPLICATION_FACTOR: i16 = 3;
+
+/// The state topic to create (name, partitions, replication factor), as Kafka's broker does
+/// at the first transactional FindCoordinator when `__transaction_state` does not exist.
+fn state_topic_to_create<L: ReplicaLog>(broker: &Broker<L>, cluster: &Cluster) -> Option<(String, i32, i16)> {
+    let exists = broker
+        .metadata()
+        .keys()
+        .any(|tp| tp.topic == TRANSACTION_STATE_TOPIC);
+    let brokers = i16::try_from(cluster.brokers.len()).unwrap_or(i16::MAX).max(1);
+    (!exists).then(|| {
+        (
+            TRANSACTION_STATE_TOPIC.to_string(),
+            broker.txn_state_partitions(),
+            TRANSACTION_STATE_REPLICATION_FACTOR.min(brokers),
+        )
+    })
+}
+
 /// The transaction coordinator of each key: the leader of its `__transaction_state`
 /// partition as this broker's metadata has it, or COORDINATOR_NOT_AVAILABLE (the topic or
 /// its leader is missing; clients ask again). v0-3 carry one key at the top level, v4+ a list
-/// (the same shapes as the group answer in [`super::handler`]).
+/// (the same shapes as the group answer in [`super::handler`]). With the state topic not
+/// there yet, also the topic for the controller to create (the answer does not wait for it).
 pub fn find_coordinator<L: ReplicaLog>(
+    broker: &Broker<L>,
+    cluster: &Cluster,
+    request: &FindCoordinatorRequest,
+) -> (FindCoordinatorResponse, Option<(String, i32, i16)>) {
+    let create = state_topic_to_create(broker, cluster);
+    (coordinators(broker, cluster, request), create)
+}
+
+fn coordinators<L: ReplicaLog>(
     broker: &Broker<L>,
     cluster: &Cluster,
     request: &FindCoordinatorRequest,
@@ -193,6 +224,9 @@ pub fn txn_response(answer: TxnAnswer, partitions: &[TopicPartition]) -> Respons
                     .with_producer_id(ProducerId(producer_id))
                     .with_producer_epoch(epoch),
             )
+        }
+        TxnAnswer::AddPartitions(result) if super::handler_txn_offsets::is_add_offsets(partitions) => {
+            super::handler_txn_offsets::add_offsets_response(result.map(|_| ()))
         }
         TxnAnswer::AddPartitions(result) => {
             Response::AddPartitionsToTxn(add_partitions_response(code(&result), partitions))

@@ -5,9 +5,10 @@
 use super::*;
 use crate::kafka::batch::{Batch, Record};
 use crate::kafka::broker::{Broker, BrokerOutput};
+use crate::kafka::group_coordinator::OFFSETS_TOPIC;
 use crate::kafka::handler::{handle, Cluster, Handled};
 use crate::kafka::mem_log::MemLog;
-use crate::kafka::partition::{LeaderAndIsr, PartitionConfig};
+use crate::kafka::partition::{Acks, LeaderAndIsr, PartitionConfig};
 use crate::kafka::read_committed::{aborted_from_wire, deliverable, IsolationLevel};
 use crate::kafka::txn_coordinator::TxnProtocol;
 use crate::kafka::txn_state::TRANSACTION_STATE_TOPIC;
@@ -52,9 +53,14 @@ impl Client {
             replicas: vec![1],
             partition_epoch: 0,
         };
-        for topic in ["orders", TRANSACTION_STATE_TOPIC] {
+        broker.set_group_config(crate::kafka::group::GroupConfig {
+            offsets_topic_partitions: 1,
+            ..crate::kafka::group::GroupConfig::default()
+        });
+        for topic in ["orders", TRANSACTION_STATE_TOPIC, OFFSETS_TOPIC] {
             broker.apply(tp(topic), state.clone(), 0, &mut |_| MemLog::default());
         }
+        broker.tick(0); // the offsets partition loads
         let cluster = Cluster {
             cluster_id: "jetsam".into(),
             controller: 1,
@@ -287,4 +293,224 @@ fn under_v2_the_delayed_produce_carries_the_old_epoch_and_is_fenced() {
     let (_, late, read) = delayed_produce(TxnProtocol::V2);
     assert_eq!(late, KafkaError::InvalidProducerEpoch.code());
     assert_eq!(read, ["committed-0"]);
+}
+
+#[test]
+fn the_first_transactional_find_coordinator_has_the_state_topic_created() {
+    let mut broker: Broker<MemLog> = Broker::new(1, PartitionConfig::default());
+    broker.configure_transactions(TxnProtocol::V1, 4);
+    let cluster = Cluster {
+        cluster_id: "jetsam".into(),
+        controller: 1,
+        brokers: (1..=5).map(|i| (i, format!("broker{i}"), 9092)).collect(),
+    };
+    let request = kafka_protocol::messages::FindCoordinatorRequest::default()
+        .with_key(StrBytes::from_static_str(TXN))
+        .with_key_type(1);
+    let Handled::RespondAndCreateTopics { answer, topics } = handle(
+        &mut broker,
+        &cluster,
+        Request::FindCoordinator(request.clone()),
+        RequestId(1),
+        0,
+    ) else {
+        panic!("the topic is asked for")
+    };
+    let Response::FindCoordinator(answer) = answer else {
+        panic!()
+    };
+    assert_eq!(answer.error_code, KafkaError::CoordinatorNotAvailable.code());
+    assert_eq!(
+        topics,
+        [(TRANSACTION_STATE_TOPIC.to_string(), 4, 3)],
+        "min(3, brokers) replicas"
+    );
+    let state = LeaderAndIsr {
+        leader: Some(2),
+        leader_epoch: 0,
+        isr: vec![2],
+        replicas: vec![2],
+        partition_epoch: 0,
+    };
+    for p in 0..4 {
+        let tp = TopicPartition {
+            topic: TRANSACTION_STATE_TOPIC.into(),
+            partition: p,
+        };
+        broker.apply(tp, state.clone(), 0, &mut |_| MemLog::default());
+    }
+    let handled = handle(
+        &mut broker,
+        &cluster,
+        Request::FindCoordinator(request),
+        RequestId(2),
+        0,
+    );
+    let Handled::Respond(Response::FindCoordinator(answer)) = handled else {
+        panic!("{handled:?}")
+    };
+    assert_eq!((answer.error_code, answer.node_id.0), (0, 2));
+}
+
+#[test]
+fn the_state_topic_wants_two_in_sync_replicas_whatever_the_brokers_default() {
+    let mut broker: Broker<MemLog> = Broker::new(1, PartitionConfig::default());
+    let shrunk = LeaderAndIsr {
+        leader: Some(1),
+        leader_epoch: 0,
+        isr: vec![1],
+        replicas: vec![1, 2, 3],
+        partition_epoch: 0,
+    };
+    for topic in ["orders", TRANSACTION_STATE_TOPIC] {
+        broker.apply(tp(topic), shrunk.clone(), 0, &mut |_| MemLog::default());
+    }
+    let write = |broker: &mut Broker<MemLog>, topic: &str, id: u64| {
+        let batch = Batch::plain(vec![Record {
+            key: Some(b"k".to_vec()),
+            value: Some(b"v".to_vec()),
+        }]);
+        let answers = broker.produce(RequestId(id), Acks::All, 1_000, vec![(tp(topic), Ok(batch))], 1);
+        answers.expect("refused or written at once")[0].1
+    };
+    assert_eq!(write(&mut broker, "orders", 1), Ok(0), "min.insync.replicas 1");
+    assert_eq!(
+        write(&mut broker, TRANSACTION_STATE_TOPIC, 2),
+        Err(KafkaError::NotEnoughReplicas),
+        "transaction.state.log.min.isr 2"
+    );
+    // A state topic of one replica (one broker) can still be written.
+    let mut single: Broker<MemLog> = Broker::new(1, PartitionConfig::default());
+    let alone = LeaderAndIsr {
+        replicas: vec![1],
+        ..shrunk
+    };
+    single.apply(tp(TRANSACTION_STATE_TOPIC), alone, 0, &mut |_| MemLog::default());
+    assert_eq!(write(&mut single, TRANSACTION_STATE_TOPIC, 3), Ok(0));
+}
+
+impl Client {
+    fn add_offsets(&mut self, (pid, epoch): (i64, i16), group: &str) -> i16 {
+        let request = kafka_protocol::messages::AddOffsetsToTxnRequest::default()
+            .with_transactional_id(TransactionalId(StrBytes::from_static_str(TXN)))
+            .with_producer_id(ProducerId(pid))
+            .with_producer_epoch(epoch)
+            .with_group_id(kafka_protocol::messages::GroupId(StrBytes::from_string(
+                group.into(),
+            )));
+        let Response::AddOffsetsToTxn(answer) = self.call(3, Request::AddOffsetsToTxn(request)) else {
+            panic!()
+        };
+        answer.error_code
+    }
+
+    /// TxnOffsetCommit v3 of `offset` for orders-0 in group "g".
+    fn commit_offset(&mut self, (pid, epoch): (i64, i16), offset: i64, member: &str, generation: i32) -> i16 {
+        use kafka_protocol::messages::txn_offset_commit_request as t;
+        let request = kafka_protocol::messages::TxnOffsetCommitRequest::default()
+            .with_transactional_id(TransactionalId(StrBytes::from_static_str(TXN)))
+            .with_group_id(kafka_protocol::messages::GroupId(StrBytes::from_static_str("g")))
+            .with_producer_id(ProducerId(pid))
+            .with_producer_epoch(epoch)
+            .with_generation_id(generation)
+            .with_member_id(StrBytes::from_string(member.into()))
+            .with_topics(vec![t::TxnOffsetCommitRequestTopic::default()
+                .with_name(name("orders"))
+                .with_partitions(vec![t::TxnOffsetCommitRequestPartition::default()
+                    .with_partition_index(0)
+                    .with_committed_offset(offset)
+                    .with_committed_leader_epoch(-1)])]);
+        let Response::TxnOffsetCommit(answer) = self.call(3, Request::TxnOffsetCommit(request)) else {
+            panic!()
+        };
+        answer.topics[0].partitions[0].error_code
+    }
+
+    /// Group "g"'s committed offset of orders-0 (-1 for none).
+    fn committed(&mut self) -> i64 {
+        use kafka_protocol::messages::offset_fetch_request as f;
+        let request = kafka_protocol::messages::OffsetFetchRequest::default()
+            .with_group_id(kafka_protocol::messages::GroupId(StrBytes::from_static_str("g")))
+            .with_topics(Some(vec![f::OffsetFetchRequestTopic::default()
+                .with_name(name("orders"))
+                .with_partition_indexes(vec![0])]));
+        let Response::OffsetFetch(answer) = self.call(6, Request::OffsetFetch(request)) else {
+            panic!()
+        };
+        answer.topics[0].partitions[0].committed_offset
+    }
+}
+
+/// A consume-transform-produce round: the output record and the input's offset in one
+/// transaction, ended with `commit`; the group's committed offset before and after the end.
+fn offsets_in_a_transaction(commit: bool) -> (i64, i64) {
+    let mut c = Client::new(TxnProtocol::V1);
+    let producer = c.init();
+    assert_eq!(c.add(producer), 0);
+    assert_eq!(c.produce(producer, 0, "output"), 0);
+    assert_eq!(c.add_offsets(producer, "g"), 0);
+    assert_eq!(c.commit_offset(producer, 7, "", -1), 0);
+    let before = c.committed();
+    assert_eq!(c.end(producer, commit), 0);
+    (before, c.committed())
+}
+
+#[test]
+fn offsets_committed_in_a_transaction_become_the_groups_at_its_commit_marker() {
+    assert_eq!(
+        offsets_in_a_transaction(true),
+        (-1, 7),
+        "pending until the marker"
+    );
+}
+
+#[test]
+fn offsets_committed_in_an_aborted_transaction_are_dropped() {
+    assert_eq!(offsets_in_a_transaction(false), (-1, -1));
+}
+
+#[test]
+fn the_offsets_partition_joins_the_transaction_and_takes_its_marker() {
+    let mut c = Client::new(TxnProtocol::V1);
+    let producer = c.init();
+    assert_eq!(c.add_offsets(producer, "g"), 0);
+    let metadata = c.broker.txn_coordinator().metadata(TXN).unwrap().clone();
+    assert!(metadata.partitions.contains(&tp(OFFSETS_TOPIC)), "{metadata:?}");
+    assert_eq!(c.commit_offset(producer, 3, "", -1), 0);
+    assert_eq!(c.end(producer, true), 0);
+    let log = c.broker.replica(&tp(OFFSETS_TOPIC)).unwrap().log();
+    let batches = log.read(0, log.log_end_offset(), usize::MAX).unwrap();
+    let kinds: Vec<(bool, bool)> = batches.iter().map(|b| (b.transactional, b.control)).collect();
+    assert_eq!(
+        kinds,
+        [(true, false), (true, true)],
+        "the offsets, then the marker"
+    );
+}
+
+#[test]
+fn a_txn_offset_commit_from_an_unknown_member_or_another_generation_fails() {
+    let mut c = Client::new(TxnProtocol::V1);
+    let producer = c.init();
+    assert_eq!(c.add_offsets(producer, "g"), 0);
+    assert_eq!(c.commit_offset(producer, 3, "ghost", -1), 25, "UNKNOWN_MEMBER_ID");
+    assert_eq!(c.commit_offset(producer, 3, "", 4), 22, "ILLEGAL_GENERATION");
+    assert_eq!(c.end(producer, true), 0);
+    assert_eq!(c.committed(), -1);
+}
+
+#[test]
+fn a_txn_offset_commit_from_a_fenced_producer_epoch_is_refused_by_the_log() {
+    let mut c = Client::new(TxnProtocol::V1);
+    let producer = c.init();
+    assert_eq!(c.add_offsets(producer, "g"), 0);
+    assert_eq!(c.commit_offset(producer, 3, "", -1), 0);
+    assert_eq!(c.end(producer, true), 0);
+    // An older epoch than the partition has seen (the marker's): INVALID_PRODUCER_EPOCH.
+    let stale = (producer.0, producer.1 - 1);
+    assert_eq!(
+        c.commit_offset(stale, 9, "", -1),
+        KafkaError::InvalidProducerEpoch.code()
+    );
+    assert_eq!(c.committed(), 3);
 }

@@ -62,7 +62,8 @@
 //!   with a heartbeat task and a commit strategy.
 //!
 //! The hosts on turmoil: [`control`] (the control plane's messages), [`sim_controller`],
-//! [`sim_broker`] and `sim_fetcher` (a broker's replica fetcher).
+//! [`sim_broker`], `sim_fetcher` (a broker's replica fetcher) and `sim_markers` (a
+//! coordinator's WriteTxnMarkers to other brokers).
 //!
 //! The real server: [`real`] (one node, broker and controller in one process, or several
 //! brokers in one process replicating over TCP with one controller; tokio sockets, real log
@@ -71,9 +72,8 @@
 //!
 //! The design: [`design`] (config, hosts and roles, the drain probe, the promise).
 //!
-//! Still to come: TxnOffsetCommit/AddOffsetsToTxn, markers between simulated brokers
-//! (WriteTxnMarkers) (issue 12), and real brokers in separate processes (the controller's
-//! RPCs over the wire).
+//! Still to come: TxnOffsetCommit from the simulated producer (consume-transform-produce),
+//! and real brokers in separate processes (the controller's RPCs over the wire).
 
 pub mod accumulator;
 pub mod assignor;
@@ -103,7 +103,9 @@ mod group_member_tests;
 mod group_tests;
 pub mod handler;
 pub mod handler_group;
+pub mod handler_markers;
 pub mod handler_txn;
+pub mod handler_txn_offsets;
 pub mod log;
 #[cfg(test)]
 mod log_tests;
@@ -120,6 +122,7 @@ pub mod serve;
 pub mod sim_broker;
 pub mod sim_controller;
 mod sim_fetcher;
+mod sim_markers;
 pub mod txn_coordinator;
 pub mod txn_index;
 pub mod txn_manager;

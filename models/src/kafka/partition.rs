@@ -612,6 +612,9 @@ impl<L: ReplicaLog> Partition<L> {
         if batch.control {
             return self.append_marker(batch, now_ms);
         }
+        if batch.transactional && batch.base_sequence == super::batch::NO_SEQUENCE {
+            return self.append_coordinator_write(batch, now_ms);
+        }
         if let Check::Duplicate {
             base_offset,
             last_offset,
@@ -623,6 +626,23 @@ impl<L: ReplicaLog> Partition<L> {
                 last_offset,
             });
         }
+        let mut appended = batch.clone();
+        appended.base_offset = self.log.append_as_leader(batch, epoch, now_ms)?;
+        appended.leader_epoch = epoch;
+        self.producers.record(&appended, now_ms);
+        self.txns.record(&appended, self.high_watermark);
+        Ok(Appended::New(appended.base_offset))
+    }
+
+    /// A group coordinator's transactional write (TxnOffsetCommit's offsets): Kafka appends
+    /// it with origin COORDINATOR, checking the producer's epoch but not a sequence, and it
+    /// opens the producer's transaction on this partition until the marker.
+    fn append_coordinator_write(&mut self, batch: Batch, now_ms: u64) -> Result<Appended, KafkaError> {
+        let current = self.producers.entry(batch.producer_id).map(|e| e.epoch);
+        if current.is_some_and(|epoch| batch.producer_epoch < epoch) {
+            return Err(KafkaError::InvalidProducerEpoch);
+        }
+        let epoch = self.state.leader_epoch;
         let mut appended = batch.clone();
         appended.base_offset = self.log.append_as_leader(batch, epoch, now_ms)?;
         appended.leader_epoch = epoch;

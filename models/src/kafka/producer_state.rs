@@ -215,6 +215,12 @@ impl ProducerState {
             entry.batches.clear();
             entry.epoch = batch.producer_epoch;
         }
+        entry.last_timestamp_ms = now_ms;
+        if batch.base_sequence == super::batch::NO_SEQUENCE {
+            // A group coordinator's transactional write (TxnOffsetCommit): it carries the
+            // producer's epoch but no sequence, so there is nothing to deduplicate against.
+            return;
+        }
         if entry.batches.len() == NUM_BATCHES_TO_RETAIN {
             entry.batches.pop_front();
         }

@@ -321,6 +321,10 @@ impl Node {
                 self.waiting.insert(request, notify.clone());
                 Handled::TxnWaiting { request, partitions }
             }
+            Handled::WaitingMarkers { request, asked } => {
+                self.waiting.insert(request, notify.clone());
+                Handled::WaitingMarkers { request, asked }
+            }
             other => other,
         };
         if let Some(member) = self.members.get_mut(&broker) {
@@ -861,6 +865,9 @@ async fn answer(
                 Handled::TxnWaiting { request, partitions } => {
                     Some(txn_answered(node, notify, request, &partitions).await)
                 }
+                Handled::WaitingMarkers { request, asked } => {
+                    Some(markers_written(node, notify, request, &asked).await)
+                }
                 Handled::CreateTopics(_)
                 | Handled::NeedProducerIds
                 | Handled::RespondAndCreateTopics { .. } => {
@@ -878,6 +885,21 @@ async fn produced(node: &Shared, notify: &Rc<Notify>, id: RequestId) -> Response
         notify.notified().await;
         if let Some(answers) = node.borrow_mut().completed.remove(&id) {
             return produce_response(answers);
+        }
+    }
+}
+
+/// Waits for a WriteTxnMarkers' appends (a marker sent to this process from outside).
+async fn markers_written(
+    node: &Shared,
+    notify: &Rc<Notify>,
+    id: RequestId,
+    asked: &[super::handler_markers::AskedMarker],
+) -> Response {
+    loop {
+        notify.notified().await;
+        if let Some(answers) = node.borrow_mut().completed.remove(&id) {
+            return super::handler_markers::markers_response(asked, answers);
         }
     }
 }

@@ -55,9 +55,28 @@ pub struct BrokerSettings {
     pub log: LogConfig,
     /// The group coordinator's settings (`offsets.topic.num.partitions` and the rest).
     pub group: GroupConfig,
+    /// The transaction coordinator's settings.
+    pub transactions: TxnSettings,
     pub watermarks: Option<Watermarks>,
-    /// The transaction protocol and `__transaction_state` partitions, with transactions.
-    pub transactions: Option<(TxnProtocol, i32)>,
+}
+
+/// The transaction coordinator's settings: the protocol, and the partitions of
+/// `__transaction_state` (`transaction.state.log.num.partitions`, which must be the topic's).
+#[derive(Clone, Copy, Debug)]
+pub struct TxnSettings {
+    pub protocol: TxnProtocol,
+    pub state_partitions: i32,
+}
+
+impl Default for TxnSettings {
+    /// Kafka's 50 state partitions cost a simulation as the offsets topic's do (see
+    /// `offsets_topic_partitions`), so 3; the protocol before KIP-890.
+    fn default() -> TxnSettings {
+        TxnSettings {
+            protocol: TxnProtocol::V1,
+            state_partitions: 3,
+        }
+    }
 }
 
 /// What the control connection answers, in the order asked.
@@ -84,6 +103,8 @@ pub(super) struct Node {
     txn_early: RefCell<BTreeMap<RequestId, TxnAnswer>>,
     next_request: RefCell<u64>,
     control: mpsc::UnboundedSender<(ToController, Awaiting)>,
+    /// The coordinator's markers for partitions other brokers lead, to [`super::sim_markers`].
+    markers_out: mpsc::UnboundedSender<(BrokerId, super::txn_coordinator::Markers)>,
     /// Answers the replica fetcher must act on: OffsetsForLeaderEpoch to ask.
     pub(super) epoch_questions: RefCell<VecDeque<(TopicPartition, BrokerId, i32)>>,
 }
@@ -167,10 +188,10 @@ impl Node {
                         }
                     }
                 }
-                // Not yet sent between simulated brokers (no WriteTxnMarkers on the wire):
-                // a transaction over partitions another broker leads stays PrepareCommit or
-                // PrepareAbort, which the note makes visible.
-                BrokerOutput::WriteMarkers { .. } => self.env.note(&self.host, "kafka.txn_markers_not_sent"),
+                BrokerOutput::WriteMarkers { leader, markers } => {
+                    // The sender task lives as long as the process.
+                    let _ = self.markers_out.send((leader, markers));
+                }
             }
         }
     }
@@ -187,11 +208,13 @@ pub async fn run(env: Env, host: String, id: BrokerId, settings: BrokerSettings)
     let process = env.process(&host);
     let _running = process.start();
     let (control, queue) = mpsc::unbounded_channel();
+    let (markers_out, markers_queue) = mpsc::unbounded_channel();
     let mut broker = Broker::new(id, settings.partition.clone());
     broker.set_group_config(settings.group.clone());
-    if let Some((protocol, state_partitions)) = settings.transactions {
-        broker.configure_transactions(protocol, state_partitions);
-    }
+    broker.configure_transactions(
+        settings.transactions.protocol,
+        settings.transactions.state_partitions,
+    );
     let node = Rc::new(Node {
         broker: RefCell::new(broker),
         env: env.clone(),
@@ -204,11 +227,13 @@ pub async fn run(env: Env, host: String, id: BrokerId, settings: BrokerSettings)
         txn_early: RefCell::new(BTreeMap::new()),
         next_request: RefCell::new(0),
         control,
+        markers_out,
         epoch_questions: RefCell::new(VecDeque::new()),
     });
     tokio::task::spawn_local(control_link(node.clone(), queue));
     tokio::task::spawn_local(tick_loop(node.clone()));
     tokio::task::spawn_local(super::sim_fetcher::run(node.clone()));
+    tokio::task::spawn_local(super::sim_markers::run(node.clone(), markers_queue));
     let listener = TcpListener::bind(("0.0.0.0", BROKER_PORT)).await?;
     loop {
         let (stream, _) = listener.accept().await?;
@@ -294,6 +319,10 @@ async fn answer_request(node: &Rc<Node>, request: Request) -> Option<super::wire
             Handled::Respond(answer) => return Some(answer),
             Handled::Silent => return None,
             Handled::Waiting(id) => return Some(wait_for_produce(node, id).await),
+            Handled::WaitingMarkers { request, asked } => {
+                let answers = wait_for_answers(node, request).await;
+                return Some(super::handler_markers::markers_response(&asked, answers));
+            }
             Handled::TxnWaiting { request, partitions } => {
                 let early = node.txn_early.borrow_mut().remove(&request);
                 let answer = match early {
@@ -336,11 +365,15 @@ async fn answer_request(node: &Rc<Node>, request: Request) -> Option<super::wire
 }
 
 async fn wait_for_produce(node: &Rc<Node>, id: RequestId) -> super::wire::Response {
+    handler::produce_response(wait_for_answers(node, id).await)
+}
+
+/// An acks=all append's per-partition answers (a produce's, or a WriteTxnMarkers').
+async fn wait_for_answers(node: &Rc<Node>, id: RequestId) -> Vec<PartitionAnswer> {
     let (tx, rx) = oneshot::channel();
     node.waiting.borrow_mut().insert(id, tx);
     node.pump(); // it may have completed already
-    let answers = rx.await.unwrap_or_default();
-    handler::produce_response(answers)
+    rx.await.unwrap_or_default()
 }
 
 /// A group request's answer; none if the broker went away first (the client times out).

@@ -19,8 +19,20 @@ struct Cluster3 {
     leaders: Leaders,
     /// `offsets.topic.num.partitions` of the brokers.
     offsets_partitions: i32,
-    /// The client that runs: the producer, or the offset committer.
-    committer: bool,
+    /// The client that runs.
+    client: ClientKind,
+}
+
+/// Which client a [`Cluster3`] runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ClientKind {
+    /// Three acks=all produces.
+    Producer,
+    /// An offset commit, read back.
+    Committer,
+    /// A transaction over orders-0 coordinated by another broker, committed at this time
+    /// (ms of simulated time), then the partition's LSO watched.
+    Transactional { commit_at_ms: u64 },
 }
 
 fn cluster() -> Cluster {
@@ -160,6 +172,14 @@ impl sim::Design for Cluster3 {
                 controller: "controller".into(),
                 partition: PartitionConfig {
                     min_insync_replicas: 2,
+                    // Short for transactions, so a partitioned follower leaves the ISR
+                    // within the run and the other brokers' writes go on without it. Not
+                    // shorter: a follower's fetcher asks its leaders in turn, so one
+                    // unreachable leader (2 s request timeout) slows its other fetches.
+                    replica_lag_time_max_ms: match self.client {
+                        ClientKind::Transactional { .. } => 5_000,
+                        _ => PartitionConfig::default().replica_lag_time_max_ms,
+                    },
                     ..PartitionConfig::default()
                 },
                 log: LogConfig::default(),
@@ -167,18 +187,20 @@ impl sim::Design for Cluster3 {
                     offsets_topic_partitions: self.offsets_partitions,
                     ..crate::kafka::group::GroupConfig::default()
                 },
+                transactions: TxnSettings::default(),
                 watermarks: None,
-                transactions: None,
             };
             sim.host(format!("broker{id}").as_str(), move || {
                 run(env.clone(), format!("broker{id}"), id, settings.clone())
             });
         }
         let env = env.clone();
-        if self.committer {
-            sim.client("client", committer(env));
-        } else {
-            sim.client("client", client(env));
+        match self.client {
+            ClientKind::Committer => sim.client("client", committer(env)),
+            ClientKind::Producer => sim.client("client", client(env)),
+            ClientKind::Transactional { commit_at_ms } => {
+                sim.client("client", txn::transactional(env, commit_at_ms))
+            }
         }
     }
     fn pending(&self, _env: &Env) -> Option<String> {
@@ -209,7 +231,7 @@ fn run_cluster(schedule: Vec<ScheduledFault>) -> sim::History {
     let design = Cluster3 {
         leaders: Rc::new(RefCell::new(BTreeMap::new())),
         offsets_partitions: 3,
-        committer: false,
+        client: ClientKind::Producer,
     };
     sim::run(&scenario, &design, schedule, 1).history
 }
@@ -354,7 +376,7 @@ fn run_committer(offsets_partitions: i32, schedule: Vec<ScheduledFault>) -> sim:
     let design = Cluster3 {
         leaders: Rc::new(RefCell::new(BTreeMap::new())),
         offsets_partitions,
-        committer: true,
+        client: ClientKind::Committer,
     };
     sim::run(&scenario, &design, schedule, 1).history
 }
@@ -397,3 +419,6 @@ fn a_committed_offset_with_kafkas_50_offsets_partitions() {
         .all(|f| f.ends_with(" 42")));
     assert!(!notes(&history, "group.fetched").is_empty());
 }
+
+#[path = "sim_txn_tests.rs"]
+mod txn;

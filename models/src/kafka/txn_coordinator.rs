@@ -188,6 +188,11 @@ impl TxnCoordinator {
         self.protocol
     }
 
+    /// `transaction.state.log.num.partitions`: the partitions `__transaction_state` has.
+    pub fn state_partitions(&self) -> i32 {
+        self.state_partitions
+    }
+
     pub fn take_outputs(&mut self) -> Vec<TxnOutput> {
         std::mem::take(&mut self.outputs)
     }

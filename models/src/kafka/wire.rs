@@ -32,6 +32,9 @@ use std::ops::RangeInclusive;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::{
+    AddOffsetsToTxnRequest, AddOffsetsToTxnResponse, TxnOffsetCommitRequest, TxnOffsetCommitResponse,
+};
+use kafka_protocol::messages::{
     AddPartitionsToTxnRequest, AddPartitionsToTxnResponse, ApiKey, ApiVersionsRequest, ApiVersionsResponse,
     CreateTopicsRequest, CreateTopicsResponse, EndTxnRequest, EndTxnResponse, FetchRequest, FetchResponse,
     FindCoordinatorRequest, FindCoordinatorResponse, InitProducerIdRequest, InitProducerIdResponse,
@@ -41,7 +44,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::messages::{
     HeartbeatRequest, HeartbeatResponse, JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest,
     LeaveGroupResponse, OffsetCommitRequest, OffsetCommitResponse, OffsetFetchRequest, OffsetFetchResponse,
-    SyncGroupRequest, SyncGroupResponse,
+    SyncGroupRequest, SyncGroupResponse, WriteTxnMarkersRequest, WriteTxnMarkersResponse,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
@@ -117,7 +120,12 @@ const fn api(api_key: ApiKey, version_min: i16, version_max: i16) -> SupportedAp
 ///   broker-to-broker verification, which clients never send.
 /// - `EndTxn` 0..=5: v3 and v1; v5 answers the bumped epoch of transaction version 2, which
 ///   clients use only when the broker finalizes the `transaction.version` feature (we do not).
-pub const SUPPORTED_APIS: [SupportedApi; 17] = [
+/// - `WriteTxnMarkers` 1..=1: broker to broker, the coordinator's markers to a partition's
+///   leader (Kafka 4.0 dropped v0, KIP-896; v2 adds KIP-890's transaction version, which we
+///   do not finalize).
+/// - `AddOffsetsToTxn` 0..=3 and `TxnOffsetCommit` 0..=3 (consume-transform-produce); v4 of
+///   each is KIP-890's transaction version 2, v5 of TxnOffsetCommit its new errors.
+pub const SUPPORTED_APIS: [SupportedApi; 20] = [
     api(ApiKey::ApiVersions, 0, 4),
     api(ApiKey::Metadata, 0, 12),
     api(ApiKey::Produce, 3, 10),
@@ -135,6 +143,9 @@ pub const SUPPORTED_APIS: [SupportedApi; 17] = [
     api(ApiKey::OffsetFetch, 5, 9),
     api(ApiKey::AddPartitionsToTxn, 0, 3),
     api(ApiKey::EndTxn, 0, 5),
+    api(ApiKey::WriteTxnMarkers, 1, 1),
+    api(ApiKey::AddOffsetsToTxn, 0, 3),
+    api(ApiKey::TxnOffsetCommit, 0, 3),
 ];
 
 /// The versions of `api_key` we implement, if we implement it.
@@ -257,6 +268,9 @@ messages! {
     OffsetFetch: OffsetFetchRequest, OffsetFetchResponse;
     AddPartitionsToTxn: AddPartitionsToTxnRequest, AddPartitionsToTxnResponse;
     EndTxn: EndTxnRequest, EndTxnResponse;
+    WriteTxnMarkers: WriteTxnMarkersRequest, WriteTxnMarkersResponse;
+    AddOffsetsToTxn: AddOffsetsToTxnRequest, AddOffsetsToTxnResponse;
+    TxnOffsetCommit: TxnOffsetCommitRequest, TxnOffsetCommitResponse;
 }
 
 // ---------------------------------------------------------------------------------------------

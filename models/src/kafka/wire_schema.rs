@@ -204,6 +204,31 @@ const ADD_PARTITIONS_TO_TXN: &[Field] = &[
 
 const END_TXN: &[Field] = &[all(Str), all(Int64), all(Int16), all(Bool)];
 
+const WRITE_TXN_MARKERS_TOPIC: &[Field] = &[all(Str), all(Int32s)];
+const WRITE_TXN_MARKERS_MARKER: &[Field] = &[
+    all(Int64),
+    all(Int16),
+    all(Bool),
+    all(Structs(WRITE_TXN_MARKERS_TOPIC)),
+    all(Int32),
+];
+const WRITE_TXN_MARKERS: &[Field] = &[all(Structs(WRITE_TXN_MARKERS_MARKER))];
+
+const ADD_OFFSETS_TO_TXN: &[Field] = &[all(Str), all(Int64), all(Int16), all(Str)];
+
+const TXN_OFFSET_COMMIT_PARTITION: &[Field] = &[all(Int32), all(Int64), from(Int32, 2), all(Str)];
+const TXN_OFFSET_COMMIT_TOPIC: &[Field] = &[all(Str), all(Structs(TXN_OFFSET_COMMIT_PARTITION))];
+const TXN_OFFSET_COMMIT: &[Field] = &[
+    all(Str),
+    all(Str),
+    all(Int64),
+    all(Int16),
+    from(Int32, 3),
+    from(Str, 3),
+    from(Str, 3),
+    all(Structs(TXN_OFFSET_COMMIT_TOPIC)),
+];
+
 /// The body's fields and the first flexible version (which uses compact lengths and tagged
 /// fields), for the APIs we implement.
 fn layout(api_key: ApiKey) -> Option<(&'static [Field], i16)> {
@@ -225,6 +250,9 @@ fn layout(api_key: ApiKey) -> Option<(&'static [Field], i16)> {
         ApiKey::OffsetFetch => (OFFSET_FETCH, 6),
         ApiKey::AddPartitionsToTxn => (ADD_PARTITIONS_TO_TXN, 3),
         ApiKey::EndTxn => (END_TXN, 3),
+        ApiKey::WriteTxnMarkers => (WRITE_TXN_MARKERS, 1),
+        ApiKey::AddOffsetsToTxn => (ADD_OFFSETS_TO_TXN, 3),
+        ApiKey::TxnOffsetCommit => (TXN_OFFSET_COMMIT, 3),
         _ => return None,
     })
 }

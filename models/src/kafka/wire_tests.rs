@@ -85,6 +85,15 @@ fn sample_request(api_key: ApiKey, version: i16) -> Request {
         }
         ApiKey::AddPartitionsToTxn => Request::AddPartitionsToTxn(sample_add_partitions_to_txn_request()),
         ApiKey::EndTxn => Request::EndTxn(sample_end_txn_request()),
+        ApiKey::WriteTxnMarkers => crate::kafka::handler_markers::markers_request(&sample_markers()),
+        ApiKey::AddOffsetsToTxn => Request::AddOffsetsToTxn(
+            kafka_protocol::messages::AddOffsetsToTxnRequest::default()
+                .with_transactional_id(kafka_protocol::messages::TransactionalId(name("txn-1")))
+                .with_producer_id(kafka_protocol::messages::ProducerId(1000))
+                .with_producer_epoch(2)
+                .with_group_id(kafka_protocol::messages::GroupId(name("g"))),
+        ),
+        ApiKey::TxnOffsetCommit => Request::TxnOffsetCommit(sample_txn_offset_commit_request(version)),
         other => super::wire_group_tests::sample_request(other, version),
     }
 }
@@ -99,6 +108,47 @@ fn sample_add_partitions_to_txn_request() -> kafka_protocol::messages::AddPartit
         .with_v3_and_below_producer_id(kafka_protocol::messages::ProducerId(1000))
         .with_v3_and_below_producer_epoch(2)
         .with_v3_and_below_topics(vec![topic])
+}
+
+fn sample_txn_offset_commit_request(version: i16) -> kafka_protocol::messages::TxnOffsetCommitRequest {
+    use kafka_protocol::messages::txn_offset_commit_request::{
+        TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic,
+    };
+    let partition = TxnOffsetCommitRequestPartition::default()
+        .with_partition_index(2)
+        .with_committed_offset(42)
+        .with_committed_leader_epoch(if version >= 2 { 3 } else { -1 })
+        .with_committed_metadata(Some(name("meta")));
+    let request = kafka_protocol::messages::TxnOffsetCommitRequest::default()
+        .with_transactional_id(kafka_protocol::messages::TransactionalId(name("txn-1")))
+        .with_group_id(kafka_protocol::messages::GroupId(name("g")))
+        .with_producer_id(kafka_protocol::messages::ProducerId(1000))
+        .with_producer_epoch(2)
+        .with_topics(vec![TxnOffsetCommitRequestTopic::default()
+            .with_name(topic())
+            .with_partitions(vec![partition])]);
+    if version < 3 {
+        return request;
+    }
+    request
+        .with_generation_id(4)
+        .with_member_id(name("member-1"))
+        .with_group_instance_id(Some(name("instance-1")))
+}
+
+fn sample_markers() -> crate::kafka::txn_coordinator::Markers {
+    let tp = |topic: &str, partition| crate::kafka::controller::TopicPartition {
+        topic: topic.into(),
+        partition,
+    };
+    crate::kafka::txn_coordinator::Markers {
+        transactional_id: "txn-1".into(),
+        producer_id: 1000,
+        producer_epoch: 2,
+        commit: true,
+        coordinator_epoch: 5,
+        partitions: vec![tp("orders", 0), tp("orders", 2), tp("audit", 1)],
+    }
 }
 
 fn sample_end_txn_request() -> kafka_protocol::messages::EndTxnRequest {
@@ -280,6 +330,29 @@ fn sample_response(api_key: ApiKey, version: i16) -> Response {
         ApiKey::EndTxn => {
             Response::EndTxn(kafka_protocol::messages::EndTxnResponse::default().with_error_code(51))
         }
+        ApiKey::WriteTxnMarkers => {
+            let markers = sample_markers();
+            let asked: Vec<_> = markers.partitions.iter().map(|tp| (1000, tp.clone())).collect();
+            let answers = vec![
+                (markers.partitions[0].clone(), Ok(7)),
+                (
+                    markers.partitions[2].clone(),
+                    Err(crate::kafka::error::KafkaError::NotLeaderOrFollower),
+                ),
+            ];
+            crate::kafka::handler_markers::markers_response(&asked, answers)
+        }
+        ApiKey::AddOffsetsToTxn => crate::kafka::handler_txn_offsets::add_offsets_response(Err(
+            crate::kafka::error::KafkaError::ConcurrentTransactions,
+        )),
+        ApiKey::TxnOffsetCommit => crate::kafka::handler_txn_offsets::txn_commit_response(vec![
+            ("orders".into(), 0, Ok(())),
+            (
+                "orders".into(),
+                2,
+                Err(crate::kafka::group::GroupError::IllegalGeneration),
+            ),
+        ]),
         other => super::wire_group_tests::sample_response(other, version),
     }
 }
@@ -446,6 +519,9 @@ fn request_layouts_match_kafka_protocol_at_every_version() {
                 Request::OffsetFetch(r) => r.encode(&mut body, version),
                 Request::AddPartitionsToTxn(r) => r.encode(&mut body, version),
                 Request::EndTxn(r) => r.encode(&mut body, version),
+                Request::WriteTxnMarkers(r) => r.encode(&mut body, version),
+                Request::AddOffsetsToTxn(r) => r.encode(&mut body, version),
+                Request::TxnOffsetCommit(r) => r.encode(&mut body, version),
             }
             .unwrap_or_else(|error| panic!("{:?} v{version}: {error}", api.api_key));
             let used = check_request(api.api_key, version, &body)
