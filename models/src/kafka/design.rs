@@ -776,6 +776,11 @@ impl Kafka {
                 for action in ["latency", "lose_replies"] {
                     promise.excuses.push(Excuse::fault(action, ""));
                 }
+                // A transaction that ends after an EndTxn of its producer went unanswered:
+                // the copy may still land (the fault that delayed it came earlier).
+                promise
+                    .excuses
+                    .push(Excuse::note(super::producer::TXN_AFTER_UNANSWERED_END_TXN));
                 "; v1: a delayed Produce or EndTxn may land in the next transaction (KIP-890)"
             }
             _ => "; v2: a late request of an ended transaction is fenced (KIP-890)",

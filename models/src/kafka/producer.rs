@@ -227,7 +227,13 @@ impl Producer {
                 continue;
             }
             if !self.txn_turn().await {
-                return; // fenced: the application closes this producer
+                if self.txn.as_ref().is_some_and(TxnApp::fenced) {
+                    return; // another instance has the transactional id: this one closes
+                }
+                // Any other fatal error: the application closes this producer and builds a
+                // new one with the same transactional.id (reference §2.5: "recreate").
+                self.renew_transactional(self.now_ms());
+                continue;
             }
             self.connect_leaders().await;
             let now_ms = self.now_ms();
@@ -610,6 +616,26 @@ impl Producer {
     /// InitProducerId for a new producer id, then sends the failed records again first.
     /// The leader's duplicate check is per producer id, so a record the old instance did
     /// write (its answer lost, its delivery timeout passed) is appended a second time.
+    /// A new transactional producer instance: the old one's connections, batches and
+    /// transaction manager go; the new one starts with FindCoordinator and InitProducerId.
+    fn renew_transactional(&mut self, now_ms: u64) {
+        let brokers: Vec<i32> = self.connections.keys().copied().collect();
+        for broker in brokers {
+            self.drop_connection(broker, now_ms);
+        }
+        self.reconnect_at_ms.clear();
+        self.sent.clear();
+        let (answers_tx, answers) = mpsc::channel(ANSWERS_MAX);
+        (self.answers_tx, self.answers) = (answers_tx, answers);
+        self.accumulator =
+            Accumulator::new(self.settings.producer.clone()).expect("validated when the process started");
+        // Records of the old instance's open transaction were settled `info` already.
+        self.records.clear();
+        let old = self.txn.take().expect("transactional");
+        self.txn = Some(TxnApp::after(old));
+        self.env.note(&self.host, "producer.txn_new_instance");
+    }
+
     fn renew(&mut self, now_ms: u64) {
         let brokers: Vec<i32> = self.connections.keys().copied().collect();
         for broker in brokers {
@@ -671,4 +697,4 @@ impl Producer {
 #[path = "producer_txn.rs"]
 mod txn;
 use txn::TxnApp;
-pub use txn::TxnSettings;
+pub use txn::{TxnSettings, TXN_AFTER_UNANSWERED_END_TXN};

@@ -9,6 +9,14 @@
 //! aborted, `fail`; fenced or crashed, left `info`. The history gets the notes the
 //! transaction checkers read (`sim::checker::transactions`): `txn_publish` per send,
 //! `txn_committed` or `txn_aborted` at the end.
+//!
+//! A fatal error other than fencing (INVALID_TXN_STATE, say) makes the application close the
+//! producer and build a new one with the same `transactional.id` (reference §2.5's simplest
+//! policy); a fenced one stops, another instance having taken over. Under v1, every
+//! transaction that ends after an EndTxn of this instance went unanswered is also noted
+//! (`producer.txn_after_unanswered_end_txn`): a copy of that EndTxn may still reach the
+//! coordinator and end a later transaction of the same producer id and epoch (KIP-890),
+//! the window the promise documents.
 
 use super::*;
 use crate::kafka::client::error_name;
@@ -19,6 +27,10 @@ use kafka_protocol::messages::{
 };
 use rand::Rng;
 use sim::checker::transactions::{TXN_ABORTED, TXN_COMMITTED, TXN_PUBLISH};
+
+/// The note of a v1 transaction that ended after an EndTxn of the same producer instance
+/// went unanswered: the promise's documented window.
+pub const TXN_AFTER_UNANSWERED_END_TXN: &str = "producer.txn_after_unanswered_end_txn";
 
 /// `transactional.id` and the application's transactions.
 #[derive(Clone, Debug)]
@@ -48,6 +60,9 @@ pub(super) struct TxnApp {
     /// The open transaction's records, with their outcome once the accumulator has it.
     members: BTreeMap<RecordId, (MsgId, i32, Option<Outcome>)>,
     retry_at_ms: u64,
+    /// An EndTxn of this instance went unanswered: under v1 a copy of it may still reach
+    /// the coordinator and end a later transaction (KIP-890's window).
+    end_unanswered: bool,
 }
 
 impl TxnApp {
@@ -63,7 +78,20 @@ impl TxnApp {
             sent: 0,
             members: BTreeMap::new(),
             retry_at_ms: 0,
+            end_unanswered: false,
         }
+    }
+
+    /// The next instance after a fatal error: the same settings, transaction names going on.
+    pub(super) fn after(old: TxnApp) -> TxnApp {
+        let mut next = TxnApp::new(old.settings);
+        next.begun = old.begun;
+        next
+    }
+
+    /// Fenced by another instance with the same transactional id.
+    pub(super) fn fenced(&self) -> bool {
+        self.manager.state() == &TxnState::Fatal(KafkaError::ProducerFenced)
     }
 
     /// Whether the application may `send()` now.
@@ -91,6 +119,8 @@ impl Producer {
         // Outcomes the accumulator decided count before the transaction may end.
         self.record_outcomes();
         self.txn_application();
+        // An abort fails the batches never sent: their outcomes belong to this transaction.
+        self.record_outcomes();
         let now_ms = self.now_ms();
         let Some(app) = self.txn.as_mut() else {
             return true;
@@ -235,7 +265,14 @@ impl Producer {
             TxnEnd::Committed => TXN_COMMITTED,
             TxnEnd::Aborted => TXN_ABORTED,
         };
+        let window = app.settings.protocol == ClientProtocol::V1 && app.end_unanswered;
         self.env.note_with(&self.host, note, format!("txn={name}"));
+        if window {
+            // The timeline's marker of KIP-890's window: this transaction ended while a
+            // copy of an earlier EndTxn, with the same producer id and epoch, may be late.
+            self.env
+                .note_with(&self.host, TXN_AFTER_UNANSWERED_END_TXN, format!("txn={name}"));
+        }
     }
 
     /// Fenced or failed for good: the application closes the producer. Its open
@@ -276,6 +313,7 @@ impl Producer {
         let retry_at_ms = retry_at_ms(self);
         let app = self.txn.as_mut().expect("transactional");
         let Some(answer) = answer else {
+            app.end_unanswered |= matches!(request, TxnRequest::EndTxn { .. });
             app.coordinator = None;
             app.manager.on_no_answer();
             app.retry_at_ms = retry_at_ms;
