@@ -94,6 +94,10 @@ pub struct ProducerConfig {
     pub enable_idempotence: bool,
     /// `acks`: 0 (no answer), 1 (the leader's append) or -1 (`all`, the default since 3.0).
     pub acks: i16,
+    /// A `transactional.id` is set: batches carry the transactional attribute, go only to
+    /// partitions in the transaction ([`Accumulator::set_transaction_partitions`]), and the
+    /// epoch is bumped by the coordinator, never locally.
+    pub transactional: bool,
 }
 
 impl Default for ProducerConfig {
@@ -108,6 +112,7 @@ impl Default for ProducerConfig {
             request_timeout_ms: 30_000,
             enable_idempotence: true,
             acks: ACKS_ALL,
+            transactional: false,
         }
     }
 }
@@ -134,6 +139,9 @@ pub enum ConfigError {
     /// Idempotence needs `acks=all` ("Must set acks to all in order to use the idempotent
     /// producer. Otherwise we cannot guarantee idempotence.", Kafka `ProducerConfig`).
     IdempotenceWithoutAcksAll { acks: i16 },
+    /// "Cannot set a transactional.id without also enabling idempotence" (Kafka
+    /// `ProducerConfig`).
+    TransactionalWithoutIdempotence,
 }
 
 impl fmt::Display for ConfigError {
@@ -160,6 +168,10 @@ impl fmt::Display for ConfigError {
             ConfigError::IdempotenceWithoutAcksAll { acks } => write!(
                 f,
                 "acks {acks}: must set acks to all in order to use the idempotent producer"
+            ),
+            ConfigError::TransactionalWithoutIdempotence => write!(
+                f,
+                "cannot set a transactional.id without also enabling idempotence"
             ),
         }
     }
@@ -188,6 +200,9 @@ impl ProducerConfig {
         if ![0, 1, ACKS_ALL].contains(&self.acks) {
             return Err(ConfigError::Acks { acks: self.acks });
         }
+        if self.transactional && !self.enable_idempotence {
+            return Err(ConfigError::TransactionalWithoutIdempotence);
+        }
         if self.enable_idempotence && self.acks != ACKS_ALL {
             return Err(ConfigError::IdempotenceWithoutAcksAll { acks: self.acks });
         }
@@ -209,6 +224,8 @@ pub enum FailReason {
     DeliveryTimeout,
     /// The leader's answer, not retried (not retriable, or retries spent).
     Broker(KafkaError),
+    /// Never sent: its transaction was aborted (Kafka `abortUndrainedBatches`).
+    TransactionAborted,
 }
 
 /// What became of a record, as our history records publishes.
@@ -313,6 +330,8 @@ pub struct Accumulator {
     producer: Option<(i64, i16)>,
     epoch_bump_partitions: BTreeSet<Partition>,
     epoch_bump_required: bool,
+    /// Transactional: the partitions batches may be drained to.
+    transaction_partitions: BTreeSet<Partition>,
     outcomes: Vec<(RecordId, Outcome)>,
     next_record_id: RecordId,
     next_batch_id: BatchId,
@@ -332,6 +351,7 @@ impl Accumulator {
             producer: None,
             epoch_bump_partitions: BTreeSet::new(),
             epoch_bump_required: false,
+            transaction_partitions: BTreeSet::new(),
             outcomes: Vec::new(),
             next_record_id: 1,
             next_batch_id: 1,
@@ -466,7 +486,9 @@ impl Accumulator {
         self.time_out_requests(now_ms);
         if self.config.enable_idempotence {
             self.resolve_sequences();
-            self.bump_epoch_if_required();
+            if !self.config.transactional {
+                self.bump_epoch_if_required();
+            }
         }
         // Kafka drains before it expires within one turn; expiring first keeps a batch at
         // its deadline from being sent only to be declared failed in the same instant.
@@ -563,3 +585,4 @@ mod idempotence;
 mod settle;
 #[cfg(test)]
 mod tests;
+mod transactional;

@@ -199,6 +199,7 @@ pub async fn run_consumer(
         metadata_stale: true,
         bootstrap_next: 0,
         connections: BTreeMap::new(),
+        stalled: BTreeMap::new(),
     };
     consumer.run().await;
     Ok(())
@@ -217,6 +218,9 @@ struct Consumer {
     metadata_stale: bool,
     bootstrap_next: usize,
     connections: BTreeMap<i32, Connection>,
+    /// read_committed: the partitions held at their last stable offset by an open
+    /// transaction, with that offset, for the timeline's notes.
+    stalled: BTreeMap<i32, i64>,
 }
 
 impl Consumer {
@@ -472,6 +476,7 @@ impl Consumer {
             self.note("fetch_error");
             return 0;
         }
+        self.watch_stable_offset(data);
         let Some(bytes) = data.records.as_ref() else {
             return 0;
         };
@@ -522,6 +527,38 @@ impl Consumer {
         };
         let position = self.positions[&partition];
         Some(deliverable(self.settings.isolation, batches, &aborted, position))
+    }
+
+    /// read_committed reads stop at the last stable offset: a note when the position
+    /// reaches it below the high watermark (an open transaction holds the reader), and when
+    /// it moves on (reference §2.5: "a hanging transaction blocks them").
+    fn watch_stable_offset(&mut self, data: &fetch_response::PartitionData) {
+        if self.settings.isolation != IsolationLevel::ReadCommitted || data.last_stable_offset < 0 {
+            return;
+        }
+        let partition = data.partition_index;
+        let at = self.positions.get(&partition).copied().unwrap_or(0);
+        let held = data.last_stable_offset < data.high_watermark && at >= data.last_stable_offset;
+        let detail = format!(
+            "{} lso {} hw {}",
+            partition_name(&self.settings.topic, partition),
+            data.last_stable_offset,
+            data.high_watermark
+        );
+        match (held, self.stalled.get(&partition).copied()) {
+            (true, Some(lso)) if lso == data.last_stable_offset => {}
+            (true, _) => {
+                self.stalled.insert(partition, data.last_stable_offset);
+                self.env
+                    .note_with(&self.host, "consumer.read_committed_held_at_lso", detail);
+            }
+            (false, Some(_)) => {
+                self.stalled.remove(&partition);
+                self.env
+                    .note_with(&self.host, "consumer.read_committed_lso_advanced", detail);
+            }
+            (false, None) => {}
+        }
     }
 
     fn set_position(&mut self, partition: i32, position: i64) {

@@ -18,10 +18,13 @@ use super::group_member::MemberConfig;
 use super::handler::Cluster;
 use super::log::LogConfig;
 use super::partition::{BrokerId, LogTruncation, PartitionConfig};
-use super::producer::{run_producer, ProducerSettings};
+use super::producer::{run_producer, ProducerSettings, TxnSettings};
+use super::read_committed::IsolationLevel;
 use super::sim_broker::Watermarks;
 use super::sim_broker::{self, BrokerSettings, BROKER_PORT};
 use super::sim_controller::{self, Leaders, TopicSpec};
+use super::txn_coordinator::TxnProtocol;
+use super::txn_manager::ClientProtocol;
 use crate::db::sink::{DbSection, DbSink, DeliveryWindows, Sink};
 use crate::source::Source;
 use schemars::JsonSchema;
@@ -71,6 +74,31 @@ pub enum AssignorSetting {
     Range,
     /// RoundRobinAssignor: partitions dealt to the members in turn.
     Roundrobin,
+}
+
+/// `transaction_protocol`: whether producers are transactional, and which protocol the
+/// brokers and clients speak.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TxnProtocolSetting {
+    /// No `transactional.id`: idempotent (or plain) producers.
+    Off,
+    /// Transactions before KIP-890: one epoch across a producer's transactions, so a
+    /// delayed Produce or EndTxn can land in the next transaction (reference §2.5).
+    V1,
+    /// Kafka 4's transaction version 2 (KIP-890 part 2): the epoch is bumped at every
+    /// EndTxn, so the previous transaction's late requests are fenced.
+    V2,
+}
+
+/// The consumers' `isolation.level`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum IsolationSetting {
+    /// Kafka's default: every record, aborted transactions' too, up to the high watermark.
+    ReadUncommitted,
+    /// Committed records only, up to the last stable offset (an open transaction holds it).
+    ReadCommitted,
 }
 
 /// The `kafka` design's `[config]`: the cluster, the topic, and the broker settings that
@@ -170,6 +198,22 @@ pub struct Config {
     /// replicated and ticked, so the default here is 5.
     #[schemars(range(min = 1, max = 64))]
     pub offsets_topic_partitions: i32,
+    /// Transactional producers (`transactional.id` = the producer's host) and the protocol:
+    /// "off", "v1" (before KIP-890) or "v2" (Kafka 4's epoch bump per transaction).
+    pub transaction_protocol: TxnProtocolSetting,
+    /// Records per transaction, with transactions.
+    #[schemars(range(min = 1, max = 10000))]
+    pub transaction_size: u32,
+    /// The fraction of transactions the application aborts, drawn from the run's seed.
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub abort_fraction: f64,
+    /// The producers' `transaction.timeout.ms`: the coordinator aborts a transaction open
+    /// longer (at most the broker's `transaction.max.timeout.ms`, 900000).
+    #[schemars(range(min = 1, max = 900000))]
+    pub transaction_timeout_ms: u64,
+    /// The consumers' `isolation.level`: "read_uncommitted" (Kafka's default) or
+    /// "read_committed".
+    pub isolation_level: IsolationSetting,
     /// `transaction.state.log.num.partitions`: the partitions of `__transaction_state`,
     /// created (with `min(3, brokers)` replicas and `min.insync.replicas` `min(2, replicas)`,
     /// Kafka's `transaction.state.log.*` defaults) when a transactional client first looks for
@@ -215,6 +259,11 @@ impl Default for Config {
             sink: Sink::Memory,
             db: DbSection::default(),
             offsets_topic_partitions: 5,
+            transaction_protocol: TxnProtocolSetting::Off,
+            transaction_size: 10,
+            abort_fraction: 0.0,
+            transaction_timeout_ms: 60_000,
+            isolation_level: IsolationSetting::ReadUncommitted,
             transaction_state_partitions: 3,
         }
     }
@@ -281,6 +330,15 @@ pub fn build(scenario: &Scenario) -> Result<Box<dyn Design>, ScenarioError> {
             "\"db\" keeps offsets in the database: it needs sink = \"db\" and [config.db] strategy = \"position\"".to_string(),
         ));
     }
+    if !(0.0..=1.0).contains(&config.abort_fraction) {
+        return Err(scenario.config_error("abort_fraction", "from 0 to 1".to_string()));
+    }
+    if config.transactions() && !config.enable_idempotence {
+        return Err(scenario.config_error(
+            "transaction_protocol",
+            "transactions need enable_idempotence = true (Kafka: \"Cannot set a transactional.id without also enabling idempotence\")".to_string(),
+        ));
+    }
     let probe = Kafka::new(config.clone(), scenario.workload.clone());
     if let Err(e) = probe.producer_settings().validate() {
         return Err(scenario.config_error("acks", e.to_string()));
@@ -304,6 +362,18 @@ impl Config {
 
     fn in_group(&self) -> bool {
         !self.group_id.is_empty()
+    }
+
+    fn transactions(&self) -> bool {
+        self.transaction_protocol != TxnProtocolSetting::Off
+    }
+
+    fn txn_protocol(&self) -> Option<TxnProtocol> {
+        match self.transaction_protocol {
+            TxnProtocolSetting::Off => None,
+            TxnProtocolSetting::V1 => Some(TxnProtocol::V1),
+            TxnProtocolSetting::V2 => Some(TxnProtocol::V2),
+        }
     }
 }
 
@@ -390,11 +460,11 @@ impl Kafka {
             session_timeout_ms: self.config.session_timeout_ms,
             unclean_leader_election: self.config.unclean_leader_election,
         };
-        let topic = TopicSpec {
+        let topics = vec![TopicSpec {
             name: self.config.topic.clone(),
             partitions: self.config.partitions,
             replication_factor: self.config.replication_factor as usize,
-        };
+        }];
         let (env_c, leaders) = (env.clone(), self.leaders.clone());
         env.process(CONTROLLER_HOST).install(sim, move || {
             sim_controller::run(
@@ -402,7 +472,7 @@ impl Kafka {
                 CONTROLLER_HOST.to_string(),
                 controller.clone(),
                 ids.clone(),
-                topic.clone(),
+                topics.clone(),
                 leaders.clone(),
             )
         });
@@ -417,7 +487,7 @@ impl Kafka {
             },
             transactions: super::sim_broker::TxnSettings {
                 state_partitions: self.config.transaction_state_partitions,
-                ..super::sim_broker::TxnSettings::default()
+                protocol: self.config.txn_protocol().unwrap_or(TxnProtocol::V1),
             },
             watermarks: Some(self.watermarks.clone()),
         };
@@ -506,6 +576,17 @@ impl Kafka {
         settings.publish_interval_ms = self.workload.publish_interval_ms;
         settings.start_ms = self.workload.start_ms;
         settings.resend_with_new_producer = c.resend_with_new_producer;
+        settings.producer.transactional = c.transactions();
+        settings.transactions = c.txn_protocol().map(|protocol| TxnSettings {
+            transactional_id: String::new(), // the host's, set at install
+            protocol: match protocol {
+                TxnProtocol::V1 => ClientProtocol::V1,
+                TxnProtocol::V2 => ClientProtocol::V2,
+            },
+            transaction_size: c.transaction_size,
+            abort_fraction: c.abort_fraction,
+            transaction_timeout_ms: c.transaction_timeout_ms,
+        });
         settings
     }
 
@@ -520,8 +601,11 @@ impl Kafka {
     fn install_clients(&self, sim: &mut turmoil::Sim<'_>, env: &Env) {
         let producer = self.producer_settings();
         for host in self.producers() {
-            let (env, name, settings, source) =
-                (env.clone(), host.clone(), producer.clone(), self.source.clone());
+            let mut settings = producer.clone();
+            if let Some(txn) = settings.transactions.as_mut() {
+                txn.transactional_id = host.clone();
+            }
+            let (env, name, source) = (env.clone(), host.clone(), self.source.clone());
             env.process(&host).install(sim, move || {
                 run_producer(env.clone(), name.clone(), settings.clone(), source.clone())
             });
@@ -530,6 +614,10 @@ impl Kafka {
             let mut settings =
                 ConsumerSettings::new(&self.config.topic, self.brokers(), self.assigned(index));
             settings.processing_ms = self.config.processing_ms;
+            settings.isolation = match self.config.isolation_level {
+                IsolationSetting::ReadUncommitted => IsolationLevel::ReadUncommitted,
+                IsolationSetting::ReadCommitted => IsolationLevel::ReadCommitted,
+            };
             settings.progress = Some(self.progress[index].clone());
             settings.group = self.config.in_group().then(|| GroupSettings {
                 member: self.config.member_config(),
@@ -648,6 +736,7 @@ impl Kafka {
             properties: self.promised_properties(),
             excuses,
         };
+        let promise = self.txn_promise(promise);
         if c.in_group() {
             return self.group_promise(promise);
         }
@@ -660,6 +749,48 @@ impl Kafka {
                 ack: "the position's advance",
             }),
         }
+    }
+
+    /// With transactions (reference §2.5): a committed transaction is read whole and an
+    /// aborted one not at all (`atomic`) by read_committed consumers; read_uncommitted ones
+    /// read aborted records, as documented ("all messages are visible to consumers even if
+    /// they were part of an aborted transaction"), so an abort excuses them. Under v1 a
+    /// delayed Produce or EndTxn can land in the producer's next transaction (KIP-890's
+    /// problem statement): delays and lost replies are its documented windows. Under v2
+    /// the epoch bump per transaction fences them, and nothing is excused.
+    fn txn_promise(&self, mut promise: Promise) -> Promise {
+        let c = &self.config;
+        if !c.transactions() {
+            return promise;
+        }
+        promise.properties.push(Property::Atomic);
+        let read = match c.isolation_level {
+            IsolationSetting::ReadUncommitted => {
+                promise
+                    .excuses
+                    .push(Excuse::note(sim::checker::transactions::TXN_ABORTED));
+                "read_uncommitted consumers read aborted transactions (documented)"
+            }
+            IsolationSetting::ReadCommitted => {
+                "read_committed consumers read only whole committed transactions"
+            }
+        };
+        let window = match c.transaction_protocol {
+            TxnProtocolSetting::V1 => {
+                for action in ["latency", "lose_replies"] {
+                    promise.excuses.push(Excuse::fault(action, ""));
+                }
+                // A transaction that ends after an EndTxn of its producer went unanswered:
+                // the copy may still land (the fault that delayed it came earlier).
+                promise
+                    .excuses
+                    .push(Excuse::note(super::producer::TXN_AFTER_UNANSWERED_END_TXN));
+                "; v1: a delayed Produce or EndTxn may land in the next transaction (KIP-890)"
+            }
+            _ => "; v2: a late request of an ended transaction is fenced (KIP-890)",
+        };
+        promise.text = format!("{}; transactions: {read}{window}", promise.text);
+        promise
     }
 
     /// A consumer group's promise is its commit strategy's (reference §2.6), over the

@@ -19,7 +19,10 @@
 //! - [`partitioner`]: the Java producer's choice of partition (murmur2 of the key,
 //!   round-robin without one);
 //! - [`accumulator`]: the Java producer's batching, sending, retries, timeouts and idempotent
-//!   sequence numbers, with time passed in;
+//!   sequence numbers, with time passed in, and what a transaction asks of it;
+//! - [`txn_manager`]: the transactional producer's state machine (Java's
+//!   `TransactionManager`): coordinator lookup, InitProducerId and fencing, partitions added
+//!   before their first batch, EndTxn after the flush, abortable and fatal errors;
 //! - [`frame`]: a batch's on-disk frame in a segment (length, CRC-32C, every field);
 //! - [`checkpoint`]: Kafka's checkpoint files, replaced atomically;
 //! - [`epoch_cache`]: the leader epoch cache (KIP-101) and its OffsetsForLeaderEpoch answer;
@@ -51,7 +54,9 @@
 //! - [`connection`]: a client's connection to one broker (ApiVersions, correlation ids,
 //!   answers in order, a request timeout that closes it);
 //! - [`client`]: what both clients share: the record value format and Metadata lookups;
-//! - [`producer`]: the Java producer as a process, driving the [`accumulator`];
+//! - [`producer`]: the Java producer as a process, driving the [`accumulator`], and (its child
+//!   `producer_txn.rs`) with a `transactional.id`, the application's transactions and the
+//!   [`txn_manager`]'s requests to the coordinator;
 //! - [`consumer`]: the consumer as a process: assigned partitions with positions in memory,
 //!   or (its child `consumer_group.rs`) a consumer group member driving [`group_member`],
 //!   with a heartbeat task and a commit strategy.
@@ -67,8 +72,8 @@
 //!
 //! The design: [`design`] (config, hosts and roles, the drain probe, the promise).
 //!
-//! Still to come: the simulated transactional producer and its design keys (issue 12), and real brokers in separate processes (the
-//! controller's RPCs over the wire).
+//! Still to come: TxnOffsetCommit from the simulated producer (consume-transform-produce),
+//! and real brokers in separate processes (the controller's RPCs over the wire).
 
 pub mod accumulator;
 pub mod assignor;
@@ -120,6 +125,7 @@ mod sim_fetcher;
 mod sim_markers;
 pub mod txn_coordinator;
 pub mod txn_index;
+pub mod txn_manager;
 pub mod txn_state;
 pub mod wire;
 #[cfg(test)]

@@ -13,7 +13,7 @@
 //! before anything is sent, retrying until it has one.
 
 use super::accumulator::{
-    Accumulator, ConfigError, Outcome, PartitionResult, ProducerConfig, RecordId, RequestId,
+    Accumulator, ConfigError, FailReason, Outcome, PartitionResult, ProducerConfig, RecordId, RequestId,
 };
 use super::batch::Record;
 use super::client::{
@@ -65,6 +65,8 @@ pub struct ProducerSettings {
     /// The application's own retry: a record whose send failed is sent again through a
     /// new producer instance (see [`Producer::renew`]).
     pub resend_with_new_producer: bool,
+    /// A `transactional.id` and the application's transactions (`producer_txn.rs`).
+    pub transactions: Option<TxnSettings>,
 }
 
 impl ProducerSettings {
@@ -80,11 +82,15 @@ impl ProducerSettings {
             publish_interval_ms: 1,
             start_ms: 0,
             resend_with_new_producer: false,
+            transactions: None,
         }
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.producer.validate()?;
+        if self.transactions.is_some() != self.producer.transactional {
+            return Err(ConfigError::TransactionalWithoutIdempotence);
+        }
         if self.brokers.is_empty() {
             return Err(ConfigError::Zero {
                 key: "bootstrap.servers",
@@ -157,6 +163,8 @@ struct Producer {
     /// Records whose send failed, for the application to send again through a new
     /// producer instance, in the order they failed.
     resend: Vec<(MsgId, i32, Record)>,
+    /// With a `transactional.id`: the transactions (`producer_txn.rs`).
+    txn: Option<TxnApp>,
 }
 
 impl Producer {
@@ -173,7 +181,6 @@ impl Producer {
             name: format!("{host}@{}", process.incarnation()),
             env,
             host,
-            settings,
             source,
             process,
             accumulator,
@@ -192,6 +199,8 @@ impl Producer {
             seq: 0,
             next_publish_ms: 0,
             resend: Vec::new(),
+            txn: settings.transactions.clone().map(TxnApp::new),
+            settings,
         }
     }
 
@@ -217,6 +226,15 @@ impl Producer {
                     .await;
                 continue;
             }
+            if !self.txn_turn().await {
+                if self.txn.as_ref().is_some_and(TxnApp::fenced) {
+                    return; // another instance has the transactional id: this one closes
+                }
+                // Any other fatal error: the application closes this producer and builds a
+                // new one with the same transactional.id (reference §2.5: "recreate").
+                self.renew_transactional(self.now_ms());
+                continue;
+            }
             self.connect_leaders().await;
             let now_ms = self.now_ms();
             self.time_out_requests(now_ms);
@@ -227,7 +245,9 @@ impl Producer {
                 self.renew(self.now_ms());
                 continue;
             }
-            if self.source.unpublished() == 0 && self.records.is_empty() && self.resend.is_empty() {
+            let txn_idle = self.txn.as_ref().is_none_or(TxnApp::idle);
+            if self.source.unpublished() == 0 && self.records.is_empty() && self.resend.is_empty() && txn_idle
+            {
                 return;
             }
             self.wait(now_ms).await;
@@ -258,6 +278,10 @@ impl Producer {
                     self.metadata_retry_at_ms = self.now_ms() + self.settings.producer.retry_backoff_ms;
                 }
             }
+        }
+        if self.txn.is_some() {
+            // The transaction manager gets the producer id (`txn_turn`).
+            return self.metadata.is_some();
         }
         if self.accumulator.needs_producer_id() && !self.init_producer_id().await {
             self.note("init_producer_id_failed");
@@ -397,6 +421,9 @@ impl Producer {
             return; // the application is handling a failed send first
         }
         while now_ms >= self.next_publish_ms && self.accumulator.pending_records() < PENDING_RECORDS_MAX {
+            if self.txn.as_ref().is_some_and(|t| !t.may_send()) {
+                return;
+            }
             let Some((id, key)) = self.source.take() else {
                 return;
             };
@@ -418,6 +445,9 @@ impl Producer {
             };
             let record_id = self.accumulator.append(partition, record.clone(), now_ms);
             self.records.insert(record_id, (id, partition as i32, record));
+            if self.txn.is_some() {
+                self.txn_sent(record_id, id, partition as i32);
+            }
             self.next_publish_ms = now_ms + self.settings.publish_interval_ms;
             if self.settings.publish_interval_ms > 0 {
                 return;
@@ -496,6 +526,7 @@ impl Producer {
                 .filter(|t| *t > now_ms)
                 .min(),
             Some(now_ms + IDLE_MS_MAX),
+            self.txn_wakeup_ms(now_ms),
         ];
         // Only what lies ahead: a metadata refresh or retry that is due already is tried at
         // the top of the loop, not spun on here.
@@ -585,6 +616,26 @@ impl Producer {
     /// InitProducerId for a new producer id, then sends the failed records again first.
     /// The leader's duplicate check is per producer id, so a record the old instance did
     /// write (its answer lost, its delivery timeout passed) is appended a second time.
+    /// A new transactional producer instance: the old one's connections, batches and
+    /// transaction manager go; the new one starts with FindCoordinator and InitProducerId.
+    fn renew_transactional(&mut self, now_ms: u64) {
+        let brokers: Vec<i32> = self.connections.keys().copied().collect();
+        for broker in brokers {
+            self.drop_connection(broker, now_ms);
+        }
+        self.reconnect_at_ms.clear();
+        self.sent.clear();
+        let (answers_tx, answers) = mpsc::channel(ANSWERS_MAX);
+        (self.answers_tx, self.answers) = (answers_tx, answers);
+        self.accumulator =
+            Accumulator::new(self.settings.producer.clone()).expect("validated when the process started");
+        // Records of the old instance's open transaction were settled `info` already.
+        self.records.clear();
+        let old = self.txn.take().expect("transactional");
+        self.txn = Some(TxnApp::after(old));
+        self.env.note(&self.host, "producer.txn_new_instance");
+    }
+
     fn renew(&mut self, now_ms: u64) {
         let brokers: Vec<i32> = self.connections.keys().copied().collect();
         for broker in brokers {
@@ -615,6 +666,9 @@ impl Producer {
                 .records
                 .remove(&record_id)
                 .expect("every record appended is known");
+            if self.txn_outcome(record_id, outcome) {
+                continue; // settled when its transaction ends
+            }
             if self.settings.resend_with_new_producer && !matches!(outcome, Outcome::Acked { .. }) {
                 self.note("send_failed_application_resends");
                 self.resend.push((id, partition, record));
@@ -639,3 +693,8 @@ impl Producer {
         }
     }
 }
+
+#[path = "producer_txn.rs"]
+mod txn;
+use txn::TxnApp;
+pub use txn::{TxnSettings, TXN_AFTER_UNANSWERED_END_TXN};

@@ -161,7 +161,7 @@ impl sim::Design for Cluster3 {
                 "controller".into(),
                 ControllerConfig::default(),
                 vec![1, 2, 3],
-                topic,
+                vec![topic],
                 leaders.clone(),
             )
         });

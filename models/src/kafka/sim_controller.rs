@@ -55,7 +55,7 @@ pub async fn run(
     host: String,
     config: ControllerConfig,
     brokers: Vec<BrokerId>,
-    topic: TopicSpec,
+    topics: Vec<TopicSpec>,
     leaders: Leaders,
 ) -> turmoil::Result {
     let process = env.process(&host);
@@ -69,9 +69,11 @@ pub async fn run(
         Some(snapshot) => Controller::restore(config, &brokers, snapshot),
         None => {
             let mut fresh = Controller::new(config, &brokers);
-            fresh
-                .create_topic(&topic.name, topic.partitions, topic.replication_factor)
-                .expect("the design's topic is valid: checked when the scenario was built");
+            for topic in &topics {
+                fresh
+                    .create_topic(&topic.name, topic.partitions, topic.replication_factor)
+                    .expect("the design's topics are valid: checked when the scenario was built");
+            }
             fresh
         }
     };

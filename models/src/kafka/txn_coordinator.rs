@@ -470,7 +470,13 @@ impl TxnCoordinator {
                     TxnAnswer::EndTxn(Ok((meta.producer_id, meta.producer_epoch))),
                 );
             }
-            Err(error) => self.answer(call, TxnAnswer::EndTxn(Err(error))),
+            Err(error) => {
+                if error == KafkaError::ProducerFenced {
+                    // For the timeline: a late or zombie EndTxn refused by its old epoch.
+                    self.outputs.push(TxnOutput::Note("kafka.txn_end_txn_fenced"));
+                }
+                self.answer(call, TxnAnswer::EndTxn(Err(error)))
+            }
         }
     }
 

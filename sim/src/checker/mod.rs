@@ -14,7 +14,7 @@
 mod findings;
 mod index;
 mod positions;
-mod transactions;
+pub mod transactions;
 
 pub use findings::{check_all, Findings};
 pub use index::{Outcome, PublishIndex, PublishInfo};

@@ -76,6 +76,10 @@ impl Accumulator {
         let Some(first) = queue.front().map(|id| &self.batches[id]) else {
             return false;
         };
+        if self.config.transactional && !self.transaction_partitions.contains(&partition) {
+            // Kafka `isSendToPartitionAllowed`: not before AddPartitionsToTxn is answered.
+            return false;
+        }
         let waited_ms = now_ms.saturating_sub(first.last_attempt_ms);
         let backing_off = first.attempts > 0 && waited_ms < self.config.retry_backoff_ms;
         let full = queue.len() > 1 || first.closed;
@@ -110,6 +114,7 @@ impl Accumulator {
             producer_id: b.producer_id,
             producer_epoch: b.producer_epoch,
             base_sequence: b.base_sequence.unwrap_or(super::super::batch::NO_SEQUENCE),
+            transactional: self.config.transactional,
             ..Batch::plain(b.records.iter().map(|(_, r)| r.clone()).collect())
         };
         (b.partition, batch)
