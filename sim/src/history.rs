@@ -181,9 +181,15 @@ pub enum EventKind {
         #[serde(default, skip_serializing_if = "String::is_empty")]
         detail: String,
     },
-    /// A model panicked or a host's software failed. The run stops here.
+    /// A model panicked or a host's software failed: the run stops here. Or, with
+    /// `exit_status`, a simulated program exited abnormally on its own (Go's runtime exits
+    /// with status 2 on an unrecovered panic, `os.Exit(n)` with n): the event's host is down
+    /// as after a kill, and the run goes on (the drain restarts it, as a supervisor would).
+    /// Histories recorded before `exit_status` existed read as run crashes.
     Crash {
         message: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        exit_status: Option<i32>,
     },
 }
 
