@@ -392,6 +392,31 @@ mod tests {
     }
 
     #[test]
+    fn a_crash_without_an_exit_status_reads_back_as_a_run_crash() {
+        // Histories written before `exit_status` existed.
+        let old = r#"{"t_us":5,"host":"jetsam","type":"crash","message":"boom"}"#;
+        let history = History::read_jsonl(old).unwrap();
+        let EventKind::Crash { message, exit_status } = &history.events()[0].kind else {
+            panic!("{history:?}")
+        };
+        assert_eq!((message.as_str(), *exit_status), ("boom", None));
+        let exited = r#"{"t_us":5,"host":"app","type":"crash","message":"panic: send on closed channel","exit_status":2}"#;
+        let history = History::read_jsonl(exited).unwrap();
+        assert!(matches!(
+            history.events()[0].kind,
+            EventKind::Crash {
+                exit_status: Some(2),
+                ..
+            }
+        ));
+        let verdicts = crate::verdict::Verdicts::judge(&history, &crate::checker::check_all(&history));
+        assert_eq!(
+            verdicts.crash.as_deref(),
+            Some("app exited with status 2: panic: send on closed channel")
+        );
+    }
+
+    #[test]
     fn garbled_line_names_its_line() {
         let err = History::read_jsonl("\n{\"t_us\":1}\n").unwrap_err();
         assert_eq!(err.line, 2);
