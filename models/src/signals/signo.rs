@@ -55,7 +55,8 @@ impl fmt::Display for Signo {
             _ => "",
         };
         match (name, self.0) {
-            ("", n) if n >= SIGRTMIN.0 => write!(f, "SIGRTMIN+{}", n - SIGRTMIN.0),
+            ("", n) if n == SIGRTMIN.0 => f.write_str("SIGRTMIN"),
+            ("", n) if n > SIGRTMIN.0 => write!(f, "SIGRTMIN+{}", n - SIGRTMIN.0),
             ("", n) => write!(f, "signal {n}"),
             (name, _) => f.write_str(name),
         }
@@ -72,6 +73,7 @@ mod tests {
         assert!(SIGRTMIN.is_realtime() && SIGRTMAX.is_realtime());
         assert_eq!(SIGUSR1.to_string(), "SIGUSR1");
         assert_eq!(Signo(36).to_string(), "SIGRTMIN+2");
+        assert_eq!(SIGRTMIN.to_string(), "SIGRTMIN");
         assert_eq!(SIGRTMAX.bit(), 1 << 63);
         assert!(!SIGKILL.can_be_caught() && !SIGSTOP.can_be_caught());
         assert!(SIGTERM.can_be_caught() && !Signo(0).can_be_caught() && !Signo(65).can_be_caught());
