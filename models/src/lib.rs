@@ -9,6 +9,7 @@ pub mod kafka;
 pub mod mqtt;
 pub mod nsq;
 pub mod server;
+pub mod signals;
 pub mod source;
 
 use sim::config::ConfigSchema;
@@ -76,6 +77,18 @@ pub fn designs() -> Vec<DesignInfo> {
             config: ConfigSchema::of::<mqtt::design::Config>(),
             build: mqtt::design::build,
             servers: mqtt::serve::SERVERS,
+        },
+        DesignInfo {
+            name: "signals",
+            summary: "a sender process sigqueue()ing one signal per message (its id in si_value) to a \
+                      receiver whose handler takes time: Linux's per-process pending signals as the queue",
+            promise: "standard signals: no count, they coalesce (one pending bit per signal); real-time \
+                      signals: each accepted sigqueue delivered once, FIFO per signal, EAGAIN past \
+                      RLIMIT_SIGPENDING (signal(7), sigqueue(3))",
+            hosts: &[signals::SENDER, signals::RECEIVER],
+            config: ConfigSchema::of::<signals::Config>(),
+            build: signals::build,
+            servers: &[],
         },
     ]
 }

@@ -73,7 +73,14 @@ pub fn line(event: &Event) -> String {
         EventKind::Observe { name, value } => format!("observe  {name} = {value}"),
         EventKind::Phase { phase, detail } if detail.is_empty() => format!("PHASE    {phase:?}"),
         EventKind::Phase { phase, detail } => format!("PHASE    {phase:?}: {detail}"),
-        EventKind::Crash { message } => format!("CRASH    {message}"),
+        EventKind::Crash {
+            message,
+            exit_status: None,
+        } => format!("CRASH    {message}"),
+        EventKind::Crash {
+            message,
+            exit_status: Some(status),
+        } => format!("CRASH    exit status {status}: {message}"),
     };
     format!("{}  {:<10} {}", event.time, event.host, what)
 }

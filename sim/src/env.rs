@@ -25,6 +25,9 @@ pub(crate) struct ProcessState {
     /// Set by the host's software while it runs; cleared on exit or when it is dropped.
     pub(crate) running: Cell<bool>,
     pub(crate) incarnation: Cell<u64>,
+    /// Set when the software exits on its own through [`Env::exit`]; the harness then takes
+    /// the host down (and clears it), as it does after a kill.
+    pub(crate) exited: Cell<bool>,
     /// The host's software (installed with [`Process::install`]) waiting for `resume`: one root
     /// future per host, so one slot.
     pub(crate) resume_waker: RefCell<Option<std::task::Waker>>,
@@ -120,6 +123,41 @@ impl Env {
                 detail: Some(detail),
             },
         );
+    }
+
+    /// The program on `host` exits on its own, as Go's runtime does after an unrecovered panic
+    /// (status 2) or `os.Exit(status)` does: a non-zero status is recorded as a crash carrying
+    /// the status and `message` (the panic's text), status 0 as an `exit` note. The software
+    /// must then return from its root future, which drops every task it spawned; the harness
+    /// takes the host down, so a `restart` fault or the drain starts it again, as a supervisor
+    /// (systemd's `Restart=`) would.
+    pub fn exit(&self, host: &str, status: i32, message: &str) {
+        if status == 0 {
+            self.note_with(host, "exit", format!("status 0: {message}"));
+        } else {
+            self.record(
+                host,
+                EventKind::Crash {
+                    message: message.to_string(),
+                    exit_status: Some(status),
+                },
+            );
+        }
+        self.state(host).exited.set(true);
+    }
+
+    /// Hosts whose software exited through [`Env::exit`] and is no longer running; clears
+    /// their mark.
+    pub(crate) fn take_exited(&self) -> Vec<String> {
+        let processes = self.0.processes.borrow();
+        let mut exited = Vec::new();
+        for (host, state) in processes.iter() {
+            if state.exited.get() && !state.running.get() {
+                state.exited.set(false);
+                exited.push(host.clone());
+            }
+        }
+        exited
     }
 
     /// The models' random stream. Hold the borrow only for the draw.

@@ -151,12 +151,25 @@ impl Harness {
             if !self.env.process(&host).is_running() {
                 self.stopping.remove(&host);
                 sim.crash(host.as_str()); // the exited software's runtime is torn down
-                self.record("stopped", vec![host.clone()], "shut down gracefully".into());
+                let how = if self.env.state(&host).exited.get() {
+                    "exited on its own while shutting down (its crash or exit note says how)"
+                } else {
+                    "shut down gracefully"
+                };
+                self.record("stopped", vec![host.clone()], how.into());
                 self.mark_down(&host);
             } else if now_ms >= deadline {
                 self.stopping.remove(&host);
                 self.kill(sim, &host);
                 self.record("kill", vec![host], "stop grace expired".into());
+            }
+        }
+        // A program that exited on its own (a Go panic, `os.Exit`) recorded why; its host is
+        // down like a killed one. One that exited during a stop was marked down just above.
+        for host in self.env.take_exited() {
+            if !self.down.contains(&host) {
+                sim.crash(host.as_str());
+                self.mark_down(&host);
             }
         }
     }

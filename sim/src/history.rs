@@ -181,9 +181,15 @@ pub enum EventKind {
         #[serde(default, skip_serializing_if = "String::is_empty")]
         detail: String,
     },
-    /// A model panicked or a host's software failed. The run stops here.
+    /// A model panicked or a host's software failed: the run stops here. Or, with
+    /// `exit_status`, a simulated program exited abnormally on its own (Go's runtime exits
+    /// with status 2 on an unrecovered panic, `os.Exit(n)` with n): the event's host is down
+    /// as after a kill, and the run goes on (the drain restarts it, as a supervisor would).
+    /// Histories recorded before `exit_status` existed read as run crashes.
     Crash {
         message: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        exit_status: Option<i32>,
     },
 }
 
@@ -383,6 +389,31 @@ mod tests {
         let mut bytes = Vec::new();
         history.write_jsonl(&mut bytes).unwrap();
         assert_eq!(String::from_utf8(bytes).unwrap().trim_end(), line);
+    }
+
+    #[test]
+    fn a_crash_without_an_exit_status_reads_back_as_a_run_crash() {
+        // Histories written before `exit_status` existed.
+        let old = r#"{"t_us":5,"host":"jetsam","type":"crash","message":"boom"}"#;
+        let history = History::read_jsonl(old).unwrap();
+        let EventKind::Crash { message, exit_status } = &history.events()[0].kind else {
+            panic!("{history:?}")
+        };
+        assert_eq!((message.as_str(), *exit_status), ("boom", None));
+        let exited = r#"{"t_us":5,"host":"app","type":"crash","message":"panic: send on closed channel","exit_status":2}"#;
+        let history = History::read_jsonl(exited).unwrap();
+        assert!(matches!(
+            history.events()[0].kind,
+            EventKind::Crash {
+                exit_status: Some(2),
+                ..
+            }
+        ));
+        let verdicts = crate::verdict::Verdicts::judge(&history, &crate::checker::check_all(&history));
+        assert_eq!(
+            verdicts.crash.as_deref(),
+            Some("app exited with status 2: panic: send on closed channel")
+        );
     }
 
     #[test]

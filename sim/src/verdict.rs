@@ -2,7 +2,8 @@
 //!
 //! A verdict separates three things: **safety** (something bad happened: a loss, a duplicate,
 //! a reorder, a phantom), **liveness** (something owed never happened before the drain budget
-//! ran out: `unseen`), and **crash** (a model panicked; the run stopped, with its seed).
+//! ran out: `unseen`), and **crash** (a model panicked and the run stopped, with its seed; or a
+//! simulated program exited abnormally, with its exit status and panic message).
 
 use crate::checker::aborted_read::ABORTED_READ;
 use crate::checker::duplicate_delivery::DUPLICATE_DELIVERY;
@@ -291,7 +292,8 @@ pub struct Verdicts {
     pub drained: bool,
     /// When it did not: what the design still had pending (a liveness verdict).
     pub pending: Option<String>,
-    /// A model panic or host failure, if the run crashed.
+    /// A model panic or host failure, if the run crashed; or the first simulated program that
+    /// exited abnormally (`<host> exited with status <n>: <message>`).
     pub crash: Option<String>,
     /// "Sometimes" counters: how often each fault, outcome and model note occurred.
     pub counters: BTreeMap<String, u64>,
@@ -300,7 +302,14 @@ pub struct Verdicts {
 impl Verdicts {
     pub fn judge(history: &History, findings: &Findings) -> Verdicts {
         let crash = history.events().iter().find_map(|e| match &e.kind {
-            EventKind::Crash { message } => Some(message.clone()),
+            EventKind::Crash {
+                message,
+                exit_status: None,
+            } => Some(message.clone()),
+            EventKind::Crash {
+                message,
+                exit_status: Some(status),
+            } => Some(format!("{} exited with status {status}: {message}", e.host)),
             _ => None,
         });
         let properties = Property::ALL

@@ -152,7 +152,10 @@ pub fn run(scenario: &Scenario, design: &dyn Design, schedule: Vec<ScheduledFaul
                 next += 1;
             }
             if let Some(message) = crash.take() {
-                env.record_now(EventKind::Crash { message });
+                env.record_now(EventKind::Crash {
+                    message,
+                    exit_status: None,
+                });
                 break;
             }
             if now_ms >= fault_phase_end {
@@ -187,7 +190,10 @@ pub fn run(scenario: &Scenario, design: &dyn Design, schedule: Vec<ScheduledFaul
         steps += 1;
         env.0.harness_now.set(SimTime::from_duration(sim.elapsed()));
         if let Some(message) = failure {
-            env.record_now(EventKind::Crash { message });
+            env.record_now(EventKind::Crash {
+                message,
+                exit_status: None,
+            });
             break;
         }
     }

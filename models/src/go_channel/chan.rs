@@ -4,9 +4,12 @@
 //!   receiver has taken the value;
 //! - a receive from a closed channel proceeds at once: buffered values first, then the zero
 //!   value with `ok == false`, forever;
-//! - sending on a closed channel, or closing it twice, panics.
+//! - sending on a closed channel, or closing it twice, panics (a sender blocked on a full
+//!   channel panics as soon as it is closed: `closechan` wakes it and `chansend` panics).
 //!
-//! [`ChanCore`] holds the rules; [`GoChan`] waits on them inside one simulated process.
+//! [`ChanCore`] holds the rules; [`GoChan`] waits on them inside one simulated process. The
+//! two panics come back as [`Panic`] values: the program decides what Go's runtime does with
+//! them (exit the whole process with status 2), not this file.
 
 // A sans-I/O core: its functions stay within clippy.toml's too-many-lines-threshold (issue 9).
 #![deny(clippy::too_many_lines)]
@@ -18,6 +21,22 @@ use tokio::sync::Notify;
 
 /// Bound on buffered values, whatever the configured capacity.
 pub const CHANNEL_CAPACITY_MAX: usize = 1 << 20;
+
+/// A channel operation Go's runtime answers with a panic; the text is the runtime's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Panic {
+    SendOnClosed,
+    CloseOfClosed,
+}
+
+impl Panic {
+    pub fn message(self) -> &'static str {
+        match self {
+            Panic::SendOnClosed => "panic: send on closed channel",
+            Panic::CloseOfClosed => "panic: close of closed channel",
+        }
+    }
+}
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum TrySend<T> {
@@ -101,9 +120,12 @@ impl<T> ChanCore<T> {
     }
 
     /// Closes the channel; closing twice is Go's "close of closed channel" panic.
-    pub fn close(&mut self) {
-        assert!(!self.closed, "close of closed channel");
+    pub fn close(&mut self) -> Result<(), Panic> {
+        if self.closed {
+            return Err(Panic::CloseOfClosed);
+        }
         self.closed = true;
+        Ok(())
     }
 
     pub fn is_closed(&self) -> bool {
@@ -134,9 +156,9 @@ impl<T> GoChan<T> {
         }
     }
 
-    /// `ch <- value`: blocks while full (and, unbuffered, until received). Panics on a closed
-    /// channel, as Go does. Returns whether the send had to wait.
-    pub async fn send(&self, value: T) -> bool {
+    /// `ch <- value`: blocks while full (and, unbuffered, until received). A closed channel,
+    /// or one closed while the send waits, is Go's panic. Returns whether the send had to wait.
+    pub async fn send(&self, value: T) -> Result<bool, Panic> {
         let mut value = value;
         let mut waited = false;
         let ticket = loop {
@@ -147,7 +169,7 @@ impl<T> GoChan<T> {
             match attempt {
                 TrySend::Sent { ticket } => break ticket,
                 TrySend::Full(back) => value = back,
-                TrySend::Closed(_) => panic!("send on closed channel"),
+                TrySend::Closed(_) => return Err(Panic::SendOnClosed),
             }
             waited = true;
             notified.await;
@@ -158,7 +180,7 @@ impl<T> GoChan<T> {
             tokio::pin!(notified);
             notified.as_mut().enable();
             if self.core.borrow().handed_over(ticket) {
-                return waited;
+                return Ok(waited);
             }
             waited = true;
             notified.await;
@@ -196,9 +218,14 @@ impl<T> GoChan<T> {
         self.core.borrow().recv_ready()
     }
 
-    pub fn close(&self) {
-        self.core.borrow_mut().close();
+    pub fn close(&self) -> Result<(), Panic> {
+        self.core.borrow_mut().close()?;
         self.wake.notify_waiters();
+        Ok(())
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.core.borrow().is_closed()
     }
 
     pub fn len(&self) -> usize {
@@ -238,7 +265,7 @@ mod tests {
     fn closed_channel_drains_then_yields_zero_values_forever() {
         let mut ch = ChanCore::new(4);
         ch.try_send(7);
-        ch.close();
+        ch.close().unwrap();
         assert!(ch.recv_ready());
         assert_eq!(ch.try_recv(), TryRecv::Value(7));
         for _ in 0..3 {
@@ -248,11 +275,25 @@ mod tests {
     }
 
     #[test]
-    #[should_panic(expected = "close of closed channel")]
-    fn closing_twice_panics() {
+    fn closing_twice_is_the_runtime_panic() {
         let mut ch = ChanCore::<u8>::new(1);
-        ch.close();
-        ch.close();
+        assert_eq!(ch.close(), Ok(()));
+        assert_eq!(ch.close(), Err(Panic::CloseOfClosed));
+        assert_eq!(Panic::CloseOfClosed.message(), "panic: close of closed channel");
+    }
+
+    #[test]
+    fn a_send_on_a_closed_full_channel_is_the_runtime_panic() {
+        let mut ch = ChanCore::new(1);
+        assert_eq!(ch.try_send(1), TrySend::Sent { ticket: 1 });
+        assert_eq!(ch.try_send(2), TrySend::Full(2), "the sender waits");
+        ch.close().unwrap();
+        assert_eq!(ch.try_send(2), TrySend::Closed(2), "woken by close, it panics");
+        assert_eq!(
+            ch.try_recv(),
+            TryRecv::Value(1),
+            "the buffer is still there to drain"
+        );
     }
 
     #[test]

@@ -18,6 +18,15 @@
 //! (a uniform pseudo-random choice when both are ready) and processes zero values (phantom
 //! message 0) when it picks the closed channel after it drained.
 //!
+//! The unsafe shutdowns (issue 15): `close_while_sending` closes the channel from a SIGTERM
+//! handler while producers still send; Go's runtime panics ("send on closed channel") and
+//! exits with status 2, so everything buffered, and everything processed but not yet written
+//! out, is lost (a crash verdict with the status and the panic's text). `os_exit` ends `main`
+//! with `os.Exit`, so the deferred `w.Flush()` of the consumers' writer (`write_buffer`) never
+//! runs and the processed messages still in it are lost. `bare_receive` (`v := <-ch` in a
+//! bare `for`) processes zero values without end once the channel is closed: phantoms, and a
+//! program that never exits.
+//!
 //! A publish is `ok` when the send completes (the channel took the value). A producer killed
 //! while blocked on a full channel never learns the outcome: that publish is `info`.
 
@@ -44,6 +53,9 @@ pub const CAPACITY_MAX: u32 = 100_000;
 pub const CONSUMERS_MAX: u32 = 64;
 pub const PRODUCERS_MAX: u32 = 64;
 
+/// Go's runtime exit status after an unrecovered panic (`runtime.fatalpanic` → `exit(2)`).
+pub const GO_PANIC_EXIT_STATUS: i32 = 2;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Shutdown {
@@ -51,6 +63,17 @@ pub enum Shutdown {
     Correct,
     /// `select` on quit and data, `ok` ignored.
     Careless,
+    /// `for v := range ch`, but a SIGTERM handler closes the channel at once while producers
+    /// may still be sending: "send on closed channel" (or main's "close of closed channel")
+    /// panics and the process exits with status 2, losing everything buffered.
+    CloseWhileSending,
+    /// `for v := range ch`, but main ends with `os.Exit(exit_status)`: the deferred
+    /// `w.Flush()` of the consumers' writer never runs.
+    OsExit,
+    /// `for { v := <-ch; process(v) }`: after close every receive yields the zero value at
+    /// once, so it processes message 0 over and over (needs `processing_ms` >= 1) and never
+    /// returns; the program never exits, and a stop ends in SIGKILL after `stop_grace_ms`.
+    BareReceive,
 }
 
 /// The `go-channel` design's `[config]`. The doc comments are what `jetsam list` shows.
@@ -67,6 +90,14 @@ pub struct Config {
     pub consumers: u32,
     /// Time the consumer's handler takes per message before its effect is applied.
     pub processing_ms: u64,
+    /// Processed messages the consumers' shared `bufio.Writer` holds before it writes them
+    /// out (their effects); 0 writes each one through. main's deferred `w.Flush()` writes the
+    /// rest at exit, unless `os.Exit` skips it.
+    #[schemars(range(max = 10_000))]
+    pub write_buffer: u32,
+    /// The status `shutdown = "os_exit"` passes to `os.Exit` (`log.Fatal` uses 1).
+    #[schemars(range(min = 0, max = 255))]
+    pub exit_status: i32,
 }
 
 impl Default for Config {
@@ -76,6 +107,8 @@ impl Default for Config {
             shutdown: Shutdown::Correct,
             consumers: 1,
             processing_ms: 2,
+            write_buffer: 0,
+            exit_status: 0,
         }
     }
 }
@@ -95,6 +128,15 @@ pub fn build(scenario: &Scenario) -> Result<Box<dyn Design>, ScenarioError> {
             path: scenario.path.clone(),
             line: None,
             message: format!("workload.producers: at most {PRODUCERS_MAX} for go-channel"),
+        });
+    }
+    if config.shutdown == Shutdown::BareReceive && config.processing_ms == 0 {
+        // Go would spin a core at 100%; a simulated handler that takes no time never lets
+        // simulated time move on.
+        return Err(ScenarioError {
+            path: scenario.path.clone(),
+            line: None,
+            message: "config.processing_ms: at least 1 with shutdown = \"bare_receive\", whose loop spins on zero values".into(),
         });
     }
     Ok(Box::new(GoChannel::new(config, scenario.workload.clone())))
@@ -141,6 +183,8 @@ impl Design for GoChannel {
         if self.config.consumers == 1 {
             properties.push(Property::Ordered(OrderScope::Producer));
         }
+        // A Go panic's exit is a crash verdict, which no excuse covers; `os.Exit` skipping a
+        // deferred call is Go's documented behaviour, like the careless select's backlog.
         Promise {
             text: "exactly once, FIFO per channel, while the process lives (reference table row 23)".into(),
             properties,
@@ -148,6 +192,7 @@ impl Design for GoChannel {
                 Excuse::fault("kill", HOST),
                 Excuse::fault("power_fail", HOST),
                 Excuse::note("select.quit_with_backlog"),
+                Excuse::note("defer.flush_skipped"),
             ],
         }
     }
@@ -163,43 +208,129 @@ impl Design for GoChannel {
     }
 }
 
+/// What Go's runtime does when the program ends itself: a goroutine's unrecovered panic, or
+/// `os.Exit`, ends the whole process at once (no other goroutine's code and no deferred call
+/// of `main` runs). `program` returns as soon as it is set, which drops every goroutine.
+#[derive(Default)]
+struct Exit {
+    exiting: std::cell::Cell<bool>,
+    wake: Notify,
+}
+
+impl Exit {
+    /// The first exit wins: a second panic racing the first never gets printed.
+    fn exit(&self, env: &Env, status: i32, message: &str) {
+        if !self.exiting.replace(true) {
+            env.exit(HOST, status, message);
+            self.wake.notify_one(); // a permit: `wait` sees it even if it polls later
+        }
+    }
+
+    fn exiting(&self) -> bool {
+        self.exiting.get()
+    }
+
+    async fn wait(&self) {
+        self.wake.notified().await;
+    }
+}
+
+/// The consumers' shared `bufio.Writer` (`w := bufio.NewWriter(out); defer w.Flush()`): an
+/// effect takes hold when the buffer is written out, when full or by the deferred `Flush`.
+struct Writer {
+    buffered: std::cell::RefCell<Vec<(MsgId, String)>>,
+    size: usize,
+}
+
+impl Writer {
+    fn write(&self, env: &Env, id: MsgId, consumer: &str) {
+        self.buffered.borrow_mut().push((id, consumer.to_string()));
+        if self.buffered.borrow().len() >= self.size {
+            self.flush(env);
+        }
+    }
+
+    fn flush(&self, env: &Env) {
+        let buffered = std::mem::take(&mut *self.buffered.borrow_mut());
+        for (id, consumer) in buffered {
+            env.record(HOST, EventKind::Effect { id, consumer });
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.buffered.borrow().len()
+    }
+}
+
+/// What every goroutine of one incarnation shares.
+struct Program {
+    env: Env,
+    process: Process,
+    config: Config,
+    ch: GoChan<MsgId>,
+    quit: GoChan<()>,
+    writer: Writer,
+    exit: Exit,
+}
+
 /// The Go program, one incarnation of the process.
 async fn program(
     env: Env,
     config: Config,
     producers: u32,
-    (interval, start_at): (Duration, Duration),
+    pace: (Duration, Duration),
     source: Rc<Source>,
 ) -> turmoil::Result {
     let process = env.process(HOST);
     let _running = process.start();
     let wake = Rc::new(Notify::new());
-    let ch: Rc<GoChan<MsgId>> = Rc::new(GoChan::new(config.capacity as usize, wake.clone()));
-    let quit: Rc<GoChan<()>> = Rc::new(GoChan::new(0, wake));
-
-    let mut consumer_tasks = Vec::new();
-    for index in 1..=config.consumers {
-        let name = format!("consumer-{index}");
-        let (env, process, ch, quit) = (env.clone(), process.clone(), ch.clone(), quit.clone());
-        consumer_tasks.push(tokio::task::spawn_local(async move {
-            match config.shutdown {
-                Shutdown::Correct => consume_correct(&env, &process, &name, &ch, config.processing_ms).await,
-                Shutdown::Careless => {
-                    consume_careless(&env, &process, &name, &ch, &quit, config.processing_ms).await
-                }
-            }
-        }));
+    let program = Rc::new(Program {
+        ch: GoChan::new(config.capacity as usize, wake.clone()),
+        quit: GoChan::new(0, wake),
+        // A buffer of 0 writes each effect through (`size` 1 flushes on every write).
+        writer: Writer {
+            buffered: std::cell::RefCell::new(Vec::new()),
+            size: config.write_buffer.max(1) as usize,
+        },
+        exit: Exit::default(),
+        env,
+        process,
+        config,
+    });
+    // `biased`: the exit is looked at first, so nothing of `main` runs once it is set (and
+    // tokio's own random branch choice stays out of the run).
+    tokio::select! {
+        biased;
+        () = program.exit.wait() => Ok(()),
+        result = main(program.clone(), producers, pace, source) => result,
     }
+}
+
+/// Go's `main`: start the goroutines, wait for the producers, close, wait for the consumers,
+/// and leave through the deferred `w.Flush()` (or around it, with `os.Exit`).
+async fn main(
+    program: Rc<Program>,
+    producers: u32,
+    (interval, start_at): (Duration, Duration),
+    source: Rc<Source>,
+) -> turmoil::Result {
+    let (env, process, config) = (&program.env, &program.process, &program.config);
+    let consumer_tasks: Vec<_> = (1..=config.consumers)
+        .map(|index| tokio::task::spawn_local(consume(program.clone(), format!("consumer-{index}"))))
+        .collect();
     let mut producer_tasks = Vec::new();
     for index in 1..=producers {
         // A restarted process is a new producer session whose sequence starts again, so
         // per-producer order is judged per incarnation (as Kafka scopes it per producer id).
         let name = format!("producer-{index}@{}", process.incarnation());
-        let (env, process, ch, source) = (env.clone(), process.clone(), ch.clone(), source.clone());
+        let (program, source) = (program.clone(), source.clone());
         producer_tasks.push(tokio::task::spawn_local(async move {
-            let start = start_at.saturating_sub(Duration::from_micros(env.now().0));
-            produce(&env, &process, &name, &ch, &source, interval, start).await
+            let start = start_at.saturating_sub(Duration::from_micros(program.env.now().0));
+            produce(&program, &name, &source, interval, start).await
         }));
+    }
+    if config.shutdown == Shutdown::CloseWhileSending {
+        tokio::task::spawn_local(close_on_sigterm(program.clone()));
     }
     // wg.Wait() on the producers, then close(ch); close(quit).
     for task in producer_tasks {
@@ -208,27 +339,66 @@ async fn program(
     if process.stop_requested() {
         env.note(HOST, "shutdown.on_stop");
     }
-    let backlog = ch.len();
-    if backlog > 0 {
+    if !program.ch.is_empty() {
         env.note(HOST, "shutdown.with_backlog");
     }
-    ch.close();
-    quit.close();
+    if let Err(panic) = program.ch.close() {
+        program.exit.exit(
+            env,
+            GO_PANIC_EXIT_STATUS,
+            &format!("{} (goroutine 1 [main])", panic.message()),
+        );
+        return Ok(());
+    }
+    program.quit.close().expect("only main closes quit, once");
     for task in consumer_tasks {
         task.await?;
     }
+    exit_main(&program);
     Ok(())
 }
 
-async fn produce(
-    env: &Env,
-    process: &Process,
-    name: &str,
-    ch: &GoChan<MsgId>,
-    source: &Source,
-    interval: Duration,
-    start: Duration,
-) {
+/// The end of `main`: its deferred `w.Flush()` runs on return, and `os.Exit` skips it ("The
+/// program terminates immediately; deferred functions are not run": Go's `os.Exit` doc).
+fn exit_main(program: &Program) {
+    let env = &program.env;
+    if program.config.shutdown != Shutdown::OsExit {
+        program.writer.flush(env);
+        return;
+    }
+    let status = program.config.exit_status;
+    if program.writer.len() > 0 {
+        env.note_with(
+            HOST,
+            "defer.flush_skipped",
+            format!(
+                "{} processed message(s) still in the writer's buffer",
+                program.writer.len()
+            ),
+        );
+    }
+    program.exit.exit(
+        env,
+        status,
+        &format!("os.Exit({status}): deferred functions not run"),
+    );
+}
+
+/// The careless shortcut: `go func() { <-sigterm; close(ch) }()`, while producers may still be
+/// sending. A producer blocked on the full channel panics at once; one that checks for the
+/// signal first returns, and then `main`'s own `close(ch)` panics. Either way: status 2.
+async fn close_on_sigterm(program: Rc<Program>) {
+    program.process.stopping().await;
+    program.env.note_with(
+        HOST,
+        "chan.closed_while_sending",
+        format!("{} value(s) buffered", program.ch.len()),
+    );
+    program.ch.close().expect("the first close, before main's");
+}
+
+async fn produce(program: &Program, name: &str, source: &Source, interval: Duration, start: Duration) {
+    let (env, process) = (&program.env, &program.process);
     let mut seq = 0;
     process.sleep(start).await;
     loop {
@@ -249,8 +419,15 @@ async fn produce(
                 key,
             },
         );
-        if ch.send(id).await {
-            env.note(HOST, "chan.send_blocked");
+        match program.ch.send(id).await {
+            Ok(true) => env.note(HOST, "chan.send_blocked"),
+            Ok(false) => {}
+            Err(panic) => {
+                // The publish stays open: the process dies before the producer learns anything.
+                let message = format!("{} (goroutine {name})", panic.message());
+                program.exit.exit(env, GO_PANIC_EXIT_STATUS, &message);
+                return;
+            }
         }
         env.record(HOST, EventKind::publish_ok(id));
         if !interval.is_zero() {
@@ -259,7 +436,8 @@ async fn produce(
     }
 }
 
-async fn handle(env: &Env, process: &Process, consumer: &str, id: MsgId, processing_ms: u64) {
+async fn handle(program: &Program, consumer: &str, id: MsgId) {
+    let env = &program.env;
     env.record(
         HOST,
         EventKind::Deliver {
@@ -271,38 +449,62 @@ async fn handle(env: &Env, process: &Process, consumer: &str, id: MsgId, process
             offset: None,
         },
     );
-    process.sleep(Duration::from_millis(processing_ms)).await;
-    env.record(
-        HOST,
-        EventKind::Effect {
-            id,
-            consumer: consumer.to_string(),
-        },
-    );
+    program
+        .process
+        .sleep(Duration::from_millis(program.config.processing_ms))
+        .await;
+    if program.exit.exiting() {
+        return; // the process is gone; this goroutine only has not been dropped yet
+    }
+    program.writer.write(env, id, consumer);
+}
+
+async fn consume(program: Rc<Program>, name: String) {
+    match program.config.shutdown {
+        Shutdown::Careless => consume_careless(&program, &name).await,
+        Shutdown::Correct | Shutdown::CloseWhileSending | Shutdown::OsExit => {
+            consume_correct(&program, &name).await
+        }
+        Shutdown::BareReceive => consume_bare(&program, &name).await,
+    }
+}
+
+/// `for { v := <-ch; process(v) }`: no `ok`, and no way out of the loop.
+async fn consume_bare(program: &Program, name: &str) {
+    let mut spinning = false;
+    loop {
+        program.process.checkpoint().await;
+        let id = match program.ch.recv().await {
+            Some(id) => id,
+            None => {
+                // Closed and drained: the zero value, at once, on every receive from now on.
+                if !spinning {
+                    program.env.note(HOST, "chan.zero_value");
+                    spinning = true;
+                }
+                MsgId::ZERO
+            }
+        };
+        handle(program, name, id).await;
+    }
 }
 
 /// `for v := range ch { process(v) }`
-async fn consume_correct(env: &Env, process: &Process, name: &str, ch: &GoChan<MsgId>, processing_ms: u64) {
+async fn consume_correct(program: &Program, name: &str) {
     loop {
-        process.checkpoint().await;
-        match ch.recv().await {
-            Some(id) => handle(env, process, name, id, processing_ms).await,
+        program.process.checkpoint().await;
+        match program.ch.recv().await {
+            Some(id) => handle(program, name, id).await,
             None => return,
         }
     }
 }
 
 /// `for { select { case <-quit: return; case v := <-ch: process(v) } }`, `ok` ignored.
-async fn consume_careless(
-    env: &Env,
-    process: &Process,
-    name: &str,
-    ch: &GoChan<MsgId>,
-    quit: &GoChan<()>,
-    processing_ms: u64,
-) {
+async fn consume_careless(program: &Program, name: &str) {
+    let (env, ch, quit) = (&program.env, &program.ch, &program.quit);
     loop {
-        process.checkpoint().await;
+        program.process.checkpoint().await;
         let notified = ch.wake().notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
@@ -333,6 +535,6 @@ async fn consume_careless(
                 MsgId::ZERO
             }
         };
-        handle(env, process, name, id, processing_ms).await;
+        handle(program, name, id).await;
     }
 }

@@ -55,6 +55,45 @@ fn go_channel_kill_loses_exactly_what_was_buffered_or_in_the_handler() {
 }
 
 #[test]
+fn go_channel_send_on_closed_exits_with_status_2_and_loses_the_buffer() {
+    let outcome = load("scenarios/go-channel/send-on-closed-crashes.toml").run(1);
+    let crash = outcome.verdicts.crash.clone().expect("a crash verdict");
+    assert!(
+        crash.starts_with("app exited with status 2: panic: send on closed channel"),
+        "{crash}"
+    );
+    // The close found 15 values buffered (the consumer had one in its handler): all lost,
+    // every one acknowledged before the stop, none after the restart.
+    let stop_us = 200_000;
+    let lost = outcome.findings.get(LOST);
+    assert_eq!(lost.len(), 16, "{lost:?}");
+    assert!(lost.iter().all(|a| a.times[1].0 <= stop_us), "{lost:?}");
+    // The drain restarted the program as a new incarnation, which published the rest.
+    assert!(outcome.verdicts.drained);
+}
+
+#[test]
+fn go_channel_os_exit_loses_only_what_the_deferred_flush_would_have_written() {
+    let exit = load("scenarios/go-channel/os-exit-skips-deferred-flush.toml").run(1);
+    let crash = exit
+        .verdicts
+        .crash
+        .clone()
+        .expect("os.Exit(1) is a crash verdict");
+    assert!(
+        crash.starts_with("app exited with status 1: os.Exit(1)"),
+        "{crash}"
+    );
+    let lost = exit.findings.get(LOST);
+    // Each shutdown loses less than one writer's buffer (8), and both shutdowns lose some.
+    assert!(!lost.is_empty() && lost.len() < 16, "{lost:?}");
+    assert_eq!(exit.verdicts.counters.get("note.defer.flush_skipped"), Some(&2));
+    let flushed = load("scenarios/go-channel/deferred-flush-on-return.toml").run(1);
+    assert!(flushed.findings.get(LOST).is_empty());
+    assert!(flushed.verdicts.crash.is_none());
+}
+
+#[test]
 fn go_channel_careless_shutdown_phantoms_are_zero_values() {
     let outcome = load("scenarios/go-channel/careless-shutdown-phantom.toml").run(1);
     let phantoms = outcome.findings.get(PHANTOM);
@@ -127,6 +166,9 @@ fn a_run_that_does_not_drain_is_a_liveness_failure_naming_what_is_pending() {
 fn every_bundled_scenario_drains() {
     for path in bundled() {
         let loaded = load(&path);
+        if !loaded.scenario.expect.drains {
+            continue; // its point is a program that never finishes (a spinning receive loop)
+        }
         let outcome = loaded.run(loaded.scenario.run.seed);
         assert!(
             outcome.verdicts.drained,
@@ -134,4 +176,49 @@ fn every_bundled_scenario_drains() {
             outcome.verdicts.pending
         );
     }
+}
+
+#[test]
+fn signals_a_coalesced_sigusr1_is_an_ok_publish_then_lost_and_eagain_is_a_fail() {
+    let burst = load("scenarios/signals/standard-burst-coalesces.toml").run(1);
+    let coalesced = burst
+        .verdicts
+        .counters
+        .get("note.signal.coalesced")
+        .copied()
+        .unwrap_or(0);
+    // Every coalesced send, and only those, is lost: sigqueue returned 0 for each.
+    assert!(coalesced > 10, "{coalesced}");
+    assert_eq!(burst.findings.get(LOST).len() as u64, coalesced);
+    let limited = load("scenarios/signals/realtime-eagain-past-limit.toml").run(1);
+    let eagain = limited
+        .verdicts
+        .counters
+        .get("note.sigqueue.eagain")
+        .copied()
+        .unwrap_or(0);
+    assert!(eagain > 0);
+    assert_eq!(
+        limited.verdicts.counters.get("publish.fail").copied(),
+        Some(eagain)
+    );
+    assert!(limited.findings.get(LOST).is_empty());
+}
+
+#[test]
+fn signals_sigterm_draining_first_loses_nothing_of_what_was_queued() {
+    let mut loaded = load("scenarios/signals/sigterm-discards-pending.toml");
+    let discarded = loaded.run(1);
+    assert!(!discarded.findings.get(LOST).is_empty());
+    loaded.scenario.text = loaded.scenario.text.replace(
+        "rlimit_sigpending = 1000",
+        "rlimit_sigpending = 1000\ndrain_on_sigterm = true",
+    );
+    let drained = loaded.run(1);
+    assert!(
+        drained.findings.get(LOST).is_empty(),
+        "{:?}",
+        drained.findings.get(LOST)
+    );
+    assert_eq!(drained.verdicts.counters.get("note.shutdown.drained"), Some(&1));
 }
