@@ -221,6 +221,7 @@ fn on_engine(schedule: &Schedule) -> (Vec<Line>, BTreeMap<i64, (i64, i64)>) {
         name: "t".into(),
         primary_key: "id".into(),
         unique: vec!["k".into()],
+        auto_increment: false,
     };
     let mut now = Duration::ZERO;
     let mut engine = Engine::open(options, SimDisk::new(), vec![schema], now);
