@@ -523,7 +523,11 @@ enum OutboxOp {
     Insert,
     /// `SELECT id FROM o WHERE id > after AND sent = 0 ORDER BY id LIMIT limit`, plain or
     /// `FOR UPDATE SKIP LOCKED`.
-    Scan { after: i64, limit: u32, skip_locked: bool },
+    Scan {
+        after: i64,
+        limit: u32,
+        skip_locked: bool,
+    },
     Commit,
     Rollback,
 }
@@ -533,7 +537,11 @@ enum OutboxOp {
 const OUTBOX_STEPS: [(usize, OutboxOp); 17] = {
     use OutboxOp::*;
     const fn plain(after: i64) -> OutboxOp {
-        Scan { after, limit: 10, skip_locked: false }
+        Scan {
+            after,
+            limit: 10,
+            skip_locked: false,
+        }
     }
     [
         (0, Begin),
@@ -549,10 +557,24 @@ const OUTBOX_STEPS: [(usize, OutboxOp); 17] = {
         (0, Rollback),
         (1, Insert), // id 4
         (0, Begin),
-        (0, Scan { after: 0, limit: 1, skip_locked: true }), // 1
+        (
+            0,
+            Scan {
+                after: 0,
+                limit: 1,
+                skip_locked: true,
+            },
+        ), // 1
         (1, Begin),
         (1, Insert), // id 5, uncommitted
-        (2, Scan { after: 0, limit: 10, skip_locked: true }), // 2 and 4: 1 and 5 are held
+        (
+            2,
+            Scan {
+                after: 0,
+                limit: 10,
+                skip_locked: true,
+            },
+        ), // 2 and 4: 1 and 5 are held
     ]
 };
 
@@ -571,7 +593,12 @@ fn outbox_on_engine() -> Vec<OutboxSaid> {
         unique: vec![],
         auto_increment: true,
     };
-    let mut engine = Engine::open(EngineOptions::default(), SimDisk::new(), vec![schema], Duration::ZERO);
+    let mut engine = Engine::open(
+        EngineOptions::default(),
+        SimDisk::new(),
+        vec![schema],
+        Duration::ZERO,
+    );
     let sessions: Vec<_> = (0..3).map(|_| engine.connect()).collect();
     let mut said = Vec::new();
     for (session, op) in OUTBOX_STEPS {
@@ -584,7 +611,11 @@ fn outbox_on_engine() -> Vec<OutboxSaid> {
                 record: Record::from([("sent".to_string(), Value::Int(0))]),
                 tag: None,
             },
-            OutboxOp::Scan { after, limit, skip_locked } => Statement::Scan {
+            OutboxOp::Scan {
+                after,
+                limit,
+                skip_locked,
+            } => Statement::Scan {
                 table: "o".into(),
                 after: Some(Value::Int(after)),
                 only_if: vec![("sent".into(), Value::Int(0))],
@@ -609,12 +640,18 @@ async fn outbox_on_server(server: &MariaDb) -> Vec<OutboxSaid> {
     let mut admin = mysql_async::Conn::new(server.options(None)).await.unwrap();
     admin.query_drop("CREATE DATABASE outbox").await.unwrap();
     admin
-        .query_drop("CREATE TABLE outbox.o (id INT AUTO_INCREMENT PRIMARY KEY, sent INT NOT NULL) ENGINE=InnoDB")
+        .query_drop(
+            "CREATE TABLE outbox.o (id INT AUTO_INCREMENT PRIMARY KEY, sent INT NOT NULL) ENGINE=InnoDB",
+        )
         .await
         .unwrap();
     let mut conns = Vec::new();
     for _ in 0..3 {
-        conns.push(mysql_async::Conn::new(server.options(Some("outbox"))).await.unwrap());
+        conns.push(
+            mysql_async::Conn::new(server.options(Some("outbox")))
+                .await
+                .unwrap(),
+        );
     }
     let mut said = Vec::new();
     for (session, op) in OUTBOX_STEPS {
@@ -627,9 +664,19 @@ async fn outbox_on_server(server: &MariaDb) -> Vec<OutboxSaid> {
                 .query_drop("INSERT INTO o (sent) VALUES (0)")
                 .await
                 .map(|()| OutboxSaid::Id(conn.last_insert_id().expect("an AUTO_INCREMENT id") as i64)),
-            OutboxOp::Scan { after, limit, skip_locked } => {
-                let lock = if skip_locked { " FOR UPDATE SKIP LOCKED" } else { "" };
-                let sql = format!("SELECT id FROM o WHERE id > {after} AND sent = 0 ORDER BY id LIMIT {limit}{lock}");
+            OutboxOp::Scan {
+                after,
+                limit,
+                skip_locked,
+            } => {
+                let lock = if skip_locked {
+                    " FOR UPDATE SKIP LOCKED"
+                } else {
+                    ""
+                };
+                let sql = format!(
+                    "SELECT id FROM o WHERE id > {after} AND sent = 0 ORDER BY id LIMIT {limit}{lock}"
+                );
                 conn.query::<i64, _>(sql).await.map(OutboxSaid::Ids)
             }
         };
@@ -654,17 +701,38 @@ fn the_outbox_statements_agree_with_innodb() {
     let engine = outbox_on_engine();
     use OutboxSaid::{Id, Ids, Ok as Fine};
     let expected = vec![
-        Fine, Fine, Id(1), Id(2), Fine, Ids(vec![2]), Fine, Ids(vec![]), Fine, Id(3), Fine, Id(4), Fine,
-        Ids(vec![1]), Fine, Id(5), Ids(vec![2, 4]),
+        Fine,
+        Fine,
+        Id(1),
+        Id(2),
+        Fine,
+        Ids(vec![2]),
+        Fine,
+        Ids(vec![]),
+        Fine,
+        Id(3),
+        Fine,
+        Id(4),
+        Fine,
+        Ids(vec![1]),
+        Fine,
+        Id(5),
+        Ids(vec![2, 4]),
     ];
     assert_eq!(engine, expected, "the engine");
     if db_support::installed().is_none() {
-        assert!(!db_support::required(), "CI needs MariaDB: apt-get install mariadb-server, as .ci/run does");
+        assert!(
+            !db_support::required(),
+            "CI needs MariaDB: apt-get install mariadb-server, as .ci/run does"
+        );
         eprintln!("SKIPPED: mariadb-server is not installed");
         return;
     }
     let server = MariaDb::start(LOCK_WAIT_TIMEOUT_S);
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let real = runtime.block_on(outbox_on_server(&server));
     for (step, ((op, engine), real)) in OUTBOX_STEPS.iter().zip(&engine).zip(&real).enumerate() {
         assert_eq!(engine, real, "step {step} {op:?}: the engine, then MariaDB");

@@ -253,7 +253,12 @@ impl<D: Disk> Engine<D> {
     /// insert leaves a gap, and a transaction holding a lower id can commit after one holding
     /// a higher id. An explicit id at or past the counter moves the counter past it.
     fn assign_auto_increment(&mut self, statement: Statement) -> Statement {
-        let Statement::Insert { table, mut record, tag } = statement else {
+        let Statement::Insert {
+            table,
+            mut record,
+            tag,
+        } = statement
+        else {
             return statement;
         };
         if let (Some(schema), Some(next)) = (self.schemas.get(&table), self.auto_increment.get_mut(&table)) {
@@ -413,7 +418,9 @@ impl<D: Disk> Engine<D> {
                 let statement = self.assign_auto_increment(statement);
                 self.run_on_row(session, statement, now, woken)
             }
-            Statement::Select { .. } | Statement::Update { .. } => self.run_on_row(session, statement, now, woken),
+            Statement::Select { .. } | Statement::Update { .. } => {
+                self.run_on_row(session, statement, now, woken)
+            }
             Statement::Scan { ref table, .. } if !self.tables.contains_key(table) => {
                 Outcome::Error(DbError::NoSuchTable)
             }
@@ -451,7 +458,9 @@ impl<D: Disk> Engine<D> {
         let highest = picked.last().and_then(|row| row.get(&schema.primary_key));
         let passes_uncommitted = highest.is_some_and(|highest| {
             self.tables[&scan.table].keys().any(|key| {
-                key < highest && scan.after.as_ref().is_none_or(|after| key > after) && !committed.contains_key(key)
+                key < highest
+                    && scan.after.as_ref().is_none_or(|after| key > after)
+                    && !committed.contains_key(key)
             })
         });
         if passes_uncommitted {
@@ -470,7 +479,9 @@ impl<D: Disk> Engine<D> {
         let rows = self.tables[&scan.table].clone();
         let mut skipped = false;
         let picked = scan.pick(rows, |key| {
-            let locked = self.locks.try_acquire(txn.id, &RowId::new(&scan.table, key_text(key)));
+            let locked = self
+                .locks
+                .try_acquire(txn.id, &RowId::new(&scan.table, key_text(key)));
             skipped |= !locked;
             locked
         });
@@ -1257,7 +1268,11 @@ mod tests {
         exec(&mut e, a, Statement::Begin);
         exec(&mut e, b, Statement::Begin);
         assert_eq!(exec(&mut e, a, outbox_row(1)).0, Outcome::Inserted(1));
-        assert_eq!(exec(&mut e, b, outbox_row(2)).0, Outcome::Inserted(2), "no wait for a's id");
+        assert_eq!(
+            exec(&mut e, b, outbox_row(2)).0,
+            Outcome::Inserted(2),
+            "no wait for a's id"
+        );
         exec(&mut e, b, Statement::Commit);
         assert_eq!(
             ids(&exec(&mut e, relay, scan(Some(0), false)).0),
@@ -1281,8 +1296,14 @@ mod tests {
         exec(&mut e, s, Statement::Begin);
         assert_eq!(exec(&mut e, s, outbox_row(1)).0, Outcome::Inserted(1));
         exec(&mut e, s, Statement::Rollback);
-        assert_eq!(exec(&mut e, s, outbox_row(2)).0, Outcome::Inserted(2), "id 1 is not reused");
-        let Statement::Insert { mut record, .. } = outbox_row(3) else { unreachable!() };
+        assert_eq!(
+            exec(&mut e, s, outbox_row(2)).0,
+            Outcome::Inserted(2),
+            "id 1 is not reused"
+        );
+        let Statement::Insert { mut record, .. } = outbox_row(3) else {
+            unreachable!()
+        };
         record.insert("id".into(), Value::Int(10));
         let explicit = Statement::Insert {
             table: "outbox".into(),
@@ -1318,7 +1339,11 @@ mod tests {
         assert_eq!(ids(&exec(&mut e, r1, first).0), vec![1]);
         exec(&mut e, r2, Statement::Begin);
         let (outcome, resumed) = exec(&mut e, r2, scan(None, true));
-        assert_eq!(ids(&outcome), vec![2], "1 is r1's and 3 is w's: passed over, not waited for");
+        assert_eq!(
+            ids(&outcome),
+            vec![2],
+            "1 is r1's and 3 is w's: passed over, not waited for"
+        );
         assert!(resumed.is_empty() && !e.is_blocked(r2));
         assert!(e.notes.contains(&"db.skip_locked_passed_over"));
         let update = Statement::Update {
@@ -1328,7 +1353,11 @@ mod tests {
             only_if: vec![],
             tag: None,
         };
-        assert_eq!(exec(&mut e, r1, update).0, Outcome::Blocked, "r2 holds row 2 to its commit");
+        assert_eq!(
+            exec(&mut e, r1, update).0,
+            Outcome::Blocked,
+            "r2 holds row 2 to its commit"
+        );
         exec(&mut e, w, Statement::Commit);
         let (_, resumed) = exec(&mut e, r2, Statement::Commit);
         assert_eq!(resumed, vec![(r1, Outcome::Affected(1))]);

@@ -279,13 +279,18 @@ impl LockManager {
     /// false, and nothing queued, when another transaction holds the row or waits for it.
     pub fn try_acquire(&mut self, txn: TxnId, row: &Row) -> bool {
         let busy = self.rows.get(row).is_some_and(|locks| {
-            locks.granted.keys().any(|other| *other != txn) || locks.waiting.iter().any(|(other, _)| *other != txn)
+            locks.granted.keys().any(|other| *other != txn)
+                || locks.waiting.iter().any(|(other, _)| *other != txn)
         });
         if busy {
             return false;
         }
         let acquired = self.acquire(txn, row, Mode::Exclusive, Duration::ZERO);
-        assert_eq!(acquired, Acquired::Granted, "a lock no one else holds or waits for is granted");
+        assert_eq!(
+            acquired,
+            Acquired::Granted,
+            "a lock no one else holds or waits for is granted"
+        );
         true
     }
 

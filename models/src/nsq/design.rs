@@ -325,7 +325,12 @@ impl Nsq {
 
 /// The clients' settings from the design's `[config]` and workload (also the outbox
 /// design's consumers and relays, which use NSQ as this design wires it).
-pub(crate) fn client_config(c: &Config, workload: &Workload, lookupds: Vec<String>, db: Option<DbSink>) -> ClientConfig {
+pub(crate) fn client_config(
+    c: &Config,
+    workload: &Workload,
+    lookupds: Vec<String>,
+    db: Option<DbSink>,
+) -> ClientConfig {
     ClientConfig {
         topic: c.topic.clone(),
         channel: c.channel.clone(),

@@ -210,7 +210,8 @@ impl Outbox {
             start: Duration::from_millis(self.workload.start_ms),
         };
         for host in self.writers() {
-            let (env, writer, source, name) = (env.clone(), writer.clone(), self.source.clone(), host.clone());
+            let (env, writer, source, name) =
+                (env.clone(), writer.clone(), self.source.clone(), host.clone());
             env.process(&host).install(sim, move || {
                 run_writer(env.clone(), name.clone(), writer.clone(), source.clone())
             });
@@ -233,7 +234,12 @@ impl Outbox {
         for host in self.consumers() {
             let (env, client, name) = (env.clone(), client.clone(), host.clone());
             env.process(&host).install(sim, move || {
-                run_consumer(env.clone(), name.clone(), vec![NSQD_HOST.to_string()], client.clone())
+                run_consumer(
+                    env.clone(),
+                    name.clone(),
+                    vec![NSQD_HOST.to_string()],
+                    client.clone(),
+                )
             });
         }
     }
@@ -250,9 +256,14 @@ impl Outbox {
                 let lowest = self
                     .relays()
                     .iter()
-                    .map(|relay| match cursors.get(&Value::Text(relay.clone())).and_then(|r| r.get("last_seen")) {
-                        Some(Value::Int(seen)) => *seen,
-                        _ => 0,
+                    .map(|relay| {
+                        match cursors
+                            .get(&Value::Text(relay.clone()))
+                            .and_then(|r| r.get("last_seen"))
+                        {
+                            Some(Value::Int(seen)) => *seen,
+                            _ => 0,
+                        }
                     })
                     .min()
                     .unwrap_or(0);
@@ -340,7 +351,12 @@ impl Design for Outbox {
         let mut waiting = Vec::new();
         for (host, core) in self.registry.borrow().iter() {
             let Some(core) = core.upgrade() else { continue };
-            waiting.extend(core.borrow().held().into_iter().map(|line| format!("{host} {line}")));
+            waiting.extend(
+                core.borrow()
+                    .held()
+                    .into_iter()
+                    .map(|line| format!("{host} {line}")),
+            );
         }
         (!waiting.is_empty()).then(|| waiting.join("; "))
     }

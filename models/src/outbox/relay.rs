@@ -68,7 +68,13 @@ pub async fn run_relay(env: Env, host: String, config: RelayConfig) -> turmoil::
 impl Relay {
     async fn call(&mut self, statement: Statement) -> Result<Outcome, NoAnswer> {
         if self.db.is_none() {
-            self.db = DbConn::connect(&self.env, &self.host, &self.config.db_host, self.config.db_timeout).await;
+            self.db = DbConn::connect(
+                &self.env,
+                &self.host,
+                &self.config.db_host,
+                self.config.db_timeout,
+            )
+            .await;
         }
         let db = self.db.as_mut().ok_or(NoAnswer)?;
         db.call(statement, self.config.db_timeout).await
@@ -114,7 +120,11 @@ impl Relay {
             tag: None,
         };
         self.call(update).await?;
-        self.env.note_with(&self.host, "relay.marked", format!("cursor at outbox id {highest}"));
+        self.env.note_with(
+            &self.host,
+            "relay.marked",
+            format!("cursor at outbox id {highest}"),
+        );
         Ok(())
     }
 
@@ -168,7 +178,9 @@ impl Relay {
     async fn publish_all(&mut self, rows: &[Record]) -> Vec<i64> {
         let mut published = Vec::new();
         for row in rows {
-            let (Some(Value::Int(outbox_id)), Some(Value::Int(message))) = (row.get("id"), row.get("message")) else {
+            let (Some(Value::Int(outbox_id)), Some(Value::Int(message))) =
+                (row.get("id"), row.get("message"))
+            else {
                 continue; // not a row a writer of ours wrote
             };
             let key = match row.get("msg_key") {
@@ -199,7 +211,10 @@ impl Relay {
             let Some(mut fresh) = connect(&self.env, &self.host, &self.config.nsqd, client).await else {
                 return false;
             };
-            match fresh.request(&identify(client, false), client.publish_timeout).await {
+            match fresh
+                .request(&identify(client, false), client.publish_timeout)
+                .await
+            {
                 Some((FrameType::Response, _)) => self.nsqd = Some(fresh),
                 _ => return false,
             }
@@ -234,7 +249,11 @@ impl Relay {
             };
             self.call(update).await?;
         }
-        self.env.note_with(&self.host, "relay.marked", format!("{} rows sent = 1", published.len()));
+        self.env.note_with(
+            &self.host,
+            "relay.marked",
+            format!("{} rows sent = 1", published.len()),
+        );
         Ok(())
     }
 }

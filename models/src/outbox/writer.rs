@@ -118,7 +118,11 @@ async fn write_message(
         match db.call(statement, config.timeout).await {
             Ok(Outcome::Inserted(outbox_id)) => {
                 // The id is taken now and becomes visible only at COMMIT.
-                env.note_with(host, "writer.outbox_id_taken", format!("message {} took outbox id {outbox_id}", id.0));
+                env.note_with(
+                    host,
+                    "writer.outbox_id_taken",
+                    format!("message {} took outbox id {outbox_id}", id.0),
+                );
             }
             Ok(Outcome::Ok | Outcome::Affected(_)) => {}
             Ok(other) => {
