@@ -157,6 +157,8 @@ struct Txn {
     changed: BTreeSet<(String, Value)>,
     /// Tagged writes this transaction made, in statement order.
     writes: Vec<Tag>,
+    /// A `SKIP LOCKED` scan gave this transaction rows to work on (an outbox relay's claim).
+    claimed: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -332,7 +334,13 @@ impl<D: Disk> Engine<D> {
     pub fn disconnect(&mut self, session: SessionId) -> Vec<(SessionId, Outcome)> {
         self.blocked.remove(&session);
         let woken = match self.sessions.remove(&session).flatten() {
-            Some(txn) => self.abort(txn),
+            Some(txn) => {
+                if txn.claimed {
+                    // The claimed rows are free again for the next SKIP LOCKED scan.
+                    self.notes.push("db.claim_rolled_back_on_disconnect");
+                }
+                self.abort(txn)
+            }
             None => Vec::new(),
         };
         self.resume(woken)
@@ -351,6 +359,7 @@ impl<D: Disk> Engine<D> {
                     undo: Vec::new(),
                     changed: BTreeSet::new(),
                     writes: Vec::new(),
+                    claimed: false,
                 }
             }
         }
@@ -475,7 +484,7 @@ impl<D: Disk> Engine<D> {
     /// InnoDB does on a scan of the clustered index, and kept to the end of the transaction
     /// (REPEATABLE READ). Gap locks are not modelled (`db` docs, known difference 2).
     fn scan_skip_locked(&mut self, session: SessionId, scan: &ScanOf, woken: &mut Vec<WaitEnded>) -> Outcome {
-        let txn = self.txn_of(session);
+        let mut txn = self.txn_of(session);
         let rows = self.tables[&scan.table].clone();
         let mut skipped = false;
         let picked = scan.pick(rows, |key| {
@@ -488,6 +497,7 @@ impl<D: Disk> Engine<D> {
         if skipped {
             self.notes.push("db.skip_locked_passed_over");
         }
+        txn.claimed |= !picked.is_empty();
         self.finish_statement(session, txn, woken);
         Outcome::Rows(picked)
     }
@@ -1362,7 +1372,14 @@ mod tests {
         let (_, resumed) = exec(&mut e, r2, Statement::Commit);
         assert_eq!(resumed, vec![(r1, Outcome::Affected(1))]);
         exec(&mut e, r1, Statement::Commit);
+        exec(&mut e, r2, Statement::Begin);
         assert_eq!(ids(&exec(&mut e, r2, scan(None, true)).0), vec![1, 3]);
+        e.disconnect(r2);
+        assert!(
+            e.notes.contains(&"db.claim_rolled_back_on_disconnect"),
+            "a claim's connection closed: its rows are unclaimed"
+        );
+        assert_eq!(ids(&exec(&mut e, r1, scan(None, true)).0), vec![1, 3]);
     }
 
     #[test]
