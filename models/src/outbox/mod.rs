@@ -95,6 +95,11 @@ pub struct Config {
     /// connection.
     #[schemars(range(min = 1))]
     pub db_timeout_ms: u64,
+    /// The database's `wait_timeout`: a connection silent this long is closed and its open
+    /// transaction rolled back. Until then a client that vanished without closing its
+    /// connection keeps its claim's row locks, and SKIP LOCKED passes over those rows.
+    #[schemars(range(min = 1))]
+    pub db_wait_timeout_ms: u64,
     /// How long a relay waits for nsqd's answer to a PUB.
     #[schemars(range(min = 1))]
     pub publish_timeout_ms: u64,
@@ -111,6 +116,7 @@ impl Default for Config {
             statement_gap_ms: 5,
             mark_delay_ms: 0,
             db_timeout_ms: 1_000,
+            db_wait_timeout_ms: WAIT_TIMEOUT_DEFAULT.as_millis() as u64,
             publish_timeout_ms: 1_000,
         }
     }
@@ -175,7 +181,7 @@ impl Outbox {
                 locks: LockOptions::default(),
                 flush_at_commit: true,
             },
-            wait_timeout: WAIT_TIMEOUT_DEFAULT,
+            wait_timeout: Duration::from_millis(self.config.db_wait_timeout_ms),
             accounts: 0,
             balance: 0,
             orders: 0,
