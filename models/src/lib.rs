@@ -8,6 +8,7 @@ pub mod go_channel;
 pub mod kafka;
 pub mod mqtt;
 pub mod nsq;
+pub mod outbox;
 pub mod server;
 pub mod signals;
 pub mod source;
@@ -88,6 +89,17 @@ pub fn designs() -> Vec<DesignInfo> {
             hosts: &[signals::SENDER, signals::RECEIVER],
             config: ConfigSchema::of::<signals::Config>(),
             build: signals::build,
+            servers: &[],
+        },
+        DesignInfo {
+            name: "outbox",
+            summary: "writers putting a business row and an outbox row in one transaction on the \
+                      database; relays polling the outbox, publishing to nsqd and marking rows sent",
+            promise: "at-least-once publishing of committed rows, duplicates allowed; a cursor on \
+                      the auto-increment id breaks it (reference §5.1, table row 25)",
+            hosts: &["db", "nsqd1", "writer1..", "relay1..", "consumer1.."],
+            config: ConfigSchema::of::<outbox::Config>(),
+            build: outbox::build,
             servers: &[],
         },
     ]

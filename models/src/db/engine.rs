@@ -44,6 +44,10 @@ pub struct TableSchema {
     pub primary_key: String,
     #[serde(default)]
     pub unique: Vec<String>,
+    /// The primary key is an `AUTO_INCREMENT` integer: an INSERT without it takes the next
+    /// id when the statement runs, not when its transaction commits.
+    #[serde(default)]
+    pub auto_increment: bool,
 }
 
 /// How an UPDATE changes a column.
@@ -76,6 +80,17 @@ pub enum Statement {
         only_if: Vec<(String, Value)>,
         #[serde(default)]
         tag: Option<Tag>,
+    },
+    /// `SELECT * FROM table WHERE pk > after AND col = value ... ORDER BY pk LIMIT limit`,
+    /// a plain read, or with `FOR UPDATE SKIP LOCKED` (`skip_locked`): each row it examines
+    /// is locked exclusively for the transaction, and a row another transaction has locked
+    /// (an uncommitted insert included) is passed over instead of waited for.
+    Scan {
+        table: String,
+        after: Option<Value>,
+        only_if: Vec<(String, Value)>,
+        limit: u32,
+        skip_locked: bool,
     },
     Commit,
     Rollback,
@@ -121,6 +136,11 @@ pub enum Outcome {
     Ok,
     Row(Option<Record>),
     Affected(u64),
+    /// An INSERT into an `AUTO_INCREMENT` table: one row, and the id it took
+    /// (`LAST_INSERT_ID()`).
+    Inserted(i64),
+    /// A scan's rows, in primary key order.
+    Rows(Vec<Record>),
     Error(DbError),
     /// Waiting for a row lock; resume when granted.
     Blocked,
@@ -137,6 +157,8 @@ struct Txn {
     changed: BTreeSet<(String, Value)>,
     /// Tagged writes this transaction made, in statement order.
     writes: Vec<Tag>,
+    /// A `SKIP LOCKED` scan gave this transaction rows to work on (an outbox relay's claim).
+    claimed: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -176,6 +198,8 @@ pub struct Engine<D: Disk> {
     /// Tagged writes of transactions committed since the last `take_committed_writes`.
     committed_writes: Vec<CommittedWrites>,
     next_sync: Duration,
+    /// The next `AUTO_INCREMENT` id per table that has one.
+    auto_increment: BTreeMap<String, i64>,
     /// Notes for "sometimes" counters.
     pub notes: Vec<&'static str>,
 }
@@ -199,10 +223,57 @@ impl<D: Disk> Engine<D> {
             deadlocked: Vec::new(),
             committed_writes: Vec::new(),
             next_sync: now + Duration::from_secs(1),
+            auto_increment: BTreeMap::new(),
             notes: Vec::new(),
         };
         engine.replay();
+        engine.auto_increment = engine
+            .schemas
+            .values()
+            .filter(|s| s.auto_increment)
+            .map(|s| (s.name.clone(), engine.largest_int_key(&s.name) + 1))
+            .collect();
         engine
+    }
+
+    /// The largest integer primary key in `table` (0 when none): where the counter restarts
+    /// when the engine opens, as InnoDB did before MySQL 8.0 and MariaDB 10.2.4 persisted it.
+    fn largest_int_key(&self, table: &str) -> i64 {
+        self.tables[table]
+            .keys()
+            .filter_map(|k| match k {
+                Value::Int(i) => Some(*i),
+                Value::Text(_) => None,
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// An INSERT into an `AUTO_INCREMENT` table without its key takes the next id now, at
+    /// statement time, whether its transaction later commits or not (InnoDB's
+    /// `innodb_autoinc_lock_mode` 1 and 2 both do this for a simple INSERT): so a rolled-back
+    /// insert leaves a gap, and a transaction holding a lower id can commit after one holding
+    /// a higher id. An explicit id at or past the counter moves the counter past it.
+    fn assign_auto_increment(&mut self, statement: Statement) -> Statement {
+        let Statement::Insert {
+            table,
+            mut record,
+            tag,
+        } = statement
+        else {
+            return statement;
+        };
+        if let (Some(schema), Some(next)) = (self.schemas.get(&table), self.auto_increment.get_mut(&table)) {
+            match record.get(&schema.primary_key) {
+                None => {
+                    record.insert(schema.primary_key.clone(), Value::Int(*next));
+                    *next += 1;
+                }
+                Some(Value::Int(given)) if *given >= *next => *next = given + 1,
+                Some(_) => {}
+            }
+        }
+        Statement::Insert { table, record, tag }
     }
 
     fn replay(&mut self) {
@@ -263,7 +334,13 @@ impl<D: Disk> Engine<D> {
     pub fn disconnect(&mut self, session: SessionId) -> Vec<(SessionId, Outcome)> {
         self.blocked.remove(&session);
         let woken = match self.sessions.remove(&session).flatten() {
-            Some(txn) => self.abort(txn),
+            Some(txn) => {
+                if txn.claimed {
+                    // The claimed rows are free again for the next SKIP LOCKED scan.
+                    self.notes.push("db.claim_rolled_back_on_disconnect");
+                }
+                self.abort(txn)
+            }
             None => Vec::new(),
         };
         self.resume(woken)
@@ -282,6 +359,7 @@ impl<D: Disk> Engine<D> {
                     undo: Vec::new(),
                     changed: BTreeSet::new(),
                     writes: Vec::new(),
+                    claimed: false,
                 }
             }
         }
@@ -345,10 +423,83 @@ impl<D: Disk> Engine<D> {
                 Some(rows) => Outcome::Row(rows.get(key).cloned()),
                 None => Outcome::Error(DbError::NoSuchTable),
             },
-            Statement::Select { .. } | Statement::Insert { .. } | Statement::Update { .. } => {
+            Statement::Insert { .. } => {
+                let statement = self.assign_auto_increment(statement);
                 self.run_on_row(session, statement, now, woken)
             }
+            Statement::Select { .. } | Statement::Update { .. } => {
+                self.run_on_row(session, statement, now, woken)
+            }
+            Statement::Scan { ref table, .. } if !self.tables.contains_key(table) => {
+                Outcome::Error(DbError::NoSuchTable)
+            }
+            Statement::Scan {
+                table,
+                after,
+                only_if,
+                limit,
+                skip_locked,
+            } => {
+                let scan = ScanOf {
+                    table,
+                    after,
+                    only_if,
+                    limit,
+                };
+                if skip_locked {
+                    self.scan_skip_locked(session, &scan, woken)
+                } else {
+                    self.scan_committed(&scan)
+                }
+            }
         }
+    }
+
+    /// A plain scan reads the committed rows: a fresh consistent read, as an autocommit
+    /// SELECT takes (the session's own uncommitted rows are not shown; no design scans inside
+    /// its own writing transaction). When it returns a row past one another transaction
+    /// inserted and has not committed, the engine notes it: that row becomes visible later
+    /// *below* what the reader has seen, the outbox's ordering trap (reference §5.1).
+    fn scan_committed(&mut self, scan: &ScanOf) -> Outcome {
+        let committed = self.committed(&scan.table);
+        let picked = scan.pick(committed.clone(), |_| true);
+        let schema = &self.schemas[&scan.table];
+        let highest = picked.last().and_then(|row| row.get(&schema.primary_key));
+        let passes_uncommitted = highest.is_some_and(|highest| {
+            self.tables[&scan.table].keys().any(|key| {
+                key < highest
+                    && scan.after.as_ref().is_none_or(|after| key > after)
+                    && !committed.contains_key(key)
+            })
+        });
+        if passes_uncommitted {
+            self.notes.push("db.scan_passed_uncommitted_insert");
+        }
+        Outcome::Rows(picked)
+    }
+
+    /// `SELECT ... FOR UPDATE SKIP LOCKED`: examines rows in key order, locking each one
+    /// it can lock at once and passing over one another transaction holds (InnoDB's
+    /// `LOCK_WAIT` becomes a skip). The lock is taken before the WHERE clause is judged, as
+    /// InnoDB does on a scan of the clustered index, and kept to the end of the transaction
+    /// (REPEATABLE READ). Gap locks are not modelled (`db` docs, known difference 2).
+    fn scan_skip_locked(&mut self, session: SessionId, scan: &ScanOf, woken: &mut Vec<WaitEnded>) -> Outcome {
+        let mut txn = self.txn_of(session);
+        let rows = self.tables[&scan.table].clone();
+        let mut skipped = false;
+        let picked = scan.pick(rows, |key| {
+            let locked = self
+                .locks
+                .try_acquire(txn.id, &RowId::new(&scan.table, key_text(key)));
+            skipped |= !locked;
+            locked
+        });
+        if skipped {
+            self.notes.push("db.skip_locked_passed_over");
+        }
+        txn.claimed |= !picked.is_empty();
+        self.finish_statement(session, txn, woken);
+        Outcome::Rows(picked)
     }
 
     /// A statement on one row (SELECT ... FOR UPDATE, INSERT, UPDATE): checked first, so one
@@ -414,8 +565,8 @@ impl<D: Disk> Engine<D> {
                     Ok((row, Mode::Exclusive))
                 }
             }
-            Statement::Begin | Statement::Commit | Statement::Rollback => {
-                unreachable!("transaction control locks no row")
+            Statement::Begin | Statement::Commit | Statement::Rollback | Statement::Scan { .. } => {
+                unreachable!("transaction control and scans lock no single row")
             }
         }
     }
@@ -432,8 +583,8 @@ impl<D: Disk> Engine<D> {
                 only_if,
                 tag,
             } => self.update_row(txn, table, key, set, only_if, tag),
-            Statement::Begin | Statement::Commit | Statement::Rollback => {
-                unreachable!("transaction control locks no row")
+            Statement::Begin | Statement::Commit | Statement::Rollback | Statement::Scan { .. } => {
+                unreachable!("transaction control and scans lock no single row")
             }
         }
     }
@@ -450,9 +601,12 @@ impl<D: Disk> Engine<D> {
             }
             return Outcome::Error(DbError::DuplicateKey);
         }
-        self.change(txn, table, key, Some(record.clone()));
+        self.change(txn, table, key.clone(), Some(record.clone()));
         txn.writes.extend(tag.clone());
-        Outcome::Affected(1)
+        match key {
+            Value::Int(id) if schema_auto_increment(&self.schemas, table) => Outcome::Inserted(id),
+            _ => Outcome::Affected(1),
+        }
     }
 
     /// INSERT's 1062: the primary key, or the value of a unique column, is taken.
@@ -724,6 +878,35 @@ impl<D: Disk> Engine<D> {
     }
 }
 
+/// A scan's clauses: `WHERE pk > after AND only_if ... ORDER BY pk LIMIT limit`.
+struct ScanOf {
+    table: String,
+    after: Option<Value>,
+    only_if: Vec<(String, Value)>,
+    limit: u32,
+}
+
+impl ScanOf {
+    /// The matching rows of `rows`, in key order, up to the limit; `examine` is asked about
+    /// each row past `after` before its WHERE clause is judged, and a row it refuses is left
+    /// out (a row another transaction holds, for SKIP LOCKED).
+    fn pick(&self, rows: BTreeMap<Value, Record>, mut examine: impl FnMut(&Value) -> bool) -> Vec<Record> {
+        let mut picked = Vec::new();
+        for (key, row) in rows {
+            if picked.len() >= self.limit as usize {
+                break;
+            }
+            if self.after.as_ref().is_some_and(|after| key <= *after) || !examine(&key) {
+                continue;
+            }
+            if self.only_if.iter().all(|(col, v)| row.get(col) == Some(v)) {
+                picked.push(row);
+            }
+        }
+        picked
+    }
+}
+
 /// The row after an UPDATE's `SET` list, applied in order.
 fn updated(current: &Record, set: &[Set]) -> Record {
     let mut next = current.clone();
@@ -742,6 +925,10 @@ fn updated(current: &Record, set: &[Set]) -> Record {
         }
     }
     next
+}
+
+fn schema_auto_increment(schemas: &BTreeMap<String, TableSchema>, table: &str) -> bool {
+    schemas.get(table).is_some_and(|s| s.auto_increment)
 }
 
 fn key_text(value: &Value) -> String {
@@ -1048,5 +1235,166 @@ mod tests {
         let e = engine(&disk, false);
         assert_eq!(balance(&e, 1), 101);
         assert!(e.notes.contains(&"db.redo_torn_tail"));
+    }
+
+    fn outbox_row(message: i64) -> Statement {
+        let mut record = Record::new();
+        record.insert("message".into(), Value::Int(message));
+        record.insert("sent".into(), Value::Int(0));
+        Statement::Insert {
+            table: "outbox".into(),
+            record,
+            tag: None,
+        }
+    }
+
+    fn scan(after: Option<i64>, skip_locked: bool) -> Statement {
+        Statement::Scan {
+            table: "outbox".into(),
+            after: after.map(Value::Int),
+            only_if: vec![("sent".into(), Value::Int(0))],
+            limit: 10,
+            skip_locked,
+        }
+    }
+
+    fn ids(outcome: &Outcome) -> Vec<i64> {
+        let Outcome::Rows(rows) = outcome else {
+            panic!("not rows: {outcome:?}")
+        };
+        rows.iter()
+            .map(|r| match r["id"] {
+                Value::Int(id) => id,
+                Value::Text(_) => panic!("text id"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn auto_increment_ids_are_taken_at_insert_so_a_lower_id_can_commit_after_a_higher_one() {
+        let disk = SimDisk::new();
+        let mut e = engine(&disk, true);
+        let (a, b, relay) = (e.connect(), e.connect(), e.connect());
+        exec(&mut e, a, Statement::Begin);
+        exec(&mut e, b, Statement::Begin);
+        assert_eq!(exec(&mut e, a, outbox_row(1)).0, Outcome::Inserted(1));
+        assert_eq!(
+            exec(&mut e, b, outbox_row(2)).0,
+            Outcome::Inserted(2),
+            "no wait for a's id"
+        );
+        exec(&mut e, b, Statement::Commit);
+        assert_eq!(
+            ids(&exec(&mut e, relay, scan(Some(0), false)).0),
+            vec![2],
+            "a plain read sees only the committed higher id"
+        );
+        exec(&mut e, a, Statement::Commit);
+        assert_eq!(
+            ids(&exec(&mut e, relay, scan(Some(2), false)).0),
+            Vec::<i64>::new(),
+            "a cursor past 2 never sees id 1, committed later"
+        );
+        assert_eq!(ids(&exec(&mut e, relay, scan(None, false)).0), vec![1, 2]);
+    }
+
+    #[test]
+    fn a_rolled_back_insert_leaves_a_gap_and_explicit_ids_move_the_counter() {
+        let disk = SimDisk::new();
+        let mut e = engine(&disk, true);
+        let s = e.connect();
+        exec(&mut e, s, Statement::Begin);
+        assert_eq!(exec(&mut e, s, outbox_row(1)).0, Outcome::Inserted(1));
+        exec(&mut e, s, Statement::Rollback);
+        assert_eq!(
+            exec(&mut e, s, outbox_row(2)).0,
+            Outcome::Inserted(2),
+            "id 1 is not reused"
+        );
+        let Statement::Insert { mut record, .. } = outbox_row(3) else {
+            unreachable!()
+        };
+        record.insert("id".into(), Value::Int(10));
+        let explicit = Statement::Insert {
+            table: "outbox".into(),
+            record,
+            tag: None,
+        };
+        assert_eq!(exec(&mut e, s, explicit).0, Outcome::Inserted(10));
+        assert_eq!(exec(&mut e, s, outbox_row(4)).0, Outcome::Inserted(11));
+        drop(e);
+        let mut e = engine(&disk, true);
+        let s = e.connect();
+        assert_eq!(
+            exec(&mut e, s, outbox_row(5)).0,
+            Outcome::Inserted(12),
+            "reopened, the counter starts past the largest id"
+        );
+    }
+
+    #[test]
+    fn skip_locked_passes_over_rows_other_transactions_hold_and_locks_the_rest() {
+        let disk = SimDisk::new();
+        let mut e = engine(&disk, true);
+        let (w, r1, r2) = (e.connect(), e.connect(), e.connect());
+        exec(&mut e, w, outbox_row(1));
+        exec(&mut e, w, outbox_row(2));
+        exec(&mut e, w, Statement::Begin);
+        exec(&mut e, w, outbox_row(3)); // uncommitted: implicitly locked by w
+        exec(&mut e, r1, Statement::Begin);
+        let mut first = scan(None, true);
+        if let Statement::Scan { limit, .. } = &mut first {
+            *limit = 1;
+        }
+        assert_eq!(ids(&exec(&mut e, r1, first).0), vec![1]);
+        exec(&mut e, r2, Statement::Begin);
+        let (outcome, resumed) = exec(&mut e, r2, scan(None, true));
+        assert_eq!(
+            ids(&outcome),
+            vec![2],
+            "1 is r1's and 3 is w's: passed over, not waited for"
+        );
+        assert!(resumed.is_empty() && !e.is_blocked(r2));
+        assert!(e.notes.contains(&"db.skip_locked_passed_over"));
+        let update = Statement::Update {
+            table: "outbox".into(),
+            key: Value::Int(2),
+            set: vec![Set::To("sent".into(), Value::Int(1))],
+            only_if: vec![],
+            tag: None,
+        };
+        assert_eq!(
+            exec(&mut e, r1, update).0,
+            Outcome::Blocked,
+            "r2 holds row 2 to its commit"
+        );
+        exec(&mut e, w, Statement::Commit);
+        let (_, resumed) = exec(&mut e, r2, Statement::Commit);
+        assert_eq!(resumed, vec![(r1, Outcome::Affected(1))]);
+        exec(&mut e, r1, Statement::Commit);
+        exec(&mut e, r2, Statement::Begin);
+        assert_eq!(ids(&exec(&mut e, r2, scan(None, true)).0), vec![1, 3]);
+        e.disconnect(r2);
+        assert!(
+            e.notes.contains(&"db.claim_rolled_back_on_disconnect"),
+            "a claim's connection closed: its rows are unclaimed"
+        );
+        assert_eq!(ids(&exec(&mut e, r1, scan(None, true)).0), vec![1, 3]);
+    }
+
+    #[test]
+    fn a_scan_of_a_missing_table_is_1146() {
+        let disk = SimDisk::new();
+        let mut e = engine(&disk, true);
+        let s = e.connect();
+        let missing = Statement::Scan {
+            table: "nope".into(),
+            after: None,
+            only_if: vec![],
+            limit: 1,
+            skip_locked: true,
+        };
+        assert_eq!(exec(&mut e, s, missing).0, Outcome::Error(DbError::NoSuchTable));
+        assert!(!e.in_transaction(s), "a failed statement starts no transaction");
     }
 }

@@ -275,6 +275,25 @@ impl LockManager {
         self.rows.get(row).and_then(|r| r.granted.get(&txn).copied())
     }
 
+    /// An exclusive lock on `row` for `txn` if it can be had without waiting (`SKIP LOCKED`):
+    /// false, and nothing queued, when another transaction holds the row or waits for it.
+    pub fn try_acquire(&mut self, txn: TxnId, row: &Row) -> bool {
+        let busy = self.rows.get(row).is_some_and(|locks| {
+            locks.granted.keys().any(|other| *other != txn)
+                || locks.waiting.iter().any(|(other, _)| *other != txn)
+        });
+        if busy {
+            return false;
+        }
+        let acquired = self.acquire(txn, row, Mode::Exclusive, Duration::ZERO);
+        assert_eq!(
+            acquired,
+            Acquired::Granted,
+            "a lock no one else holds or waits for is granted"
+        );
+        true
+    }
+
     /// Requests `mode` on `row` for `txn` at `now`.
     pub fn acquire(&mut self, txn: TxnId, row: &Row, mode: Mode, now: Duration) -> Acquired {
         self.begin(txn);

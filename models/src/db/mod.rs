@@ -1,7 +1,8 @@
 //! The consumer's database: an InnoDB-like sink (reference §5; issue 4).
 //!
 //! Built bottom-up as sans-I/O cores:
-//! - [`engine`]: tables, transactions, statements, errors 1213/1205/1062, the redo log.
+//! - [`engine`]: tables, transactions, statements, errors 1213/1205/1062, `AUTO_INCREMENT`
+//!   ids taken at INSERT, scans (plain, or `FOR UPDATE SKIP LOCKED`), the redo log.
 //! - [`locks`]: row locks, the wait-for graph, deadlock detection with InnoDB's victim choice,
 //!   and lock-wait timeouts.
 //!
@@ -41,6 +42,14 @@
 //! 4. **Plain reads.** A non-locking SELECT reads the latest row, a simplification of
 //!    InnoDB's consistent snapshot (see [`engine`]); the differential test issues only
 //!    locking reads.
+//! 5. **The `AUTO_INCREMENT` counter after a restart** starts past the largest id in the
+//!    table, as InnoDB did before MySQL 8.0 and MariaDB 10.2.4 persisted it; a current
+//!    server keeps the ids a rolled-back insert took. Within one run of the engine, ids are
+//!    taken at INSERT and never reused, as with `innodb_autoinc_lock_mode` 1 (MariaDB's
+//!    default) or 2 (MySQL 8.0's) for simple INSERTs.
+//! 6. **Scans.** A scan walks the primary key in order; `FOR UPDATE SKIP LOCKED` locks each
+//!    row it examines (matching the WHERE clause or not, as REPEATABLE READ keeps them)
+//!    without the gap locks of difference 2, so an INSERT never waits for a scan.
 
 pub mod client;
 pub mod engine;

@@ -13,7 +13,7 @@ use sim::history::{EventKind, MsgId};
 use sim::Env;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
@@ -27,26 +27,44 @@ pub fn schemas() -> Vec<TableSchema> {
             name: "accounts".into(),
             primary_key: "id".into(),
             unique: vec![],
+            auto_increment: false,
         },
         TableSchema {
             name: "inbox".into(),
             primary_key: "message_id".into(),
             unique: vec![],
+            auto_increment: false,
         },
         TableSchema {
             name: "orders".into(),
             primary_key: "id".into(),
             unique: vec![],
+            auto_increment: false,
         },
         TableSchema {
             name: "positions".into(),
             primary_key: "id".into(),
             unique: vec![],
+            auto_increment: false,
         },
         TableSchema {
             name: "audit".into(),
             primary_key: "id".into(),
             unique: vec![],
+            auto_increment: false,
+        },
+        // The transactional outbox (`models::outbox`): its rows, and each relay's cursor.
+        TableSchema {
+            name: "outbox".into(),
+            primary_key: "id".into(),
+            unique: vec![],
+            auto_increment: true,
+        },
+        TableSchema {
+            name: "outbox_cursor".into(),
+            primary_key: "relay".into(),
+            unique: vec![],
+            auto_increment: false,
         },
     ]
 }
@@ -56,6 +74,7 @@ fn takes_row_lock(statement: &Statement) -> bool {
     match statement {
         Statement::Insert { .. } | Statement::Update { .. } => true,
         Statement::Select { for_update, .. } => *for_update,
+        Statement::Scan { skip_locked, .. } => *skip_locked,
         Statement::Begin | Statement::Commit | Statement::Rollback => false,
     }
 }
@@ -73,7 +92,7 @@ struct Host {
     observed_total: std::cell::Cell<Option<i64>>,
     /// The chance that a row-locking statement in a transaction fails with an injected 1213.
     injected_deadlock_rate: f64,
-    engine: RefCell<Engine<SimDisk>>,
+    engine: Rc<RefCell<Engine<SimDisk>>>,
     /// Per session: its connection's writer and the id of the request it is waiting on.
     sessions: RefCell<BTreeMap<SessionId, SessionLink>>,
 }
@@ -176,7 +195,13 @@ pub struct DbHost {
     pub position_rows: u32,
     /// The chance that a row-locking statement in a transaction fails with an injected 1213.
     pub injected_deadlock_rate: f64,
+    /// Where the running engine is left for a design's `Design::pending` to read its
+    /// committed rows (never to judge a run); empty while the host is down.
+    pub engine_slot: Option<EngineSlot>,
 }
+
+/// The live engine of a database host, for `Design::pending`.
+pub type EngineSlot = Rc<RefCell<Weak<RefCell<Engine<SimDisk>>>>>;
 
 /// The database process on `host`. On first start it creates `accounts` accounts of
 /// `balance`, one `NEW` order per message (1..=`orders`) for the conditional strategy, and
@@ -190,6 +215,7 @@ pub async fn run(env: Env, host: String, setup: DbHost) -> turmoil::Result {
         orders,
         position_rows,
         injected_deadlock_rate,
+        engine_slot,
     } = setup;
     let process = env.process(&host);
     let _running = process.start();
@@ -248,9 +274,12 @@ pub async fn run(env: Env, host: String, setup: DbHost) -> turmoil::Result {
         name: host.clone(),
         observed_total: std::cell::Cell::new(None),
         injected_deadlock_rate,
-        engine: RefCell::new(engine),
+        engine: Rc::new(RefCell::new(engine)),
         sessions: RefCell::new(BTreeMap::new()),
     });
+    if let Some(slot) = &engine_slot {
+        *slot.borrow_mut() = Rc::downgrade(&state.engine);
+    }
     state.settle(Vec::new());
     let ticker = {
         let (state, process) = (state.clone(), process.clone());

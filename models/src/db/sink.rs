@@ -167,6 +167,7 @@ impl DbSink {
             orders: self.orders,
             position_rows: self.position_rows,
             injected_deadlock_rate: s.injected_deadlock_rate,
+            engine_slot: None,
         };
         let env_for_host = env.clone();
         // Installed as a process, so a pause stops its timers too (SIGSTOP).

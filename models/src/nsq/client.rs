@@ -86,7 +86,7 @@ impl ClientConfig {
     }
 }
 
-pub(super) async fn connect(env: &Env, me: &str, host: &str, config: &ClientConfig) -> Option<Link> {
+pub(crate) async fn connect(env: &Env, me: &str, host: &str, config: &ClientConfig) -> Option<Link> {
     let stream = tokio::time::timeout(config.connect_timeout, sim::connect(env, me, host, NSQD_TCP_PORT))
         .await
         .ok()?
@@ -95,7 +95,7 @@ pub(super) async fn connect(env: &Env, me: &str, host: &str, config: &ClientConf
     Some(link::start(read, write, config.read_timeout))
 }
 
-pub(super) fn identify(config: &ClientConfig, feature_negotiation: bool) -> Command {
+pub(crate) fn identify(config: &ClientConfig, feature_negotiation: bool) -> Command {
     let mut body = serde_json::json!({
         "client_id": "jetsam",
         "hostname": "jetsam",

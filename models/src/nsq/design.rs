@@ -319,49 +319,59 @@ impl Nsq {
     }
 
     fn client_config(&self) -> ClientConfig {
-        let c = &self.config;
-        ClientConfig {
-            topic: c.topic.clone(),
-            channel: c.channel.clone(),
-            heartbeat_interval_ms: c.heartbeat_interval_ms,
-            msg_timeout_ms: c.msg_timeout_ms,
-            read_timeout: Duration::from_millis(c.read_timeout_ms),
-            connect_timeout: Duration::from_millis(c.connect_timeout_ms),
-            publish_timeout: Duration::from_millis(c.publish_timeout_ms),
-            publish_interval: Duration::from_millis(self.workload.publish_interval_ms),
-            publish_start: Duration::from_millis(self.workload.start_ms),
-            direct_nsqds: c.consumer_nsqds.clone(),
-            retry: c.retry,
-            retries_max: c.retries_max,
-            max_in_flight: c.max_in_flight,
-            max_attempts: c.max_attempts,
-            handlers: c.handlers,
-            processing: Duration::from_millis(c.processing_ms),
-            handler_failure_rate: c.handler_failure_rate,
-            fail_messages: Rc::new(
-                c.fail_messages
-                    .iter()
-                    .map(|f| (MsgId(f.id), f.attempts.iter().copied().collect()))
-                    .collect(),
-            ),
-            start: Duration::ZERO,
-            dedupe_message_ids: c.dedupe_message_ids,
-            defer: Duration::from_millis(c.defer_ms),
-            defer_fraction: c.defer_fraction,
-            mpub_batch: c.mpub_batch,
-            requeue_delay: Duration::from_millis(c.requeue_delay_ms),
-            max_requeue_delay: Duration::from_millis(c.max_requeue_delay_ms),
-            reconnect: Duration::from_millis(c.reconnect_ms),
-            lookupds: self.lookupds(),
-            lookupd_poll_interval: Duration::from_millis(c.lookupd_poll_interval_ms),
-            db: self.db.clone(),
-            backoff: c.backoff.then(|| {
-                (
-                    Duration::from_millis(c.backoff_multiplier_ms),
-                    Duration::from_millis(c.max_backoff_ms),
-                )
-            }),
-        }
+        client_config(&self.config, &self.workload, self.lookupds(), self.db.clone())
+    }
+}
+
+/// The clients' settings from the design's `[config]` and workload (also the outbox
+/// design's consumers and relays, which use NSQ as this design wires it).
+pub(crate) fn client_config(
+    c: &Config,
+    workload: &Workload,
+    lookupds: Vec<String>,
+    db: Option<DbSink>,
+) -> ClientConfig {
+    ClientConfig {
+        topic: c.topic.clone(),
+        channel: c.channel.clone(),
+        heartbeat_interval_ms: c.heartbeat_interval_ms,
+        msg_timeout_ms: c.msg_timeout_ms,
+        read_timeout: Duration::from_millis(c.read_timeout_ms),
+        connect_timeout: Duration::from_millis(c.connect_timeout_ms),
+        publish_timeout: Duration::from_millis(c.publish_timeout_ms),
+        publish_interval: Duration::from_millis(workload.publish_interval_ms),
+        publish_start: Duration::from_millis(workload.start_ms),
+        direct_nsqds: c.consumer_nsqds.clone(),
+        retry: c.retry,
+        retries_max: c.retries_max,
+        max_in_flight: c.max_in_flight,
+        max_attempts: c.max_attempts,
+        handlers: c.handlers,
+        processing: Duration::from_millis(c.processing_ms),
+        handler_failure_rate: c.handler_failure_rate,
+        fail_messages: Rc::new(
+            c.fail_messages
+                .iter()
+                .map(|f| (MsgId(f.id), f.attempts.iter().copied().collect()))
+                .collect(),
+        ),
+        start: Duration::ZERO,
+        dedupe_message_ids: c.dedupe_message_ids,
+        defer: Duration::from_millis(c.defer_ms),
+        defer_fraction: c.defer_fraction,
+        mpub_batch: c.mpub_batch,
+        requeue_delay: Duration::from_millis(c.requeue_delay_ms),
+        max_requeue_delay: Duration::from_millis(c.max_requeue_delay_ms),
+        reconnect: Duration::from_millis(c.reconnect_ms),
+        lookupds,
+        lookupd_poll_interval: Duration::from_millis(c.lookupd_poll_interval_ms),
+        db,
+        backoff: c.backoff.then(|| {
+            (
+                Duration::from_millis(c.backoff_multiplier_ms),
+                Duration::from_millis(c.max_backoff_ms),
+            )
+        }),
     }
 }
 

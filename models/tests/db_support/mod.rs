@@ -61,7 +61,10 @@ impl MariaDb {
     /// Starts a fresh server whose `innodb_lock_wait_timeout` is `lock_wait_timeout_s`.
     pub fn start(lock_wait_timeout_s: u64) -> MariaDb {
         let (server, install_db) = installed().expect("mariadb-server is installed");
-        let dir = std::env::temp_dir().join(format!("jetsam-mariadb-{}", std::process::id()));
+        // One directory per server: the tests of one binary start theirs on parallel threads.
+        static STARTED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let nth = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("jetsam-mariadb-{}-{nth}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let data = dir.join("data");
         std::fs::create_dir_all(&data).unwrap();

@@ -127,7 +127,7 @@ fn serve_names_the_designs_and_roles_it_has() {
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert_eq!(
         stderr.trim(),
-        "error: unknown design `rabbitmq`; designs are: go-channel, nsq, kafka, mqtt, signals"
+        "error: unknown design `rabbitmq`; designs are: go-channel, nsq, kafka, mqtt, signals, outbox"
     );
 
     let output = jetsam().args(["serve", "go-channel", "app"]).output().unwrap();
