@@ -57,3 +57,15 @@ fn a_passing_seed_has_nothing_to_shrink() {
     let loaded = load("scenarios/go-channel/fifo-no-faults.toml");
     assert!(shrink(&loaded, 1).is_err());
 }
+
+#[test]
+fn an_expected_crash_is_not_a_failure_to_shrink() {
+    // The scenario expects its program to crash (exit status 2) and it does: nothing is
+    // broken. Counting the expected crash as broken shrank it to a run without the fault,
+    // which "still failed" only because the missing crash was an unmet line of that name.
+    let loaded = load("scenarios/go-channel/send-on-closed-crashes.toml");
+    let Err(error) = shrink(&loaded, 1) else {
+        panic!("seed 1 meets every expectation: nothing to shrink");
+    };
+    assert!(error.contains("nothing to shrink"), "{error}");
+}
