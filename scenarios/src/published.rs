@@ -36,6 +36,7 @@ pub fn published() -> Vec<Published> {
                 "scenarios/db/swarm-inbox-injected-deadlocks.toml",
                 "scenarios/kafka/swarm-standard.toml",
                 "scenarios/mqtt/swarm-standard.toml",
+                "scenarios/outbox/swarm-skip-locked.toml",
             ],
             seeds: 1..21,
         },
