@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 /// The shard file format's version; `merge` refuses others.
-pub const SHARD_FORMAT: u32 = 1;
+pub const SHARD_FORMAT: u32 = 2;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Cell {
@@ -59,10 +59,31 @@ pub struct Row {
     /// Seeds whose run crashed (a model panic) or did not drain.
     pub crashed: Vec<u64>,
     pub undrained: Vec<u64>,
+    /// Seeds whose faults touched no message in flight ([`sim::vacuity`]): their verdicts
+    /// say nothing about faults.
+    pub vacuous: Vec<u64>,
+    /// Per fault kind (`kill`, `partition`, ...): the runs it was injected in, and what
+    /// those runs broke ([`FaultCell`]).
+    pub by_fault: BTreeMap<String, FaultCell>,
+}
+
+/// The runs of one variant that injected one kind of fault, and the anomalies they showed.
+/// A run with several fault kinds counts under each: this says which kinds go with which
+/// anomalies, not which fault caused each one.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FaultCell {
+    pub runs: u64,
+    /// Of those runs, how many broke the promise or fell outside it.
+    pub broken: u64,
+    pub outside: u64,
+    /// Per anomaly kind, the number of those runs that showed it.
+    pub anomalies: BTreeMap<String, u64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Matrix {
+    /// [`crate::JSON_FORMAT`].
+    pub format: u32,
     pub seeds: (u64, u64),
     pub properties: Vec<String>,
     pub rows: Vec<Row>,
@@ -79,6 +100,10 @@ pub struct RunRecord {
     pub crashed: bool,
     pub undrained: bool,
     pub kept: Kept,
+    /// Whether the run's faults touched no message in flight.
+    pub vacuous: bool,
+    /// The kinds of fault the run injected (recoveries such as `heal` left out).
+    pub fault_kinds: BTreeSet<String>,
 }
 
 /// One shard's output: enough to check that shards belong together, and its records.
@@ -176,6 +201,8 @@ pub fn run_records(
                     crashed: outcome.verdicts.crash.is_some(),
                     undrained: !outcome.verdicts.drained,
                     kept: outcome.kept,
+                    vacuous: sim::vacuity::vacuity(&outcome.history).is_some(),
+                    fault_kinds: fault_kinds(&outcome.schedule),
                 };
                 results.lock().expect("no worker panics holding it").push(record);
                 progress(done.fetch_add(1, Ordering::SeqCst) + 1, work.len());
@@ -185,6 +212,17 @@ pub fn run_records(
     let mut records = results.into_inner().expect("workers joined");
     records.sort_by_key(|r| (r.variant, r.seed));
     records
+}
+
+/// The kinds of fault a schedule injects; recoveries (`heal`, `resume`, `restart`) are the
+/// end of a fault, not one.
+fn fault_kinds(schedule: &[sim::fault::ScheduledFault]) -> BTreeSet<String> {
+    schedule
+        .iter()
+        .map(|f| f.action.name())
+        .filter(|name| !matches!(*name, "heal" | "resume" | "restart"))
+        .map(str::to_string)
+        .collect()
 }
 
 /// Runs the whole compare and builds its matrix.
@@ -210,6 +248,8 @@ impl Matrix {
                 kept: PromiseCell::default(),
                 crashed: Vec::new(),
                 undrained: Vec::new(),
+                vacuous: Vec::new(),
+                by_fault: BTreeMap::new(),
             })
             .collect();
         for record in records {
@@ -221,6 +261,10 @@ impl Matrix {
             if record.undrained {
                 row.undrained.push(seed);
             }
+            if record.vacuous {
+                row.vacuous.push(seed);
+            }
+            row.add_fault_kinds(&record);
             for (property, (violated, kinds)) in record.properties {
                 let cell = row.cells.entry(property).or_default();
                 cell.seeds += 1;
@@ -248,6 +292,7 @@ impl Matrix {
             }
         }
         Matrix {
+            format: crate::JSON_FORMAT,
             seeds,
             properties: Property::ALL.iter().map(|p| p.name()).collect(),
             rows,
@@ -303,6 +348,57 @@ impl Matrix {
             return Err(format!("merge: shard {}/{count} is missing", missing + 1));
         }
         Ok(Matrix::build(first.variants.clone(), first.seeds, records))
+    }
+}
+
+impl Row {
+    /// Counts `record` under each fault kind it injected.
+    fn add_fault_kinds(&mut self, record: &RunRecord) {
+        let mut kinds: BTreeSet<&String> = BTreeSet::new();
+        for (violated, anomaly_kinds) in record.properties.values() {
+            if *violated {
+                kinds.extend(anomaly_kinds);
+            }
+        }
+        for fault in &record.fault_kinds {
+            let cell = self.by_fault.entry(fault.clone()).or_default();
+            cell.runs += 1;
+            match record.kept {
+                Kept::Held => {}
+                Kept::Outside { .. } => cell.outside += 1,
+                Kept::Broken { .. } => cell.broken += 1,
+            }
+            for kind in &kinds {
+                *cell.anomalies.entry((*kind).clone()).or_default() += 1;
+            }
+        }
+    }
+}
+
+impl FaultCell {
+    /// `12 runs; promise outside 3, BROKEN 1; lost in 4, duplicate-effect in 2`.
+    pub fn text(&self) -> String {
+        let mut promise = Vec::new();
+        if self.outside > 0 {
+            promise.push(format!("outside {}", self.outside));
+        }
+        if self.broken > 0 {
+            promise.push(format!("**BROKEN {}**", self.broken));
+        }
+        let promise = match promise.is_empty() {
+            true => "promise held".to_string(),
+            false => format!("promise {}", promise.join(", ")),
+        };
+        let anomalies: Vec<String> = self
+            .anomalies
+            .iter()
+            .map(|(kind, runs)| format!("{kind} in {runs}"))
+            .collect();
+        let anomalies = match anomalies.is_empty() {
+            true => "no anomaly".to_string(),
+            false => anomalies.join(", "),
+        };
+        format!("{} runs; {promise}; {anomalies}", self.runs)
     }
 }
 
@@ -443,6 +539,51 @@ impl Matrix {
             out.push('\n');
             out.push_str(&notes.join("\n"));
             out.push('\n');
+        }
+        out.push_str(&self.vacuity_markdown());
+        out.push_str(&self.by_fault_markdown());
+        out
+    }
+
+    /// A line per variant with vacuous seeds: their "held" says nothing about faults.
+    fn vacuity_markdown(&self) -> String {
+        let lines: Vec<String> = self
+            .rows
+            .iter()
+            .filter(|r| !r.vacuous.is_empty())
+            .map(|r| {
+                format!(
+                    "- WARNING `{}`: on seeds {:?} no fault touched a message in flight; \
+                     those runs test nothing about faults",
+                    r.variant.path, r.vacuous
+                )
+            })
+            .collect();
+        match lines.is_empty() {
+            true => String::new(),
+            false => format!("\n{}\n", lines.join("\n")),
+        }
+    }
+
+    /// Which fault kinds went with which anomalies, per variant (only variants with faults).
+    fn by_fault_markdown(&self) -> String {
+        let mut out = String::new();
+        for row in self.rows.iter().filter(|r| !r.by_fault.is_empty()) {
+            if out.is_empty() {
+                out.push_str(
+                    "\n## By fault kind\n\n\
+                     The runs that injected each kind of fault, and what they showed. A run \
+                     with several kinds counts under each.\n\n\
+                     | variant | fault | runs, promise, anomalies (runs) |\n|---|---|---|\n",
+                );
+            }
+            for (fault, cell) in &row.by_fault {
+                out.push_str(&format!(
+                    "| `{}` | {fault} | {} |\n",
+                    row.variant.path,
+                    cell.text()
+                ));
+            }
         }
         out
     }

@@ -1,6 +1,11 @@
 //! Loading and running scenario files, reporting verdicts, replay timelines and seed
 //! exploration: everything the `jetsam` binary does, as a library the tests call too.
 
+/// The version of every JSON document the CLI prints or writes (`run --json`, `explore
+/// --json`, `shrink --json`, `compare --json`), in its `format` field: bumped when a field
+/// changes meaning or goes away, so a consumer can refuse what it does not understand.
+pub const JSON_FORMAT: u32 = 1;
+
 pub mod compare;
 pub mod explore;
 pub mod html;

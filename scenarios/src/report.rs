@@ -25,6 +25,8 @@ pub struct PropertyReport {
 
 #[derive(Serialize)]
 pub struct RunReport {
+    /// [`crate::JSON_FORMAT`].
+    pub format: u32,
     pub scenario: String,
     pub path: String,
     pub design: String,
@@ -50,6 +52,7 @@ impl RunReport {
     pub fn new(loaded: &Loaded, outcome: &RunOutcome) -> RunReport {
         let unmet = loaded.unmet(outcome);
         RunReport {
+            format: crate::JSON_FORMAT,
             scenario: loaded.scenario.name.clone(),
             path: loaded.scenario.path.clone(),
             design: loaded.scenario.design.clone(),

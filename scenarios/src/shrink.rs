@@ -14,6 +14,7 @@ use std::collections::BTreeSet;
 /// Bound on shrinking runs, whatever the schedule's size.
 pub const SHRINK_RUNS_MAX: usize = 2_000;
 
+#[derive(serde::Serialize)]
 pub struct Shrunk {
     pub seed: u64,
     pub broken: BTreeSet<String>,

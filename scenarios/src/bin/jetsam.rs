@@ -106,6 +106,10 @@ struct ExploreArgs {
     /// or a Kubernetes indexed Job.
     #[arg(long, value_name = "I/N")]
     shard: Option<String>,
+    /// Print the result as one JSON object (format, seeds run, the first failing seed, its
+    /// unmet expectations and replay command) instead of text.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(clap::Args)]
@@ -126,6 +130,10 @@ struct ShrinkArgs {
     /// replays it and checks it still fails the same way.
     #[arg(long, conflicts_with = "out")]
     save: bool,
+    /// Print the result as one JSON object on standard output (the counts, the properties
+    /// still broken, the shrunk schedule, the scenario text and where it was written).
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(clap::Args)]
@@ -248,6 +256,10 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_env("RUST_LOG"))
         .with_writer(std::io::stderr)
+        // Colour only on a terminal, and never with NO_COLOR set (no-color.org).
+        .with_ansi(
+            std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none(),
+        )
         .without_time()
         .init();
     let cli = match Cli::try_parse() {
@@ -409,6 +421,7 @@ fn explore(args: ExploreArgs) -> Result<bool, BadInput> {
         jobs,
         expect,
         shard,
+        json,
     } = args;
     let range = bad(parse_seeds(&seeds).map_err(anyhow::Error::msg))?;
     let shard = match &shard {
@@ -436,6 +449,28 @@ fn explore(args: ExploreArgs) -> Result<bool, BadInput> {
     let bar = progress_bar(total as u64, "explore");
     let result = explore_seeds(&loaded, &seed_list, jobs, &|_| bar.inc(1));
     bar.finish_and_clear();
+    let replay = result.first_failure.as_ref().map(|failure| {
+        format!(
+            "jetsam replay {} --seed {}{}",
+            path.display(),
+            failure.seed,
+            expect_flags(&expect)
+        )
+    });
+    if json {
+        let body = serde_json::json!({
+            "format": scenarios::JSON_FORMAT,
+            "path": path.display().to_string(),
+            "seeds": [range.start, range.end],
+            "shard": [shard.0, shard.1],
+            "passed": result.first_failure.is_none(),
+            "seeds_run": result.seeds_run,
+            "first_failure": result.first_failure,
+            "replay": replay,
+        });
+        say!("{body}");
+        return Ok(result.first_failure.is_none());
+    }
     match result.first_failure {
         None => {
             say!("PASS  {total} seed(s), every expectation met on each");
@@ -450,12 +485,7 @@ fn explore(args: ExploreArgs) -> Result<bool, BadInput> {
             for line in &failure.unmet {
                 say!("UNMET {line}");
             }
-            say!(
-                "replay: jetsam replay {} --seed {}{}",
-                path.display(),
-                failure.seed,
-                expect_flags(&expect)
-            );
+            say!("replay: {}", replay.unwrap_or_default());
             Ok(false)
         }
     }
@@ -468,6 +498,7 @@ fn shrink(args: ShrinkArgs) -> Result<bool, BadInput> {
         expect,
         out,
         save,
+        json,
     } = args;
     let loaded = load(&path, &expect)?;
     let shrunk = bad(scenarios::shrink::shrink(&loaded, seed).map_err(anyhow::Error::msg))?;
@@ -487,7 +518,19 @@ fn shrink(args: ShrinkArgs) -> Result<bool, BadInput> {
         Some(file) => {
             bad(std::fs::write(file, &shrunk.scenario).with_context(|| format!("{}", file.display())))?
         }
+        None if json => {}
         None => say_raw!("{}", shrunk.scenario),
+    }
+    if json {
+        let body = serde_json::json!({
+            "format": scenarios::JSON_FORMAT,
+            "path": path.display().to_string(),
+            "shrunk": shrunk,
+            "written_to": out.as_ref().map(|f| f.display().to_string()),
+            "replay": out.as_ref().map(|f| format!("jetsam replay {}", f.display())),
+        });
+        say!("{body}");
+        return Ok(true);
     }
     eprintln!(
         "shrank seed {seed}: {} fault(s) -> {}, {} message(s) -> {}, in {} runs; still breaks: {}",

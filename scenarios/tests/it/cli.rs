@@ -50,6 +50,7 @@ fn json_output_carries_what_the_issue_asks_for() {
     ]);
     assert_eq!(code, Some(0));
     let report: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(report["format"], scenarios::JSON_FORMAT);
     assert_eq!(report["design"], "go-channel");
     assert_eq!(report["seed"], 4);
     assert_eq!(report["history_hash"].as_str().unwrap().len(), 64);
@@ -58,6 +59,77 @@ fn json_output_carries_what_the_issue_asks_for() {
     assert_eq!(no_loss["verdict"], "violated");
     assert_eq!(no_loss["anomalies"][0]["kind"], "lost");
     assert!(no_loss["anomalies"][0]["id"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn explore_and_shrink_print_json_with_the_format_and_the_replay_command() {
+    let kill = "scenarios/go-channel/kill-loses-buffered.toml";
+    let args = [
+        "explore",
+        kill,
+        "--seeds",
+        "3..6",
+        "--expect",
+        "no-loss=holds",
+        "--json",
+    ];
+    let (code, stdout, _) = run(&args);
+    assert_eq!(code, Some(1), "every seed loses the buffer: {stdout}");
+    let found: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(found["format"], scenarios::JSON_FORMAT);
+    assert_eq!(
+        (found["passed"].as_bool(), found["first_failure"]["seed"].as_u64()),
+        (Some(false), Some(3))
+    );
+    let replay = format!("jetsam replay {kill} --seed 3 --expect no-loss=holds");
+    assert_eq!(found["replay"], replay.as_str());
+    let (code, stdout, _) = run(&[
+        "shrink",
+        kill,
+        "--seed",
+        "3",
+        "--expect",
+        "no-loss=holds",
+        "--json",
+    ]);
+    assert_eq!(code, Some(0), "{stdout}");
+    let shrunk: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(shrunk["format"], scenarios::JSON_FORMAT);
+    assert!(
+        shrunk["shrunk"]["broken"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p == "no-loss"),
+        "{shrunk}"
+    );
+    let kept = shrunk["shrunk"]["faults_after"].as_u64().unwrap();
+    assert!(
+        kept >= 1 && kept <= shrunk["shrunk"]["faults_before"].as_u64().unwrap(),
+        "{shrunk}"
+    );
+    assert!(shrunk["shrunk"]["scenario"]
+        .as_str()
+        .unwrap()
+        .contains("[[faults]]"));
+}
+
+#[test]
+fn tracing_shows_with_rust_log_and_has_no_colour_off_a_terminal() {
+    let output = jetsam()
+        .args(["run", "scenarios/go-channel/fifo-no-faults.toml"])
+        .env("RUST_LOG", "debug")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(
+        stderr.contains("t_us=") && stderr.contains("event"),
+        "the models' events: {stderr:.300}"
+    );
+    assert!(
+        !stderr.contains('\u{1b}'),
+        "no escape codes into a pipe: {stderr:.300}"
+    );
 }
 
 #[test]

@@ -51,6 +51,52 @@ fn the_promise_column_counts_held_outside_and_broken_seeds() {
     assert!(matrix.markdown().contains("**BROKEN"));
 }
 
+#[test]
+fn the_matrix_breaks_anomalies_down_by_fault_kind_and_warns_of_vacuous_seeds() {
+    // The same kill, once during the traffic and once long after the last message.
+    let dir = super::root().join("target/compare-by-fault");
+    std::fs::create_dir_all(&dir).unwrap();
+    let text =
+        std::fs::read_to_string(super::root().join("scenarios/go-channel/kill-loses-buffered.toml")).unwrap();
+    let late = text
+        .replace("at_ms = 300", "at_ms = 5000")
+        .replace("at_ms = 400", "at_ms = 5100")
+        .replace("fault_phase_ms = 1000", "fault_phase_ms = 6000");
+    assert_ne!(late, text, "the fault times were moved");
+    std::fs::write(dir.join("late-kill.toml"), late).unwrap();
+    let variants = vec![
+        load("scenarios/go-channel/fifo-no-faults.toml"),
+        load("scenarios/go-channel/kill-loses-buffered.toml"),
+        load("target/compare-by-fault/late-kill.toml"),
+    ];
+    let matrix = compare(&variants, 1..4, 2, &|_, _| {});
+    assert!(matrix.rows[0].by_fault.is_empty(), "no faults, no breakdown");
+    let kill = &matrix.rows[1].by_fault["kill"];
+    assert_eq!((kill.runs, kill.outside, kill.broken), (3, 3, 0), "{kill:?}");
+    assert_eq!(kill.anomalies.get("lost"), Some(&3), "{kill:?}");
+    assert!(
+        !matrix.rows[1].by_fault.contains_key("restart"),
+        "a recovery is not a fault kind"
+    );
+    assert!(
+        matrix.rows[1].vacuous.is_empty(),
+        "the kill hit buffered messages"
+    );
+    assert_eq!(
+        matrix.rows[2].vacuous,
+        vec![1, 2, 3],
+        "the late kill touched nothing"
+    );
+    let markdown = matrix.markdown();
+    assert!(
+        markdown.contains("## By fault kind")
+            && markdown.contains("| `scenarios/go-channel/kill-loses-buffered.toml` | kill | 3 runs; promise outside 3; lost in 3")
+            && markdown.contains("WARNING `target/compare-by-fault/late-kill.toml`: on seeds [1, 2, 3]"),
+        "{markdown}"
+    );
+    assert_eq!(matrix.format, scenarios::JSON_FORMAT);
+}
+
 /// A compare over a small set, as the CLI sees it.
 const VARIANTS: [&str; 3] = [
     "scenarios/go-channel/kill-loses-buffered.toml",

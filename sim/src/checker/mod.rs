@@ -185,12 +185,22 @@ impl fmt::Display for Anomaly {
             .times
             .iter()
             .zip(&self.hosts)
-            .map(|(t, h)| format!("{}@{}", t.0, h))
+            .map(|(t, h)| format!("{} ms on {h}", ms_text(*t)))
             .collect();
         if !at.is_empty() {
-            write!(f, " [t_us@host: {}]", at.join(", "))?;
+            write!(f, " [at {}]", at.join(", "))?;
         }
         Ok(())
+    }
+}
+
+/// A simulated time in milliseconds for people: `973`, or `973.25` when it is not a whole
+/// millisecond (human output uses one unit, ms, everywhere).
+pub fn ms_text(t: SimTime) -> String {
+    let (ms, us) = (t.0 / 1000, t.0 % 1000);
+    match us {
+        0 => ms.to_string(),
+        _ => format!("{ms}.{us:03}").trim_end_matches('0').to_string(),
     }
 }
 
@@ -225,8 +235,10 @@ fn unprocessed(history: &History, index: &PublishIndex, kind: AnomalyKind) -> Ve
             times: vec![info.invoked, ok_time],
             hosts: vec![info.host.clone(), info.host.clone()],
             detail: format!(
-                "acknowledged to {} at {}us, never processed (delivered {} time(s))",
-                info.producer, ok_time.0, delivered[slot]
+                "acknowledged to {} at {} ms, never processed (delivered {} time(s))",
+                info.producer,
+                ms_text(ok_time),
+                delivered[slot]
             ),
         });
     }

@@ -371,14 +371,17 @@ fn an_anomaly_reads_as_its_kind_its_message_and_where_it_was_seen() {
         line.starts_with("lost m3: "),
         "a message kind names the message: {line}"
     );
-    assert!(line.ends_with(" [t_us@host: 50@p, 60@p]"), "its events: {line}");
+    assert!(
+        line.ends_with(" [at 0.05 ms on p, 0.06 ms on p]"),
+        "its events: {line}"
+    );
     let bare = Anomaly {
         times: Vec::new(),
         hosts: Vec::new(),
         ..lost.clone()
     };
     assert!(
-        !bare.to_string().contains("[t_us@host"),
+        !bare.to_string().contains("[at "),
         "no events, no witness list: {bare}"
     );
     let state = Anomaly {
