@@ -86,7 +86,8 @@ pub const WORKLOAD_MESSAGES_MAX: u64 = 10_000_000;
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct RunSettings {
-    /// Simulated time per turmoil step. Coarser ticks run faster; 1 ms is tokio's resolution.
+    /// Simulated time per turmoil step. Coarser ticks run faster: packets land on tick
+    /// boundaries, a host's timers stay exact. 1 ms is tokio's resolution.
     #[schemars(range(min = 1, max = 1000))]
     pub tick_ms: u64,
     /// Length of the fault phase; then everything is healed and the run drains.

@@ -12,6 +12,7 @@ mod nsq;
 mod reports;
 mod schema_doc;
 mod shrink;
+mod tick;
 
 use std::path::PathBuf;
 
