@@ -75,10 +75,10 @@ pub fn ms(t_us: u64) -> String {
 
 impl Explanation {
     /// Every host a step names, first mention first (the hosts of a cited fault too).
-    pub fn hosts(&self, history: &History) -> Vec<String> {
+    pub fn hosts(&self, events: &[Event]) -> Vec<String> {
         let mut hosts: Vec<String> = Vec::new();
         for step in &self.steps {
-            let cited = step.event.and_then(|i| history.events().get(i));
+            let cited = step.event.and_then(|i| events.get(i));
             let fault_hosts = match cited.map(|e| &e.kind) {
                 Some(EventKind::Fault { hosts, .. }) => hosts.clone(),
                 _ => Vec::new(),
