@@ -16,7 +16,8 @@ const CAUSE_WORDS: &[&str] = &[
     "timeout", "timed_out", "requeue", "lost", "retry", "resend", "resent", "resume", "reconnect", "assigned",
     "revoked", "rebalance", "gave_up", "error", "failed", "fenced", "reset", "truncat", "unclean", "election",
     "drop", "discard", "overflow", "emptied", "deleted", "quota", "abort", "skipped", "session", "exit", "seek",
-    "duplicate", "zero_value", "backlog", "deadlock", "rollback", "restored", "leader",
+    "duplicate", "zero_value", "backlog", "deadlock", "rollback", "restored", "leader", "partial", "1205", "1213",
+    "victim",
 ];
 
 /// What explains a gap: steps to list and a short phrase for the summary.
@@ -173,10 +174,14 @@ impl Explainer<'_> {
         hosts.extend(node.into_iter().chain(next_node));
         hosts.sort_unstable();
         hosts.dedup();
-        let second_copy = matches!(p.kind, EventKind::Deliver { .. }) && attempt == Some(1)
-            || offset.is_some() && next_offset.is_some() && offset != next_offset;
+        // A log says which: another offset is another copy, the same offset a re-read;
+        // otherwise a delivery counted as a first attempt again is another copy.
+        let second_copy = match (offset, next_offset) {
+            (Some(a), Some(b)) => a != b,
+            _ => matches!(p.kind, EventKind::Deliver { .. }) && attempt == Some(1),
+        };
         let mut cause = if second_copy {
-            self.second_copy(id, group)
+            self.second_copy(id, group, to)
         } else if offset.is_some() && offset == next_offset {
             let mut cause = self.gap_faults(from, to, (next_consumer, None));
             cause.short[0] = format!("{next_consumer} read it again at the same offset, its position gone back: {}", cause.short[0]);
@@ -244,7 +249,7 @@ impl Explainer<'_> {
 
     /// The publishes of a message seen twice as two copies: more than one publish (a retry
     /// after an unanswered one), with the faults on the producer at the first.
-    fn second_copy(&self, id: MsgId, group: Option<&str>) -> Cause {
+    fn second_copy(&self, id: MsgId, group: Option<&str>, seen_again: u64) -> Cause {
         let mine = self.message(id, group);
         let publishes: Vec<usize> = mine
             .iter()
@@ -268,13 +273,20 @@ impl Explainer<'_> {
         cause.short.push(if invoked > 1 {
             format!("a second copy, not a redelivery: {producer} published it {invoked} times")
         } else {
-            format!("a second copy, not a redelivery: {producer}'s client sent its one publish again")
+            format!("a second copy, not a redelivery: {producer} invoked one publish, and the queue got it twice")
         });
         cause.steps.extend(self.steps(&publishes));
         let faults = self.faults_on(from, to.max(from + 1), &[producer]);
-        match faults.first() {
-            Some(first) => cause.short.push(format!("its publish at {} was not answered while {} stood", ms(from), first.describe())),
-            None => cause.short.push(format!("no fault stood on {producer} from its publish at {} to its answer at {}", ms(from), ms(to))),
+        // Another process may have sent the copy (an outbox relay): a fault anywhere before
+        // the copy arrived is cited, as standing at the same time, not as proven cause.
+        let meanwhile: Vec<&FaultWindow> = self.windows.iter().filter(|w| w.overlaps(from, seen_again)).collect();
+        match (faults.first(), meanwhile.first()) {
+            (Some(first), _) => cause.short.push(format!("its publish at {} was not answered while {} stood", ms(from), first.describe())),
+            (None, Some(other)) => {
+                cause.short.push(format!("no fault stood on {producer} while it published; meanwhile {}", other.describe()));
+                cause.steps.push(self.fault_step(other));
+            }
+            (None, None) => cause.short.push(format!("no fault stood on {producer} from its publish at {} to its answer at {}", ms(from), ms(to))),
         }
         cause.steps.extend(faults.iter().map(|w| self.fault_step(w)));
         let notes = self.notes_on(from, to, &[producer]);

@@ -25,39 +25,83 @@ pub fn explain(x: &Explainer<'_>, anomaly: &Anomaly) -> Explanation {
         .rev()
         .find(|&&i| matches!(x.event(i).kind, EventKind::Deliver { .. }))
         .map(|&i| x.event(i));
-    // Who held it after its last sighting: the consumer and broker of its last delivery;
-    // else any host but its producer (the history does not say which broker stored it).
-    let producer = mine.first().map_or("", |&i| x.event(i).host.as_str());
-    let holders: Vec<&str> = match delivered.map(|e| &e.kind) {
-        Some(EventKind::Deliver { consumer, node, .. }) => {
-            std::iter::once(consumer.as_str()).chain(node.as_deref()).collect()
+    // Who held it after its last sighting: the consumer, its host and the broker of its last
+    // delivery; else anyone (the history does not say which broker stored it), its
+    // producer's host last (a process's memory can hold it too, as a Go channel does).
+    let holders: Vec<&str> = match delivered.map(|e| (e, &e.kind)) {
+        Some((event, EventKind::Deliver { consumer, node, .. })) => {
+            let mut hosts: Vec<&str> = vec![consumer.as_str(), event.host.as_str()];
+            hosts.extend(node.as_deref());
+            hosts.dedup();
+            hosts
         }
         _ => Vec::new(),
     };
-    let erasers: Vec<_> = x
+    let producer = mine.first().map_or("", |&i| x.event(i).host.as_str());
+    let mut erasers: Vec<_> = x
         .windows
         .iter()
         .filter(|w| w.takes_down() && w.end_us.is_none_or(|end| end >= since))
-        .filter(|w| match holders.is_empty() {
-            true => !w.names(producer),
-            false => holders.iter().any(|h| w.names(h)),
-        })
+        .filter(|w| holders.is_empty() || holders.iter().any(|h| w.names(h)))
         .collect();
+    erasers.sort_by_key(|w| (w.names(producer) && holders.is_empty(), w.start_us));
     steps.extend(erasers.iter().map(|w| x.fault_step(w)));
-    let notes = erasing_notes(x, since);
-    let seen = match last.map(|e| (e, &e.kind)) {
+    let mut notes = erasing_notes(x, since);
+    if let Some(event) = delivered {
+        // What its holder noted after receiving it (an error, a give-up, a partial commit).
+        let end = x.events.last().map_or(since, |e| e.time.0);
+        notes.splice(0..0, x.notes_on(event.time.0, end, &holders));
+    }
+    let why = why(&erasers, &notes, &holders, acked_without_effect(x, &mine));
+    steps.extend(notes);
+    // lost and unseen details give microseconds; human output speaks milliseconds.
+    let what = match anomaly.kind {
+        k if k == LOST_WRITE => super::bare_detail(anomaly),
+        _ => "was acknowledged and never processed",
+    };
+    let mut summary = format!("{} {what}: {}, {}; {why}", anomaly.id, seen(last), held(&holders));
+    if anomaly.kind == UNSEEN {
+        if let Some(pending) = x.drain_timeout() {
+            summary.push_str(&format!(" (the run did not drain: {pending})"));
+        }
+    }
+    Explanation::new(summary, steps)
+}
+
+/// Where it was last seen: its place in a log when that was its publish's answer.
+fn seen(last: Option<&crate::history::Event>) -> String {
+    match last.map(|e| (e, &e.kind)) {
         Some((event, EventKind::PublishOk { partition: Some(p), offset: Some(o), .. })) => {
             format!("acknowledged at {p}@{o} at {} on {}", ms(event.time.0), event.host)
         }
         Some((event, _)) => format!("last seen at {} on {}", ms(event.time.0), event.host),
         None => "never recorded".to_string(),
-    };
-    let held = match holders.as_slice() {
+    }
+}
+
+fn held(holders: &[&str]) -> String {
+    match holders {
         [] => "never delivered".to_string(),
         [consumer] => format!("last held by {consumer}"),
-        [consumer, node, ..] => format!("last held by {consumer} (from {node})"),
-    };
-    let mut why: Vec<String> = Vec::new();
+        [consumer, rest @ ..] => format!("last held by {consumer} (on {})", rest.join(", ")),
+    }
+}
+
+/// A consumer that acknowledged the message after its last delivery without an effect.
+fn acked_without_effect(x: &Explainer<'_>, mine: &[usize]) -> Option<String> {
+    let last_delivery = mine.iter().rposition(|&i| matches!(x.event(i).kind, EventKind::Deliver { .. }))?;
+    mine[last_delivery..].iter().find_map(|&i| match &x.event(i).kind {
+        EventKind::Ack { consumer, .. } => Some(format!(
+            "{consumer} acknowledged it at {} without applying its effect",
+            ms(x.event(i).time.0)
+        )),
+        _ => None,
+    })
+}
+
+/// The erasing fault, the notes, or that nothing recorded explains the loss.
+fn why(erasers: &[&super::FaultWindow], notes: &[Step], holders: &[&str], acked: Option<String>) -> String {
+    let mut why: Vec<String> = acked.into_iter().collect();
     if let Some(first) = erasers.first() {
         why.push(format!("then {}", first.describe()));
         let also: Vec<String> = erasers[1..].iter().map(|w| format!("{} {}", w.action, w.hosts.join(","))).collect();
@@ -68,26 +112,13 @@ pub fn explain(x: &Explainer<'_>, anomaly: &Anomaly) -> Explanation {
     if let Some(note) = notes.first() {
         why.push(format!("{} {} at {}", note.host, note.text, ms(note.t_us)));
     }
-    if why.is_empty() {
+    if erasers.is_empty() && notes.is_empty() {
         why.push(format!(
             "no crash, kill, stop or power failure of {} and no drop or truncation was recorded after that",
             if holders.is_empty() { "a host that can have held it".to_string() } else { holders.join(" or ") }
         ));
     }
-    let why = why.join("; ");
-    steps.extend(notes);
-    // lost and unseen details give microseconds; human output speaks milliseconds.
-    let what = match anomaly.kind {
-        k if k == LOST_WRITE => super::bare_detail(anomaly),
-        _ => "was acknowledged and never processed",
-    };
-    let mut summary = format!("{} {what}: {seen}, {held}; {why}", anomaly.id);
-    if anomaly.kind == UNSEEN {
-        if let Some(pending) = x.drain_timeout() {
-            summary.push_str(&format!(" (the run did not drain: {pending})"));
-        }
-    }
-    Explanation::new(summary, steps)
+    why.join("; ")
 }
 
 /// Notes after `since`, on any host, saying a broker threw messages away: the first of each

@@ -111,7 +111,7 @@ fn a_loss_names_where_it_was_last_held_and_the_power_failure() {
         .fault("restart", &["nsqd1"], "")
         .drained();
     let e = explained(&b, lost::LOST);
-    assert!(e.summary.contains("last held by c1 (from nsqd1)"), "{}", e.summary);
+    assert!(e.summary.contains("last held by c1 (on nsqd1)"), "{}", e.summary);
     assert!(e.summary.contains("power_fail nsqd1"), "{}", e.summary);
     says(&e, &["unsynced bytes lost: 10"]);
 }
@@ -119,7 +119,7 @@ fn a_loss_names_where_it_was_last_held_and_the_power_failure() {
 #[test]
 fn a_loss_with_nothing_recorded_says_so() {
     let mut b = Build::new();
-    b.publish(1).ok(1).fault("kill", &["p"], "").drained();
+    b.publish(1).ok(1).fault("partition", &["p", "nsqd1"], "p <-/-> nsqd1").drained();
     let e = explained(&b, lost::LOST);
     assert!(e.summary.contains("never delivered"), "{}", e.summary);
     assert!(e.summary.contains("no crash, kill, stop or power failure"), "{}", e.summary);
@@ -298,4 +298,14 @@ fn a_long_chain_is_capped_and_counts_what_it_left_out() {
     assert!(e.steps.last().unwrap().text.contains("more step(s) left out"));
     assert_eq!(ms(1_500), "1.500 ms");
     assert_eq!(ms(SimTime(2_000).0), "2 ms");
+}
+
+#[test]
+fn a_reread_at_the_same_offset_names_the_consumers_crash() {
+    let mut b = Build::new();
+    b.publish(1).ok_at(1, "t-0", 0).read_at(1, "c", "t-0", 0);
+    b.fault("kill", &["c"], "").fault("restart", &["c"], "").read_at(1, "c", "t-0", 0);
+    let e = explained(&b, duplicate_delivery::DUPLICATE_DELIVERY);
+    assert!(e.summary.contains("read it again at the same offset"), "{}", e.summary);
+    assert!(e.summary.contains("kill c"), "{}", e.summary);
 }
