@@ -651,3 +651,61 @@ fn chart(
     svg.push_str("</svg>\n");
     svg
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sim::history::{History, SimTime};
+
+    fn at(t_us: u64, host: &str, kind: EventKind) -> Event {
+        Event {
+            time: SimTime(t_us),
+            host: host.into(),
+            kind,
+        }
+    }
+
+    #[test]
+    fn the_sequence_diagram_has_a_lifeline_for_every_host_the_explanation_names() {
+        let ok = |id, offset| EventKind::PublishOk {
+            id: MsgId(id),
+            partition: Some("t-0".into()),
+            offset: Some(offset),
+        };
+        let publish = |id| EventKind::Publish {
+            id: MsgId(id),
+            producer: "p".into(),
+            seq: id,
+            key: None,
+        };
+        let note = EventKind::Note {
+            name: "kafka.truncated_to_high_watermark".into(),
+            detail: None,
+        };
+        let read = EventKind::Deliver {
+            id: MsgId(2),
+            attempt: 1,
+            consumer: "c".into(),
+            partition: Some("t-0".into()),
+            node: None,
+            offset: Some(1),
+        };
+        let history = History::from_events(vec![
+            at(10, "p", publish(1)),
+            at(20, "p", ok(1, 0)),
+            at(30, "p", publish(2)),
+            at(40, "p", ok(2, 1)),
+            at(50, "broker2", note),
+            at(60, "c", read),
+        ]);
+        let findings = sim::checker::check_all(&history);
+        let anomaly = &findings.get(sim::checker::lost_write::LOST_WRITE)[0];
+        let explanation = Explainer::new(&history).explain(anomaly);
+        assert!(explanation.summary.contains("broker2"), "{explanation:?}");
+        let svg = sequence_diagram(history.events(), anomaly, &explanation);
+        for host in explanation.hosts(history.events()) {
+            assert!(svg.contains(&format!(">{host}</text>")), "no lifeline for {host}:\n{svg}");
+        }
+        assert!(explanation_list(&explanation).contains("kafka.truncated_to_high_watermark"));
+    }
+}
