@@ -14,7 +14,7 @@
 use crate::compare::{Matrix, Row};
 use crate::Loaded;
 use sim::checker::Anomaly;
-use sim::explain::{ms, Explanation, Explainer};
+use sim::explain::{ms, Explainer, Explanation};
 use sim::history::{Event, EventKind, MsgId};
 use sim::promise::Kept;
 use sim::verdict::Property;
@@ -220,7 +220,11 @@ fn explanation_list(explanation: &Explanation) -> String {
             out,
             "<li><code>{}</code> {} {}</li>",
             ms(step.t_us),
-            if step.host.is_empty() { String::new() } else { format!("<b>{}</b>", escape(&step.host)) },
+            if step.host.is_empty() {
+                String::new()
+            } else {
+                format!("<b>{}</b>", escape(&step.host))
+            },
             escape(&step.text)
         );
     }
@@ -704,7 +708,10 @@ mod tests {
         assert!(explanation.summary.contains("broker2"), "{explanation:?}");
         let svg = sequence_diagram(history.events(), anomaly, &explanation);
         for host in explanation.hosts(history.events()) {
-            assert!(svg.contains(&format!(">{host}</text>")), "no lifeline for {host}:\n{svg}");
+            assert!(
+                svg.contains(&format!(">{host}</text>")),
+                "no lifeline for {host}:\n{svg}"
+            );
         }
         assert!(explanation_list(&explanation).contains("kafka.truncated_to_high_watermark"));
     }

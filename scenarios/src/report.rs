@@ -143,7 +143,11 @@ impl RunReport {
             }
             let _ = writeln!(out);
             // Each anomaly kind is listed once, under the first property it breaks.
-            let fresh: Vec<_> = p.anomalies.iter().filter(|a| listed.insert(a.anomaly.kind)).collect();
+            let fresh: Vec<_> = p
+                .anomalies
+                .iter()
+                .filter(|a| listed.insert(a.anomaly.kind))
+                .collect();
             for kind in fresh {
                 let kind = kind.anomaly.kind;
                 for listed in p.anomalies.iter().filter(|a| a.anomaly.kind == kind).take(3) {

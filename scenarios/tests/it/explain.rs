@@ -33,15 +33,34 @@ fn says(path: &str, explanation: &Explanation, words: &[&str]) {
 fn an_nsq_duplicate_after_a_kill_before_fin_names_the_kill_and_the_msg_timeout() {
     let path = "scenarios/db/ack-after-duplicates-on-kill-before-fin.toml";
     let (e, hosts) = explained(path, checker::duplicate_effect::DUPLICATE_EFFECT);
-    says(path, &e, &["did not acknowledge", "kill consumer1", "nsqd1 noted nsqd.msg_timeout"]);
-    assert!(hosts.contains(&"nsqd1".to_string()) && hosts.contains(&"consumer1".to_string()), "{hosts:?}");
+    says(
+        path,
+        &e,
+        &[
+            "did not acknowledge",
+            "kill consumer1",
+            "nsqd1 noted nsqd.msg_timeout",
+        ],
+    );
+    assert!(
+        hosts.contains(&"nsqd1".to_string()) && hosts.contains(&"consumer1".to_string()),
+        "{hosts:?}"
+    );
 }
 
 #[test]
 fn an_nsq_retried_pub_duplicate_names_the_lost_replies_and_the_retry() {
     let path = "scenarios/nsq/ambiguous-pub-retried.toml";
     let (e, _) = explained(path, checker::duplicate_delivery::DUPLICATE_DELIVERY);
-    says(path, &e, &["a second copy", "lose_replies nsqd1 -/-> producer1", "producer.retry"]);
+    says(
+        path,
+        &e,
+        &[
+            "a second copy",
+            "lose_replies nsqd1 -/-> producer1",
+            "producer.retry",
+        ],
+    );
 }
 
 #[test]
@@ -55,9 +74,16 @@ fn an_nsq_loss_names_the_kill_of_the_nsqd_that_held_it() {
 fn a_kafka_power_failure_loss_names_every_broker_it_hit() {
     let path = "scenarios/kafka/power-failure-of-every-replica-loses-unflushed-writes.toml";
     let (e, hosts) = explained(path, checker::lost::LOST);
-    says(path, &e, &["never delivered", "power_fail broker1", "unsynced bytes lost"]);
+    says(
+        path,
+        &e,
+        &["never delivered", "power_fail broker1", "unsynced bytes lost"],
+    );
     for broker in ["broker1", "broker2", "broker3"] {
-        assert!(hosts.contains(&broker.to_string()), "{broker} not named: {hosts:?}");
+        assert!(
+            hosts.contains(&broker.to_string()),
+            "{broker} not named: {hosts:?}"
+        );
     }
 }
 
@@ -72,7 +98,11 @@ fn a_kafka_truncation_loss_names_the_kill_and_the_truncation() {
 fn an_mqtt_duplicate_names_the_lost_puback() {
     let path = "scenarios/mqtt/qos1-lost-puback-duplicates-after-reconnect.toml";
     let (e, hosts) = explained(path, checker::duplicate_effect::DUPLICATE_EFFECT);
-    says(path, &e, &["a second copy", "lose_replies broker -/-> publisher1"]);
+    says(
+        path,
+        &e,
+        &["a second copy", "lose_replies broker -/-> publisher1"],
+    );
     assert!(hosts.contains(&"broker".to_string()), "{hosts:?}");
 }
 
@@ -80,7 +110,11 @@ fn an_mqtt_duplicate_names_the_lost_puback() {
 fn a_kafka_aborted_read_names_who_aborted_the_transaction() {
     let path = "scenarios/kafka/txn-read-uncommitted-reads-an-aborted-transaction.toml";
     let (e, _) = explained(path, checker::aborted_read::ABORTED_READ);
-    says(path, &e, &["aborted by producer1", "read by consumer1", "txn_abort_requested"]);
+    says(
+        path,
+        &e,
+        &["aborted by producer1", "read by consumer1", "txn_abort_requested"],
+    );
 }
 
 #[test]
@@ -97,8 +131,14 @@ fn run_prints_explanations_and_json_carries_one_per_anomaly() {
         .output()
         .unwrap();
     let human = String::from_utf8_lossy(&output.stdout);
-    assert!(human.contains("why: m1 was acknowledged and never processed"), "{human}");
-    assert!(human.contains("FAULT kill nsqd1 from 150 ms to 250 ms"), "{human}");
+    assert!(
+        human.contains("why: m1 was acknowledged and never processed"),
+        "{human}"
+    );
+    assert!(
+        human.contains("FAULT kill nsqd1 from 150 ms to 250 ms"),
+        "{human}"
+    );
     let output = super::jetsam()
         .args(["run", "scenarios/nsq/in-flight-lost-on-kill.toml", "--json"])
         .output()
@@ -111,7 +151,13 @@ fn run_prints_explanations_and_json_carries_one_per_anomaly() {
         .find(|p| p["property"] == "no-loss")
         .unwrap();
     let explanation = &no_loss["anomalies"][0]["explanation"];
-    assert!(explanation["summary"].as_str().unwrap().contains("kill nsqd1"), "{explanation}");
+    assert!(
+        explanation["summary"].as_str().unwrap().contains("kill nsqd1"),
+        "{explanation}"
+    );
     let steps = explanation["steps"].as_array().unwrap();
-    assert!(steps.iter().any(|s| s["host"] == "nsqd1" && s["t_us"] == 150_000), "{explanation}");
+    assert!(
+        steps.iter().any(|s| s["host"] == "nsqd1" && s["t_us"] == 150_000),
+        "{explanation}"
+    );
 }

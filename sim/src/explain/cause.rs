@@ -13,10 +13,47 @@ pub const NOTES_CITED_MAX: usize = 3;
 /// Words in a note's name that say it may explain a message's fate: a timeout, a requeue, a
 /// lost connection or acknowledgement, a retry or resend, a rebalance, a truncation, a drop.
 const CAUSE_WORDS: &[&str] = &[
-    "timeout", "timed_out", "requeue", "lost", "retry", "resend", "resent", "resume", "reconnect", "assigned",
-    "revoked", "rebalance", "gave_up", "error", "failed", "fenced", "reset", "truncat", "unclean", "election",
-    "drop", "discard", "overflow", "emptied", "deleted", "quota", "abort", "skipped", "session", "exit", "seek",
-    "duplicate", "zero_value", "backlog", "deadlock", "rollback", "restored", "leader", "partial", "1205", "1213",
+    "timeout",
+    "timed_out",
+    "requeue",
+    "lost",
+    "retry",
+    "resend",
+    "resent",
+    "resume",
+    "reconnect",
+    "assigned",
+    "revoked",
+    "rebalance",
+    "gave_up",
+    "error",
+    "failed",
+    "fenced",
+    "reset",
+    "truncat",
+    "unclean",
+    "election",
+    "drop",
+    "discard",
+    "overflow",
+    "emptied",
+    "deleted",
+    "quota",
+    "abort",
+    "skipped",
+    "session",
+    "exit",
+    "seek",
+    "duplicate",
+    "zero_value",
+    "backlog",
+    "deadlock",
+    "rollback",
+    "restored",
+    "leader",
+    "partial",
+    "1205",
+    "1213",
     "victim",
 ];
 
@@ -134,16 +171,29 @@ impl Explainer<'_> {
             .filter(|w| hosts.iter().any(|h| w.names(h)) || (log_wide && w.takes_down()))
             .collect();
         let notes: Vec<Step> = if log_wide {
-            let everyone: Vec<&str> = self.events.iter().map(|e| e.host.as_str()).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+            let everyone: Vec<&str> = self
+                .events
+                .iter()
+                .map(|e| e.host.as_str())
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .collect();
             self.notes_on(from, to, &everyone)
         } else {
             self.notes_on(from, to, hosts)
         };
         if let Some(fault) = faults.first() {
-            cause.short.push(format!("{} stood between {} and {}", fault.describe(), ms(from), ms(to)));
+            cause.short.push(format!(
+                "{} stood between {} and {}",
+                fault.describe(),
+                ms(from),
+                ms(to)
+            ));
         }
         if let Some(note) = notes.first() {
-            cause.short.push(format!("{} {} at {}", note.host, note.text, ms(note.t_us)));
+            cause
+                .short
+                .push(format!("{} {} at {}", note.host, note.text, ms(note.t_us)));
         }
         if cause.short.is_empty() {
             cause.short.push(format!(
@@ -184,7 +234,10 @@ impl Explainer<'_> {
             self.second_copy(id, group, to)
         } else if offset.is_some() && offset == next_offset {
             let mut cause = self.gap_faults(from, to, (next_consumer, None));
-            cause.short[0] = format!("{next_consumer} read it again at the same offset, its position gone back: {}", cause.short[0]);
+            cause.short[0] = format!(
+                "{next_consumer} read it again at the same offset, its position gone back: {}",
+                cause.short[0]
+            );
             cause
         } else {
             self.unacknowledged(id, (from, to), (consumer, node), group)
@@ -196,7 +249,9 @@ impl Explainer<'_> {
                 cause.steps.extend(notes);
                 return cause;
             }
-            cause.short.push(format!("{} {} at {}", first.host, first.text, ms(first.t_us)));
+            cause
+                .short
+                .push(format!("{} {} at {}", first.host, first.text, ms(first.t_us)));
         }
         cause.steps.extend(notes);
         cause
@@ -205,25 +260,36 @@ impl Explainer<'_> {
     /// A redelivery to `consumer` (from `node`) in `(from, to)`: its acknowledgement, if it
     /// sent one, came after the broker timed the message out, or was lost to a fault, or
     /// nothing recorded says why; without one, the faults on its link say why it did not.
-    fn unacknowledged(&self, id: MsgId, (from, to): (u64, u64), ends: (&str, Option<&str>), group: Option<&str>) -> Cause {
+    fn unacknowledged(
+        &self,
+        id: MsgId,
+        (from, to): (u64, u64),
+        ends: (&str, Option<&str>),
+        group: Option<&str>,
+    ) -> Cause {
         let consumer = ends.0;
         let ack = self.message(id, group).into_iter().find(|&i| {
             let e = self.event(i);
-            e.time.0 >= from && e.time.0 <= to && matches!(&e.kind, EventKind::Ack { consumer: c, .. } if c == consumer)
+            e.time.0 >= from
+                && e.time.0 <= to
+                && matches!(&e.kind, EventKind::Ack { consumer: c, .. } if c == consumer)
         });
         let Some(ack) = ack else {
             let mut cause = self.gap_faults(from, to, ends);
-            cause.short[0] = format!("{consumer} did not acknowledge it after {}: {}", ms(from), cause.short[0]);
+            cause.short[0] = format!(
+                "{consumer} did not acknowledge it after {}: {}",
+                ms(from),
+                cause.short[0]
+            );
             return cause;
         };
         let at = self.event(ack).time.0;
         // A timeout the broker noted between the delivery and the acknowledgement: the
         // acknowledgement came too late (nsqd answers a FIN for a timed-out message with an error).
         let broker: Vec<&str> = ends.1.into_iter().collect();
-        let timed_out = self
-            .notes_on(from, at, &broker)
-            .into_iter()
-            .find(|s| s.text.contains("timeout") || s.text.contains("timed_out") || s.text.contains("requeue"));
+        let timed_out = self.notes_on(from, at, &broker).into_iter().find(|s| {
+            s.text.contains("timeout") || s.text.contains("timed_out") || s.text.contains("requeue")
+        });
         let mut cause = match timed_out {
             Some(note) => {
                 let mut cause = Cause::default();
@@ -239,7 +305,11 @@ impl Explainer<'_> {
             }
             None => {
                 let mut cause = self.gap_faults(at, to, ends);
-                cause.short[0] = format!("{consumer} acknowledged it at {}, yet it came back: {}", ms(at), cause.short[0]);
+                cause.short[0] = format!(
+                    "{consumer} acknowledged it at {}, yet it came back: {}",
+                    ms(at),
+                    cause.short[0]
+                );
                 cause
             }
         };
@@ -269,29 +339,52 @@ impl Explainer<'_> {
         let (Some(&first), Some(&last)) = (publishes.first(), publishes.last()) else {
             return cause;
         };
-        let (from, to, producer) = (self.event(first).time.0, self.event(last).time.0, &self.event(first).host);
+        let (from, to, producer) = (
+            self.event(first).time.0,
+            self.event(last).time.0,
+            &self.event(first).host,
+        );
         cause.short.push(if invoked > 1 {
             format!("a second copy, not a redelivery: {producer} published it {invoked} times")
         } else {
-            format!("a second copy, not a redelivery: {producer} invoked one publish, and the queue got it twice")
+            format!(
+                "a second copy, not a redelivery: {producer} invoked one publish, and the queue got it twice"
+            )
         });
         cause.steps.extend(self.steps(&publishes));
         let faults = self.faults_on(from, to.max(from + 1), &[producer]);
         // Another process may have sent the copy (an outbox relay): a fault anywhere before
         // the copy arrived is cited, as standing at the same time, not as proven cause.
-        let meanwhile: Vec<&FaultWindow> = self.windows.iter().filter(|w| w.overlaps(from, seen_again)).collect();
+        let meanwhile: Vec<&FaultWindow> = self
+            .windows
+            .iter()
+            .filter(|w| w.overlaps(from, seen_again))
+            .collect();
         match (faults.first(), meanwhile.first()) {
-            (Some(first), _) => cause.short.push(format!("its publish at {} was not answered while {} stood", ms(from), first.describe())),
+            (Some(first), _) => cause.short.push(format!(
+                "its publish at {} was not answered while {} stood",
+                ms(from),
+                first.describe()
+            )),
             (None, Some(other)) => {
-                cause.short.push(format!("no fault stood on {producer} while it published; meanwhile {}", other.describe()));
+                cause.short.push(format!(
+                    "no fault stood on {producer} while it published; meanwhile {}",
+                    other.describe()
+                ));
                 cause.steps.push(self.fault_step(other));
             }
-            (None, None) => cause.short.push(format!("no fault stood on {producer} from its publish at {} to its answer at {}", ms(from), ms(to))),
+            (None, None) => cause.short.push(format!(
+                "no fault stood on {producer} from its publish at {} to its answer at {}",
+                ms(from),
+                ms(to)
+            )),
         }
         cause.steps.extend(faults.iter().map(|w| self.fault_step(w)));
         let notes = self.notes_on(from, to, &[producer]);
         if let Some(first) = notes.first() {
-            cause.short.push(format!("{producer} {} at {}", first.text, ms(first.t_us)));
+            cause
+                .short
+                .push(format!("{producer} {} at {}", first.text, ms(first.t_us)));
         }
         cause.steps.extend(notes);
         cause
@@ -302,7 +395,10 @@ impl Explainer<'_> {
 fn seen_by(kind: &EventKind) -> (&str, Option<&str>, Option<i64>) {
     match kind {
         EventKind::Deliver {
-            consumer, node, offset, ..
+            consumer,
+            node,
+            offset,
+            ..
         } => (consumer, node.as_deref(), *offset),
         EventKind::Effect { consumer, .. } | EventKind::Ack { consumer, .. } => (consumer, None, None),
         _ => ("", None, None),

@@ -26,7 +26,13 @@ pub fn explain(x: &Explainer<'_>, anomaly: &Anomaly) -> Explanation {
         })
         .collect();
     // The delivery each occurrence came from: itself, or the last one before an effect.
-    let source = |occurrence: usize| mine.iter().copied().filter(is_delivery).take_while(|&d| d <= occurrence).last();
+    let source = |occurrence: usize| {
+        mine.iter()
+            .copied()
+            .filter(is_delivery)
+            .take_while(|&d| d <= occurrence)
+            .last()
+    };
     let mut steps = x.steps(&mine);
     let mut causes: Vec<String> = Vec::new();
     for pair in occurrences.windows(2) {
@@ -67,7 +73,9 @@ fn reapplied(x: &Explainer<'_>, first: usize, second: usize) -> Cause {
     );
     let notes = x.notes_on(a.time.0, b.time.0, &[consumer, &a.host]);
     if let Some(first) = notes.first() {
-        cause.short.push(format!("{} {} at {}", first.host, first.text, ms(first.t_us)));
+        cause
+            .short
+            .push(format!("{} {} at {}", first.host, first.text, ms(first.t_us)));
     }
     cause.steps.extend(notes);
     cause

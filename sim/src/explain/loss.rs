@@ -9,7 +9,15 @@ use crate::history::EventKind;
 
 /// Words in a note's name that say a broker threw messages away.
 const ERASING_WORDS: &[&str] = &[
-    "truncat", "unclean", "drop", "discard", "emptied", "deleted", "quota", "session_discarded", "reset",
+    "truncat",
+    "unclean",
+    "drop",
+    "discard",
+    "emptied",
+    "deleted",
+    "quota",
+    "session_discarded",
+    "reset",
 ];
 /// Erasing notes cited at most.
 const ERASING_NOTES_MAX: usize = 3;
@@ -71,8 +79,19 @@ pub fn explain(x: &Explainer<'_>, anomaly: &Anomaly) -> Explanation {
 /// Where it was last seen: its place in a log when that was its publish's answer.
 fn seen(last: Option<&crate::history::Event>) -> String {
     match last.map(|e| (e, &e.kind)) {
-        Some((event, EventKind::PublishOk { partition: Some(p), offset: Some(o), .. })) => {
-            format!("acknowledged at {p}@{o} at {} on {}", ms(event.time.0), event.host)
+        Some((
+            event,
+            EventKind::PublishOk {
+                partition: Some(p),
+                offset: Some(o),
+                ..
+            },
+        )) => {
+            format!(
+                "acknowledged at {p}@{o} at {} on {}",
+                ms(event.time.0),
+                event.host
+            )
         }
         Some((event, _)) => format!("last seen at {} on {}", ms(event.time.0), event.host),
         None => "never recorded".to_string(),
@@ -89,14 +108,18 @@ fn held(holders: &[&str]) -> String {
 
 /// A consumer that acknowledged the message after its last delivery without an effect.
 fn acked_without_effect(x: &Explainer<'_>, mine: &[usize]) -> Option<String> {
-    let last_delivery = mine.iter().rposition(|&i| matches!(x.event(i).kind, EventKind::Deliver { .. }))?;
-    mine[last_delivery..].iter().find_map(|&i| match &x.event(i).kind {
-        EventKind::Ack { consumer, .. } => Some(format!(
-            "{consumer} acknowledged it at {} without applying its effect",
-            ms(x.event(i).time.0)
-        )),
-        _ => None,
-    })
+    let last_delivery = mine
+        .iter()
+        .rposition(|&i| matches!(x.event(i).kind, EventKind::Deliver { .. }))?;
+    mine[last_delivery..]
+        .iter()
+        .find_map(|&i| match &x.event(i).kind {
+            EventKind::Ack { consumer, .. } => Some(format!(
+                "{consumer} acknowledged it at {} without applying its effect",
+                ms(x.event(i).time.0)
+            )),
+            _ => None,
+        })
 }
 
 /// The erasing fault, the notes, or that nothing recorded explains the loss.
@@ -104,7 +127,10 @@ fn why(erasers: &[&super::FaultWindow], notes: &[Step], holders: &[&str], acked:
     let mut why: Vec<String> = acked.into_iter().collect();
     if let Some(first) = erasers.first() {
         why.push(format!("then {}", first.describe()));
-        let also: Vec<String> = erasers[1..].iter().map(|w| format!("{} {}", w.action, w.hosts.join(","))).collect();
+        let also: Vec<String> = erasers[1..]
+            .iter()
+            .map(|w| format!("{} {}", w.action, w.hosts.join(",")))
+            .collect();
         if !also.is_empty() {
             why.push(format!("also {}", also.join(", ")));
         }
@@ -115,7 +141,11 @@ fn why(erasers: &[&super::FaultWindow], notes: &[Step], holders: &[&str], acked:
     if erasers.is_empty() && notes.is_empty() {
         why.push(format!(
             "no crash, kill, stop or power failure of {} and no drop or truncation was recorded after that",
-            if holders.is_empty() { "a host that can have held it".to_string() } else { holders.join(" or ") }
+            if holders.is_empty() {
+                "a host that can have held it".to_string()
+            } else {
+                holders.join(" or ")
+            }
         ));
     }
     why.join("; ")

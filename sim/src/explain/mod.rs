@@ -97,7 +97,13 @@ impl Explanation {
         let mut out = String::new();
         let _ = writeln!(out, "{indent}why: {}", self.summary);
         for step in &self.steps {
-            let _ = writeln!(out, "{indent}  {:>12}  {:<10} {}", ms(step.t_us), step.host, step.text);
+            let _ = writeln!(
+                out,
+                "{indent}  {:>12}  {:<10} {}",
+                ms(step.t_us),
+                step.host,
+                step.text
+            );
         }
         out
     }
@@ -133,7 +139,9 @@ pub fn family(kind: AnomalyKind) -> Option<&'static str> {
     let reorder = reorder::KINDS.contains(&kind);
     Some(match kind {
         _ if reorder => "order",
-        k if k == duplicate_effect::DUPLICATE_EFFECT || k == duplicate_delivery::DUPLICATE_DELIVERY => "duplicate",
+        k if k == duplicate_effect::DUPLICATE_EFFECT || k == duplicate_delivery::DUPLICATE_DELIVERY => {
+            "duplicate"
+        }
         k if k == log_duplicate::LOG_DUPLICATE => "duplicate",
         k if k == lost::LOST || k == unseen::UNSEEN || k == lost_write::LOST_WRITE => "loss",
         k if k == nonmonotonic_read::NONMONOTONIC_READ || k == poll_skip::POLL_SKIP => "order",
@@ -193,7 +201,10 @@ impl<'a> Explainer<'a> {
     fn group_of(&self, anomaly: &Anomaly) -> Option<String> {
         let rest = anomaly.detail.strip_prefix('[')?;
         let (group, _) = rest.split_once("] ")?;
-        self.groups.iter().any(|(_, g)| g == group).then(|| group.to_string())
+        self.groups
+            .iter()
+            .any(|(_, g)| g == group)
+            .then(|| group.to_string())
     }
 
     /// The indexes of a message's events, keeping only `group`'s consumers' deliveries,
@@ -253,7 +264,11 @@ impl<'a> Explainer<'a> {
 
 /// An anomaly's detail without the `[group] ` its checker run put before it.
 fn bare_detail(anomaly: &Anomaly) -> &str {
-    match anomaly.detail.strip_prefix('[').and_then(|rest| rest.split_once("] ")) {
+    match anomaly
+        .detail
+        .strip_prefix('[')
+        .and_then(|rest| rest.split_once("] "))
+    {
         Some((_, detail)) => detail,
         None => &anomaly.detail,
     }

@@ -28,7 +28,12 @@ pub fn explain(x: &Explainer<'_>, anomaly: &Anomaly) -> Explanation {
     let cause = x.between(from, to, &hosts, log_wide);
     let mut steps = x.steps(&witnesses);
     steps.extend(cause.steps.iter().cloned());
-    let summary = format!("{} {}; {}", anomaly.id, super::bare_detail(anomaly), cause.phrase());
+    let summary = format!(
+        "{} {}; {}",
+        anomaly.id,
+        super::bare_detail(anomaly),
+        cause.phrase()
+    );
     Explanation::new(summary, steps)
 }
 
@@ -48,12 +53,20 @@ fn reordered(x: &Explainer<'_>, anomaly: &Anomaly) -> Explanation {
     let publish = |id| {
         x.message(id, group)
             .into_iter()
-            .filter(|&i| matches!(x.event(i).kind, EventKind::Publish { .. } | EventKind::PublishOk { .. }))
+            .filter(|&i| {
+                matches!(
+                    x.event(i).kind,
+                    EventKind::Publish { .. } | EventKind::PublishOk { .. }
+                )
+            })
             .collect::<Vec<_>>()
     };
     let mut shown = publish(anomaly.id);
     shown.extend(other.map(publish).unwrap_or_default());
-    shown.extend(x.witnesses(anomaly, &[anomaly.id].into_iter().chain(other).collect::<Vec<_>>()));
+    shown.extend(x.witnesses(
+        anomaly,
+        &[anomaly.id].into_iter().chain(other).collect::<Vec<_>>(),
+    ));
     shown.extend(&deliveries);
     let mut steps = x.steps(&shown);
     let cause = match deliveries.as_slice() {
@@ -94,7 +107,10 @@ fn held_back(x: &Explainer<'_>, anomaly: &Anomaly, shown: &[usize]) -> Cause {
     if distinct.len() > 1 {
         cause.short.insert(
             0,
-            format!("the two came through different brokers ({}), which order nothing between them", distinct.join(", ")),
+            format!(
+                "the two came through different brokers ({}), which order nothing between them",
+                distinct.join(", ")
+            ),
         );
     }
     cause

@@ -31,7 +31,10 @@ pub fn explain(x: &Explainer<'_>, anomaly: &Anomaly) -> Explanation {
             EventKind::PublishFail { error, .. } => Some((x.event(i).time.0, error)),
             _ => None,
         }) {
-            Some((at, error)) => format!("its publish failed at {} ({error}), yet a consumer got it", ms(at)),
+            Some((at, error)) => format!(
+                "its publish failed at {} ({error}), yet a consumer got it",
+                ms(at)
+            ),
             None => "never published, yet a consumer got it".to_string(),
         }
     };
@@ -46,13 +49,16 @@ fn invariant(x: &Explainer<'_>, anomaly: &Anomaly) -> Explanation {
     let observed: Vec<usize> = (0..x.events.len())
         .filter(|&i| {
             let e = x.event(i);
-            (e.time.0 == from || e.time.0 == to) && matches!(&e.kind, EventKind::Observe { name: n, .. } if n == name)
+            (e.time.0 == from || e.time.0 == to)
+                && matches!(&e.kind, EventKind::Observe { name: n, .. } if n == name)
         })
         .collect();
     let commits: Vec<usize> = (0..x.events.len())
         .filter(|&i| {
             let e = x.event(i);
-            e.time.0 >= from && e.time.0 <= to && matches!(e.kind, EventKind::Write { .. } | EventKind::Effect { .. })
+            e.time.0 >= from
+                && e.time.0 <= to
+                && matches!(e.kind, EventKind::Write { .. } | EventKind::Effect { .. })
         })
         .take(COMMITS_CITED_MAX)
         .collect();

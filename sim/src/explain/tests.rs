@@ -44,7 +44,10 @@ fn every_registered_kind_has_an_explanation_family() {
 #[test]
 fn a_duplicate_effect_names_the_partition_that_lost_the_fin_and_the_timeout() {
     let mut b = Build::new();
-    b.publish(1).ok(1).deliver_to(1, 1, "c1", "nsqd1").effect_by(1, "c1");
+    b.publish(1)
+        .ok(1)
+        .deliver_to(1, 1, "c1", "nsqd1")
+        .effect_by(1, "c1");
     b.fault("partition", &["c1", "nsqd1"], "c1 <-/-> nsqd1")
         .ack_by(1, "c1")
         .note("nsqd1", "nsqd.msg_timeout", "")
@@ -64,7 +67,9 @@ fn a_duplicate_effect_names_the_partition_that_lost_the_fin_and_the_timeout() {
 fn an_ack_after_the_brokers_timeout_came_too_late() {
     let mut b = Build::new();
     b.publish(1).ok(1).deliver_to(1, 1, "c1", "nsqd1");
-    b.note("nsqd1", "nsqd.msg_timeout", "").effect_by(1, "c1").ack_by(1, "c1");
+    b.note("nsqd1", "nsqd.msg_timeout", "")
+        .effect_by(1, "c1")
+        .ack_by(1, "c1");
     b.deliver_to(1, 2, "c2", "nsqd1").effect_by(1, "c2");
     let e = explained(&b, duplicate_effect::DUPLICATE_EFFECT);
     assert!(e.summary.contains("came too late"), "{}", e.summary);
@@ -74,18 +79,29 @@ fn an_ack_after_the_brokers_timeout_came_too_late() {
 #[test]
 fn a_redelivery_with_nothing_recorded_says_so() {
     let mut b = Build::new();
-    b.publish(1).ok(1).deliver_to(1, 1, "c1", "nsqd1").deliver_to(1, 2, "c1", "nsqd1");
+    b.publish(1)
+        .ok(1)
+        .deliver_to(1, 1, "c1", "nsqd1")
+        .deliver_to(1, 2, "c1", "nsqd1");
     let e = explained(&b, duplicate_delivery::DUPLICATE_DELIVERY);
     assert!(e.summary.contains("c1 did not acknowledge it"), "{}", e.summary);
-    assert!(e.summary.contains("no fault stood on c1<->nsqd1"), "{}", e.summary);
+    assert!(
+        e.summary.contains("no fault stood on c1<->nsqd1"),
+        "{}",
+        e.summary
+    );
 }
 
 #[test]
 fn a_second_copy_names_the_unanswered_publish_and_the_lost_replies() {
     let mut b = Build::new();
-    b.fault("lose_replies", &["nsqd1", "p"], "nsqd1 -/-> p for 100ms").publish(1);
-    b.deliver_to(1, 1, "c1", "nsqd1").effect_by(1, "c1").ack_by(1, "c1");
-    b.note("p", "producer.retry", "").fault("lose_replies_end", &["nsqd1", "p"], "");
+    b.fault("lose_replies", &["nsqd1", "p"], "nsqd1 -/-> p for 100ms")
+        .publish(1);
+    b.deliver_to(1, 1, "c1", "nsqd1")
+        .effect_by(1, "c1")
+        .ack_by(1, "c1");
+    b.note("p", "producer.retry", "")
+        .fault("lose_replies_end", &["nsqd1", "p"], "");
     b.ok(1).deliver_to(1, 1, "c1", "nsqd1").effect_by(1, "c1");
     let e = explained(&b, duplicate_effect::DUPLICATE_EFFECT);
     assert!(e.summary.contains("a second copy"), "{}", e.summary);
@@ -96,8 +112,12 @@ fn a_second_copy_names_the_unanswered_publish_and_the_lost_replies() {
 #[test]
 fn two_effects_from_one_delivery_are_a_reapplication() {
     let mut b = Build::new();
-    b.publish(1).ok(1).deliver_to(1, 1, "c1", "nsqd1").effect_by(1, "c1");
-    b.note("c1", "consumer.handler_error", "commit reply lost").effect_by(1, "c1");
+    b.publish(1)
+        .ok(1)
+        .deliver_to(1, 1, "c1", "nsqd1")
+        .effect_by(1, "c1");
+    b.note("c1", "consumer.handler_error", "commit reply lost")
+        .effect_by(1, "c1");
     let e = explained(&b, duplicate_effect::DUPLICATE_EFFECT);
     assert!(e.summary.contains("from one delivery"), "{}", e.summary);
     assert!(e.summary.contains("handler_error"), "{}", e.summary);
@@ -119,10 +139,17 @@ fn a_loss_names_where_it_was_last_held_and_the_power_failure() {
 #[test]
 fn a_loss_with_nothing_recorded_says_so() {
     let mut b = Build::new();
-    b.publish(1).ok(1).fault("partition", &["p", "nsqd1"], "p <-/-> nsqd1").drained();
+    b.publish(1)
+        .ok(1)
+        .fault("partition", &["p", "nsqd1"], "p <-/-> nsqd1")
+        .drained();
     let e = explained(&b, lost::LOST);
     assert!(e.summary.contains("never delivered"), "{}", e.summary);
-    assert!(e.summary.contains("no crash, kill, stop or power failure"), "{}", e.summary);
+    assert!(
+        e.summary.contains("no crash, kill, stop or power failure"),
+        "{}",
+        e.summary
+    );
 }
 
 #[test]
@@ -137,17 +164,26 @@ fn an_unseen_message_names_the_kill_of_a_broker() {
 fn a_lost_write_names_the_truncation() {
     let mut b = Build::new();
     b.publish(1).ok_at(1, "t-0", 0).publish(2).ok_at(2, "t-0", 1);
-    b.note("broker2", "kafka.truncated_to_high_watermark", "").read_at(2, "c", "t-0", 1);
+    b.note("broker2", "kafka.truncated_to_high_watermark", "")
+        .read_at(2, "c", "t-0", 1);
     let e = explained(&b, lost_write::LOST_WRITE);
     assert!(e.summary.contains("acknowledged at t-0@0"), "{}", e.summary);
-    assert!(e.summary.contains("broker2 noted kafka.truncated_to_high_watermark"), "{}", e.summary);
+    assert!(
+        e.summary
+            .contains("broker2 noted kafka.truncated_to_high_watermark"),
+        "{}",
+        e.summary
+    );
 }
 
 #[test]
 fn a_log_duplicate_names_the_producers_retry() {
     let mut b = Build::new();
-    b.publish(1).fault("lose_replies", &["broker1", "p"], "broker1 -/-> p for 50ms");
-    b.note("p", "producer.retry", "").ok_at(1, "t-0", 0).ok_at(1, "t-0", 1);
+    b.publish(1)
+        .fault("lose_replies", &["broker1", "p"], "broker1 -/-> p for 50ms");
+    b.note("p", "producer.retry", "")
+        .ok_at(1, "t-0", 0)
+        .ok_at(1, "t-0", 1);
     let e = explained(&b, log_duplicate::LOG_DUPLICATE);
     assert!(e.summary.contains("lose_replies broker1 -/-> p"), "{}", e.summary);
     says(&e, &["noted producer.retry", "t-0@1"]);
@@ -156,7 +192,9 @@ fn a_log_duplicate_names_the_producers_retry() {
 #[test]
 fn inconsistent_offsets_name_the_power_failure_between_them() {
     let mut b = Build::new();
-    b.publish(1).ok_at(1, "t-0", 0).fault("power_fail", &["broker1"], "");
+    b.publish(1)
+        .ok_at(1, "t-0", 0)
+        .fault("power_fail", &["broker1"], "");
     b.publish(2).ok_at(2, "t-0", 0);
     let e = explained(&b, inconsistent_offsets::INCONSISTENT_OFFSETS);
     assert!(e.summary.contains("power_fail broker1"), "{}", e.summary);
@@ -168,22 +206,38 @@ fn a_nonmonotonic_read_names_the_offset_reset() {
     b.read_at(1, "c", "t-0", 0).read_at(2, "c", "t-0", 1);
     b.note("c", "consumer.offset_reset", "").read_at(1, "c", "t-0", 0);
     let e = explained(&b, nonmonotonic_read::NONMONOTONIC_READ);
-    assert!(e.summary.contains("c noted consumer.offset_reset"), "{}", e.summary);
+    assert!(
+        e.summary.contains("c noted consumer.offset_reset"),
+        "{}",
+        e.summary
+    );
 }
 
 #[test]
 fn a_poll_skip_names_what_moved_the_position() {
     let mut b = Build::new();
-    b.ok_at(1, "t-0", 0).ok_at(2, "t-0", 1).ok_at(3, "t-0", 2).read_at(1, "c", "t-0", 0);
-    b.note("c", "consumer.batch_skipped_after_commit_failure", "").read_at(3, "c", "t-0", 2);
+    b.ok_at(1, "t-0", 0)
+        .ok_at(2, "t-0", 1)
+        .ok_at(3, "t-0", 2)
+        .read_at(1, "c", "t-0", 0);
+    b.note("c", "consumer.batch_skipped_after_commit_failure", "")
+        .read_at(3, "c", "t-0", 2);
     let e = explained(&b, poll_skip::POLL_SKIP);
-    assert!(e.summary.contains("batch_skipped_after_commit_failure"), "{}", e.summary);
+    assert!(
+        e.summary.contains("batch_skipped_after_commit_failure"),
+        "{}",
+        e.summary
+    );
 }
 
 #[test]
 fn a_reorder_names_the_redelivery_and_the_kill_behind_it() {
     let mut b = Build::new();
-    b.publish(1).ok(1).publish(2).ok(2).deliver_to(1, 1, "c1", "nsqd1");
+    b.publish(1)
+        .ok(1)
+        .publish(2)
+        .ok(2)
+        .deliver_to(1, 1, "c1", "nsqd1");
     b.fault("kill", &["c1"], "").fault("restart", &["c1"], "");
     b.deliver_to(2, 1, "c1", "nsqd1").deliver_to(1, 2, "c1", "nsqd1");
     let e = explained(&b, reorder::kind(OrderScope::Producer));
@@ -207,7 +261,9 @@ fn a_changed_invariant_names_the_commits_and_the_kill_between() {
         name: "total".into(),
         value,
     };
-    b.push("db", observe(100)).effect_by(1, "c1").fault("kill", &["db"], "");
+    b.push("db", observe(100))
+        .effect_by(1, "c1")
+        .fault("kill", &["db"], "");
     b.push("db", observe(90));
     let e = explained(&b, invariant::INVARIANT);
     assert!(e.summary.contains("total was 100, then 90"), "{}", e.summary);
@@ -219,7 +275,12 @@ fn a_changed_invariant_names_the_commits_and_the_kill_between() {
 fn a_partial_transaction_names_the_handler_error_before_it() {
     let mut b = Build::new();
     let parts = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
-    b.push("c1", EventKind::EffectParts { parts: parts(&["inbox", "debit"]) });
+    b.push(
+        "c1",
+        EventKind::EffectParts {
+            parts: parts(&["inbox", "debit"]),
+        },
+    );
     b.publish(1).ok(1).deliver_to(1, 1, "c1", "nsqd1");
     b.note("c1", "consumer.handler_error", "1205 lock wait timeout");
     b.push(
@@ -239,7 +300,8 @@ fn a_partial_transaction_names_the_handler_error_before_it() {
 fn an_aborted_read_names_who_aborted_and_why() {
     let mut b = Build::new();
     b.publish(1).note("p", TXN_PUBLISH, "txn=p#1 id=m1").publish(2);
-    b.note("p", TXN_PUBLISH, "txn=p#1 id=m2").fault("pause", &["p"], "");
+    b.note("p", TXN_PUBLISH, "txn=p#1 id=m2")
+        .fault("pause", &["p"], "");
     b.note("p", TXN_ABORTED, "txn=p#1").deliver(1, 1);
     let e = explained(&b, aborted_read::ABORTED_READ);
     assert!(e.summary.contains("aborted by p"), "{}", e.summary);
@@ -252,19 +314,30 @@ fn an_aborted_read_names_who_aborted_and_why() {
 fn a_torn_transaction_names_where_the_unread_part_was_lost() {
     let mut b = Build::new();
     b.publish(1).note("p", TXN_PUBLISH, "txn=p#1 id=m1").publish(2);
-    b.note("p", TXN_PUBLISH, "txn=p#1 id=m2").note("p", TXN_COMMITTED, "txn=p#1");
+    b.note("p", TXN_PUBLISH, "txn=p#1 id=m2")
+        .note("p", TXN_COMMITTED, "txn=p#1");
     b.fault("power_fail", &["broker1"], "").deliver(1, 1).drained();
     let e = explained(&b, torn_transaction::TORN_TRANSACTION);
-    assert!(e.summary.contains("of transaction p#1 committed"), "{}", e.summary);
+    assert!(
+        e.summary.contains("of transaction p#1 committed"),
+        "{}",
+        e.summary
+    );
     assert!(e.summary.contains("power_fail broker1"), "{}", e.summary);
 }
 
 #[test]
 fn a_groups_duplicate_reads_only_that_groups_consumers() {
     let mut b = Build::new();
-    let members = vec![("a1".to_string(), "ga".to_string()), ("b1".to_string(), "gb".to_string())];
+    let members = vec![
+        ("a1".to_string(), "ga".to_string()),
+        ("b1".to_string(), "gb".to_string()),
+    ];
     b.push("jetsam", EventKind::Groups { members });
-    b.publish(1).ok(1).deliver_to(1, 1, "a1", "nsqd1").deliver_to(1, 1, "b1", "nsqd1");
+    b.publish(1)
+        .ok(1)
+        .deliver_to(1, 1, "a1", "nsqd1")
+        .deliver_to(1, 1, "b1", "nsqd1");
     b.deliver_to(1, 2, "a1", "nsqd1");
     let e = explained(&b, duplicate_delivery::DUPLICATE_DELIVERY);
     assert!(e.summary.contains("delivered 2 times"), "{}", e.summary);
@@ -274,7 +347,11 @@ fn a_groups_duplicate_reads_only_that_groups_consumers() {
 #[test]
 fn a_partition_window_knows_its_sides() {
     let mut b = Build::new();
-    b.fault("partition", &["c1", "nsqd1", "nsqd2"], "role consumer -> c1; c1 <-/-> nsqd1,nsqd2");
+    b.fault(
+        "partition",
+        &["c1", "nsqd1", "nsqd2"],
+        "role consumer -> c1; c1 <-/-> nsqd1,nsqd2",
+    );
     b.fault("heal", &[], "");
     let history = b.history();
     let windows = window::windows(history.events());
@@ -283,7 +360,11 @@ fn a_partition_window_knows_its_sides() {
     assert!(w.on_link("nsqd2", "c1") && w.on_link("c1", "nsqd1"));
     assert!(!w.on_link("nsqd1", "nsqd2"), "both on one side");
     assert_eq!(w.end_us, Some(20));
-    assert!(w.describe().starts_with("partition c1 <-/-> nsqd1,nsqd2 from"), "{}", w.describe());
+    assert!(
+        w.describe().starts_with("partition c1 <-/-> nsqd1,nsqd2 from"),
+        "{}",
+        w.describe()
+    );
 }
 
 #[test]
@@ -304,8 +385,14 @@ fn a_long_chain_is_capped_and_counts_what_it_left_out() {
 fn a_reread_at_the_same_offset_names_the_consumers_crash() {
     let mut b = Build::new();
     b.publish(1).ok_at(1, "t-0", 0).read_at(1, "c", "t-0", 0);
-    b.fault("kill", &["c"], "").fault("restart", &["c"], "").read_at(1, "c", "t-0", 0);
+    b.fault("kill", &["c"], "")
+        .fault("restart", &["c"], "")
+        .read_at(1, "c", "t-0", 0);
     let e = explained(&b, duplicate_delivery::DUPLICATE_DELIVERY);
-    assert!(e.summary.contains("read it again at the same offset"), "{}", e.summary);
+    assert!(
+        e.summary.contains("read it again at the same offset"),
+        "{}",
+        e.summary
+    );
     assert!(e.summary.contains("kill c"), "{}", e.summary);
 }

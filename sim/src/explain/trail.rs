@@ -7,7 +7,9 @@ use crate::history::EventKind;
 /// Words for one event about a message; `None` for an event that is not about one.
 pub fn words(kind: &EventKind) -> Option<String> {
     Some(match kind {
-        EventKind::Publish { id, producer, seq, .. } => format!("{producer} publishes {id} (its publish #{seq})"),
+        EventKind::Publish {
+            id, producer, seq, ..
+        } => format!("{producer} publishes {id} (its publish #{seq})"),
         EventKind::PublishOk {
             id,
             partition: Some(p),
@@ -15,7 +17,9 @@ pub fn words(kind: &EventKind) -> Option<String> {
         } => format!("the broker acknowledges {id}'s publish at {p}@{o}"),
         EventKind::PublishOk { id, .. } => format!("the broker acknowledges {id}'s publish"),
         EventKind::PublishFail { id, error } => format!("{id}'s publish fails: {error}"),
-        EventKind::PublishInfo { id, reason } => format!("{id}'s publish goes unanswered ({reason}): outcome unknown"),
+        EventKind::PublishInfo { id, reason } => {
+            format!("{id}'s publish goes unanswered ({reason}): outcome unknown")
+        }
         EventKind::Deliver {
             id,
             attempt,
@@ -32,7 +36,9 @@ pub fn words(kind: &EventKind) -> Option<String> {
             format!("{id} delivered to {consumer}{from}{at} (attempt {attempt})")
         }
         EventKind::Effect { id, consumer } => format!("{consumer}'s effect for {id} applied"),
-        EventKind::Write { id, txn, parts } => format!("transaction {txn} commits {id}'s {}", parts.join(", ")),
+        EventKind::Write { id, txn, parts } => {
+            format!("transaction {txn} commits {id}'s {}", parts.join(", "))
+        }
         EventKind::Ack { id, consumer } => format!("{consumer} acknowledges {id} to the queue (FIN/commit)"),
         _ => return None,
     })
@@ -67,7 +73,11 @@ fn other_words(kind: &EventKind) -> String {
         EventKind::Note { name, detail: None } => format!("noted {name}"),
         EventKind::Observe { name, value } => format!("observes {name} = {value}"),
         EventKind::Crash { message, .. } => format!("crash: {message}"),
-        EventKind::Fault { action, hosts, detail } => format!("fault {action} {} {detail}", hosts.join(",")),
+        EventKind::Fault {
+            action,
+            hosts,
+            detail,
+        } => format!("fault {action} {} {detail}", hosts.join(",")),
         other => format!("{other:?}"),
     }
 }

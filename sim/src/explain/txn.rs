@@ -26,11 +26,15 @@ pub fn explain(x: &Explainer<'_>, anomaly: &Anomaly) -> Explanation {
     // Torn: explain the unread part as a loss, after the transaction's own story.
     let mut loss = super::loss::explain(x, anomaly);
     loss.steps.extend(x.steps(&notes));
-    let committed = ended.map_or(String::new(), |i| format!(" committed at {}", ms(x.event(i).time.0)));
+    let committed = ended.map_or(String::new(), |i| {
+        format!(" committed at {}", ms(x.event(i).time.0))
+    });
     let summary = format!(
         "{} of transaction {name}{committed}, never delivered though part of it was; {}",
         anomaly.id,
-        loss.summary.split_once("; ").map_or(loss.summary.as_str(), |(_, why)| why)
+        loss.summary
+            .split_once("; ")
+            .map_or(loss.summary.as_str(), |(_, why)| why)
     );
     Explanation::new(summary, loss.steps)
 }
@@ -57,7 +61,13 @@ fn txn_notes(x: &Explainer<'_>, name: &str) -> Vec<usize> {
         .collect()
 }
 
-fn aborted(x: &Explainer<'_>, anomaly: &Anomaly, name: &str, notes: &[usize], ended: Option<usize>) -> Explanation {
+fn aborted(
+    x: &Explainer<'_>,
+    anomaly: &Anomaly,
+    name: &str,
+    notes: &[usize],
+    ended: Option<usize>,
+) -> Explanation {
     let group = x.group_of(anomaly);
     // The transaction's end and this message's record in it (not every other record).
     let own = format!("id={}", anomaly.id);
@@ -65,9 +75,9 @@ fn aborted(x: &Explainer<'_>, anomaly: &Anomaly, name: &str, notes: &[usize], en
         .iter()
         .copied()
         .filter(|&i| match &x.event(i).kind {
-            EventKind::Note { name, detail } if name == TXN_PUBLISH => {
-                detail.as_deref().is_some_and(|d| d.split_whitespace().any(|f| f == own))
-            }
+            EventKind::Note { name, detail } if name == TXN_PUBLISH => detail
+                .as_deref()
+                .is_some_and(|d| d.split_whitespace().any(|f| f == own)),
             _ => true,
         })
         .collect();
@@ -83,7 +93,9 @@ fn aborted(x: &Explainer<'_>, anomaly: &Anomaly, name: &str, notes: &[usize], en
         .iter()
         .find(|&&i| matches!(x.event(i).kind, EventKind::Deliver { .. }))
         .map(|&i| x.event(i));
-    let read = read.map_or(String::new(), |e| format!(", read by {} at {}", e.host, ms(e.time.0)));
+    let read = read.map_or(String::new(), |e| {
+        format!(", read by {} at {}", e.host, ms(e.time.0))
+    });
     let summary = format!(
         "{} of transaction {name}, aborted by {producer} at {}{read}; why it aborted: {}",
         anomaly.id,
@@ -98,7 +110,11 @@ fn aborted(x: &Explainer<'_>, anomaly: &Anomaly, name: &str, notes: &[usize], en
 fn partial(x: &Explainer<'_>, anomaly: &Anomaly) -> Explanation {
     let mine = x.message(anomaly.id, None);
     let write_at = anomaly.times.first().map_or(0, |t| t.0);
-    let shown: Vec<usize> = mine.iter().copied().filter(|&i| x.event(i).time.0 <= write_at).collect();
+    let shown: Vec<usize> = mine
+        .iter()
+        .copied()
+        .filter(|&i| x.event(i).time.0 <= write_at)
+        .collect();
     let mut steps: Vec<Step> = x.steps(&shown);
     let from = shown.first().map_or(write_at, |&i| x.event(i).time.0);
     let mut hosts: Vec<&str> = shown.iter().map(|&i| x.event(i).host.as_str()).collect();
@@ -106,6 +122,11 @@ fn partial(x: &Explainer<'_>, anomaly: &Anomaly) -> Explanation {
     hosts.dedup();
     let cause = x.between(from, write_at, &hosts, false);
     steps.extend(cause.steps.iter().cloned());
-    let summary = format!("{} {}; {}", anomaly.id, super::bare_detail(anomaly), cause.phrase());
+    let summary = format!(
+        "{} {}; {}",
+        anomaly.id,
+        super::bare_detail(anomaly),
+        cause.phrase()
+    );
     Explanation::new(summary, steps)
 }

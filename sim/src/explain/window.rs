@@ -42,7 +42,11 @@ fn sides(detail: &str) -> Option<(Vec<String>, Vec<String>, bool)> {
         None => (true, cut.split_once(" -/-> ")?),
     };
     let names = |text: &str| text.split(',').map(|h| h.trim().to_string()).collect::<Vec<_>>();
-    Some((names(left), names(right.split_whitespace().next().unwrap_or(right)), oneway))
+    Some((
+        names(left),
+        names(right.split_whitespace().next().unwrap_or(right)),
+        oneway,
+    ))
 }
 
 /// Every fault window of the history, in the order the faults opened.
@@ -50,11 +54,19 @@ pub fn windows(events: &[Event]) -> Vec<FaultWindow> {
     let mut windows = Vec::new();
     for (i, event) in events.iter().enumerate() {
         let (action, hosts, detail) = match &event.kind {
-            EventKind::Fault { action, hosts, detail } => (action.clone(), hosts.clone(), detail.clone()),
+            EventKind::Fault {
+                action,
+                hosts,
+                detail,
+            } => (action.clone(), hosts.clone(), detail.clone()),
             EventKind::Crash {
                 message,
                 exit_status: Some(status),
-            } => ("exit".to_string(), vec![event.host.clone()], format!("status {status}: {message}")),
+            } => (
+                "exit".to_string(),
+                vec![event.host.clone()],
+                format!("status {status}: {message}"),
+            ),
             _ => continue,
         };
         let Some(undo) = closers(&action) else {
@@ -71,7 +83,11 @@ pub fn windows(events: &[Event]) -> Vec<FaultWindow> {
                 _ => false,
             })
             .map(|e| e.time.0);
-        let sides = if action == "partition" { sides(&detail) } else { None };
+        let sides = if action == "partition" {
+            sides(&detail)
+        } else {
+            None
+        };
         windows.push(FaultWindow {
             action,
             hosts,
@@ -120,9 +136,12 @@ impl FaultWindow {
     /// The fault in words: its kind, where, and when it stood.
     pub fn describe(&self) -> String {
         let what = match self.action.as_str() {
-            "partition" | "lose_replies" | "latency" if !self.detail.is_empty() => {
-                self.detail.rsplit("; ").next().unwrap_or(&self.detail).to_string()
-            }
+            "partition" | "lose_replies" | "latency" if !self.detail.is_empty() => self
+                .detail
+                .rsplit("; ")
+                .next()
+                .unwrap_or(&self.detail)
+                .to_string(),
             _ => self.hosts.join(","),
         };
         let until = match self.end_us {
