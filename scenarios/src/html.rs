@@ -1,7 +1,8 @@
 //! The HTML report of a compare: the guarantee matrix in colour, and for each variant whose
 //! runs broke a property a timeline of its smallest failing seed, re-run (runs are
 //! deterministic, so the page shows exactly the run the matrix counted):
-//! - a sequence diagram (SVG) of the anomaly's message between hosts, one lifeline per host,
+//! - the anomaly's explanation ([`sim::explain`]) and a sequence diagram (SVG) of its message
+//!   between hosts, one lifeline per host (every host the explanation names among them),
 //!   events in order, faults shaded on the hosts they hit;
 //! - per-queue charts over simulated time: depth, in flight and redeliveries (what nsqadmin
 //!   shows for a live cluster), from the `gauge` events the model recorded and from the
@@ -13,6 +14,7 @@
 use crate::compare::{Matrix, Row};
 use crate::Loaded;
 use sim::checker::Anomaly;
+use sim::explain::{ms, Explainer, Explanation};
 use sim::history::{Event, EventKind, MsgId};
 use sim::promise::Kept;
 use sim::verdict::Property;
@@ -105,7 +107,8 @@ section.timeline{margin-top:2em;border-top:2px solid #888}\
 svg text{font-family:monospace;font-size:11px}\
 .fault{fill:#e06666;opacity:0.3}.chart .fault{opacity:0.12}.lane{stroke:#999;stroke-dasharray:4 3}\
 .arrow{stroke:#1f4e9c;stroke-width:1.5;fill:none}.dot{fill:#1f4e9c}.anomaly{fill:#c00}\
-.note{fill:#888}.series{fill:none;stroke-width:1.5}";
+.note{fill:#888}.series{fill:none;stroke-width:1.5}\
+.explanation{font-size:13px}.explanation ol{margin-top:0}";
 
 fn matrix_table(matrix: &Matrix) -> String {
     let mut out = String::from("<table class=\"matrix\"><tr><th>variant</th><th>promise</th><th>kept</th>");
@@ -197,10 +200,35 @@ fn timeline_section(index: usize, row: &Row, loaded: &Loaded, seed: u64, why: &s
             "<p class=\"anomaly-line\">{}</p>",
             escape(&anomaly.to_string())
         );
-        out.push_str(&sequence_diagram(outcome.history.events(), anomaly));
+        let explanation = Explainer::new(&outcome.history).explain(anomaly);
+        out.push_str(&explanation_list(&explanation));
+        out.push_str(&sequence_diagram(outcome.history.events(), anomaly, &explanation));
     }
     out.push_str(&charts(outcome.history.events()));
     out.push_str("</section>\n");
+    out
+}
+
+/// The anomaly's explanation beside its diagram: the summary, then each step.
+fn explanation_list(explanation: &Explanation) -> String {
+    let mut out = format!(
+        "<div class=\"explanation\"><p><b>Why:</b> {}</p>\n<ol>\n",
+        escape(&explanation.summary)
+    );
+    for step in &explanation.steps {
+        let _ = writeln!(
+            out,
+            "<li><code>{}</code> {} {}</li>",
+            ms(step.t_us),
+            if step.host.is_empty() {
+                String::new()
+            } else {
+                format!("<b>{}</b>", escape(&step.host))
+            },
+            escape(&step.text)
+        );
+    }
+    out.push_str("</ol></div>\n");
     out
 }
 
@@ -294,7 +322,7 @@ fn label(kind: &EventKind) -> String {
 /// The anomaly's message between hosts: its events in order, one row each, on the lifeline
 /// of the host that recorded them, joined by arrows; faults in the same span shaded on their
 /// hosts' lifelines.
-fn sequence_diagram(events: &[Event], anomaly: &Anomaly) -> String {
+fn sequence_diagram(events: &[Event], anomaly: &Anomaly, explanation: &Explanation) -> String {
     let focus = anomaly.id;
     let invariant = anomaly.kind == sim::checker::invariant::INVARIANT;
     let mine = |e: &Event| {
@@ -328,11 +356,27 @@ fn sequence_diagram(events: &[Event], anomaly: &Anomaly) -> String {
         .take(FAULTS_AFTER)
         .last()
         .map_or(to, |e| e.time.0);
+    // The events the explanation cites are always shown (so every host it names has a
+    // lifeline); the rest fill the diagram up to its bound.
+    let cited: BTreeSet<usize> = explanation.steps.iter().filter_map(|s| s.event).collect();
+    let mut room = DIAGRAM_EVENTS_MAX.saturating_sub(cited.len());
     let shown: Vec<&Event> = events
         .iter()
-        .filter(|e| e.time.0 >= from && e.time.0 <= to)
-        .filter(|e| mine(e) || matches!(e.kind, EventKind::Fault { .. } | EventKind::Crash { .. }))
-        .take(DIAGRAM_EVENTS_MAX)
+        .enumerate()
+        .filter(|(i, e)| {
+            if cited.contains(i) {
+                return true;
+            }
+            let wanted = e.time.0 >= from
+                && e.time.0 <= to
+                && (mine(e) || matches!(e.kind, EventKind::Fault { .. } | EventKind::Crash { .. }));
+            if wanted && room > 0 {
+                room -= 1;
+                return true;
+            }
+            false
+        })
+        .map(|(_, e)| e)
         .collect();
     let producers: BTreeMap<MsgId, String> = events
         .iter()
@@ -361,6 +405,11 @@ fn sequence_diagram(events: &[Event], anomaly: &Anomaly) -> String {
             if !hosts.contains(&name) {
                 hosts.push(name);
             }
+        }
+    }
+    for host in explanation.hosts(events) {
+        if !hosts.contains(&host) {
+            hosts.push(host);
         }
     }
     let lane = |host: &str| hosts.iter().position(|h| h == host).unwrap_or(0);
@@ -605,4 +654,65 @@ fn chart(
     }
     svg.push_str("</svg>\n");
     svg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sim::history::{History, SimTime};
+
+    fn at(t_us: u64, host: &str, kind: EventKind) -> Event {
+        Event {
+            time: SimTime(t_us),
+            host: host.into(),
+            kind,
+        }
+    }
+
+    #[test]
+    fn the_sequence_diagram_has_a_lifeline_for_every_host_the_explanation_names() {
+        let ok = |id, offset| EventKind::PublishOk {
+            id: MsgId(id),
+            partition: Some("t-0".into()),
+            offset: Some(offset),
+        };
+        let publish = |id| EventKind::Publish {
+            id: MsgId(id),
+            producer: "p".into(),
+            seq: id,
+            key: None,
+        };
+        let note = EventKind::Note {
+            name: "kafka.truncated_to_high_watermark".into(),
+            detail: None,
+        };
+        let read = EventKind::Deliver {
+            id: MsgId(2),
+            attempt: 1,
+            consumer: "c".into(),
+            partition: Some("t-0".into()),
+            node: None,
+            offset: Some(1),
+        };
+        let history = History::from_events(vec![
+            at(10, "p", publish(1)),
+            at(20, "p", ok(1, 0)),
+            at(30, "p", publish(2)),
+            at(40, "p", ok(2, 1)),
+            at(50, "broker2", note),
+            at(60, "c", read),
+        ]);
+        let findings = sim::checker::check_all(&history);
+        let anomaly = &findings.get(sim::checker::lost_write::LOST_WRITE)[0];
+        let explanation = Explainer::new(&history).explain(anomaly);
+        assert!(explanation.summary.contains("broker2"), "{explanation:?}");
+        let svg = sequence_diagram(history.events(), anomaly, &explanation);
+        for host in explanation.hosts(history.events()) {
+            assert!(
+                svg.contains(&format!(">{host}</text>")),
+                "no lifeline for {host}:\n{svg}"
+            );
+        }
+        assert!(explanation_list(&explanation).contains("kafka.truncated_to_high_watermark"));
+    }
 }

@@ -2,13 +2,16 @@
 
 use crate::Loaded;
 use serde::Serialize;
-use sim::checker::Anomaly;
+use sim::explain::{Explained, Explainer};
 use sim::world::{RunOutcome, RunStats};
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
 /// Anomalies listed per property in reports; the count is always complete.
 pub const ANOMALIES_LISTED_MAX: usize = 20;
+/// Anomalies whose explanation the human output prints in full; the rest are counted
+/// (`--json` carries every listed anomaly's explanation).
+pub const EXPLAINED_IN_FULL_MAX: usize = 3;
 
 #[derive(Serialize)]
 pub struct PropertyReport {
@@ -20,7 +23,8 @@ pub struct PropertyReport {
     pub expected: Option<&'static str>,
     pub safety_anomalies: usize,
     pub liveness_anomalies: usize,
-    pub anomalies: Vec<Anomaly>,
+    /// The first [`ANOMALIES_LISTED_MAX`] anomalies, each with its explanation.
+    pub anomalies: Vec<Explained>,
 }
 
 #[derive(Serialize)]
@@ -51,6 +55,7 @@ pub struct RunReport {
 impl RunReport {
     pub fn new(loaded: &Loaded, outcome: &RunOutcome) -> RunReport {
         let unmet = loaded.unmet(outcome);
+        let explainer = Explainer::new(&outcome.history);
         RunReport {
             format: crate::JSON_FORMAT,
             scenario: loaded.scenario.name.clone(),
@@ -86,7 +91,10 @@ impl RunReport {
                         .iter()
                         .chain(&v.liveness)
                         .take(ANOMALIES_LISTED_MAX)
-                        .cloned()
+                        .map(|anomaly| Explained {
+                            anomaly: anomaly.clone(),
+                            explanation: explainer.explain(anomaly),
+                        })
                         .collect(),
                 })
                 .collect(),
@@ -121,6 +129,7 @@ impl RunReport {
         }
         let _ = writeln!(out, "  {:<24} {:<9} expected", "property", "verdict");
         let mut listed = std::collections::BTreeSet::new();
+        let (mut explained, mut unexplained) = (0usize, 0usize);
         for p in &self.properties {
             let expected = match p.expected {
                 None => "-",
@@ -137,12 +146,29 @@ impl RunReport {
             }
             let _ = writeln!(out);
             // Each anomaly kind is listed once, under the first property it breaks.
-            let fresh: Vec<_> = p.anomalies.iter().filter(|a| listed.insert(a.kind)).collect();
+            let fresh: Vec<_> = p
+                .anomalies
+                .iter()
+                .filter(|a| listed.insert(a.anomaly.kind))
+                .collect();
             for kind in fresh {
-                for anomaly in p.anomalies.iter().filter(|a| a.kind == kind.kind).take(3) {
-                    let _ = writeln!(out, "         {anomaly}");
+                let kind = kind.anomaly.kind;
+                for listed in p.anomalies.iter().filter(|a| a.anomaly.kind == kind).take(3) {
+                    let _ = writeln!(out, "         {}", listed.anomaly);
+                    if explained < EXPLAINED_IN_FULL_MAX {
+                        explained += 1;
+                        out.push_str(&listed.explanation.render("           "));
+                    } else {
+                        unexplained += 1;
+                    }
                 }
             }
+        }
+        if unexplained > 0 {
+            let _ = writeln!(
+                out,
+                "  ({unexplained} more anomalies listed without their explanation: --json carries them all)"
+            );
         }
         let _ = writeln!(out, "  promise: {}", self.promise.text);
         let _ = writeln!(out, "  promise {}", kept_line(&self.kept));

@@ -6,7 +6,8 @@
 //!   `env.rs` is the [`Env`] and [`Process`] host software gets, `harness.rs` applies faults,
 //!   `net.rs` is [`connect`], `panic.rs` turns a model's panic into a crash verdict;
 //! - [`disk`]: the disk interface and the simulated disk with kill/power-fail semantics;
-//! - [`history`]: the recorded events, JSON lines, hashing;
+//! - [`history`]: the recorded events, JSON lines, hashing; [`explain`]: each anomaly's chain
+//!   of recorded events in words;
 //! - [`checker`]: pure checkers over a history; [`verdict`]: properties and expectations;
 //!   [`vacuity`]: whether a run's faults touched its workload at all.
 
@@ -14,6 +15,7 @@ pub mod checker;
 pub mod config;
 pub mod disk;
 mod env;
+pub mod explain;
 pub mod fault;
 mod harness;
 pub mod history;

@@ -6,6 +6,7 @@ mod compare;
 mod config_keys;
 mod db;
 mod determinism;
+mod explain;
 mod explore;
 mod interop;
 mod nsq;

@@ -23,6 +23,60 @@ impl Build {
         self
     }
 
+    /// Any event, on `host`, 10 us after the last.
+    pub fn push(&mut self, host: &str, kind: EventKind) -> &mut Build {
+        self.at(host, kind)
+    }
+
+    /// `consumer` receives message `id` from broker `node` (NSQ: the nsqd is the partition).
+    pub fn deliver_to(&mut self, id: u64, attempt: u32, consumer: &str, node: &str) -> &mut Build {
+        self.at(
+            consumer,
+            EventKind::Deliver {
+                id: MsgId(id),
+                attempt,
+                consumer: consumer.to_string(),
+                partition: Some(node.to_string()),
+                node: Some(node.to_string()),
+                offset: None,
+            },
+        )
+    }
+
+    /// `consumer` applies message `id`'s effect.
+    pub fn effect_by(&mut self, id: u64, consumer: &str) -> &mut Build {
+        self.at(
+            consumer,
+            EventKind::Effect {
+                id: MsgId(id),
+                consumer: consumer.to_string(),
+            },
+        )
+    }
+
+    /// `consumer` acknowledges message `id` to the queue.
+    pub fn ack_by(&mut self, id: u64, consumer: &str) -> &mut Build {
+        self.at(
+            consumer,
+            EventKind::Ack {
+                id: MsgId(id),
+                consumer: consumer.to_string(),
+            },
+        )
+    }
+
+    /// A fault on several hosts with the harness's detail (`a <-/-> b` for a partition).
+    pub fn fault(&mut self, action: &str, hosts: &[&str], detail: &str) -> &mut Build {
+        self.at(
+            "jetsam",
+            EventKind::Fault {
+                action: action.to_string(),
+                hosts: hosts.iter().map(|h| h.to_string()).collect(),
+                detail: detail.to_string(),
+            },
+        )
+    }
+
     pub fn publish_keyed(&mut self, id: u64, producer: &str, seq: u64, key: Option<&str>) -> &mut Build {
         self.at(
             producer,
