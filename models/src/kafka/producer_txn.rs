@@ -388,6 +388,11 @@ impl Producer {
         let id = TransactionalId(StrBytes::from_string(app.settings.transactional_id.clone()));
         match request {
             TxnRequest::FindCoordinator => unreachable!("sent apart"),
+            // Only a consume-transform-produce application calls sendOffsetsToTransaction,
+            // and this producer's application never does.
+            TxnRequest::AddOffsets { .. }
+            | TxnRequest::FindGroupCoordinator { .. }
+            | TxnRequest::TxnOffsetCommit { .. } => unreachable!("no offsets were sent"),
             TxnRequest::InitProducerId { expected } => {
                 let (producer_id, epoch) = expected.unwrap_or((-1, -1));
                 Request::InitProducerId(
