@@ -277,8 +277,8 @@ impl TxnManager {
         }
         let adding = matches!(self.state, TxnState::InTransaction | TxnState::Committing)
             && !self.new_partitions.is_empty();
-        let offsets = matches!(self.state, TxnState::InTransaction | TxnState::Committing)
-            && self.offsets.is_some();
+        let offsets =
+            matches!(self.state, TxnState::InTransaction | TxnState::Committing) && self.offsets.is_some();
         let ending = matches!(self.state, TxnState::Committing | TxnState::Aborting)
             && !incomplete
             && self.pending_partitions.is_empty()

@@ -153,7 +153,11 @@ fn offsets() -> crate::kafka::txn_offsets::PendingOffsets {
 fn offsets_join_and_commit_before_the_end_txn() {
     let mut m = open(ClientProtocol::V1);
     m.send_offsets(offsets()).unwrap();
-    assert_eq!(m.send_offsets(offsets()), Err(KafkaError::InvalidTxnState), "one call at a time");
+    assert_eq!(
+        m.send_offsets(offsets()),
+        Err(KafkaError::InvalidTxnState),
+        "one call at a time"
+    );
     m.begin_commit().unwrap();
     assert_eq!(
         m.next_request(false),
@@ -163,26 +167,45 @@ fn offsets_join_and_commit_before_the_end_txn() {
         })
     );
     m.on_add_offsets(Err(KafkaError::ConcurrentTransactions));
-    assert!(matches!(m.next_request(false), Some(TxnRequest::AddOffsets { .. })), "retried");
+    assert!(
+        matches!(m.next_request(false), Some(TxnRequest::AddOffsets { .. })),
+        "retried"
+    );
     m.on_add_offsets(Ok(()));
     assert_eq!(
         m.next_request(false),
         Some(TxnRequest::FindGroupCoordinator { group: "g".into() })
     );
     m.on_find_group_coordinator(Ok(()));
-    let Some(TxnRequest::TxnOffsetCommit { producer, offsets: sent }) = m.next_request(false) else {
+    let Some(TxnRequest::TxnOffsetCommit {
+        producer,
+        offsets: sent,
+    }) = m.next_request(false)
+    else {
         panic!("the commit follows")
     };
-    assert_eq!((producer, sent.generation, sent.offsets), (PRODUCER, 4, vec![(0, 17)]));
+    assert_eq!(
+        (producer, sent.generation, sent.offsets),
+        (PRODUCER, 4, vec![(0, 17)])
+    );
     // Unanswered: the group's coordinator is looked up again, then the commit sent again.
     m.on_txn_offset_commit(None);
-    assert!(matches!(m.next_request(false), Some(TxnRequest::FindGroupCoordinator { .. })));
+    assert!(matches!(
+        m.next_request(false),
+        Some(TxnRequest::FindGroupCoordinator { .. })
+    ));
     m.on_find_group_coordinator(Ok(()));
-    assert!(matches!(m.next_request(false), Some(TxnRequest::TxnOffsetCommit { .. })));
+    assert!(matches!(
+        m.next_request(false),
+        Some(TxnRequest::TxnOffsetCommit { .. })
+    ));
     assert!(m.offsets_pending());
     m.on_txn_offset_commit(Some(0));
     assert!(!m.offsets_pending());
-    assert!(matches!(m.next_request(false), Some(TxnRequest::EndTxn { commit: true, .. })));
+    assert!(matches!(
+        m.next_request(false),
+        Some(TxnRequest::EndTxn { commit: true, .. })
+    ));
 }
 
 /// A rebalance took the input away (ILLEGAL_GENERATION): CommitFailedException, and the
@@ -200,7 +223,10 @@ fn a_stale_generation_leaves_only_an_abort_and_a_fence_is_fatal() {
     assert_eq!(m.state(), &TxnState::AbortableError);
     assert_eq!(m.begin_commit(), Err(KafkaError::InvalidTxnState));
     m.begin_abort().unwrap();
-    assert!(matches!(m.next_request(false), Some(TxnRequest::EndTxn { commit: false, .. })));
+    assert!(matches!(
+        m.next_request(false),
+        Some(TxnRequest::EndTxn { commit: false, .. })
+    ));
 
     let mut fenced = open(ClientProtocol::V2);
     fenced.send_offsets(offsets()).unwrap();
@@ -223,5 +249,8 @@ fn an_abort_drops_pending_offsets_and_none_go_outside_a_transaction() {
     m.send_offsets(offsets()).unwrap();
     m.begin_abort().unwrap();
     assert!(!m.offsets_pending());
-    assert!(matches!(m.next_request(false), Some(TxnRequest::EndTxn { commit: false, .. })));
+    assert!(matches!(
+        m.next_request(false),
+        Some(TxnRequest::EndTxn { commit: false, .. })
+    ));
 }

@@ -53,7 +53,9 @@ pub struct PendingOffsets {
 pub enum CommitAnswer {
     Done,
     /// Send it again, after looking the group coordinator up again when `rediscover`.
-    Retry { rediscover: bool },
+    Retry {
+        rediscover: bool,
+    },
     /// The transaction can only abort (`CommitFailedException` or another error).
     Abortable(KafkaError),
     /// Fenced by a newer instance: the producer stops.
@@ -99,11 +101,16 @@ pub fn commit_answer(code: i16) -> CommitAnswer {
         }
         // UNKNOWN_TOPIC_OR_PARTITION (3): the offsets topic is not there yet.
         3 => CommitAnswer::Retry { rediscover: false },
-        c if c == kafka(KafkaError::CoordinatorLoadInProgress) || c == kafka(KafkaError::ConcurrentTransactions) => {
+        c if c == kafka(KafkaError::CoordinatorLoadInProgress)
+            || c == kafka(KafkaError::ConcurrentTransactions) =>
+        {
             CommitAnswer::Retry { rediscover: false }
         }
         // FENCED_INSTANCE_ID (82) is the static member's form of the same rebalance.
-        c if c == group(GroupError::UnknownMemberId) || c == group(GroupError::IllegalGeneration) || c == 82 => {
+        c if c == group(GroupError::UnknownMemberId)
+            || c == group(GroupError::IllegalGeneration)
+            || c == 82 =>
+        {
             CommitAnswer::Abortable(KafkaError::InvalidTxnState)
         }
         c if c == kafka(KafkaError::ProducerFenced) || c == kafka(KafkaError::InvalidProducerEpoch) => {
@@ -137,7 +144,10 @@ mod tests {
             CommitAnswer::Abortable(KafkaError::InvalidTxnState),
             "ILLEGAL_GENERATION: CommitFailedException"
         );
-        assert_eq!(commit_answer(25), CommitAnswer::Abortable(KafkaError::InvalidTxnState));
+        assert_eq!(
+            commit_answer(25),
+            CommitAnswer::Abortable(KafkaError::InvalidTxnState)
+        );
         assert_eq!(commit_answer(90), CommitAnswer::Fatal);
         assert_eq!(commit_answer(47), CommitAnswer::Fatal);
         assert!(matches!(commit_answer(2), CommitAnswer::Abortable(_)));
