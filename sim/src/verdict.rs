@@ -19,6 +19,7 @@ use crate::checker::phantom::PHANTOM;
 use crate::checker::poll_skip::POLL_SKIP;
 use crate::checker::torn_transaction::TORN_TRANSACTION;
 use crate::checker::unseen::UNSEEN;
+use crate::checker::write_cycle::WRITE_CYCLE;
 use crate::checker::{reorder, Anomaly, AnomalyKind, Findings, OrderScope};
 use crate::history::{EventKind, History};
 use serde::Serialize;
@@ -50,6 +51,8 @@ pub enum Property {
     NoLogDuplicate,
     /// A consumer process never reads a partition backwards (log-based designs).
     MonotonicReads,
+    /// Committed producer transactions' writes fit one serial order (no G0).
+    NoWriteCycle,
 }
 
 /// One row of the property table: what a property means and which anomaly kinds break it.
@@ -80,7 +83,7 @@ const fn rule(
 
 /// The property table, in report order: the one place properties meet anomaly kinds.
 /// `Verdicts::judge` reads nothing else, and `Property::ALL` is its first column.
-pub const PROPERTIES: [PropertyRule; 16] = [
+pub const PROPERTIES: [PropertyRule; 17] = [
     rule(
         Property::NoLoss,
         "no acknowledged publish was lost (checker: lost; lost-write where the log moved past it)",
@@ -181,6 +184,13 @@ pub const PROPERTIES: [PropertyRule; 16] = [
         &[NONMONOTONIC_READ, POLL_SKIP],
         &[],
     ),
+    rule(
+        Property::NoWriteCycle,
+        "committed producer transactions' writes are in one order in every partition (write-cycle, \
+         Elle's G0; Kafka allows it)",
+        &[WRITE_CYCLE],
+        &[],
+    ),
 ];
 
 /// Kinds a registered checker finds that no property judges: they stay in `Findings` (and a
@@ -214,6 +224,7 @@ impl Property {
             Property::ConsistentOffsets => "consistent-offsets".into(),
             Property::NoLogDuplicate => "no-log-duplicate".into(),
             Property::MonotonicReads => "monotonic-reads".into(),
+            Property::NoWriteCycle => "no-write-cycle".into(),
         }
     }
 

@@ -782,9 +782,13 @@ impl Kafka {
                 }
                 // A transaction that ends after an EndTxn of its producer went unanswered:
                 // the copy may still land (the fault that delayed it came earlier).
-                promise
-                    .excuses
-                    .push(Excuse::note(super::producer::TXN_AFTER_UNANSWERED_END_TXN));
+                // So does one that ends after a batch failed with its Produce unanswered.
+                for note in [
+                    super::producer::TXN_AFTER_UNANSWERED_END_TXN,
+                    super::producer::TXN_AFTER_UNANSWERED_PRODUCE,
+                ] {
+                    promise.excuses.push(Excuse::note(note));
+                }
                 "; v1: a delayed Produce or EndTxn may land in the next transaction (KIP-890)"
             }
             _ => "; v2: a late request of an ended transaction is fenced (KIP-890)",

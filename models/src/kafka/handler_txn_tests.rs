@@ -552,3 +552,91 @@ fn a_new_coordinator_replays_transactional_offsets_and_their_markers_from_the_lo
         "the open one still waits"
     );
 }
+
+/// The transactional producer's state machine against this broker: each request it asks for
+/// is sent through the wire and its answer handed back, until it asks for nothing more. The
+/// output record is produced once its partition is added.
+fn drive(c: &mut Client, m: &mut crate::kafka::txn_manager::TxnManager, member: &str, generation: i32) {
+    use crate::kafka::txn_manager::TxnRequest;
+    let code = |e: i16| {
+        if e == 0 {
+            Ok(())
+        } else {
+            Err(KafkaError::from_code(e).unwrap())
+        }
+    };
+    for _ in 0..20 {
+        let Some(request) = m.next_request(false) else {
+            return;
+        };
+        match request {
+            TxnRequest::AddPartitions { producer, .. } => {
+                let answer = c.add(producer);
+                m.on_add_partitions(code(answer));
+                assert_eq!(c.produce(producer, 0, "output"), 0);
+            }
+            TxnRequest::AddOffsets { producer, group } => {
+                m.on_add_offsets(code(c.add_offsets(producer, &group)))
+            }
+            // One broker: it coordinates the group too.
+            TxnRequest::FindGroupCoordinator { .. } => m.on_find_group_coordinator(Ok(())),
+            TxnRequest::TxnOffsetCommit { producer, offsets } => {
+                assert_eq!(offsets.offsets, [(0, 7)]);
+                let answer = c.commit_offset(producer, 7, member, generation);
+                m.on_txn_offset_commit(Some(answer));
+            }
+            TxnRequest::EndTxn { producer, commit } => {
+                let (answer, next) = c.end_at(3, producer, commit);
+                m.on_end_txn(code(answer).map(|()| next));
+            }
+            other => panic!("not expected here: {other:?}"),
+        }
+    }
+    panic!("the manager kept asking");
+}
+
+/// A manager in a transaction whose output record goes to orders-0 and whose input offset
+/// (7) is sent to group "g" as `member` of `generation`.
+fn manager_round(member: &str, generation: i32) -> (Client, crate::kafka::txn_manager::TxnManager) {
+    use crate::kafka::txn_manager::{ClientProtocol, TxnManager};
+    use crate::kafka::txn_offsets::PendingOffsets;
+    let mut c = Client::new(TxnProtocol::V1);
+    let producer = c.init();
+    let mut m = TxnManager::new(ClientProtocol::V1);
+    m.initialize();
+    m.on_find_coordinator(Ok(()));
+    let _ = m.next_request(false);
+    m.on_init(Ok(producer));
+    m.begin().unwrap();
+    m.add_partition(0);
+    m.send_offsets(PendingOffsets::new("g", generation, member, vec![(0, 7)]).unwrap())
+        .unwrap();
+    drive(&mut c, &mut m, member, generation);
+    (c, m)
+}
+
+#[test]
+fn the_managers_offsets_become_the_groups_with_its_commit_and_not_before() {
+    let (mut c, mut m) = manager_round("", -1);
+    assert_eq!(c.committed(), -1, "pending until the marker");
+    m.begin_commit().unwrap();
+    drive(&mut c, &mut m, "", -1);
+    assert_eq!(m.take_ended(), Some(crate::kafka::txn_manager::TxnEnd::Committed));
+    assert_eq!(c.committed(), 7);
+    assert_eq!(c.read(IsolationLevel::ReadCommitted).1, ["output"]);
+}
+
+#[test]
+fn a_stale_generation_makes_the_manager_abort_output_and_offsets_together() {
+    let (mut c, mut m) = manager_round("", 4);
+    assert_eq!(
+        m.state(),
+        &crate::kafka::txn_manager::TxnState::AbortableError,
+        "ILLEGAL_GENERATION: CommitFailedException"
+    );
+    m.begin_abort().unwrap();
+    drive(&mut c, &mut m, "", 4);
+    assert_eq!(m.take_ended(), Some(crate::kafka::txn_manager::TxnEnd::Aborted));
+    assert_eq!(c.committed(), -1);
+    assert_eq!(c.read(IsolationLevel::ReadCommitted).1, Vec::<String>::new());
+}

@@ -23,6 +23,8 @@
 //! - [`txn_manager`]: the transactional producer's state machine (Java's
 //!   `TransactionManager`): coordinator lookup, InitProducerId and fencing, partitions added
 //!   before their first batch, EndTxn after the flush, abortable and fatal errors;
+//! - [`txn_offsets`]: its `sendOffsetsToTransaction` part: AddOffsetsToTxn, the group's
+//!   coordinator, TxnOffsetCommit, and how Java's handler takes each answer;
 //! - [`frame`]: a batch's on-disk frame in a segment (length, CRC-32C, every field);
 //! - [`checkpoint`]: Kafka's checkpoint files, replaced atomically;
 //! - [`epoch_cache`]: the leader epoch cache (KIP-101) and its OffsetsForLeaderEpoch answer;
@@ -72,8 +74,8 @@
 //!
 //! The design: [`design`] (config, hosts and roles, the drain probe, the promise).
 //!
-//! Still to come: TxnOffsetCommit from the simulated producer (consume-transform-produce),
-//! and real brokers in separate processes (the controller's RPCs over the wire).
+//! Still to come: a simulated consume-transform-produce application driving [`txn_offsets`]
+//! (the state machine is there; no host sends TxnOffsetCommit yet), and real brokers in separate processes (the controller's RPCs over the wire).
 
 pub mod accumulator;
 pub mod assignor;
@@ -126,6 +128,7 @@ mod sim_markers;
 pub mod txn_coordinator;
 pub mod txn_index;
 pub mod txn_manager;
+pub mod txn_offsets;
 pub mod txn_state;
 pub mod wire;
 #[cfg(test)]

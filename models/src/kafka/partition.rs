@@ -615,10 +615,16 @@ impl<L: ReplicaLog> Partition<L> {
         if batch.transactional && batch.base_sequence == super::batch::NO_SEQUENCE {
             return self.append_coordinator_write(batch, now_ms);
         }
+        let checked = self.producers.check(&batch);
+        if checked == Err(KafkaError::InvalidProducerEpoch) {
+            // The timeline's mark of a fenced write: a late request of an older epoch
+            // (KIP-890's delayed produce under transaction version 2, or a zombie).
+            self.outputs.push(Output::Note("kafka.produce_old_epoch_refused"));
+        }
         if let Check::Duplicate {
             base_offset,
             last_offset,
-        } = self.producers.check(&batch)?
+        } = checked?
         {
             self.outputs.push(Output::Note("kafka.duplicate_batch_answered"));
             return Ok(Appended::Duplicate {

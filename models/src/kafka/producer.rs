@@ -697,4 +697,4 @@ impl Producer {
 #[path = "producer_txn.rs"]
 mod txn;
 use txn::TxnApp;
-pub use txn::{TxnSettings, TXN_AFTER_UNANSWERED_END_TXN};
+pub use txn::{TxnSettings, TXN_AFTER_UNANSWERED_END_TXN, TXN_AFTER_UNANSWERED_PRODUCE};

@@ -16,7 +16,12 @@
 //! transaction that ends after an EndTxn of this instance went unanswered is also noted
 //! (`producer.txn_after_unanswered_end_txn`): a copy of that EndTxn may still reach the
 //! coordinator and end a later transaction of the same producer id and epoch (KIP-890),
-//! the window the promise documents.
+//! the window the promise documents. So is every transaction that ends after a batch of this
+//! instance failed with its Produce unanswered (`producer.txn_after_unanswered_produce`): the
+//! leader may still receive that Produce after the abort's markers, and under v1 it is in
+//! sequence and of the current epoch there (the client's KIP-360 bump reaches the leader only
+//! with the next batch), so it opens a transaction at the leader that the next transaction's
+//! marker ends, commit included (KIP-890's delayed produce).
 
 use super::*;
 use crate::kafka::client::error_name;
@@ -31,6 +36,10 @@ use sim::checker::transactions::{TXN_ABORTED, TXN_COMMITTED, TXN_PUBLISH};
 /// The note of a v1 transaction that ended after an EndTxn of the same producer instance
 /// went unanswered: the promise's documented window.
 pub const TXN_AFTER_UNANSWERED_END_TXN: &str = "producer.txn_after_unanswered_end_txn";
+
+/// The note of a v1 transaction that ended after a batch of the same producer instance failed
+/// with its Produce unanswered (delivery timeout in flight): the promise's documented window.
+pub const TXN_AFTER_UNANSWERED_PRODUCE: &str = "producer.txn_after_unanswered_produce";
 
 /// `transactional.id` and the application's transactions.
 #[derive(Clone, Debug)]
@@ -63,6 +72,9 @@ pub(super) struct TxnApp {
     /// An EndTxn of this instance went unanswered: under v1 a copy of it may still reach
     /// the coordinator and end a later transaction (KIP-890's window).
     end_unanswered: bool,
+    /// A batch of this instance failed while its Produce was unanswered: under v1 that
+    /// Produce may still land after the abort (KIP-890's delayed produce).
+    produce_unanswered: bool,
 }
 
 impl TxnApp {
@@ -79,6 +91,7 @@ impl TxnApp {
             members: BTreeMap::new(),
             retry_at_ms: 0,
             end_unanswered: false,
+            produce_unanswered: false,
         }
     }
 
@@ -210,6 +223,8 @@ impl Producer {
                 reason: FailReason::TransactionAborted,
             } => {}
             Outcome::Failed { reason } | Outcome::Unknown { reason } => {
+                // Unknown: its Produce was out when it failed, and may still be appended.
+                app.produce_unanswered |= matches!(outcome, Outcome::Unknown { .. });
                 let error = match reason {
                     FailReason::Broker(e) => Some(e),
                     _ => None,
@@ -265,13 +280,19 @@ impl Producer {
             TxnEnd::Committed => TXN_COMMITTED,
             TxnEnd::Aborted => TXN_ABORTED,
         };
-        let window = app.settings.protocol == ClientProtocol::V1 && app.end_unanswered;
+        let v1 = app.settings.protocol == ClientProtocol::V1;
+        let windows = [
+            (app.end_unanswered, TXN_AFTER_UNANSWERED_END_TXN),
+            (app.produce_unanswered, TXN_AFTER_UNANSWERED_PRODUCE),
+        ];
         self.env.note_with(&self.host, note, format!("txn={name}"));
-        if window {
-            // The timeline's marker of KIP-890's window: this transaction ended while a
-            // copy of an earlier EndTxn, with the same producer id and epoch, may be late.
-            self.env
-                .note_with(&self.host, TXN_AFTER_UNANSWERED_END_TXN, format!("txn={name}"));
+        for (open, window) in windows {
+            if v1 && open {
+                // The timeline's marker of KIP-890's window: this transaction ended while a
+                // copy of an earlier EndTxn or Produce, with the same producer id and
+                // epoch, may be late.
+                self.env.note_with(&self.host, window, format!("txn={name}"));
+            }
         }
     }
 
@@ -367,6 +388,11 @@ impl Producer {
         let id = TransactionalId(StrBytes::from_string(app.settings.transactional_id.clone()));
         match request {
             TxnRequest::FindCoordinator => unreachable!("sent apart"),
+            // Only a consume-transform-produce application calls sendOffsetsToTransaction,
+            // and this producer's application never does.
+            TxnRequest::AddOffsets { .. }
+            | TxnRequest::FindGroupCoordinator { .. }
+            | TxnRequest::TxnOffsetCommit { .. } => unreachable!("no offsets were sent"),
             TxnRequest::InitProducerId { expected } => {
                 let (producer_id, epoch) = expected.unwrap_or((-1, -1));
                 Request::InitProducerId(

@@ -22,12 +22,17 @@
 //!   `epochBumpRequired`) once the abort is done.
 //! - A failed batch puts an open transaction in the abortable error state: it can only be
 //!   aborted. CONCURRENT_TRANSACTIONS and COORDINATOR_LOAD_IN_PROGRESS are retried.
+//! - `sendOffsetsToTransaction` ([`TxnManager::send_offsets`], the child `txn_offsets.rs`):
+//!   AddOffsetsToTxn, the group's coordinator, TxnOffsetCommit, all before the EndTxn. An
+//!   abort drops offsets not yet committed (the abort discards them at the group coordinator
+//!   anyway; Java fails the queued handlers only on an error).
 
 // A sans-I/O core: every function reads at once (ARCHITECTURE.md, "Short functions").
 #![deny(clippy::too_many_lines)]
 
 use super::accumulator::Partition;
 use super::error::KafkaError;
+use super::txn_offsets::{commit_answer, CommitAnswer, OffsetsStage, PendingOffsets};
 use std::collections::BTreeSet;
 
 /// The client's side of `transaction_protocol`.
@@ -69,6 +74,20 @@ pub enum TxnRequest {
         producer: (i64, i16),
         commit: bool,
     },
+    /// AddOffsetsToTxn: the group's offsets partition joins the transaction.
+    AddOffsets {
+        producer: (i64, i16),
+        group: String,
+    },
+    /// FindCoordinator with key type 0, for the group (sent apart, like FindCoordinator).
+    FindGroupCoordinator {
+        group: String,
+    },
+    /// TxnOffsetCommit to the group's coordinator.
+    TxnOffsetCommit {
+        producer: (i64, i16),
+        offsets: PendingOffsets,
+    },
 }
 
 /// How a transaction ended, as the application learns it.
@@ -98,6 +117,9 @@ pub struct TxnManager {
     in_flight: bool,
     /// A transaction that ended since [`TxnManager::take_ended`] was last called.
     ended: Option<TxnEnd>,
+    /// `sendOffsetsToTransaction` offsets not yet committed to the group's coordinator.
+    offsets: Option<PendingOffsets>,
+    group_coordinator_known: bool,
 }
 
 impl TxnManager {
@@ -113,6 +135,8 @@ impl TxnManager {
             epoch_bump_required: false,
             in_flight: false,
             ended: None,
+            offsets: None,
+            group_coordinator_known: false,
         }
     }
 
@@ -183,6 +207,7 @@ impl TxnManager {
         match self.state {
             TxnState::InTransaction | TxnState::AbortableError | TxnState::Committing => {
                 self.state = TxnState::Aborting;
+                self.offsets = None;
                 Ok(())
             }
             _ => Err(KafkaError::InvalidTxnState),
@@ -229,8 +254,11 @@ impl TxnManager {
             let partitions = self.pending_partitions.iter().copied().collect();
             return self.sending(TxnRequest::AddPartitions { producer, partitions });
         }
+        if let Some(request) = self.offsets_request(producer) {
+            return self.sending(request);
+        }
         let ending = matches!(self.state, TxnState::Committing | TxnState::Aborting);
-        if !ending || incomplete || !self.pending_partitions.is_empty() {
+        if !ending || incomplete || !self.pending_partitions.is_empty() || self.offsets.is_some() {
             return None;
         }
         if self.partitions.is_empty() {
@@ -249,10 +277,13 @@ impl TxnManager {
         }
         let adding = matches!(self.state, TxnState::InTransaction | TxnState::Committing)
             && !self.new_partitions.is_empty();
+        let offsets =
+            matches!(self.state, TxnState::InTransaction | TxnState::Committing) && self.offsets.is_some();
         let ending = matches!(self.state, TxnState::Committing | TxnState::Aborting)
             && !incomplete
-            && self.pending_partitions.is_empty();
-        !self.coordinator_known || self.state == TxnState::Initializing || adding || ending
+            && self.pending_partitions.is_empty()
+            && self.offsets.is_none();
+        !self.coordinator_known || self.state == TxnState::Initializing || adding || offsets || ending
     }
 
     fn sending(&mut self, request: TxnRequest) -> Option<TxnRequest> {
@@ -319,6 +350,91 @@ impl TxnManager {
         }
     }
 
+    /// `sendOffsetsToTransaction(offsets, groupMetadata)`: only inside a transaction, one call
+    /// at a time here; the offsets commit with the transaction.
+    pub fn send_offsets(&mut self, offsets: PendingOffsets) -> Result<(), KafkaError> {
+        if self.state != TxnState::InTransaction || self.offsets.is_some() {
+            return Err(KafkaError::InvalidTxnState);
+        }
+        self.offsets = Some(offsets);
+        Ok(())
+    }
+
+    /// Whether offsets of the open transaction are still to be committed.
+    pub fn offsets_pending(&self) -> bool {
+        self.offsets.is_some()
+    }
+
+    /// The offsets' next request, while the transaction may still commit.
+    fn offsets_request(&mut self, producer: (i64, i16)) -> Option<TxnRequest> {
+        if !matches!(self.state, TxnState::InTransaction | TxnState::Committing) {
+            return None;
+        }
+        let pending = self.offsets.as_ref()?;
+        Some(match pending.stage {
+            OffsetsStage::AddToTxn => TxnRequest::AddOffsets {
+                producer,
+                group: pending.group.clone(),
+            },
+            OffsetsStage::FindGroupCoordinator => TxnRequest::FindGroupCoordinator {
+                group: pending.group.clone(),
+            },
+            OffsetsStage::Commit => TxnRequest::TxnOffsetCommit {
+                producer,
+                offsets: pending.clone(),
+            },
+        })
+    }
+
+    fn offsets_stage(&mut self, stage: OffsetsStage) {
+        if let Some(pending) = self.offsets.as_mut() {
+            pending.stage = stage;
+        }
+    }
+
+    /// The AddOffsetsToTxn answer: errors as AddPartitionsToTxn's.
+    pub fn on_add_offsets(&mut self, answer: Result<(), KafkaError>) {
+        self.in_flight = false;
+        match answer {
+            Ok(()) => match self.group_coordinator_known {
+                true => self.offsets_stage(OffsetsStage::Commit),
+                false => self.offsets_stage(OffsetsStage::FindGroupCoordinator),
+            },
+            Err(error) => self.on_error(error),
+        }
+    }
+
+    /// The group's FindCoordinator answer (or no answer).
+    pub fn on_find_group_coordinator(&mut self, found: Result<(), KafkaError>) {
+        self.in_flight = false;
+        self.group_coordinator_known = found.is_ok();
+        if found.is_ok() {
+            self.offsets_stage(OffsetsStage::Commit);
+        }
+    }
+
+    /// The TxnOffsetCommit answer by its error code, or `None` when it went unanswered (the
+    /// group's coordinator is looked up again, as after NOT_COORDINATOR).
+    pub fn on_txn_offset_commit(&mut self, code: Option<i16>) {
+        self.in_flight = false;
+        let answer = code.map_or(CommitAnswer::Retry { rediscover: true }, commit_answer);
+        match answer {
+            CommitAnswer::Done => self.offsets = None,
+            CommitAnswer::Retry { rediscover: true } => {
+                self.group_coordinator_known = false;
+                self.offsets_stage(OffsetsStage::FindGroupCoordinator);
+            }
+            CommitAnswer::Retry { rediscover: false } => {}
+            CommitAnswer::Abortable(_) => {
+                self.offsets = None;
+                if matches!(self.state, TxnState::InTransaction | TxnState::Committing) {
+                    self.state = TxnState::AbortableError;
+                }
+            }
+            CommitAnswer::Fatal => self.state = TxnState::Fatal(KafkaError::ProducerFenced),
+        }
+    }
+
     fn ending(&self) -> TxnEnd {
         match self.state {
             TxnState::Committing => TxnEnd::Committed,
@@ -342,6 +458,7 @@ impl TxnManager {
         self.new_partitions.clear();
         self.pending_partitions.clear();
         self.partitions.clear();
+        self.offsets = None;
     }
 
     /// The handlers' shared error handling: coordinator moves and concurrent transactions

@@ -142,3 +142,115 @@ fn a_failure_while_aborting_asks_no_bump_and_an_empty_transaction_sends_no_end_t
     assert_eq!(m.next_request(false), None, "nothing added, nothing sent");
     assert_eq!(m.state(), &TxnState::Ready);
 }
+
+fn offsets() -> crate::kafka::txn_offsets::PendingOffsets {
+    crate::kafka::txn_offsets::PendingOffsets::new("g", 4, "member-1", vec![(0, 17)]).unwrap()
+}
+
+/// sendOffsetsToTransaction in an open transaction: AddOffsetsToTxn, the group's coordinator,
+/// TxnOffsetCommit, and only then the EndTxn.
+#[test]
+fn offsets_join_and_commit_before_the_end_txn() {
+    let mut m = open(ClientProtocol::V1);
+    m.send_offsets(offsets()).unwrap();
+    assert_eq!(
+        m.send_offsets(offsets()),
+        Err(KafkaError::InvalidTxnState),
+        "one call at a time"
+    );
+    m.begin_commit().unwrap();
+    assert_eq!(
+        m.next_request(false),
+        Some(TxnRequest::AddOffsets {
+            producer: PRODUCER,
+            group: "g".into()
+        })
+    );
+    m.on_add_offsets(Err(KafkaError::ConcurrentTransactions));
+    assert!(
+        matches!(m.next_request(false), Some(TxnRequest::AddOffsets { .. })),
+        "retried"
+    );
+    m.on_add_offsets(Ok(()));
+    assert_eq!(
+        m.next_request(false),
+        Some(TxnRequest::FindGroupCoordinator { group: "g".into() })
+    );
+    m.on_find_group_coordinator(Ok(()));
+    let Some(TxnRequest::TxnOffsetCommit {
+        producer,
+        offsets: sent,
+    }) = m.next_request(false)
+    else {
+        panic!("the commit follows")
+    };
+    assert_eq!(
+        (producer, sent.generation, sent.offsets),
+        (PRODUCER, 4, vec![(0, 17)])
+    );
+    // Unanswered: the group's coordinator is looked up again, then the commit sent again.
+    m.on_txn_offset_commit(None);
+    assert!(matches!(
+        m.next_request(false),
+        Some(TxnRequest::FindGroupCoordinator { .. })
+    ));
+    m.on_find_group_coordinator(Ok(()));
+    assert!(matches!(
+        m.next_request(false),
+        Some(TxnRequest::TxnOffsetCommit { .. })
+    ));
+    assert!(m.offsets_pending());
+    m.on_txn_offset_commit(Some(0));
+    assert!(!m.offsets_pending());
+    assert!(matches!(
+        m.next_request(false),
+        Some(TxnRequest::EndTxn { commit: true, .. })
+    ));
+}
+
+/// A rebalance took the input away (ILLEGAL_GENERATION): CommitFailedException, and the
+/// transaction can only abort; the abort's EndTxn still goes.
+#[test]
+fn a_stale_generation_leaves_only_an_abort_and_a_fence_is_fatal() {
+    let mut m = open(ClientProtocol::V2);
+    m.send_offsets(offsets()).unwrap();
+    let _ = m.next_request(false);
+    m.on_add_offsets(Ok(()));
+    let _ = m.next_request(false);
+    m.on_find_group_coordinator(Ok(()));
+    let _ = m.next_request(false);
+    m.on_txn_offset_commit(Some(22));
+    assert_eq!(m.state(), &TxnState::AbortableError);
+    assert_eq!(m.begin_commit(), Err(KafkaError::InvalidTxnState));
+    m.begin_abort().unwrap();
+    assert!(matches!(
+        m.next_request(false),
+        Some(TxnRequest::EndTxn { commit: false, .. })
+    ));
+
+    let mut fenced = open(ClientProtocol::V2);
+    fenced.send_offsets(offsets()).unwrap();
+    let _ = fenced.next_request(false);
+    fenced.on_add_offsets(Ok(()));
+    let _ = fenced.next_request(false);
+    fenced.on_find_group_coordinator(Ok(()));
+    let _ = fenced.next_request(false);
+    fenced.on_txn_offset_commit(Some(KafkaError::ProducerFenced.code()));
+    assert!(fenced.is_fatal());
+    assert_eq!(fenced.next_request(false), None);
+}
+
+/// An abort drops offsets not yet committed, and offsets outside a transaction are refused.
+#[test]
+fn an_abort_drops_pending_offsets_and_none_go_outside_a_transaction() {
+    let mut m = ready(ClientProtocol::V1);
+    assert_eq!(m.send_offsets(offsets()), Err(KafkaError::InvalidTxnState));
+    let mut m = open(ClientProtocol::V1);
+    m.send_offsets(offsets()).unwrap();
+    m.begin_abort().unwrap();
+    assert!(!m.offsets_pending());
+    assert!(matches!(
+        m.next_request(false),
+        Some(TxnRequest::EndTxn { commit: false, .. })
+    ));
+}

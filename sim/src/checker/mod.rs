@@ -52,6 +52,7 @@ registry! {
     aborted_read,
     torn_transaction,
     poll_skip,
+    write_cycle,
 }
 
 /// How many occurrences a witness lists before it only counts.
