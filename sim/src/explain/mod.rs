@@ -147,7 +147,7 @@ pub fn family(kind: AnomalyKind) -> Option<&'static str> {
         k if k == nonmonotonic_read::NONMONOTONIC_READ || k == poll_skip::POLL_SKIP => "order",
         k if k == inconsistent_offsets::INCONSISTENT_OFFSETS => "order",
         k if k == aborted_read::ABORTED_READ || k == torn_transaction::TORN_TRANSACTION => "txn",
-        k if k == partial::PARTIAL_TRANSACTION => "txn",
+        k if k == partial::PARTIAL_TRANSACTION || k == write_cycle::WRITE_CYCLE => "txn",
         k if k == invariant::INVARIANT || k == phantom::PHANTOM => "state",
         _ => return None,
     })

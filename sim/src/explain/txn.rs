@@ -6,12 +6,17 @@
 use super::cause::Cause;
 use super::{ms, Explainer, Explanation, Step};
 use crate::checker::transactions::{TXN_ABORTED, TXN_COMMITTED, TXN_PUBLISH};
-use crate::checker::{aborted_read::ABORTED_READ, partial::PARTIAL_TRANSACTION, Anomaly};
+use crate::checker::{
+    aborted_read::ABORTED_READ, partial::PARTIAL_TRANSACTION, write_cycle::WRITE_CYCLE, Anomaly,
+};
 use crate::history::EventKind;
 
 pub fn explain(x: &Explainer<'_>, anomaly: &Anomaly) -> Explanation {
     if anomaly.kind == PARTIAL_TRANSACTION {
         return partial(x, anomaly);
+    }
+    if anomaly.kind == WRITE_CYCLE {
+        return cycle(x, anomaly);
     }
     let Some(name) = txn_name(super::bare_detail(anomaly)) else {
         return super::state::explain(x, anomaly);
@@ -37,6 +42,35 @@ pub fn explain(x: &Explainer<'_>, anomaly: &Anomaly) -> Explanation {
             .map_or(loss.summary.as_str(), |(_, why)| why)
     );
     Explanation::new(summary, loss.steps)
+}
+
+/// A write cycle (G0): the commits of the transactions in the cycle, and the partitions'
+/// orders that contradict each other, from the checker's detail.
+fn cycle(x: &Explainer<'_>, anomaly: &Anomaly) -> Explanation {
+    let detail = super::bare_detail(anomaly);
+    let orders = detail.split_once(": ").map_or(detail, |(_, orders)| orders);
+    // `A before B in P (offsets i < j), ...`: the transactions named.
+    let mut names: Vec<&str> = orders
+        .split(", ")
+        .filter_map(|edge| edge.split_once(" in ").map(|(pair, _)| pair))
+        .flat_map(|pair| pair.split(" before "))
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    let commits: Vec<usize> = names
+        .iter()
+        .flat_map(|name| txn_notes(x, name))
+        .filter(|&i| matches!(&x.event(i).kind, EventKind::Note { name, .. } if name == TXN_COMMITTED))
+        .collect();
+    let mut steps = x.steps(&commits);
+    steps.sort_by_key(|s| s.t_us);
+    let summary = format!(
+        "{} committed transactions ({}) wrote in orders no serial order explains: {orders}; \
+         Kafka does not isolate transactions' writes from each other, so this is allowed (G0)",
+        names.len(),
+        names.join(", ")
+    );
+    Explanation::new(summary, steps)
 }
 
 /// `of transaction NAME, which ...`: the transaction's name.
