@@ -268,7 +268,7 @@ fn a_changed_invariant_names_the_commits_and_the_kill_between() {
     let e = explained(&b, invariant::INVARIANT);
     assert!(e.summary.contains("total was 100, then 90"), "{}", e.summary);
     assert!(e.summary.contains("kill db"), "{}", e.summary);
-    says(&e, &["c1's effect for m1 applied"]);
+    says(&e, &["m1's effect applied by c1"]);
 }
 
 #[test]
