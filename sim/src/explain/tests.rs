@@ -396,3 +396,28 @@ fn a_reread_at_the_same_offset_names_the_consumers_crash() {
     );
     assert!(e.summary.contains("kill c"), "{}", e.summary);
 }
+
+#[test]
+fn a_message_never_delivered_blames_a_brokers_fault_not_a_consumers() {
+    let mut b = Build::new();
+    b.publish(1)
+        .ok(1)
+        .publish(2)
+        .ok(2)
+        .deliver_to(2, 1, "c1", "nsqd1")
+        .effect_by(2, "c1");
+    b.fault("kill", &["c1"], "")
+        .fault("power_fail", &["nsqd1"], "")
+        .drained();
+    let e = explained(&b, lost::LOST);
+    assert!(
+        e.summary.contains("never delivered; then power_fail nsqd1"),
+        "{}",
+        e.summary
+    );
+    assert!(
+        !e.summary.contains("kill c1"),
+        "a consumer never held it: {}",
+        e.summary
+    );
+}
