@@ -19,6 +19,8 @@ const ERASING_WORDS: &[&str] = &[
     "session_discarded",
     "reset",
 ];
+/// Faults that can have erased a message cited at most.
+const ERASERS_CITED_MAX: usize = 4;
 /// Erasing notes cited at most.
 const ERASING_NOTES_MAX: usize = 3;
 
@@ -46,13 +48,30 @@ pub fn explain(x: &Explainer<'_>, anomaly: &Anomaly) -> Explanation {
         _ => Vec::new(),
     };
     let producer = mine.first().map_or("", |&i| x.event(i).host.as_str());
+    // Never delivered: any host but the run's clients can have stored it (its brokers, the
+    // ones that delivered something first), and so can its producer's own process.
+    let (brokers, clients) = roles(x, producer);
     let mut erasers: Vec<_> = x
         .windows
         .iter()
         .filter(|w| w.takes_down() && w.end_us.is_none_or(|end| end >= since))
-        .filter(|w| holders.is_empty() || holders.iter().any(|h| w.names(h)))
+        .filter(|w| match holders.is_empty() {
+            true => w.hosts.iter().any(|h| !clients.contains(&h.as_str())),
+            false => holders.iter().any(|h| w.names(h)),
+        })
         .collect();
-    erasers.sort_by_key(|w| (w.names(producer) && holders.is_empty(), w.start_us));
+    // The likeliest first: what struck a known broker after the last sighting, then what
+    // already stood, the producer's own faults last.
+    erasers.sort_by_key(|w| {
+        let broker = brokers.iter().any(|b| w.names(b));
+        (
+            w.names(producer) && holders.is_empty(),
+            !broker,
+            w.start_us < since,
+            w.start_us,
+        )
+    });
+    erasers.truncate(ERASERS_CITED_MAX);
     steps.extend(erasers.iter().map(|w| x.fault_step(w)));
     let mut notes = erasing_notes(x, since);
     if let Some(event) = delivered {
@@ -74,6 +93,32 @@ pub fn explain(x: &Explainer<'_>, anomaly: &Anomaly) -> Explanation {
         }
     }
     Explanation::new(summary, steps)
+}
+
+/// The run's brokers (the hosts its deliveries came from) and its clients (the hosts that
+/// publish or consume, but for `producer`).
+fn roles<'a>(x: &Explainer<'a>, producer: &str) -> (Vec<&'a str>, Vec<&'a str>) {
+    let (mut brokers, mut clients) = (Vec::new(), Vec::new());
+    for event in x.events {
+        match &event.kind {
+            EventKind::Deliver { node, .. } => {
+                brokers.extend(node.as_deref());
+                clients.push(event.host.as_str());
+            }
+            EventKind::Publish { .. } | EventKind::Effect { .. } | EventKind::Ack { .. } => {
+                clients.push(event.host.as_str())
+            }
+            _ => {}
+        }
+    }
+    for list in [&mut brokers, &mut clients] {
+        list.sort_unstable();
+        list.dedup();
+    }
+    // A host that delivers is a broker even if it also records publishes (an outbox relay's
+    // nsqd does not, but a Go program's one host does both).
+    clients.retain(|h| *h != producer && !brokers.contains(h));
+    (brokers, clients)
 }
 
 /// Where it was last seen: its place in a log when that was its publish's answer.

@@ -24,6 +24,8 @@ pub fn explain(x: &Explainer<'_>, anomaly: &Anomaly) -> Explanation {
             hosts.push(node);
         }
     }
+    hosts.sort_unstable();
+    hosts.dedup();
     let log_wide = anomaly.kind == INCONSISTENT_OFFSETS;
     let cause = x.between(from, to, &hosts, log_wide);
     let mut steps = x.steps(&witnesses);

@@ -25,7 +25,7 @@ pub fn explain(x: &Explainer<'_>, anomaly: &Anomaly) -> Explanation {
     let cause = x.between(from, to, &hosts, false);
     steps.extend(cause.steps.iter().cloned());
     let origin = if anomaly.id == MsgId::ZERO {
-        "the zero value, which no producer publishes: a consumer read an empty or closed queue".to_string()
+        "the zero value, which no producer publishes (a consumer read an empty or closed queue)".to_string()
     } else {
         match mine.iter().find_map(|&i| match &x.event(i).kind {
             EventKind::PublishFail { error, .. } => Some((x.event(i).time.0, error)),
@@ -38,7 +38,7 @@ pub fn explain(x: &Explainer<'_>, anomaly: &Anomaly) -> Explanation {
             None => "never published, yet a consumer got it".to_string(),
         }
     };
-    let summary = format!("{} is {origin}; {}", anomaly.id, cause.phrase());
+    let summary = format!("{}: {origin}; {}", anomaly.id, cause.phrase());
     Explanation::new(summary, steps)
 }
 

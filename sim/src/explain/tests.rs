@@ -268,7 +268,7 @@ fn a_changed_invariant_names_the_commits_and_the_kill_between() {
     let e = explained(&b, invariant::INVARIANT);
     assert!(e.summary.contains("total was 100, then 90"), "{}", e.summary);
     assert!(e.summary.contains("kill db"), "{}", e.summary);
-    says(&e, &["c1's effect for m1 applied"]);
+    says(&e, &["m1's effect applied by c1"]);
 }
 
 #[test]
@@ -395,4 +395,29 @@ fn a_reread_at_the_same_offset_names_the_consumers_crash() {
         e.summary
     );
     assert!(e.summary.contains("kill c"), "{}", e.summary);
+}
+
+#[test]
+fn a_message_never_delivered_blames_a_brokers_fault_not_a_consumers() {
+    let mut b = Build::new();
+    b.publish(1)
+        .ok(1)
+        .publish(2)
+        .ok(2)
+        .deliver_to(2, 1, "c1", "nsqd1")
+        .effect_by(2, "c1");
+    b.fault("kill", &["c1"], "")
+        .fault("power_fail", &["nsqd1"], "")
+        .drained();
+    let e = explained(&b, lost::LOST);
+    assert!(
+        e.summary.contains("never delivered; then power_fail nsqd1"),
+        "{}",
+        e.summary
+    );
+    assert!(
+        !e.summary.contains("kill c1"),
+        "a consumer never held it: {}",
+        e.summary
+    );
 }

@@ -35,7 +35,7 @@ pub fn words(kind: &EventKind) -> Option<String> {
             };
             format!("{id} delivered to {consumer}{from}{at} (attempt {attempt})")
         }
-        EventKind::Effect { id, consumer } => format!("{consumer}'s effect for {id} applied"),
+        EventKind::Effect { id, consumer } => format!("{id}'s effect applied by {consumer}"),
         EventKind::Write { id, txn, parts } => {
             format!("transaction {txn} commits {id}'s {}", parts.join(", "))
         }
