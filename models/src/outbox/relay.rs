@@ -1,13 +1,12 @@
-//! The outbox relay: polls the outbox, publishes each row to nsqd, then marks what it
-//! published (reference §5.1), claiming rows in one of three ways ([`Claim`]). A crash
-//! between publishing and marking publishes the rows again after the restart: at-least-once.
+//! The outbox relay: polls the outbox, publishes each row to the broker ([`Target`]: nsqd,
+//! Kafka or MQTT) and waits for its acknowledgement, then marks what it published
+//! (reference §5.1), claiming rows in one of three ways ([`Claim`]). A crash between
+//! publishing and marking publishes the rows again after the restart: at-least-once.
 
+use super::publisher::{Publisher, Target};
 use super::Claim;
 use crate::db::client::{DbConn, NoAnswer};
 use crate::db::engine::{Outcome, Record, Set, Statement, Value};
-use crate::nsq::client::{connect, encode_body, identify, ClientConfig};
-use crate::nsq::link::Link;
-use crate::nsq::protocol::{Command, FrameType};
 use sim::history::MsgId;
 use sim::{Env, Process};
 use std::time::Duration;
@@ -16,14 +15,13 @@ use std::time::Duration;
 pub struct RelayConfig {
     pub claim: Claim,
     pub db_host: String,
-    pub nsqd: String,
+    /// The broker the relay publishes to.
+    pub target: Target,
     pub poll_interval: Duration,
     pub batch: u32,
     /// Time between publishing a batch and marking it.
     pub mark_delay: Duration,
     pub db_timeout: Duration,
-    /// NSQ client settings (topic, timeouts) for the relay's PUBs.
-    pub client: ClientConfig,
 }
 
 /// What a relay keeps between polls: its connections and, with the cursor, the highest id
@@ -34,7 +32,7 @@ struct Relay {
     process: Process,
     config: RelayConfig,
     db: Option<DbConn>,
-    nsqd: Option<Link>,
+    publisher: Publisher,
     cursor: Option<i64>,
 }
 
@@ -46,9 +44,9 @@ pub async fn run_relay(env: Env, host: String, config: RelayConfig) -> turmoil::
         env,
         host,
         process: process.clone(),
+        publisher: Publisher::new(&config.target),
         config,
         db: None,
-        nsqd: None,
         cursor: None,
     };
     loop {
@@ -187,8 +185,12 @@ impl Relay {
                 Some(Value::Text(key)) => Some(key.as_str()),
                 _ => None,
             };
-            let body = encode_body(MsgId(*message as u64), key);
-            if !self.publish(body).await {
+            let (env, host) = (self.env.clone(), self.host.clone());
+            if !self
+                .publisher
+                .publish(&env, &host, MsgId(*message as u64), key)
+                .await
+            {
                 break;
             }
             published.push(*outbox_id);
@@ -201,36 +203,6 @@ impl Relay {
             );
         }
         published
-    }
-
-    /// One PUB, reconnecting (and IDENTIFYing) first if needed; false on an error or no
-    /// answer (then the row stays unmarked, and a PUB that nsqd applied is published again).
-    async fn publish(&mut self, body: Vec<u8>) -> bool {
-        let client = &self.config.client;
-        if self.nsqd.as_ref().is_none_or(|l| !l.sender.is_alive()) {
-            let Some(mut fresh) = connect(&self.env, &self.host, &self.config.nsqd, client).await else {
-                return false;
-            };
-            match fresh
-                .request(&identify(client, false), client.publish_timeout)
-                .await
-            {
-                Some((FrameType::Response, _)) => self.nsqd = Some(fresh),
-                _ => return false,
-            }
-        }
-        let link = self.nsqd.as_mut().expect("connected above");
-        let command = Command::Pub {
-            topic: client.topic.clone(),
-            body,
-        };
-        match link.request(&command, client.publish_timeout).await {
-            Some((FrameType::Response, data)) if data == b"OK" => true,
-            _ => {
-                self.nsqd = None; // answers match requests in order: start afresh
-                false
-            }
-        }
     }
 
     /// `UPDATE outbox SET sent = 1 WHERE id = ?` for each published row.
