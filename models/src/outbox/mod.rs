@@ -73,6 +73,12 @@ pub enum Claim {
     /// LOCKED`, publish, `UPDATE ... SET sent = 1`, COMMIT: each relay takes rows no other
     /// relay holds, and an uncommitted row is left for a later poll.
     SkipLocked,
+    /// In one transaction, `SELECT ... WHERE sent = 0 ORDER BY id LIMIT n FOR UPDATE`
+    /// without SKIP LOCKED, publish, `UPDATE ... SET sent = 1`, COMMIT: a relay waits on the
+    /// rows another holds (and on an uncommitted insert) until that transaction ends, then
+    /// reads their latest version, so relays take turns instead of sharing. A wait past the
+    /// lock-wait timeout fails with 1205: the relay rolls back and polls again.
+    ForUpdate,
 }
 
 /// The `outbox` design's `[config]`. Writers are the workload's producers (`writer1..`).
@@ -214,6 +220,11 @@ impl Outbox {
             Claim::Cursor => {
                 "at-least-once publishing of committed outbox rows, duplicates allowed; a cursor \
                  on the auto-increment id breaks it when ids commit out of order (reference §5.1)"
+            }
+            Claim::ForUpdate => {
+                "at-least-once publishing of committed outbox rows, duplicates allowed (a relay \
+                 crash between publish and mark); relays claiming FOR UPDATE wait for each \
+                 other's claims (reference §5.1)"
             }
             Claim::SentFlag | Claim::SkipLocked => {
                 "at-least-once publishing of committed outbox rows, duplicates allowed (a relay \
@@ -358,7 +369,9 @@ impl Outbox {
                     .unwrap_or(0);
                 outbox.keys().filter(|id| **id > Value::Int(lowest)).count()
             }
-            Claim::SentFlag | Claim::SkipLocked => outbox.values().filter(|row| is_unsent(row)).count(),
+            Claim::SentFlag | Claim::SkipLocked | Claim::ForUpdate => {
+                outbox.values().filter(|row| is_unsent(row)).count()
+            }
         };
         Some(unsent)
     }
@@ -417,6 +430,10 @@ impl Design for Outbox {
         let claim = match self.config.claim {
             Claim::Cursor => {
                 "a cursor on the auto-increment id breaks it when ids commit out of order"
+            }
+            Claim::ForUpdate => {
+                "a relay crash between the acknowledgement and the mark duplicates; relays \
+                 claiming FOR UPDATE wait for each other's claims"
             }
             Claim::SentFlag | Claim::SkipLocked => {
                 "a relay crash between the acknowledgement and the mark, or relays without SKIP \

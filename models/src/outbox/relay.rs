@@ -6,7 +6,7 @@
 use super::publisher::{Publisher, Target};
 use super::Claim;
 use crate::db::client::{DbConn, NoAnswer};
-use crate::db::engine::{Outcome, Record, Set, Statement, Value};
+use crate::db::engine::{DbError, Outcome, Record, Set, Statement, Value};
 use sim::history::MsgId;
 use sim::{Env, Process};
 use std::time::Duration;
@@ -82,18 +82,32 @@ impl Relay {
         match self.config.claim {
             Claim::Cursor => self.poll_cursor().await,
             Claim::SentFlag => {
-                let rows = self.scan(None, false).await?;
+                let rows = self.scan(None, Lock::None).await?;
                 let published = self.publish_all(&rows).await;
                 self.mark_sent(&published).await
             }
-            Claim::SkipLocked => {
-                expect_ok(self.call(Statement::Begin).await?)?;
-                let rows = self.scan(None, true).await?;
-                let published = self.publish_all(&rows).await;
-                self.mark_sent(&published).await?;
-                expect_ok(self.call(Statement::Commit).await?)
-            }
+            Claim::SkipLocked => self.poll_locking(Lock::SkipLocked).await,
+            Claim::ForUpdate => self.poll_locking(Lock::ForUpdate).await,
         }
+    }
+
+    /// In one transaction: the locking scan, publish, mark, COMMIT. A FOR UPDATE scan that
+    /// waited past the lock-wait timeout fails with 1205, which rolls back the statement
+    /// only (InnoDB's default): the relay rolls its transaction back, releasing what it
+    /// had locked, and polls again later.
+    async fn poll_locking(&mut self, lock: Lock) -> Result<(), NoAnswer> {
+        expect_ok(self.call(Statement::Begin).await?)?;
+        let rows = match self.scan(None, lock).await {
+            Err(Scanned::LockWaitTimeout) => {
+                self.env.note(&self.host, "relay.lock_wait_timeout");
+                return expect_ok(self.call(Statement::Rollback).await?);
+            }
+            Err(Scanned::NoAnswer) => return Err(NoAnswer),
+            Ok(rows) => rows,
+        };
+        let published = self.publish_all(&rows).await;
+        self.mark_sent(&published).await?;
+        expect_ok(self.call(Statement::Commit).await?)
     }
 
     /// `WHERE id > last_seen`, publish, then store the highest id published as the cursor.
@@ -103,7 +117,7 @@ impl Relay {
             None => self.load_cursor().await?,
         };
         self.cursor = Some(last_seen);
-        let rows = self.scan(Some(last_seen), false).await?;
+        let rows = self.scan(Some(last_seen), Lock::None).await?;
         let published = self.publish_all(&rows).await;
         let Some(&highest) = published.iter().max() else {
             return Ok(());
@@ -154,7 +168,7 @@ impl Relay {
     }
 
     /// The outbox rows to publish, in id order: past `after` (the cursor), or still unsent.
-    async fn scan(&mut self, after: Option<i64>, skip_locked: bool) -> Result<Vec<Record>, NoAnswer> {
+    async fn scan(&mut self, after: Option<i64>, lock: Lock) -> Result<Vec<Record>, Scanned> {
         let only_if = match after {
             Some(_) => vec![],
             None => vec![("sent".to_string(), Value::Int(0))],
@@ -164,11 +178,13 @@ impl Relay {
             after: after.map(Value::Int),
             only_if,
             limit: self.config.batch,
-            skip_locked,
+            skip_locked: lock == Lock::SkipLocked,
+            for_update: lock != Lock::None,
         };
         match self.call(scan).await? {
             Outcome::Rows(rows) => Ok(rows),
-            _ => Err(NoAnswer),
+            Outcome::Error(DbError::LockWaitTimeout) => Err(Scanned::LockWaitTimeout),
+            _ => Err(Scanned::NoAnswer),
         }
     }
 
@@ -227,6 +243,33 @@ impl Relay {
             format!("{} rows sent = 1", published.len()),
         );
         Ok(())
+    }
+}
+
+/// How a scan locks the rows it reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Lock {
+    None,
+    ForUpdate,
+    SkipLocked,
+}
+
+/// Why a scan read no rows.
+enum Scanned {
+    NoAnswer,
+    /// 1205: a FOR UPDATE scan waited past `innodb_lock_wait_timeout`.
+    LockWaitTimeout,
+}
+
+impl From<NoAnswer> for Scanned {
+    fn from(_: NoAnswer) -> Scanned {
+        Scanned::NoAnswer
+    }
+}
+
+impl From<Scanned> for NoAnswer {
+    fn from(_: Scanned) -> NoAnswer {
+        NoAnswer
     }
 }
 
