@@ -311,7 +311,7 @@ impl Outbox {
             Some(component) => component.target(publish_timeout),
             None => Target::Nsq {
                 nsqd: NSQD_HOST.into(),
-                client: client.clone(),
+                client: Box::new(client.clone()),
             },
         };
         let relay = RelayConfig {

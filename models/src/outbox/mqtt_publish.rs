@@ -101,14 +101,16 @@ impl MqttPublisher {
     /// Writes what the core sends and feeds it what the broker answers until `wanted`
     /// comes; false on a close, a refusal, a failed token, or the timeout.
     async fn exchange(&mut self, env: &Env, me: &str, mut outs: Vec<ClientOut>, wanted: Wanted) -> bool {
-        let deadline = tokio::time::Instant::now() + self.timeout;
+        let deadline = tokio::time::sleep(self.timeout);
+        tokio::pin!(deadline);
         let mut chunk = vec![0u8; READ_CHUNK_BYTES];
         loop {
             let session = self.session.as_mut().expect("a session to exchange on");
             for out in std::mem::take(&mut outs) {
                 match out {
                     ClientOut::Send(bytes) => {
-                        if session.stream.write_all(&bytes).await.is_err() {
+                        let written = session.stream.write_all(&bytes).await;
+                        if written.is_err() {
                             return false;
                         }
                     }
@@ -125,11 +127,15 @@ impl MqttPublisher {
                     _ => {}
                 }
             }
-            let read = tokio::time::timeout_at(deadline, session.stream.read(&mut chunk)).await;
+            let read = tokio::select! {
+                biased;
+                read = session.stream.read(&mut chunk) => Some(read),
+                () = &mut deadline => None,
+            };
             let n = match read {
-                Ok(Ok(n)) if n > 0 => n,
-                Ok(_) => return false, // closed
-                Err(_) => {
+                Some(Ok(n)) if n > 0 => n,
+                Some(_) => return false, // closed
+                None => {
                     env.note(me, "relay.mqtt_unanswered");
                     return false;
                 }

@@ -21,7 +21,10 @@ use std::time::Duration;
 #[derive(Clone, Debug)]
 pub enum Target {
     /// One nsqd; `client` carries the topic and the PUB timeout.
-    Nsq { nsqd: String, client: ClientConfig },
+    Nsq {
+        nsqd: String,
+        client: Box<ClientConfig>,
+    },
     /// A Kafka cluster: `bootstrap.servers` and the topic.
     Kafka {
         brokers: Vec<String>,
@@ -54,7 +57,7 @@ impl Publisher {
         match target.clone() {
             Target::Nsq { nsqd, client } => Publisher::Nsq {
                 nsqd,
-                client,
+                client: *client,
                 link: None,
             },
             Target::Kafka {
