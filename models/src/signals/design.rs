@@ -67,7 +67,9 @@ pub struct Config {
     #[schemars(range(min = 1, max = 100_000))]
     pub rlimit_sigpending: u32,
     /// SIGTERM's handler first takes the signals still pending (all blocked, `sigtimedwait`
-    /// with a zero timeout) and handles each, then exits; off, they die with the process.
+    /// with a zero timeout) and handles each, then exits, and the message handlers keep
+    /// SIGTERM in their `sa_mask` so it never interrupts one; off, pending signals die with
+    /// the process, and a SIGTERM during a handler cuts it short.
     pub drain_on_sigterm: bool,
     /// The system call the sender uses: "sigqueue" (the message id as the value) or "kill"
     /// (no value: the handler only learns that a signal came).

@@ -91,6 +91,9 @@ struct Entry {
 
 /// Signal numbers are 1..=64: one slot each.
 const SIGNALS: usize = 64;
+/// Handlers running at once, at most: above the receiver's own bound on nesting
+/// (`receiver::NESTED_HANDLERS_MAX`), so reaching it is a model error.
+const FRAMES_MAX: usize = 4096;
 
 #[derive(Debug)]
 pub struct SigPending {
@@ -103,8 +106,11 @@ pub struct SigPending {
     caught: u64,
     /// Of those, the ones installed with `SA_NODEFER`: not blocked during their handler.
     nodefer: u64,
-    /// Handlers running per signal (nested ones included), to check each return.
-    running: [u32; SIGNALS],
+    /// Each caught signal's `sa_mask`: also blocked while its handler runs.
+    masks: [u64; SIGNALS],
+    /// The handlers running, innermost last, each with the mask its `sigreturn` restores
+    /// (the kernel saves it in the signal frame).
+    frames: Vec<(Signo, u64)>,
     /// The origin of a pending bit that has no queued instance (pending without siginfo).
     bit_origin: [Option<u64>; SIGNALS],
     rlimit_sigpending: u32,
@@ -119,7 +125,8 @@ impl SigPending {
             blocked: 0,
             caught: 0,
             nodefer: 0,
-            running: [0; SIGNALS],
+            masks: [0; SIGNALS],
+            frames: Vec::new(),
             bit_origin: [None; SIGNALS],
             rlimit_sigpending,
         }
@@ -127,15 +134,17 @@ impl SigPending {
 
     /// `sigaction(signo, handler)`, without `SA_NODEFER`.
     pub fn sigaction(&mut self, signo: Signo) -> Result<(), Errno> {
-        self.sigaction_with(signo, false)
+        self.sigaction_with(signo, false, 0)
     }
 
-    /// `sigaction(signo, handler)` with `sa_flags` `SA_NODEFER` or not.
-    pub fn sigaction_with(&mut self, signo: Signo, nodefer: bool) -> Result<(), Errno> {
+    /// `sigaction(signo, handler)` with `sa_flags` `SA_NODEFER` or not, and `sa_mask` (a set
+    /// of [`Signo::bit`]s).
+    pub fn sigaction_with(&mut self, signo: Signo, nodefer: bool, sa_mask: u64) -> Result<(), Errno> {
         if !signo.can_be_caught() {
             return Err(Errno::Einval);
         }
         self.caught |= signo.bit();
+        self.masks[signo.index()] = sa_mask;
         if nodefer {
             self.nodefer |= signo.bit();
         } else {
@@ -211,7 +220,9 @@ impl SigPending {
         }
         let caught = self.caught & signo.bit() != 0;
         if caught {
-            self.running[signo.index()] += 1;
+            assert!(self.frames.len() < FRAMES_MAX, "the caller bounds the nesting");
+            self.frames.push((signo, self.blocked));
+            self.blocked |= self.masks[signo.index()];
             if self.nodefer & signo.bit() == 0 {
                 self.blocked |= signo.bit();
             }
@@ -227,12 +238,24 @@ impl SigPending {
     /// `sigreturn`: the handler's signal is unblocked (unless `SA_NODEFER` left it so), and
     /// what waited for it can come.
     pub fn handler_returned(&mut self, signo: Signo) {
-        let running = &mut self.running[signo.index()];
-        assert!(*running > 0, "{signo} returned from a handler it was not in");
-        *running -= 1;
-        if self.nodefer & signo.bit() == 0 {
-            self.blocked &= !signo.bit();
-        }
+        let frame = self.frames.pop();
+        assert!(
+            frame.is_some_and(|(running, _)| running == signo),
+            "{signo} returned from a handler it was not in: {frame:?}"
+        );
+        self.blocked = frame.expect("checked").1;
+    }
+
+    /// `sigtimedwait(all, {0, 0})`: the next pending signal whether blocked or not, taken
+    /// without running a handler; `None` is its EAGAIN.
+    pub fn take_waited(&mut self) -> Option<Delivery> {
+        let saved = self.blocked;
+        self.blocked = 0;
+        let caught = self.caught;
+        self.caught = 0; // no handler runs, so nothing is blocked or framed
+        let taken = self.dequeue();
+        (self.blocked, self.caught) = (saved, caught);
+        taken
     }
 
     /// Instances pending: the queued ones, plus pending bits without a queued instance.

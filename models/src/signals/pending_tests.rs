@@ -162,7 +162,7 @@ fn kill_of_a_standard_signal_coalesces_and_the_pending_instance_is_the_first_sen
 #[test]
 fn with_sa_nodefer_the_signal_is_deliverable_again_during_its_own_handler() {
     let mut state = SigPending::new(8);
-    state.sigaction_with(SIGUSR1, true).unwrap();
+    state.sigaction_with(SIGUSR1, true, 0).unwrap();
     state.sigqueue(SIGUSR1, 1).unwrap();
     let outer = state.dequeue().unwrap();
     assert_eq!(state.sigqueue(SIGUSR1, 2), Ok(Sent::Queued { behind: 0 }));
@@ -187,4 +187,20 @@ fn another_signal_interrupts_a_handler_even_without_sa_nodefer() {
     assert_eq!(state.dequeue().map(|d| d.signo), Some(SIGUSR2), "an empty sa_mask");
     state.handler_returned(SIGUSR2);
     state.handler_returned(outer.signo);
+}
+
+#[test]
+fn sa_mask_blocks_sigterm_during_a_handler_and_sigreturn_restores_the_mask() {
+    let mut state = SigPending::new(8);
+    state.sigaction_with(SIGUSR1, false, SIGTERM.bit()).unwrap();
+    state.sigaction(SIGTERM).unwrap();
+    state.sigqueue(SIGUSR1, 1).unwrap();
+    let running = state.dequeue().unwrap();
+    state.kill(SIGTERM).unwrap();
+    assert_eq!(state.dequeue(), None, "SIGTERM waits for the handler");
+    // sigtimedwait takes a blocked signal all the same, and runs no handler.
+    assert_eq!(state.take_waited().map(|d| d.signo), Some(SIGTERM));
+    state.kill(SIGTERM).unwrap();
+    state.handler_returned(running.signo);
+    assert_eq!(state.dequeue().map(|d| d.signo), Some(SIGTERM));
 }

@@ -61,9 +61,12 @@ pub(super) async fn receiver(env: Env, kernel: Rc<Kernel>, config: Config) -> tu
             .map(|i| Signals::signal_of(Kind::Realtime, i))
             .collect(),
     };
+    // A program that drains at SIGTERM also keeps SIGTERM out of its message handlers
+    // (`sa_mask`), so its shutdown never cuts one short.
+    let sa_mask = if config.drain_on_sigterm { SIGTERM.bit() } else { 0 };
     for signo in handled {
         state
-            .sigaction_with(signo, config.sa_nodefer)
+            .sigaction_with(signo, config.sa_nodefer, sa_mask)
             .expect("catchable signals");
     }
     state.sigaction(SIGTERM).expect("SIGTERM can be caught");
@@ -230,7 +233,7 @@ async fn drain(env: &Env, process: &Process, kernel: &Kernel, handler_ms: u64) {
             .receiver
             .borrow_mut()
             .as_mut()
-            .and_then(SigPending::dequeue);
+            .and_then(SigPending::take_waited);
         let Some(delivery) = next else { break };
         drained += 1;
         kernel.in_handler.set(kernel.in_handler.get() + 1);
@@ -240,9 +243,6 @@ async fn drain(env: &Env, process: &Process, kernel: &Kernel, handler_ms: u64) {
             env.record(RECEIVER, EventKind::Effect { id, consumer });
         }
         kernel.in_handler.set(kernel.in_handler.get() - 1);
-        if let Some(state) = kernel.receiver.borrow_mut().as_mut() {
-            state.handler_returned(delivery.signo);
-        }
     }
     env.note_with(
         RECEIVER,
