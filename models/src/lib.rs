@@ -94,10 +94,20 @@ pub fn designs() -> Vec<DesignInfo> {
         DesignInfo {
             name: "outbox",
             summary: "writers putting a business row and an outbox row in one transaction on the \
-                      database; relays polling the outbox, publishing to nsqd and marking rows sent",
+                      database; relays polling the outbox, publishing to nsqd, Kafka (acks=all) or \
+                      MQTT (QoS 1), and marking rows sent once the broker acknowledged them",
             promise: "at-least-once publishing of committed rows, duplicates allowed; a cursor on \
                       the auto-increment id breaks it (reference §5.1, table row 25)",
-            hosts: &["db", "nsqd1", "writer1..", "relay1..", "consumer1.."],
+            hosts: &[
+                "db",
+                "nsqd1 (broker = nsq)",
+                "controller, broker1..3 (kafka)",
+                "broker (mqtt)",
+                "writer1..",
+                "relay1..",
+                "consumer1.. (nsq, kafka)",
+                "subscriber1.. (mqtt)",
+            ],
             config: ConfigSchema::of::<outbox::Config>(),
             build: outbox::build,
             servers: &[],

@@ -621,6 +621,7 @@ fn outbox_on_engine() -> Vec<OutboxSaid> {
                 only_if: vec![("sent".into(), Value::Int(0))],
                 limit,
                 skip_locked,
+                for_update: skip_locked,
             },
         };
         let (outcome, resumed) = engine.execute(sessions[session], statement, Duration::ZERO);

@@ -84,13 +84,16 @@ pub enum Statement {
     /// `SELECT * FROM table WHERE pk > after AND col = value ... ORDER BY pk LIMIT limit`,
     /// a plain read, or with `FOR UPDATE SKIP LOCKED` (`skip_locked`): each row it examines
     /// is locked exclusively for the transaction, and a row another transaction has locked
-    /// (an uncommitted insert included) is passed over instead of waited for.
+    /// (an uncommitted insert included) is passed over instead of waited for. With
+    /// `for_update` and not `skip_locked`, `FOR UPDATE`: such a row is waited for.
     Scan {
         table: String,
         after: Option<Value>,
         only_if: Vec<(String, Value)>,
         limit: u32,
         skip_locked: bool,
+        #[serde(default)]
+        for_update: bool,
     },
     Commit,
     Rollback,
@@ -191,6 +194,9 @@ pub struct Engine<D: Disk> {
     sessions: BTreeMap<SessionId, Option<Txn>>,
     /// A blocked statement per session, to run again when its lock is granted.
     blocked: BTreeMap<SessionId, Statement>,
+    /// The latest time a statement or tick brought: a resumed scan that waits again for
+    /// another row starts that wait now, not at time zero.
+    clock: Duration,
     next_txn: TxnId,
     next_session: SessionId,
     /// Sessions whose blocked statement ended because they were a deadlock victim.
@@ -218,6 +224,7 @@ impl<D: Disk> Engine<D> {
             schemas: schemas.into_iter().map(|s| (s.name.clone(), s)).collect(),
             sessions: BTreeMap::new(),
             blocked: BTreeMap::new(),
+            clock: Duration::ZERO,
             next_txn: 1,
             next_session: 1,
             deadlocked: Vec::new(),
@@ -377,6 +384,7 @@ impl<D: Disk> Engine<D> {
             !self.blocked.contains_key(&session),
             "a blocked session sends nothing"
         );
+        self.clock = self.clock.max(now);
         let mut woken = Vec::new();
         let outcome = self.run(session, statement, now, &mut woken);
         let resumed = self.resume(woken);
@@ -434,20 +442,23 @@ impl<D: Disk> Engine<D> {
                 Outcome::Error(DbError::NoSuchTable)
             }
             Statement::Scan {
-                table,
-                after,
-                only_if,
+                ref table,
+                ref after,
+                ref only_if,
                 limit,
                 skip_locked,
+                for_update,
             } => {
                 let scan = ScanOf {
-                    table,
-                    after,
-                    only_if,
+                    table: table.clone(),
+                    after: after.clone(),
+                    only_if: only_if.clone(),
                     limit,
                 };
                 if skip_locked {
                     self.scan_skip_locked(session, &scan, woken)
+                } else if for_update {
+                    self.scan_for_update(session, &scan, statement, now, woken)
                 } else {
                     self.scan_committed(&scan)
                 }
@@ -500,6 +511,86 @@ impl<D: Disk> Engine<D> {
         txn.claimed |= !picked.is_empty();
         self.finish_statement(session, txn, woken);
         Outcome::Rows(picked)
+    }
+
+    /// `SELECT ... FOR UPDATE` without SKIP LOCKED: examines rows in key order and locks each
+    /// one exclusively, waiting for a row another transaction holds (an uncommitted insert
+    /// included). The statement then blocks, and runs again from its start once the lock is
+    /// granted: the rows it locked already stay locked, as InnoDB keeps them. Each locked
+    /// row is judged by its latest committed version, as a locking read does (not the
+    /// transaction's snapshot), so a row another relay marked sent while this one waited no
+    /// longer matches. Gap locks are not modelled (`db` docs, known difference 2).
+    fn scan_for_update(
+        &mut self,
+        session: SessionId,
+        scan: &ScanOf,
+        statement: Statement,
+        now: Duration,
+        woken: &mut Vec<WaitEnded>,
+    ) -> Outcome {
+        let mut txn = self.txn_of(session);
+        let keys: Vec<Value> = self.tables[&scan.table]
+            .keys()
+            .filter(|key| scan.after.as_ref().is_none_or(|after| *key > after))
+            .cloned()
+            .collect();
+        let mut picked = Vec::new();
+        for key in keys {
+            if picked.len() >= scan.limit as usize {
+                break;
+            }
+            let row = RowId::new(&scan.table, key_text(&key));
+            let waits = match self.locks.acquire(txn.id, &row, Mode::Exclusive, now) {
+                Acquired::Granted => false,
+                Acquired::Waiting => true,
+                Acquired::Deadlock { victims, .. } => {
+                    if let Err(error) = self.settle_deadlock(session, &txn, &victims, woken) {
+                        return error;
+                    }
+                    self.locks.is_waiting(txn.id)
+                }
+            };
+            if waits {
+                self.notes.push("db.for_update_waited");
+                self.sessions.insert(session, Some(txn));
+                self.blocked.insert(session, statement);
+                return Outcome::Blocked;
+            }
+            // Gone if the insert it waited for was rolled back.
+            if let Some(record) = self.tables[&scan.table].get(&key) {
+                if scan.only_if.iter().all(|(col, v)| record.get(col) == Some(v)) {
+                    picked.push(record.clone());
+                }
+            }
+        }
+        txn.claimed |= !picked.is_empty();
+        self.finish_statement(session, txn, woken);
+        Outcome::Rows(picked)
+    }
+
+    /// After the deadlock check chose `victims`: rolls back the others (their blocked
+    /// statements end with 1213), and, if `txn` is one, its own transaction: `Err` with the
+    /// statement's 1213.
+    fn settle_deadlock(
+        &mut self,
+        session: SessionId,
+        txn: &Txn,
+        victims: &[TxnId],
+        woken: &mut Vec<WaitEnded>,
+    ) -> Result<(), Outcome> {
+        woken.extend(self.locks.take_grants());
+        for victim in victims.iter().filter(|v| **v != txn.id) {
+            self.notes.push("db.deadlock");
+            self.roll_back_victim(*victim);
+        }
+        if victims.contains(&txn.id) {
+            // 1213: the whole transaction is rolled back (its locks are already gone).
+            self.notes.push("db.deadlock");
+            self.undo(txn);
+            self.sessions.insert(session, None);
+            return Err(Outcome::Error(DbError::Deadlock));
+        }
+        Ok(())
     }
 
     /// A statement on one row (SELECT ... FOR UPDATE, INSERT, UPDATE): checked first, so one
@@ -676,17 +767,8 @@ impl<D: Disk> Engine<D> {
                 Outcome::Blocked
             }
             Acquired::Deadlock { victims, .. } => {
-                woken.extend(self.locks.take_grants());
-                for victim in victims.iter().filter(|v| **v != txn.id) {
-                    self.notes.push("db.deadlock");
-                    self.roll_back_victim(*victim);
-                }
-                if victims.contains(&txn.id) {
-                    // 1213: the whole transaction is rolled back (its locks are already gone).
-                    self.notes.push("db.deadlock");
-                    self.undo(&txn);
-                    self.sessions.insert(session, None);
-                    return Outcome::Error(DbError::Deadlock);
+                if let Err(error) = self.settle_deadlock(session, &txn, &victims, woken) {
+                    return error;
                 }
                 // Other transactions were the victims; this one waits on (or got) the lock.
                 if self.locks.is_waiting(txn.id) {
@@ -799,9 +881,13 @@ impl<D: Disk> Engine<D> {
                         continue;
                     };
                     let mut more = Vec::new();
-                    // The lock is held now: running the statement again cannot block on it.
-                    let outcome = self.run(session, statement, Duration::ZERO, &mut more);
+                    // The lock is held now: running the statement again cannot block on it
+                    // (a FOR UPDATE scan can, on a later row: that wait starts now).
+                    let outcome = self.run(session, statement, self.clock, &mut more);
                     woken.extend(more);
+                    if matches!(outcome, Outcome::Blocked) {
+                        continue; // a FOR UPDATE scan waiting again, on a later row
+                    }
                     done.push((session, outcome));
                 }
                 WaitEnded::TimedOut { txn, rolled_back } => {
@@ -847,6 +933,7 @@ impl<D: Disk> Engine<D> {
                 let _ = self.disk.fsync(REDO_LOG);
             }
         }
+        self.clock = self.clock.max(now);
         let ended = self.locks.expire(now);
         self.resume(ended)
     }
@@ -1255,6 +1342,7 @@ mod tests {
             only_if: vec![("sent".into(), Value::Int(0))],
             limit: 10,
             skip_locked,
+            for_update: skip_locked,
         }
     }
 
@@ -1382,6 +1470,48 @@ mod tests {
         assert_eq!(ids(&exec(&mut e, r1, scan(None, true)).0), vec![1, 3]);
     }
 
+    /// `FOR UPDATE` without SKIP LOCKED waits: for a row another relay claimed, then (run
+    /// again from its start) for a writer's uncommitted insert; each locked row is judged by
+    /// its latest committed version, so the row the first relay marked is passed.
+    #[test]
+    fn for_update_waits_for_each_locked_row_and_reads_the_latest_version() {
+        let disk = SimDisk::new();
+        let mut e = engine(&disk, true);
+        let (w, r1, r2) = (e.connect(), e.connect(), e.connect());
+        exec(&mut e, w, outbox_row(1));
+        exec(&mut e, w, outbox_row(2));
+        exec(&mut e, w, Statement::Begin);
+        exec(&mut e, w, outbox_row(3)); // uncommitted: implicitly locked by w
+        let waiting = |limit| Statement::Scan {
+            table: "outbox".into(),
+            after: None,
+            only_if: vec![("sent".into(), Value::Int(0))],
+            limit,
+            skip_locked: false,
+            for_update: true,
+        };
+        exec(&mut e, r1, Statement::Begin);
+        assert_eq!(ids(&exec(&mut e, r1, waiting(1)).0), vec![1]);
+        exec(&mut e, r2, Statement::Begin);
+        assert_eq!(exec(&mut e, r2, waiting(10)).0, Outcome::Blocked, "row 1 is r1's");
+        assert!(e.notes.contains(&"db.for_update_waited"));
+        let mark = Statement::Update {
+            table: "outbox".into(),
+            key: Value::Int(1),
+            set: vec![Set::To("sent".into(), Value::Int(1))],
+            only_if: vec![],
+            tag: None,
+        };
+        assert_eq!(exec(&mut e, r1, mark).0, Outcome::Affected(1));
+        let (_, resumed) = exec(&mut e, r1, Statement::Commit);
+        assert!(resumed.is_empty(), "r2 now waits for w's row 3, no answer yet");
+        assert!(e.is_blocked(r2));
+        let (_, resumed) = exec(&mut e, w, Statement::Commit);
+        assert_eq!(resumed.len(), 1);
+        assert_eq!(resumed[0].0, r2);
+        assert_eq!(ids(&resumed[0].1), vec![2, 3], "row 1 is sent = 1 now");
+    }
+
     #[test]
     fn a_scan_of_a_missing_table_is_1146() {
         let disk = SimDisk::new();
@@ -1393,6 +1523,7 @@ mod tests {
             only_if: vec![],
             limit: 1,
             skip_locked: true,
+            for_update: true,
         };
         assert_eq!(exec(&mut e, s, missing).0, Outcome::Error(DbError::NoSuchTable));
         assert!(!e.in_transaction(s), "a failed statement starts no transaction");

@@ -2,7 +2,8 @@
 //!
 //! Built bottom-up as sans-I/O cores:
 //! - [`engine`]: tables, transactions, statements, errors 1213/1205/1062, `AUTO_INCREMENT`
-//!   ids taken at INSERT, scans (plain, or `FOR UPDATE SKIP LOCKED`), the redo log.
+//!   ids taken at INSERT, scans (plain, `FOR UPDATE` or `FOR UPDATE SKIP LOCKED`), the redo
+//!   log.
 //! - [`locks`]: row locks, the wait-for graph, deadlock detection with InnoDB's victim choice,
 //!   and lock-wait timeouts.
 //!
@@ -49,7 +50,11 @@
 //!    default) or 2 (MySQL 8.0's) for simple INSERTs.
 //! 6. **Scans.** A scan walks the primary key in order; `FOR UPDATE SKIP LOCKED` locks each
 //!    row it examines (matching the WHERE clause or not, as REPEATABLE READ keeps them)
-//!    without the gap locks of difference 2, so an INSERT never waits for a scan.
+//!    without the gap locks of difference 2, so an INSERT never waits for a scan. `FOR
+//!    UPDATE` without SKIP LOCKED does the same but waits for a row another transaction
+//!    holds, then runs again from its start (the rows it locked stay locked); it has no
+//!    next-key lock past its last row either, so a later INSERT is not held back by it.
+//!    `models/tests/db_differential.rs` does not generate waiting scans yet.
 
 pub mod client;
 pub mod engine;

@@ -74,7 +74,11 @@ fn takes_row_lock(statement: &Statement) -> bool {
     match statement {
         Statement::Insert { .. } | Statement::Update { .. } => true,
         Statement::Select { for_update, .. } => *for_update,
-        Statement::Scan { skip_locked, .. } => *skip_locked,
+        Statement::Scan {
+            skip_locked,
+            for_update,
+            ..
+        } => *skip_locked || *for_update,
         Statement::Begin | Statement::Commit | Statement::Rollback => false,
     }
 }

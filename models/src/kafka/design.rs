@@ -378,6 +378,17 @@ impl Config {
 }
 
 impl Kafka {
+    /// The cluster and its consumers as another design's component: that design brings the
+    /// producer (the outbox's relay), so this one has no producers and no workload of its own.
+    pub fn component(config: Config) -> Kafka {
+        let workload = Workload {
+            messages: 0,
+            producers: 0,
+            ..Workload::default()
+        };
+        Kafka::new(config, workload)
+    }
+
     fn new(config: Config, workload: Workload) -> Kafka {
         let db = (config.sink == Sink::Db).then(|| {
             let sink = DbSink::new(config.db.clone(), workload.messages);

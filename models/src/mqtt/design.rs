@@ -163,6 +163,29 @@ pub fn build(scenario: &Scenario) -> Result<Box<dyn Design>, ScenarioError> {
 }
 
 impl Mqtt {
+    /// The broker and its subscribers as another design's component: that design brings the
+    /// publisher (the outbox's relay), which waits for [`Mqtt::subscribed`] as publishers do.
+    pub fn component(config: Config) -> Mqtt {
+        let workload = Workload {
+            messages: 0,
+            producers: 0,
+            ..Workload::default()
+        };
+        Mqtt {
+            source: Rc::new(Source::new(&workload)),
+            subscribed: Subscribed::default(),
+            owed: Owed::default(),
+            config,
+            workload,
+            db: None,
+        }
+    }
+
+    /// The subscribers whose first SUBACK has come, and how many there are.
+    pub fn subscribed(&self) -> (Subscribed, u32) {
+        (self.subscribed.clone(), self.config.subscribers)
+    }
+
     fn publishers(&self) -> Vec<String> {
         (1..=self.workload.producers)
             .map(|i| format!("publisher{i}"))

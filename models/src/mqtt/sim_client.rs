@@ -74,7 +74,7 @@ impl Subscribed {
         self.0.set(self.0.get() + 1);
     }
 
-    fn count(&self) -> u32 {
+    pub fn count(&self) -> u32 {
         self.0.get()
     }
 }

@@ -3,15 +3,24 @@
 //!
 //! Writers (the service) put each message's business row (`orders`) and its outbox row
 //! (`outbox`, an `AUTO_INCREMENT` id) in one transaction on the database host; a committed
-//! transaction is an acknowledged publish. Relays poll the outbox, publish each row to an
-//! nsqd, and then mark it sent; consumers on NSQ record the deliveries the checkers judge.
+//! transaction is an acknowledged publish. Relays poll the outbox, publish each row to the
+//! broker ([`Broker`]: an nsqd, a Kafka cluster or an MQTT broker), wait for its
+//! acknowledgement, and then mark it sent; the broker's consumers record the deliveries the
+//! checkers judge.
 //!
 //! - [`writer`]: the service's transaction per message.
 //! - [`relay`]: the polling relay and its three ways to claim rows ([`Claim`]).
+//! - [`publisher`]: the relay's publish to each broker, with [`kafka_publish`] and
+//!   [`mqtt_publish`].
+//! - [`broker`]: the `broker` key and the Kafka and MQTT sides as components.
 //!
-//! The database, nsqd and the consumers are the `db` and `nsq` components as the `nsq` design
-//! wires them.
+//! The database, nsqd and its consumers are the `db` and `nsq` components as the `nsq` design
+//! wires them; Kafka's and MQTT's are the `kafka` and `mqtt` designs without producers.
 
+pub mod broker;
+pub mod kafka_publish;
+pub mod mqtt_publish;
+pub mod publisher;
 pub mod relay;
 pub mod writer;
 
@@ -22,6 +31,8 @@ use crate::nsq::consumer::run_consumer;
 use crate::nsq::guid::node_id_for;
 use crate::nsq::sim_nsqd::{self, Registry};
 use crate::source::Source;
+use broker::{Broker, Component};
+use publisher::Target;
 use relay::{run_relay, RelayConfig};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -62,18 +73,28 @@ pub enum Claim {
     /// LOCKED`, publish, `UPDATE ... SET sent = 1`, COMMIT: each relay takes rows no other
     /// relay holds, and an uncommitted row is left for a later poll.
     SkipLocked,
+    /// In one transaction, `SELECT ... WHERE sent = 0 ORDER BY id LIMIT n FOR UPDATE`
+    /// without SKIP LOCKED, publish, `UPDATE ... SET sent = 1`, COMMIT: a relay waits on the
+    /// rows another holds (and on an uncommitted insert) until that transaction ends, then
+    /// reads their latest version, so relays take turns instead of sharing. A wait past the
+    /// lock-wait timeout fails with 1205: the relay rolls back and polls again.
+    ForUpdate,
 }
 
 /// The `outbox` design's `[config]`. Writers are the workload's producers (`writer1..`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
+    /// What relays publish to and consumers read: "nsq" (one nsqd), "kafka" (three brokers,
+    /// acks=all) or "mqtt" (one broker, QoS 1).
+    pub broker: Broker,
     /// How relays find and mark the rows to publish.
     pub claim: Claim,
     /// Relay hosts (relay1..), each polling the whole outbox.
     #[schemars(range(min = 1, max = 8))]
     pub relays: u32,
-    /// Consumer hosts (consumer1..) on the topic's channel.
+    /// Consumer hosts (consumer1..) on the topic's channel; with Kafka, one partition each
+    /// (`assign()`); with MQTT, subscribers (subscriber1..) with sessions of their own.
     #[schemars(range(min = 1, max = 8))]
     pub consumers: u32,
     /// Time between a relay's polls of the outbox.
@@ -100,7 +121,8 @@ pub struct Config {
     /// connection keeps its claim's row locks, and SKIP LOCKED passes over those rows.
     #[schemars(range(min = 1))]
     pub db_wait_timeout_ms: u64,
-    /// How long a relay waits for nsqd's answer to a PUB.
+    /// How long a relay waits for the broker's acknowledgement of a publish (nsqd's `OK`,
+    /// Kafka's produce answer, MQTT's PUBACK).
     #[schemars(range(min = 1))]
     pub publish_timeout_ms: u64,
 }
@@ -108,6 +130,7 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Config {
         Config {
+            broker: Broker::Nsq,
             claim: Claim::SkipLocked,
             relays: 1,
             consumers: 1,
@@ -129,6 +152,8 @@ pub struct Outbox {
     registry: Registry,
     /// The database's live engine, read by `pending` only.
     engine: EngineSlot,
+    /// Kafka's or MQTT's side; `None` with NSQ.
+    component: Option<Component>,
 }
 
 pub fn build(scenario: &Scenario) -> Result<Box<dyn Design>, ScenarioError> {
@@ -146,6 +171,7 @@ pub fn build(scenario: &Scenario) -> Result<Box<dyn Design>, ScenarioError> {
         workload: scenario.workload.clone(),
         registry: Rc::new(RefCell::new(BTreeMap::new())),
         engine: Rc::new(RefCell::new(std::rc::Weak::new())),
+        component: Component::new(config.broker, config.consumers),
         config,
     }))
 }
@@ -165,6 +191,59 @@ impl Outbox {
         names("consumer", self.config.consumers)
     }
 
+    /// The database, the component's hosts, writers and relays; the component's roles and
+    /// the outbox's own.
+    fn component_topology(&self, component: Topology) -> Topology {
+        let hosts = std::iter::once(DB_HOST.to_string())
+            .chain(component.hosts.iter().cloned())
+            .chain(self.writers())
+            .chain(self.relays())
+            .collect();
+        let mut topology = Topology::new(hosts)
+            .with_role("db", vec![DB_HOST.to_string()])
+            .with_role("writer", self.writers())
+            .with_role("producer", self.writers())
+            .with_role("relay", self.relays());
+        for (role, hosts) in &component.roles {
+            topology = topology.with_role(role, hosts);
+        }
+        for (role, meaning) in &component.dynamic_roles {
+            topology = topology.with_dynamic_role(role, meaning);
+        }
+        topology
+    }
+
+    /// With NSQ: NSQ's own window (an nsqd crash loses what it held in memory) and a lost
+    /// database are outside.
+    fn nsq_promise(&self) -> Promise {
+        let text = match self.config.claim {
+            Claim::Cursor => {
+                "at-least-once publishing of committed outbox rows, duplicates allowed; a cursor \
+                 on the auto-increment id breaks it when ids commit out of order (reference §5.1)"
+            }
+            Claim::ForUpdate => {
+                "at-least-once publishing of committed outbox rows, duplicates allowed (a relay \
+                 crash between publish and mark); relays claiming FOR UPDATE wait for each \
+                 other's claims (reference §5.1)"
+            }
+            Claim::SentFlag | Claim::SkipLocked => {
+                "at-least-once publishing of committed outbox rows, duplicates allowed (a relay \
+                 crash between publish and mark, or relays without SKIP LOCKED) (reference §5.1)"
+            }
+        };
+        Promise {
+            text: text.into(),
+            properties: vec![Property::AtLeastOnce],
+            excuses: vec![
+                Excuse::fault("kill", "nsqd"),
+                Excuse::fault("power_fail", "nsqd"),
+                // The database is the outbox: losing its committed rows loses the messages.
+                Excuse::fault("power_fail", "db"),
+                Excuse::note("consumer.gave_up"),
+            ],
+        }
+    }
+
     /// NSQ's clients as the `nsq` design sets them up by default, with one nsqd.
     fn nsq_config(&self) -> crate::nsq::design::Config {
         crate::nsq::design::Config {
@@ -175,7 +254,7 @@ impl Outbox {
         }
     }
 
-    fn install_servers(&self, sim: &mut turmoil::Sim<'_>, env: &Env) {
+    fn install_servers<'a>(&'a self, sim: &mut turmoil::Sim<'a>, env: &Env) {
         let setup = DbHost {
             engine: EngineOptions {
                 locks: LockOptions::default(),
@@ -193,6 +272,11 @@ impl Outbox {
         env.process(DB_HOST).install(sim, move || {
             sim_db::run(db_env.clone(), DB_HOST.to_string(), setup.clone())
         });
+        if let Some(component) = &self.component {
+            // Its brokers and its consumers.
+            component.design().install(sim, env);
+            return;
+        }
         let (nsqd_env, options, registry) = (env.clone(), self.nsq_config().nsqd, self.registry.clone());
         env.process(NSQD_HOST).install(sim, move || {
             sim_nsqd::run(
@@ -222,20 +306,30 @@ impl Outbox {
                 run_writer(env.clone(), name.clone(), writer.clone(), source.clone())
             });
         }
+        let publish_timeout = Duration::from_millis(self.config.publish_timeout_ms);
+        let target = match &self.component {
+            Some(component) => component.target(publish_timeout),
+            None => Target::Nsq {
+                nsqd: NSQD_HOST.into(),
+                client: Box::new(client.clone()),
+            },
+        };
         let relay = RelayConfig {
             claim: self.config.claim,
             db_host: DB_HOST.into(),
-            nsqd: NSQD_HOST.into(),
+            target,
             poll_interval: Duration::from_millis(self.config.poll_interval_ms),
             batch: self.config.batch,
             mark_delay: Duration::from_millis(self.config.mark_delay_ms),
             db_timeout: Duration::from_millis(self.config.db_timeout_ms),
-            client: client.clone(),
         };
         for host in self.relays() {
             let (env, relay, name) = (env.clone(), relay.clone(), host.clone());
             env.process(&host)
                 .install(sim, move || run_relay(env.clone(), name.clone(), relay.clone()));
+        }
+        if self.component.is_some() {
+            return; // the component installed its consumers
         }
         for host in self.consumers() {
             let (env, client, name) = (env.clone(), client.clone(), host.clone());
@@ -275,7 +369,9 @@ impl Outbox {
                     .unwrap_or(0);
                 outbox.keys().filter(|id| **id > Value::Int(lowest)).count()
             }
-            Claim::SentFlag | Claim::SkipLocked => outbox.values().filter(|row| is_unsent(row)).count(),
+            Claim::SentFlag | Claim::SkipLocked | Claim::ForUpdate => {
+                outbox.values().filter(|row| is_unsent(row)).count()
+            }
         };
         Some(unsent)
     }
@@ -286,9 +382,13 @@ fn is_unsent(row: &Record) -> bool {
 }
 
 impl Design for Outbox {
-    /// Hosts and roles: `writer` (also `producer`), `relay`, `db`, `nsqd` (also `broker`),
-    /// `consumer`.
+    /// Hosts and roles: `writer` (also `producer`), `relay`, `db`, and the broker's: with NSQ
+    /// `nsqd` (also `broker`) and `consumer`; with Kafka or MQTT, that design's hosts and
+    /// roles (MQTT's subscribers also play `consumer`).
     fn topology(&self) -> Topology {
+        if let Some(component) = &self.component {
+            return self.component_topology(component.topology());
+        }
         let hosts = [DB_HOST.to_string(), NSQD_HOST.to_string()]
             .into_iter()
             .chain(self.writers())
@@ -305,6 +405,10 @@ impl Design for Outbox {
             .with_role("consumer", self.consumers())
     }
 
+    fn resolve_role(&self, role: &str, env: &Env) -> Option<String> {
+        self.component.as_ref()?.design().resolve_role(role, env)
+    }
+
     /// Hosts in a fixed order: the database, nsqd, writers, relays, consumers.
     fn install<'a>(&'a self, sim: &mut turmoil::Sim<'a>, env: &Env) {
         self.install_servers(sim, env);
@@ -312,32 +416,43 @@ impl Design for Outbox {
     }
 
     /// The pattern promises at-least-once publishing of every committed row (reference
-    /// §5.1), whatever the claim: duplicates are allowed (a relay crash between publish and
-    /// mark, or two relays reading the same unsent rows), so no at-most-once is promised.
-    /// The cursor on the auto-increment id is the known trap that breaks the promise: no
-    /// window excuses its skip. NSQ's own window (an nsqd crash loses what it held in memory)
-    /// and a writer's COMMIT whose answer never came are outside.
+    /// §5.1), whatever the claim and the broker: duplicates are allowed (a relay crash
+    /// between the broker's acknowledgement and the mark, or two relays reading the same
+    /// unsent rows), so no at-most-once is promised. The cursor on the auto-increment id is
+    /// the known trap that breaks the promise: no window excuses its skip. Loss is excused
+    /// only where the broker itself loses (its own promise's windows: an nsqd crash loses
+    /// what it held in memory; Kafka's correlated power failure; an MQTT broker's crash),
+    /// and where the database loses committed rows.
     fn promise(&self) -> Promise {
-        let text = match self.config.claim {
+        let Some(component) = &self.component else {
+            return self.nsq_promise();
+        };
+        let claim = match self.config.claim {
             Claim::Cursor => {
-                "at-least-once publishing of committed outbox rows, duplicates allowed; a cursor \
-                 on the auto-increment id breaks it when ids commit out of order (reference §5.1)"
+                "a cursor on the auto-increment id breaks it when ids commit out of order"
+            }
+            Claim::ForUpdate => {
+                "a relay crash between the acknowledgement and the mark duplicates; relays \
+                 claiming FOR UPDATE wait for each other's claims"
             }
             Claim::SentFlag | Claim::SkipLocked => {
-                "at-least-once publishing of committed outbox rows, duplicates allowed (a relay \
-                 crash between publish and mark, or relays without SKIP LOCKED) (reference §5.1)"
+                "a relay crash between the acknowledgement and the mark, or relays without SKIP \
+                 LOCKED, duplicate"
             }
         };
+        let broker = component.promise();
+        // The database is the outbox: losing its committed rows loses the messages.
+        let mut excuses = vec![Excuse::fault("power_fail", "db")];
+        excuses.extend(broker.excuses);
         Promise {
-            text: text.into(),
+            text: format!(
+                "at-least-once publishing of committed outbox rows to {}, duplicates allowed; \
+                 {claim}; lost only where the broker loses: {} (reference §5.1)",
+                component.acknowledgement(),
+                broker.text
+            ),
             properties: vec![Property::AtLeastOnce],
-            excuses: vec![
-                Excuse::fault("kill", "nsqd"),
-                Excuse::fault("power_fail", "nsqd"),
-                // The database is the outbox: losing its committed rows loses the messages.
-                Excuse::fault("power_fail", "db"),
-                Excuse::note("consumer.gave_up"),
-            ],
+            excuses,
         }
     }
 
@@ -353,6 +468,9 @@ impl Design for Outbox {
             Some(n) if n > 0 => return Some(format!("{n} outbox row(s) not yet published")),
             None => return Some("the database is down".into()),
             Some(_) => {}
+        }
+        if let Some(component) = &self.component {
+            return component.design().pending(env);
         }
         let mut waiting = Vec::new();
         for (host, core) in self.registry.borrow().iter() {

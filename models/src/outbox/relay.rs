@@ -1,13 +1,12 @@
-//! The outbox relay: polls the outbox, publishes each row to nsqd, then marks what it
-//! published (reference §5.1), claiming rows in one of three ways ([`Claim`]). A crash
-//! between publishing and marking publishes the rows again after the restart: at-least-once.
+//! The outbox relay: polls the outbox, publishes each row to the broker ([`Target`]: nsqd,
+//! Kafka or MQTT) and waits for its acknowledgement, then marks what it published
+//! (reference §5.1), claiming rows in one of three ways ([`Claim`]). A crash between
+//! publishing and marking publishes the rows again after the restart: at-least-once.
 
+use super::publisher::{Publisher, Target};
 use super::Claim;
 use crate::db::client::{DbConn, NoAnswer};
-use crate::db::engine::{Outcome, Record, Set, Statement, Value};
-use crate::nsq::client::{connect, encode_body, identify, ClientConfig};
-use crate::nsq::link::Link;
-use crate::nsq::protocol::{Command, FrameType};
+use crate::db::engine::{DbError, Outcome, Record, Set, Statement, Value};
 use sim::history::MsgId;
 use sim::{Env, Process};
 use std::time::Duration;
@@ -16,14 +15,13 @@ use std::time::Duration;
 pub struct RelayConfig {
     pub claim: Claim,
     pub db_host: String,
-    pub nsqd: String,
+    /// The broker the relay publishes to.
+    pub target: Target,
     pub poll_interval: Duration,
     pub batch: u32,
     /// Time between publishing a batch and marking it.
     pub mark_delay: Duration,
     pub db_timeout: Duration,
-    /// NSQ client settings (topic, timeouts) for the relay's PUBs.
-    pub client: ClientConfig,
 }
 
 /// What a relay keeps between polls: its connections and, with the cursor, the highest id
@@ -34,7 +32,7 @@ struct Relay {
     process: Process,
     config: RelayConfig,
     db: Option<DbConn>,
-    nsqd: Option<Link>,
+    publisher: Publisher,
     cursor: Option<i64>,
 }
 
@@ -46,9 +44,9 @@ pub async fn run_relay(env: Env, host: String, config: RelayConfig) -> turmoil::
         env,
         host,
         process: process.clone(),
+        publisher: Publisher::new(&config.target),
         config,
         db: None,
-        nsqd: None,
         cursor: None,
     };
     loop {
@@ -84,18 +82,32 @@ impl Relay {
         match self.config.claim {
             Claim::Cursor => self.poll_cursor().await,
             Claim::SentFlag => {
-                let rows = self.scan(None, false).await?;
+                let rows = self.scan(None, Lock::None).await?;
                 let published = self.publish_all(&rows).await;
                 self.mark_sent(&published).await
             }
-            Claim::SkipLocked => {
-                expect_ok(self.call(Statement::Begin).await?)?;
-                let rows = self.scan(None, true).await?;
-                let published = self.publish_all(&rows).await;
-                self.mark_sent(&published).await?;
-                expect_ok(self.call(Statement::Commit).await?)
-            }
+            Claim::SkipLocked => self.poll_locking(Lock::SkipLocked).await,
+            Claim::ForUpdate => self.poll_locking(Lock::ForUpdate).await,
         }
+    }
+
+    /// In one transaction: the locking scan, publish, mark, COMMIT. A FOR UPDATE scan that
+    /// waited past the lock-wait timeout fails with 1205, which rolls back the statement
+    /// only (InnoDB's default): the relay rolls its transaction back, releasing what it
+    /// had locked, and polls again later.
+    async fn poll_locking(&mut self, lock: Lock) -> Result<(), NoAnswer> {
+        expect_ok(self.call(Statement::Begin).await?)?;
+        let rows = match self.scan(None, lock).await {
+            Err(Scanned::LockWaitTimeout) => {
+                self.env.note(&self.host, "relay.lock_wait_timeout");
+                return expect_ok(self.call(Statement::Rollback).await?);
+            }
+            Err(Scanned::NoAnswer) => return Err(NoAnswer),
+            Ok(rows) => rows,
+        };
+        let published = self.publish_all(&rows).await;
+        self.mark_sent(&published).await?;
+        expect_ok(self.call(Statement::Commit).await?)
     }
 
     /// `WHERE id > last_seen`, publish, then store the highest id published as the cursor.
@@ -105,7 +117,7 @@ impl Relay {
             None => self.load_cursor().await?,
         };
         self.cursor = Some(last_seen);
-        let rows = self.scan(Some(last_seen), false).await?;
+        let rows = self.scan(Some(last_seen), Lock::None).await?;
         let published = self.publish_all(&rows).await;
         let Some(&highest) = published.iter().max() else {
             return Ok(());
@@ -156,7 +168,7 @@ impl Relay {
     }
 
     /// The outbox rows to publish, in id order: past `after` (the cursor), or still unsent.
-    async fn scan(&mut self, after: Option<i64>, skip_locked: bool) -> Result<Vec<Record>, NoAnswer> {
+    async fn scan(&mut self, after: Option<i64>, lock: Lock) -> Result<Vec<Record>, Scanned> {
         let only_if = match after {
             Some(_) => vec![],
             None => vec![("sent".to_string(), Value::Int(0))],
@@ -166,11 +178,13 @@ impl Relay {
             after: after.map(Value::Int),
             only_if,
             limit: self.config.batch,
-            skip_locked,
+            skip_locked: lock == Lock::SkipLocked,
+            for_update: lock != Lock::None,
         };
         match self.call(scan).await? {
             Outcome::Rows(rows) => Ok(rows),
-            _ => Err(NoAnswer),
+            Outcome::Error(DbError::LockWaitTimeout) => Err(Scanned::LockWaitTimeout),
+            _ => Err(Scanned::NoAnswer),
         }
     }
 
@@ -187,8 +201,12 @@ impl Relay {
                 Some(Value::Text(key)) => Some(key.as_str()),
                 _ => None,
             };
-            let body = encode_body(MsgId(*message as u64), key);
-            if !self.publish(body).await {
+            let (env, host) = (self.env.clone(), self.host.clone());
+            if !self
+                .publisher
+                .publish(&env, &host, MsgId(*message as u64), key)
+                .await
+            {
                 break;
             }
             published.push(*outbox_id);
@@ -201,36 +219,6 @@ impl Relay {
             );
         }
         published
-    }
-
-    /// One PUB, reconnecting (and IDENTIFYing) first if needed; false on an error or no
-    /// answer (then the row stays unmarked, and a PUB that nsqd applied is published again).
-    async fn publish(&mut self, body: Vec<u8>) -> bool {
-        let client = &self.config.client;
-        if self.nsqd.as_ref().is_none_or(|l| !l.sender.is_alive()) {
-            let Some(mut fresh) = connect(&self.env, &self.host, &self.config.nsqd, client).await else {
-                return false;
-            };
-            match fresh
-                .request(&identify(client, false), client.publish_timeout)
-                .await
-            {
-                Some((FrameType::Response, _)) => self.nsqd = Some(fresh),
-                _ => return false,
-            }
-        }
-        let link = self.nsqd.as_mut().expect("connected above");
-        let command = Command::Pub {
-            topic: client.topic.clone(),
-            body,
-        };
-        match link.request(&command, client.publish_timeout).await {
-            Some((FrameType::Response, data)) if data == b"OK" => true,
-            _ => {
-                self.nsqd = None; // answers match requests in order: start afresh
-                false
-            }
-        }
     }
 
     /// `UPDATE outbox SET sent = 1 WHERE id = ?` for each published row.
@@ -255,6 +243,33 @@ impl Relay {
             format!("{} rows sent = 1", published.len()),
         );
         Ok(())
+    }
+}
+
+/// How a scan locks the rows it reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Lock {
+    None,
+    ForUpdate,
+    SkipLocked,
+}
+
+/// Why a scan read no rows.
+enum Scanned {
+    NoAnswer,
+    /// 1205: a FOR UPDATE scan waited past `innodb_lock_wait_timeout`.
+    LockWaitTimeout,
+}
+
+impl From<NoAnswer> for Scanned {
+    fn from(_: NoAnswer) -> Scanned {
+        Scanned::NoAnswer
+    }
+}
+
+impl From<Scanned> for NoAnswer {
+    fn from(_: Scanned) -> NoAnswer {
+        NoAnswer
     }
 }
 

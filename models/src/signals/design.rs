@@ -4,7 +4,7 @@
 //! do not touch it.
 
 use super::pending::{Errno, Sent, SigPending, RLIMIT_SIGPENDING_MAX};
-use super::signo::{Signo, SIGRTMIN, SIGTERM, SIGUSR1, SIGUSR2};
+use super::signo::{Signo, SIGRTMIN, SIGUSR1, SIGUSR2};
 use crate::source::Source;
 use serde::{Deserialize, Serialize};
 use sim::checker::OrderScope;
@@ -23,7 +23,7 @@ pub const SENDER: &str = "sender";
 pub const RECEIVER: &str = "receiver";
 
 /// Standard signals a sender may use, one per producer.
-const STANDARD: [Signo; 2] = [SIGUSR1, SIGUSR2];
+pub(super) const STANDARD: [Signo; 2] = [SIGUSR1, SIGUSR2];
 /// Real-time signals a sender may use, one per producer: SIGRTMIN..=SIGRTMAX.
 pub const REALTIME_SIGNALS_MAX: u32 = 31;
 /// `si_value.sival_int` is a C `int`: message ids past it cannot ride in it.
@@ -36,6 +36,19 @@ pub enum Kind {
     Standard,
     /// SIGRTMIN, SIGRTMIN+1, ... (one per producer): each instance queued with its value.
     Realtime,
+}
+
+/// How the sender sends each signal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SendCall {
+    /// `sigqueue(pid, sig, {.sival_int = id})`: the message id rides in `si_value`; a
+    /// real-time signal past RLIMIT_SIGPENDING fails with EAGAIN.
+    Sigqueue,
+    /// `kill(pid, sig)`: no value, and no EAGAIN: a real-time signal still queues each
+    /// instance, and past the limit is made pending without its siginfo, merging with what
+    /// is pending; a standard one coalesces as with `sigqueue`.
+    Kill,
 }
 
 /// The `signals` design's `[config]`. The doc comments are what `jetsam list` shows.
@@ -54,8 +67,17 @@ pub struct Config {
     #[schemars(range(min = 1, max = 100_000))]
     pub rlimit_sigpending: u32,
     /// SIGTERM's handler first takes the signals still pending (all blocked, `sigtimedwait`
-    /// with a zero timeout) and handles each, then exits; off, they die with the process.
+    /// with a zero timeout) and handles each, then exits, and the message handlers keep
+    /// SIGTERM in their `sa_mask` so it never interrupts one; off, pending signals die with
+    /// the process, and a SIGTERM during a handler cuts it short.
     pub drain_on_sigterm: bool,
+    /// The system call the sender uses: "sigqueue" (the message id as the value) or "kill"
+    /// (no value: the handler only learns that a signal came).
+    pub send: SendCall,
+    /// The handlers are installed with `SA_NODEFER`: a signal is not blocked during its own
+    /// handler, so one arriving meanwhile interrupts it and its handler runs nested, on the
+    /// same stack (past RLIMIT_STACK the process dies of SIGSEGV).
+    pub sa_nodefer: bool,
 }
 
 impl Default for Config {
@@ -65,19 +87,21 @@ impl Default for Config {
             handler_ms: 5,
             rlimit_sigpending: 64,
             drain_on_sigterm: false,
+            send: SendCall::Sigqueue,
+            sa_nodefer: false,
         }
     }
 }
 
 /// The receiver's kernel state while it lives (`None`: no such process, so ESRCH), and
-/// whether its handler is running (for the drain).
-struct Kernel {
-    receiver: RefCell<Option<SigPending>>,
+/// how many of its handlers are running, nested ones included (for the drain).
+pub(super) struct Kernel {
+    pub(super) receiver: RefCell<Option<SigPending>>,
     /// The receiver has started once: its pid file exists, so the sender knows whom to signal.
-    pid_file: Cell<bool>,
-    in_handler: Cell<bool>,
+    pub(super) pid_file: Cell<bool>,
+    pub(super) in_handler: Cell<u32>,
     /// Wakes the receiver when a signal arrives (a permit, so none is missed).
-    wake: Notify,
+    pub(super) wake: Notify,
 }
 
 pub struct Signals {
@@ -116,7 +140,7 @@ pub fn build(scenario: &Scenario) -> Result<Box<dyn Design>, ScenarioError> {
         kernel: Rc::new(Kernel {
             receiver: RefCell::new(None),
             pid_file: Cell::new(false),
-            in_handler: Cell::new(false),
+            in_handler: Cell::new(0),
             wake: Notify::new(),
         }),
         config,
@@ -126,7 +150,7 @@ pub fn build(scenario: &Scenario) -> Result<Box<dyn Design>, ScenarioError> {
 
 impl Signals {
     /// The signal producer `index` (1-based) sends.
-    fn signal_of(kind: Kind, index: u32) -> Signo {
+    pub(super) fn signal_of(kind: Kind, index: u32) -> Signo {
         match kind {
             Kind::Standard => STANDARD[index as usize - 1],
             Kind::Realtime => Signo(SIGRTMIN.0 + (index - 1) as u8),
@@ -149,19 +173,19 @@ impl Design for Signals {
             Duration::from_millis(self.workload.start_ms),
         );
         let (sender_env, kernel, source) = (env.clone(), self.kernel.clone(), self.source.clone());
-        let (kind, producers) = (self.config.signals, self.workload.producers);
+        let (kind, producers, call) = (self.config.signals, self.workload.producers, self.config.send);
         env.process(SENDER).install(sim, move || {
             sender(
                 sender_env.clone(),
                 kernel.clone(),
                 source.clone(),
-                (kind, producers),
+                (kind, producers, call),
                 pace,
             )
         });
         let (receiver_env, kernel, config) = (env.clone(), self.kernel.clone(), self.config.clone());
         env.process(RECEIVER).install(sim, move || {
-            receiver(receiver_env.clone(), kernel.clone(), config.clone())
+            super::receiver::receiver(receiver_env.clone(), kernel.clone(), config.clone())
         });
     }
 
@@ -170,26 +194,41 @@ impl Design for Signals {
     /// for one; real-time signals are delivered once per accepted `sigqueue`, in send order
     /// per signal, while the receiver lives.
     fn promise(&self) -> Promise {
-        let excuses = vec![
+        let mut excuses = vec![
             Excuse::fault("kill", RECEIVER),
             Excuse::fault("power_fail", RECEIVER),
             Excuse::note("shutdown.pending_discarded"),
+            // SIGTERM interrupted a handler: the shutdown exits before it returns.
+            Excuse::note("shutdown.handler_interrupted"),
         ];
-        match self.config.signals {
-            Kind::Standard => Promise {
+        match (self.config.signals, self.config.send) {
+            (Kind::Standard, _) => Promise {
                 text: "standard signals: no count (one pending bit per signal coalesces); never \
                        twice, never unsent (signal(7))"
                     .into(),
                 properties: vec![Property::AtMostOnce, Property::NoPhantom],
                 excuses,
             },
-            Kind::Realtime => Promise {
+            (Kind::Realtime, SendCall::Sigqueue) => Promise {
                 text: "real-time signals: each accepted sigqueue delivered once, FIFO per signal, \
                        while the receiver lives (signal(7), sigqueue(3))"
                     .into(),
                 properties: vec![Property::ExactlyOnce, Property::Ordered(OrderScope::Producer)],
                 excuses,
             },
+            (Kind::Realtime, SendCall::Kill) => {
+                // kill(2) never fails with EAGAIN: past the limit the instance is pending
+                // without its siginfo and merges with what is pending (kernel/signal.c).
+                excuses.push(Excuse::note("signal.info_lost"));
+                Promise {
+                    text: "real-time signals by kill: each instance queued within \
+                           RLIMIT_SIGPENDING delivered once, FIFO per signal; past it kill still \
+                           returns 0 and the instance merges (signal(7), kill(2))"
+                        .into(),
+                    properties: vec![Property::ExactlyOnce, Property::Ordered(OrderScope::Producer)],
+                    excuses,
+                }
+            }
         }
     }
 
@@ -206,7 +245,7 @@ impl Design for Signals {
             .map_or(0, SigPending::pending_count);
         match (
             queued,
-            self.kernel.in_handler.get(),
+            self.kernel.in_handler.get() > 0,
             env.process(RECEIVER).is_running(),
         ) {
             (0, false, _) => None,
@@ -223,7 +262,7 @@ async fn sender(
     env: Env,
     kernel: Rc<Kernel>,
     source: Rc<Source>,
-    (kind, producers): (Kind, u32),
+    (kind, producers, call): (Kind, u32, SendCall),
     (interval, start_at): (Duration, Duration),
 ) -> turmoil::Result {
     let process = env.process(SENDER);
@@ -254,7 +293,7 @@ async fn sender(
                         key,
                     },
                 );
-                send_one(&env, &kernel, signo, id);
+                send_one(&env, &kernel, (signo, call), id);
                 process.sleep(interval.max(Duration::from_millis(1))).await;
             }
         }));
@@ -265,11 +304,17 @@ async fn sender(
     Ok(())
 }
 
-/// `sigqueue(receiver, signo, {.sival_int = id})`, and what the sender learns from it.
-fn send_one(env: &Env, kernel: &Kernel, signo: Signo, id: MsgId) {
-    let outcome = match kernel.receiver.borrow_mut().as_mut() {
-        None => Err("ESRCH"),
-        Some(state) => state.sigqueue(signo, id.0 as u32).map_err(Errno::name),
+/// `sigqueue(receiver, signo, {.sival_int = id})` or `kill(receiver, signo)`, and what the
+/// sender learns from it.
+fn send_one(env: &Env, kernel: &Kernel, (signo, call): (Signo, SendCall), id: MsgId) {
+    let outcome = match (kernel.receiver.borrow_mut().as_mut(), call) {
+        (None, _) => Err("ESRCH"),
+        (Some(state), SendCall::Sigqueue) => state.sigqueue(signo, id.0 as u32).map_err(Errno::name),
+        (Some(state), SendCall::Kill) => state.kill_from(signo, id.0).map_err(Errno::name),
+    };
+    let call_name = match call {
+        SendCall::Sigqueue => "sigqueue",
+        SendCall::Kill => "kill",
     };
     match outcome {
         Ok(Sent::Queued { behind }) => {
@@ -294,148 +339,12 @@ fn send_one(env: &Env, kernel: &Kernel, signo: Signo, id: MsgId) {
             kernel.wake.notify_one();
         }
         Err(errno) => {
-            env.note(SENDER, &format!("sigqueue.{}", errno.to_lowercase()));
-            let error = format!("sigqueue {signo}: {errno}");
+            env.note(SENDER, &format!("{call_name}.{}", errno.to_lowercase()));
+            let error = format!("{call_name} {signo}: {errno}");
             env.record(SENDER, EventKind::PublishFail { id, error });
             return;
         }
     }
-    // sigqueue returned 0: as far as the sender knows, the signal is on its way.
+    // The call returned 0: as far as the sender knows, the signal is on its way.
     env.record(SENDER, EventKind::publish_ok(id));
-}
-
-/// Clears the receiver's kernel state when its process goes, however it goes (a kill drops
-/// this with the process's tasks): what was pending dies with it.
-struct Attached(Rc<Kernel>);
-
-impl Drop for Attached {
-    fn drop(&mut self) {
-        self.0.receiver.replace(None);
-        self.0.in_handler.set(false);
-    }
-}
-
-/// The receiver process: handlers installed at start, then it sleeps in `pause()` between
-/// signals. SIGTERM's handler is its shutdown code.
-async fn receiver(env: Env, kernel: Rc<Kernel>, config: Config) -> turmoil::Result {
-    let process = env.process(RECEIVER);
-    let _running = process.start();
-    let mut state = SigPending::new(config.rlimit_sigpending);
-    let handled: Vec<Signo> = match config.signals {
-        Kind::Standard => STANDARD.to_vec(),
-        Kind::Realtime => (1..=REALTIME_SIGNALS_MAX)
-            .map(|i| Signals::signal_of(Kind::Realtime, i))
-            .collect(),
-    };
-    for signo in handled.into_iter().chain([SIGTERM]) {
-        state.sigaction(signo).expect("catchable signals");
-    }
-    kernel.receiver.replace(Some(state));
-    kernel.pid_file.set(true);
-    let _attached = Attached(kernel.clone());
-    let mut term_sent = false;
-    loop {
-        if process.stop_requested() && !term_sent {
-            term_sent = true; // the harness's stop is kill(pid, SIGTERM)
-            let sent = kernel.receiver.borrow_mut().as_mut().map(|s| s.kill(SIGTERM));
-            assert!(
-                matches!(sent, Some(Ok(_))),
-                "kill of a standard signal succeeds: {sent:?}"
-            );
-        }
-        let next = kernel
-            .receiver
-            .borrow_mut()
-            .as_mut()
-            .and_then(SigPending::dequeue);
-        let Some(delivery) = next else {
-            tokio::select! {
-                biased;
-                () = kernel.wake.notified() => {}
-                () = process.stopping(), if !term_sent => {}
-            }
-            continue;
-        };
-        if delivery.signo == SIGTERM {
-            if config.drain_on_sigterm {
-                drain(&env, &process, &kernel, config.handler_ms).await;
-            }
-            shut_down(&env, &kernel);
-            return Ok(());
-        }
-        kernel.in_handler.set(true);
-        handle(&env, &process, delivery.signo, delivery.value, config.handler_ms).await;
-        kernel.in_handler.set(false);
-        if let Some(state) = kernel.receiver.borrow_mut().as_mut() {
-            state.handler_returned(delivery.signo);
-        }
-    }
-}
-
-/// The handler: one message per signal, named by its `si_value` when it has one.
-async fn handle(env: &Env, process: &sim::Process, signo: Signo, value: Option<u32>, handler_ms: u64) {
-    let Some(value) = value else {
-        // Pending without its siginfo: the handler knows a signal came, not which message.
-        env.note_with(RECEIVER, "handler.no_value", format!("{signo}"));
-        return;
-    };
-    let id = MsgId(u64::from(value));
-    let consumer = "receiver".to_string();
-    let partition = Some(signo.to_string());
-    env.record(
-        RECEIVER,
-        EventKind::Deliver {
-            id,
-            attempt: 1,
-            consumer: consumer.clone(),
-            partition,
-            node: None,
-            offset: None,
-        },
-    );
-    process.sleep(Duration::from_millis(handler_ms)).await;
-    env.record(RECEIVER, EventKind::Effect { id, consumer });
-}
-
-/// `sigprocmask(SIG_BLOCK, all)`, then `sigtimedwait(all, {0, 0})` until EAGAIN: every signal
-/// still pending is taken, in delivery order, and handled before the exit.
-async fn drain(env: &Env, process: &sim::Process, kernel: &Kernel, handler_ms: u64) {
-    let mut drained = 0;
-    loop {
-        let next = kernel
-            .receiver
-            .borrow_mut()
-            .as_mut()
-            .and_then(SigPending::dequeue);
-        let Some(delivery) = next else { break };
-        drained += 1;
-        kernel.in_handler.set(true);
-        handle(env, process, delivery.signo, delivery.value, handler_ms).await;
-        kernel.in_handler.set(false);
-        if let Some(state) = kernel.receiver.borrow_mut().as_mut() {
-            state.handler_returned(delivery.signo);
-        }
-    }
-    env.note_with(
-        RECEIVER,
-        "shutdown.drained",
-        format!("{drained} pending signal(s) handled before exit"),
-    );
-}
-
-/// SIGTERM's handler: the program exits, and the signals still pending exit with it.
-fn shut_down(env: &Env, kernel: &Kernel) {
-    let discarded = kernel
-        .receiver
-        .borrow_mut()
-        .as_mut()
-        .map_or(0, SigPending::discard);
-    if discarded > 0 {
-        env.note_with(
-            RECEIVER,
-            "shutdown.pending_discarded",
-            format!("{discarded} signal(s) still pending"),
-        );
-    }
-    env.note(RECEIVER, "shutdown.on_sigterm");
 }

@@ -15,8 +15,13 @@
 //!   queued has been reached", sigqueue(3)), while a standard signal (and any signal sent by
 //!   `kill`) is still made pending, only without its `siginfo` (the kernel's "silent loss of
 //!   information");
-//! - while a handler runs, its signal is blocked (no `SA_NODEFER`, sigaction(2)), so one more
-//!   instance can wait as pending and is delivered when the handler returns;
+//! - while a handler runs, its signal is blocked (unless `SA_NODEFER`, sigaction(2)), so one
+//!   more instance can wait as pending and is delivered when the handler returns; other
+//!   signals are not blocked (an empty `sa_mask`), and with `SA_NODEFER` neither is its own:
+//!   a signal that becomes deliverable during a handler interrupts it, and its handler runs
+//!   nested on the same stack (the caller models the nesting);
+//! - `kill(2)` carries no value; the simulation still knows which send an instance stands
+//!   for (its `origin`), for the history only: the program never sees it;
 //! - SIGKILL and SIGSTOP cannot be caught: `sigaction` on them is EINVAL.
 //!
 //! Not modelled: the synchronous signals (SIGSEGV, SIGBUS, ...) the kernel delivers before the
@@ -72,13 +77,23 @@ pub struct Delivery {
     /// Whether a handler is installed; if not, the default action applies (for SIGUSR1,
     /// SIGTERM and the real-time signals: terminate).
     pub caught: bool,
+    /// The send this instance stands for when it came by [`SigPending::kill_from`]: what
+    /// the observer knows and the program does not (a `kill` has no value).
+    pub origin: Option<u64>,
 }
 
 #[derive(Clone, Copy, Debug)]
 struct Entry {
     signo: Signo,
     value: Option<u32>,
+    origin: Option<u64>,
 }
+
+/// Signal numbers are 1..=64: one slot each.
+const SIGNALS: usize = 64;
+/// Handlers running at once, at most: above the receiver's own bound on nesting
+/// (`receiver::NESTED_HANDLERS_MAX`), so reaching it is a model error.
+const FRAMES_MAX: usize = 4096;
 
 #[derive(Debug)]
 pub struct SigPending {
@@ -89,6 +104,15 @@ pub struct SigPending {
     blocked: u64,
     /// Signals with a handler installed by `sigaction`.
     caught: u64,
+    /// Of those, the ones installed with `SA_NODEFER`: not blocked during their handler.
+    nodefer: u64,
+    /// Each caught signal's `sa_mask`: also blocked while its handler runs.
+    masks: [u64; SIGNALS],
+    /// The handlers running, innermost last, each with the mask its `sigreturn` restores
+    /// (the kernel saves it in the signal frame).
+    frames: Vec<(Signo, u64)>,
+    /// The origin of a pending bit that has no queued instance (pending without siginfo).
+    bit_origin: [Option<u64>; SIGNALS],
     rlimit_sigpending: u32,
 }
 
@@ -100,32 +124,54 @@ impl SigPending {
             queue: VecDeque::new(),
             blocked: 0,
             caught: 0,
+            nodefer: 0,
+            masks: [0; SIGNALS],
+            frames: Vec::new(),
+            bit_origin: [None; SIGNALS],
             rlimit_sigpending,
         }
     }
 
     /// `sigaction(signo, handler)`, without `SA_NODEFER`.
     pub fn sigaction(&mut self, signo: Signo) -> Result<(), Errno> {
+        self.sigaction_with(signo, false, 0)
+    }
+
+    /// `sigaction(signo, handler)` with `sa_flags` `SA_NODEFER` or not, and `sa_mask` (a set
+    /// of [`Signo::bit`]s).
+    pub fn sigaction_with(&mut self, signo: Signo, nodefer: bool, sa_mask: u64) -> Result<(), Errno> {
         if !signo.can_be_caught() {
             return Err(Errno::Einval);
         }
         self.caught |= signo.bit();
+        self.masks[signo.index()] = sa_mask;
+        if nodefer {
+            self.nodefer |= signo.bit();
+        } else {
+            self.nodefer &= !signo.bit();
+        }
         Ok(())
     }
 
     /// `sigqueue(pid, signo, value)`: `si_code` SI_QUEUE, so the limit applies to every
     /// signal, and only a real-time one fails on it.
     pub fn sigqueue(&mut self, signo: Signo, value: u32) -> Result<Sent, Errno> {
-        self.send(signo, Some(value), false)
+        self.send(signo, (Some(value), None), false)
     }
 
     /// `kill(pid, signo)`: `si_code` SI_USER; a standard signal may go past the limit (the
     /// kernel's `override_rlimit`), and a real-time one past it loses only its `siginfo`.
     pub fn kill(&mut self, signo: Signo) -> Result<Sent, Errno> {
-        self.send(signo, None, true)
+        self.send(signo, (None, None), true)
     }
 
-    fn send(&mut self, signo: Signo, value: Option<u32>, by_kill: bool) -> Result<Sent, Errno> {
+    /// [`SigPending::kill`] for the send `origin` (the history's message): a real-time
+    /// signal still queues each instance, a standard one still coalesces.
+    pub fn kill_from(&mut self, signo: Signo, origin: u64) -> Result<Sent, Errno> {
+        self.send(signo, (None, Some(origin)), true)
+    }
+
+    fn send(&mut self, signo: Signo, (value, origin): (Option<u32>, Option<u64>), by_kill: bool) -> Result<Sent, Errno> {
         if !signo.is_valid() {
             return Err(Errno::Einval);
         }
@@ -135,13 +181,16 @@ impl SigPending {
         let behind = self.queue.iter().filter(|e| e.signo == signo).count();
         let override_rlimit = by_kill && !signo.is_realtime();
         if override_rlimit || self.queue.len() < self.rlimit_sigpending as usize {
-            self.queue.push_back(Entry { signo, value });
+            self.queue.push_back(Entry { signo, value, origin });
             self.pending |= signo.bit();
             assert!(self.queue.len() <= self.rlimit_sigpending as usize + 64);
             return Ok(Sent::Queued { behind });
         }
         if signo.is_realtime() && !by_kill {
             return Err(Errno::Eagain);
+        }
+        if self.pending & signo.bit() == 0 {
+            self.bit_origin[signo.index()] = origin;
         }
         self.pending |= signo.bit();
         Ok(Sent::InfoLost)
@@ -156,27 +205,57 @@ impl SigPending {
             return None;
         }
         let signo = Signo(ready.trailing_zeros() as u8 + 1);
-        let value = match self.queue.iter().position(|e| e.signo == signo) {
-            Some(at) => self.queue.remove(at).and_then(|e| e.value),
-            None => None, // pending without its siginfo
+        let (value, origin) = match self.queue.iter().position(|e| e.signo == signo) {
+            Some(at) => {
+                let entry = self.queue.remove(at).expect("found above");
+                (entry.value, entry.origin)
+            }
+            // Pending without its siginfo: the first such send's origin, if it had one.
+            None => (None, self.bit_origin[signo.index()].take()),
         };
         if !self.queue.iter().any(|e| e.signo == signo) {
             self.pending &= !signo.bit();
+            // A bit-only instance merged into a queued one goes with the last of them.
+            self.bit_origin[signo.index()] = None;
         }
         let caught = self.caught & signo.bit() != 0;
         if caught {
-            self.blocked |= signo.bit();
+            assert!(self.frames.len() < FRAMES_MAX, "the caller bounds the nesting");
+            self.frames.push((signo, self.blocked));
+            self.blocked |= self.masks[signo.index()];
+            if self.nodefer & signo.bit() == 0 {
+                self.blocked |= signo.bit();
+            }
         }
-        Some(Delivery { signo, value, caught })
+        Some(Delivery {
+            signo,
+            value,
+            caught,
+            origin,
+        })
     }
 
-    /// `sigreturn`: the handler's signal is unblocked, and what waited for it can come.
+    /// `sigreturn`: the handler's signal is unblocked (unless `SA_NODEFER` left it so), and
+    /// what waited for it can come.
     pub fn handler_returned(&mut self, signo: Signo) {
+        let frame = self.frames.pop();
         assert!(
-            self.blocked & signo.bit() != 0,
-            "{signo} returned from a handler it was not in"
+            frame.is_some_and(|(running, _)| running == signo),
+            "{signo} returned from a handler it was not in: {frame:?}"
         );
-        self.blocked &= !signo.bit();
+        self.blocked = frame.expect("checked").1;
+    }
+
+    /// `sigtimedwait(all, {0, 0})`: the next pending signal whether blocked or not, taken
+    /// without running a handler; `None` is its EAGAIN.
+    pub fn take_waited(&mut self) -> Option<Delivery> {
+        let saved = self.blocked;
+        self.blocked = 0;
+        let caught = self.caught;
+        self.caught = 0; // no handler runs, so nothing is blocked or framed
+        let taken = self.dequeue();
+        (self.blocked, self.caught) = (saved, caught);
+        taken
     }
 
     /// Instances pending: the queued ones, plus pending bits without a queued instance.

@@ -133,3 +133,74 @@ proptest::proptest! {
         proptest::prop_assert_eq!(accepted, delivered);
     }
 }
+
+#[test]
+fn kill_of_a_realtime_signal_queues_each_instance_without_a_value_and_past_the_limit_merges() {
+    let mut state = caught(2, &[rt(0)]);
+    assert_eq!(state.kill_from(rt(0), 1), Ok(Sent::Queued { behind: 0 }));
+    assert_eq!(state.kill_from(rt(0), 2), Ok(Sent::Queued { behind: 1 }));
+    // No EAGAIN for kill(2): pending without siginfo, and with instances still queued.
+    assert_eq!(state.kill_from(rt(0), 3), Ok(Sent::InfoLost));
+    let mut origins = Vec::new();
+    while let Some(d) = state.dequeue() {
+        assert_eq!(d.value, None, "kill carries no value");
+        origins.push(d.origin);
+        state.handler_returned(d.signo);
+    }
+    // The bit-only instance went with the last queued one: two handler runs for three sends.
+    assert_eq!(origins, vec![Some(1), Some(2)]);
+}
+
+#[test]
+fn kill_of_a_standard_signal_coalesces_and_the_pending_instance_is_the_first_send() {
+    let mut state = caught(8, &[SIGUSR1]);
+    assert_eq!(state.kill_from(SIGUSR1, 1), Ok(Sent::Queued { behind: 0 }));
+    assert_eq!(state.kill_from(SIGUSR1, 2), Ok(Sent::Coalesced));
+    assert_eq!(state.dequeue().map(|d| d.origin), Some(Some(1)));
+}
+
+#[test]
+fn with_sa_nodefer_the_signal_is_deliverable_again_during_its_own_handler() {
+    let mut state = SigPending::new(8);
+    state.sigaction_with(SIGUSR1, true, 0).unwrap();
+    state.sigqueue(SIGUSR1, 1).unwrap();
+    let outer = state.dequeue().unwrap();
+    assert_eq!(state.sigqueue(SIGUSR1, 2), Ok(Sent::Queued { behind: 0 }));
+    let inner = state.dequeue().expect("not blocked: it nests");
+    assert_eq!(inner.value, Some(2));
+    state.handler_returned(inner.signo);
+    state.handler_returned(outer.signo);
+    // Without SA_NODEFER the same sequence waits for the handler to return.
+    let mut deferred = caught(8, &[SIGUSR1]);
+    deferred.sigqueue(SIGUSR1, 1).unwrap();
+    deferred.dequeue().unwrap();
+    deferred.sigqueue(SIGUSR1, 2).unwrap();
+    assert_eq!(deferred.dequeue(), None);
+}
+
+#[test]
+fn another_signal_interrupts_a_handler_even_without_sa_nodefer() {
+    let mut state = caught(8, &[SIGUSR1, SIGUSR2]);
+    state.sigqueue(SIGUSR1, 1).unwrap();
+    let outer = state.dequeue().unwrap();
+    state.sigqueue(SIGUSR2, 2).unwrap();
+    assert_eq!(state.dequeue().map(|d| d.signo), Some(SIGUSR2), "an empty sa_mask");
+    state.handler_returned(SIGUSR2);
+    state.handler_returned(outer.signo);
+}
+
+#[test]
+fn sa_mask_blocks_sigterm_during_a_handler_and_sigreturn_restores_the_mask() {
+    let mut state = SigPending::new(8);
+    state.sigaction_with(SIGUSR1, false, SIGTERM.bit()).unwrap();
+    state.sigaction(SIGTERM).unwrap();
+    state.sigqueue(SIGUSR1, 1).unwrap();
+    let running = state.dequeue().unwrap();
+    state.kill(SIGTERM).unwrap();
+    assert_eq!(state.dequeue(), None, "SIGTERM waits for the handler");
+    // sigtimedwait takes a blocked signal all the same, and runs no handler.
+    assert_eq!(state.take_waited().map(|d| d.signo), Some(SIGTERM));
+    state.kill(SIGTERM).unwrap();
+    state.handler_returned(running.signo);
+    assert_eq!(state.dequeue().map(|d| d.signo), Some(SIGTERM));
+}

@@ -42,6 +42,12 @@ impl Signo {
         assert!(self.is_valid(), "signal {} out of range", self.0);
         1u64 << (self.0 - 1)
     }
+
+    /// Its slot in a per-signal table (sig - 1).
+    pub fn index(self) -> usize {
+        assert!(self.is_valid(), "signal {} out of range", self.0);
+        usize::from(self.0 - 1)
+    }
 }
 
 impl fmt::Display for Signo {
