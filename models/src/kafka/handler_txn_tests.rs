@@ -390,40 +390,26 @@ fn the_state_topic_wants_two_in_sync_replicas_whatever_the_brokers_default() {
 }
 
 impl Client {
-    fn add_offsets(&mut self, (pid, epoch): (i64, i16), group: &str) -> i16 {
-        let request = kafka_protocol::messages::AddOffsetsToTxnRequest::default()
-            .with_transactional_id(TransactionalId(StrBytes::from_static_str(TXN)))
-            .with_producer_id(ProducerId(pid))
-            .with_producer_epoch(epoch)
-            .with_group_id(kafka_protocol::messages::GroupId(StrBytes::from_string(
-                group.into(),
-            )));
+    /// AddOffsetsToTxn v3 as the producer's driver builds it.
+    fn add_offsets(&mut self, producer: (i64, i16), group: &str) -> i16 {
+        let request = crate::kafka::txn_offsets::add_offsets_request(TXN, producer, group);
         let Response::AddOffsetsToTxn(answer) = self.call(3, Request::AddOffsetsToTxn(request)) else {
             panic!()
         };
         answer.error_code
     }
 
-    /// TxnOffsetCommit v3 of `offset` for orders-0 in group "g".
-    fn commit_offset(&mut self, (pid, epoch): (i64, i16), offset: i64, member: &str, generation: i32) -> i16 {
-        use kafka_protocol::messages::txn_offset_commit_request as t;
-        let request = kafka_protocol::messages::TxnOffsetCommitRequest::default()
-            .with_transactional_id(TransactionalId(StrBytes::from_static_str(TXN)))
-            .with_group_id(kafka_protocol::messages::GroupId(StrBytes::from_static_str("g")))
-            .with_producer_id(ProducerId(pid))
-            .with_producer_epoch(epoch)
-            .with_generation_id(generation)
-            .with_member_id(StrBytes::from_string(member.into()))
-            .with_topics(vec![t::TxnOffsetCommitRequestTopic::default()
-                .with_name(name("orders"))
-                .with_partitions(vec![t::TxnOffsetCommitRequestPartition::default()
-                    .with_partition_index(0)
-                    .with_committed_offset(offset)
-                    .with_committed_leader_epoch(-1)])]);
+    /// TxnOffsetCommit v3 of `offset` for orders-0 in group "g", as the producer's driver
+    /// builds it, and the one code it takes from the answer.
+    fn commit_offset(&mut self, producer: (i64, i16), offset: i64, member: &str, generation: i32) -> i16 {
+        use crate::kafka::txn_offsets::{commit_code, commit_request, PendingOffsets};
+        let pending = PendingOffsets::new("g", "orders", generation, member, vec![(0, offset)]).unwrap();
+        let request = commit_request(TXN, producer, &pending);
         let Response::TxnOffsetCommit(answer) = self.call(3, Request::TxnOffsetCommit(request)) else {
             panic!()
         };
-        answer.topics[0].partitions[0].error_code
+        assert_eq!(answer.topics[0].name.0.as_str(), "orders", "the input topic's answer");
+        commit_code(&answer)
     }
 
     /// Group "g"'s committed offset of orders-0 (-1 for none).
@@ -609,7 +595,7 @@ fn manager_round(member: &str, generation: i32) -> (Client, crate::kafka::txn_ma
     m.on_init(Ok(producer));
     m.begin().unwrap();
     m.add_partition(0);
-    m.send_offsets(PendingOffsets::new("g", generation, member, vec![(0, 7)]).unwrap())
+    m.send_offsets(PendingOffsets::new("g", "orders", generation, member, vec![(0, 7)]).unwrap())
         .unwrap();
     drive(&mut c, &mut m, member, generation);
     (c, m)

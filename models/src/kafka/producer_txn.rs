@@ -3,6 +3,9 @@
 //! fraction drawn from the run's RNG, `abortTransaction`; and the sender's transactional
 //! requests from the [`TxnManager`] over a connection to the coordinator, one at a time
 //! (Java's `Sender` sends no produce data while one is out, so the loop waits for it).
+//! `sendOffsetsToTransaction`'s requests go the same way: AddOffsetsToTxn to the transaction
+//! coordinator, the group's FindCoordinator (key type 0) to a bootstrap broker, and the
+//! TxnOffsetCommit over a connection of its own to the group's coordinator.
 //!
 //! A transactional record's publish is settled when its transaction ends, as Jepsen judges
 //! transactional sends: committed, `ok` at the offset its produce was answered with;
@@ -26,6 +29,7 @@
 use super::*;
 use crate::kafka::client::error_name;
 use crate::kafka::txn_manager::{ClientProtocol, TxnEnd, TxnManager, TxnRequest, TxnState};
+use crate::kafka::txn_offsets;
 use kafka_protocol::messages::{
     add_partitions_to_txn_request, AddPartitionsToTxnRequest, ApiKey, EndTxnRequest, FindCoordinatorRequest,
     TransactionalId,
@@ -62,6 +66,9 @@ pub(super) struct TxnApp {
     pub(super) manager: TxnManager,
     coordinator: Option<Connection>,
     coordinator_host: Option<String>,
+    /// The consumer group's coordinator, for `sendOffsetsToTransaction`'s TxnOffsetCommit.
+    group_coordinator: Option<Connection>,
+    group_coordinator_host: Option<String>,
     /// Transactions begun, for their names.
     begun: u64,
     /// Records sent in the open transaction.
@@ -86,6 +93,8 @@ impl TxnApp {
             manager,
             coordinator: None,
             coordinator_host: None,
+            group_coordinator: None,
+            group_coordinator_host: None,
             begun: 0,
             sent: 0,
             members: BTreeMap::new(),
@@ -316,15 +325,12 @@ impl Producer {
     /// Sends one transactional request and hands its answer to the manager.
     async fn txn_send(&mut self, request: TxnRequest) {
         let retry_at_ms = |p: &Producer| p.now_ms() + p.settings.producer.retry_backoff_ms;
-        if request == TxnRequest::FindCoordinator {
-            let found = self.txn_find_coordinator().await;
-            let retry_at_ms = retry_at_ms(self);
-            let app = self.txn.as_mut().expect("transactional");
-            if found.is_err() {
-                app.retry_at_ms = retry_at_ms;
+        match &request {
+            TxnRequest::FindCoordinator | TxnRequest::FindGroupCoordinator { .. } => {
+                return self.txn_send_find(&request).await;
             }
-            app.manager.on_find_coordinator(found);
-            return;
+            TxnRequest::TxnOffsetCommit { .. } => return self.txn_send_offsets(&request).await,
+            _ => {}
         }
         let wire = self.txn_wire_request(&request);
         let answer = match self.txn_coordinator_connection().await {
@@ -342,6 +348,83 @@ impl Producer {
             return;
         };
         self.txn_answer(&request, answer);
+    }
+
+    /// FindCoordinator for the transaction (key type 1) or the group (key type 0), sent
+    /// apart from the coordinator's connection.
+    async fn txn_send_find(&mut self, request: &TxnRequest) {
+        let group = match request {
+            TxnRequest::FindGroupCoordinator { group } => Some(group.clone()),
+            _ => None,
+        };
+        let app = self.txn.as_ref().expect("transactional");
+        let key = group.clone().unwrap_or_else(|| app.settings.transactional_id.clone());
+        let found = self.txn_find_coordinator(if group.is_some() { 0 } else { 1 }, key).await;
+        let retry_at_ms = self.now_ms() + self.settings.producer.retry_backoff_ms;
+        let app = self.txn.as_mut().expect("transactional");
+        let found = found.map(|host| {
+            let (connection, known) = match group {
+                Some(_) => (&mut app.group_coordinator, &mut app.group_coordinator_host),
+                None => (&mut app.coordinator, &mut app.coordinator_host),
+            };
+            if known.as_deref() != Some(host.as_str()) {
+                *connection = None;
+            }
+            *known = Some(host);
+        });
+        if found.is_err() {
+            app.retry_at_ms = retry_at_ms;
+        }
+        match group {
+            Some(_) => app.manager.on_find_group_coordinator(found),
+            None => app.manager.on_find_coordinator(found),
+        }
+    }
+
+    /// TxnOffsetCommit to the group's coordinator; unanswered, the manager looks the group's
+    /// coordinator up again (Java's handler, as after NOT_COORDINATOR).
+    async fn txn_send_offsets(&mut self, request: &TxnRequest) {
+        let TxnRequest::TxnOffsetCommit { producer, offsets } = request else {
+            return;
+        };
+        let timeouts = self.timeouts();
+        let app = self.txn.as_mut().expect("transactional");
+        let wire = Request::TxnOffsetCommit(txn_offsets::commit_request(
+            &app.settings.transactional_id,
+            *producer,
+            offsets,
+        ));
+        if !app.group_coordinator.as_ref().is_some_and(Connection::is_open) {
+            app.group_coordinator = match app.group_coordinator_host.clone() {
+                Some(host) => {
+                    Connection::open(&self.env, &self.host, &host, timeouts.connect, timeouts.request)
+                        .await
+                        .ok()
+                }
+                None => None,
+            };
+        }
+        let answer = match app.group_coordinator.as_mut() {
+            Some(connection) => connection.request(&wire).await.ok(),
+            None => None,
+        };
+        let code = match answer {
+            Some(Response::TxnOffsetCommit(answer)) => Some(txn_offsets::commit_code(&answer)),
+            _ => None,
+        };
+        let retry_at_ms = self.now_ms() + self.settings.producer.retry_backoff_ms;
+        let app = self.txn.as_mut().expect("transactional");
+        if code.is_none() {
+            app.group_coordinator = None;
+            app.retry_at_ms = retry_at_ms;
+            self.note("txn_request_unanswered");
+        } else if code != Some(0) {
+            app.retry_at_ms = retry_at_ms;
+            let name = error_name(code.unwrap_or(0));
+            self.env.note_with(&self.host, "producer.txn_request_refused", name);
+        }
+        let app = self.txn.as_mut().expect("transactional");
+        app.manager.on_txn_offset_commit(code);
     }
 
     fn txn_answer(&mut self, request: &TxnRequest, answer: Response) {
@@ -370,6 +453,10 @@ impl Producer {
                 app.manager.on_end_txn(result);
                 a.error_code
             }
+            (TxnRequest::AddOffsets { .. }, Response::AddOffsetsToTxn(a)) => {
+                app.manager.on_add_offsets(code_result(a.error_code, ()));
+                a.error_code
+            }
             _ => {
                 app.coordinator = None;
                 app.manager.on_no_answer();
@@ -387,12 +474,13 @@ impl Producer {
         let app = self.txn.as_ref().expect("transactional");
         let id = TransactionalId(StrBytes::from_string(app.settings.transactional_id.clone()));
         match request {
-            TxnRequest::FindCoordinator => unreachable!("sent apart"),
-            // Only a consume-transform-produce application calls sendOffsetsToTransaction,
-            // and this producer's application never does.
-            TxnRequest::AddOffsets { .. }
+            // Sent apart by `txn_send`, never built here.
+            TxnRequest::FindCoordinator
             | TxnRequest::FindGroupCoordinator { .. }
-            | TxnRequest::TxnOffsetCommit { .. } => unreachable!("no offsets were sent"),
+            | TxnRequest::TxnOffsetCommit { .. } => unreachable!("sent apart by txn_send"),
+            TxnRequest::AddOffsets { producer, group } => Request::AddOffsetsToTxn(
+                txn_offsets::add_offsets_request(&app.settings.transactional_id, *producer, group),
+            ),
             TxnRequest::InitProducerId { expected } => {
                 let (producer_id, epoch) = expected.unwrap_or((-1, -1));
                 Request::InitProducerId(
@@ -441,17 +529,17 @@ impl Producer {
         app.coordinator.as_mut()
     }
 
-    /// FindCoordinator(key_type=1) from the next bootstrap broker.
-    async fn txn_find_coordinator(&mut self) -> Result<(), KafkaError> {
+    /// FindCoordinator of `key_type` (1: the transaction's, 0: a group's) for `key` from the
+    /// next bootstrap broker: the coordinator's host.
+    async fn txn_find_coordinator(&mut self, key_type: i8, key: String) -> Result<String, KafkaError> {
         let broker = self.next_bootstrap();
         let timeouts = self.timeouts();
         let mut connection =
             Connection::open(&self.env, &self.host, &broker, timeouts.connect, timeouts.request)
                 .await
                 .map_err(|_| KafkaError::CoordinatorNotAvailable)?;
-        let app = self.txn.as_ref().expect("transactional");
-        let key = StrBytes::from_string(app.settings.transactional_id.clone());
-        let request = FindCoordinatorRequest::default().with_key_type(1);
+        let key = StrBytes::from_string(key);
+        let request = FindCoordinatorRequest::default().with_key_type(key_type);
         let request = match connection.version(ApiKey::FindCoordinator).unwrap_or(0) >= 4 {
             true => request.with_coordinator_keys(vec![key]),
             false => request.with_key(key),
@@ -465,13 +553,7 @@ impl Producer {
             Some(c) => (c.error_code, c.host.to_string()),
             None => (answer.error_code, answer.host.to_string()),
         };
-        code_result(code, ())?;
-        let app = self.txn.as_mut().expect("transactional");
-        if app.coordinator_host.as_deref() != Some(host.as_str()) {
-            app.coordinator = None;
-        }
-        app.coordinator_host = Some(host);
-        Ok(())
+        code_result(code, host)
     }
 }
 

@@ -144,7 +144,7 @@ fn a_failure_while_aborting_asks_no_bump_and_an_empty_transaction_sends_no_end_t
 }
 
 fn offsets() -> crate::kafka::txn_offsets::PendingOffsets {
-    crate::kafka::txn_offsets::PendingOffsets::new("g", 4, "member-1", vec![(0, 17)]).unwrap()
+    crate::kafka::txn_offsets::PendingOffsets::new("g", "orders", 4, "member-1", vec![(0, 17)]).unwrap()
 }
 
 /// sendOffsetsToTransaction in an open transaction: AddOffsetsToTxn, the group's coordinator,
