@@ -14,12 +14,15 @@ use super::engine::EngineOptions;
 use super::engine::{Outcome, Statement, Value};
 use super::locks::LockOptions;
 use super::sim_db::{self, DbHost, WAIT_TIMEOUT_DEFAULT};
+use super::user::{run_handler, Delivered, ErasedHandler, HandlerFactory, Replied, Site};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use sim::history::EventKind;
 use sim::promise::{Excuse, Promise};
 use sim::verdict::Property;
+use sim::scenario::{Scenario, ScenarioError};
 use sim::{Env, Process};
+use std::rc::Rc;
 use std::time::Duration;
 
 /// Where a consumer design's handlers apply their effect (its `sink` key).
@@ -122,6 +125,8 @@ pub struct DbSink {
     orders: u64,
     /// Rows of stored positions, for the position strategy.
     position_rows: u32,
+    /// The user's handler, with `strategy = "user"`.
+    user: Option<HandlerFactory>,
 }
 
 impl DbSink {
@@ -130,7 +135,14 @@ impl DbSink {
             section,
             orders,
             position_rows: 1,
+            user: None,
         }
+    }
+
+    /// The user's handler, for `strategy = "user"` (checked by [`DbSection::check_user`]).
+    pub fn with_user(mut self, user: Option<HandlerFactory>) -> DbSink {
+        self.user = user;
+        self
     }
 
     /// One stored position per partition (rows 0..n), for a Kafka consumer that keeps its
@@ -174,17 +186,34 @@ impl DbSink {
         env.process(DB_HOST).install(sim, move || {
             sim_db::run(env_for_host.clone(), DB_HOST.to_string(), setup.clone())
         });
-        let parts = effect_parts(&self.client_config());
-        env.record(DB_HOST, EventKind::EffectParts { parts });
+        let parts = match &self.user {
+            Some(user) => user.effect_parts(),
+            None => effect_parts(&self.client_config()),
+        };
+        // A user's handler that declares no parts has no partial transactions to judge.
+        if !parts.is_empty() {
+            env.record(DB_HOST, EventKind::EffectParts { parts });
+        }
     }
 
     /// A consumer process's handle on the database: its own connection, opened on first use.
     pub fn consumer(&self) -> DbConsumer {
-        DbConsumer {
-            config: self.client_config(),
-            ack_delay: Duration::from_millis(self.section.ack_delay_ms),
-            conn: None,
-        }
+        self.consumers(1).pop().expect("one asked for")
+    }
+
+    /// One handle per concurrent handler of a consumer process, each with its own
+    /// connection; with a user's handler, one instance of it shared by them all, made now:
+    /// call this once per process incarnation, so the handler's memory dies with it.
+    pub fn consumers(&self, n: usize) -> Vec<DbConsumer> {
+        let user = self.user.as_ref().map(HandlerFactory::instance);
+        (0..n.max(1))
+            .map(|_| DbConsumer {
+                config: self.client_config(),
+                ack_delay: Duration::from_millis(self.section.ack_delay_ms),
+                conn: None,
+                user: user.clone(),
+            })
+            .collect()
     }
 
     fn client_config(&self) -> DbConfig {
@@ -230,6 +259,16 @@ impl DbSink {
                 properties: vec![Property::AtLeastOnce],
                 excuses: delivery.losses.into_iter().chain(careless).collect(),
             },
+            // The user's claim, held against every run: what the handler is for (an inbox,
+            // a conditional update) is effects exactly once over the broker's redeliveries.
+            Strategy::User => Promise {
+                text: format!(
+                    "effectively-once effects, as the user's handler claims: {ack} when it answers ack \
+                     (reference table row 24)"
+                ),
+                properties: vec![Property::ExactlyOnce],
+                excuses: delivery.losses,
+            },
             guarded => Promise {
                 text: format!(
                     "effectively-once effects: {ack} after COMMIT, guarded by {} (reference table row 24)",
@@ -242,6 +281,38 @@ impl DbSink {
                 properties: vec![Property::ExactlyOnce],
                 excuses: delivery.losses.into_iter().chain(careless).collect(),
             },
+        }
+    }
+}
+
+impl DbSection {
+    /// `strategy = "user"` runs the user's handler: one must be plugged in, on a design that
+    /// runs it (`runs_user`), and a handler plugged in needs a scenario that names it.
+    pub fn check_user(
+        &self,
+        scenario: &Scenario,
+        sink: Sink,
+        handler: Option<&HandlerFactory>,
+        runs_user: bool,
+    ) -> Result<(), ScenarioError> {
+        let names_user = sink == Sink::Db && self.strategy == Strategy::User;
+        match (names_user, handler) {
+            (true, None) if runs_user => Err(scenario.config_error(
+                "db.strategy",
+                "\"user\" runs your own handler: plug one in through the jetsam library (jetsam::Check::new(scenario, factory))".into(),
+            )),
+            (true, _) if !runs_user => Err(scenario.config_error(
+                "db.strategy",
+                format!("\"user\" (your own handler) runs on the nsq design only so far, not on {}", scenario.design),
+            )),
+            (false, Some(handler)) => Err(scenario.config_error(
+                "db.strategy",
+                format!(
+                    "a handler ({}) is plugged in, but the scenario does not run it: set sink = \"db\" and [config.db] strategy = \"user\"",
+                    handler.name()
+                ),
+            )),
+            _ => Ok(()),
         }
     }
 }
@@ -261,9 +332,33 @@ pub struct DbConsumer {
     config: DbConfig,
     ack_delay: Duration,
     conn: Option<DbConn>,
+    /// The user's handler, shared by its process's concurrent handlers.
+    user: Option<Rc<dyn ErasedHandler>>,
 }
 
 impl DbConsumer {
+    /// Whether a user's handler decides (use [`Self::handle_user`]).
+    pub fn runs_user(&self) -> bool {
+        self.user.is_some()
+    }
+
+    /// Runs the user's handler on `message`; on ack, waits `ack_delay_ms` (work between the
+    /// transaction and the acknowledgement) before the design acknowledges.
+    pub async fn handle_user(&mut self, env: &Env, host: &str, message: &Delivered, process: &Process) -> Replied {
+        let handler = self.user.clone().expect("runs_user checked by the caller");
+        let site = Site {
+            env,
+            host,
+            db_host: &self.config.host,
+            timeout: self.config.timeout,
+        };
+        let replied = run_handler(handler.as_ref(), &mut self.conn, &site, message).await;
+        if replied == Replied::Ack && !self.ack_delay.is_zero() {
+            process.sleep(self.ack_delay).await;
+        }
+        replied
+    }
+
     /// Processes message `id` with the strategy; `ack` is the design's acknowledgement,
     /// called once, before the transaction (ack-before) or after it committed.
     pub async fn handle(
