@@ -102,9 +102,9 @@ pub enum Strategy {
     /// position's order (a Kafka partition); NSQ promises no order, so a message delivered
     /// after a later one is skipped for good.
     Position,
-    /// The user's own handler (issue 13, [`super::user`]), plugged in through the `jetsam`
-    /// library: its logic decides the transaction and the answer. A scenario naming it runs
-    /// only with a handler given.
+    /// Your own handler, written in Rust and plugged in through the `jetsam` library
+    /// (`jetsam::check`): it runs the transaction and answers ack, requeue or error. A
+    /// scenario naming it runs only with a handler given (nsq only, so far).
     User,
 }
 

@@ -206,6 +206,19 @@ impl From<i64> for Value {
     }
 }
 
+// An integer literal is an i32 unless told otherwise: `Update::new("accounts", 0)`.
+impl From<i32> for Value {
+    fn from(n: i32) -> Value {
+        Value::Int(i64::from(n))
+    }
+}
+
+impl From<u32> for Value {
+    fn from(n: u32) -> Value {
+        Value::Int(i64::from(n))
+    }
+}
+
 impl From<u64> for Value {
     fn from(n: u64) -> Value {
         Value::Int(i64::try_from(n).unwrap_or(i64::MAX))

@@ -2,8 +2,9 @@
 
 use sim::scenario::ScenarioError;
 
-/// A scenario file's contents, parsed and checked (keys, bounds, faults' hosts); it runs
-/// once a handler is plugged in ([`crate::Check`]).
+/// A scenario file's contents, parsed: its shape, workload, run settings and expectations
+/// are checked here; its design's `[config]` keys and its faults' hosts when a handler is
+/// plugged in ([`crate::Check::new`]), all as one-line errors naming the line.
 #[derive(Clone, Debug)]
 pub struct Scenario {
     pub(crate) inner: sim::Scenario,
@@ -149,7 +150,8 @@ impl ScenarioBuilder {
         toml::to_string(&doc).expect("a table serializes")
     }
 
-    /// Parses the text as a file would be parsed.
+    /// Parses the text as a file would be parsed (the design's keys are checked by
+    /// [`crate::Check::new`]).
     pub fn build(&self) -> Result<Scenario, ScenarioError> {
         let name = self
             .doc
