@@ -91,7 +91,10 @@ impl Loaded {
     /// A scenario with the user's handler plugged in (or none), checked as [`Loaded::load`]
     /// checks: a scenario that names a handler and has none is an error, and so is the
     /// reverse.
-    pub fn with_handler(scenario: Scenario, handler: Option<HandlerFactory>) -> Result<Loaded, ScenarioError> {
+    pub fn with_handler(
+        scenario: Scenario,
+        handler: Option<HandlerFactory>,
+    ) -> Result<Loaded, ScenarioError> {
         // Build once to check the design name, its config and the schedule's hosts.
         let design = models::build_with(&scenario, handler.clone())?;
         scenario.schedule(&design.topology())?;

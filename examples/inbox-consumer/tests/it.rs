@@ -6,7 +6,10 @@ use inbox_consumer::{CarelessCharge, InboxCharge};
 use jetsam::{Check, Scenario};
 
 fn scenario() -> Scenario {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios/charge-through-crashes.toml");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/scenarios/charge-through-crashes.toml"
+    );
     Scenario::load(path).unwrap_or_else(|e| panic!("{e}"))
 }
 
@@ -26,7 +29,11 @@ fn inbox_holds_on_every_seed_and_its_faults_redeliver() {
     for run in &runs {
         assert!(run.passed(), "seed {}: {:?}", run.seed(), run.unmet());
         assert_eq!(run.holds("exactly-once"), Some(true));
-        assert!(run.count("deliver.redelivery") > 0, "seed {}: nothing redelivered", run.seed());
+        assert!(
+            run.count("deliver.redelivery") > 0,
+            "seed {}: nothing redelivered",
+            run.seed()
+        );
     }
 }
 
@@ -51,10 +58,7 @@ fn careless_failure_names_the_replay_command_and_the_shrunk_case() {
     let check = Check::new(&scenario(), || CarelessCharge).unwrap().seeds(1..4);
     let failure = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check.assert()))
         .expect_err("the careless handler charges twice");
-    let message = failure
-        .downcast_ref::<String>()
-        .cloned()
-        .unwrap_or_default();
+    let message = failure.downcast_ref::<String>().cloned().unwrap_or_default();
     assert!(message.contains("fails on seed 1"), "{message}");
     assert!(message.contains("duplicate-effect"), "{message}");
     assert!(
@@ -67,5 +71,8 @@ fn careless_failure_names_the_replay_command_and_the_shrunk_case() {
         .unwrap_or_else(|| panic!("no shrunk case in:\n{message}"));
     let text = std::fs::read_to_string(shrunk).unwrap();
     assert!(text.contains("exactly-once = \"violated\""), "{text}");
-    assert!(message.contains(&format!("replay the shrunk case: JETSAM_REPLAY={shrunk} ")), "{message}");
+    assert!(
+        message.contains(&format!("replay the shrunk case: JETSAM_REPLAY={shrunk} ")),
+        "{message}"
+    );
 }

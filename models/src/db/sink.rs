@@ -19,8 +19,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use sim::history::EventKind;
 use sim::promise::{Excuse, Promise};
-use sim::verdict::Property;
 use sim::scenario::{Scenario, ScenarioError};
+use sim::verdict::Property;
 use sim::{Env, Process};
 use std::rc::Rc;
 use std::time::Duration;
@@ -344,7 +344,13 @@ impl DbConsumer {
 
     /// Runs the user's handler on `message`; on ack, waits `ack_delay_ms` (work between the
     /// transaction and the acknowledgement) before the design acknowledges.
-    pub async fn handle_user(&mut self, env: &Env, host: &str, message: &Delivered, process: &Process) -> Replied {
+    pub async fn handle_user(
+        &mut self,
+        env: &Env,
+        host: &str,
+        message: &Delivered,
+        process: &Process,
+    ) -> Replied {
         let handler = self.user.clone().expect("runs_user checked by the caller");
         let site = Site {
             env,

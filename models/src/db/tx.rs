@@ -319,7 +319,11 @@ impl Tx {
 
     /// `SELECT ... FOR UPDATE`: an exclusive lock on the row (or on the absent key) to the
     /// end of the transaction.
-    pub async fn select_for_update(&mut self, table: &str, key: impl Into<Value>) -> Result<Option<Row>, TxError> {
+    pub async fn select_for_update(
+        &mut self,
+        table: &str,
+        key: impl Into<Value>,
+    ) -> Result<Option<Row>, TxError> {
         self.read(table, key.into(), true).await
     }
 

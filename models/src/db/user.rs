@@ -144,7 +144,10 @@ pub(crate) async fn run_handler(
         return noted(site, Replied::Error("cannot connect to the database".into()));
     };
     if open.call(Statement::Begin, site.timeout).await.is_err() {
-        return noted(site, Replied::Error("BEGIN unanswered: connection dropped".into()));
+        return noted(
+            site,
+            Replied::Error("BEGIN unanswered: connection dropped".into()),
+        );
     }
     let mut tx = Tx::new(open, message.id, site.timeout);
     let result = handler.handle(message, &mut tx).await;

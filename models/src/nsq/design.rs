@@ -208,7 +208,10 @@ pub fn build(scenario: &Scenario) -> Result<Box<dyn Design>, ScenarioError> {
 }
 
 /// [`build`], with the user's handler for `strategy = "user"` (issue 13).
-pub fn build_with(scenario: &Scenario, handler: Option<HandlerFactory>) -> Result<Box<dyn Design>, ScenarioError> {
+pub fn build_with(
+    scenario: &Scenario,
+    handler: Option<HandlerFactory>,
+) -> Result<Box<dyn Design>, ScenarioError> {
     // Bounds are checked from the schema by `design_config`; what remains depends on other
     // keys or on NSQ's name rules.
     let config: Config = scenario.design_config()?;
@@ -242,7 +245,9 @@ pub fn build_with(scenario: &Scenario, handler: Option<HandlerFactory>) -> Resul
             format!("must be 1..={}", config.nsqd.max_rdy_count),
         ));
     }
-    config.db.check_user(scenario, config.sink, handler.as_ref(), true)?;
+    config
+        .db
+        .check_user(scenario, config.sink, handler.as_ref(), true)?;
     let db = (config.sink == Sink::Db)
         .then(|| DbSink::new(config.db.clone(), scenario.workload.messages).with_user(handler));
     Ok(Box::new(Nsq {

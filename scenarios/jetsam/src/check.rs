@@ -104,7 +104,8 @@ impl Check {
                 shrunk.expect.properties = claims.properties.clone();
                 shrunk.expect.crash = claims.crash;
                 shrunk.expect.drains = claims.drains;
-                Loaded::with_handler(shrunk, self.loaded.handler.clone()).map_err(|e| format!("JETSAM_REPLAY: {e}"))
+                Loaded::with_handler(shrunk, self.loaded.handler.clone())
+                    .map_err(|e| format!("JETSAM_REPLAY: {e}"))
             }
             None => Ok(self.loaded.clone()),
         }
@@ -125,7 +126,8 @@ impl Check {
         std::thread::scope(|scope| {
             for _ in 0..self.jobs.min(seeds.len()) {
                 scope.spawn(|| {
-                    while let Some(&seed) = seeds.get(next.fetch_add(1, std::sync::atomic::Ordering::SeqCst)) {
+                    while let Some(&seed) = seeds.get(next.fetch_add(1, std::sync::atomic::Ordering::SeqCst))
+                    {
                         let mut run = seed_run(&loaded, seed);
                         if run.passed() {
                             run.outcome.history = sim::History::new();
@@ -164,7 +166,10 @@ impl Check {
         let loaded = self.scenario().expect("it ran");
         let seed = failed.seed();
         let dir = output_dir();
-        let stem = format!("{}-seed-{seed}", file_stem(&loaded.scenario.path, &loaded.scenario.name));
+        let stem = format!(
+            "{}-seed-{seed}",
+            file_stem(&loaded.scenario.path, &loaded.scenario.name)
+        );
         let mut lines = vec![format!(
             "jetsam: `{}` with handler {} fails on seed {seed}:",
             loaded.scenario.name,
@@ -187,10 +192,17 @@ impl Check {
                     let file = dir.join(format!("{stem}.shrunk.toml"));
                     lines.push(format!(
                         "shrunk in {} runs: {} faults -> {}, {} messages -> {}",
-                        shrunk.runs, shrunk.faults_before, shrunk.faults_after, shrunk.messages_before, shrunk.messages_after
+                        shrunk.runs,
+                        shrunk.faults_before,
+                        shrunk.faults_after,
+                        shrunk.messages_before,
+                        shrunk.messages_after
                     ));
                     lines.push(write(&file, &shrunk.scenario, "shrunk case"));
-                    lines.push(format!("replay the shrunk case: JETSAM_REPLAY={} {test}", file.display()));
+                    lines.push(format!(
+                        "replay the shrunk case: JETSAM_REPLAY={} {test}",
+                        file.display()
+                    ));
                 }
                 Err(e) => lines.push(format!("not shrunk: {e}")),
             }
@@ -247,7 +259,13 @@ fn file_stem(path: &str, name: &str) -> String {
         .map_or(name.to_string(), |s| s.to_string_lossy().into_owned());
     let clean: String = base
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
         .collect();
     clean.chars().take(80).collect()
 }

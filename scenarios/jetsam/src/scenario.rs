@@ -69,8 +69,9 @@ impl ScenarioBuilder {
     pub fn set(mut self, key: &str, value: impl Into<toml::Value>) -> ScenarioBuilder {
         let parts: Vec<&str> = key.split('.').collect();
         if parts.len() > KEY_DEPTH_MAX || parts.iter().any(|p| p.is_empty()) {
-            self.error
-                .get_or_insert(format!("key `{key}`: a dotted path of at most {KEY_DEPTH_MAX} names"));
+            self.error.get_or_insert(format!(
+                "key `{key}`: a dotted path of at most {KEY_DEPTH_MAX} names"
+            ));
             return self;
         }
         let (leaf, tables) = parts.split_last().expect("split yields at least one part");
@@ -96,7 +97,10 @@ impl ScenarioBuilder {
     /// `power_fail` at `at_ms`.
     pub fn fault(mut self, at_ms: u64, action: &str, host: &str) -> ScenarioBuilder {
         let mut fault = toml::Table::new();
-        fault.insert("at_ms".into(), toml::Value::Integer(at_ms.min(i64::MAX as u64) as i64));
+        fault.insert(
+            "at_ms".into(),
+            toml::Value::Integer(at_ms.min(i64::MAX as u64) as i64),
+        );
         fault.insert("action".into(), action.into());
         fault.insert("host".into(), host.into());
         self.faults.push(toml::Value::Table(fault));
@@ -106,7 +110,10 @@ impl ScenarioBuilder {
     /// Replies from `from` to `to` are lost for `duration_ms` (a FIN that never arrives).
     pub fn lose_replies(mut self, at_ms: u64, from: &str, to: &str, duration_ms: u64) -> ScenarioBuilder {
         let mut fault = toml::Table::new();
-        fault.insert("at_ms".into(), toml::Value::Integer(at_ms.min(i64::MAX as u64) as i64));
+        fault.insert(
+            "at_ms".into(),
+            toml::Value::Integer(at_ms.min(i64::MAX as u64) as i64),
+        );
         fault.insert("action".into(), "lose_replies".into());
         fault.insert("from".into(), from.into());
         fault.insert("to".into(), to.into());

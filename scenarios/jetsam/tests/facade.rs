@@ -138,7 +138,10 @@ fn a_scenario_naming_a_user_handler_without_one_is_a_one_line_error() {
     let error = scenarios::Loaded::parse("mine.toml", text).expect_err("no handler plugged in");
     let line = error.to_string();
     assert!(!line.contains('\n'), "{line}");
-    assert!(line.starts_with("mine.toml:5: config.db.strategy: \"user\" runs your own handler"), "{line}");
+    assert!(
+        line.starts_with("mine.toml:5: config.db.strategy: \"user\" runs your own handler"),
+        "{line}"
+    );
     assert!(line.contains("jetsam"), "{line}");
 }
 
@@ -149,11 +152,15 @@ fn a_handler_plugged_into_a_scenario_that_does_not_run_it_is_an_error() {
         "design = \"nsq\"\n[config]\nsink = \"db\"\n[config.db]\nstrategy = \"inbox\"\n",
     )
     .unwrap();
-    let error = Check::new(&inbox, || Conditional).err().expect("not a user strategy");
+    let error = Check::new(&inbox, || Conditional)
+        .err()
+        .expect("not a user strategy");
     assert!(error.to_string().contains("does not run it"), "{error}");
 
     let mqtt = Scenario::parse("mqtt.toml", "design = \"mqtt\"\n").unwrap();
-    let error = Check::new(&mqtt, || Conditional).err().expect("mqtt runs no handler");
+    let error = Check::new(&mqtt, || Conditional)
+        .err()
+        .expect("mqtt runs no handler");
     assert!(error.to_string().contains("only nsq"), "{error}");
 
     let mqtt_user = "design = \"mqtt\"\n[config]\nsink = \"db\"\n[config.db]\nstrategy = \"user\"\n";
@@ -170,7 +177,10 @@ fn a_bad_key_in_a_built_scenario_is_an_error_not_a_panic() {
         .expect_err("messages is a value");
     assert!(error.to_string().contains("not a table"), "{error}");
     // The design's own keys are checked when the handler is plugged in.
-    let unknown = Scenario::builder("bad").set("config.no_such_key", 1).build().unwrap();
+    let unknown = Scenario::builder("bad")
+        .set("config.no_such_key", 1)
+        .build()
+        .unwrap();
     let error = Check::new(&unknown, || Conditional).err().expect("unknown key");
     assert!(error.to_string().contains("no_such_key"), "{error}");
 }
