@@ -2,30 +2,41 @@
 //! (`tests/it.rs`, the scenario in `scenarios/charge-through-crashes.toml`).
 //!
 //! - [`InboxCharge`]: in one transaction, INSERT the message id into `inbox` (a unique key),
-//!   then the charge; COMMIT, then ack. A redelivered message's insert fails with 1062:
+//!   then the charge (a row in the scenario's own `charges` table and the customer's
+//!   balance); COMMIT, then ack. A redelivered message's insert fails with 1062:
 //!   charged before, so it acks without charging again.
 //! - [`CarelessCharge`]: the charge, COMMIT, ack. When the ack is lost (the FIN dropped, the
 //!   consumer killed before it, the COMMIT's answer lost) the broker delivers the message
 //!   again and the customer is charged twice.
 
-use jetsam::{row, Delivered, Handler, HandlerResult, Reply, Tx, TxError, Update, Write};
+use jetsam::{row, Delivered, Handler, HandlerResult, Reply, Tx, TxError, Update, Value, Write};
 
 /// Customers the charges go to (the scenario's `[config.db] accounts`).
 pub const CUSTOMERS: u64 = 4;
 /// What one message charges.
 pub const PRICE: i64 = 10;
 
-/// The charge message `message` makes: `price` off its customer's balance.
-fn charge(message: &Delivered) -> Update {
+/// The charge for `message`: a row in the scenario's own `charges` table (its
+/// `AUTO_INCREMENT` id taken at INSERT) is the effect, and its customer's balance goes down
+/// with it in the same transaction.
+async fn charge(message: &Delivered, tx: &mut Tx) -> Result<(), TxError> {
     let customer = (message.id % CUSTOMERS) as i64;
-    Update::new("accounts", customer).add("balance", -PRICE)
+    let charge = row([
+        ("message_id", Value::from(message.id)),
+        ("customer", Value::from(customer)),
+        ("amount", Value::from(PRICE)),
+    ]);
+    tx.insert("charges", charge, Write::effect("charge")).await?;
+    let balance = Update::new("accounts", customer).add("balance", -PRICE);
+    tx.update(balance.marked(Write::part("balance"))).await?;
+    Ok(())
 }
 
 /// The inbox pattern (an idempotent consumer): the inbox row and the charge commit together.
 pub struct InboxCharge;
 
 impl Handler for InboxCharge {
-    const EFFECT_PARTS: &'static [&'static str] = &["inbox", "charge"];
+    const EFFECT_PARTS: &'static [&'static str] = &["inbox", "charge", "balance"];
 
     async fn handle(&self, message: &Delivered, tx: &mut Tx) -> HandlerResult {
         let inbox = row([("message_id", message.id)]);
@@ -37,7 +48,7 @@ impl Handler for InboxCharge {
             }
             other => other?,
         };
-        tx.update(charge(message).marked(Write::effect("charge"))).await?;
+        charge(message, tx).await?;
         tx.commit().await?;
         Ok(Reply::Ack)
     }
@@ -47,10 +58,10 @@ impl Handler for InboxCharge {
 pub struct CarelessCharge;
 
 impl Handler for CarelessCharge {
-    const EFFECT_PARTS: &'static [&'static str] = &["charge"];
+    const EFFECT_PARTS: &'static [&'static str] = &["charge", "balance"];
 
     async fn handle(&self, message: &Delivered, tx: &mut Tx) -> HandlerResult {
-        tx.update(charge(message).marked(Write::effect("charge"))).await?;
+        charge(message, tx).await?;
         tx.commit().await?;
         Ok(Reply::Ack)
     }

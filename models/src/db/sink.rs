@@ -11,7 +11,7 @@ use super::client::{
     effect_parts, process_message, DbConfig, DbConn, DbRetry, PositionMark, Processed, Strategy,
 };
 use super::engine::EngineOptions;
-use super::engine::{Outcome, Statement, Value};
+use super::engine::{Outcome, Statement, TableSchema, Value};
 use super::locks::LockOptions;
 use super::sim_db::{self, DbHost, WAIT_TIMEOUT_DEFAULT};
 use super::user::{run_handler, Delivered, ErasedHandler, HandlerFactory, Replied, Site};
@@ -78,7 +78,28 @@ pub struct DbSection {
     pub injected_deadlock_rate: f64,
     /// MySQL wait_timeout: a silent connection is closed and its transaction rolled back.
     pub wait_timeout_ms: u64,
+    /// Tables of your own for a user's handler, beside the built-in ones (`accounts`,
+    /// `inbox`, `orders`, `positions`, `audit`, `outbox`, `outbox_cursor`), e.g. `tables = [{ name = "charges",
+    /// primary_key = "id", auto_increment = true }, { name = "receipts", primary_key =
+    /// "message_id", unique = ["charge_id"] }]` (at most 64).
+    pub tables: Vec<TableSection>,
 }
+
+/// One table of `[config.db] tables`: its primary key, unique columns (an INSERT that
+/// repeats one fails with 1062) and whether the key is an `AUTO_INCREMENT` integer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TableSection {
+    pub name: String,
+    pub primary_key: String,
+    #[serde(default)]
+    pub unique: Vec<String>,
+    #[serde(default)]
+    pub auto_increment: bool,
+}
+
+/// Bound on `[config.db] tables`.
+pub const TABLES_MAX: usize = 64;
 
 impl Default for DbSection {
     /// InnoDB's and MySQL's defaults where they have them.
@@ -100,6 +121,7 @@ impl Default for DbSection {
             rollback_on_timeout: false,
             injected_deadlock_rate: 0.0,
             wait_timeout_ms: WAIT_TIMEOUT_DEFAULT.as_millis() as u64,
+            tables: Vec::new(),
         }
     }
 }
@@ -139,7 +161,7 @@ impl DbSink {
         }
     }
 
-    /// The user's handler, for `strategy = "user"` (checked by [`DbSection::check_user`]).
+    /// The user's handler, for `strategy = "user"` (checked by [`DbSection::check`]).
     pub fn with_user(mut self, user: Option<HandlerFactory>) -> DbSink {
         self.user = user;
         self
@@ -179,6 +201,16 @@ impl DbSink {
             orders: self.orders,
             position_rows: self.position_rows,
             injected_deadlock_rate: s.injected_deadlock_rate,
+            tables: s
+                .tables
+                .iter()
+                .map(|t| TableSchema {
+                    name: t.name.clone(),
+                    primary_key: t.primary_key.clone(),
+                    unique: t.unique.clone(),
+                    auto_increment: t.auto_increment,
+                })
+                .collect(),
             engine_slot: None,
         };
         let env_for_host = env.clone();
@@ -286,15 +318,17 @@ impl DbSink {
 }
 
 impl DbSection {
-    /// `strategy = "user"` runs the user's handler: one must be plugged in, on a design that
-    /// runs it (`runs_user`), and a handler plugged in needs a scenario that names it.
-    pub fn check_user(
+    /// What spans keys: `strategy = "user"` runs the user's handler, so one must be plugged
+    /// in, on a design that runs it (`runs_user`), and a handler plugged in needs a scenario
+    /// that names it; `tables` are new, distinct and within [`TABLES_MAX`].
+    pub fn check(
         &self,
         scenario: &Scenario,
         sink: Sink,
         handler: Option<&HandlerFactory>,
         runs_user: bool,
     ) -> Result<(), ScenarioError> {
+        self.check_tables(scenario)?;
         let names_user = sink == Sink::Db && self.strategy == Strategy::User;
         match (names_user, handler) {
             (true, None) if runs_user => Err(scenario.config_error(
@@ -314,6 +348,30 @@ impl DbSection {
             )),
             _ => Ok(()),
         }
+    }
+}
+
+impl DbSection {
+    fn check_tables(&self, scenario: &Scenario) -> Result<(), ScenarioError> {
+        if self.tables.len() > TABLES_MAX {
+            return Err(scenario.config_error("db.tables", format!("at most {TABLES_MAX} tables")));
+        }
+        let mut names: Vec<String> = sim_db::schemas().into_iter().map(|t| t.name).collect();
+        for table in &self.tables {
+            if table.name.is_empty() || table.primary_key.is_empty() {
+                return Err(
+                    scenario.config_error("db.tables", "every table needs a name and a primary_key".into())
+                );
+            }
+            if names.contains(&table.name) {
+                return Err(scenario.config_error(
+                    "db.tables",
+                    format!("table `{}` exists already (built in or named twice)", table.name),
+                ));
+            }
+            names.push(table.name.clone());
+        }
+        Ok(())
     }
 }
 

@@ -245,9 +245,7 @@ pub fn build_with(
             format!("must be 1..={}", config.nsqd.max_rdy_count),
         ));
     }
-    config
-        .db
-        .check_user(scenario, config.sink, handler.as_ref(), true)?;
+    config.db.check(scenario, config.sink, handler.as_ref(), true)?;
     let db = (config.sink == Sink::Db)
         .then(|| DbSink::new(config.db.clone(), scenario.workload.messages).with_user(handler));
     Ok(Box::new(Nsq {

@@ -49,7 +49,9 @@
 //!
 //! What the database holds: `accounts` (`id` 0..`accounts`, `balance` 1000), `inbox`
 //! (primary key `message_id`), `orders` (`id` 1..=messages, `state` `"NEW"`), `positions`,
-//! `audit` (primary key `id`). Everything else of jetsam (the designs, the harness, the
+//! `audit` (primary key `id`), and the tables the scenario declares for your handler
+//! (`[config.db] tables = [{ name = "charges", primary_key = "id", auto_increment = true }]`,
+//! with `unique` columns if you want them). Everything else of jetsam (the designs, the harness, the
 //! checkers) stays behind this facade.
 
 mod check;

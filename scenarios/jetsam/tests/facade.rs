@@ -184,3 +184,17 @@ fn a_bad_key_in_a_built_scenario_is_an_error_not_a_panic() {
     let error = Check::new(&unknown, || Conditional).err().expect("unknown key");
     assert!(error.to_string().contains("no_such_key"), "{error}");
 }
+
+#[test]
+fn a_table_of_your_own_must_be_new() {
+    let text = "design = \"nsq\"\n[config]\nsink = \"db\"\n[config.db]\nstrategy = \"user\"\n\
+                tables = [{ name = \"inbox\", primary_key = \"message_id\" }]\n";
+    let scenario = Scenario::parse("t.toml", text).unwrap();
+    let error = Check::new(&scenario, || Conditional)
+        .err()
+        .expect("inbox is built in");
+    assert_eq!(
+        error.to_string(),
+        "t.toml:6: config.db.tables: table `inbox` exists already (built in or named twice)"
+    );
+}
