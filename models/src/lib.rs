@@ -115,6 +115,24 @@ pub fn designs() -> Vec<DesignInfo> {
     ]
 }
 
+/// [`build`], with the user's handler plugged in (issue 13): the nsq design runs it for
+/// `[config.db] strategy = "user"`; any other design, or a scenario that does not name the
+/// handler, is a one-line error.
+pub fn build_with(
+    scenario: &Scenario,
+    handler: Option<db::user::HandlerFactory>,
+) -> Result<Box<dyn Design>, ScenarioError> {
+    match handler {
+        None => build(scenario),
+        Some(handler) if scenario.design == "nsq" => nsq::design::build_with(scenario, Some(handler)),
+        Some(handler) => Err(scenario.design_error(format!(
+            "a handler ({}) is plugged in, but design `{}` does not run user handlers yet (only nsq)",
+            handler.name(),
+            scenario.design
+        ))),
+    }
+}
+
 /// Builds the scenario's design; an unknown name is an error on the `design` line.
 pub fn build(scenario: &Scenario) -> Result<Box<dyn Design>, ScenarioError> {
     let designs = designs();

@@ -134,7 +134,8 @@ pub fn variants(scenarios: &[Loaded]) -> Vec<Variant> {
     scenarios
         .iter()
         .map(|loaded| {
-            let promise = models::build(&loaded.scenario)
+            let promise = loaded
+                .design_for(&loaded.scenario)
                 .expect("checked when loaded")
                 .promise();
             Variant {

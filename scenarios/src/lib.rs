@@ -15,6 +15,7 @@ pub mod report;
 pub mod shrink;
 pub mod timeline;
 
+use models::db::user::HandlerFactory;
 use sim::scenario::{Expect, Scenario, ScenarioError};
 use sim::verdict::{Expectation, Property};
 use sim::world::{run, schedule_for, RunOutcome};
@@ -74,6 +75,9 @@ pub fn parse_expect_override(text: &str) -> Result<(Property, Expectation), Stri
 #[derive(Clone, Debug)]
 pub struct Loaded {
     pub scenario: Scenario,
+    /// The user's handler, for a scenario whose `[config.db] strategy = "user"` (issue 13;
+    /// the `jetsam` library plugs it in). Every run makes its own instances.
+    pub handler: Option<HandlerFactory>,
 }
 
 impl Loaded {
@@ -86,10 +90,26 @@ impl Loaded {
     }
 
     fn from_scenario(scenario: Scenario) -> Result<Loaded, ScenarioError> {
+        Loaded::with_handler(scenario, None)
+    }
+
+    /// A scenario with the user's handler plugged in (or none), checked as [`Loaded::load`]
+    /// checks: a scenario that names a handler and has none is an error, and so is the
+    /// reverse.
+    pub fn with_handler(
+        scenario: Scenario,
+        handler: Option<HandlerFactory>,
+    ) -> Result<Loaded, ScenarioError> {
         // Build once to check the design name, its config and the schedule's hosts.
-        let design = models::build(&scenario)?;
+        let design = models::build_with(&scenario, handler.clone())?;
         scenario.schedule(&design.topology())?;
-        Ok(Loaded { scenario })
+        Ok(Loaded { scenario, handler })
+    }
+
+    /// Builds the design for `scenario` (this one, or a variant of it such as a shrink's
+    /// candidate), with this scenario's handler.
+    pub fn design_for(&self, scenario: &Scenario) -> Result<Box<dyn sim::Design>, ScenarioError> {
+        models::build_with(scenario, self.handler.clone())
     }
 
     /// Adds or replaces expectations (from `--expect`).
@@ -103,7 +123,7 @@ impl Loaded {
 
     /// Runs one seed. The design is built fresh for every run: no state carries over.
     pub fn run(&self, seed: u64) -> RunOutcome {
-        let design = models::build(&self.scenario).expect("checked when loaded");
+        let design = self.design_for(&self.scenario).expect("checked when loaded");
         let schedule = schedule_for(&self.scenario, &design.topology(), seed).expect("checked when loaded");
         run(&self.scenario, design.as_ref(), schedule, seed)
     }

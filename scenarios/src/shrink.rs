@@ -32,7 +32,7 @@ pub struct Shrunk {
 fn broken(loaded: &Loaded, schedule: &[ScheduledFault], messages: u64, seed: u64) -> BTreeSet<String> {
     let mut scenario = loaded.scenario.clone();
     scenario.workload.messages = messages;
-    let design = models::build(&scenario).expect("checked when loaded");
+    let design = loaded.design_for(&scenario).expect("checked when loaded");
     let outcome = run(&scenario, design.as_ref(), schedule.to_vec(), seed);
     let mut names: BTreeSet<String> = loaded
         .unmet(&outcome)
@@ -49,7 +49,15 @@ fn broken(loaded: &Loaded, schedule: &[ScheduledFault], messages: u64, seed: u64
 }
 
 pub fn shrink(loaded: &Loaded, seed: u64) -> Result<Shrunk, String> {
-    let design = models::build(&loaded.scenario).map_err(|e| e.to_string())?;
+    shrink_within(loaded, seed, SHRINK_RUNS_MAX)
+}
+
+/// [`shrink`] within `runs_max` runs (at most [`SHRINK_RUNS_MAX`]), for a caller that must
+/// answer quickly (the `jetsam` library's test helper); the result is the smallest case found
+/// within the budget.
+pub fn shrink_within(loaded: &Loaded, seed: u64, runs_max: usize) -> Result<Shrunk, String> {
+    let runs_max = runs_max.min(SHRINK_RUNS_MAX);
+    let design = loaded.design_for(&loaded.scenario).map_err(|e| e.to_string())?;
     let original = schedule_for(&loaded.scenario, &design.topology(), seed).map_err(|e| e.to_string())?;
     let messages_before = loaded.scenario.workload.messages;
     let target = broken(loaded, &original, messages_before, seed);
@@ -59,13 +67,13 @@ pub fn shrink(loaded: &Loaded, seed: u64) -> Result<Shrunk, String> {
     let mut runs = 1;
     let still_fails = |schedule: &[ScheduledFault], messages: u64, runs: &mut usize| -> bool {
         *runs += 1;
-        *runs <= SHRINK_RUNS_MAX && target.is_subset(&broken(loaded, schedule, messages, seed))
+        *runs <= runs_max && target.is_subset(&broken(loaded, schedule, messages, seed))
     };
 
     // ddmin over the schedule.
     let mut schedule = original.clone();
     let mut chunks = 2usize;
-    while schedule.len() >= 2 && runs < SHRINK_RUNS_MAX {
+    while schedule.len() >= 2 && runs < runs_max {
         let size = schedule.len().div_ceil(chunks);
         let mut reduced = false;
         for start in (0..schedule.len()).step_by(size.max(1)) {
@@ -99,7 +107,7 @@ pub fn shrink(loaded: &Loaded, seed: u64) -> Result<Shrunk, String> {
         let mut improved = false;
         for i in 0..schedule.len() {
             for candidate in variants(&schedule[i]) {
-                if runs >= SHRINK_RUNS_MAX {
+                if runs >= runs_max {
                     break;
                 }
                 let mut trial = schedule.clone();
@@ -112,7 +120,7 @@ pub fn shrink(loaded: &Loaded, seed: u64) -> Result<Shrunk, String> {
                 }
             }
         }
-        while messages > 1 && runs < SHRINK_RUNS_MAX {
+        while messages > 1 && runs < runs_max {
             let fewer = [messages / 2, messages - (messages / 10).max(1)];
             if let Some(m) = fewer
                 .into_iter()

@@ -102,6 +102,10 @@ pub enum Strategy {
     /// position's order (a Kafka partition); NSQ promises no order, so a message delivered
     /// after a later one is skipped for good.
     Position,
+    /// Your own handler, written in Rust and plugged in through the `jetsam` library
+    /// (`jetsam::check`): it runs the transaction and answers ack, requeue or error. A
+    /// scenario naming it runs only with a handler given (nsq only, so far).
+    User,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -205,6 +209,8 @@ pub fn effect_parts(config: &DbConfig) -> Vec<String> {
         Strategy::Conditional => Some("order"),
         Strategy::Position => Some("position"),
         Strategy::AckBefore | Strategy::AckAfter => None,
+        // The user's handler declares its own parts (`Handler::EFFECT_PARTS`).
+        Strategy::User => return Vec::new(),
     };
     guard
         .into_iter()

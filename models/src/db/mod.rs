@@ -10,6 +10,8 @@
 //! - [`wire`] and [`sim_db`]: the database host and its request protocol in the simulation.
 //! - [`client`]: a consumer's connection, the processing strategies (ack before/after, inbox,
 //!   conditional update, stored position) and the retry policies.
+//! - [`tx`] and [`user`]: the user's own handler (issue 13), given a typed transaction on
+//!   the engine, run in place of a built-in strategy (`strategy = "user"`).
 //! - [`sink`]: all of it as one component a consumer design includes: one config section
 //!   (`[config.db]`), the host, the effect-parts declaration, the strategy's promise, and one
 //!   call per message with the design's acknowledgement as a callback.
@@ -61,4 +63,6 @@ pub mod engine;
 pub mod locks;
 pub mod sim_db;
 pub mod sink;
+pub mod tx;
+pub mod user;
 pub mod wire;

@@ -199,6 +199,8 @@ pub struct DbHost {
     pub position_rows: u32,
     /// The chance that a row-locking statement in a transaction fails with an injected 1213.
     pub injected_deadlock_rate: f64,
+    /// Tables a user's handler declared (`[config.db] tables`), beside [`schemas`].
+    pub tables: Vec<TableSchema>,
     /// Where the running engine is left for a design's `Design::pending` to read its
     /// committed rows (never to judge a run); empty while the host is down.
     pub engine_slot: Option<EngineSlot>,
@@ -219,12 +221,14 @@ pub async fn run(env: Env, host: String, setup: DbHost) -> turmoil::Result {
         orders,
         position_rows,
         injected_deadlock_rate,
+        tables,
         engine_slot,
     } = setup;
     let process = env.process(&host);
     let _running = process.start();
     let now = Duration::from_micros(env.now().0);
-    let mut engine = Engine::open(options, env.disk(&host), schemas(), now);
+    let all_tables = schemas().into_iter().chain(tables).collect();
+    let mut engine = Engine::open(options, env.disk(&host), all_tables, now);
     if engine.table("accounts").is_some_and(|t| t.is_empty()) {
         let setup = engine.connect();
         for id in 0..i64::from(accounts) {

@@ -11,15 +11,18 @@ use super::client::{
     effect_parts, process_message, DbConfig, DbConn, DbRetry, PositionMark, Processed, Strategy,
 };
 use super::engine::EngineOptions;
-use super::engine::{Outcome, Statement, Value};
+use super::engine::{Outcome, Statement, TableSchema, Value};
 use super::locks::LockOptions;
 use super::sim_db::{self, DbHost, WAIT_TIMEOUT_DEFAULT};
+use super::user::{run_handler, Delivered, ErasedHandler, HandlerFactory, Replied, Site};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use sim::history::EventKind;
 use sim::promise::{Excuse, Promise};
+use sim::scenario::{Scenario, ScenarioError};
 use sim::verdict::Property;
 use sim::{Env, Process};
+use std::rc::Rc;
 use std::time::Duration;
 
 /// Where a consumer design's handlers apply their effect (its `sink` key).
@@ -75,7 +78,28 @@ pub struct DbSection {
     pub injected_deadlock_rate: f64,
     /// MySQL wait_timeout: a silent connection is closed and its transaction rolled back.
     pub wait_timeout_ms: u64,
+    /// Tables of your own for a user's handler, beside the built-in ones (`accounts`,
+    /// `inbox`, `orders`, `positions`, `audit`, `outbox`, `outbox_cursor`), e.g. `tables = [{ name = "charges",
+    /// primary_key = "id", auto_increment = true }, { name = "receipts", primary_key =
+    /// "message_id", unique = ["charge_id"] }]` (at most 64).
+    pub tables: Vec<TableSection>,
 }
+
+/// One table of `[config.db] tables`: its primary key, unique columns (an INSERT that
+/// repeats one fails with 1062) and whether the key is an `AUTO_INCREMENT` integer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TableSection {
+    pub name: String,
+    pub primary_key: String,
+    #[serde(default)]
+    pub unique: Vec<String>,
+    #[serde(default)]
+    pub auto_increment: bool,
+}
+
+/// Bound on `[config.db] tables`.
+pub const TABLES_MAX: usize = 64;
 
 impl Default for DbSection {
     /// InnoDB's and MySQL's defaults where they have them.
@@ -97,6 +121,7 @@ impl Default for DbSection {
             rollback_on_timeout: false,
             injected_deadlock_rate: 0.0,
             wait_timeout_ms: WAIT_TIMEOUT_DEFAULT.as_millis() as u64,
+            tables: Vec::new(),
         }
     }
 }
@@ -122,6 +147,8 @@ pub struct DbSink {
     orders: u64,
     /// Rows of stored positions, for the position strategy.
     position_rows: u32,
+    /// The user's handler, with `strategy = "user"`.
+    user: Option<HandlerFactory>,
 }
 
 impl DbSink {
@@ -130,7 +157,14 @@ impl DbSink {
             section,
             orders,
             position_rows: 1,
+            user: None,
         }
+    }
+
+    /// The user's handler, for `strategy = "user"` (checked by [`DbSection::check`]).
+    pub fn with_user(mut self, user: Option<HandlerFactory>) -> DbSink {
+        self.user = user;
+        self
     }
 
     /// One stored position per partition (rows 0..n), for a Kafka consumer that keeps its
@@ -167,6 +201,16 @@ impl DbSink {
             orders: self.orders,
             position_rows: self.position_rows,
             injected_deadlock_rate: s.injected_deadlock_rate,
+            tables: s
+                .tables
+                .iter()
+                .map(|t| TableSchema {
+                    name: t.name.clone(),
+                    primary_key: t.primary_key.clone(),
+                    unique: t.unique.clone(),
+                    auto_increment: t.auto_increment,
+                })
+                .collect(),
             engine_slot: None,
         };
         let env_for_host = env.clone();
@@ -174,17 +218,34 @@ impl DbSink {
         env.process(DB_HOST).install(sim, move || {
             sim_db::run(env_for_host.clone(), DB_HOST.to_string(), setup.clone())
         });
-        let parts = effect_parts(&self.client_config());
-        env.record(DB_HOST, EventKind::EffectParts { parts });
+        let parts = match &self.user {
+            Some(user) => user.effect_parts(),
+            None => effect_parts(&self.client_config()),
+        };
+        // A user's handler that declares no parts has no partial transactions to judge.
+        if !parts.is_empty() {
+            env.record(DB_HOST, EventKind::EffectParts { parts });
+        }
     }
 
     /// A consumer process's handle on the database: its own connection, opened on first use.
     pub fn consumer(&self) -> DbConsumer {
-        DbConsumer {
-            config: self.client_config(),
-            ack_delay: Duration::from_millis(self.section.ack_delay_ms),
-            conn: None,
-        }
+        self.consumers(1).pop().expect("one asked for")
+    }
+
+    /// One handle per concurrent handler of a consumer process, each with its own
+    /// connection; with a user's handler, one instance of it shared by them all, made now:
+    /// call this once per process incarnation, so the handler's memory dies with it.
+    pub fn consumers(&self, n: usize) -> Vec<DbConsumer> {
+        let user = self.user.as_ref().map(HandlerFactory::instance);
+        (0..n.max(1))
+            .map(|_| DbConsumer {
+                config: self.client_config(),
+                ack_delay: Duration::from_millis(self.section.ack_delay_ms),
+                conn: None,
+                user: user.clone(),
+            })
+            .collect()
     }
 
     fn client_config(&self) -> DbConfig {
@@ -230,6 +291,16 @@ impl DbSink {
                 properties: vec![Property::AtLeastOnce],
                 excuses: delivery.losses.into_iter().chain(careless).collect(),
             },
+            // The user's claim, held against every run: what the handler is for (an inbox,
+            // a conditional update) is effects exactly once over the broker's redeliveries.
+            Strategy::User => Promise {
+                text: format!(
+                    "effectively-once effects, as the user's handler claims: {ack} when it answers ack \
+                     (reference table row 24)"
+                ),
+                properties: vec![Property::ExactlyOnce],
+                excuses: delivery.losses,
+            },
             guarded => Promise {
                 text: format!(
                     "effectively-once effects: {ack} after COMMIT, guarded by {} (reference table row 24)",
@@ -243,6 +314,64 @@ impl DbSink {
                 excuses: delivery.losses.into_iter().chain(careless).collect(),
             },
         }
+    }
+}
+
+impl DbSection {
+    /// What spans keys: `strategy = "user"` runs the user's handler, so one must be plugged
+    /// in, on a design that runs it (`runs_user`), and a handler plugged in needs a scenario
+    /// that names it; `tables` are new, distinct and within [`TABLES_MAX`].
+    pub fn check(
+        &self,
+        scenario: &Scenario,
+        sink: Sink,
+        handler: Option<&HandlerFactory>,
+        runs_user: bool,
+    ) -> Result<(), ScenarioError> {
+        self.check_tables(scenario)?;
+        let names_user = sink == Sink::Db && self.strategy == Strategy::User;
+        match (names_user, handler) {
+            (true, None) if runs_user => Err(scenario.config_error(
+                "db.strategy",
+                "\"user\" runs your own handler: plug one in through the jetsam library (jetsam::Check::new(scenario, factory))".into(),
+            )),
+            (true, _) if !runs_user => Err(scenario.config_error(
+                "db.strategy",
+                format!("\"user\" (your own handler) runs on the nsq design only so far, not on {}", scenario.design),
+            )),
+            (false, Some(handler)) => Err(scenario.config_error(
+                "db.strategy",
+                format!(
+                    "a handler ({}) is plugged in, but the scenario does not run it: set sink = \"db\" and [config.db] strategy = \"user\"",
+                    handler.name()
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl DbSection {
+    fn check_tables(&self, scenario: &Scenario) -> Result<(), ScenarioError> {
+        if self.tables.len() > TABLES_MAX {
+            return Err(scenario.config_error("db.tables", format!("at most {TABLES_MAX} tables")));
+        }
+        let mut names: Vec<String> = sim_db::schemas().into_iter().map(|t| t.name).collect();
+        for table in &self.tables {
+            if table.name.is_empty() || table.primary_key.is_empty() {
+                return Err(
+                    scenario.config_error("db.tables", "every table needs a name and a primary_key".into())
+                );
+            }
+            if names.contains(&table.name) {
+                return Err(scenario.config_error(
+                    "db.tables",
+                    format!("table `{}` exists already (built in or named twice)", table.name),
+                ));
+            }
+            names.push(table.name.clone());
+        }
+        Ok(())
     }
 }
 
@@ -261,9 +390,39 @@ pub struct DbConsumer {
     config: DbConfig,
     ack_delay: Duration,
     conn: Option<DbConn>,
+    /// The user's handler, shared by its process's concurrent handlers.
+    user: Option<Rc<dyn ErasedHandler>>,
 }
 
 impl DbConsumer {
+    /// Whether a user's handler decides (use [`Self::handle_user`]).
+    pub fn runs_user(&self) -> bool {
+        self.user.is_some()
+    }
+
+    /// Runs the user's handler on `message`; on ack, waits `ack_delay_ms` (work between the
+    /// transaction and the acknowledgement) before the design acknowledges.
+    pub async fn handle_user(
+        &mut self,
+        env: &Env,
+        host: &str,
+        message: &Delivered,
+        process: &Process,
+    ) -> Replied {
+        let handler = self.user.clone().expect("runs_user checked by the caller");
+        let site = Site {
+            env,
+            host,
+            db_host: &self.config.host,
+            timeout: self.config.timeout,
+        };
+        let replied = run_handler(handler.as_ref(), &mut self.conn, &site, message).await;
+        if replied == Replied::Ack && !self.ack_delay.is_zero() {
+            process.sleep(self.ack_delay).await;
+        }
+        replied
+    }
+
     /// Processes message `id` with the strategy; `ack` is the design's acknowledgement,
     /// called once, before the transaction (ack-before) or after it committed.
     pub async fn handle(

@@ -322,6 +322,7 @@ pub fn build(scenario: &Scenario) -> Result<Box<dyn Design>, ScenarioError> {
             return Err(scenario.config_error("heartbeat_interval_ms", error));
         }
     }
+    config.db.check(scenario, config.sink, None, false)?;
     if config.commit == CommitStrategy::Db
         && (config.sink != Sink::Db || config.db.strategy != crate::db::client::Strategy::Position)
     {

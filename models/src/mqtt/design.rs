@@ -151,6 +151,7 @@ pub fn build(scenario: &Scenario) -> Result<Box<dyn Design>, ScenarioError> {
     if !super::topic::valid_name(&config.topic) {
         return Err(scenario.config_error("topic", "a topic name: no wildcards, not empty".into()));
     }
+    config.db.check(scenario, config.sink, None, false)?;
     let db = (config.sink == Sink::Db).then(|| DbSink::new(config.db.clone(), scenario.workload.messages));
     Ok(Box::new(Mqtt {
         source: Rc::new(Source::new(&scenario.workload)),

@@ -6,7 +6,8 @@ use super::client::{connect, decode_body, identify, ClientConfig};
 use super::link::{Sender, Taken};
 use super::protocol::{Command, FrameType, Message, MessageId};
 use super::throttle::Throttle;
-use crate::db::sink::{DbConsumer, DbSink, Handled};
+use crate::db::sink::{DbConsumer, Handled};
+use crate::db::user::{Delivered, Replied};
 use rand::Rng;
 use sim::history::{EventKind, MsgId};
 use sim::{Env, Process};
@@ -113,8 +114,14 @@ pub async fn run_consumer(
     }
     let seen = Rc::new(std::cell::RefCell::new(SeenIds::default()));
     let mut handlers = Vec::new();
+    // Made once per incarnation: a user's handler instance dies with its process.
+    let mut dbs = match &config.db {
+        Some(db) => db.consumers(config.handlers.max(1) as usize),
+        None => Vec::new(),
+    };
     for _ in 0..config.handlers.max(1) {
         let seen = seen.clone();
+        let db = dbs.pop();
         let (env, host, config, incoming, process, throttle) = (
             env.clone(),
             host.clone(),
@@ -124,7 +131,7 @@ pub async fn run_consumer(
             throttle.clone(),
         );
         handlers.push(tokio::task::spawn_local(async move {
-            handler_loop(env, host, config, incoming, process, throttle, seen).await
+            handler_loop(env, host, config, incoming, process, throttle, seen, db).await
         }));
     }
     process.stopping().await;
@@ -311,11 +318,52 @@ async fn handle_with_db(
             env.note(host, "consumer.fin_lost");
         }
     };
+    if db.runs_user() {
+        return handle_with_user(env, host, config, db, message, id, sender, process, fin).await;
+    }
     let handled = db.handle(env, host, id.0, process, fin).await;
     if handled == Handled::Failed {
         requeue(env, host, config, message, sender);
     }
     handled
+}
+
+/// The user's handler (issue 13): FIN on ack, REQ with its delay on requeue, and on error
+/// the REQ go-nsq sends for a failed handler.
+#[allow(clippy::too_many_arguments)]
+async fn handle_with_user(
+    env: &Env,
+    host: &str,
+    config: &ClientConfig,
+    db: &mut DbConsumer,
+    message: &Message,
+    id: MsgId,
+    sender: &Sender,
+    process: &Process,
+    fin: impl FnOnce(),
+) -> Handled {
+    let delivered = Delivered {
+        id: id.0,
+        body: message.body.clone(),
+        attempts: message.attempts,
+    };
+    match db.handle_user(env, host, &delivered, process).await {
+        Replied::Ack => {
+            fin();
+            Handled::Acked
+        }
+        Replied::Requeue(delay) => {
+            sender.send(&Command::Req {
+                id: message.id,
+                timeout_ms: i64::try_from(delay.as_millis()).unwrap_or(i64::MAX),
+            });
+            Handled::Failed
+        }
+        Replied::Error(_) => {
+            requeue(env, host, config, message, sender);
+            Handled::Failed
+        }
+    }
 }
 
 /// A failed handler's message goes back with go-nsq's Requeue(-1): a linear delay of
@@ -329,6 +377,7 @@ fn requeue(env: &Env, host: &str, config: &ClientConfig, message: &Message, send
     env.note(host, "consumer.handler_error");
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn handler_loop(
     env: Env,
     host: String,
@@ -337,8 +386,8 @@ async fn handler_loop(
     process: Process,
     throttle: Rc<Throttle>,
     seen: Rc<std::cell::RefCell<SeenIds>>,
+    mut db: Option<DbConsumer>,
 ) {
-    let mut db = config.db.as_ref().map(DbSink::consumer);
     loop {
         let next = incoming.lock().await.recv().await;
         let Some((message, sender, nsqd, taken)) = next else {

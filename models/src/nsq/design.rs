@@ -9,6 +9,7 @@ use super::nsqd::NsqdOptions;
 use super::producer::{run_producer, Retry};
 use super::sim_nsqd::{self, Registry};
 use crate::db::sink::{DbSection, DbSink, DeliveryWindows, Sink};
+use crate::db::user::HandlerFactory;
 use crate::source::Source;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -203,6 +204,14 @@ pub struct Nsq {
 }
 
 pub fn build(scenario: &Scenario) -> Result<Box<dyn Design>, ScenarioError> {
+    build_with(scenario, None)
+}
+
+/// [`build`], with the user's handler for `strategy = "user"` (issue 13).
+pub fn build_with(
+    scenario: &Scenario,
+    handler: Option<HandlerFactory>,
+) -> Result<Box<dyn Design>, ScenarioError> {
     // Bounds are checked from the schema by `design_config`; what remains depends on other
     // keys or on NSQ's name rules.
     let config: Config = scenario.design_config()?;
@@ -236,7 +245,9 @@ pub fn build(scenario: &Scenario) -> Result<Box<dyn Design>, ScenarioError> {
             format!("must be 1..={}", config.nsqd.max_rdy_count),
         ));
     }
-    let db = (config.sink == Sink::Db).then(|| DbSink::new(config.db.clone(), scenario.workload.messages));
+    config.db.check(scenario, config.sink, handler.as_ref(), true)?;
+    let db = (config.sink == Sink::Db)
+        .then(|| DbSink::new(config.db.clone(), scenario.workload.messages).with_user(handler));
     Ok(Box::new(Nsq {
         source: Rc::new(Source::new(&scenario.workload)),
         workload: scenario.workload.clone(),

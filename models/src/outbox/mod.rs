@@ -266,6 +266,7 @@ impl Outbox {
             orders: 0,
             position_rows: 0,
             injected_deadlock_rate: 0.0,
+            tables: Vec::new(),
             engine_slot: Some(self.engine.clone()),
         };
         let db_env = env.clone();
