@@ -167,6 +167,7 @@ pub struct Scan {
     only_if: Vec<(String, Value)>,
     limit: u32,
     skip_locked: bool,
+    for_update: bool,
 }
 
 /// Bound on a scan's rows, so a handler cannot ask for a whole table at once.
@@ -180,6 +181,7 @@ impl Scan {
             only_if: Vec::new(),
             limit: limit.min(SCAN_LIMIT_MAX),
             skip_locked: false,
+            for_update: false,
         }
     }
 
@@ -193,9 +195,17 @@ impl Scan {
         self
     }
 
-    /// `FOR UPDATE SKIP LOCKED`.
+    /// `FOR UPDATE SKIP LOCKED`: rows another transaction holds are passed over.
     pub fn skip_locked(mut self) -> Scan {
         self.skip_locked = true;
+        self.for_update = true;
+        self
+    }
+
+    /// `FOR UPDATE`: each row is locked, and a row another transaction holds is waited for
+    /// (1205 after the lock wait timeout, 1213 on a deadlock).
+    pub fn for_update(mut self) -> Scan {
+        self.for_update = true;
         self
     }
 }
@@ -365,6 +375,7 @@ impl Tx {
             only_if: scan.only_if,
             limit: scan.limit,
             skip_locked: scan.skip_locked,
+            for_update: scan.for_update,
         };
         match self.call(statement).await? {
             Outcome::Rows(rows) => Ok(rows),
