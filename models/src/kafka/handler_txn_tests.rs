@@ -408,7 +408,11 @@ impl Client {
         let Response::TxnOffsetCommit(answer) = self.call(3, Request::TxnOffsetCommit(request)) else {
             panic!()
         };
-        assert_eq!(answer.topics[0].name.0.as_str(), "orders", "the input topic's answer");
+        assert_eq!(
+            answer.topics[0].name.0.as_str(),
+            "orders",
+            "the input topic's answer"
+        );
         commit_code(&answer)
     }
 

@@ -358,8 +358,12 @@ impl Producer {
             _ => None,
         };
         let app = self.txn.as_ref().expect("transactional");
-        let key = group.clone().unwrap_or_else(|| app.settings.transactional_id.clone());
-        let found = self.txn_find_coordinator(if group.is_some() { 0 } else { 1 }, key).await;
+        let key = group
+            .clone()
+            .unwrap_or_else(|| app.settings.transactional_id.clone());
+        let found = self
+            .txn_find_coordinator(if group.is_some() { 0 } else { 1 }, key)
+            .await;
         let retry_at_ms = self.now_ms() + self.settings.producer.retry_backoff_ms;
         let app = self.txn.as_mut().expect("transactional");
         let found = found.map(|host| {
@@ -421,7 +425,8 @@ impl Producer {
         } else if code != Some(0) {
             app.retry_at_ms = retry_at_ms;
             let name = error_name(code.unwrap_or(0));
-            self.env.note_with(&self.host, "producer.txn_request_refused", name);
+            self.env
+                .note_with(&self.host, "producer.txn_request_refused", name);
         }
         let app = self.txn.as_mut().expect("transactional");
         app.manager.on_txn_offset_commit(code);

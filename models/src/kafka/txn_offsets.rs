@@ -109,7 +109,11 @@ impl PendingOffsets {
 }
 
 /// The AddOffsetsToTxn the transaction coordinator gets for `group`.
-pub fn add_offsets_request(transactional_id: &str, producer: (i64, i16), group: &str) -> AddOffsetsToTxnRequest {
+pub fn add_offsets_request(
+    transactional_id: &str,
+    producer: (i64, i16),
+    group: &str,
+) -> AddOffsetsToTxnRequest {
     AddOffsetsToTxnRequest::default()
         .with_transactional_id(TransactionalId(StrBytes::from_string(transactional_id.into())))
         .with_producer_id(ProducerId(producer.0))
@@ -120,7 +124,11 @@ pub fn add_offsets_request(transactional_id: &str, producer: (i64, i16), group: 
 /// The TxnOffsetCommit the group's coordinator gets: the producer's id and epoch (the
 /// offsets stay pending until its marker) and the member's generation and id (KIP-447: the
 /// coordinator checks them as it checks an OffsetCommit's). No leader epoch is known here.
-pub fn commit_request(transactional_id: &str, producer: (i64, i16), pending: &PendingOffsets) -> TxnOffsetCommitRequest {
+pub fn commit_request(
+    transactional_id: &str,
+    producer: (i64, i16),
+    pending: &PendingOffsets,
+) -> TxnOffsetCommitRequest {
     let partitions = pending
         .offsets
         .iter()
@@ -213,13 +221,18 @@ mod tests {
                 .iter()
                 .map(|c| TxnOffsetCommitResponsePartition::default().with_error_code(*c))
                 .collect();
-            TxnOffsetCommitResponse::default()
-                .with_topics(vec![TxnOffsetCommitResponseTopic::default().with_partitions(partitions)])
+            TxnOffsetCommitResponse::default().with_topics(vec![
+                TxnOffsetCommitResponseTopic::default().with_partitions(partitions)
+            ])
         };
         assert_eq!(commit_code(&answer(&[0, 0])), 0);
         assert_eq!(commit_code(&answer(&[0, 22, 16])), 22);
         assert_eq!(commit_code(&TxnOffsetCommitResponse::default()), -1);
-        let request = commit_request("t", (5, 2), &PendingOffsets::new("g", "in", 3, "m", vec![(1, 9)]).unwrap());
+        let request = commit_request(
+            "t",
+            (5, 2),
+            &PendingOffsets::new("g", "in", 3, "m", vec![(1, 9)]).unwrap(),
+        );
         assert_eq!((request.generation_id, request.member_id.as_str()), (3, "m"));
         assert_eq!(request.topics[0].partitions[0].committed_offset, 9);
     }

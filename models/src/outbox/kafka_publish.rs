@@ -9,7 +9,9 @@
 //! partition by murmur2 of the key, or round-robin without one.
 
 use crate::kafka::batch::{Batch, Record};
-use crate::kafka::client::{conn_error_note, error_name, fetch_metadata, is_stale_metadata, Timeouts, TopicMetadata};
+use crate::kafka::client::{
+    conn_error_note, error_name, fetch_metadata, is_stale_metadata, Timeouts, TopicMetadata,
+};
 use crate::kafka::connection::Connection;
 use crate::kafka::partitioner::Partitioner;
 use crate::kafka::wire::{Request, Response};

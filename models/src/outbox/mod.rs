@@ -429,9 +429,7 @@ impl Design for Outbox {
             return self.nsq_promise();
         };
         let claim = match self.config.claim {
-            Claim::Cursor => {
-                "a cursor on the auto-increment id breaks it when ids commit out of order"
-            }
+            Claim::Cursor => "a cursor on the auto-increment id breaks it when ids commit out of order",
             Claim::ForUpdate => {
                 "a relay crash between the acknowledgement and the mark duplicates; relays \
                  claiming FOR UPDATE wait for each other's claims"

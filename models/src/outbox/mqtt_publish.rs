@@ -42,7 +42,12 @@ enum Wanted {
 }
 
 impl MqttPublisher {
-    pub fn new(broker: String, topic: String, timeout: Duration, subscribed: (Subscribed, u32)) -> MqttPublisher {
+    pub fn new(
+        broker: String,
+        topic: String,
+        timeout: Duration,
+        subscribed: (Subscribed, u32),
+    ) -> MqttPublisher {
         MqttPublisher {
             broker,
             topic,
@@ -66,9 +71,10 @@ impl MqttPublisher {
         let now_ms = env.now().0 / 1000;
         let mut outs = Vec::new();
         session.client.on_tick(now_ms, &mut outs);
-        let token = session
-            .client
-            .publish(now_ms, &self.topic, encode_value(id), QoS::AtLeastOnce, &mut outs);
+        let token =
+            session
+                .client
+                .publish(now_ms, &self.topic, encode_value(id), QoS::AtLeastOnce, &mut outs);
         let acknowledged = self.exchange(env, me, outs, Wanted::Puback(token)).await;
         if !acknowledged {
             self.session = None;

@@ -21,10 +21,7 @@ use std::time::Duration;
 #[derive(Clone, Debug)]
 pub enum Target {
     /// One nsqd; `client` carries the topic and the PUB timeout.
-    Nsq {
-        nsqd: String,
-        client: Box<ClientConfig>,
-    },
+    Nsq { nsqd: String, client: Box<ClientConfig> },
     /// A Kafka cluster: `bootstrap.servers` and the topic.
     Kafka {
         brokers: Vec<String>,

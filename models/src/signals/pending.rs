@@ -171,7 +171,12 @@ impl SigPending {
         self.send(signo, (None, Some(origin)), true)
     }
 
-    fn send(&mut self, signo: Signo, (value, origin): (Option<u32>, Option<u64>), by_kill: bool) -> Result<Sent, Errno> {
+    fn send(
+        &mut self,
+        signo: Signo,
+        (value, origin): (Option<u32>, Option<u64>),
+        by_kill: bool,
+    ) -> Result<Sent, Errno> {
         if !signo.is_valid() {
             return Err(Errno::Einval);
         }

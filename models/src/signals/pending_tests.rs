@@ -184,7 +184,11 @@ fn another_signal_interrupts_a_handler_even_without_sa_nodefer() {
     state.sigqueue(SIGUSR1, 1).unwrap();
     let outer = state.dequeue().unwrap();
     state.sigqueue(SIGUSR2, 2).unwrap();
-    assert_eq!(state.dequeue().map(|d| d.signo), Some(SIGUSR2), "an empty sa_mask");
+    assert_eq!(
+        state.dequeue().map(|d| d.signo),
+        Some(SIGUSR2),
+        "an empty sa_mask"
+    );
     state.handler_returned(SIGUSR2);
     state.handler_returned(outer.signo);
 }

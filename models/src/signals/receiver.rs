@@ -5,7 +5,7 @@
 //! signal(7) "Execution of signal handlers"). SIGTERM's handler is the shutdown code: it
 //! exits, from whatever depth it ran at, and an interrupted handler never finishes.
 
-use super::design::{Config, Kernel, Kind, Signals, RECEIVER, REALTIME_SIGNALS_MAX, STANDARD};
+use super::design::{Config, Kernel, Kind, Signals, REALTIME_SIGNALS_MAX, RECEIVER, STANDARD};
 use super::pending::{Delivery, SigPending};
 use super::signo::{Signo, SIGTERM};
 use sim::history::{EventKind, MsgId};
@@ -99,7 +99,12 @@ impl Receiver {
             return;
         }
         self.term_sent.set(true);
-        let sent = self.kernel.receiver.borrow_mut().as_mut().map(|s| s.kill(SIGTERM));
+        let sent = self
+            .kernel
+            .receiver
+            .borrow_mut()
+            .as_mut()
+            .map(|s| s.kill(SIGTERM));
         assert!(
             matches!(sent, Some(Ok(_))),
             "kill of a standard signal succeeds: {sent:?}"
