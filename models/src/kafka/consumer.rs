@@ -7,7 +7,9 @@
 //! every `metadata.max.age.ms`), records each record it reads as a `Deliver` at its offset,
 //! processes it, and moves its position past it: the position moving is its acknowledgement,
 //! as nothing is committed. A restarted process has lost its positions and reads the whole
-//! log again; the history shows those reads as redeliveries.
+//! log again; the history shows those reads as redeliveries. A user's handler (issue 13)
+//! that answers requeue or fails gets a Java application's `seek()` back to its record, so
+//! the next poll reads it again.
 //!
 //! With a consumer group (`subscribe()`, part 2) the partitions come from the group, the
 //! positions from its committed offsets, and the application commits by its strategy: all of
