@@ -190,3 +190,18 @@ fn mqtt_a_handler_error_sends_no_puback_and_the_next_connection_gets_it_again() 
     assert_eq!(run.count("note.client.user_handler_not_acked"), 3);
     assert_eq!(run.count("deliver.redelivery"), 3, "{}", run.summary());
 }
+
+#[test]
+fn kafka_offsets_in_the_sinks_own_transaction_do_not_go_with_a_user_handler() {
+    let scenario = Scenario::builder("kafka: commit = db")
+        .set("design", "kafka")
+        .set("config.group_id", "billing")
+        .set("config.commit", "db")
+        .build()
+        .unwrap();
+    let error = Check::new(&scenario, || Inbox).err().expect("commit = db with a handler");
+    let line = error.to_string();
+    assert!(!line.contains('\n'), "{line}");
+    assert!(line.contains("config.commit") || line.contains("commit:"), "{line}");
+    assert!(line.contains("use after_process"), "{line}");
+}
