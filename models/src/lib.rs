@@ -115,20 +115,23 @@ pub fn designs() -> Vec<DesignInfo> {
     ]
 }
 
-/// [`build`], with the user's handler plugged in (issue 13): the nsq design runs it for
-/// `[config.db] strategy = "user"`; any other design, or a scenario that does not name the
-/// handler, is a one-line error.
+/// [`build`], with the user's handler plugged in (issue 13): the nsq, kafka and mqtt
+/// designs run it for `[config.db] strategy = "user"`; any other design, or a scenario that
+/// does not name the handler, is a one-line error.
 pub fn build_with(
     scenario: &Scenario,
     handler: Option<db::user::HandlerFactory>,
 ) -> Result<Box<dyn Design>, ScenarioError> {
-    match handler {
-        None => build(scenario),
-        Some(handler) if scenario.design == "nsq" => nsq::design::build_with(scenario, Some(handler)),
-        Some(handler) => Err(scenario.design_error(format!(
-            "a handler ({}) is plugged in, but design `{}` does not run user handlers yet (only nsq)",
+    let Some(handler) = handler else {
+        return build(scenario);
+    };
+    match scenario.design.as_str() {
+        "nsq" => nsq::design::build_with(scenario, Some(handler)),
+        "kafka" => kafka::design::build_with(scenario, Some(handler)),
+        "mqtt" => mqtt::design::build_with(scenario, Some(handler)),
+        other => Err(scenario.design_error(format!(
+            "a handler ({}) is plugged in, but design `{other}` does not run user handlers (nsq, kafka and mqtt do)",
             handler.name(),
-            scenario.design
         ))),
     }
 }

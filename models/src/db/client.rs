@@ -104,7 +104,7 @@ pub enum Strategy {
     Position,
     /// Your own handler, written in Rust and plugged in through the `jetsam` library
     /// (`jetsam::check`): it runs the transaction and answers ack, requeue or error. A
-    /// scenario naming it runs only with a handler given (nsq only, so far).
+    /// scenario naming it runs only with a handler given (nsq, kafka and mqtt).
     User,
 }
 

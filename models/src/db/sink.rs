@@ -337,7 +337,7 @@ impl DbSection {
             )),
             (true, _) if !runs_user => Err(scenario.config_error(
                 "db.strategy",
-                format!("\"user\" (your own handler) runs on the nsq design only so far, not on {}", scenario.design),
+                format!("\"user\" (your own handler) runs on the nsq, kafka and mqtt designs, not on {}", scenario.design),
             )),
             (false, Some(handler)) => Err(scenario.config_error(
                 "db.strategy",

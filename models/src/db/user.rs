@@ -3,8 +3,10 @@
 //!
 //! The handler is given the delivered message and a [`Tx`] on the simulated InnoDB-like
 //! engine (BEGIN already sent), and answers [`Reply::Ack`] (the design's acknowledgement:
-//! NSQ's FIN), [`Reply::Requeue`] or an error (NSQ's REQ with go-nsq's linear delay, as a
-//! failed handler gets). The history records what it did: its statements' effects through
+//! NSQ's FIN, MQTT's PUBACK/PUBREC, a Kafka record's offset passing), [`Reply::Requeue`] or
+//! an error (NSQ's REQ, with go-nsq's linear delay for an error; a Kafka seek back to the
+//! record; on MQTT, which has no negative acknowledgement, no PUBACK, so the broker resends
+//! on the session's next connection). The history records what it did: its statements' effects through
 //! the engine's tags at commit, and its answer as a `user_handler.*` note.
 //!
 //! **Determinism.** A handler runs on its consumer's simulated tasks: it may await its
@@ -38,10 +40,11 @@ pub struct Delivered {
 /// What the handler answers for a message it handled without error.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Reply {
-    /// Acknowledge: NSQ's FIN. The broker forgets the message.
+    /// Acknowledge: NSQ's FIN, MQTT's PUBACK/PUBREC, a Kafka record's offset passing.
     Ack,
     /// Give it back to be delivered again after `delay` (NSQ's REQ with that timeout, go-nsq's
-    /// `RequeueWithoutBackoff`).
+    /// `RequeueWithoutBackoff`; Kafka: a seek back after `delay`; MQTT: no PUBACK, `delay`
+    /// unused).
     Requeue { delay: Duration },
 }
 

@@ -7,7 +7,9 @@
 //! every `metadata.max.age.ms`), records each record it reads as a `Deliver` at its offset,
 //! processes it, and moves its position past it: the position moving is its acknowledgement,
 //! as nothing is committed. A restarted process has lost its positions and reads the whole
-//! log again; the history shows those reads as redeliveries.
+//! log again; the history shows those reads as redeliveries. A user's handler (issue 13)
+//! that answers requeue or fails gets a Java application's `seek()` back to its record, so
+//! the next poll reads it again.
 //!
 //! With a consumer group (`subscribe()`, part 2) the partitions come from the group, the
 //! positions from its committed offsets, and the application commits by its strategy: all of
@@ -22,7 +24,7 @@ use super::error::KafkaError;
 use super::read_committed::{aborted_from_wire, deliverable, IsolationLevel};
 use super::wire::{Request, Response};
 use super::wire_records::decode_fetched_batches;
-use crate::db::sink::{DbConsumer, DbSink};
+use crate::db::sink::{DbConsumer, DbSink, Handled};
 use crate::source::decode_value;
 use kafka_protocol::messages::{fetch_request, fetch_response, BrokerId, FetchRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
@@ -36,7 +38,8 @@ use std::time::Duration;
 #[path = "consumer_group.rs"]
 mod group;
 pub use group::{CommitStrategy, GroupSettings, OffsetReset, WORKER_DROPPED_FAILED_RECORD, WORKER_QUEUE_MAX};
-use group::{GroupState, Polled};
+use group::{user_record, GroupState, Polled};
+pub use group::{USER_ERROR_SEEK_BACK, USER_REQUEUE_SEEK_BACK};
 
 /// Partitions one consumer may be assigned.
 pub const ASSIGNED_PARTITIONS_MAX: usize = 1024;
@@ -495,9 +498,18 @@ impl Consumer {
         let mut read = 0;
         for (offset, record) in records {
             read += 1;
-            match record.value.as_deref().and_then(decode_value) {
+            let handled = match record.value.as_deref().and_then(decode_value) {
                 Some(id) => self.deliver(id, partition, offset, leader).await,
-                None => self.note("bad_value"),
+                None => {
+                    self.note("bad_value");
+                    Handled::Acked
+                }
+            };
+            if handled == Handled::Failed {
+                // The user's handler did not ack: seek back to the record (the position
+                // stays on it), and the rest of this fetch is not handed out.
+                self.set_position(partition, offset);
+                return read;
             }
             self.set_position(partition, offset + 1);
         }
@@ -569,8 +581,8 @@ impl Consumer {
     }
 
     /// One record to the application: recorded as delivered, then processed (through the
-    /// database sink when there is one).
-    async fn deliver(&mut self, id: MsgId, partition: i32, offset: i64, leader: &str) {
+    /// database sink when there is one). `Failed` only when a user's handler did not ack.
+    async fn deliver(&mut self, id: MsgId, partition: i32, offset: i64, leader: &str) -> Handled {
         self.process.checkpoint().await;
         self.env.record(
             &self.host,
@@ -597,10 +609,12 @@ impl Consumer {
             )
         };
         match self.db.as_mut() {
+            Some(db) if db.runs_user() => user_record(env, host, &self.process, db, id, ack).await,
             Some(db) => {
                 // The position moves on whatever the transaction came to: part 1 has no
                 // commit to hold back (reference §2.6).
                 db.handle(env, host, id.0, &self.process, ack).await;
+                Handled::Acked
             }
             None => {
                 env.record(
@@ -611,6 +625,7 @@ impl Consumer {
                     },
                 );
                 ack();
+                Handled::Acked
             }
         }
     }

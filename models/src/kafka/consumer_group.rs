@@ -29,6 +29,7 @@ use super::super::wire::{Request, Response};
 use super::{Consumer, ConsumerProgress};
 use crate::db::client::PositionMark;
 use crate::db::sink::{DbConsumer, DbSink, Handled};
+use crate::db::user::{Delivered, Replied};
 use kafka_protocol::messages::{
     list_offsets_request, ApiKey, BrokerId, FindCoordinatorRequest, ListOffsetsRequest, TopicName,
 };
@@ -367,6 +368,7 @@ async fn process_record(
         )
     };
     match db {
+        Some(db) if db.runs_user() => user_record(env, host, process, db, id, ack).await,
         Some(db) => {
             let mark = mark.unwrap_or_else(|| PositionMark::of_message(id.0));
             db.handle_at(env, host, id.0, mark, process, ack).await
@@ -381,6 +383,47 @@ async fn process_record(
             );
             ack();
             Handled::Acked
+        }
+    }
+}
+
+/// The note of a user's handler that answered requeue: the application seeks the
+/// partition back to the record, after the handler's delay, so the next poll fetches it again.
+pub const USER_REQUEUE_SEEK_BACK: &str = "consumer.user_requeue_seek_back";
+/// The note of a user's handler that failed: the same seek back, without a delay.
+pub const USER_ERROR_SEEK_BACK: &str = "consumer.user_error_seek_back";
+
+/// A record through the user's handler (issue 13). Kafka has no per-record
+/// acknowledgement: an ack lets the position (and, by the commit strategy, the committed
+/// offset) pass the record; requeue or an error is a Java application's `seek()` back to it,
+/// which the caller does on `Failed` (a requeue first sleeps its delay, in the poll loop, as
+/// a `Thread.sleep` before the seek would).
+pub(super) async fn user_record(
+    env: &Env,
+    host: &str,
+    process: &Process,
+    db: &mut DbConsumer,
+    id: MsgId,
+    ack: impl FnOnce(),
+) -> Handled {
+    let delivered = Delivered {
+        id: id.0,
+        body: crate::source::encode_value(id),
+        attempts: 1,
+    };
+    match db.handle_user(env, host, &delivered, process).await {
+        Replied::Ack => {
+            ack();
+            Handled::Acked
+        }
+        Replied::Requeue(delay) => {
+            env.note(host, USER_REQUEUE_SEEK_BACK);
+            process.sleep(delay).await;
+            Handled::Failed
+        }
+        Replied::Error(_) => {
+            env.note(host, USER_ERROR_SEEK_BACK);
+            Handled::Failed
         }
     }
 }

@@ -26,6 +26,7 @@ use super::sim_controller::{self, Leaders, TopicSpec};
 use super::txn_coordinator::TxnProtocol;
 use super::txn_manager::ClientProtocol;
 use crate::db::sink::{DbSection, DbSink, DeliveryWindows, Sink};
+use crate::db::user::HandlerFactory;
 use crate::source::Source;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -282,6 +283,15 @@ pub struct Kafka {
 }
 
 pub fn build(scenario: &Scenario) -> Result<Box<dyn Design>, ScenarioError> {
+    build_with(scenario, None)
+}
+
+/// [`build`], with the user's handler for `strategy = "user"` (issue 13): an ack lets the
+/// record's offset pass (committed by `commit`), requeue and errors seek back to it.
+pub fn build_with(
+    scenario: &Scenario,
+    handler: Option<HandlerFactory>,
+) -> Result<Box<dyn Design>, ScenarioError> {
     let config: Config = scenario.design_config()?;
     if config.replication_factor > config.brokers {
         return Err(scenario.config_error(
@@ -322,7 +332,13 @@ pub fn build(scenario: &Scenario) -> Result<Box<dyn Design>, ScenarioError> {
             return Err(scenario.config_error("heartbeat_interval_ms", error));
         }
     }
-    config.db.check(scenario, config.sink, None, false)?;
+    config.db.check(scenario, config.sink, handler.as_ref(), true)?;
+    if config.commit == CommitStrategy::Db && handler.is_some() {
+        return Err(scenario.config_error(
+            "commit",
+            "\"db\" stores offsets in the sink's own transaction, which a user's handler does not write: use after_process".to_string(),
+        ));
+    }
     if config.commit == CommitStrategy::Db
         && (config.sink != Sink::Db || config.db.strategy != crate::db::client::Strategy::Position)
     {
@@ -340,10 +356,11 @@ pub fn build(scenario: &Scenario) -> Result<Box<dyn Design>, ScenarioError> {
             "transactions need enable_idempotence = true (Kafka: \"Cannot set a transactional.id without also enabling idempotence\")".to_string(),
         ));
     }
-    let probe = Kafka::new(config.clone(), scenario.workload.clone());
+    let mut probe = Kafka::new(config.clone(), scenario.workload.clone());
     if let Err(e) = probe.producer_settings().validate() {
         return Err(scenario.config_error("acks", e.to_string()));
     }
+    probe.db = probe.db.map(|db| db.with_user(handler));
     Ok(Box::new(probe))
 }
 

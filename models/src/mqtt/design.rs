@@ -10,6 +10,7 @@ use super::sim_broker::{self, Owed};
 use super::sim_client::{run_publisher, run_subscriber, ClientSettings, Subscribed};
 use super::BrokerConfig;
 use crate::db::sink::{DbSection, DbSink, DeliveryWindows, Sink};
+use crate::db::user::HandlerFactory;
 use crate::source::Source;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -140,6 +141,16 @@ pub struct Mqtt {
 }
 
 pub fn build(scenario: &Scenario) -> Result<Box<dyn Design>, ScenarioError> {
+    build_with(scenario, None)
+}
+
+/// [`build`], with the user's handler for `strategy = "user"` (issue 13): an ack is the
+/// subscriber's PUBACK/PUBREC; requeue and errors send nothing (MQTT has no negative
+/// acknowledgement), so the broker resends on the session's next connection.
+pub fn build_with(
+    scenario: &Scenario,
+    handler: Option<HandlerFactory>,
+) -> Result<Box<dyn Design>, ScenarioError> {
     let config: Config = scenario.design_config()?;
     if scenario.workload.producers > PUBLISHERS_MAX {
         return Err(ScenarioError {
@@ -151,8 +162,9 @@ pub fn build(scenario: &Scenario) -> Result<Box<dyn Design>, ScenarioError> {
     if !super::topic::valid_name(&config.topic) {
         return Err(scenario.config_error("topic", "a topic name: no wildcards, not empty".into()));
     }
-    config.db.check(scenario, config.sink, None, false)?;
-    let db = (config.sink == Sink::Db).then(|| DbSink::new(config.db.clone(), scenario.workload.messages));
+    config.db.check(scenario, config.sink, handler.as_ref(), true)?;
+    let db = (config.sink == Sink::Db)
+        .then(|| DbSink::new(config.db.clone(), scenario.workload.messages).with_user(handler));
     Ok(Box::new(Mqtt {
         source: Rc::new(Source::new(&scenario.workload)),
         subscribed: Subscribed::default(),

@@ -11,6 +11,7 @@ use super::client::{Client, ClientOptions, ClientOut, Inbound, PublishError, Res
 use super::packet::{QoS, Subscription, Version};
 use super::sim_broker::BROKER_PORT;
 use crate::db::sink::{DbConsumer, DbSink};
+use crate::db::user::{Delivered, Replied};
 use crate::source::{decode_value, encode_value, Source};
 use sim::history::{EventKind, MsgId};
 use sim::{Env, Process};
@@ -507,6 +508,10 @@ fn subscribe(node: &Node) {
     node.dispatch(outs);
 }
 
+/// The note of a user's handler that answered requeue or failed: the message stays
+/// unacknowledged until the session's next connection.
+pub const NOT_ACKED: &str = "client.user_handler_not_acked";
+
 /// One message to the application: recorded as delivered, processed (through the database
 /// when there is one), then acknowledged on the connection it came from.
 async fn handle(node: &Node, inbound: &Inbound, db: Option<&mut DbConsumer>) {
@@ -545,6 +550,20 @@ async fn handle(node: &Node, inbound: &Inbound, db: Option<&mut DbConsumer>) {
         );
     };
     match db {
+        Some(db) if db.runs_user() => {
+            let delivered = Delivered {
+                id: id.0,
+                body: inbound.publish.payload.to_vec(),
+                attempts: if inbound.publish.dup { 2 } else { 1 },
+            };
+            match db.handle_user(&node.env, host, &delivered, &node.process).await {
+                Replied::Ack => ack(),
+                // No negative acknowledgement in MQTT: like a paho client with manual acks
+                // whose application does not ack, nothing is sent; the broker resends the
+                // message only when the session connects again (MQTT 3.1.1 §4.4).
+                Replied::Requeue(_) | Replied::Error(_) => node.note(NOT_ACKED, String::new()),
+            }
+        }
         Some(db) => {
             db.handle(&node.env, host, id.0, &node.process, ack).await;
         }

@@ -7,7 +7,7 @@
 //! message's effect; the history records each committed effect, and jetsam's checkers find
 //! the seeds where your handler applies one twice or loses one.
 //!
-//! A scenario file (or [`Scenario::builder`]) says the broker design (NSQ so far), the faults
+//! A scenario file (or [`Scenario::builder`]) says the broker design (nsq, kafka or mqtt), the faults
 //! and what you claim (`[expect] exactly-once = "holds"`); its `[config.db]` says `strategy =
 //! "user"`, which runs your handler. [`check`] runs it over seeds in parallel and panics on
 //! the smallest failing seed with the shrunk case under `target/jetsam/` and the command that

@@ -160,12 +160,18 @@ fn a_handler_plugged_into_a_scenario_that_does_not_run_it_is_an_error() {
     let mqtt = Scenario::parse("mqtt.toml", "design = \"mqtt\"\n").unwrap();
     let error = Check::new(&mqtt, || Conditional)
         .err()
-        .expect("mqtt runs no handler");
-    assert!(error.to_string().contains("only nsq"), "{error}");
+        .expect("an mqtt scenario without strategy = \"user\" runs no handler");
+    assert!(error.to_string().contains("does not run it"), "{error}");
+
+    let signals = Scenario::parse("signals.toml", "design = \"signals\"\n").unwrap();
+    let error = Check::new(&signals, || Conditional)
+        .err()
+        .expect("signals runs no handler");
+    assert!(error.to_string().contains("nsq, kafka and mqtt do"), "{error}");
 
     let mqtt_user = "design = \"mqtt\"\n[config]\nsink = \"db\"\n[config.db]\nstrategy = \"user\"\n";
-    let error = scenarios::Loaded::parse("m.toml", mqtt_user).expect_err("not on mqtt yet");
-    assert!(error.to_string().contains("nsq design only"), "{error}");
+    let error = scenarios::Loaded::parse("m.toml", mqtt_user).expect_err("no handler plugged in");
+    assert!(error.to_string().contains("runs your own handler"), "{error}");
 }
 
 #[test]
