@@ -2,9 +2,9 @@
 //! COMMIT and the acknowledgement (Kafka's offset commit, MQTT's PUBACK) makes the broker
 //! deliver again; a careless handler charges twice, and an inbox handler holds.
 
+use jetsam::{row, Check, Delivered, Handler, HandlerResult, Reply, Scenario, Tx, TxError, Update, Write};
 use std::cell::RefCell;
 use std::collections::BTreeSet;
-use jetsam::{row, Check, Delivered, Handler, HandlerResult, Reply, Scenario, Tx, TxError, Update, Write};
 
 /// Charges once per delivery: no guard against a redelivery.
 struct Careless;
@@ -25,7 +25,10 @@ impl Handler for Inbox {
     const EFFECT_PARTS: &'static [&'static str] = &["inbox", "charge"];
 
     async fn handle(&self, message: &Delivered, tx: &mut Tx) -> HandlerResult {
-        match tx.insert("inbox", row([("message_id", message.id)]), Write::part("inbox")).await {
+        match tx
+            .insert("inbox", row([("message_id", message.id)]), Write::part("inbox"))
+            .await
+        {
             Err(TxError::DuplicateKey) => {
                 tx.rollback().await?;
                 return Ok(Reply::Ack);
@@ -95,7 +98,11 @@ const MESSAGES: u64 = 20;
 fn careless_charges_twice(scenario: &Scenario) {
     let run = Check::new(scenario, || Careless).unwrap().run_seed(1);
     assert_eq!(run.holds("exactly-once"), Some(false), "{}", run.summary());
-    assert!(!run.anomalies_named("duplicate-effect").is_empty(), "{}", run.summary());
+    assert!(
+        !run.anomalies_named("duplicate-effect").is_empty(),
+        "{}",
+        run.summary()
+    );
     assert!(run.count("deliver") > MESSAGES, "{}", run.summary());
 }
 
@@ -104,9 +111,23 @@ fn careless_charges_twice(scenario: &Scenario) {
 fn inbox_holds(scenario: &Scenario) {
     let runs = Check::new(scenario, || Inbox).unwrap().seeds(1..4).run().unwrap();
     for run in &runs {
-        assert!(run.passed(), "seed {}: {:?}\n{}", run.seed(), run.unmet(), run.summary());
-        assert!(run.count("deliver") > MESSAGES, "seed {}: no redelivery", run.seed());
-        assert!(run.count("note.user_handler.ack") > MESSAGES, "seed {}", run.seed());
+        assert!(
+            run.passed(),
+            "seed {}: {:?}\n{}",
+            run.seed(),
+            run.unmet(),
+            run.summary()
+        );
+        assert!(
+            run.count("deliver") > MESSAGES,
+            "seed {}: no redelivery",
+            run.seed()
+        );
+        assert!(
+            run.count("note.user_handler.ack") > MESSAGES,
+            "seed {}",
+            run.seed()
+        );
     }
 }
 
@@ -129,7 +150,6 @@ fn mqtt_a_careless_handler_charges_a_resent_message_twice() {
 fn mqtt_an_inbox_handler_charges_once_through_the_same_kill() {
     inbox_holds(&mqtt_kill_before_puback());
 }
-
 
 /// Fails a message's first delivery (`attempts` 1, MQTT's DUP unset) the first time its
 /// process sees it (its memory dies with the process; Kafka counts no attempts), then
@@ -199,9 +219,14 @@ fn kafka_offsets_in_the_sinks_own_transaction_do_not_go_with_a_user_handler() {
         .set("config.commit", "db")
         .build()
         .unwrap();
-    let error = Check::new(&scenario, || Inbox).err().expect("commit = db with a handler");
+    let error = Check::new(&scenario, || Inbox)
+        .err()
+        .expect("commit = db with a handler");
     let line = error.to_string();
     assert!(!line.contains('\n'), "{line}");
-    assert!(line.contains("config.commit") || line.contains("commit:"), "{line}");
+    assert!(
+        line.contains("config.commit") || line.contains("commit:"),
+        "{line}"
+    );
     assert!(line.contains("use after_process"), "{line}");
 }
