@@ -294,11 +294,42 @@ impl History {
         Ok(())
     }
 
+    /// [`Self::write_jsonl`] after a first line naming the file's format,
+    /// `{"format":1}` ([`HISTORY_FORMAT`]): what `jetsam run --history FILE` writes, so a
+    /// reader can refuse a file it does not understand. The hash covers the events only.
+    pub fn write_jsonl_file(&self, mut out: impl Write) -> std::io::Result<()> {
+        serde_json::to_writer(
+            &mut out,
+            &HistoryHeader {
+                format: HISTORY_FORMAT,
+            },
+        )?;
+        out.write_all(b"\n")?;
+        self.write_jsonl(out)
+    }
+
+    /// Reads JSON lines, one event per line, after an optional format line (refused when it
+    /// names another format than [`HISTORY_FORMAT`]).
     pub fn read_jsonl(text: &str) -> Result<History, HistoryParseError> {
         let mut events = Vec::new();
         for (index, line) in text.lines().enumerate() {
             if line.trim().is_empty() {
                 continue;
+            }
+            if events.is_empty() {
+                if let Ok(header) = serde_json::from_str::<HistoryHeader>(line) {
+                    if header.format != HISTORY_FORMAT {
+                        let source = <serde_json::Error as serde::de::Error>::custom(format!(
+                            "history format {}; this jetsam reads format {HISTORY_FORMAT}",
+                            header.format
+                        ));
+                        return Err(HistoryParseError {
+                            line: index + 1,
+                            source,
+                        });
+                    }
+                    continue;
+                }
             }
             let event = serde_json::from_str(line).map_err(|source| HistoryParseError {
                 line: index + 1,
@@ -317,6 +348,16 @@ impl History {
         let digest = hasher.finalize();
         digest.iter().map(|b| format!("{b:02x}")).collect()
     }
+}
+
+/// The version of the history file's JSON-lines form, in its first line.
+pub const HISTORY_FORMAT: u32 = 1;
+
+/// A history file's first line.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HistoryHeader {
+    format: u32,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -342,6 +383,24 @@ impl Write for HashWriter<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_history_file_names_its_format_and_another_format_is_refused() {
+        let history =
+            History::read_jsonl(r#"{"t_us":5,"host":"app","type":"crash","message":"boom"}"#).unwrap();
+        let mut bytes = Vec::new();
+        history.write_jsonl_file(&mut bytes).unwrap();
+        let text = String::from_utf8(bytes).unwrap();
+        assert!(text.starts_with("{\"format\":1}\n"), "{text}");
+        let back = History::read_jsonl(&text).unwrap();
+        assert_eq!(back.hash(), history.hash(), "the format line is not an event");
+        let newer = text.replace("{\"format\":1}", "{\"format\":2}");
+        let err = History::read_jsonl(&newer).unwrap_err().to_string();
+        assert!(
+            err.contains("line 1") && err.contains("history format 2"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn jsonl_round_trips_and_hash_is_stable() {

@@ -374,7 +374,7 @@ fn run(args: RunArgs) -> Result<bool, BadInput> {
         let outcome = scenario.run(seed.unwrap_or(scenario.scenario.run.seed));
         if let Some(path) = &history {
             let file = bad(std::fs::File::create(path).with_context(|| format!("{}", path.display())))?;
-            bad(outcome.history.write_jsonl(std::io::BufWriter::new(file)))?;
+            bad(outcome.history.write_jsonl_file(std::io::BufWriter::new(file)))?;
         }
         let report = RunReport::new(scenario, &outcome);
         failed += usize::from(!report.passed);

@@ -142,7 +142,9 @@ fn history_is_written_as_json_lines_that_parse_back() {
         out.to_str().unwrap(),
     ]);
     assert_eq!(code, Some(0));
-    let history = sim::History::read_jsonl(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert!(text.starts_with("{\"format\":1}\n"), "the format line first");
+    let history = sim::History::read_jsonl(&text).unwrap();
     assert!(history.len() > 150 * 4);
     std::fs::remove_file(out).unwrap();
 }
