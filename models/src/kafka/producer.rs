@@ -611,24 +611,10 @@ impl Producer {
             .collect()
     }
 
-    /// The application's resend after a failed `send()` (reference §2.4): it closes this
-    /// producer instance once nothing is pending in it and builds a new one, which asks
-    /// InitProducerId for a new producer id, then sends the failed records again first.
-    /// The leader's duplicate check is per producer id, so a record the old instance did
-    /// write (its answer lost, its delivery timeout passed) is appended a second time.
     /// A new transactional producer instance: the old one's connections, batches and
     /// transaction manager go; the new one starts with FindCoordinator and InitProducerId.
     fn renew_transactional(&mut self, now_ms: u64) {
-        let brokers: Vec<i32> = self.connections.keys().copied().collect();
-        for broker in brokers {
-            self.drop_connection(broker, now_ms);
-        }
-        self.reconnect_at_ms.clear();
-        self.sent.clear();
-        let (answers_tx, answers) = mpsc::channel(ANSWERS_MAX);
-        (self.answers_tx, self.answers) = (answers_tx, answers);
-        self.accumulator =
-            Accumulator::new(self.settings.producer.clone()).expect("validated when the process started");
+        self.drop_instance(now_ms);
         // Records of the old instance's open transaction were settled `info` already.
         self.records.clear();
         let old = self.txn.take().expect("transactional");
@@ -636,18 +622,28 @@ impl Producer {
         self.env.note(&self.host, "producer.txn_new_instance");
     }
 
-    fn renew(&mut self, now_ms: u64) {
+    /// Closes this producer instance: its connections, in-flight requests and batches go.
+    /// Answers to the old instance's requests go nowhere: its channel goes with it.
+    fn drop_instance(&mut self, now_ms: u64) {
         let brokers: Vec<i32> = self.connections.keys().copied().collect();
         for broker in brokers {
             self.drop_connection(broker, now_ms);
         }
         self.reconnect_at_ms.clear();
         self.sent.clear();
-        // Answers to the old instance's requests go nowhere: its channel goes with it.
         let (answers_tx, answers) = mpsc::channel(ANSWERS_MAX);
         (self.answers_tx, self.answers) = (answers_tx, answers);
         self.accumulator =
             Accumulator::new(self.settings.producer.clone()).expect("validated when the process started");
+    }
+
+    /// The application's resend after a failed `send()` (reference §2.4): it closes this
+    /// producer instance once nothing is pending in it and builds a new one, which asks
+    /// InitProducerId for a new producer id, then sends the failed records again first.
+    /// The leader's duplicate check is per producer id, so a record the old instance did
+    /// write (its answer lost, its delivery timeout passed) is appended a second time.
+    fn renew(&mut self, now_ms: u64) {
+        self.drop_instance(now_ms);
         self.env.note_with(
             &self.host,
             "producer.new_instance",
