@@ -1,11 +1,13 @@
 //! `torn-transaction`: in a run that drained, a consumer group delivered some messages of a
 //! transaction its producer committed but never another of them (Jepsen's Bufstream analysis,
 //! reference §2.5: a delayed commit or abort applied to the wrong transaction tears it). In a
-//! run that did not drain the missing part may only be late, so nothing is judged.
+//! run that did not drain the missing part may only be late, so nothing is judged. A member
+//! counts as read when it was read at its written position (by id where the history does not
+//! know it: `Reads::first_read`), not when another transaction's copy of it was.
 
-use super::transactions::{first_deliveries, transactions, TxnOutcome};
+use super::transactions::{transactions, Reads, TxnOutcome};
 use super::{Anomaly, AnomalyKind, Checker, PublishIndex, Runs};
-use crate::history::History;
+use crate::history::{History, MsgId, SimTime};
 
 pub const TORN_TRANSACTION: AnomalyKind = AnomalyKind::message("torn-transaction");
 
@@ -24,17 +26,19 @@ pub fn check_indexed(history: &History, _index: &PublishIndex) -> Vec<Anomaly> {
     if !history.drained() {
         return Vec::new();
     }
-    let delivered = first_deliveries(history);
+    let txns = transactions(history);
+    let reads = Reads::build(history, &txns);
     let mut anomalies = Vec::new();
-    for (name, txn) in transactions(history) {
+    for (name, txn) in &txns {
         let Some((TxnOutcome::Committed, committed_at, producer)) = &txn.outcome else {
             continue;
         };
-        let Some(seen) = txn.members.iter().find(|id| delivered.contains_key(id)) else {
+        let read: Vec<(MsgId, Option<(SimTime, String)>)> =
+            txn.members.iter().map(|id| (*id, reads.first_read(txn, *id))).collect();
+        let Some((seen, Some((seen_at, consumer)))) = read.iter().find(|(_, r)| r.is_some()) else {
             continue; // nothing of it read: `lost` judges whole losses
         };
-        let (seen_at, consumer) = &delivered[seen];
-        for id in txn.members.iter().filter(|id| !delivered.contains_key(id)) {
+        for (id, _) in read.iter().filter(|(_, r)| r.is_none()) {
             anomalies.push(Anomaly {
                 kind: TORN_TRANSACTION,
                 id: *id,
@@ -53,7 +57,7 @@ pub fn check_indexed(history: &History, _index: &PublishIndex) -> Vec<Anomaly> {
 mod tests {
     use super::*;
     use crate::checker::test_support::Build;
-    use crate::checker::transactions::{TXN_COMMITTED, TXN_PUBLISH};
+    use crate::checker::transactions::{TXN_ABORTED, TXN_COMMITTED, TXN_PUBLISH, TXN_WRITTEN};
 
     fn committed_pair() -> Build {
         let mut b = Build::new();
@@ -79,5 +83,34 @@ mod tests {
         assert!(check(&committed_pair().history()).is_empty(), "not drained: maybe late");
         let whole = committed_pair().deliver(2, 1).drained().history();
         assert!(check(&whole).is_empty());
+    }
+
+    #[test]
+    fn a_member_read_only_as_another_transactions_copy_is_torn() {
+        // t#2 committed m1 and m2 at out-0@2 and @3; a read_uncommitted consumer read t#1's
+        // aborted copies of both at @0 and @1, and t#2's m1 only: m2 of t#2 was never read,
+        // which by id alone the aborted copy's read hid.
+        let h = Build::new()
+            .publish(1)
+            .publish(2)
+            .note("t", TXN_PUBLISH, "txn=t#1 id=m1")
+            .note("t", TXN_PUBLISH, "txn=t#1 id=m2")
+            .note("t", TXN_WRITTEN, "txn=t#1 id=m1 partition=out-0 offset=0")
+            .note("t", TXN_WRITTEN, "txn=t#1 id=m2 partition=out-0 offset=1")
+            .note("t", TXN_ABORTED, "txn=t#1")
+            .note("t", TXN_PUBLISH, "txn=t#2 id=m1")
+            .note("t", TXN_PUBLISH, "txn=t#2 id=m2")
+            .note("t", TXN_WRITTEN, "txn=t#2 id=m1 partition=out-0 offset=2")
+            .note("t", TXN_WRITTEN, "txn=t#2 id=m2 partition=out-0 offset=3")
+            .note("t", TXN_COMMITTED, "txn=t#2")
+            .read_at(1, "c", "out-0", 0)
+            .read_at(2, "c", "out-0", 1)
+            .read_at(1, "c", "out-0", 2)
+            .drained()
+            .history();
+        let found = check(&h);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].id.0, 2);
+        assert!(found[0].detail.contains("t#2"), "{found:?}");
     }
 }

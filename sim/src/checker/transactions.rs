@@ -4,16 +4,30 @@
 //!   (`<message>` as [`MsgId`] displays it, `m17`);
 //! - [`TXN_COMMITTED`] or [`TXN_ABORTED`] with detail `txn=<name>` once the producer knows how
 //!   the transaction ended (commitTransaction or abortTransaction returned). A transaction
-//!   with neither note ended unknown to its producer (it crashed, or was fenced).
+//!   with neither note ended unknown to its producer (it crashed, or was fenced);
+//! - [`TXN_WRITTEN`] with detail `txn=<name> id=<message> partition=<p> offset=<o>` where the
+//!   producer learnt the log position its record was written at (the produce answer),
+//!   whether the transaction then committed or aborted.
 //!
 //! Transaction names are the model's, unique within a run (e.g. `producer-1#3`).
+//!
+//! One message id may be written by several transactions: a consume-transform-produce
+//! application writes again in its output topic what a producer wrote in its input topic, and
+//! after an abort it writes the same input again in a later transaction. So a read is a
+//! member's when it is at the member's written position; only where the history does not
+//! know that position is a read matched by id, and then not a read at a position the history
+//! places another transactional record at ([`Reads::first_read`]).
 
 use crate::history::{EventKind, History, MsgId, SimTime};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 pub const TXN_PUBLISH: &str = "txn_publish";
 pub const TXN_COMMITTED: &str = "txn_committed";
 pub const TXN_ABORTED: &str = "txn_aborted";
+pub const TXN_WRITTEN: &str = "txn_written";
+
+/// A record's place in a log: partition name and offset.
+pub type Position = (String, i64);
 
 /// How the producer saw a transaction end.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -27,6 +41,8 @@ pub enum TxnOutcome {
 pub struct Txn {
     pub members: Vec<MsgId>,
     pub outcome: Option<(TxnOutcome, SimTime, String)>,
+    /// Where members were written, as the producer learnt it ([`TXN_WRITTEN`]).
+    pub written: BTreeMap<MsgId, Position>,
 }
 
 /// `key=value` fields of a note's detail.
@@ -62,6 +78,16 @@ pub fn transactions(history: &History) -> BTreeMap<String, Txn> {
                 }
                 continue;
             }
+            TXN_WRITTEN => {
+                let id = field(detail, "id").and_then(msg_id);
+                let partition = field(detail, "partition");
+                let offset = field(detail, "offset").and_then(|o| o.parse::<i64>().ok());
+                if let (Some(id), Some(partition), Some(offset)) = (id, partition, offset) {
+                    let written = &mut txns.entry(txn.to_string()).or_default().written;
+                    written.insert(id, (partition.to_string(), offset));
+                }
+                continue;
+            }
             TXN_COMMITTED => TxnOutcome::Committed,
             TXN_ABORTED => TxnOutcome::Aborted,
             _ => continue,
@@ -71,13 +97,61 @@ pub fn transactions(history: &History) -> BTreeMap<String, Txn> {
     txns
 }
 
-/// Each message's first delivery: when and to which consumer.
-pub fn first_deliveries(history: &History) -> BTreeMap<MsgId, (SimTime, String)> {
-    let mut seen = BTreeMap::new();
-    for event in history.events() {
-        if let EventKind::Deliver { id, consumer, .. } = &event.kind {
-            seen.entry(*id).or_insert_with(|| (event.time, consumer.clone()));
+/// A history's reads, for judging which transaction's record each one was.
+#[derive(Debug, Default)]
+pub struct Reads {
+    /// The first read of each message at each position.
+    at: BTreeMap<(Position, MsgId), (SimTime, String)>,
+    /// Each message's reads in order, with their position where the consumer recorded it.
+    by_id: BTreeMap<MsgId, Vec<(SimTime, String, Option<Position>)>>,
+    /// Every position a [`TXN_WRITTEN`] note places a record at.
+    known: BTreeSet<Position>,
+}
+
+impl Reads {
+    pub fn build(history: &History, txns: &BTreeMap<String, Txn>) -> Reads {
+        let mut reads = Reads {
+            known: txns.values().flat_map(|t| t.written.values().cloned()).collect(),
+            ..Reads::default()
+        };
+        for event in history.events() {
+            let EventKind::Deliver {
+                id,
+                consumer,
+                partition,
+                offset,
+                ..
+            } = &event.kind
+            else {
+                continue;
+            };
+            let position = partition.as_ref().zip(*offset).map(|(p, o)| (p.to_string(), o));
+            if let Some(position) = &position {
+                reads
+                    .at
+                    .entry((position.clone(), *id))
+                    .or_insert_with(|| (event.time, consumer.to_string()));
+            }
+            reads
+                .by_id
+                .entry(*id)
+                .or_default()
+                .push((event.time, consumer.to_string(), position));
         }
+        reads
     }
-    seen
+
+    /// The first read of member `id` of `txn`: at its written position when the history
+    /// knows it; else the first read of the id that is not at a position another
+    /// transactional record was written at (that read was the other record's).
+    pub fn first_read(&self, txn: &Txn, id: MsgId) -> Option<(SimTime, String)> {
+        if let Some(position) = txn.written.get(&id) {
+            return self.at.get(&(position.clone(), id)).cloned();
+        }
+        self.by_id
+            .get(&id)?
+            .iter()
+            .find(|(_, _, position)| position.as_ref().is_none_or(|p| !self.known.contains(p)))
+            .map(|(time, consumer, _)| (*time, consumer.clone()))
+    }
 }

@@ -12,7 +12,7 @@
 //! else a consumer's read. Only transactions their producer committed count (aborted ones
 //! wrote nothing readable), from the notes `transactions.rs` reads.
 
-use super::transactions::{transactions, TxnOutcome};
+use super::transactions::{transactions, Txn, TxnOutcome};
 use super::{Anomaly, AnomalyKind, Checker, PublishIndex, Runs};
 use crate::history::{EventKind, History, MsgId, SimTime};
 use std::collections::{BTreeMap, BTreeSet};
@@ -44,19 +44,14 @@ pub fn check(history: &History) -> Vec<Anomaly> {
 }
 
 pub fn check_indexed(history: &History, _index: &PublishIndex) -> Vec<Anomaly> {
-    let committed: Vec<(String, SimTime, String, Vec<MsgId>)> = transactions(history)
+    let committed: Vec<(String, SimTime, String, Txn)> = transactions(history)
         .into_iter()
-        .filter_map(|(name, txn)| match txn.outcome {
-            Some((TxnOutcome::Committed, at, producer)) => Some((name, at, producer, txn.members)),
+        .filter_map(|(name, txn)| match &txn.outcome {
+            Some((TxnOutcome::Committed, at, producer)) => Some((name, *at, producer.clone(), txn)),
             _ => None,
         })
         .collect();
-    let owner: BTreeMap<MsgId, usize> = committed
-        .iter()
-        .enumerate()
-        .flat_map(|(i, (_, _, _, members))| members.iter().map(move |id| (*id, i)))
-        .collect();
-    let edges = dependencies(&placements(history, &owner), &owner, committed.len());
+    let edges = dependencies(&placements(history, &committed), committed.len());
     let mut anomalies = Vec::new();
     for cycle in cyclic_components(&edges) {
         let inside: Vec<&Edge> = cycle
@@ -95,9 +90,26 @@ pub fn check_indexed(history: &History, _index: &PublishIndex) -> Vec<Anomaly> {
     anomalies
 }
 
-/// Each committed transactional write's place: partition → offset → the message. The
-/// producer's acknowledgement first; a read places what was committed without one.
-fn placements(history: &History, owner: &BTreeMap<MsgId, usize>) -> BTreeMap<String, BTreeMap<i64, MsgId>> {
+/// Each committed transactional write's place: partition → offset → the message and its
+/// transaction. Where the producer noted it (`txn_written`) first; else, for a message only
+/// one committed transaction wrote, the producer's acknowledgement or a read (a message two
+/// transactions wrote, a transformer's copy of its input, is placed by its notes only).
+fn placements(
+    history: &History,
+    committed: &[(String, SimTime, String, Txn)],
+) -> BTreeMap<String, BTreeMap<i64, (MsgId, usize)>> {
+    let mut logs: BTreeMap<String, BTreeMap<i64, (MsgId, usize)>> = BTreeMap::new();
+    let mut writers: BTreeMap<MsgId, Vec<usize>> = BTreeMap::new();
+    for (i, (_, _, _, txn)) in committed.iter().enumerate() {
+        for id in &txn.members {
+            match txn.written.get(id) {
+                Some((partition, offset)) => {
+                    logs.entry(partition.clone()).or_default().insert(*offset, (*id, i));
+                }
+                None => writers.entry(*id).or_default().push(i),
+            }
+        }
+    }
     let mut placed: BTreeMap<MsgId, (String, i64)> = BTreeMap::new();
     for event in history.events() {
         let (id, partition, offset) = match &event.kind {
@@ -114,30 +126,25 @@ fn placements(history: &History, owner: &BTreeMap<MsgId, usize>) -> BTreeMap<Str
             } => (id, p, o),
             _ => continue,
         };
-        if owner.contains_key(id) {
-            placed.entry(*id).or_insert_with(|| (partition.clone(), *offset));
+        if writers.get(id).is_some_and(|w| w.len() == 1) {
+            placed.entry(*id).or_insert_with(|| (partition.to_string(), *offset));
         }
     }
-    let mut logs: BTreeMap<String, BTreeMap<i64, MsgId>> = BTreeMap::new();
     for (id, (partition, offset)) in placed {
-        logs.entry(partition).or_default().insert(offset, id);
+        let log = logs.entry(partition).or_default();
+        log.entry(offset).or_insert((id, writers[&id][0]));
     }
     logs
 }
 
 /// The ww dependencies: in each partition, each write's transaction precedes the next
 /// write's, when they differ. Outgoing edges per transaction, in partition and offset order.
-fn dependencies(
-    logs: &BTreeMap<String, BTreeMap<i64, MsgId>>,
-    owner: &BTreeMap<MsgId, usize>,
-    txns: usize,
-) -> Vec<Vec<Edge>> {
+fn dependencies(logs: &BTreeMap<String, BTreeMap<i64, (MsgId, usize)>>, txns: usize) -> Vec<Vec<Edge>> {
     let mut edges: Vec<Vec<Edge>> = vec![Vec::new(); txns];
     for (partition, log) in logs {
-        let writes: Vec<(i64, MsgId)> = log.iter().map(|(o, id)| (*o, *id)).collect();
+        let writes: Vec<(i64, MsgId, usize)> = log.iter().map(|(o, (id, t))| (*o, *id, *t)).collect();
         for pair in writes.windows(2) {
-            let ((first_offset, first), (second_offset, second)) = (pair[0], pair[1]);
-            let (from, to) = (owner[&first], owner[&second]);
+            let ((first_offset, _, from), (second_offset, second, to)) = (pair[0], pair[1]);
             if from != to && !edges[from].iter().any(|e| e.to == to) {
                 edges[from].push(Edge {
                     to,
@@ -211,7 +218,7 @@ fn cyclic_components(edges: &[Vec<Edge>]) -> Vec<Vec<usize>> {
 mod tests {
     use super::*;
     use crate::checker::test_support::Build;
-    use crate::checker::transactions::{TXN_ABORTED, TXN_COMMITTED, TXN_PUBLISH};
+    use crate::checker::transactions::{TXN_ABORTED, TXN_COMMITTED, TXN_PUBLISH, TXN_WRITTEN};
 
     /// Two producers' transactions, each writing one record to partitions a and b, at the
     /// given offsets: `a` = (p's offset, q's offset) in partition a, `b` likewise.
@@ -263,6 +270,28 @@ mod tests {
         let found = check(&h.history());
         assert_eq!(found.len(), 1, "{found:?}");
         assert_eq!(found[0].id, MsgId(2));
+    }
+
+    #[test]
+    fn a_transformers_serial_output_is_placed_by_its_notes_not_by_its_inputs_offsets() {
+        // Plain publishes m1, m3 in in-0 and m4, m2 in in-1; a transformer commits t#1 {m1,
+        // m2}, then t#2 {m3, m4} to out-0 in that order. Placed by id at their input
+        // offsets, t#1 and t#2 would cross (in-0: t#1 first, in-1: t#2 first).
+        let mut h = Build::new();
+        for id in 1..=4 {
+            h.publish(id);
+        }
+        h.ok_at(1, "in-0", 0).ok_at(3, "in-0", 1).ok_at(4, "in-1", 0).ok_at(2, "in-1", 1);
+        for (t, ids, first) in [("t#1", [1, 2], 0), ("t#2", [3, 4], 2)] {
+            for (k, id) in ids.into_iter().enumerate() {
+                h.note("t", TXN_PUBLISH, &format!("txn={t} id=m{id}"));
+                let at = first + k;
+                h.note("t", TXN_WRITTEN, &format!("txn={t} id=m{id} partition=out-0 offset={at}"));
+            }
+            h.note("t", TXN_COMMITTED, &format!("txn={t}"));
+        }
+        let found = check(&h.history());
+        assert!(found.is_empty(), "{found:?}");
     }
 
     #[test]
