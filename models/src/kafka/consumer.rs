@@ -38,7 +38,7 @@ use std::time::Duration;
 #[path = "consumer_group.rs"]
 mod group;
 use group::{user_record, GroupState, Polled};
-pub use group::{CommitStrategy, GroupSettings, OffsetReset, WORKER_DROPPED_FAILED_RECORD, WORKER_QUEUE_MAX};
+pub use group::{CommitStrategy, GroupSettings, OffsetReset, Transform, TRANSFORMER_SEEK_TO_COMMITTED, WORKER_DROPPED_FAILED_RECORD, WORKER_QUEUE_MAX};
 pub use group::{USER_ERROR_SEEK_BACK, USER_REQUEUE_SEEK_BACK};
 
 /// Partitions one consumer may be assigned.
@@ -245,7 +245,7 @@ impl Consumer {
     async fn run(&mut self) {
         loop {
             self.process.checkpoint().await;
-            if self.process.stop_requested() {
+            if self.process.stop_requested() || self.group.as_ref().is_some_and(|g| g.closed) {
                 return;
             }
             let group_ready = self.group.is_none() || self.group_poll().await;
@@ -404,6 +404,7 @@ impl Consumer {
             self.note("fetch_error");
             return Vec::new();
         }
+        self.watch_stable_offset(data);
         let Some(batches) = data.records.as_ref().map(decode_fetched_batches) else {
             return Vec::new();
         };
@@ -411,21 +412,28 @@ impl Consumer {
             self.note("corrupt_batch");
             return Vec::new();
         };
+        // By `isolation.level`, as the Java fetcher hands records to poll.
+        let Some(records) = self.isolated(data, &batches, partition) else {
+            return Vec::new();
+        };
         let mut polled = Vec::new();
-        for batch in batches {
-            for (index, record) in batch.records.iter().enumerate() {
-                let offset = batch.base_offset + index as i64;
-                if offset < position {
-                    continue;
-                }
-                match record.value.as_deref().and_then(decode_value) {
-                    Some(id) => polled.push(Polled {
-                        id,
-                        partition,
-                        offset,
-                    }),
-                    None => self.note("bad_value"),
-                }
+        for (offset, record) in records {
+            match record.value.as_deref().and_then(decode_value) {
+                Some(id) => polled.push(Polled {
+                    id,
+                    partition,
+                    offset,
+                }),
+                None => self.note("bad_value"),
+            }
+        }
+        // A fetch of markers and aborted batches only: past them, as the Java fetcher moves
+        // on (with records, the next fetch comes back to what follows them).
+        let end = batches.last().map_or(0, Batch::next_offset);
+        if polled.is_empty() && end > position {
+            self.positions.insert(partition, end);
+            if let Some(progress) = &self.settings.progress {
+                progress.advance(partition, end);
             }
         }
         polled

@@ -26,6 +26,8 @@ use super::super::client::Timeouts;
 use super::super::connection::Connection;
 use super::super::group_member::{CommitError, GroupMember, HeartbeatStep, JoinStep, MemberConfig, Versions};
 use super::super::wire::{Request, Response};
+use super::super::transform_feed::{BatchOutcome, TransformFeed};
+use super::super::txn_offsets::PendingOffsets;
 use super::{Consumer, ConsumerProgress};
 use crate::db::client::PositionMark;
 use crate::db::sink::{DbConsumer, DbSink, Handled};
@@ -67,6 +69,26 @@ pub enum CommitStrategy {
     /// transaction of the effect (the database's `position` strategy), and read back on
     /// assignment (exactly-once effects).
     Db,
+    /// A transformer's (`transformers`, not a `commit` value): each poll's records written
+    /// to the output topic in a transaction of its producer, the offsets sent to that
+    /// transaction or committed after it (`GroupSettings::transform`).
+    #[serde(skip)]
+    #[schemars(skip)]
+    Transaction,
+}
+
+/// A transformer's note when its batch's transaction aborted and it seeks back to the
+/// group's committed offsets.
+pub const TRANSFORMER_SEEK_TO_COMMITTED: &str = "transformer.seek_to_committed";
+
+/// A transformer's side of its group membership: the feed to its producer, made fresh by
+/// each incarnation (`transformer.rs`), and where the offsets go.
+#[derive(Clone, Debug)]
+pub struct Transform {
+    pub feed: Rc<TransformFeed>,
+    /// `sendOffsetsToTransaction` (Kafka's exactly-once loop); false: a plain commitSync
+    /// after commitTransaction returned.
+    pub offsets_in_transaction: bool,
 }
 
 /// `auto.offset.reset`: where a partition without a committed offset starts.
@@ -89,6 +111,8 @@ pub struct GroupSettings {
     pub auto_offset_reset: OffsetReset,
     /// The database, for the worker of the auto strategy (its own connection).
     pub sink: Option<DbSink>,
+    /// With the `Transaction` strategy: the transformer's producer.
+    pub transform: Option<Transform>,
 }
 
 /// One record poll returned.
@@ -111,6 +135,8 @@ pub(super) struct GroupState {
     /// The next offset after the last record processed, per owned partition.
     processed: BTreeMap<i32, i64>,
     worker: Option<mpsc::Sender<Polled>>,
+    /// A transformer whose producer was fenced: the application closes.
+    pub(super) closed: bool,
 }
 
 impl GroupState {
@@ -169,6 +195,7 @@ impl GroupState {
             awaiting_positions: Vec::new(),
             processed: BTreeMap::new(),
             worker,
+            closed: false,
         }
     }
 }
@@ -647,7 +674,8 @@ impl Consumer {
         let offsets = match group.settings.commit {
             CommitStrategy::Auto | CommitStrategy::BeforeProcess => self.positions.clone(),
             CommitStrategy::AfterProcess => group.processed.clone(),
-            CommitStrategy::Db => return,
+            // A transformer's offsets go with its transactions (or after each), not here.
+            CommitStrategy::Db | CommitStrategy::Transaction => return,
         };
         if !offsets.is_empty() {
             let _ = self.commit(offsets, "revocation").await;
@@ -722,9 +750,13 @@ impl Consumer {
         if records.is_empty() {
             return;
         }
+        let transform = self.group().settings.commit == CommitStrategy::Transaction;
         for record in &records {
             self.process.checkpoint().await;
-            self.record_deliver(*record, leader);
+            if !transform {
+                // A transformer's reads are not deliveries: its output's readers' are.
+                self.record_deliver(*record, leader);
+            }
             self.positions.insert(record.partition, record.offset + 1);
             if let Some(worker) = self.group().worker.clone() {
                 if let Some(progress) = &self.settings.progress {
@@ -750,6 +782,70 @@ impl Consumer {
                 let _ = self.commit(processed, "after processing").await;
             }
             CommitStrategy::Db => self.process_all(&records).await,
+            CommitStrategy::Transaction => self.transform_batch(&records).await,
+        }
+    }
+
+    /// Java's consume-transform-produce loop for one poll: the records go to the producer's
+    /// transaction with the offsets after them (sendOffsetsToTransaction with the member's
+    /// generation and id, `ConsumerGroupMetadata`), or committed by commitSync once the
+    /// transaction has committed. An aborted transaction seeks back to the group's committed
+    /// offsets (the positions are read again), as the application must; a fenced producer
+    /// closes the application.
+    async fn transform_batch(&mut self, records: &[Polled]) {
+        let transform = self.group().settings.transform.clone().expect("a transformer");
+        let mut next: BTreeMap<i32, i64> = BTreeMap::new();
+        for record in records {
+            let at = next.entry(record.partition).or_insert(0);
+            *at = (*at).max(record.offset + 1);
+        }
+        let member = self.group().member.clone();
+        let (group_id, generation) = {
+            let member = member.borrow();
+            (member.config().group_id.clone(), member.generation().clone())
+        };
+        let offsets = match transform.offsets_in_transaction {
+            false => None,
+            true => {
+                let list = next.iter().map(|(p, o)| (*p as u32, *o)).collect();
+                let topic = &self.settings.topic;
+                match PendingOffsets::new(&group_id, topic, generation.id, &generation.member_id, list) {
+                    Ok(offsets) => Some(offsets),
+                    Err(error) => {
+                        self.env.note_with(&self.host, "transformer.bad_offsets", error);
+                        return;
+                    }
+                }
+            }
+        };
+        let batch = records.iter().map(|r| (r.id, r.partition)).collect();
+        if let Err(error) = transform.feed.submit(batch, offsets) {
+            self.env.note_with(&self.host, "transformer.batch_refused", error);
+            return;
+        }
+        match transform.feed.outcome().await {
+            BatchOutcome::Committed => {
+                if !transform.offsets_in_transaction {
+                    // Outside the transaction: a crash before this commit leaves the output
+                    // committed and the offsets behind it.
+                    let _ = self.commit(next.clone(), "after the transaction").await;
+                }
+                for (partition, offset) in next {
+                    self.group().processed.insert(partition, offset);
+                    if let Some(progress) = &self.settings.progress {
+                        progress.advance(partition, offset);
+                    }
+                }
+            }
+            BatchOutcome::Aborted => {
+                self.env.note(&self.host, TRANSFORMER_SEEK_TO_COMMITTED);
+                let owned: Vec<i32> = self.positions.keys().copied().collect();
+                self.group().awaiting_positions = owned;
+            }
+            BatchOutcome::Fenced => {
+                self.env.note(&self.host, "transformer.fenced_closes");
+                self.group().closed = true;
+            }
         }
     }
 

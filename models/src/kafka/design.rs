@@ -102,6 +102,18 @@ pub enum IsolationSetting {
     ReadCommitted,
 }
 
+/// Where a transformer's input offsets go (`transformer_offsets`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TransformerOffsets {
+    /// `sendOffsetsToTransaction`: committed by the transaction's marker with the output
+    /// (Kafka's exactly-once loop).
+    InTransaction,
+    /// A plain commitSync after commitTransaction returned: a crash between the two writes
+    /// the batch again.
+    AfterCommit,
+}
+
 /// The `kafka` design's `[config]`: the cluster, the topic, and the broker settings that
 /// decide what is lost. The doc comments are what `jetsam list` shows.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -221,6 +233,20 @@ pub struct Config {
     /// its coordinator; small, as the offsets topic's.
     #[schemars(range(min = 1, max = 64))]
     pub transaction_state_partitions: i32,
+    /// Transformer hosts (transformer1..), consume-transform-produce: a consumer group
+    /// (`transformer_group_id`) reading `topic` read_committed from the earliest offset, each
+    /// poll's records written to `output_topic` in one transaction of a producer with
+    /// `transactional.id` `<host>-txn`; the consumers then read `output_topic`. Needs
+    /// `transaction_protocol`.
+    #[schemars(range(min = 0, max = 8))]
+    pub transformers: u32,
+    /// The topic the transformers write (created with `topic`'s partitions and replicas).
+    pub output_topic: String,
+    /// The transformers' `group.id`.
+    pub transformer_group_id: String,
+    /// Where the transformers' input offsets go: "in_transaction" (sendOffsetsToTransaction)
+    /// or "after_commit" (a plain commit after the transaction).
+    pub transformer_offsets: TransformerOffsets,
 }
 
 impl Default for Config {
@@ -266,6 +292,10 @@ impl Default for Config {
             transaction_timeout_ms: 60_000,
             isolation_level: IsolationSetting::ReadUncommitted,
             transaction_state_partitions: 3,
+            transformers: 0,
+            output_topic: "orders-out".into(),
+            transformer_group_id: "transformers".into(),
+            transformer_offsets: TransformerOffsets::InTransaction,
         }
     }
 }
@@ -279,6 +309,8 @@ pub struct Kafka {
     /// probe only.
     watermarks: Watermarks,
     progress: Vec<ConsumerProgress>,
+    /// The transformers' group's progress through the input topic (the drain probe).
+    transform_progress: ConsumerProgress,
     db: Option<DbSink>,
 }
 
@@ -356,6 +388,26 @@ pub fn build_with(
             "transactions need enable_idempotence = true (Kafka: \"Cannot set a transactional.id without also enabling idempotence\")".to_string(),
         ));
     }
+    if config.transformers > 8 {
+        return Err(scenario.config_error("transformers", "at most 8".to_string()));
+    }
+    if config.transformers > 0 {
+        if !config.transactions() {
+            return Err(scenario.config_error(
+                "transformers",
+                "transformers write in transactions: set transaction_protocol".to_string(),
+            ));
+        }
+        if config.output_topic.is_empty() || config.output_topic == config.topic {
+            return Err(scenario.config_error("output_topic", "a topic of its own, not `topic`".to_string()));
+        }
+        if config.transformer_group_id.is_empty() || config.transformer_group_id == config.group_id {
+            return Err(scenario.config_error(
+                "transformer_group_id",
+                "a group of its own, not the consumers' `group_id`".to_string(),
+            ));
+        }
+    }
     let mut probe = Kafka::new(config.clone(), scenario.workload.clone());
     if let Err(e) = probe.producer_settings().validate() {
         return Err(scenario.config_error("acks", e.to_string()));
@@ -367,7 +419,12 @@ pub fn build_with(
 impl Config {
     /// The group members' settings, with `group_id`.
     fn member_config(&self) -> MemberConfig {
-        let mut member = MemberConfig::new(&self.group_id, &self.topic);
+        self.member_config_of(&self.group_id, &self.topic)
+    }
+
+    /// A member of `group_id` reading `topic`: the consumers', or the transformers'.
+    fn member_config_of(&self, group_id: &str, topic: &str) -> MemberConfig {
+        let mut member = MemberConfig::new(group_id, topic);
         member.session_timeout_ms = self.consumer_session_timeout_ms;
         member.heartbeat_interval_ms = self.heartbeat_interval_ms;
         member.max_poll_interval_ms = self.max_poll_interval_ms;
@@ -380,6 +437,14 @@ impl Config {
 
     fn in_group(&self) -> bool {
         !self.group_id.is_empty()
+    }
+
+    /// The topic the consumers read: the transformers' output when there are transformers.
+    fn consumed_topic(&self) -> &str {
+        match self.transformers {
+            0 => &self.topic,
+            _ => &self.output_topic,
+        }
     }
 
     fn transactions(&self) -> bool {
@@ -433,6 +498,7 @@ impl Kafka {
             workload,
             leaders: Rc::new(RefCell::new(BTreeMap::new())),
             watermarks: Rc::new(RefCell::new(BTreeMap::new())),
+            transform_progress: ConsumerProgress::default(),
             db,
         }
     }
@@ -444,6 +510,12 @@ impl Kafka {
     fn producers(&self) -> Vec<String> {
         (1..=self.workload.producers)
             .map(|i| format!("producer{i}"))
+            .collect()
+    }
+
+    fn transformers(&self) -> Vec<String> {
+        (1..=self.config.transformers)
+            .map(|i| format!("transformer{i}"))
             .collect()
     }
 
@@ -489,11 +561,17 @@ impl Kafka {
             session_timeout_ms: self.config.session_timeout_ms,
             unclean_leader_election: self.config.unclean_leader_election,
         };
-        let topics = vec![TopicSpec {
+        let mut topics = vec![TopicSpec {
             name: self.config.topic.clone(),
             partitions: self.config.partitions,
             replication_factor: self.config.replication_factor as usize,
         }];
+        if self.config.transformers > 0 {
+            topics.push(TopicSpec {
+                name: self.config.output_topic.clone(),
+                ..topics[0].clone()
+            });
+        }
         let (env_c, leaders) = (env.clone(), self.leaders.clone());
         env.process(CONTROLLER_HOST).install(sim, move || {
             sim_controller::run(
@@ -537,6 +615,7 @@ impl Design for Kafka {
             .chain(self.brokers())
             .chain(self.producers())
             .chain(self.consumers())
+            .chain(self.transformers())
             .chain(db.iter().cloned())
             .collect();
         Topology::new(hosts)
@@ -544,6 +623,7 @@ impl Design for Kafka {
             .with_role("broker", self.brokers())
             .with_role("producer", self.producers())
             .with_role("consumer", self.consumers())
+            .with_role("transformer", self.transformers())
             .with_role("db", db)
             .with_dynamic_role(
                 "leader",
@@ -641,7 +721,7 @@ impl Kafka {
         }
         for (index, host) in self.consumers().into_iter().enumerate() {
             let mut settings =
-                ConsumerSettings::new(&self.config.topic, self.brokers(), self.assigned(index));
+                ConsumerSettings::new(self.config.consumed_topic(), self.brokers(), self.assigned(index));
             settings.processing_ms = self.config.processing_ms;
             settings.isolation = match self.config.isolation_level {
                 IsolationSetting::ReadUncommitted => IsolationLevel::ReadUncommitted,
@@ -654,10 +734,56 @@ impl Kafka {
                 auto_commit_interval_ms: self.config.auto_commit_interval_ms,
                 auto_offset_reset: self.config.auto_offset_reset,
                 sink: self.db.clone(),
+                transform: None,
             });
             let (env, name, sink) = (env.clone(), host.clone(), self.db.clone());
             env.process(&host).install(sim, move || {
                 run_consumer(env.clone(), name.clone(), settings.clone(), sink.clone())
+            });
+        }
+        self.install_transformers(sim, env);
+    }
+
+    /// Each transformer: its producer writes the output topic with its own transactional
+    /// id and no aborts of its own; its poll loop reads the input read_committed from the
+    /// earliest offset (a new group has no committed offsets, and `latest` would skip what
+    /// the producers wrote before it joined).
+    fn install_transformers(&self, sim: &mut turmoil::Sim<'_>, env: &Env) {
+        let c = &self.config;
+        let in_transaction = c.transformer_offsets == TransformerOffsets::InTransaction;
+        for host in self.transformers() {
+            let mut producer = self.producer_settings();
+            producer.topic = c.output_topic.clone();
+            // The transform's time per record, inside the open transaction (Java's loop sends
+            // each record as it is transformed).
+            producer.publish_interval_ms = c.processing_ms;
+            producer.start_ms = 0;
+            if let Some(txn) = producer.transactions.as_mut() {
+                txn.transactional_id = super::transformer::transactional_id(&host);
+                txn.abort_fraction = 0.0;
+                txn.transaction_size = super::transform_feed::FEED_RECORDS_MAX as u32;
+            }
+            let mut consumer = ConsumerSettings::new(&c.topic, self.brokers(), Vec::new());
+            consumer.processing_ms = c.processing_ms;
+            consumer.isolation = IsolationLevel::ReadCommitted;
+            consumer.progress = Some(self.transform_progress.clone());
+            consumer.group = Some(GroupSettings {
+                member: c.member_config_of(&c.transformer_group_id, &c.topic),
+                commit: CommitStrategy::Transaction,
+                auto_commit_interval_ms: c.auto_commit_interval_ms,
+                auto_offset_reset: OffsetReset::Earliest,
+                sink: None,
+                transform: None, // each incarnation makes its own
+            });
+            let (env, name) = (env.clone(), host.clone());
+            env.process(&host).install(sim, move || {
+                super::transformer::run_transformer(
+                    env.clone(),
+                    name.clone(),
+                    producer.clone(),
+                    consumer.clone(),
+                    in_transaction,
+                )
             });
         }
     }
@@ -675,38 +801,48 @@ impl Kafka {
         if let Some((consumer, records)) = self.progress.iter().find_map(ConsumerProgress::in_workers) {
             return Some(format!("{consumer}'s worker has {records} record(s) to process"));
         }
-        let leaders = self.leaders.borrow();
-        let watermarks = self.watermarks.borrow();
         let mut behind = Vec::new();
         for (index, progress) in self.progress.iter().enumerate() {
-            let positions = progress.positions();
             // A group's members share one progress over every partition: judge it once.
             let partitions = match (self.config.in_group(), index) {
                 (false, _) => self.assigned(index),
                 (true, 0) => (0..self.config.partitions).collect(),
                 (true, _) => continue,
             };
-            for partition in partitions {
-                let tp = TopicPartition {
-                    topic: self.config.topic.clone(),
-                    partition,
-                };
-                let Some(Some(leader)) = leaders.get(&tp) else {
-                    behind.push(format!("{}-{partition} has no leader", tp.topic));
-                    continue;
-                };
-                let hw = watermarks.get(&(*leader, tp.clone())).copied().unwrap_or(0);
-                let at = positions.get(&partition).copied().unwrap_or(0);
-                if at < hw {
-                    behind.push(format!(
-                        "consumer{} read {}-{partition} to {at} of {hw}",
-                        index + 1,
-                        tp.topic
-                    ));
-                }
-            }
+            let who = format!("consumer{}", index + 1);
+            behind.extend(self.behind(&who, self.config.consumed_topic(), &partitions, progress));
+        }
+        if self.config.transformers > 0 {
+            let all: Vec<i32> = (0..self.config.partitions).collect();
+            let progress = &self.transform_progress;
+            behind.extend(self.behind("the transformers", &self.config.topic, &all, progress));
         }
         (!behind.is_empty()).then(|| behind.join("; "))
+    }
+}
+
+impl Kafka {
+    /// Where `progress` stands short of `topic`'s high watermarks at their current leaders.
+    fn behind(&self, who: &str, topic: &str, partitions: &[i32], progress: &ConsumerProgress) -> Vec<String> {
+        let (leaders, watermarks) = (self.leaders.borrow(), self.watermarks.borrow());
+        let positions = progress.positions();
+        let mut behind = Vec::new();
+        for partition in partitions {
+            let tp = TopicPartition {
+                topic: topic.to_string(),
+                partition: *partition,
+            };
+            let Some(Some(leader)) = leaders.get(&tp) else {
+                behind.push(format!("{topic}-{partition} has no leader"));
+                continue;
+            };
+            let hw = watermarks.get(&(*leader, tp.clone())).copied().unwrap_or(0);
+            let at = positions.get(partition).copied().unwrap_or(0);
+            if at < hw {
+                behind.push(format!("{who} read {topic}-{partition} to {at} of {hw}"));
+            }
+        }
+        behind
     }
 }
 
@@ -765,7 +901,7 @@ impl Kafka {
             properties: self.promised_properties(),
             excuses,
         };
-        let promise = self.txn_promise(promise);
+        let promise = self.transform_promise(self.txn_promise(promise));
         if c.in_group() {
             return self.group_promise(promise);
         }
@@ -826,6 +962,35 @@ impl Kafka {
         promise
     }
 
+    /// With transformers (consume-transform-produce, reference §2.5): the input offsets
+    /// committed by the output's transaction make each input record's output read once by
+    /// read_committed consumers (Kafka's exactly-once, KIP-98/KIP-447), a transformer's crash
+    /// or fencing aborting the open transaction and its successor starting from the offsets
+    /// committed with the last one. Committed apart, after the transaction, they lag the
+    /// output: a crash between the two writes the batch again, at least once.
+    fn transform_promise(&self, mut promise: Promise) -> Promise {
+        let c = &self.config;
+        if c.transformers == 0 {
+            return promise;
+        }
+        let exactly = c.transformer_offsets == TransformerOffsets::InTransaction
+            && c.isolation_level == IsolationSetting::ReadCommitted;
+        let said = match (c.transformer_offsets, exactly) {
+            (TransformerOffsets::InTransaction, true) => {
+                promise.properties.push(Property::ExactlyOnce);
+                "exactly once: input offsets sent to the output's transaction"
+            }
+            (TransformerOffsets::InTransaction, false) => {
+                "input offsets in the output's transaction, but read_uncommitted readers see aborted output"
+            }
+            (TransformerOffsets::AfterCommit, _) => {
+                "at least once: input offsets committed after the output's transaction, so a crash between them writes a batch again"
+            }
+        };
+        promise.text = format!("{}; transformers: {said}", promise.text);
+        promise
+    }
+
     /// A consumer group's promise is its commit strategy's (reference §2.6), over the
     /// broker's windows: auto-commit with a worker loses what a consumer that died had
     /// committed and not processed; committing before processing is at most once; after
@@ -883,7 +1048,7 @@ impl Kafka {
                 properties: vec![Property::AtMostOnce, Property::ConsistentOffsets],
                 excuses: Vec::new(),
             },
-            CommitStrategy::AfterProcess | CommitStrategy::Db => Promise {
+            CommitStrategy::AfterProcess | CommitStrategy::Db | CommitStrategy::Transaction => Promise {
                 text: format!(
                     "at-least-once effects: offsets committed after processing; {}",
                     broker.text

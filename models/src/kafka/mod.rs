@@ -129,6 +129,8 @@ pub mod txn_coordinator;
 pub mod txn_index;
 pub mod txn_manager;
 pub mod txn_offsets;
+pub mod transform_feed;
+pub mod transformer;
 pub mod txn_state;
 pub mod wire;
 #[cfg(test)]

@@ -23,6 +23,7 @@ use super::connection::{ConnError, Connection};
 use super::error::KafkaError;
 use super::partitioner::Partitioner;
 use super::wire::{Request, Response};
+use super::transform_feed::{BatchOutcome, TransformFeed};
 use super::wire_records::encode_batch;
 use crate::source::{encode_value, Source};
 use kafka_protocol::messages::{
@@ -110,6 +111,28 @@ pub async fn run_producer(
 ) -> turmoil::Result {
     let process = env.process(&host);
     let _running = process.start();
+    run_instance(env, host, settings, Feed::Workload(source), process).await
+}
+
+/// A transformer's producer (`transformer.rs`): the same process as its poll loop, which
+/// started it, writing each batch the feed hands over in a transaction of its own.
+pub async fn run_transform_producer(
+    env: Env,
+    host: String,
+    settings: ProducerSettings,
+    feed: Rc<TransformFeed>,
+) -> turmoil::Result {
+    let process = env.process(&host);
+    run_instance(env, host, settings, Feed::Transform(feed), process).await
+}
+
+async fn run_instance(
+    env: Env,
+    host: String,
+    settings: ProducerSettings,
+    feed: Feed,
+    process: Process,
+) -> turmoil::Result {
     let Ok(accumulator) = Accumulator::new(settings.producer.clone()) else {
         // The design validates settings before installing hosts; a process given bad ones
         // exits, as KafkaProducer's constructor throws.
@@ -119,7 +142,7 @@ pub async fn run_producer(
     process
         .sleep(Duration::from_millis(settings.start_ms).saturating_sub(now(&env)))
         .await;
-    let mut producer = Producer::new(env, host, settings, source, process, accumulator);
+    let mut producer = Producer::new(env, host, settings, feed, process, accumulator);
     producer.run().await;
     Ok(())
 }
@@ -137,13 +160,53 @@ struct Sent {
 
 type Answer = (RequestId, Result<Response, ConnError>);
 
+/// Where a producer's records come from.
+#[derive(Clone)]
+pub(super) enum Feed {
+    /// The workload's source: the producer records each message's publish.
+    Workload(Rc<Source>),
+    /// A transformer's batches: messages published upstream, written again to the output
+    /// topic in their input partition, one transaction per batch. Their publishes are the
+    /// upstream producer's; the history gets the transaction notes only.
+    Transform(Rc<TransformFeed>),
+}
+
+impl Feed {
+    /// The next record: its message, key and, for a transformer, its partition.
+    fn take(&self) -> Option<(MsgId, Option<String>, Option<i32>)> {
+        match self {
+            Feed::Workload(source) => source.take().map(|(id, key)| (id, key, None)),
+            Feed::Transform(feed) => feed.take().map(|(id, partition)| (id, None, Some(partition))),
+        }
+    }
+
+    fn unpublished(&self) -> u64 {
+        match self {
+            Feed::Workload(source) => source.unpublished(),
+            Feed::Transform(feed) => feed.unsent(),
+        }
+    }
+
+    /// A transformer's producer runs until its process ends.
+    fn endless(&self) -> bool {
+        matches!(self, Feed::Transform(_))
+    }
+
+    pub(super) fn transform(&self) -> Option<&TransformFeed> {
+        match self {
+            Feed::Transform(feed) => Some(feed),
+            Feed::Workload(_) => None,
+        }
+    }
+}
+
 struct Producer {
     env: Env,
     host: String,
     /// The history's producer name: one per incarnation (a restart is a new producer).
     name: String,
     settings: ProducerSettings,
-    source: Rc<Source>,
+    feed: Feed,
     process: Process,
     accumulator: Accumulator,
     partitioner: Partitioner,
@@ -172,7 +235,7 @@ impl Producer {
         env: Env,
         host: String,
         settings: ProducerSettings,
-        source: Rc<Source>,
+        feed: Feed,
         process: Process,
         accumulator: Accumulator,
     ) -> Producer {
@@ -181,7 +244,7 @@ impl Producer {
             name: format!("{host}@{}", process.incarnation()),
             env,
             host,
-            source,
+            feed,
             process,
             accumulator,
             partitioner: Partitioner::default(),
@@ -246,8 +309,8 @@ impl Producer {
                 continue;
             }
             let txn_idle = self.txn.as_ref().is_none_or(TxnApp::idle);
-            if self.source.unpublished() == 0 && self.records.is_empty() && self.resend.is_empty() && txn_idle
-            {
+            let done = self.feed.unpublished() == 0 && self.records.is_empty() && self.resend.is_empty();
+            if done && txn_idle && !self.feed.endless() {
                 return;
             }
             self.wait(now_ms).await;
@@ -424,21 +487,27 @@ impl Producer {
             if self.txn.as_ref().is_some_and(|t| !t.may_send()) {
                 return;
             }
-            let Some((id, key)) = self.source.take() else {
+            let Some((id, key, given)) = self.feed.take() else {
                 return;
             };
             self.seq += 1;
-            self.env.record(
-                &self.host,
-                EventKind::Publish {
-                    id,
-                    producer: self.name.clone(),
-                    seq: self.seq,
-                    key: key.clone(),
-                },
-            );
+            if given.is_none() {
+                self.env.record(
+                    &self.host,
+                    EventKind::Publish {
+                        id,
+                        producer: self.name.clone(),
+                        seq: self.seq,
+                        key: key.clone(),
+                    },
+                );
+            }
             let key = key.map(String::into_bytes);
-            let partition = self.partitioner.partition(key.as_deref(), partitions as u32);
+            let partition = match given {
+                // The input partition, which the output topic also has.
+                Some(p) => u32::try_from(p).expect("partitions count from 0") % partitions as u32,
+                None => self.partitioner.partition(key.as_deref(), partitions as u32),
+            };
             let record = Record {
                 key,
                 value: Some(encode_value(id)),
@@ -511,7 +580,7 @@ impl Producer {
 
     /// Sleeps until the next thing to do, or an answer comes.
     async fn wait(&mut self, now_ms: u64) {
-        let publishing = self.source.unpublished() > 0
+        let publishing = self.feed.unpublished() > 0
             && self.metadata.is_some()
             && self.accumulator.pending_records() < PENDING_RECORDS_MAX;
         let wakeups = [
@@ -537,10 +606,18 @@ impl Producer {
             .min()
             .expect("the idle bound is ahead");
         let sleep = tokio::time::sleep(Duration::from_millis(until_ms - now_ms));
+        let feed = self.feed.clone();
+        let batch = async {
+            match feed.transform() {
+                Some(feed) if !feed.open() => feed.batch_came().await,
+                _ => std::future::pending().await,
+            }
+        };
         let answer = tokio::select! {
             answer = self.answers.recv() => answer,
             _ = sleep => None,
             _ = self.process.stopping() => None,
+            _ = batch => None,
         };
         if let Some((request_id, result)) = answer {
             self.on_answer(request_id, result);

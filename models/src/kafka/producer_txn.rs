@@ -35,7 +35,7 @@ use kafka_protocol::messages::{
     TransactionalId,
 };
 use rand::Rng;
-use sim::checker::transactions::{TXN_ABORTED, TXN_COMMITTED, TXN_PUBLISH};
+use sim::checker::transactions::{TXN_ABORTED, TXN_COMMITTED, TXN_PUBLISH, TXN_WRITTEN};
 
 /// The note of a v1 transaction that ended after an EndTxn of the same producer instance
 /// went unanswered: the promise's documented window.
@@ -168,7 +168,7 @@ impl Producer {
 
     /// `beginTransaction` when there is work, and the end once its records are sent.
     fn txn_application(&mut self) {
-        let unpublished = self.source.unpublished();
+        let unpublished = self.feed.unpublished();
         let bump = self.accumulator.take_epoch_bump_request();
         let Some(app) = self.txn.as_mut() else {
             return;
@@ -186,6 +186,12 @@ impl Producer {
                 if app.sent >= app.settings.transaction_size || (unpublished == 0 && app.sent > 0) =>
             {
                 let abort = self.env.rng().random_bool(app.settings.abort_fraction);
+                // A transformer's batch: its input offsets join the transaction before the
+                // commit (sendOffsetsToTransaction), unless it commits them apart.
+                let offsets = self.feed.transform().and_then(|feed| feed.take_offsets());
+                if let Some(offsets) = offsets {
+                    app.manager.send_offsets(offsets).expect("in a transaction, once");
+                }
                 match abort {
                     true => self.txn_abort(),
                     false => app.manager.begin_commit().expect("in a transaction"),
@@ -268,6 +274,16 @@ impl Producer {
         let members = std::mem::take(&mut app.members);
         let name = format!("{}#{}", self.name, app.begun);
         for (id, partition, outcome) in members.into_values() {
+            if let Some(Outcome::Acked { offset: Some(offset) }) = outcome {
+                // Where the record sits, committed or aborted: the checkers tell copies of
+                // one message apart by it.
+                let at = partition_name(&self.settings.topic, partition);
+                let detail = format!("txn={name} id={id} partition={at} offset={offset}");
+                self.env.note_with(&self.host, TXN_WRITTEN, detail);
+            }
+            if self.feed.endless() {
+                continue; // a transformer's copy: the publish is the upstream producer's
+            }
             let kind = match (end, outcome) {
                 (TxnEnd::Committed, Some(Outcome::Acked { offset })) => EventKind::PublishOk {
                     id,
@@ -295,6 +311,12 @@ impl Producer {
             (app.produce_unanswered, TXN_AFTER_UNANSWERED_PRODUCE),
         ];
         self.env.note_with(&self.host, note, format!("txn={name}"));
+        if let Some(feed) = self.feed.transform() {
+            feed.settle(match end {
+                TxnEnd::Committed => BatchOutcome::Committed,
+                TxnEnd::Aborted => BatchOutcome::Aborted,
+            });
+        }
         for (open, window) in windows {
             if v1 && open {
                 // The timeline's marker of KIP-890's window: this transaction ended while a
@@ -310,7 +332,13 @@ impl Producer {
     fn txn_fenced(&mut self) {
         let app = self.txn.as_mut().expect("transactional");
         let state = format!("{:?}", app.manager.state());
-        for (_, (id, _, _)) in std::mem::take(&mut app.members) {
+        let fenced = app.fenced();
+        let members = std::mem::take(&mut app.members);
+        if let Some(feed) = self.feed.transform() {
+            // The batch's transaction is the coordinator's to abort now.
+            feed.settle(if fenced { BatchOutcome::Fenced } else { BatchOutcome::Aborted });
+        }
+        for (_, (id, _, _)) in members.into_iter().filter(|_| !self.feed.endless()) {
             self.env.record(
                 &self.host,
                 EventKind::PublishInfo {

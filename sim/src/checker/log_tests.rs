@@ -77,6 +77,20 @@ fn one_message_at_two_offsets_is_a_log_duplicate() {
 }
 
 #[test]
+fn a_copy_in_another_topic_is_not_a_log_duplicate_but_two_partitions_of_one_are() {
+    // A transformer wrote m1 of `orders` again in `orders-out`: two logs, one copy each.
+    let mut b = Build::new();
+    b.publish(1)
+        .ok_at(1, "orders-0", 0)
+        .read_at(1, "c1", "orders-out-0", 4);
+    assert!(log_duplicate::check(&b.history()).is_empty());
+    b.read_at(1, "c1", "orders-out-1", 2);
+    let found = log_duplicate::check(&b.history());
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].detail, "in the log 2 times: orders-out-0@4, orders-out-1@2");
+}
+
+#[test]
 fn an_acknowledged_offset_skipped_by_reads_past_it_is_a_lost_write() {
     let mut b = Build::new();
     b.publish(1)
