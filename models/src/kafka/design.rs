@@ -984,6 +984,12 @@ impl Kafka {
                 "input offsets in the output's transaction, but read_uncommitted readers see aborted output"
             }
             (TransformerOffsets::AfterCommit, _) => {
+                // A transformer that dies, or loses its partitions, after its transaction
+                // committed and before its offsets did writes the batch again, after what
+                // followed it: the output keeps no producer's order.
+                promise
+                    .properties
+                    .retain(|p| !matches!(p, Property::Ordered(sim::checker::OrderScope::ProducerPartition)));
                 "at least once: input offsets committed after the output's transaction, so a crash between them writes a batch again"
             }
         };
