@@ -206,6 +206,15 @@ impl GroupCoordinator {
         }
     }
 
+    /// Whether an open transaction would commit an offset of `group` for this partition
+    /// (OffsetFetch's `require_stable` answers UNSTABLE_OFFSET_COMMIT then).
+    pub fn txn_offsets_pending(&self, group: &str, topic: &str, partition: i32) -> bool {
+        let key = (topic.to_string(), partition);
+        self.txn_offsets
+            .get(group)
+            .is_some_and(|by_producer| by_producer.values().any(|offsets| offsets.contains_key(&key)))
+    }
+
     /// The offsets a producer's open transaction would commit for `group` (for tests and
     /// the timeline).
     pub fn pending_txn_offsets(&self, group: &str, producer_id: i64) -> Vec<(String, i32, i64)> {

@@ -278,6 +278,21 @@ fn commit_response(partitions: Vec<PartitionCommit>) -> OffsetCommitResponse {
 
 type Fetched = Vec<(String, i32, Option<CommittedOffset>)>;
 
+/// UNSTABLE_OFFSET_COMMIT (88): asked with `require_stable` (KIP-447), a partition whose
+/// transactional offsets are still pending gets this and no offset (Kafka's
+/// `GroupMetadataManager.getOffsets`); the consumer asks again until the transaction's
+/// marker commits or drops them, so a new owner does not start behind a commit in flight.
+const UNSTABLE_OFFSET_COMMIT: i16 = 88;
+
+/// Which partitions of `group` are unstable for this fetch.
+fn unstable_in<'a>(
+    groups: &'a GroupCoordinator,
+    group: &'a str,
+    require_stable: bool,
+) -> impl Fn(&str, i32) -> bool + 'a {
+    move |topic, partition| require_stable && groups.txn_offsets_pending(group, topic, partition)
+}
+
 /// OffsetFetch: v8+ batches groups; v5-7 ask for one at the top level.
 fn offset_fetch(groups: &GroupCoordinator, fetch: &OffsetFetchRequest) -> OffsetFetchResponse {
     let wanted = |topics: Option<Vec<(String, Vec<i32>)>>| {
@@ -299,7 +314,10 @@ fn offset_fetch(groups: &GroupCoordinator, fetch: &OffsetFetchRequest) -> Offset
                 .collect()
         });
         return match groups.fetch_offsets(&fetch.group_id.0, wanted(topics)) {
-            Ok(found) => OffsetFetchResponse::default().with_topics(flat_topics(found)),
+            Ok(found) => {
+                let unstable = unstable_in(groups, &fetch.group_id.0, fetch.require_stable);
+                OffsetFetchResponse::default().with_topics(flat_topics(found, &unstable))
+            }
             Err(error) => OffsetFetchResponse::default().with_error_code(error.code()),
         };
     }
@@ -315,7 +333,10 @@ fn offset_fetch(groups: &GroupCoordinator, fetch: &OffsetFetchRequest) -> Offset
             let answer =
                 offset_fetch_response::OffsetFetchResponseGroup::default().with_group_id(g.group_id.clone());
             match groups.fetch_offsets(&g.group_id.0, wanted(topics)) {
-                Ok(found) => answer.with_topics(group_topics(found)),
+                Ok(found) => {
+                    let unstable = unstable_in(groups, &g.group_id.0, fetch.require_stable);
+                    answer.with_topics(group_topics(found, &unstable))
+                }
                 Err(error) => answer.with_error_code(error.code()),
             }
         })
@@ -332,11 +353,13 @@ fn committed_fields(found: Option<CommittedOffset>) -> (i64, i32, String) {
     }
 }
 
-fn flat_topics(found: Fetched) -> Vec<offset_fetch_response::OffsetFetchResponseTopic> {
+fn flat_topics(found: Fetched, unstable: &dyn Fn(&str, i32) -> bool) -> Vec<offset_fetch_response::OffsetFetchResponseTopic> {
     let mut topics: Vec<offset_fetch_response::OffsetFetchResponseTopic> = Vec::new();
     for (topic, partition, committed) in found {
-        let (offset, epoch, metadata) = committed_fields(committed);
+        let held = unstable(&topic, partition);
+        let (offset, epoch, metadata) = committed_fields(committed.filter(|_| !held));
         let answer = offset_fetch_response::OffsetFetchResponsePartition::default()
+            .with_error_code(if held { UNSTABLE_OFFSET_COMMIT } else { 0 })
             .with_partition_index(partition)
             .with_committed_offset(offset)
             .with_committed_leader_epoch(epoch)
@@ -353,11 +376,16 @@ fn flat_topics(found: Fetched) -> Vec<offset_fetch_response::OffsetFetchResponse
     topics
 }
 
-fn group_topics(found: Fetched) -> Vec<offset_fetch_response::OffsetFetchResponseTopics> {
+fn group_topics(
+    found: Fetched,
+    unstable: &dyn Fn(&str, i32) -> bool,
+) -> Vec<offset_fetch_response::OffsetFetchResponseTopics> {
     let mut topics: Vec<offset_fetch_response::OffsetFetchResponseTopics> = Vec::new();
     for (topic, partition, committed) in found {
-        let (offset, epoch, metadata) = committed_fields(committed);
+        let held = unstable(&topic, partition);
+        let (offset, epoch, metadata) = committed_fields(committed.filter(|_| !held));
         let answer = offset_fetch_response::OffsetFetchResponsePartitions::default()
+            .with_error_code(if held { UNSTABLE_OFFSET_COMMIT } else { 0 })
             .with_partition_index(partition)
             .with_committed_offset(offset)
             .with_committed_leader_epoch(epoch)

@@ -418,17 +418,39 @@ impl Client {
 
     /// Group "g"'s committed offset of orders-0 (-1 for none).
     fn committed(&mut self) -> i64 {
+        self.committed_stable(false).1
+    }
+
+    /// OffsetFetch v7 of orders-0 in group "g", with `require_stable`: the partition's error
+    /// code and committed offset.
+    fn committed_stable(&mut self, require_stable: bool) -> (i16, i64) {
         use kafka_protocol::messages::offset_fetch_request as f;
         let request = kafka_protocol::messages::OffsetFetchRequest::default()
             .with_group_id(kafka_protocol::messages::GroupId(StrBytes::from_static_str("g")))
             .with_topics(Some(vec![f::OffsetFetchRequestTopic::default()
                 .with_name(name("orders"))
-                .with_partition_indexes(vec![0])]));
-        let Response::OffsetFetch(answer) = self.call(6, Request::OffsetFetch(request)) else {
+                .with_partition_indexes(vec![0])]))
+            .with_require_stable(require_stable);
+        let Response::OffsetFetch(answer) = self.call(7, Request::OffsetFetch(request)) else {
             panic!()
         };
-        answer.topics[0].partitions[0].committed_offset
+        let partition = &answer.topics[0].partitions[0];
+        (partition.error_code, partition.committed_offset)
     }
+}
+
+#[test]
+fn a_stable_offset_fetch_waits_out_pending_transactional_offsets() {
+    // KIP-447: a new owner of the partition must not start from the offset before a
+    // transaction that is about to commit past it.
+    let mut c = Client::new(TxnProtocol::V2);
+    let producer = c.init();
+    assert_eq!(c.add_offsets(producer, "g"), 0);
+    assert_eq!(c.commit_offset(producer, 7, "", -1), 0);
+    assert_eq!(c.committed_stable(true), (88, -1), "UNSTABLE_OFFSET_COMMIT while pending");
+    assert_eq!(c.committed_stable(false), (0, -1), "without require_stable: the last committed");
+    assert_eq!(c.end(producer, true), 0);
+    assert_eq!(c.committed_stable(true), (0, 7));
 }
 
 /// A consume-transform-produce round: the output record and the input's offset in one
