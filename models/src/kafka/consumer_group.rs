@@ -821,6 +821,8 @@ impl Consumer {
         let batch = records.iter().map(|r| (r.id, r.partition)).collect();
         if let Err(error) = transform.feed.submit(batch, offsets) {
             self.env.note_with(&self.host, "transformer.batch_refused", error);
+            // Fenced between batches: the application closes, as after a fenced commit.
+            self.group().closed = transform.feed.fenced();
             return;
         }
         match transform.feed.outcome().await {

@@ -36,6 +36,8 @@ struct State {
     /// A batch is handed over and its transaction has not ended.
     open: bool,
     outcome: Option<BatchOutcome>,
+    /// The producer was fenced: it has stopped, and no batch will be written again.
+    fenced: bool,
 }
 
 /// Shared by the poll loop and the producer of one transformer incarnation.
@@ -52,6 +54,9 @@ impl TransformFeed {
     /// Hands a batch over. One at a time: the poll loop waits for its outcome first.
     pub fn submit(&self, records: Vec<(MsgId, i32)>, offsets: Option<PendingOffsets>) -> Result<(), String> {
         let mut state = self.state.borrow_mut();
+        if state.fenced {
+            return Err("the producer was fenced".into());
+        }
         if state.open {
             return Err("a batch is already in a transaction".into());
         }
@@ -63,6 +68,7 @@ impl TransformFeed {
             offsets,
             open: true,
             outcome: None,
+            fenced: false,
         };
         drop(state);
         self.batch.notify_one();
@@ -77,6 +83,11 @@ impl TransformFeed {
     /// Records handed over and not yet sent.
     pub fn unsent(&self) -> u64 {
         self.state.borrow().records.len() as u64
+    }
+
+    /// Whether the producer was fenced (and has stopped).
+    pub fn fenced(&self) -> bool {
+        self.state.borrow().fenced
     }
 
     /// Whether a batch waits for its transaction to begin or end.
@@ -100,6 +111,7 @@ impl TransformFeed {
         state.offsets = None;
         state.open = false;
         state.outcome = Some(outcome);
+        state.fenced |= outcome == BatchOutcome::Fenced;
         drop(state);
         self.ended.notify_one();
     }
@@ -136,14 +148,22 @@ mod tests {
         feed.settle(BatchOutcome::Aborted);
         assert!(!feed.open());
         assert_eq!(feed.unsent(), 0, "an aborted batch's rest is not sent");
-        let outcome = futures_lite_block_on(feed.outcome());
+        let outcome = block_on(feed.outcome());
         assert_eq!(outcome, BatchOutcome::Aborted);
         feed.settle(BatchOutcome::Committed);
         feed.submit(vec![(MsgId(3), 0)], None).unwrap();
     }
 
+    #[test]
+    fn a_fenced_producer_takes_no_batch_any_more() {
+        let feed = TransformFeed::default();
+        feed.settle(BatchOutcome::Fenced); // between batches
+        assert!(feed.fenced());
+        assert!(feed.submit(vec![(MsgId(1), 0)], None).is_err(), "nobody would write it");
+    }
+
     /// Polls a future that is ready (the feed's outcome once settled).
-    fn futures_lite_block_on<F: std::future::Future>(future: F) -> F::Output {
+    fn block_on<F: std::future::Future>(future: F) -> F::Output {
         let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
         runtime.block_on(future)
     }
