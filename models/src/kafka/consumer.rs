@@ -38,7 +38,10 @@ use std::time::Duration;
 #[path = "consumer_group.rs"]
 mod group;
 use group::{user_record, GroupState, Polled};
-pub use group::{CommitStrategy, GroupSettings, OffsetReset, Transform, TRANSFORMER_SEEK_TO_COMMITTED, WORKER_DROPPED_FAILED_RECORD, WORKER_QUEUE_MAX};
+pub use group::{
+    CommitStrategy, GroupSettings, OffsetReset, Transform, TRANSFORMER_SEEK_TO_COMMITTED,
+    WORKER_DROPPED_FAILED_RECORD, WORKER_QUEUE_MAX,
+};
 pub use group::{USER_ERROR_SEEK_BACK, USER_REQUEUE_SEEK_BACK};
 
 /// Partitions one consumer may be assigned.

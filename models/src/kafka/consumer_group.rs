@@ -25,9 +25,9 @@
 use super::super::client::Timeouts;
 use super::super::connection::Connection;
 use super::super::group_member::{CommitError, GroupMember, HeartbeatStep, JoinStep, MemberConfig, Versions};
-use super::super::wire::{Request, Response};
 use super::super::transform_feed::{BatchOutcome, TransformFeed};
 use super::super::txn_offsets::PendingOffsets;
+use super::super::wire::{Request, Response};
 use super::{Consumer, ConsumerProgress};
 use crate::db::client::PositionMark;
 use crate::db::sink::{DbConsumer, DbSink, Handled};

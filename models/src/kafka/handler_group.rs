@@ -353,7 +353,10 @@ fn committed_fields(found: Option<CommittedOffset>) -> (i64, i32, String) {
     }
 }
 
-fn flat_topics(found: Fetched, unstable: &dyn Fn(&str, i32) -> bool) -> Vec<offset_fetch_response::OffsetFetchResponseTopic> {
+fn flat_topics(
+    found: Fetched,
+    unstable: &dyn Fn(&str, i32) -> bool,
+) -> Vec<offset_fetch_response::OffsetFetchResponseTopic> {
     let mut topics: Vec<offset_fetch_response::OffsetFetchResponseTopic> = Vec::new();
     for (topic, partition, committed) in found {
         let held = unstable(&topic, partition);

@@ -447,8 +447,16 @@ fn a_stable_offset_fetch_waits_out_pending_transactional_offsets() {
     let producer = c.init();
     assert_eq!(c.add_offsets(producer, "g"), 0);
     assert_eq!(c.commit_offset(producer, 7, "", -1), 0);
-    assert_eq!(c.committed_stable(true), (88, -1), "UNSTABLE_OFFSET_COMMIT while pending");
-    assert_eq!(c.committed_stable(false), (0, -1), "without require_stable: the last committed");
+    assert_eq!(
+        c.committed_stable(true),
+        (88, -1),
+        "UNSTABLE_OFFSET_COMMIT while pending"
+    );
+    assert_eq!(
+        c.committed_stable(false),
+        (0, -1),
+        "without require_stable: the last committed"
+    );
     assert_eq!(c.end(producer, true), 0);
     assert_eq!(c.committed_stable(true), (0, 7));
 }

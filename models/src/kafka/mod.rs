@@ -125,12 +125,12 @@ pub mod sim_broker;
 pub mod sim_controller;
 mod sim_fetcher;
 mod sim_markers;
+pub mod transform_feed;
+pub mod transformer;
 pub mod txn_coordinator;
 pub mod txn_index;
 pub mod txn_manager;
 pub mod txn_offsets;
-pub mod transform_feed;
-pub mod transformer;
 pub mod txn_state;
 pub mod wire;
 #[cfg(test)]

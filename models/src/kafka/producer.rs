@@ -22,8 +22,8 @@ use super::client::{
 use super::connection::{ConnError, Connection};
 use super::error::KafkaError;
 use super::partitioner::Partitioner;
-use super::wire::{Request, Response};
 use super::transform_feed::{BatchOutcome, TransformFeed};
+use super::wire::{Request, Response};
 use super::wire_records::encode_batch;
 use crate::source::{encode_value, Source};
 use kafka_protocol::messages::{

@@ -336,7 +336,11 @@ impl Producer {
         let members = std::mem::take(&mut app.members);
         if let Some(feed) = self.feed.transform() {
             // The batch's transaction is the coordinator's to abort now.
-            feed.settle(if fenced { BatchOutcome::Fenced } else { BatchOutcome::Aborted });
+            feed.settle(if fenced {
+                BatchOutcome::Fenced
+            } else {
+                BatchOutcome::Aborted
+            });
         }
         for (_, (id, _, _)) in members.into_iter().filter(|_| !self.feed.endless()) {
             self.env.record(

@@ -142,7 +142,10 @@ mod tests {
         let feed = TransformFeed::default();
         assert!(feed.submit(Vec::new(), None).is_err(), "an empty batch");
         feed.submit(vec![(MsgId(1), 0), (MsgId(2), 0)], None).unwrap();
-        assert!(feed.submit(vec![(MsgId(3), 0)], None).is_err(), "one open at a time");
+        assert!(
+            feed.submit(vec![(MsgId(3), 0)], None).is_err(),
+            "one open at a time"
+        );
         assert_eq!(feed.take(), Some((MsgId(1), 0)));
         assert_eq!(feed.unsent(), 1);
         feed.settle(BatchOutcome::Aborted);
@@ -159,7 +162,10 @@ mod tests {
         let feed = TransformFeed::default();
         feed.settle(BatchOutcome::Fenced); // between batches
         assert!(feed.fenced());
-        assert!(feed.submit(vec![(MsgId(1), 0)], None).is_err(), "nobody would write it");
+        assert!(
+            feed.submit(vec![(MsgId(1), 0)], None).is_err(),
+            "nobody would write it"
+        );
     }
 
     /// Polls a future that is ready (the feed's outcome once settled).

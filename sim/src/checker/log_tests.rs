@@ -87,7 +87,10 @@ fn a_copy_in_another_topic_is_not_a_log_duplicate_but_two_partitions_of_one_are(
     b.read_at(1, "c1", "orders-out-1", 2);
     let found = log_duplicate::check(&b.history());
     assert_eq!(found.len(), 1, "{found:?}");
-    assert_eq!(found[0].detail, "in the log 2 times: orders-out-0@4, orders-out-1@2");
+    assert_eq!(
+        found[0].detail,
+        "in the log 2 times: orders-out-0@4, orders-out-1@2"
+    );
 }
 
 #[test]
