@@ -105,7 +105,6 @@ pub struct RunSettings {
     /// replacing the design's own placement. A machine's processes talk over loopback;
     /// kill, stop, restart and pause act on one process, power_fail and partitions on the
     /// machine. Empty: each process on a machine of its own (or the design's placement).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub colocate: Vec<Vec<String>>,
 }
 
