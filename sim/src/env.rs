@@ -3,8 +3,8 @@
 //! harness (`harness.rs`) drives the same state from outside any host.
 
 use crate::disk::SimDisk;
-use crate::machine::{supervise, Machine, Placement, Software};
 use crate::history::{Event, EventKind, History, SimTime};
+use crate::machine::{supervise, Machine, Placement, Software};
 use crate::world::HARNESS_HOST;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -312,7 +312,11 @@ impl Process {
         let existing = self.env.0.machines.borrow().get(&machine_name).cloned();
         let machine = existing.unwrap_or_else(|| {
             let machine = Rc::new(Machine::default());
-            self.env.0.machines.borrow_mut().insert(machine_name.clone(), machine.clone());
+            self.env
+                .0
+                .machines
+                .borrow_mut()
+                .insert(machine_name.clone(), machine.clone());
             let root = machine.clone();
             sim.host(machine_name.as_str(), move || supervise(root.clone()));
             machine

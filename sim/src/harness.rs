@@ -346,7 +346,12 @@ impl Harness {
 
     /// `host`'s machine loses power. Returns the processes it took down (`host` first) and
     /// the detail to record, or `None` when the machine was already dark.
-    fn power_fail(&mut self, sim: &mut turmoil::Sim<'_>, host: &str, torn: bool) -> Option<(Vec<String>, String)> {
+    fn power_fail(
+        &mut self,
+        sim: &mut turmoil::Sim<'_>,
+        host: &str,
+        torn: bool,
+    ) -> Option<(Vec<String>, String)> {
         let machine = self.env.machine_of(host);
         let Some(shared) = self.env.shared_machine(host) else {
             if self.down.contains(host) {
@@ -373,7 +378,11 @@ impl Harness {
         self.powered_off.insert(machine.clone());
         self.settle_links(sim);
         let members = self.env.0.placement.borrow().members(&machine);
-        let mut taken: Vec<String> = members.iter().filter(|p| !self.down.contains(*p)).cloned().collect();
+        let mut taken: Vec<String> = members
+            .iter()
+            .filter(|p| !self.down.contains(*p))
+            .cloned()
+            .collect();
         if let Some(at) = taken.iter().position(|p| p == host) {
             let named = taken.remove(at);
             taken.insert(0, named);
@@ -392,7 +401,11 @@ impl Harness {
             .collect();
         self.power_took.insert(machine.clone(), taken.clone());
         let detail = format!("machine {machine}; {}", disks.join("; "));
-        let hosts = if taken.is_empty() { vec![host.to_string()] } else { taken };
+        let hosts = if taken.is_empty() {
+            vec![host.to_string()]
+        } else {
+            taken
+        };
         Some((hosts, detail))
     }
 

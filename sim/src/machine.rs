@@ -144,7 +144,10 @@ impl Machine {
     pub(crate) fn add(&self, process: &str, state: Rc<ProcessState>, software: Software) {
         let mut slots = self.slots.borrow_mut();
         assert!(slots.len() < PROCESSES_PER_MACHINE_MAX);
-        assert!(slots.iter().all(|s| s.process != process), "{process} installed twice");
+        assert!(
+            slots.iter().all(|s| s.process != process),
+            "{process} installed twice"
+        );
         slots.push(Slot {
             process: process.to_string(),
             state,
@@ -210,7 +213,11 @@ pub(crate) async fn supervise(machine: Rc<Machine>) -> turmoil::Result {
     std::future::poll_fn(|cx| supervise_once(&machine, &mut running, cx)).await
 }
 
-fn supervise_once(machine: &Machine, running: &mut Vec<Running>, cx: &mut Context<'_>) -> Poll<turmoil::Result> {
+fn supervise_once(
+    machine: &Machine,
+    running: &mut Vec<Running>,
+    cx: &mut Context<'_>,
+) -> Poll<turmoil::Result> {
     machine.waker.replace(Some(cx.waker().clone()));
     let count = machine.slots.borrow().len();
     running.resize_with(count, Running::default);
@@ -220,7 +227,12 @@ fn supervise_once(machine: &Machine, running: &mut Vec<Running>, cx: &mut Contex
         let (up, generation, state, software) = {
             let slots = machine.slots.borrow();
             let slot = &slots[index];
-            (slot.up.get(), slot.generation.get(), slot.state.clone(), slot.software.clone())
+            (
+                slot.up.get(),
+                slot.generation.get(),
+                slot.state.clone(),
+                slot.software.clone(),
+            )
         };
         if !up {
             run.future = None; // a kill: its LocalSet, tasks and sockets go here

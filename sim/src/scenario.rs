@@ -400,10 +400,12 @@ impl Scenario {
     /// The explicit schedule, resolved against the design's hosts and roles. For a swarm,
     /// checks its `roles` against the design's and returns no faults (the seed draws them).
     pub fn schedule(&self, topology: &Topology) -> Result<Vec<ScheduledFault>, ScenarioError> {
-        crate::machine::check_colocate(&self.run.colocate, &topology.hosts).map_err(|message| ScenarioError {
-            path: self.path.clone(),
-            line: find_key_line(&self.text, "colocate"),
-            message: format!("run.{message}"),
+        crate::machine::check_colocate(&self.run.colocate, &topology.hosts).map_err(|message| {
+            ScenarioError {
+                path: self.path.clone(),
+                line: find_key_line(&self.text, "colocate"),
+                message: format!("run.{message}"),
+            }
         })?;
         let entries = match &self.faults {
             FaultPlan::Schedule(entries) => entries,

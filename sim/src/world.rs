@@ -123,7 +123,9 @@ pub fn run(scenario: &Scenario, design: &dyn Design, schedule: Vec<ScheduledFaul
         settings.colocate.clone()
     };
     if let Err(message) = crate::machine::check_colocate(&placement, &topology.hosts) {
-        panic!("colocate: {message} (a scenario's is checked by Scenario::schedule; this is the design's own)");
+        panic!(
+            "colocate: {message} (a scenario's is checked by Scenario::schedule; this is the design's own)"
+        );
     }
     env.set_placement(&placement);
 

@@ -34,7 +34,10 @@ fn a_producer_beside_its_nsqd_publishes_through_a_partition_of_their_machine() {
         .filter(|e| between(e, 310, 1200))
         .filter(|e| matches!(&e.kind, EventKind::PublishOk { id, .. } if producers[&id.0] == "producer1"))
         .count();
-    assert!(acked_over_loopback > 50, "nsqd1 acknowledged {acked_over_loopback} PUBs during the partition");
+    assert!(
+        acked_over_loopback > 50,
+        "nsqd1 acknowledged {acked_over_loopback} PUBs during the partition"
+    );
     let from_nsqd1 = |from_ms, to_ms| {
         events
             .iter()
@@ -42,8 +45,15 @@ fn a_producer_beside_its_nsqd_publishes_through_a_partition_of_their_machine() {
             .filter(|e| matches!(&e.kind, EventKind::Deliver { node: Some(n), .. } if n == "nsqd1"))
             .count()
     };
-    assert_eq!(from_nsqd1(320, 1200), 0, "a consumer reached nsqd1 across the partition");
-    assert!(from_nsqd1(1200, u64::MAX / 1000) > 100, "nsqd1's backlog never reached the consumers");
+    assert_eq!(
+        from_nsqd1(320, 1200),
+        0,
+        "a consumer reached nsqd1 across the partition"
+    );
+    assert!(
+        from_nsqd1(1200, u64::MAX / 1000) > 100,
+        "nsqd1's backlog never reached the consumers"
+    );
     let partition = events
         .iter()
         .find_map(|e| match &e.kind {
@@ -51,7 +61,10 @@ fn a_producer_beside_its_nsqd_publishes_through_a_partition_of_their_machine() {
             _ => None,
         })
         .expect("the partition is recorded");
-    assert!(partition.contains("producer1 (on machine m-nsqd1)"), "{partition}");
+    assert!(
+        partition.contains("producer1 (on machine m-nsqd1)"),
+        "{partition}"
+    );
     assert!(outcome.verdicts.drained);
 }
 
@@ -61,18 +74,30 @@ fn killing_a_producer_leaves_its_nsqd_running_and_the_restart_publishes_again() 
     let outcome = loaded.run(1);
     let events = outcome.history.events();
     // producer2 is killed at 900 ms and restarted at 1300 ms; nsqd2 shares its machine.
-    assert_eq!(events.iter().filter(|e| e.host == "producer2" && between(e, 902, 1300)).count(), 0);
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| e.host == "producer2" && between(e, 902, 1300))
+            .count(),
+        0
+    );
     let republished = events
         .iter()
         .filter(|e| e.host == "producer2" && between(e, 1300, 2500))
         .filter(|e| matches!(e.kind, EventKind::PublishOk { .. }))
         .count();
-    assert!(republished > 10, "the restarted producer2 published {republished} over loopback");
+    assert!(
+        republished > 10,
+        "the restarted producer2 published {republished} over loopback"
+    );
     let faults_on_nsqd2: Vec<&Event> = events
         .iter()
         .filter(|e| matches!(&e.kind, EventKind::Fault { action, hosts, .. } if action != "partition" && hosts.iter().any(|h| h == "nsqd2")))
         .collect();
-    assert!(faults_on_nsqd2.is_empty(), "nsqd2 went down with its producer: {faults_on_nsqd2:?}");
+    assert!(
+        faults_on_nsqd2.is_empty(),
+        "nsqd2 went down with its producer: {faults_on_nsqd2:?}"
+    );
     // nsqd2 kept what it held in memory: nothing acknowledged is lost.
     assert!(outcome.verdicts.get(sim::verdict::Property::NoLoss).holds);
 }
@@ -92,19 +117,43 @@ fn a_power_failure_takes_the_producer_with_its_nsqd() {
     let outcome = loaded.run(1);
     let events = outcome.history.events();
     for host in ["nsqd1", "producer1"] {
-        assert!(events.iter().any(|e| e.host == host && between(e, 0, 400)), "{host} ran before");
-        assert_eq!(events.iter().filter(|e| e.host == host && between(e, 402, 1000)).count(), 0, "{host} ran without power");
-        assert!(events.iter().any(|e| e.host == host && between(e, 1000, 3000)), "{host} did not boot");
+        assert!(
+            events.iter().any(|e| e.host == host && between(e, 0, 400)),
+            "{host} ran before"
+        );
+        assert_eq!(
+            events
+                .iter()
+                .filter(|e| e.host == host && between(e, 402, 1000))
+                .count(),
+            0,
+            "{host} ran without power"
+        );
+        assert!(
+            events.iter().any(|e| e.host == host && between(e, 1000, 3000)),
+            "{host} did not boot"
+        );
     }
-    assert!(events.iter().any(|e| e.host == "producer2" && between(e, 402, 1000)), "nsqd2's machine lost power");
+    assert!(
+        events
+            .iter()
+            .any(|e| e.host == "producer2" && between(e, 402, 1000)),
+        "nsqd2's machine lost power"
+    );
     let hosts_of = |wanted: &str| {
         events.iter().find_map(|e| match &e.kind {
             EventKind::Fault { action, hosts, .. } if action == wanted => Some(hosts.clone()),
             _ => None,
         })
     };
-    assert_eq!(hosts_of("power_fail"), Some(vec!["nsqd1".to_string(), "producer1".to_string()]));
-    assert_eq!(hosts_of("restart"), Some(vec!["nsqd1".to_string(), "producer1".to_string()]));
+    assert_eq!(
+        hosts_of("power_fail"),
+        Some(vec!["nsqd1".to_string(), "producer1".to_string()])
+    );
+    assert_eq!(
+        hosts_of("restart"),
+        Some(vec!["nsqd1".to_string(), "producer1".to_string()])
+    );
 }
 
 #[test]
@@ -125,6 +174,12 @@ fn colocate_in_a_scenario_names_known_processes_once() {
     let text = std::fs::read_to_string(super::root().join(BESIDE))
         .unwrap()
         .replace("[run]\n", "[run]\ncolocate = [[\"producer1\", \"nsqd9\"]]\n");
-    let error = scenarios::Loaded::parse("bad.toml", &text).err().expect("nsqd9 is no process").to_string();
-    assert!(error.contains("unknown process `nsqd9`; processes are: lookupd1, nsqd1, nsqd2"), "{error}");
+    let Err(error) = scenarios::Loaded::parse("bad.toml", &text) else {
+        panic!("nsqd9 is no process");
+    };
+    let error = error.to_string();
+    assert!(
+        error.contains("unknown process `nsqd9`; processes are: lookupd1, nsqd1, nsqd2"),
+        "{error}"
+    );
 }

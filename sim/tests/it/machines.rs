@@ -26,10 +26,12 @@ impl Design for Trio {
 
     fn install<'a>(&'a self, sim: &mut turmoil::Sim<'a>, env: &Env) {
         let server_env = env.clone();
-        env.process("server").install(sim, move || server(server_env.clone()));
+        env.process("server")
+            .install(sim, move || server(server_env.clone()));
         for name in ["local", "remote"] {
             let env_for = env.clone();
-            env.process(name).install(sim, move || pinger(env_for.clone(), name));
+            env.process(name)
+                .install(sim, move || pinger(env_for.clone(), name));
         }
     }
 
@@ -65,7 +67,10 @@ async fn server(env: Env) -> turmoil::Result {
     }
 }
 
-type Connection = (BufReader<turmoil::net::tcp::OwnedReadHalf>, turmoil::net::tcp::OwnedWriteHalf);
+type Connection = (
+    BufReader<turmoil::net::tcp::OwnedReadHalf>,
+    turmoil::net::tcp::OwnedWriteHalf,
+);
 
 async fn pinger(env: Env, name: &'static str) -> turmoil::Result {
     let process = env.process(name);
@@ -75,7 +80,9 @@ async fn pinger(env: Env, name: &'static str) -> turmoil::Result {
     loop {
         process.sleep(Duration::from_millis(10)).await;
         if connection.is_none() {
-            if let Ok(Ok(stream)) = tokio::time::timeout(PING_TIMEOUT, sim::connect(&env, name, "server", PORT)).await {
+            if let Ok(Ok(stream)) =
+                tokio::time::timeout(PING_TIMEOUT, sim::connect(&env, name, "server", PORT)).await
+            {
                 let (read, write) = stream.into_split();
                 connection = Some((BufReader::new(read), write));
             } else {
@@ -97,7 +104,8 @@ async fn pinger(env: Env, name: &'static str) -> turmoil::Result {
 }
 
 fn scenario(colocate: &str, faults: &str) -> Result<Scenario, String> {
-    let text = format!("design = \"trio\"\n[run]\nfault_phase_ms = 2000\ndrain_ms = 100\n{colocate}\n{faults}");
+    let text =
+        format!("design = \"trio\"\n[run]\nfault_phase_ms = 2000\ndrain_ms = 100\n{colocate}\n{faults}");
     let scenario = Scenario::parse("trio.toml", &text).map_err(|e| e.to_string())?;
     scenario.schedule(&Trio.topology()).map_err(|e| e.to_string())?;
     Ok(scenario)
@@ -137,12 +145,31 @@ fn killing_one_process_leaves_the_other_on_its_machine_running() {
         "[[faults]]\nat_ms = 500\naction = \"kill\"\nhost = \"local\"\n[[faults]]\nat_ms = 1000\naction = \"restart\"\nhost = \"local\"\n",
         1,
     );
-    assert!(notes(&run, "local", "beat", 0, 500) > 20, "local ran before the kill");
-    assert_eq!(notes(&run, "local", "beat", 502, 1000), 0, "the killed process ran");
-    assert!(notes(&run, "server", "beat", 502, 1000) > 20, "its machine mate stopped with it");
-    assert!(notes(&run, "remote", "ok", 502, 1000) > 20, "the server stopped answering");
-    assert!(notes(&run, "local", "beat", 1001, 2000) > 20, "the restart did not start it");
-    assert!(notes(&run, "local", "ok", 1001, 2000) > 20, "no loopback after the restart");
+    assert!(
+        notes(&run, "local", "beat", 0, 500) > 20,
+        "local ran before the kill"
+    );
+    assert_eq!(
+        notes(&run, "local", "beat", 502, 1000),
+        0,
+        "the killed process ran"
+    );
+    assert!(
+        notes(&run, "server", "beat", 502, 1000) > 20,
+        "its machine mate stopped with it"
+    );
+    assert!(
+        notes(&run, "remote", "ok", 502, 1000) > 20,
+        "the server stopped answering"
+    );
+    assert!(
+        notes(&run, "local", "beat", 1001, 2000) > 20,
+        "the restart did not start it"
+    );
+    assert!(
+        notes(&run, "local", "ok", 1001, 2000) > 20,
+        "no loopback after the restart"
+    );
 }
 
 #[test]
@@ -154,17 +181,32 @@ fn a_power_failure_takes_every_process_on_the_machine() {
     );
     for host in ["server", "local"] {
         assert!(notes(&run, host, "beat", 0, 500) > 20, "{host} ran before");
-        assert_eq!(notes(&run, host, "beat", 502, 1000), 0, "{host} ran without power");
+        assert_eq!(
+            notes(&run, host, "beat", 502, 1000),
+            0,
+            "{host} ran without power"
+        );
         assert!(notes(&run, host, "beat", 1001, 2000) > 20, "{host} did not boot");
     }
-    assert!(notes(&run, "remote", "beat", 502, 1000) > 20, "another machine lost power");
+    assert!(
+        notes(&run, "remote", "beat", 502, 1000) > 20,
+        "another machine lost power"
+    );
     let power = faults(&run, "power_fail");
-    let EventKind::Fault { hosts, detail, .. } = &power[0].kind else { unreachable!() };
+    let EventKind::Fault { hosts, detail, .. } = &power[0].kind else {
+        unreachable!()
+    };
     assert_eq!(hosts, &["server".to_string(), "local".to_string()]);
     assert!(detail.contains("machine m-server"), "{detail}");
     let restart = faults(&run, "restart");
-    let EventKind::Fault { hosts, .. } = &restart[0].kind else { unreachable!() };
-    assert_eq!(hosts, &["server".to_string(), "local".to_string()], "the boot starts both");
+    let EventKind::Fault { hosts, .. } = &restart[0].kind else {
+        unreachable!()
+    };
+    assert_eq!(
+        hosts,
+        &["server".to_string(), "local".to_string()],
+        "the boot starts both"
+    );
 }
 
 #[test]
@@ -176,11 +218,23 @@ fn a_partition_cuts_the_machine_but_not_its_loopback() {
         1,
     );
     assert!(notes(&run, "remote", "ok", 0, 300) > 10);
-    assert_eq!(notes(&run, "remote", "ok", 302, 1000), 0, "the partition let remote through");
-    assert!(notes(&run, "local", "ok", 302, 1000) > 20, "the partition cut the loopback");
-    assert!(notes(&run, "remote", "ok", 1100, 2000) > 10, "remote never came back");
+    assert_eq!(
+        notes(&run, "remote", "ok", 302, 1000),
+        0,
+        "the partition let remote through"
+    );
+    assert!(
+        notes(&run, "local", "ok", 302, 1000) > 20,
+        "the partition cut the loopback"
+    );
+    assert!(
+        notes(&run, "remote", "ok", 1100, 2000) > 10,
+        "remote never came back"
+    );
     let partition = faults(&run, "partition");
-    let EventKind::Fault { detail, .. } = &partition[0].kind else { unreachable!() };
+    let EventKind::Fault { detail, .. } = &partition[0].kind else {
+        unreachable!()
+    };
     assert!(detail.contains("local (on machine m-server)"), "{detail}");
 }
 
@@ -191,9 +245,19 @@ fn pausing_one_process_stops_only_it() {
         "[[faults]]\nat_ms = 500\naction = \"pause\"\nhost = \"server\"\n[[faults]]\nat_ms = 1000\naction = \"resume\"\nhost = \"server\"\n",
         1,
     );
-    assert_eq!(notes(&run, "server", "beat", 502, 1000), 0, "the paused process ran");
-    assert!(notes(&run, "local", "beat", 502, 1000) > 20, "its machine mate paused too");
-    assert!(notes(&run, "local", "ok", 1001, 2000) > 20, "the server never answered again");
+    assert_eq!(
+        notes(&run, "server", "beat", 502, 1000),
+        0,
+        "the paused process ran"
+    );
+    assert!(
+        notes(&run, "local", "beat", 502, 1000) > 20,
+        "its machine mate paused too"
+    );
+    assert!(
+        notes(&run, "local", "ok", 1001, 2000) > 20,
+        "the server never answered again"
+    );
 }
 
 #[test]
@@ -222,8 +286,18 @@ fn a_colocated_run_replays_bit_for_bit() {
 #[test]
 fn colocate_names_are_checked() {
     let unknown = scenario("colocate = [[\"server\", \"nobody\"]]", "").unwrap_err();
-    assert!(unknown.contains("unknown process `nobody`; processes are: server, local, remote"), "{unknown}");
-    let twice = scenario("colocate = [[\"server\", \"local\"], [\"local\", \"remote\"]]", "").unwrap_err();
-    assert!(twice.contains("`local` is already placed by colocate[0]"), "{twice}");
+    assert!(
+        unknown.contains("unknown process `nobody`; processes are: server, local, remote"),
+        "{unknown}"
+    );
+    let twice = scenario(
+        "colocate = [[\"server\", \"local\"], [\"local\", \"remote\"]]",
+        "",
+    )
+    .unwrap_err();
+    assert!(
+        twice.contains("`local` is already placed by colocate[0]"),
+        "{twice}"
+    );
     assert!(twice.starts_with("trio.toml:5:"), "{twice}");
 }
