@@ -17,7 +17,9 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
-use std::task::{Context, Poll, Waker};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Wake, Waker};
 
 /// The most processes one machine runs: a named limit so a typo cannot build something
 /// absurd.
@@ -203,6 +205,34 @@ impl Machine {
 struct Running {
     generation: u64,
     future: Option<Pin<Box<dyn Future<Output = turmoil::Result>>>>,
+    /// The waker this process's software and tasks get: it marks the process woken and
+    /// wakes the supervisor, which then polls only the processes that were woken (a spurious
+    /// poll of a big `select!` loop is not free).
+    waker: Arc<SlotWaker>,
+}
+
+#[derive(Default)]
+struct SlotWaker {
+    woken: AtomicBool,
+    supervisor: Mutex<Option<Waker>>,
+}
+
+impl Wake for SlotWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.woken.store(true, Ordering::Relaxed);
+        if let Some(waker) = self
+            .supervisor
+            .lock()
+            .expect("never poisoned: one thread")
+            .as_ref()
+        {
+            waker.wake_by_ref();
+        }
+    }
 }
 
 /// The machine's root future: runs each wanted process's software side by side, in the
@@ -222,31 +252,40 @@ fn supervise_once(
     let count = machine.slots.borrow().len();
     running.resize_with(count, Running::default);
     for (index, run) in running.iter_mut().enumerate() {
-        // Read the slot, then let go of the borrow: building and polling software may
-        // register more state, never this machine's slots, but keep it clean anyway.
-        let (up, generation, state, software) = {
-            let slots = machine.slots.borrow();
-            let slot = &slots[index];
-            (
-                slot.up.get(),
-                slot.generation.get(),
-                slot.state.clone(),
-                slot.software.clone(),
-            )
+        {
+            let mut supervisor = run.waker.supervisor.lock().expect("never poisoned: one thread");
+            if !supervisor.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                *supervisor = Some(cx.waker().clone());
+            }
+        }
+        // Read the slot, then let go of the borrow before building or polling software.
+        let (up, generation) = {
+            let slot = &machine.slots.borrow()[index];
+            (slot.up.get(), slot.generation.get())
         };
         if !up {
             run.future = None; // a kill: its LocalSet, tasks and sockets go here
         } else if run.generation != generation {
+            let (state, software) = {
+                let slot = &machine.slots.borrow()[index];
+                (slot.state.clone(), slot.software.clone())
+            };
             run.future = None;
             run.generation = generation;
             run.future = Some(Box::pin(stoppable(state, software())));
+            run.waker.woken.store(true, Ordering::Relaxed);
         }
-        if let Some(future) = run.future.as_mut() {
-            match future.as_mut().poll(cx) {
-                Poll::Ready(Ok(())) => run.future = None, // exited; the harness notices
-                Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
-                Poll::Pending => {}
-            }
+        let Some(future) = run.future.as_mut() else {
+            continue;
+        };
+        if !run.waker.woken.swap(false, Ordering::Relaxed) {
+            continue;
+        }
+        let waker = Waker::from(run.waker.clone());
+        match future.as_mut().poll(&mut Context::from_waker(&waker)) {
+            Poll::Ready(Ok(())) => run.future = None, // exited; the harness notices
+            Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
+            Poll::Pending => {}
         }
     }
     Poll::Pending
