@@ -4,6 +4,7 @@
 
 use crate::disk::SimDisk;
 use crate::history::{Event, EventKind, History, SimTime};
+use crate::machine::{supervise, Machine, Placement, Software};
 use crate::world::HARNESS_HOST;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -54,8 +55,12 @@ pub(crate) struct EnvInner {
     pub(crate) disks: RefCell<BTreeMap<String, SimDisk>>,
     pub(crate) harness_now: Cell<SimTime>,
     /// (from, to) pairs whose packets the network drops now: partitions, lost replies and
-    /// hosts without power. Kept by the harness, read by [`connect`].
+    /// hosts without power. Kept by the harness, read by [`connect`]. Named by machine.
     pub(crate) unreachable: RefCell<BTreeSet<(String, String)>>,
+    /// Which machine each process runs on; set before the design installs its processes.
+    pub(crate) placement: RefCell<Placement>,
+    /// The machines shared by several processes, by machine name.
+    pub(crate) machines: RefCell<BTreeMap<String, Rc<Machine>>>,
 }
 
 /// The run's shared environment, handed to every host's software. Cheap to clone.
@@ -77,7 +82,27 @@ impl Env {
             processes: RefCell::new(BTreeMap::new()),
             disks: RefCell::new(BTreeMap::new()),
             harness_now: Cell::new(SimTime(0)),
+            placement: RefCell::new(Placement::default()),
+            machines: RefCell::new(BTreeMap::new()),
         }))
+    }
+
+    /// Puts each group of processes on a machine of its own (checked groups; see
+    /// `machine::check_colocate`). Must come before the design installs anything.
+    pub(crate) fn set_placement(&self, groups: &[Vec<String>]) {
+        assert!(self.0.machines.borrow().is_empty(), "placement set after install");
+        *self.0.placement.borrow_mut() = Placement::new(groups);
+    }
+
+    /// The machine `process` runs on: its own name unless it is colocated.
+    pub(crate) fn machine_of(&self, process: &str) -> String {
+        self.0.placement.borrow().machine_of(process).to_string()
+    }
+
+    /// The shared machine `process` runs on, if it shares one.
+    pub(crate) fn shared_machine(&self, process: &str) -> Option<Rc<Machine>> {
+        let machine = self.machine_of(process);
+        self.0.machines.borrow().get(&machine).cloned()
     }
 
     pub fn seed(&self) -> u64 {
@@ -195,6 +220,7 @@ impl Env {
         Process {
             host: host.to_string(),
             state: self.state(host),
+            env: self.clone(),
         }
     }
 
@@ -224,7 +250,7 @@ impl Env {
 }
 
 /// `software` in a `LocalSet` of its own, polled only while the process is not paused.
-async fn stoppable<Fut>(state: Rc<ProcessState>, software: Fut) -> turmoil::Result
+pub(crate) async fn stoppable<Fut>(state: Rc<ProcessState>, software: Fut) -> turmoil::Result
 where
     Fut: Future<Output = turmoil::Result> + 'static,
 {
@@ -251,6 +277,7 @@ where
 pub struct Process {
     host: String,
     state: Rc<ProcessState>,
+    env: Env,
 }
 
 impl Process {
@@ -267,13 +294,35 @@ impl Process {
     /// spawns (`tokio::task::spawn_local`) lives in that set and is polled only through the
     /// root future, which does not poll while the process is paused. A timer that fires
     /// during the pause only queues its task. Dropping the root (kill) drops every task.
-    pub fn install<'a, F, Fut>(&self, sim: &mut turmoil::Sim<'a>, software: F)
+    ///
+    /// A process alone on its machine (the default) is its own turmoil host. One that shares
+    /// a machine (`colocate`) is registered with the machine's supervisor (`machine.rs`),
+    /// and the first process installed on a machine creates its turmoil host.
+    pub fn install<F, Fut>(&self, sim: &mut turmoil::Sim<'_>, software: F)
     where
-        F: Fn() -> Fut + 'a,
+        F: Fn() -> Fut + 'static,
         Fut: Future<Output = turmoil::Result> + 'static,
     {
         let state = self.state.clone();
-        sim.host(self.host.as_str(), move || stoppable(state.clone(), software()));
+        if !self.env.0.placement.borrow().is_shared(&self.host) {
+            sim.host(self.host.as_str(), move || stoppable(state.clone(), software()));
+            return;
+        }
+        let machine_name = self.env.machine_of(&self.host);
+        let existing = self.env.0.machines.borrow().get(&machine_name).cloned();
+        let machine = existing.unwrap_or_else(|| {
+            let machine = Rc::new(Machine::default());
+            self.env
+                .0
+                .machines
+                .borrow_mut()
+                .insert(machine_name.clone(), machine.clone());
+            let root = machine.clone();
+            sim.host(machine_name.as_str(), move || supervise(root.clone()));
+            machine
+        });
+        let software: Software = Rc::new(move || Box::pin(software()));
+        machine.add(&self.host, state, software);
     }
 
     /// Marks the process as running until the returned guard is dropped (on normal exit, or

@@ -1,6 +1,12 @@
 //! The harness: applies the schedule's faults to the turmoil `Sim` (and to the process
 //! state host software watches), keeps what it took down, and heals everything after the
 //! fault phase.
+//!
+//! Faults name processes; the network sees machines (`machine.rs`). A process alone on its
+//! machine is its own turmoil host, as it always was. On a shared machine, kill, stop, restart
+//! and pause act on the one process (through the machine's supervisor), while power_fail,
+//! partitions, lost replies and latency act on its machine; every link below joins two
+//! machines.
 
 use crate::env::Env;
 use crate::fault::{FaultAction, Topology};
@@ -39,7 +45,8 @@ pub(crate) type BrokenDesign = String;
 pub(crate) struct Harness {
     env: Env,
     topology: Topology,
-    hosts: Vec<String>,
+    /// The machines the topology's processes run on, in the topology's order.
+    machines: Vec<String>,
     /// Draws the host of a static role when a fault on it fires: its own stream of the run's
     /// seed (stream 3), so role faults do not shift the swarm's or the models' draws.
     role_rng: ChaCha8Rng,
@@ -53,10 +60,14 @@ pub(crate) struct Harness {
     stopping: BTreeMap<String, u64>,
     /// Open `lose_replies` faults: (until_ms, from, to).
     lose_replies_until: Vec<(u64, String, String)>,
-    /// Partitions the schedule applied and no heal has repaired yet: (from, to, oneway).
+    /// Partitions the schedule applied and no heal has repaired yet, between machines:
+    /// (from, to, oneway).
     partitions: BTreeSet<(String, String, bool)>,
-    /// Hosts that lost power: cut off from every peer until they restart.
+    /// Machines that lost power: cut off from every peer until they restart.
     powered_off: BTreeSet<String>,
+    /// The processes each shared machine's power failure took down, started again when it
+    /// boots.
+    power_took: BTreeMap<String, Vec<String>>,
     /// What each link (a, b with a < b) is doing now, as last told to turmoil.
     links: BTreeMap<(String, String), Link>,
     link_latency: Duration,
@@ -68,9 +79,16 @@ impl Harness {
     pub(crate) fn new(env: Env, topology: Topology, link_latency: Duration, stop_grace_ms: u64) -> Harness {
         let mut role_rng = ChaCha8Rng::seed_from_u64(env.seed());
         role_rng.set_stream(3);
+        let mut machines: Vec<String> = Vec::new();
+        for host in &topology.hosts {
+            let machine = env.machine_of(host);
+            if !machines.contains(&machine) {
+                machines.push(machine);
+            }
+        }
         Harness {
             env,
-            hosts: topology.hosts.clone(),
+            machines,
             topology,
             role_rng,
             role_picks: Vec::new(),
@@ -81,6 +99,7 @@ impl Harness {
             partitions: BTreeSet::new(),
             links: BTreeMap::new(),
             powered_off: BTreeSet::new(),
+            power_took: BTreeMap::new(),
             link_latency,
             stop_grace_ms,
             faults_applied: 0,
@@ -106,19 +125,43 @@ impl Harness {
             }
         }
         for (_, from, to) in &self.lose_replies_until {
-            blocked.insert((from.clone(), to.clone()));
+            let (from, to) = (self.env.machine_of(from), self.env.machine_of(to));
+            if from != to {
+                blocked.insert((from, to));
+            }
         }
-        for host in &self.powered_off {
-            for other in self.others(host) {
-                blocked.insert((host.clone(), other.clone()));
-                blocked.insert((other, host.clone()));
+        for machine in &self.powered_off {
+            for other in self.others(machine) {
+                blocked.insert((machine.clone(), other.clone()));
+                blocked.insert((other, machine.clone()));
             }
         }
         *self.env.0.unreachable.borrow_mut() = blocked;
     }
 
-    fn others(&self, host: &str) -> Vec<String> {
-        self.hosts.iter().filter(|h| *h != host).cloned().collect()
+    fn others(&self, machine: &str) -> Vec<String> {
+        self.machines.iter().filter(|m| *m != machine).cloned().collect()
+    }
+
+    /// Drops `host`'s software: its whole turmoil host when it is alone on its machine, else
+    /// just its future in the machine's supervisor.
+    fn take_down(&self, sim: &mut turmoil::Sim<'_>, host: &str) {
+        match self.env.shared_machine(host) {
+            Some(machine) => machine.take_down(host),
+            None => sim.crash(host),
+        }
+    }
+
+    /// Where the shared processes among `hosts` run, for the fault's detail ("" when none
+    /// shares a machine, so histories without colocation keep their bytes).
+    fn where_detail(&self, hosts: &[String]) -> String {
+        let placement = self.env.0.placement.borrow();
+        let named: Vec<String> = hosts
+            .iter()
+            .map(|h| placement.where_detail(h))
+            .filter(|d| !d.is_empty())
+            .collect();
+        named.join(", ")
     }
 
     fn record(&mut self, action: &str, hosts: Vec<String>, detail: String) {
@@ -150,7 +193,7 @@ impl Harness {
         for (host, deadline) in stopping {
             if !self.env.process(&host).is_running() {
                 self.stopping.remove(&host);
-                sim.crash(host.as_str()); // the exited software's runtime is torn down
+                self.take_down(sim, &host); // the exited software's runtime is torn down
                 let how = if self.env.state(&host).exited.get() {
                     "exited on its own while shutting down (its crash or exit note says how)"
                 } else {
@@ -168,7 +211,7 @@ impl Harness {
         // down like a killed one. One that exited during a stop was marked down just above.
         for host in self.env.take_exited() {
             if !self.down.contains(&host) {
-                sim.crash(host.as_str());
+                self.take_down(sim, &host);
                 self.mark_down(&host);
             }
         }
@@ -176,7 +219,7 @@ impl Harness {
 
     fn kill(&mut self, sim: &mut turmoil::Sim<'_>, host: &str) {
         self.unpause(sim, host);
-        sim.crash(host);
+        self.take_down(sim, host);
         // Dropping the runtime drops every task and with it the RunningGuard.
         self.env.state(host).running.set(false);
         self.mark_down(host);
@@ -206,12 +249,16 @@ impl Harness {
         role_detail: &str,
     ) {
         tracing::info!(t_ms = now_ms, action = action.name(), detail = %action.detail(), role_detail, "fault");
-        let hosts = action.hosts();
+        let mut hosts = action.hosts();
         match action {
             FaultAction::Partition { a, b, oneway } => {
+                // Between machines: two processes on one machine talk over loopback.
                 for x in a {
                     for y in b {
-                        self.partitions.insert((x.clone(), y.clone(), *oneway));
+                        let (x, y) = (self.env.machine_of(x), self.env.machine_of(y));
+                        if x != y {
+                            self.partitions.insert((x, y, *oneway));
+                        }
                     }
                 }
                 self.settle_links(sim);
@@ -225,36 +272,16 @@ impl Harness {
                 self.kill(sim, host);
             }
             FaultAction::PowerFail { host, torn } => {
-                if self.down.contains(host) {
-                    return;
+                if let Some((hosts, detail)) = self.power_fail(sim, host, *torn) {
+                    self.record(action.name(), hosts, joined(role_detail, detail));
                 }
-                self.stopping.remove(host);
-                // A machine that loses power sends nothing: no FIN, no RST. Its links are cut
-                // before its software goes, so the closes its sockets would send are lost, and
-                // peers learn of the crash only from their own timeouts. (A `kill` is a process
-                // crash: the kernel closes the sockets and peers see it at once.)
-                // Cut first (dropping what its links held), then resume and kill: nothing
-                // the dying software sends gets out.
-                self.powered_off.insert(host.clone());
-                self.settle_links(sim);
-                self.kill(sim, host);
-                let report = self.env.disk(host).power_fail(*torn, &mut *self.env.rng());
-                let detail = format!(
-                    "{}unsynced bytes lost: {}, files reverted: {}, torn bytes kept: {}",
-                    if *torn { "torn last write; " } else { "" },
-                    report.bytes_lost,
-                    report.files_reverted,
-                    report.torn_bytes_kept
-                );
-                self.record(action.name(), hosts, joined(role_detail, detail));
                 return;
             }
             FaultAction::Restart { host } => {
                 if !self.down.remove(host) {
                     return; // not down: a restart of a running process is not a fault
                 }
-                self.power_on(sim, host);
-                sim.bounce(host.as_str());
+                hosts = self.bring_up(sim, host);
             }
             FaultAction::Pause { host } => {
                 if self.down.contains(host) || !self.paused.insert(host.clone()) {
@@ -299,6 +326,10 @@ impl Harness {
                 let low = Duration::from_millis(*latency_ms);
                 for x in a {
                     for y in b {
+                        let (x, y) = (self.env.machine_of(x), self.env.machine_of(y));
+                        if x == y {
+                            continue; // loopback
+                        }
                         sim.set_link_latency(x.as_str(), y.as_str(), low);
                         sim.set_link_max_message_latency(
                             x.as_str(),
@@ -309,13 +340,119 @@ impl Harness {
                 }
             }
         }
-        self.record(action.name(), hosts, joined(role_detail, action.detail()));
+        let detail = joined(&action.detail(), self.where_detail(&hosts));
+        self.record(action.name(), hosts, joined(role_detail, detail));
     }
 
-    /// A powered-off host comes back on the network, minus the scheduled partitions that
+    /// `host`'s machine loses power. Returns the processes it took down (`host` first) and
+    /// the detail to record, or `None` when the machine was already dark.
+    fn power_fail(
+        &mut self,
+        sim: &mut turmoil::Sim<'_>,
+        host: &str,
+        torn: bool,
+    ) -> Option<(Vec<String>, String)> {
+        let machine = self.env.machine_of(host);
+        let Some(shared) = self.env.shared_machine(host) else {
+            if self.down.contains(host) {
+                return None;
+            }
+            self.stopping.remove(host);
+            // A machine that loses power sends nothing: no FIN, no RST. Its links are cut
+            // before its software goes, so the closes its sockets would send are lost, and
+            // peers learn of the crash only from their own timeouts. (A `kill` is a process
+            // crash: the kernel closes the sockets and peers see it at once.)
+            // Cut first (dropping what its links held), then resume and kill: nothing
+            // the dying software sends gets out.
+            self.powered_off.insert(machine);
+            self.settle_links(sim);
+            self.kill(sim, host);
+            let detail = self.lose_unsynced(host, torn);
+            return Some((vec![host.to_string()], detail));
+        };
+        if self.powered_off.contains(&machine) {
+            return None;
+        }
+        // The same on a shared machine, for every process on it: cut, then the whole turmoil
+        // host goes (supervisor, every process, loopback segments in flight).
+        self.powered_off.insert(machine.clone());
+        self.settle_links(sim);
+        let members = self.env.0.placement.borrow().members(&machine);
+        let mut taken: Vec<String> = members
+            .iter()
+            .filter(|p| !self.down.contains(*p))
+            .cloned()
+            .collect();
+        if let Some(at) = taken.iter().position(|p| p == host) {
+            let named = taken.remove(at);
+            taken.insert(0, named);
+        }
+        for process in &taken {
+            self.stopping.remove(process);
+            self.unpause(sim, process);
+            self.env.state(process).running.set(false);
+            self.mark_down(process);
+        }
+        shared.power_off();
+        sim.crash(machine.as_str());
+        let disks: Vec<String> = members
+            .iter()
+            .map(|p| format!("{p}: {}", self.lose_unsynced(p, torn)))
+            .collect();
+        self.power_took.insert(machine.clone(), taken.clone());
+        let detail = format!("machine {machine}; {}", disks.join("; "));
+        let hosts = if taken.is_empty() {
+            vec![host.to_string()]
+        } else {
+            taken
+        };
+        Some((hosts, detail))
+    }
+
+    /// Reverts `host`'s disk to what was fsynced, and says what that lost.
+    fn lose_unsynced(&self, host: &str, torn: bool) -> String {
+        let report = self.env.disk(host).power_fail(torn, &mut *self.env.rng());
+        format!(
+            "{}unsynced bytes lost: {}, files reverted: {}, torn bytes kept: {}",
+            if torn { "torn last write; " } else { "" },
+            report.bytes_lost,
+            report.files_reverted,
+            report.torn_bytes_kept
+        )
+    }
+
+    /// Starts `host` again (already taken out of `down`). On a shared machine without power,
+    /// the machine boots and starts what its power failure took down too. Returns the
+    /// processes started, `host` first.
+    fn bring_up(&mut self, sim: &mut turmoil::Sim<'_>, host: &str) -> Vec<String> {
+        let machine = self.env.machine_of(host);
+        let Some(shared) = self.env.shared_machine(host) else {
+            self.power_on(sim, host);
+            sim.bounce(host);
+            return vec![host.to_string()];
+        };
+        let mut started = vec![host.to_string()];
+        if self.powered_off.contains(&machine) {
+            for process in self.power_took.remove(&machine).unwrap_or_default() {
+                if process != host && self.down.remove(&process) {
+                    started.push(process);
+                }
+            }
+            for process in &started {
+                shared.start(process);
+            }
+            self.power_on(sim, &machine);
+            sim.bounce(machine.as_str()); // a new supervisor starts every process marked up
+        } else {
+            shared.start(host);
+        }
+        started
+    }
+
+    /// A powered-off machine comes back on the network, minus the scheduled partitions that
     /// still stand.
-    fn power_on(&mut self, sim: &mut turmoil::Sim<'_>, host: &str) {
-        if self.powered_off.remove(host) {
+    fn power_on(&mut self, sim: &mut turmoil::Sim<'_>, machine: &str) {
+        if self.powered_off.remove(machine) {
             self.settle_links(sim);
         }
     }
@@ -323,8 +460,8 @@ impl Harness {
     fn heal_network(&mut self, sim: &mut turmoil::Sim<'_>) {
         self.partitions.clear();
         self.lose_replies_until.clear();
-        for (i, x) in self.hosts.iter().enumerate() {
-            for y in &self.hosts[i + 1..] {
+        for (i, x) in self.machines.iter().enumerate() {
+            for y in &self.machines[i + 1..] {
                 sim.set_link_latency(x.as_str(), y.as_str(), self.link_latency);
             }
         }
@@ -349,6 +486,10 @@ impl Harness {
         Link::Ways(self.way_wanted(x, y), self.way_wanted(y, x))
     }
 
+    ///
+    /// `from` and `to` are machines. A paused process alone on its machine holds the machine's
+    /// links (its name is the machine's); one paused on a shared machine holds nothing, as
+    /// the kernel keeps taking in what its sockets are sent while the process is stopped.
     fn way_wanted(&self, from: &str, to: &str) -> Way {
         let partitioned = self
             .partitions
@@ -360,7 +501,7 @@ impl Harness {
         if self
             .lose_replies_until
             .iter()
-            .any(|(_, f, t)| f == from && t == to)
+            .any(|(_, f, t)| self.env.machine_of(f) == from && self.env.machine_of(t) == to)
         {
             return Way::Dropped;
         }
@@ -371,8 +512,8 @@ impl Harness {
     /// link held one way is held both ways and [`Harness::pass_open_ways`] delivers the open
     /// direction's packets every step; a drop under a hold the other way is held instead.
     fn settle_links(&mut self, sim: &mut turmoil::Sim<'_>) {
-        for (i, x) in self.hosts.iter().enumerate() {
-            for y in &self.hosts[i + 1..] {
+        for (i, x) in self.machines.iter().enumerate() {
+            for y in &self.machines[i + 1..] {
                 let wanted = self.link_wanted(x, y);
                 let key = (x.clone(), y.clone());
                 let now = self.links.get(&key).copied().unwrap_or(OPEN);
@@ -447,10 +588,11 @@ impl Harness {
 
     /// During the drain, nothing stays down.
     pub(crate) fn restart_down(&mut self, sim: &mut turmoil::Sim<'_>) {
-        for host in std::mem::take(&mut self.down) {
-            self.power_on(sim, &host);
-            sim.bounce(host.as_str());
-            self.record("restart", vec![host], "heal".into());
+        // One at a time: booting a shared machine starts others of `down` with it.
+        while let Some(host) = self.down.pop_first() {
+            let started = self.bring_up(sim, &host);
+            let detail = joined("heal", self.where_detail(&started));
+            self.record("restart", started, detail);
         }
     }
 }

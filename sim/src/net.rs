@@ -13,16 +13,24 @@ const SYN_RTO_INITIAL: Duration = Duration::from_secs(1);
 /// cannot reach (a partition, lost replies, no power) drops the SYN, which is retried after
 /// 1, 2, 4, ... s until it gets through or the retries run out (`TimedOut`). turmoil alone
 /// refuses at once in both cases. Callers put their own connect timeout around it.
+///
+/// `from` and `to` name processes. The network sees machines: a process that shares its
+/// machine with `to` connects over loopback (127.0.0.1), which no partition cuts; any other
+/// connects to `to`'s machine, and a partition is judged between the two machines.
 pub async fn connect(env: &Env, from: &str, to: &str, port: u16) -> std::io::Result<turmoil::net::TcpStream> {
+    let (from_machine, to_machine) = (env.machine_of(from), env.machine_of(to));
+    if from != to && from_machine == to_machine {
+        return turmoil::net::TcpStream::connect((std::net::Ipv4Addr::LOCALHOST, port)).await;
+    }
     let mut rto = SYN_RTO_INITIAL;
     for _ in 0..=SYN_RETRIES {
         let blocked = env
             .0
             .unreachable
             .borrow()
-            .contains(&(from.to_string(), to.to_string()));
+            .contains(&(from_machine.clone(), to_machine.clone()));
         if !blocked {
-            return turmoil::net::TcpStream::connect((to, port)).await;
+            return turmoil::net::TcpStream::connect((to_machine.as_str(), port)).await;
         }
         tokio::time::sleep(rto).await;
         rto *= 2;

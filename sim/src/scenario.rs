@@ -101,6 +101,11 @@ pub struct RunSettings {
     /// The seed `jetsam run` and the test suite use when none is given (a regression case
     /// records the seed it failed on).
     pub seed: u64,
+    /// Processes that share a machine, one list per machine (`[["producer1", "nsqd1"]]`),
+    /// replacing the design's own placement. A machine's processes talk over loopback;
+    /// kill, stop, restart and pause act on one process, power_fail and partitions on the
+    /// machine. Empty: each process on a machine of its own (or the design's placement).
+    pub colocate: Vec<Vec<String>>,
 }
 
 impl Default for RunSettings {
@@ -112,6 +117,7 @@ impl Default for RunSettings {
             link_latency_ms: 1,
             stop_grace_ms: 5_000,
             seed: 1,
+            colocate: Vec::new(),
         }
     }
 }
@@ -394,6 +400,13 @@ impl Scenario {
     /// The explicit schedule, resolved against the design's hosts and roles. For a swarm,
     /// checks its `roles` against the design's and returns no faults (the seed draws them).
     pub fn schedule(&self, topology: &Topology) -> Result<Vec<ScheduledFault>, ScenarioError> {
+        crate::machine::check_colocate(&self.run.colocate, &topology.hosts).map_err(|message| {
+            ScenarioError {
+                path: self.path.clone(),
+                line: find_key_line(&self.text, "colocate"),
+                message: format!("run.{message}"),
+            }
+        })?;
         let entries = match &self.faults {
             FaultPlan::Schedule(entries) => entries,
             FaultPlan::Swarm(profile) => {

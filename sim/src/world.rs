@@ -55,6 +55,12 @@ pub trait Design {
         None
     }
 
+    /// The processes this design runs together on one machine, one list per machine (its
+    /// recommended deployment); none by default. A scenario's `colocate` replaces it.
+    fn placement(&self) -> Vec<Vec<String>> {
+        Vec::new()
+    }
+
     /// What this variant promises (from its configuration), judged against every run.
     fn promise(&self) -> Promise {
         Promise::none()
@@ -111,6 +117,17 @@ pub fn run(scenario: &Scenario, design: &dyn Design, schedule: Vec<ScheduledFaul
     let link_latency = Duration::from_millis(settings.link_latency_ms);
     let topology = design.topology();
     let env = Env::new(seed);
+    let placement = if settings.colocate.is_empty() {
+        design.placement()
+    } else {
+        settings.colocate.clone()
+    };
+    if let Err(message) = crate::machine::check_colocate(&placement, &topology.hosts) {
+        panic!(
+            "colocate: {message} (a scenario's is checked by Scenario::schedule; this is the design's own)"
+        );
+    }
+    env.set_placement(&placement);
 
     #[allow(clippy::disallowed_types)] // a fixed epoch, not a clock read
     let epoch = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(EPOCH_UNIX_SECONDS);

@@ -132,6 +132,21 @@ pub struct Config {
     pub backoff_multiplier_ms: u64,
     /// go-nsq MaxBackoffDuration.
     pub max_backoff_ms: u64,
+    /// Where producers run: `apart`, each on a machine of its own, or `beside`, each on
+    /// its own nsqd's machine, publishing to it over loopback (NSQ's recommended
+    /// deployment). A scenario's `[run] colocate` replaces this.
+    pub placement: Placement,
+}
+
+/// Where the `nsq` design's producers run (`placement`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Placement {
+    /// Each producer on a machine of its own.
+    #[default]
+    Apart,
+    /// Producer i on the machine of nsqd ((i-1) mod n)+1, the nsqd it publishes to.
+    Beside,
 }
 
 /// One entry of `fail_messages`: a message's workload id and the attempts whose handler
@@ -177,6 +192,7 @@ impl Default for Config {
             connect_timeout_ms: 1_000,
             publish_timeout_ms: 60_000,
             retry: Retry::None,
+            placement: Placement::Apart,
             retries_max: 3,
             handlers: 1,
             processing_ms: 5,
@@ -494,6 +510,21 @@ impl Design for Nsq {
             .with_role("producer", self.producers())
             .with_role("consumer", self.consumers())
             .with_role("db", db)
+    }
+
+    /// With `placement = "beside"`, each nsqd's machine also runs the producers that
+    /// publish to it (producer i's home nsqd, as `install_producers` picks it).
+    fn placement(&self) -> Vec<Vec<String>> {
+        if self.config.placement == Placement::Apart {
+            return Vec::new();
+        }
+        let nsqds = self.nsqds();
+        let mut machines: Vec<Vec<String>> = nsqds.iter().map(|n| vec![n.clone()]).collect();
+        for (index, producer) in self.producers().into_iter().enumerate() {
+            machines[index % nsqds.len()].push(producer);
+        }
+        machines.retain(|m| m.len() > 1);
+        machines
     }
 
     /// Hosts in a fixed order (the order turmoil steps them in): lookupds, nsqds, the

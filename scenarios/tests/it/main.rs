@@ -9,6 +9,7 @@ mod determinism;
 mod explain;
 mod explore;
 mod interop;
+mod machines;
 mod nsq;
 mod reports;
 mod schema_doc;

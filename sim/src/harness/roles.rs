@@ -72,7 +72,7 @@ impl Harness {
                 Ok(host) => host,
                 Err(why) => return Ok(Err(why)),
             };
-            if action.fill(field, &host, &self.hosts).is_none() {
+            if action.fill(field, &host, &self.topology.hosts).is_none() {
                 return Ok(Err(format!(
                     "role {role} -> {host}: no other host to cut it from"
                 )));
@@ -115,10 +115,10 @@ impl Harness {
         }
         match design.resolve_role(role, &self.env) {
             None => Ok(Err(format!("role {role}: no host holds it now"))),
-            Some(host) if self.hosts.contains(&host) => Ok(Ok(host)),
+            Some(host) if self.topology.hosts.contains(&host) => Ok(Ok(host)),
             Some(host) => Err(format!(
                 "design resolved role `{role}` to `{host}`, which is not one of its hosts: {}",
-                self.hosts.join(", ")
+                self.topology.hosts.join(", ")
             )),
         }
     }

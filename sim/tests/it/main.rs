@@ -4,4 +4,5 @@
 
 mod echo;
 mod faults;
+mod machines;
 mod roles;
