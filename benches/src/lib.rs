@@ -3,6 +3,39 @@
 use sim::history::{Event, EventKind, History, MsgId, Phase, SimTime};
 use std::time::Duration;
 
+/// The NSQ bench's scenario (benches/nsq.rs, examples/profile_nsq.rs): the standard topology
+/// (2 nsqlookupd, 3 nsqd, 2 producers, 3 consumers), 10,000 messages, swarm faults.
+pub const NSQ_STANDARD: &str = r#"
+name = "bench: nsq standard topology, 10,000 messages, swarm faults"
+design = "nsq"
+[config]
+lookupds = 2
+lookupd_poll_interval_ms = 500
+nsqds = 3
+consumers = 3
+max_in_flight = 6
+processing_ms = 1
+msg_timeout_ms = 2000
+publish_timeout_ms = 500
+retry = "another"
+reconnect_ms = 500
+heartbeat_interval_ms = 1000
+read_timeout_ms = 3000
+[config.nsqd]
+client_timeout_ms = 2000
+[workload]
+messages = 10000
+producers = 2
+publish_interval_ms = 1
+[run]
+fault_phase_ms = 6000
+drain_ms = 60000
+[swarm]
+actions = ["kill", "pause", "partition", "lose_replies", "latency"]
+interval_ms = [200, 1000]
+duration_ms = [50, 1000]
+"#;
+
 /// A history of about `events` events from a queue with 4 producers and 3 consumers, with a
 /// redelivery every 97th message and an adjacent swap every 89th (so the checkers find work).
 pub fn synthetic_history(events: usize) -> History {

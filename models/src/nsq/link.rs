@@ -93,10 +93,13 @@ where
                 _ => break, // EOF, error, or silence past the read timeout
             };
             buffer.extend_from_slice(&chunk[..n]);
+            // Frames are taken from `start` on, and what they used dropped once per read,
+            // not once per frame.
+            let mut start = 0;
             loop {
-                match decode_frame(&buffer) {
+                match decode_frame(&buffer[start..]) {
                     Ok(Some((kind, data, used))) => {
-                        buffer.drain(..used);
+                        start += used;
                         if kind == FrameType::Response && data == HEARTBEAT {
                             let _ = nop.send(encode_command(&Command::Nop));
                         } else {
@@ -112,6 +115,7 @@ where
                     Err(_) => break 'read, // a garbled stream: drop the connection
                 }
             }
+            buffer.drain(..start);
         }
         reader_alive.set(false);
     });

@@ -1049,16 +1049,20 @@ impl<D: Disk + Clone> Nsqd<D> {
         }
         self.note_channel_drops(out);
         let clients = &mut self.clients;
+        // One list of ready clients for the whole pump, refilled before each delivery.
+        let mut ready: Vec<ClientId> = Vec::new();
         for topic in self.topics.values_mut() {
             // A paused channel's clients are not ready for messages (`IsReadyForMessages`).
             for channel in topic.channels.values_mut().filter(|c| !c.paused) {
                 loop {
-                    let ready: Vec<ClientId> = channel
-                        .clients()
-                        .iter()
-                        .copied()
-                        .filter(|id| clients.get(id).is_some_and(Client::is_ready))
-                        .collect();
+                    ready.clear();
+                    ready.extend(
+                        channel
+                            .clients()
+                            .iter()
+                            .copied()
+                            .filter(|id| clients.get(id).is_some_and(Client::is_ready)),
+                    );
                     let Some(&chosen) = ready.choose(rng) else { break };
                     let message = match channel.take_next(rng) {
                         Ok(Some(message)) => message,
@@ -1072,8 +1076,7 @@ impl<D: Disk + Clone> Nsqd<D> {
                     let message = channel.start_in_flight(message, chosen, now, c.msg_timeout);
                     c.in_flight += 1;
                     c.stats.message_count += 1;
-                    c.buffered
-                        .extend(encode_frame(FrameType::Message, &message.encode()));
+                    message.put_frame(&mut c.buffered);
                     if !c.is_ready()
                         || c.output_buffer_timeout.is_none()
                         || c.buffered.len() >= OUTPUT_BUFFER_SIZE

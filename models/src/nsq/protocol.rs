@@ -52,10 +52,15 @@ impl FrameType {
 pub struct MessageId(pub [u8; MSG_ID_LENGTH]);
 
 impl MessageId {
+    /// The GUID in 16 lowercase hex digits (`format!("{guid:016x}")`, written in place: nsqd
+    /// makes one per message).
     pub fn from_guid(guid: u64) -> MessageId {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
         let mut id = [0u8; MSG_ID_LENGTH];
-        let hex = format!("{guid:016x}");
-        id.copy_from_slice(hex.as_bytes());
+        for (i, digit) in id.iter_mut().enumerate() {
+            let shift = 4 * (MSG_ID_LENGTH - 1 - i);
+            *digit = HEX[((guid >> shift) & 0xf) as usize];
+        }
         MessageId(id)
     }
 
@@ -67,9 +72,16 @@ impl MessageId {
     }
 }
 
+impl MessageId {
+    /// The id as text, as `Display` shows it; borrowed unless the bytes are not UTF-8.
+    pub fn text(&self) -> std::borrow::Cow<'_, str> {
+        String::from_utf8_lossy(&self.0)
+    }
+}
+
 impl fmt::Display for MessageId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&String::from_utf8_lossy(&self.0))
+        f.write_str(&self.text())
     }
 }
 
@@ -527,38 +539,115 @@ fn decode_mpub(data: &[u8], limits: &Limits) -> Result<Vec<Vec<u8>>, ProtocolErr
     Ok(bodies)
 }
 
-/// Encodes a command as a client sends it.
+/// Encodes a command as a client sends it: one allocation, sized up front, and no
+/// formatting machinery (this runs once per PUB, FIN and RDY a client sends).
 pub fn encode_command(command: &Command) -> Vec<u8> {
-    fn with_body(line: String, body: &[u8]) -> Vec<u8> {
-        let mut out = line.into_bytes();
-        out.extend_from_slice(&(body.len() as u32).to_be_bytes());
-        out.extend_from_slice(body);
-        out
-    }
+    let mut out = Vec::with_capacity(command_size_hint(command));
+    let mut line = |parts: &[&[u8]]| {
+        for (i, part) in parts.iter().enumerate() {
+            if i > 0 {
+                out.push(b' ');
+            }
+            out.extend_from_slice(part);
+        }
+        out.push(b'\n');
+    };
     match command {
-        Command::Identify(json) => with_body("IDENTIFY\n".into(), json),
-        Command::Auth(secret) => with_body("AUTH\n".into(), secret),
-        Command::Sub { topic, channel } => format!("SUB {topic} {channel}\n").into_bytes(),
-        Command::Rdy(count) => format!("RDY {count}\n").into_bytes(),
-        Command::Fin(id) => format!("FIN {id}\n").into_bytes(),
-        Command::Req { id, timeout_ms } => format!("REQ {id} {timeout_ms}\n").into_bytes(),
-        Command::Touch(id) => format!("TOUCH {id}\n").into_bytes(),
-        Command::Pub { topic, body } => with_body(format!("PUB {topic}\n"), body),
+        Command::Identify(json) => {
+            line(&[b"IDENTIFY"]);
+            put_body(&mut out, json);
+        }
+        Command::Auth(secret) => {
+            line(&[b"AUTH"]);
+            put_body(&mut out, secret);
+        }
+        Command::Sub { topic, channel } => line(&[b"SUB", topic.as_bytes(), channel.as_bytes()]),
+        Command::Rdy(count) => line(&[b"RDY", decimal(*count).as_bytes()]),
+        Command::Fin(id) => line(&[b"FIN", id.text().as_bytes()]),
+        Command::Req { id, timeout_ms } => {
+            line(&[b"REQ", id.text().as_bytes(), decimal(*timeout_ms).as_bytes()])
+        }
+        Command::Touch(id) => line(&[b"TOUCH", id.text().as_bytes()]),
+        Command::Pub { topic, body } => {
+            line(&[b"PUB", topic.as_bytes()]);
+            put_body(&mut out, body);
+        }
         Command::Dpub {
             topic,
             defer_ms,
             body,
-        } => with_body(format!("DPUB {topic} {defer_ms}\n"), body),
-        Command::Mpub { topic, bodies } => {
-            let mut payload = (bodies.len() as u32).to_be_bytes().to_vec();
-            for body in bodies {
-                payload.extend_from_slice(&(body.len() as u32).to_be_bytes());
-                payload.extend_from_slice(body);
-            }
-            with_body(format!("MPUB {topic}\n"), &payload)
+        } => {
+            line(&[b"DPUB", topic.as_bytes(), decimal(*defer_ms).as_bytes()]);
+            put_body(&mut out, body);
         }
-        Command::Nop => b"NOP\n".to_vec(),
-        Command::Cls => b"CLS\n".to_vec(),
+        Command::Mpub { topic, bodies } => {
+            line(&[b"MPUB", topic.as_bytes()]);
+            let size: usize = 4 + bodies.iter().map(|body| 4 + body.len()).sum::<usize>();
+            out.extend_from_slice(&(size as u32).to_be_bytes());
+            out.extend_from_slice(&(bodies.len() as u32).to_be_bytes());
+            for body in bodies {
+                out.extend_from_slice(&(body.len() as u32).to_be_bytes());
+                out.extend_from_slice(body);
+            }
+        }
+        Command::Nop => line(&[b"NOP"]),
+        Command::Cls => line(&[b"CLS"]),
+    }
+    out
+}
+
+/// What [`encode_command`] writes, give or take a number's digits.
+fn command_size_hint(command: &Command) -> usize {
+    let body = match command {
+        Command::Identify(body) | Command::Auth(body) => body.len(),
+        Command::Pub { topic, body } | Command::Dpub { topic, body, .. } => topic.len() + body.len(),
+        Command::Mpub { topic, bodies } => {
+            topic.len() + 4 + bodies.iter().map(|body| 4 + body.len()).sum::<usize>()
+        }
+        Command::Sub { topic, channel } => topic.len() + channel.len(),
+        _ => MSG_ID_LENGTH,
+    };
+    body + 32
+}
+
+/// A command's body: `[int32 size][body]`.
+fn put_body(out: &mut Vec<u8>, body: &[u8]) {
+    out.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    out.extend_from_slice(body);
+}
+
+/// A number in decimal, as `format!("{n}")` writes it, without the allocation.
+fn decimal(n: i64) -> DecimalText {
+    let mut text = DecimalText {
+        digits: [0; 20],
+        start: 20,
+    };
+    let mut rest = n.unsigned_abs();
+    loop {
+        text.start -= 1;
+        text.digits[text.start] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    if n < 0 {
+        text.start -= 1;
+        text.digits[text.start] = b'-';
+    }
+    text
+}
+
+/// The digits [`decimal`] wrote, on the stack.
+struct DecimalText {
+    /// `i64::MIN` has 19 digits and a sign.
+    digits: [u8; 20],
+    start: usize,
+}
+
+impl DecimalText {
+    fn as_bytes(&self) -> &[u8] {
+        &self.digits[self.start..]
     }
 }
 
@@ -605,11 +694,27 @@ pub struct Message {
 impl Message {
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(MESSAGE_HEADER_LENGTH + self.body.len());
+        self.put(&mut out);
+        out
+    }
+
+    /// Appends the message's bytes ([`Message::encode`]) to `out`.
+    fn put(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.timestamp_ns.to_be_bytes());
         out.extend_from_slice(&self.attempts.to_be_bytes());
         out.extend_from_slice(&self.id.0);
         out.extend_from_slice(&self.body);
-        out
+    }
+
+    /// Appends the message as a message frame (`encode_frame(FrameType::Message,
+    /// &message.encode())`) to `out`, without building either in between: nsqd does this once
+    /// per delivery.
+    pub fn put_frame(&self, out: &mut Vec<u8>) {
+        let size = MESSAGE_HEADER_LENGTH + self.body.len() + 4;
+        out.reserve(4 + size);
+        out.extend_from_slice(&(size as u32).to_be_bytes());
+        out.extend_from_slice(&(FrameType::Message as i32).to_be_bytes());
+        self.put(out);
     }
 
     pub fn decode(data: &[u8]) -> Result<Message, String> {
@@ -641,6 +746,105 @@ mod tests {
 
     fn id() -> MessageId {
         MessageId::from_guid(0x0123_4567_89ab_cdef)
+    }
+
+    /// The bytes `encode_command` wrote when it formatted with `format!`: the encoder that
+    /// skips the formatting machinery must write exactly these.
+    fn formatted(command: &Command) -> Vec<u8> {
+        let with_body = |line: String, body: &[u8]| {
+            let mut out = line.into_bytes();
+            out.extend_from_slice(&(body.len() as u32).to_be_bytes());
+            out.extend_from_slice(body);
+            out
+        };
+        match command {
+            Command::Identify(json) => with_body("IDENTIFY\n".into(), json),
+            Command::Auth(secret) => with_body("AUTH\n".into(), secret),
+            Command::Sub { topic, channel } => format!("SUB {topic} {channel}\n").into_bytes(),
+            Command::Rdy(count) => format!("RDY {count}\n").into_bytes(),
+            Command::Fin(id) => format!("FIN {id}\n").into_bytes(),
+            Command::Req { id, timeout_ms } => format!("REQ {id} {timeout_ms}\n").into_bytes(),
+            Command::Touch(id) => format!("TOUCH {id}\n").into_bytes(),
+            Command::Pub { topic, body } => with_body(format!("PUB {topic}\n"), body),
+            Command::Dpub {
+                topic,
+                defer_ms,
+                body,
+            } => with_body(format!("DPUB {topic} {defer_ms}\n"), body),
+            Command::Mpub { topic, bodies } => {
+                let mut payload = (bodies.len() as u32).to_be_bytes().to_vec();
+                for body in bodies {
+                    payload.extend_from_slice(&(body.len() as u32).to_be_bytes());
+                    payload.extend_from_slice(body);
+                }
+                with_body(format!("MPUB {topic}\n"), &payload)
+            }
+            Command::Nop => b"NOP\n".to_vec(),
+            Command::Cls => b"CLS\n".to_vec(),
+        }
+    }
+
+    #[test]
+    fn a_guid_is_its_sixteen_hex_digits() {
+        for guid in [0, 1, 0xf, 0x0123_4567_89ab_cdef, u64::MAX, 1 << 63] {
+            assert_eq!(MessageId::from_guid(guid).0, *format!("{guid:016x}").as_bytes());
+        }
+    }
+
+    #[test]
+    fn a_message_frame_is_the_frame_of_the_encoded_message() {
+        let message = Message {
+            id: id(),
+            timestamp_ns: -5,
+            attempts: 3,
+            body: b"body".to_vec(),
+        };
+        let mut out = b"before".to_vec();
+        message.put_frame(&mut out);
+        let mut expected = b"before".to_vec();
+        expected.extend(encode_frame(FrameType::Message, &message.encode()));
+        assert_eq!(out, expected);
+    }
+
+    #[test]
+    fn encode_command_writes_what_formatting_wrote() {
+        let garbled = MessageId([0xff; MSG_ID_LENGTH]);
+        let mut commands = vec![
+            Command::Identify(b"{\"a\":1}".to_vec()),
+            Command::Auth(Vec::new()),
+            Command::Sub {
+                topic: "t#ephemeral".into(),
+                channel: "c".into(),
+            },
+            Command::Fin(id()),
+            Command::Fin(garbled),
+            Command::Touch(garbled),
+            Command::Pub {
+                topic: "t".into(),
+                body: vec![0, 1, 2],
+            },
+            Command::Mpub {
+                topic: "t".into(),
+                bodies: vec![b"a".to_vec(), Vec::new(), vec![7; 300]],
+            },
+            Command::Nop,
+            Command::Cls,
+        ];
+        for n in [0, 1, -1, 9, 10, 99, 2500, i64::MAX, i64::MIN] {
+            commands.push(Command::Rdy(n));
+            commands.push(Command::Req {
+                id: id(),
+                timeout_ms: n,
+            });
+            commands.push(Command::Dpub {
+                topic: "t".into(),
+                defer_ms: n,
+                body: b"x".to_vec(),
+            });
+        }
+        for command in &commands {
+            assert_eq!(encode_command(command), formatted(command), "{command:?}");
+        }
     }
 
     #[test]
