@@ -78,6 +78,49 @@ pub fn synthetic_history(events: usize) -> History {
     History::from_events(out)
 }
 
+/// The NSQ standard topology (2 nsqlookupd, 3 nsqd, 2 producers, 3 consumers) publishing
+/// `messages` under swarm faults: what `benches/nsq.rs` times at 10,000 messages and
+/// `tests/memory.rs` measures at a million. The producers publish about 650 messages a
+/// simulated second between them (each waits for its PUB's answer), mostly after the fault
+/// phase, so the drain budget grows with the count: 3 ms a message, at least 60 s.
+pub fn nsq_standard(messages: u64) -> String {
+    let drain_ms = (messages * 3).max(60_000);
+    NSQ_STANDARD
+        .replace("{messages}", &messages.to_string())
+        .replace("{drain_ms}", &drain_ms.to_string())
+}
+
+const NSQ_STANDARD: &str = r#"
+name = "bench: nsq standard topology, {messages} messages, swarm faults"
+design = "nsq"
+[config]
+lookupds = 2
+lookupd_poll_interval_ms = 500
+nsqds = 3
+consumers = 3
+max_in_flight = 6
+processing_ms = 1
+msg_timeout_ms = 2000
+publish_timeout_ms = 500
+retry = "another"
+reconnect_ms = 500
+heartbeat_interval_ms = 1000
+read_timeout_ms = 3000
+[config.nsqd]
+client_timeout_ms = 2000
+[workload]
+messages = {messages}
+producers = 2
+publish_interval_ms = 1
+[run]
+fault_phase_ms = 6000
+drain_ms = {drain_ms}
+[swarm]
+actions = ["kill", "pause", "partition", "lose_replies", "latency"]
+interval_ms = [200, 1000]
+duration_ms = [50, 1000]
+"#;
+
 /// A bare turmoil request/response stream: one client, one server, a request every `interval`
 /// for `duration` of simulated time, on `tick`. The baseline the harness is measured beside.
 pub fn bare_turmoil_stream(duration: Duration, interval: Duration, tick: Duration) -> u64 {
