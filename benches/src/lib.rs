@@ -13,7 +13,7 @@ pub fn synthetic_history(events: usize) -> History {
         t += 3;
         out.push(Event {
             time: SimTime(t),
-            host: host.to_string(),
+            host: host.into(),
             kind,
         });
     };
@@ -35,7 +35,7 @@ pub fn synthetic_history(events: usize) -> History {
                 producer,
                 EventKind::Publish {
                     id: MsgId(m),
-                    producer: producer.to_string(),
+                    producer: producer.into(),
                     seq: m / 4,
                     key: Some(format!("k{}", m % 64)),
                 },
@@ -51,8 +51,8 @@ pub fn synthetic_history(events: usize) -> History {
                     EventKind::Deliver {
                         id: MsgId(m),
                         attempt,
-                        consumer: consumer.to_string(),
-                        partition: Some(format!("q{}", m % 8)),
+                        consumer: consumer.into(),
+                        partition: Some(format!("q{}", m % 8).into()),
                         node: None,
                         offset: None,
                     },
@@ -62,7 +62,7 @@ pub fn synthetic_history(events: usize) -> History {
                 consumer,
                 EventKind::Effect {
                     id: MsgId(m),
-                    consumer: consumer.to_string(),
+                    consumer: consumer.into(),
                 },
             );
         }

@@ -33,6 +33,31 @@ fn proc_status_bytes(field: &str) -> u64 {
     kib * 1024
 }
 
+/// The live heap (bytes allocated and not freed), sampled every 10 ms while `work` runs on
+/// this thread; the first sample is taken before it starts.
+fn with_heap_samples<T>(work: impl FnOnce() -> T) -> (T, Vec<u64>) {
+    let live = || {
+        let stats = GLOBAL.stats();
+        let bytes = stats.bytes_allocated as i128 - stats.bytes_deallocated as i128
+            + stats.bytes_reallocated as i128;
+        u64::try_from(bytes).unwrap_or(0)
+    };
+    let done = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let sampler = scope.spawn(|| {
+            let mut samples = vec![live()];
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+                samples.push(live());
+            }
+            samples
+        });
+        let out = work();
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        (out, sampler.join().expect("the sampler thread"))
+    })
+}
+
 fn messages() -> u64 {
     match std::env::var("JETSAM_MEM_MESSAGES") {
         Ok(text) => text
@@ -50,9 +75,13 @@ fn nsq_standard_run_stays_under_its_peak_rss() {
         .expect("the bench scenario parses");
     let rss_before = proc_status_bytes("VmRSS");
     let region = Region::new(GLOBAL);
-    let outcome = loaded.run(1);
+    let (outcome, heap) = with_heap_samples(|| loaded.run(1));
     let allocs = region.change();
     let peak = proc_status_bytes("VmHWM");
+    let (check_heap_peak, check_heap_base) = {
+        let (_, heap) = with_heap_samples(|| sim::checker::check_all(&outcome.history));
+        (heap.iter().copied().max().unwrap_or(0), heap.first().copied().unwrap_or(0))
+    };
     let events = outcome.stats.events as u64;
     let published = outcome.verdicts.counters.get("publish").copied().unwrap_or(0);
     eprintln!(
@@ -61,18 +90,29 @@ fn nsq_standard_run_stays_under_its_peak_rss() {
         std::mem::size_of::<sim::history::Event>()
     );
     eprintln!(
-        "peak RSS {} MB (RSS before the run {} MB), {} bytes/event over the run",
-        peak / 1_000_000,
-        rss_before / 1_000_000,
+        "peak RSS {} MiB (RSS before the run {} MiB), {} bytes/event over the run",
+        peak >> 20,
+        rss_before >> 20,
         peak.saturating_sub(rss_before) / events.max(1)
     );
     eprintln!(
-        "allocations {} ({:.1}/event), reallocations {}, bytes allocated {} MB",
+        "allocations {} ({:.1}/event), reallocations {}, bytes allocated {} MiB",
         allocs.allocations,
         allocs.allocations as f64 / events.max(1) as f64,
         allocs.reallocations,
-        allocs.bytes_allocated / 1_000_000
+        allocs.bytes_allocated >> 20
     );
+    let heap_peak = heap.iter().copied().max().unwrap_or(0);
+    let at = heap.iter().position(|h| *h == heap_peak).unwrap_or(0);
+    eprintln!(
+        "heap: peak {} MiB at sample {at} of {}, {} MiB at the end; check_all alone adds up to {} MiB",
+        heap_peak >> 20,
+        heap.len(),
+        heap.last().copied().unwrap_or(0) >> 20,
+        check_heap_peak.saturating_sub(check_heap_base) >> 20
+    );
+    let tenths: Vec<u64> = (1..=10).map(|i| heap[(heap.len() * i / 10).saturating_sub(1)] >> 20).collect();
+    eprintln!("heap MiB at each tenth of the run: {tenths:?}");
     assert!(outcome.verdicts.drained, "the run drains");
     assert!(
         published >= messages,
@@ -80,8 +120,8 @@ fn nsq_standard_run_stays_under_its_peak_rss() {
     );
     assert!(
         peak < PEAK_RSS_MAX_BYTES,
-        "peak RSS {} MB over the {} MB budget",
-        peak / 1_000_000,
-        PEAK_RSS_MAX_BYTES / 1_000_000
+        "peak RSS {} MiB over the {} MiB budget",
+        peak >> 20,
+        PEAK_RSS_MAX_BYTES >> 20
     );
 }

@@ -3,7 +3,7 @@
 //! harness (`harness.rs`) drives the same state from outside any host.
 
 use crate::disk::SimDisk;
-use crate::history::{Event, EventKind, History, SimTime};
+use crate::history::{Event, EventKind, History, Name, SimTime};
 use crate::world::HARNESS_HOST;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -98,7 +98,7 @@ impl Env {
         tracing::debug!(t_us = time.0, host, ?kind, "event");
         self.0.staged.borrow_mut().push(Event {
             time,
-            host: host.to_string(),
+            host: Name::from(host),
             kind,
         });
     }
@@ -108,7 +108,7 @@ impl Env {
         self.record(
             host,
             EventKind::Note {
-                name: name.to_string(),
+                name: Name::from(name),
                 detail: None,
             },
         );
@@ -119,7 +119,7 @@ impl Env {
         self.record(
             host,
             EventKind::Note {
-                name: name.to_string(),
+                name: Name::from(name),
                 detail: Some(detail),
             },
         );
@@ -217,7 +217,7 @@ impl Env {
         let time = self.0.harness_now.get();
         self.0.history.borrow_mut().push(Event {
             time,
-            host: HARNESS_HOST.to_string(),
+            host: Name::from(HARNESS_HOST),
             kind,
         });
     }

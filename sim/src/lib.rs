@@ -19,6 +19,7 @@ pub mod explain;
 pub mod fault;
 mod harness;
 pub mod history;
+pub mod name;
 mod net;
 mod panic;
 pub mod promise;

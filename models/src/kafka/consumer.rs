@@ -589,9 +589,9 @@ impl Consumer {
             EventKind::Deliver {
                 id,
                 attempt: 1,
-                consumer: self.host.clone(),
-                partition: Some(partition_name(&self.settings.topic, partition)),
-                node: Some(leader.to_string()),
+                consumer: self.host.as_str().into(),
+                partition: Some(partition_name(&self.settings.topic, partition).into()),
+                node: Some(leader.into()),
                 offset: Some(offset),
             },
         );
@@ -604,7 +604,7 @@ impl Consumer {
                 host,
                 EventKind::Ack {
                     id,
-                    consumer: host.to_string(),
+                    consumer: host.into(),
                 },
             )
         };
@@ -621,7 +621,7 @@ impl Consumer {
                     host,
                     EventKind::Effect {
                         id,
-                        consumer: host.to_string(),
+                        consumer: host.into(),
                     },
                 );
                 ack();

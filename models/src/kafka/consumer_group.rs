@@ -363,7 +363,7 @@ async fn process_record(
             host,
             EventKind::Ack {
                 id,
-                consumer: host.to_string(),
+                consumer: host.into(),
             },
         )
     };
@@ -378,7 +378,7 @@ async fn process_record(
                 host,
                 EventKind::Effect {
                     id,
-                    consumer: host.to_string(),
+                    consumer: host.into(),
                 },
             );
             ack();
@@ -787,9 +787,9 @@ impl Consumer {
             EventKind::Deliver {
                 id: record.id,
                 attempt: 1,
-                consumer: self.host.clone(),
-                partition: Some(super::partition_name(&self.settings.topic, record.partition)),
-                node: Some(leader.to_string()),
+                consumer: self.host.as_str().into(),
+                partition: Some(super::partition_name(&self.settings.topic, record.partition).into()),
+                node: Some(leader.into()),
                 offset: Some(record.offset),
             },
         );

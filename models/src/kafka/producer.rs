@@ -432,7 +432,7 @@ impl Producer {
                 &self.host,
                 EventKind::Publish {
                     id,
-                    producer: self.name.clone(),
+                    producer: self.name.as_str().into(),
                     seq: self.seq,
                     key: key.clone(),
                 },
@@ -673,7 +673,7 @@ impl Producer {
             let kind = match outcome {
                 Outcome::Acked { offset } => EventKind::PublishOk {
                     id,
-                    partition: Some(partition_name(&self.settings.topic, partition)),
+                    partition: Some(partition_name(&self.settings.topic, partition).into()),
                     offset,
                 },
                 Outcome::Failed { reason } => EventKind::PublishFail {

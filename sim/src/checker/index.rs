@@ -78,8 +78,8 @@ impl PublishIndex {
                     index.insert(*id, slot);
                     index.entries.push(PublishInfo {
                         id: *id,
-                        host: event.host.clone(),
-                        producer: producer.clone(),
+                        host: event.host.to_string(),
+                        producer: producer.to_string(),
                         producer_index,
                         seq: *seq,
                         key_index,

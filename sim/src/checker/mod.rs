@@ -266,7 +266,7 @@ fn repeated(
         };
         seen[slot] += 1;
         if seen[slot] as usize <= WITNESS_OCCURRENCES_MAX {
-            witness.push((slot, event.time, event.host.clone()));
+            witness.push((slot, event.time, event.host.to_string()));
         }
     }
     let mut by_slot: std::collections::BTreeMap<usize, Anomaly> = std::collections::BTreeMap::new();

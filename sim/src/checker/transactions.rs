@@ -66,7 +66,7 @@ pub fn transactions(history: &History) -> BTreeMap<String, Txn> {
             TXN_ABORTED => TxnOutcome::Aborted,
             _ => continue,
         };
-        txns.entry(txn.to_string()).or_default().outcome = Some((outcome, event.time, event.host.clone()));
+        txns.entry(txn.to_string()).or_default().outcome = Some((outcome, event.time, event.host.to_string()));
     }
     txns
 }
@@ -76,7 +76,7 @@ pub fn first_deliveries(history: &History) -> BTreeMap<MsgId, (SimTime, String)>
     let mut seen = BTreeMap::new();
     for event in history.events() {
         if let EventKind::Deliver { id, consumer, .. } = &event.kind {
-            seen.entry(*id).or_insert_with(|| (event.time, consumer.clone()));
+            seen.entry(*id).or_insert_with(|| (event.time, consumer.to_string()));
         }
     }
     seen

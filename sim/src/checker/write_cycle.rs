@@ -115,7 +115,7 @@ fn placements(history: &History, owner: &BTreeMap<MsgId, usize>) -> BTreeMap<Str
             _ => continue,
         };
         if owner.contains_key(id) {
-            placed.entry(*id).or_insert_with(|| (partition.clone(), *offset));
+            placed.entry(*id).or_insert_with(|| (partition.to_string(), *offset));
         }
     }
     let mut logs: BTreeMap<String, BTreeMap<i64, MsgId>> = BTreeMap::new();
