@@ -204,12 +204,14 @@ impl Env {
             return;
         }
         // Hosts run one after another within a step, each from the step's start time, so the
-        // step's events are merged by time; ties keep recording order (stable sort).
-        staged.sort_by_key(|e| e.time);
-        let mut history = self.0.history.borrow_mut();
-        for event in staged.drain(..) {
-            history.push(event);
+        // step's events are merged by time; ties keep recording order (stable sort). Most
+        // steps are in order already (one host recorded, or all at one instant), and the
+        // stable sort allocates a buffer, so it runs only when needed. Draining keeps the
+        // staging buffer's capacity for the next step.
+        if !staged.is_sorted_by_key(|e| e.time) {
+            staged.sort_by_key(|e| e.time);
         }
+        self.0.history.borrow_mut().extend_ordered(staged.drain(..));
     }
 
     pub(crate) fn record_now(&self, kind: EventKind) {
