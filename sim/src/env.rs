@@ -49,6 +49,9 @@ pub(crate) struct EnvInner {
     pub(crate) history: RefCell<History>,
     /// Events recorded during the current step, sorted by time when the step ends.
     pub(crate) staged: RefCell<Vec<Event>>,
+    /// The harness's time when the staged events' step began: a record in a later step
+    /// flushes them first, so staging holds one step's events, not a whole quiet drain's.
+    pub(crate) staged_step: Cell<SimTime>,
     pub(crate) rng: RefCell<ChaCha8Rng>,
     pub(crate) processes: RefCell<BTreeMap<String, Rc<ProcessState>>>,
     pub(crate) disks: RefCell<BTreeMap<String, SimDisk>>,
@@ -72,6 +75,7 @@ impl Env {
             seed,
             history: RefCell::new(History::new()),
             staged: RefCell::new(Vec::new()),
+            staged_step: Cell::new(SimTime(0)),
             rng: RefCell::new(rng),
             unreachable: RefCell::new(BTreeSet::new()),
             processes: RefCell::new(BTreeMap::new()),
@@ -96,6 +100,13 @@ impl Env {
     pub fn record(&self, host: &str, kind: EventKind) {
         let time = self.now();
         tracing::debug!(t_us = time.0, host, ?kind, "event");
+        // The harness's clock moves only between steps. Every event of an earlier step is no
+        // later than this step's start, so flushing them now orders the history exactly as
+        // flushing at the step's end would (and as one stable sort of several steps would).
+        let step = self.0.harness_now.get();
+        if self.0.staged_step.replace(step) != step {
+            self.flush_step();
+        }
         self.0.staged.borrow_mut().push(Event {
             time,
             host: Name::from(host),
