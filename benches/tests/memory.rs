@@ -33,15 +33,11 @@ fn proc_status_bytes(field: &str) -> u64 {
     kib * 1024
 }
 
-/// The live heap (bytes allocated and not freed), sampled every 10 ms while `work` runs on
-/// this thread; the first sample is taken before it starts.
+/// The resident set, sampled every 10 ms while `work` runs on this thread; the first sample
+/// is taken before it starts. (The allocator's own counts overstate it: capacity reserved and
+/// never touched is not resident.)
 fn with_heap_samples<T>(work: impl FnOnce() -> T) -> (T, Vec<u64>) {
-    let live = || {
-        let stats = GLOBAL.stats();
-        let bytes = stats.bytes_allocated as i128 - stats.bytes_deallocated as i128
-            + stats.bytes_reallocated as i128;
-        u64::try_from(bytes).unwrap_or(0)
-    };
+    let live = || proc_status_bytes("VmRSS");
     let done = std::sync::atomic::AtomicBool::new(false);
     std::thread::scope(|scope| {
         let sampler = scope.spawn(|| {
@@ -105,14 +101,21 @@ fn nsq_standard_run_stays_under_its_peak_rss() {
     let heap_peak = heap.iter().copied().max().unwrap_or(0);
     let at = heap.iter().position(|h| *h == heap_peak).unwrap_or(0);
     eprintln!(
-        "heap: peak {} MiB at sample {at} of {}, {} MiB at the end; check_all alone adds up to {} MiB",
+        "RSS: peak {} MiB at sample {at} of {}, {} MiB at the end; check_all alone adds up to {} MiB",
         heap_peak >> 20,
         heap.len(),
         heap.last().copied().unwrap_or(0) >> 20,
         check_heap_peak.saturating_sub(check_heap_base) >> 20
     );
+    let index = sim::checker::PublishIndex::build(&outcome.history);
+    for checker in sim::checker::CHECKERS {
+        let (_, heap) = with_heap_samples(|| (checker.check)(&outcome.history, &index));
+        let base = heap.first().copied().unwrap_or(0);
+        let top = heap.iter().copied().max().unwrap_or(0);
+        eprintln!("checker {}: up to {} MiB", checker.kinds[0].key(), top.saturating_sub(base) >> 20);
+    }
     let tenths: Vec<u64> = (1..=10).map(|i| heap[(heap.len() * i / 10).saturating_sub(1)] >> 20).collect();
-    eprintln!("heap MiB at each tenth of the run: {tenths:?}");
+    eprintln!("RSS MiB at each tenth of the run: {tenths:?}");
     assert!(outcome.verdicts.drained, "the run drains");
     assert!(
         published >= messages,

@@ -238,7 +238,7 @@ mod tests {
         assert!(Arc::ptr_eq(&a.0, &b.0), "interned");
         assert_eq!(a, "consumer1");
         assert_eq!(format!("{a} {a:?}"), "consumer1 \"consumer1\"");
-        assert!(Name::from("a") < Name::from("b"));
+        assert_eq!(Name::from("a").cmp(&Name::from("b")), std::cmp::Ordering::Less);
         let map: std::collections::BTreeMap<Name, u32> = [(a.clone(), 1)].into();
         assert_eq!(map.get("consumer1"), Some(&1));
     }

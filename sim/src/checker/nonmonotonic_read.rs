@@ -47,7 +47,7 @@ pub fn check_indexed(history: &History, _index: &PublishIndex) -> Vec<Anomaly> {
                     kind: NONMONOTONIC_READ,
                     id: *id,
                     times: vec![previous_time, event.time],
-                    hosts: vec![event.host.to_string(), event.host.to_string()],
+                    hosts: vec![event.host.clone(), event.host.clone()],
                     detail: format!(
                         "{consumer} read {partition}@{offset} after {partition}@{previous} ({previous_id})"
                     ),

@@ -41,7 +41,7 @@ pub fn check(history: &History) -> Vec<Anomaly> {
             kind: PARTIAL_TRANSACTION,
             id: *id,
             times: vec![event.time],
-            hosts: vec![event.host.to_string()],
+            hosts: vec![event.host.clone()],
             detail: format!(
                 "transaction {txn} committed {} without {}",
                 parts.join(", "),

@@ -47,7 +47,7 @@ pub fn check_indexed(history: &History, index: &PublishIndex) -> Vec<Anomaly> {
         anomaly.detail = format!("{why}, yet seen by a consumer {count} time(s)");
         if anomaly.times.len() < WITNESS_OCCURRENCES_MAX {
             anomaly.times.push(event.time);
-            anomaly.hosts.push(event.host.to_string());
+            anomaly.hosts.push(event.host.clone());
         }
     }
     by_id.into_values().map(|(anomaly, _)| anomaly).collect()

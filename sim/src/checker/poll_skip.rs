@@ -59,7 +59,7 @@ pub fn check_indexed(history: &History, _index: &PublishIndex) -> Vec<Anomaly> {
                     kind: POLL_SKIP,
                     id: *id,
                     times: vec![previous_time, event.time],
-                    hosts: vec![event.host.to_string(), event.host.to_string()],
+                    hosts: vec![event.host.clone(), event.host.clone()],
                     detail: format!(
                         "{consumer} read {partition}@{offset} after {partition}@{previous} ({previous_id}), skipping {} offset(s) from {partition}@{}",
                         skipped.len(),

@@ -137,7 +137,7 @@ pub fn check_indexed(history: &History, index: &PublishIndex, scope: OrderScope)
                     kind: kind(scope),
                     id: *id,
                     times: vec![prior.time, event.time],
-                    hosts: vec![prior_host.to_string(), event.host.to_string()],
+                    hosts: vec![prior_host, event.host.clone()],
                     detail: format!(
                         "{} scope: delivered after {}, which was published later",
                         scope.name(),
@@ -195,7 +195,7 @@ fn check_producer_partition(history: &History, index: &PublishIndex) -> Vec<Anom
                     kind: kind(OrderScope::ProducerPartition),
                     id,
                     times: vec![prior_time, event.time],
-                    hosts: vec![prior_host.to_string(), event.host.to_string()],
+                    hosts: vec![prior_host.into(), event.host.clone()],
                     detail: format!(
                         "producer-partition scope: {consumer} read it from {partition} after {prior_id}, \
                          which {} published later",

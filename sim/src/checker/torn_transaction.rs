@@ -5,7 +5,7 @@
 
 use super::transactions::{first_deliveries, transactions, TxnOutcome};
 use super::{Anomaly, AnomalyKind, Checker, PublishIndex, Runs};
-use crate::history::History;
+use crate::history::{History, Name};
 
 pub const TORN_TRANSACTION: AnomalyKind = AnomalyKind::message("torn-transaction");
 
@@ -39,7 +39,7 @@ pub fn check_indexed(history: &History, _index: &PublishIndex) -> Vec<Anomaly> {
                 kind: TORN_TRANSACTION,
                 id: *id,
                 times: vec![*committed_at, *seen_at],
-                hosts: vec![producer.clone(), consumer.clone()],
+                hosts: vec![Name::new(producer), consumer.clone()],
                 detail: format!(
                     "of transaction {name}, which {producer} committed, never delivered, though {seen} of it was"
                 ),

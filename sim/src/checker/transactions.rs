@@ -8,7 +8,7 @@
 //!
 //! Transaction names are the model's, unique within a run (e.g. `producer-1#3`).
 
-use crate::history::{EventKind, History, MsgId, SimTime};
+use crate::history::{EventKind, History, MsgId, Name, SimTime};
 use std::collections::BTreeMap;
 
 pub const TXN_PUBLISH: &str = "txn_publish";
@@ -72,11 +72,11 @@ pub fn transactions(history: &History) -> BTreeMap<String, Txn> {
 }
 
 /// Each message's first delivery: when and to which consumer.
-pub fn first_deliveries(history: &History) -> BTreeMap<MsgId, (SimTime, String)> {
+pub fn first_deliveries(history: &History) -> BTreeMap<MsgId, (SimTime, Name)> {
     let mut seen = BTreeMap::new();
     for event in history.events() {
         if let EventKind::Deliver { id, consumer, .. } = &event.kind {
-            seen.entry(*id).or_insert_with(|| (event.time, consumer.to_string()));
+            seen.entry(*id).or_insert_with(|| (event.time, consumer.clone()));
         }
     }
     seen
