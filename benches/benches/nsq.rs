@@ -5,7 +5,7 @@
 use criterion::{criterion_group, criterion_main, Criterion};
 
 fn nsq(c: &mut Criterion) {
-    benches::standard_topology(c, "nsq", benches::NSQ_STANDARD);
+    benches::standard_topology(c, "nsq", &benches::nsq_standard(10_000));
 }
 
 criterion_group!(benches, nsq);

@@ -20,7 +20,7 @@ fn main() {
     let tick_ms = arg(2, 1);
     let seed = arg(3, 1);
     let bare = std::env::var_os("PROFILE_NSQ_NO_BARE").is_none();
-    let text = benches::NSQ_STANDARD.replace("[run]\n", &format!("[run]\ntick_ms = {tick_ms}\n"));
+    let text = benches::nsq_standard(10_000).replace("[run]\n", &format!("[run]\ntick_ms = {tick_ms}\n"));
     let loaded = scenarios::Loaded::parse("bench.toml", &text).expect("the bench scenario parses");
     for _ in 0..runs {
         let start = Instant::now();

@@ -3,39 +3,6 @@
 use sim::history::{Event, EventKind, History, MsgId, Phase, SimTime};
 use std::time::Duration;
 
-/// The NSQ bench's scenario (benches/nsq.rs, examples/profile_nsq.rs): the standard topology
-/// (2 nsqlookupd, 3 nsqd, 2 producers, 3 consumers), 10,000 messages, swarm faults.
-pub const NSQ_STANDARD: &str = r#"
-name = "bench: nsq standard topology, 10,000 messages, swarm faults"
-design = "nsq"
-[config]
-lookupds = 2
-lookupd_poll_interval_ms = 500
-nsqds = 3
-consumers = 3
-max_in_flight = 6
-processing_ms = 1
-msg_timeout_ms = 2000
-publish_timeout_ms = 500
-retry = "another"
-reconnect_ms = 500
-heartbeat_interval_ms = 1000
-read_timeout_ms = 3000
-[config.nsqd]
-client_timeout_ms = 2000
-[workload]
-messages = 10000
-producers = 2
-publish_interval_ms = 1
-[run]
-fault_phase_ms = 6000
-drain_ms = 60000
-[swarm]
-actions = ["kill", "pause", "partition", "lose_replies", "latency"]
-interval_ms = [200, 1000]
-duration_ms = [50, 1000]
-"#;
-
 /// A history of about `events` events from a queue with 4 producers and 3 consumers, with a
 /// redelivery every 97th message and an adjacent swap every 89th (so the checkers find work).
 pub fn synthetic_history(events: usize) -> History {
@@ -46,7 +13,7 @@ pub fn synthetic_history(events: usize) -> History {
         t += 3;
         out.push(Event {
             time: SimTime(t),
-            host: host.to_string(),
+            host: host.into(),
             kind,
         });
     };
@@ -68,7 +35,7 @@ pub fn synthetic_history(events: usize) -> History {
                 producer,
                 EventKind::Publish {
                     id: MsgId(m),
-                    producer: producer.to_string(),
+                    producer: producer.into(),
                     seq: m / 4,
                     key: Some(format!("k{}", m % 64)),
                 },
@@ -84,8 +51,8 @@ pub fn synthetic_history(events: usize) -> History {
                     EventKind::Deliver {
                         id: MsgId(m),
                         attempt,
-                        consumer: consumer.to_string(),
-                        partition: Some(format!("q{}", m % 8)),
+                        consumer: consumer.into(),
+                        partition: Some(format!("q{}", m % 8).into()),
                         node: None,
                         offset: None,
                     },
@@ -95,7 +62,7 @@ pub fn synthetic_history(events: usize) -> History {
                 consumer,
                 EventKind::Effect {
                     id: MsgId(m),
-                    consumer: consumer.to_string(),
+                    consumer: consumer.into(),
                 },
             );
         }
@@ -110,6 +77,49 @@ pub fn synthetic_history(events: usize) -> History {
     );
     History::from_events(out)
 }
+
+/// The NSQ standard topology (2 nsqlookupd, 3 nsqd, 2 producers, 3 consumers) publishing
+/// `messages` under swarm faults: what `benches/nsq.rs` times at 10,000 messages and
+/// `tests/memory.rs` measures at a million. The producers publish about 650 messages a
+/// simulated second between them (each waits for its PUB's answer), mostly after the fault
+/// phase, so the drain budget grows with the count: 3 ms a message, at least 60 s.
+pub fn nsq_standard(messages: u64) -> String {
+    let drain_ms = (messages * 3).max(60_000);
+    NSQ_STANDARD
+        .replace("{messages}", &messages.to_string())
+        .replace("{drain_ms}", &drain_ms.to_string())
+}
+
+const NSQ_STANDARD: &str = r#"
+name = "bench: nsq standard topology, {messages} messages, swarm faults"
+design = "nsq"
+[config]
+lookupds = 2
+lookupd_poll_interval_ms = 500
+nsqds = 3
+consumers = 3
+max_in_flight = 6
+processing_ms = 1
+msg_timeout_ms = 2000
+publish_timeout_ms = 500
+retry = "another"
+reconnect_ms = 500
+heartbeat_interval_ms = 1000
+read_timeout_ms = 3000
+[config.nsqd]
+client_timeout_ms = 2000
+[workload]
+messages = {messages}
+producers = 2
+publish_interval_ms = 1
+[run]
+fault_phase_ms = 6000
+drain_ms = {drain_ms}
+[swarm]
+actions = ["kill", "pause", "partition", "lose_replies", "latency"]
+interval_ms = [200, 1000]
+duration_ms = [50, 1000]
+"#;
 
 /// A bare turmoil request/response stream: one client, one server, a request every `interval`
 /// for `duration` of simulated time, on `tick`. The baseline the harness is measured beside.

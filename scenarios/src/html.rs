@@ -275,7 +275,7 @@ fn fault_periods(events: &[Event]) -> Vec<(String, String, u64, u64)> {
         .contains(&action.as_str());
         if is_start {
             for host in hosts {
-                open.push((action.clone(), host.clone(), event.time.0));
+                open.push((action.to_string(), host.clone(), event.time.0));
             }
         }
     }
@@ -288,17 +288,17 @@ fn fault_periods(events: &[Event]) -> Vec<(String, String, u64, u64)> {
 /// goes on its producer's lifeline.
 fn actor(event: &Event, producers: &BTreeMap<MsgId, String>) -> String {
     match &event.kind {
-        EventKind::Publish { producer, .. } => producer.clone(),
+        EventKind::Publish { producer, .. } => producer.to_string(),
         EventKind::PublishOk { id, .. }
         | EventKind::PublishFail { id, .. }
         | EventKind::PublishInfo { id, .. } => {
-            producers.get(id).cloned().unwrap_or_else(|| event.host.clone())
+            producers.get(id).cloned().unwrap_or_else(|| event.host.to_string())
         }
         EventKind::Deliver { consumer, .. }
         | EventKind::Ack { consumer, .. }
-        | EventKind::Effect { consumer, .. } => consumer.clone(),
+        | EventKind::Effect { consumer, .. } => consumer.to_string(),
         EventKind::Fault { hosts, .. } if !hosts.is_empty() => hosts[0].clone(),
-        _ => event.host.clone(),
+        _ => event.host.to_string(),
     }
 }
 
@@ -313,7 +313,7 @@ fn label(kind: &EventKind) -> String {
         EventKind::Write { id, parts, .. } => format!("write {id}: {}", parts.join("+")),
         EventKind::Ack { id, .. } => format!("ack {id}"),
         EventKind::Fault { action, .. } => format!("FAULT {action}"),
-        EventKind::Note { name, .. } => name.clone(),
+        EventKind::Note { name, .. } => name.to_string(),
         EventKind::Crash { .. } => "CRASH".into(),
         _ => String::new(),
     }
@@ -381,7 +381,7 @@ fn sequence_diagram(events: &[Event], anomaly: &Anomaly, explanation: &Explanati
     let producers: BTreeMap<MsgId, String> = events
         .iter()
         .filter_map(|e| match &e.kind {
-            EventKind::Publish { id, producer, .. } => Some((*id, producer.clone())),
+            EventKind::Publish { id, producer, .. } => Some((*id, producer.to_string())),
             _ => None,
         })
         .collect();
@@ -389,7 +389,7 @@ fn sequence_diagram(events: &[Event], anomaly: &Anomaly, explanation: &Explanati
     // host's lifeline on its way to the consumer.
     let known: BTreeSet<&str> = events.iter().map(|e| e.host.as_str()).collect();
     let source = |event: &Event| match &event.kind {
-        EventKind::Deliver { node: Some(from), .. } if known.contains(from.as_str()) => Some(from.clone()),
+        EventKind::Deliver { node: Some(from), .. } if known.contains(from.as_str()) => Some(from.to_string()),
         _ => None,
     };
     let mut hosts: Vec<String> = Vec::new();

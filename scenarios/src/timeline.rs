@@ -106,8 +106,8 @@ mod tests {
                 id: MsgId(7),
                 attempt: 1,
                 consumer: "c1".into(),
-                partition: partition.map(str::to_string),
-                node: node.map(str::to_string),
+                partition: partition.map(Into::into),
+                node: node.map(Into::into),
                 offset: None,
             },
         })

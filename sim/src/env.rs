@@ -3,7 +3,7 @@
 //! harness (`harness.rs`) drives the same state from outside any host.
 
 use crate::disk::SimDisk;
-use crate::history::{Event, EventKind, History, SimTime};
+use crate::history::{Event, EventKind, History, Name, SimTime};
 use crate::machine::{supervise, Machine, Placement, Software};
 use crate::world::HARNESS_HOST;
 use rand::{Rng, SeedableRng};
@@ -50,6 +50,9 @@ pub(crate) struct EnvInner {
     pub(crate) history: RefCell<History>,
     /// Events recorded during the current step, sorted by time when the step ends.
     pub(crate) staged: RefCell<Vec<Event>>,
+    /// The harness's time when the staged events' step began: a record in a later step
+    /// flushes them first, so staging holds one step's events, not a whole quiet drain's.
+    pub(crate) staged_step: Cell<SimTime>,
     pub(crate) rng: RefCell<ChaCha8Rng>,
     pub(crate) processes: RefCell<BTreeMap<String, Rc<ProcessState>>>,
     pub(crate) disks: RefCell<BTreeMap<String, SimDisk>>,
@@ -77,6 +80,7 @@ impl Env {
             seed,
             history: RefCell::new(History::new()),
             staged: RefCell::new(Vec::new()),
+            staged_step: Cell::new(SimTime(0)),
             rng: RefCell::new(rng),
             unreachable: RefCell::new(BTreeSet::new()),
             processes: RefCell::new(BTreeMap::new()),
@@ -121,9 +125,16 @@ impl Env {
     pub fn record(&self, host: &str, kind: EventKind) {
         let time = self.now();
         tracing::debug!(t_us = time.0, host, ?kind, "event");
+        // The harness's clock moves only between steps. Every event of an earlier step is no
+        // later than this step's start, so flushing them now orders the history exactly as
+        // flushing at the step's end would (and as one stable sort of several steps would).
+        let step = self.0.harness_now.get();
+        if self.0.staged_step.replace(step) != step {
+            self.flush_step();
+        }
         self.0.staged.borrow_mut().push(Event {
             time,
-            host: host.to_string(),
+            host: Name::from(host),
             kind,
         });
     }
@@ -133,7 +144,7 @@ impl Env {
         self.record(
             host,
             EventKind::Note {
-                name: name.to_string(),
+                name: Name::from(name),
                 detail: None,
             },
         );
@@ -144,7 +155,7 @@ impl Env {
         self.record(
             host,
             EventKind::Note {
-                name: name.to_string(),
+                name: Name::from(name),
                 detail: Some(detail),
             },
         );
@@ -230,12 +241,14 @@ impl Env {
             return;
         }
         // Hosts run one after another within a step, each from the step's start time, so the
-        // step's events are merged by time; ties keep recording order (stable sort).
-        staged.sort_by_key(|e| e.time);
-        let mut history = self.0.history.borrow_mut();
-        for event in staged.drain(..) {
-            history.push(event);
+        // step's events are merged by time; ties keep recording order (stable sort). Most
+        // steps are in order already (one host recorded, or all at one instant), and the
+        // stable sort allocates a buffer, so it runs only when needed. Draining keeps the
+        // staging buffer's capacity for the next step.
+        if !staged.is_sorted_by_key(|e| e.time) {
+            staged.sort_by_key(|e| e.time);
         }
+        self.0.history.borrow_mut().extend_ordered(staged.drain(..));
     }
 
     pub(crate) fn record_now(&self, kind: EventKind) {
@@ -243,7 +256,7 @@ impl Env {
         let time = self.0.harness_now.get();
         self.0.history.borrow_mut().push(Event {
             time,
-            host: HARNESS_HOST.to_string(),
+            host: Name::from(HARNESS_HOST),
             kind,
         });
     }

@@ -168,9 +168,9 @@ impl Harness {
         self.sync_reachability();
         self.faults_applied += 1;
         self.env.record_now(EventKind::Fault {
-            action: action.to_string(),
+            action: action.into(),
             hosts,
-            detail,
+            detail: detail.into(),
         });
     }
 

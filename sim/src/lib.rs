@@ -20,6 +20,7 @@ pub mod fault;
 mod harness;
 pub mod history;
 pub mod machine;
+pub mod name;
 mod net;
 mod panic;
 pub mod promise;

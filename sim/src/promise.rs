@@ -213,7 +213,7 @@ mod tests {
                 EventKind::Fault {
                     action: action.into(),
                     hosts: vec![host.into()],
-                    detail: String::new(),
+                    detail: Default::default(),
                 },
             ));
         }
@@ -264,7 +264,7 @@ mod tests {
                 EventKind::Fault {
                     action: "kill".into(),
                     hosts: vec!["nsqd1".into()],
-                    detail: String::new(),
+                    detail: Default::default(),
                 },
             ),
         );

@@ -143,7 +143,7 @@ impl Host {
                         &self.name,
                         EventKind::Effect {
                             id: MsgId(message),
-                            consumer: self.name.clone(),
+                            consumer: self.name.as_str().into(),
                         },
                     );
                 }

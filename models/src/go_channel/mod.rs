@@ -253,7 +253,7 @@ impl Writer {
     fn flush(&self, env: &Env) {
         let buffered = std::mem::take(&mut *self.buffered.borrow_mut());
         for (id, consumer) in buffered {
-            env.record(HOST, EventKind::Effect { id, consumer });
+            env.record(HOST, EventKind::Effect { id, consumer: consumer.into() });
         }
     }
 
@@ -414,7 +414,7 @@ async fn produce(program: &Program, name: &str, source: &Source, interval: Durat
             HOST,
             EventKind::Publish {
                 id,
-                producer: name.to_string(),
+                producer: name.into(),
                 seq,
                 key,
             },
@@ -443,7 +443,7 @@ async fn handle(program: &Program, consumer: &str, id: MsgId) {
         EventKind::Deliver {
             id,
             attempt: 1,
-            consumer: consumer.to_string(),
+            consumer: consumer.into(),
             partition: None,
             node: None,
             offset: None,

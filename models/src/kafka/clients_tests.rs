@@ -278,7 +278,7 @@ fn acked(outcome: &RunOutcome) -> BTreeMap<MsgId, (Option<String>, Option<i64>)>
         } = &event.kind
         {
             assert!(
-                acked.insert(*id, (partition.clone(), *offset)).is_none(),
+                acked.insert(*id, (partition.as_ref().map(|p| p.to_string()), *offset)).is_none(),
                 "{id:?} acked twice"
             );
         }
@@ -298,7 +298,7 @@ fn delivered(outcome: &RunOutcome) -> Vec<(MsgId, String, i64)> {
                 partition: Some(p),
                 offset: Some(o),
                 ..
-            } => Some((*id, p.clone(), *o)),
+            } => Some((*id, p.to_string(), *o)),
             _ => None,
         })
         .collect()

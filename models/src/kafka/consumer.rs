@@ -600,9 +600,9 @@ impl Consumer {
             EventKind::Deliver {
                 id,
                 attempt: 1,
-                consumer: self.host.clone(),
-                partition: Some(partition_name(&self.settings.topic, partition)),
-                node: Some(leader.to_string()),
+                consumer: self.host.as_str().into(),
+                partition: Some(partition_name(&self.settings.topic, partition).into()),
+                node: Some(leader.into()),
                 offset: Some(offset),
             },
         );
@@ -615,7 +615,7 @@ impl Consumer {
                 host,
                 EventKind::Ack {
                     id,
-                    consumer: host.to_string(),
+                    consumer: host.into(),
                 },
             )
         };
@@ -632,7 +632,7 @@ impl Consumer {
                     host,
                     EventKind::Effect {
                         id,
-                        consumer: host.to_string(),
+                        consumer: host.into(),
                     },
                 );
                 ack();

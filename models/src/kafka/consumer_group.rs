@@ -390,7 +390,7 @@ async fn process_record(
             host,
             EventKind::Ack {
                 id,
-                consumer: host.to_string(),
+                consumer: host.into(),
             },
         )
     };
@@ -405,7 +405,7 @@ async fn process_record(
                 host,
                 EventKind::Effect {
                     id,
-                    consumer: host.to_string(),
+                    consumer: host.into(),
                 },
             );
             ack();
@@ -885,9 +885,9 @@ impl Consumer {
             EventKind::Deliver {
                 id: record.id,
                 attempt: 1,
-                consumer: self.host.clone(),
-                partition: Some(super::partition_name(&self.settings.topic, record.partition)),
-                node: Some(leader.to_string()),
+                consumer: self.host.as_str().into(),
+                partition: Some(super::partition_name(&self.settings.topic, record.partition).into()),
+                node: Some(leader.into()),
                 offset: Some(record.offset),
             },
         );

@@ -496,7 +496,7 @@ impl Producer {
                     &self.host,
                     EventKind::Publish {
                         id,
-                        producer: self.name.clone(),
+                        producer: self.name.as_str().into(),
                         seq: self.seq,
                         key: key.clone(),
                     },
@@ -750,7 +750,7 @@ impl Producer {
             let kind = match outcome {
                 Outcome::Acked { offset } => EventKind::PublishOk {
                     id,
-                    partition: Some(partition_name(&self.settings.topic, partition)),
+                    partition: Some(partition_name(&self.settings.topic, partition).into()),
                     offset,
                 },
                 Outcome::Failed { reason } => EventKind::PublishFail {

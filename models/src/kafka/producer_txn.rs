@@ -287,7 +287,7 @@ impl Producer {
             let kind = match (end, outcome) {
                 (TxnEnd::Committed, Some(Outcome::Acked { offset })) => EventKind::PublishOk {
                     id,
-                    partition: Some(partition_name(&self.settings.topic, partition)),
+                    partition: Some(partition_name(&self.settings.topic, partition).into()),
                     offset,
                 },
                 (TxnEnd::Committed, _) => EventKind::PublishInfo {

@@ -128,7 +128,7 @@ async fn client(env: Env) -> turmoil::Result {
                         "client",
                         EventKind::PublishOk {
                             id: MsgId(id),
-                            partition: Some(format!("orders-0@{leader}")),
+                            partition: Some(format!("orders-0@{leader}").into()),
                             offset: Some(answer.base_offset),
                         },
                     );
@@ -245,7 +245,7 @@ fn acknowledged(history: &sim::History) -> Vec<(u64, i64, String)> {
                 id,
                 partition: Some(p),
                 offset: Some(o),
-            } => Some((id.0, *o, p.clone())),
+            } => Some((id.0, *o, p.to_string())),
             _ => None,
         })
         .collect()

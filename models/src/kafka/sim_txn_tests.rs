@@ -269,7 +269,7 @@ fn noted_by(history: &sim::History, wanted: &str) -> Vec<String> {
         .events()
         .iter()
         .filter(|e| matches!(&e.kind, EventKind::Note { name, .. } if name == wanted))
-        .map(|e| e.host.clone())
+        .map(|e| e.host.to_string())
         .collect()
 }
 

@@ -405,7 +405,7 @@ impl Publisher {
             &node.host,
             EventKind::Publish {
                 id,
-                producer: self.name.clone(),
+                producer: self.name.as_str().into(),
                 seq: self.seq,
                 key,
             },
@@ -526,9 +526,9 @@ async fn handle(node: &Node, inbound: &Inbound, db: Option<&mut DbConsumer>) {
         EventKind::Deliver {
             id,
             attempt: if inbound.publish.dup { 2 } else { 1 },
-            consumer: host.to_string(),
+            consumer: host.into(),
             partition: None,
-            node: Some(node.settings.broker.clone()),
+            node: Some(node.settings.broker.as_str().into()),
             offset: None,
         },
     );
@@ -545,7 +545,7 @@ async fn handle(node: &Node, inbound: &Inbound, db: Option<&mut DbConsumer>) {
             host,
             EventKind::Ack {
                 id,
-                consumer: host.to_string(),
+                consumer: host.into(),
             },
         );
     };
@@ -572,7 +572,7 @@ async fn handle(node: &Node, inbound: &Inbound, db: Option<&mut DbConsumer>) {
                 host,
                 EventKind::Effect {
                     id,
-                    consumer: host.to_string(),
+                    consumer: host.into(),
                 },
             );
             ack();

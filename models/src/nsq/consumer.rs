@@ -311,7 +311,7 @@ async fn handle_with_db(
                 host,
                 EventKind::Ack {
                     id,
-                    consumer: host.to_string(),
+                    consumer: host.into(),
                 },
             );
         } else {
@@ -423,9 +423,9 @@ async fn handler_loop(
             EventKind::Deliver {
                 id,
                 attempt: u32::from(message.attempts),
-                consumer: host.clone(),
-                partition: Some(nsqd.clone()),
-                node: Some(nsqd.clone()),
+                consumer: host.as_str().into(),
+                partition: Some(nsqd.as_str().into()),
+                node: Some(nsqd.as_str().into()),
                 offset: None,
             },
         );
@@ -449,7 +449,7 @@ async fn handler_loop(
             &host,
             EventKind::Effect {
                 id,
-                consumer: host.clone(),
+                consumer: host.as_str().into(),
             },
         );
         if config.dedupe_message_ids {
@@ -460,7 +460,7 @@ async fn handler_loop(
                 &host,
                 EventKind::Ack {
                     id,
-                    consumer: host.clone(),
+                    consumer: host.as_str().into(),
                 },
             );
         } else {

@@ -126,7 +126,7 @@ pub async fn run_producer(
                 &host,
                 EventKind::Publish {
                     id,
-                    producer: name.clone(),
+                    producer: name.as_str().into(),
                     seq,
                     key: key.clone(),
                 },

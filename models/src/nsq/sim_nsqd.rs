@@ -39,7 +39,7 @@ impl Context for SimContext {
         self.env.record(
             &self.host,
             sim::history::EventKind::Gauge {
-                name: name.to_string(),
+                name: name.into(),
                 value,
             },
         );

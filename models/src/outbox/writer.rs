@@ -56,7 +56,7 @@ pub async fn run_writer(env: Env, host: String, config: WriterConfig, source: Rc
             &host,
             EventKind::Publish {
                 id,
-                producer: name.clone(),
+                producer: name.as_str().into(),
                 seq,
                 key: key.clone(),
             },

@@ -283,7 +283,7 @@ async fn sender(
             while !process.stop_requested() {
                 let Some((id, key)) = source.take() else { return };
                 seq += 1;
-                let producer = name.clone();
+                let producer = name.as_str().into();
                 env.record(
                     SENDER,
                     EventKind::Publish {

@@ -162,7 +162,7 @@ impl Receiver {
                 return Flow::Exit;
             }
             if let Some(id) = id {
-                let consumer = RECEIVER.to_string();
+                let consumer = RECEIVER.into();
                 self.env.record(RECEIVER, EventKind::Effect { id, consumer });
             }
             self.kernel.in_handler.set(self.kernel.in_handler.get() - 1);
@@ -219,8 +219,8 @@ fn begin(env: &Env, delivery: &Delivery) -> Option<MsgId> {
         EventKind::Deliver {
             id,
             attempt: 1,
-            consumer: RECEIVER.to_string(),
-            partition: Some(delivery.signo.to_string()),
+            consumer: RECEIVER.into(),
+            partition: Some(delivery.signo.to_string().into()),
             node: None,
             offset: None,
         },
@@ -244,7 +244,7 @@ async fn drain(env: &Env, process: &Process, kernel: &Kernel, handler_ms: u64) {
         kernel.in_handler.set(kernel.in_handler.get() + 1);
         if let Some(id) = begin(env, &delivery) {
             process.sleep(Duration::from_millis(handler_ms)).await;
-            let consumer = RECEIVER.to_string();
+            let consumer = RECEIVER.into();
             env.record(RECEIVER, EventKind::Effect { id, consumer });
         }
         kernel.in_handler.set(kernel.in_handler.get() - 1);

@@ -71,11 +71,11 @@ fn a_retry_loop_past_msg_timeout_has_two_consumers_on_one_message_at_once() {
             .iter()
             .find(|e| matches!(&e.kind, EventKind::Effect { id, .. } if *id == anomaly.id))
             .map_or(0, |e| e.time.0);
-        let consumers: std::collections::BTreeSet<&String> = events
+        let consumers: std::collections::BTreeSet<&str> = events
             .iter()
             .filter(|e| e.time.0 < first_effect)
             .filter_map(|e| match &e.kind {
-                EventKind::Deliver { id, consumer, .. } if *id == anomaly.id => Some(consumer),
+                EventKind::Deliver { id, consumer, .. } if *id == anomaly.id => Some(consumer.as_str()),
                 _ => None,
             })
             .collect();

@@ -12,7 +12,7 @@ fn producer_of(events: &[Event]) -> std::collections::BTreeMap<u64, String> {
     events
         .iter()
         .filter_map(|e| match &e.kind {
-            EventKind::Publish { id, .. } => Some((id.0, e.host.clone())),
+            EventKind::Publish { id, .. } => Some((id.0, e.host.to_string())),
             _ => None,
         })
         .collect()

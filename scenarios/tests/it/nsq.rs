@@ -16,7 +16,7 @@ fn deliveries(history: &sim::History, id: MsgId) -> Vec<(u64, u32, String)> {
                 attempt,
                 consumer,
                 ..
-            } if *d == id => Some((e.time.0, *attempt, consumer.clone())),
+            } if *d == id => Some((e.time.0, *attempt, consumer.to_string())),
             _ => None,
         })
         .collect()
@@ -73,7 +73,7 @@ fn a_disconnected_consumers_message_waits_the_whole_msg_timeout() {
         .filter_map(|e| match &e.kind {
             EventKind::Deliver {
                 attempt, consumer, ..
-            } if *attempt > 1 => Some((e.time.0, *attempt, consumer.clone())),
+            } if *attempt > 1 => Some((e.time.0, *attempt, consumer.to_string())),
             _ => None,
         })
         .collect();
@@ -166,7 +166,7 @@ fn go_nsq_never_has_more_in_flight_than_max_in_flight_and_starved_nsqds_wait_for
     for event in outcome.history.events() {
         if let EventKind::Gauge { name, value } = &event.kind {
             if name.ends_with(" in_flight") {
-                in_flight.insert(event.host.clone(), *value);
+                in_flight.insert(event.host.to_string(), *value);
                 let total: i64 = in_flight.values().sum();
                 assert!(total <= 1, "{total} in flight at {}", event.time);
             }
@@ -178,7 +178,7 @@ fn go_nsq_never_has_more_in_flight_than_max_in_flight_and_starved_nsqds_wait_for
     for event in outcome.history.events() {
         if let EventKind::Deliver { node: Some(nsqd), .. } = &event.kind {
             if !first_from.iter().any(|(n, _)| n == nsqd) {
-                first_from.push((nsqd.clone(), event.time.0));
+                first_from.push((nsqd.to_string(), event.time.0));
             }
         }
     }

@@ -10,7 +10,7 @@
 
 use super::transactions::{transactions, Reads, TxnOutcome};
 use super::{Anomaly, AnomalyKind, Checker, PublishIndex, Runs};
-use crate::history::History;
+use crate::history::{History, Name};
 
 pub const ABORTED_READ: AnomalyKind = AnomalyKind::message("aborted-read");
 
@@ -37,7 +37,7 @@ pub fn check_indexed(history: &History, _index: &PublishIndex) -> Vec<Anomaly> {
             let Some((time, consumer)) = reads.first_read(txn, *id) else {
                 continue;
             };
-            let (mut times, mut hosts) = (vec![*aborted_at, time], vec![producer.clone(), consumer.clone()]);
+            let (mut times, mut hosts) = (vec![*aborted_at, time], vec![Name::new(producer), consumer.clone()]);
             if time < *aborted_at {
                 times.reverse();
                 hosts.reverse();

@@ -4,7 +4,7 @@
 
 use super::positions::{positions, Position};
 use super::{Anomaly, AnomalyKind, Checker, PublishIndex, Runs, WITNESS_OCCURRENCES_MAX};
-use crate::history::{History, MsgId};
+use crate::history::{History, MsgId, Name};
 use std::collections::BTreeMap;
 
 pub const INCONSISTENT_OFFSETS: AnomalyKind = AnomalyKind::message("inconsistent-offsets");
@@ -42,7 +42,7 @@ pub fn check_indexed(history: &History, _index: &PublishIndex) -> Vec<Anomaly> {
             kind: INCONSISTENT_OFFSETS,
             id: ids[0],
             times: witness.iter().map(|p| p.time).collect(),
-            hosts: witness.iter().map(|p| p.host.to_string()).collect(),
+            hosts: witness.iter().map(|p| Name::new(p.host)).collect(),
             detail: format!("{partition}@{offset} holds {} messages: {}", ids.len(), said.join(", ")),
         });
     }

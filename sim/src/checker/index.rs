@@ -1,6 +1,6 @@
 //! One pass over the publishes of a history, shared by the checkers.
 
-use crate::history::{EventKind, History, MsgId, SimTime};
+use crate::history::{EventKind, History, MsgId, Name, SimTime};
 use std::collections::BTreeMap;
 
 /// Ids below this are stored densely (the workloads number messages 1..=n).
@@ -20,8 +20,8 @@ pub enum Outcome {
 #[derive(Clone, Debug)]
 pub struct PublishInfo {
     pub id: MsgId,
-    pub host: String,
-    pub producer: String,
+    pub host: Name,
+    pub producer: Name,
     /// Interned producer, for per-producer scopes.
     pub producer_index: u32,
     pub seq: u64,

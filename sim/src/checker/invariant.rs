@@ -33,7 +33,7 @@ pub fn check(history: &History) -> Vec<Anomaly> {
                 kind: INVARIANT,
                 id: MsgId::ZERO,
                 times: vec![since, event.time],
-                hosts: vec![host.to_string(), event.host.clone()],
+                hosts: vec![host.into(), event.host.clone()],
                 detail: format!("{name} was {expected}, then {value} ({:+})", value - expected),
             });
         }

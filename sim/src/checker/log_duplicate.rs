@@ -6,7 +6,7 @@
 
 use super::positions::positions;
 use super::{Anomaly, AnomalyKind, Checker, PublishIndex, Runs, WITNESS_OCCURRENCES_MAX};
-use crate::history::{History, MsgId, SimTime};
+use crate::history::{History, MsgId, Name, SimTime};
 use std::collections::BTreeMap;
 
 pub const LOG_DUPLICATE: AnomalyKind = AnomalyKind::message("log-duplicate");
@@ -54,7 +54,7 @@ pub fn check_indexed(history: &History, _index: &PublishIndex) -> Vec<Anomaly> {
             kind: LOG_DUPLICATE,
             id,
             times: witness.iter().map(|(_, time, _)| *time).collect(),
-            hosts: witness.iter().map(|(_, _, host)| host.to_string()).collect(),
+            hosts: witness.iter().map(|(_, _, host)| Name::new(host)).collect(),
             detail: format!("in the log {} times: {}", places.len(), named.join(", ")),
         });
     }

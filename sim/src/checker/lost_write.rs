@@ -42,7 +42,7 @@ pub fn check_indexed(history: &History, _index: &PublishIndex) -> Vec<Anomaly> {
             kind: LOST_WRITE,
             id: p.id,
             times: vec![p.time],
-            hosts: vec![p.host.to_string()],
+            hosts: vec![p.host.into()],
             detail: format!(
                 "acknowledged at {}@{}, never read, though offset {highest} of {} was",
                 p.partition, p.offset, p.partition

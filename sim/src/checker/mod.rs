@@ -21,7 +21,7 @@ pub use index::{Outcome, PublishIndex, PublishInfo};
 pub use positions::ASSIGNED_NOTE;
 pub use reorder::OrderScope;
 
-use crate::history::{History, MsgId, SimTime};
+use crate::history::{History, MsgId, Name, SimTime};
 use serde::Serialize;
 use std::fmt;
 
@@ -170,8 +170,9 @@ pub struct Anomaly {
     pub id: MsgId,
     /// The simulated times of the events that make the anomaly, earliest first.
     pub times: Vec<SimTime>,
-    /// The hosts those events were observed on, in the same order as `times`.
-    pub hosts: Vec<String>,
+    /// The hosts those events were observed on, in the same order as `times` (shared
+    /// names: a swarm run of a million messages finds hundreds of thousands of reorders).
+    pub hosts: Vec<Name>,
     pub detail: String,
 }
 
@@ -254,23 +255,21 @@ fn repeated(
     select: impl Fn(&crate::history::EventKind) -> Option<MsgId>,
     noun: &str,
 ) -> Vec<Anomaly> {
-    // Per slot: occurrences count and first occurrences (bounded witness).
+    // Per slot: occurrences, counted in a first pass so that the second keeps witnesses (the
+    // first few occurrences) only of repeated messages, not one per message.
     let mut seen: Vec<u32> = vec![0; index.len()];
-    let mut witness: Vec<(usize, SimTime, String)> = Vec::new();
-    for event in history.events() {
-        let Some(id) = select(&event.kind) else {
-            continue;
-        };
-        let Some(slot) = index.slot(id) else {
-            continue; // never published: the phantom checker's business
-        };
+    let occurrences = || {
+        history.events().iter().filter_map(|event| {
+            let id = select(&event.kind)?;
+            // Never published: the phantom checker's business.
+            Some((index.slot(id)?, event))
+        })
+    };
+    for (slot, _) in occurrences() {
         seen[slot] += 1;
-        if seen[slot] as usize <= WITNESS_OCCURRENCES_MAX {
-            witness.push((slot, event.time, event.host.clone()));
-        }
     }
     let mut by_slot: std::collections::BTreeMap<usize, Anomaly> = std::collections::BTreeMap::new();
-    for (slot, time, host) in witness {
+    for (slot, event) in occurrences() {
         if seen[slot] < 2 {
             continue;
         }
@@ -281,8 +280,10 @@ fn repeated(
             hosts: Vec::new(),
             detail: format!("{noun} {} times", seen[slot]),
         });
-        anomaly.times.push(time);
-        anomaly.hosts.push(host);
+        if anomaly.times.len() < WITNESS_OCCURRENCES_MAX {
+            anomaly.times.push(event.time);
+            anomaly.hosts.push(event.host.clone());
+        }
     }
     by_slot.into_values().collect()
 }

@@ -195,7 +195,7 @@ fn check_producer_partition(history: &History, index: &PublishIndex) -> Vec<Anom
                     kind: kind(OrderScope::ProducerPartition),
                     id,
                     times: vec![prior_time, event.time],
-                    hosts: vec![prior_host.to_string(), event.host.clone()],
+                    hosts: vec![prior_host.into(), event.host.clone()],
                     detail: format!(
                         "producer-partition scope: {consumer} read it from {partition} after {prior_id}, \
                          which {} published later",

@@ -1,6 +1,6 @@
 //! Hand-built histories for checker tests.
 
-use crate::history::{Event, EventKind, History, MsgId, Phase, SimTime};
+use crate::history::{Event, EventKind, History, MsgId, Name, Phase, SimTime};
 
 #[derive(Default)]
 pub struct Build {
@@ -17,7 +17,7 @@ impl Build {
         self.time += 10;
         self.events.push(Event {
             time: SimTime(self.time),
-            host: host.to_string(),
+            host: host.into(),
             kind,
         });
         self
@@ -35,9 +35,9 @@ impl Build {
             EventKind::Deliver {
                 id: MsgId(id),
                 attempt,
-                consumer: consumer.to_string(),
-                partition: Some(node.to_string()),
-                node: Some(node.to_string()),
+                consumer: consumer.into(),
+                partition: Some(node.into()),
+                node: Some(node.into()),
                 offset: None,
             },
         )
@@ -49,7 +49,7 @@ impl Build {
             consumer,
             EventKind::Effect {
                 id: MsgId(id),
-                consumer: consumer.to_string(),
+                consumer: consumer.into(),
             },
         )
     }
@@ -60,7 +60,7 @@ impl Build {
             consumer,
             EventKind::Ack {
                 id: MsgId(id),
-                consumer: consumer.to_string(),
+                consumer: consumer.into(),
             },
         )
     }
@@ -70,9 +70,9 @@ impl Build {
         self.at(
             "jetsam",
             EventKind::Fault {
-                action: action.to_string(),
+                action: action.into(),
                 hosts: hosts.iter().map(|h| h.to_string()).collect(),
-                detail: detail.to_string(),
+                detail: detail.into(),
             },
         )
     }
@@ -82,7 +82,7 @@ impl Build {
             producer,
             EventKind::Publish {
                 id: MsgId(id),
-                producer: producer.to_string(),
+                producer: producer.into(),
                 seq,
                 key: key.map(str::to_string),
             },
@@ -94,7 +94,7 @@ impl Build {
         self.at(
             host,
             EventKind::Note {
-                name: name.to_string(),
+                name: name.into(),
                 detail: Some(detail.to_string()),
             },
         )
@@ -142,7 +142,7 @@ impl Build {
                 id: MsgId(id),
                 attempt,
                 consumer: "c".into(),
-                partition: partition.map(str::to_string),
+                partition: partition.map(Name::from),
                 node: None,
                 offset: None,
             },
@@ -155,7 +155,7 @@ impl Build {
             "p",
             EventKind::PublishOk {
                 id: MsgId(id),
-                partition: Some(partition.to_string()),
+                partition: Some(partition.into()),
                 offset: Some(offset),
             },
         )
@@ -168,8 +168,8 @@ impl Build {
             EventKind::Deliver {
                 id: MsgId(id),
                 attempt: 1,
-                consumer: consumer.to_string(),
-                partition: Some(partition.to_string()),
+                consumer: consumer.into(),
+                partition: Some(partition.into()),
                 node: None,
                 offset: Some(offset),
             },
@@ -181,7 +181,7 @@ impl Build {
         self.at(
             host,
             EventKind::Note {
-                name: name.to_string(),
+                name: name.into(),
                 detail: None,
             },
         )
@@ -192,9 +192,9 @@ impl Build {
         self.at(
             "jetsam",
             EventKind::Fault {
-                action: action.to_string(),
+                action: action.into(),
                 hosts: vec![host.to_string()],
-                detail: String::new(),
+                detail: Name::default(),
             },
         )
     }

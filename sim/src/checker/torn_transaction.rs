@@ -7,7 +7,7 @@
 
 use super::transactions::{transactions, Reads, TxnOutcome};
 use super::{Anomaly, AnomalyKind, Checker, PublishIndex, Runs};
-use crate::history::{History, MsgId, SimTime};
+use crate::history::{History, MsgId, Name, SimTime};
 
 pub const TORN_TRANSACTION: AnomalyKind = AnomalyKind::message("torn-transaction");
 
@@ -33,7 +33,7 @@ pub fn check_indexed(history: &History, _index: &PublishIndex) -> Vec<Anomaly> {
         let Some((TxnOutcome::Committed, committed_at, producer)) = &txn.outcome else {
             continue;
         };
-        let read: Vec<(MsgId, Option<(SimTime, String)>)> =
+        let read: Vec<(MsgId, Option<(SimTime, Name)>)> =
             txn.members.iter().map(|id| (*id, reads.first_read(txn, *id))).collect();
         let Some((seen, Some((seen_at, consumer)))) = read.iter().find(|(_, r)| r.is_some()) else {
             continue; // nothing of it read: `lost` judges whole losses
@@ -43,7 +43,7 @@ pub fn check_indexed(history: &History, _index: &PublishIndex) -> Vec<Anomaly> {
                 kind: TORN_TRANSACTION,
                 id: *id,
                 times: vec![*committed_at, *seen_at],
-                hosts: vec![producer.clone(), consumer.clone()],
+                hosts: vec![Name::new(producer), consumer.clone()],
                 detail: format!(
                     "of transaction {name}, which {producer} committed, never delivered, though {seen} of it was"
                 ),

@@ -18,7 +18,7 @@
 //! know that position is a read matched by id, and then not a read at a position the history
 //! places another transactional record at ([`Reads::first_read`]).
 
-use crate::history::{EventKind, History, MsgId, SimTime};
+use crate::history::{EventKind, History, MsgId, Name, SimTime};
 use std::collections::{BTreeMap, BTreeSet};
 
 pub const TXN_PUBLISH: &str = "txn_publish";
@@ -92,7 +92,7 @@ pub fn transactions(history: &History) -> BTreeMap<String, Txn> {
             TXN_ABORTED => TxnOutcome::Aborted,
             _ => continue,
         };
-        txns.entry(txn.to_string()).or_default().outcome = Some((outcome, event.time, event.host.clone()));
+        txns.entry(txn.to_string()).or_default().outcome = Some((outcome, event.time, event.host.to_string()));
     }
     txns
 }
@@ -101,9 +101,9 @@ pub fn transactions(history: &History) -> BTreeMap<String, Txn> {
 #[derive(Debug, Default)]
 pub struct Reads {
     /// The first read of each message at each position.
-    at: BTreeMap<(Position, MsgId), (SimTime, String)>,
+    at: BTreeMap<(Position, MsgId), (SimTime, Name)>,
     /// Each message's reads in order, with their position where the consumer recorded it.
-    by_id: BTreeMap<MsgId, Vec<(SimTime, String, Option<Position>)>>,
+    by_id: BTreeMap<MsgId, Vec<(SimTime, Name, Option<Position>)>>,
     /// Every position a [`TXN_WRITTEN`] note places a record at.
     known: BTreeSet<Position>,
 }
@@ -130,13 +130,13 @@ impl Reads {
                 reads
                     .at
                     .entry((position.clone(), *id))
-                    .or_insert_with(|| (event.time, consumer.to_string()));
+                    .or_insert_with(|| (event.time, consumer.clone()));
             }
             reads
                 .by_id
                 .entry(*id)
                 .or_default()
-                .push((event.time, consumer.to_string(), position));
+                .push((event.time, consumer.clone(), position));
         }
         reads
     }
@@ -144,7 +144,7 @@ impl Reads {
     /// The first read of member `id` of `txn`: at its written position when the history
     /// knows it; else the first read of the id that is not at a position another
     /// transactional record was written at (that read was the other record's).
-    pub fn first_read(&self, txn: &Txn, id: MsgId) -> Option<(SimTime, String)> {
+    pub fn first_read(&self, txn: &Txn, id: MsgId) -> Option<(SimTime, Name)> {
         if let Some(position) = txn.written.get(&id) {
             return self.at.get(&(position.clone(), id)).cloned();
         }

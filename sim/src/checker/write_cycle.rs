@@ -14,7 +14,7 @@
 
 use super::transactions::{transactions, Txn, TxnOutcome};
 use super::{Anomaly, AnomalyKind, Checker, PublishIndex, Runs};
-use crate::history::{EventKind, History, MsgId, SimTime};
+use crate::history::{EventKind, History, MsgId, Name, SimTime};
 use std::collections::{BTreeMap, BTreeSet};
 
 pub const WRITE_CYCLE: AnomalyKind = AnomalyKind::message("write-cycle");
@@ -79,7 +79,7 @@ pub fn check_indexed(history: &History, _index: &PublishIndex) -> Vec<Anomaly> {
             kind: WRITE_CYCLE,
             id: inside.iter().map(|e| e.witness).min().expect("a cycle has edges"),
             times,
-            hosts: hosts.into_iter().collect(),
+            hosts: hosts.into_iter().map(Name::from).collect(),
             detail: format!(
                 "{} committed transactions in a write cycle: {}",
                 cycle.len(),

@@ -6,7 +6,7 @@
 use super::cause::Cause;
 use super::{ms, named_ids, Explainer, Explanation};
 use crate::checker::{inconsistent_offsets::INCONSISTENT_OFFSETS, reorder, Anomaly};
-use crate::history::EventKind;
+use crate::history::{EventKind, Name};
 
 pub fn explain(x: &Explainer<'_>, anomaly: &Anomaly) -> Explanation {
     if reorder::KINDS.contains(&anomaly.kind) {
@@ -17,7 +17,7 @@ pub fn explain(x: &Explainer<'_>, anomaly: &Anomaly) -> Explanation {
     let witnesses = x.witnesses(anomaly, &ids);
     let from = anomaly.times.first().map_or(0, |t| t.0);
     let to = anomaly.times.last().map_or(from, |t| t.0);
-    let mut hosts: Vec<&str> = anomaly.hosts.iter().map(String::as_str).collect();
+    let mut hosts: Vec<&str> = anomaly.hosts.iter().map(Name::as_str).collect();
     // A log is rewritten by its brokers: every delivery's and publish's broker is involved.
     for &i in &witnesses {
         if let EventKind::Deliver { node: Some(node), .. } = &x.event(i).kind {

@@ -4,7 +4,7 @@
 
 use super::{ms, Explainer, Explanation};
 use crate::checker::{invariant::INVARIANT, Anomaly};
-use crate::history::{EventKind, MsgId};
+use crate::history::{EventKind, MsgId, Name};
 
 /// Commits cited between an invariant's two observations at most.
 const COMMITS_CITED_MAX: usize = 4;
@@ -19,7 +19,7 @@ pub fn explain(x: &Explainer<'_>, anomaly: &Anomaly) -> Explanation {
     let from = mine.first().map_or(0, |&i| x.event(i).time.0);
     let to = mine.last().map_or(from, |&i| x.event(i).time.0);
     let mut hosts: Vec<&str> = mine.iter().map(|&i| x.event(i).host.as_str()).collect();
-    hosts.extend(anomaly.hosts.iter().map(String::as_str));
+    hosts.extend(anomaly.hosts.iter().map(Name::as_str));
     hosts.sort_unstable();
     hosts.dedup();
     let cause = x.between(from, to, &hosts, false);
@@ -64,7 +64,7 @@ fn invariant(x: &Explainer<'_>, anomaly: &Anomaly) -> Explanation {
         .collect();
     let mut steps = x.steps(&observed);
     steps.extend(x.steps(&commits));
-    let mut hosts: Vec<&str> = anomaly.hosts.iter().map(String::as_str).collect();
+    let mut hosts: Vec<&str> = anomaly.hosts.iter().map(Name::as_str).collect();
     hosts.extend(commits.iter().map(|&i| x.event(i).host.as_str()));
     hosts.sort_unstable();
     hosts.dedup();

@@ -51,7 +51,7 @@ impl Explainer<'_> {
         let text = words(&event.kind).unwrap_or_else(|| other_words(&event.kind));
         Step {
             t_us: event.time.0,
-            host: event.host.clone(),
+            host: event.host.to_string(),
             text,
             event: Some(i),
         }

@@ -58,13 +58,13 @@ pub fn windows(events: &[Event]) -> Vec<FaultWindow> {
                 action,
                 hosts,
                 detail,
-            } => (action.clone(), hosts.clone(), detail.clone()),
+            } => (action.to_string(), hosts.clone(), detail.to_string()),
             EventKind::Crash {
                 message,
                 exit_status: Some(status),
             } => (
                 "exit".to_string(),
-                vec![event.host.clone()],
+                vec![event.host.to_string()],
                 format!("status {status}: {message}"),
             ),
             _ => continue,

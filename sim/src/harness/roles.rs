@@ -51,7 +51,7 @@ impl Harness {
                 self.env.record_now(EventKind::Fault {
                     action: "unresolved".into(),
                     hosts: Vec::new(),
-                    detail: format!("{} {why}; nothing applied", fault.action.name()),
+                    detail: format!("{} {why}; nothing applied", fault.action.name()).into(),
                 });
             }
         }
