@@ -78,8 +78,8 @@ pub fn synthetic_history(events: usize) -> History {
     History::from_events(out)
 }
 
-/// The NSQ standard topology (2 nsqlookupd, 3 nsqd, 2 producers, 3 consumers) publishing
-/// `messages` under swarm faults: what `benches/nsq.rs` times at 10,000 messages and
+/// The NSQ standard topology (2 nsqlookupd, 3 nsqd, 2 producers, each beside its nsqd as NSQ
+/// recommends, 3 consumers) publishing `messages` under swarm faults: what `benches/nsq.rs` times at 10,000 messages and
 /// `tests/memory.rs` measures at a million. The producers publish about 650 messages a
 /// simulated second between them (each waits for its PUB's answer), mostly after the fault
 /// phase, so the drain budget grows with the count: 3 ms a message, at least 60 s.
@@ -94,6 +94,7 @@ const NSQ_STANDARD: &str = r#"
 name = "bench: nsq standard topology, {messages} messages, swarm faults"
 design = "nsq"
 [config]
+placement = "beside"
 lookupds = 2
 lookupd_poll_interval_ms = 500
 nsqds = 3
