@@ -41,7 +41,10 @@ fn main() {
             let span = Duration::from_millis(simulated_ms);
             benches::bare_turmoil_stream(span, Duration::from_millis(1), Duration::from_millis(1));
             let bare_speed = simulated_ms as f64 / start.elapsed().as_secs_f64();
-            line += &format!(", bare turmoil {bare_speed:.0} sim ms/s, ratio {:.3}", speed / bare_speed);
+            line += &format!(
+                ", bare turmoil {bare_speed:.0} sim ms/s, ratio {:.3}",
+                speed / bare_speed
+            );
         }
         println!("{line}");
     }

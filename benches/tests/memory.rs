@@ -76,7 +76,10 @@ fn nsq_standard_run_stays_under_its_peak_rss() {
     let peak = proc_status_bytes("VmHWM");
     let (check_heap_peak, check_heap_base) = {
         let (_, heap) = with_heap_samples(|| sim::checker::check_all(&outcome.history));
-        (heap.iter().copied().max().unwrap_or(0), heap.first().copied().unwrap_or(0))
+        (
+            heap.iter().copied().max().unwrap_or(0),
+            heap.first().copied().unwrap_or(0),
+        )
     };
     let events = outcome.stats.events as u64;
     let published = outcome.verdicts.counters.get("publish").copied().unwrap_or(0);
@@ -112,9 +115,15 @@ fn nsq_standard_run_stays_under_its_peak_rss() {
         let (_, heap) = with_heap_samples(|| (checker.check)(&outcome.history, &index));
         let base = heap.first().copied().unwrap_or(0);
         let top = heap.iter().copied().max().unwrap_or(0);
-        eprintln!("checker {}: up to {} MiB", checker.kinds[0].key(), top.saturating_sub(base) >> 20);
+        eprintln!(
+            "checker {}: up to {} MiB",
+            checker.kinds[0].key(),
+            top.saturating_sub(base) >> 20
+        );
     }
-    let tenths: Vec<u64> = (1..=10).map(|i| heap[(heap.len() * i / 10).saturating_sub(1)] >> 20).collect();
+    let tenths: Vec<u64> = (1..=10)
+        .map(|i| heap[(heap.len() * i / 10).saturating_sub(1)] >> 20)
+        .collect();
     eprintln!("RSS MiB at each tenth of the run: {tenths:?}");
     assert!(outcome.verdicts.drained, "the run drains");
     assert!(

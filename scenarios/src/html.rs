@@ -291,9 +291,10 @@ fn actor(event: &Event, producers: &BTreeMap<MsgId, String>) -> String {
         EventKind::Publish { producer, .. } => producer.to_string(),
         EventKind::PublishOk { id, .. }
         | EventKind::PublishFail { id, .. }
-        | EventKind::PublishInfo { id, .. } => {
-            producers.get(id).cloned().unwrap_or_else(|| event.host.to_string())
-        }
+        | EventKind::PublishInfo { id, .. } => producers
+            .get(id)
+            .cloned()
+            .unwrap_or_else(|| event.host.to_string()),
         EventKind::Deliver { consumer, .. }
         | EventKind::Ack { consumer, .. }
         | EventKind::Effect { consumer, .. } => consumer.to_string(),
@@ -389,7 +390,9 @@ fn sequence_diagram(events: &[Event], anomaly: &Anomaly, explanation: &Explanati
     // host's lifeline on its way to the consumer.
     let known: BTreeSet<&str> = events.iter().map(|e| e.host.as_str()).collect();
     let source = |event: &Event| match &event.kind {
-        EventKind::Deliver { node: Some(from), .. } if known.contains(from.as_str()) => Some(from.to_string()),
+        EventKind::Deliver { node: Some(from), .. } if known.contains(from.as_str()) => {
+            Some(from.to_string())
+        }
         _ => None,
     };
     let mut hosts: Vec<String> = Vec::new();

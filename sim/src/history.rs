@@ -518,7 +518,11 @@ mod tests {
         let times: Vec<u64> = history.events().iter().map(|e| e.time.0).collect();
         assert_eq!(times, [1, 2, 2, 3]);
         let back = std::panic::catch_unwind(move || history.extend_ordered(vec![at(0)].into_iter()));
-        assert_eq!(back.is_err(), cfg!(debug_assertions), "out of order caught in debug");
+        assert_eq!(
+            back.is_err(),
+            cfg!(debug_assertions),
+            "out of order caught in debug"
+        );
     }
 
     #[test]

@@ -253,7 +253,13 @@ impl Writer {
     fn flush(&self, env: &Env) {
         let buffered = std::mem::take(&mut *self.buffered.borrow_mut());
         for (id, consumer) in buffered {
-            env.record(HOST, EventKind::Effect { id, consumer: consumer.into() });
+            env.record(
+                HOST,
+                EventKind::Effect {
+                    id,
+                    consumer: consumer.into(),
+                },
+            );
         }
     }
 

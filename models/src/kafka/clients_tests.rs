@@ -278,7 +278,9 @@ fn acked(outcome: &RunOutcome) -> BTreeMap<MsgId, (Option<String>, Option<i64>)>
         } = &event.kind
         {
             assert!(
-                acked.insert(*id, (partition.as_ref().map(|p| p.to_string()), *offset)).is_none(),
+                acked
+                    .insert(*id, (partition.as_ref().map(|p| p.to_string()), *offset))
+                    .is_none(),
                 "{id:?} acked twice"
             );
         }

@@ -92,7 +92,8 @@ pub fn transactions(history: &History) -> BTreeMap<String, Txn> {
             TXN_ABORTED => TxnOutcome::Aborted,
             _ => continue,
         };
-        txns.entry(txn.to_string()).or_default().outcome = Some((outcome, event.time, event.host.to_string()));
+        txns.entry(txn.to_string()).or_default().outcome =
+            Some((outcome, event.time, event.host.to_string()));
     }
     txns
 }

@@ -80,7 +80,12 @@ fn faults(outcome: &RunOutcome) -> Vec<(u64, String, Vec<String>, String)> {
                 action,
                 hosts,
                 detail,
-            } if detail != "heal" => Some((e.time.0 / 1000, action.to_string(), hosts.clone(), detail.to_string())),
+            } if detail != "heal" => Some((
+                e.time.0 / 1000,
+                action.to_string(),
+                hosts.clone(),
+                detail.to_string(),
+            )),
             _ => None,
         })
         .collect()
