@@ -112,7 +112,11 @@ fn nsq_standard_run_stays_under_its_peak_rss() {
     );
     let index = sim::checker::PublishIndex::build(&outcome.history);
     for checker in sim::checker::CHECKERS {
-        let (_, heap) = with_heap_samples(|| (checker.check)(&outcome.history, &index));
+        let (_, heap) = with_heap_samples(|| {
+            let mut found = 0usize;
+            (checker.check)(&outcome.history, &index, &mut |_| found += 1);
+            found
+        });
         let base = heap.first().copied().unwrap_or(0);
         let top = heap.iter().copied().max().unwrap_or(0);
         eprintln!(

@@ -84,8 +84,8 @@ impl RunReport {
                             sim::verdict::Expectation::Holds => "holds",
                             sim::verdict::Expectation::Violated => "violated",
                         }),
-                    safety_anomalies: v.safety.len(),
-                    liveness_anomalies: v.liveness.len(),
+                    safety_anomalies: v.safety_count,
+                    liveness_anomalies: v.liveness_count,
                     anomalies: v
                         .safety
                         .iter()

@@ -114,10 +114,8 @@ impl Promise {
             .iter()
             .map(|p| verdicts.get(*p))
             .filter(|v| !v.holds)
-            .flat_map(|v| v.safety.iter().chain(&v.liveness))
-            .filter_map(|a| a.times.first())
+            .filter_map(|v| v.earliest)
             .min()
-            .copied()
             .unwrap_or(crate::history::SimTime(0));
         let mut causes: Vec<String> = Vec::new();
         let mut windows: Vec<String> = Vec::new();

@@ -21,7 +21,7 @@ use crate::checker::torn_transaction::TORN_TRANSACTION;
 use crate::checker::unseen::UNSEEN;
 use crate::checker::write_cycle::WRITE_CYCLE;
 use crate::checker::{reorder, Anomaly, AnomalyKind, Findings, OrderScope};
-use crate::history::{EventKind, History};
+use crate::history::{EventKind, History, SimTime};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -294,6 +294,21 @@ pub struct PropertyVerdict {
     pub safety: Vec<Anomaly>,
     /// Anomalies that are liveness violations (owed, not seen before the drain budget ran out).
     pub liveness: Vec<Anomaly>,
+    /// How many safety anomalies there were: `safety` keeps at most
+    /// `checker::WITNESSES_PER_KIND_MAX` of each kind.
+    pub safety_count: usize,
+    /// How many liveness anomalies there were, kept in `liveness` or not.
+    pub liveness_count: usize,
+    /// The earliest time any of its anomalies names, kept or not (what promises read).
+    #[serde(skip)]
+    pub earliest: Option<SimTime>,
+}
+
+impl PropertyVerdict {
+    /// Every anomaly found against it, safety and liveness, kept as a witness or not.
+    pub fn anomaly_count(&self) -> usize {
+        self.safety_count + self.liveness_count
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -327,11 +342,22 @@ impl Verdicts {
             .iter()
             .map(|&property| {
                 let (safety, liveness) = property.anomalies(findings);
+                let rule = property.rule();
+                let count = |kinds: &[AnomalyKind]| kinds.iter().map(|kind| findings.count(*kind)).sum();
+                let earliest = rule
+                    .safety
+                    .iter()
+                    .chain(rule.liveness)
+                    .filter_map(|kind| findings.earliest(*kind))
+                    .min();
                 PropertyVerdict {
                     property,
                     holds: safety.is_empty() && liveness.is_empty(),
                     safety: safety.into_iter().cloned().collect(),
                     liveness: liveness.into_iter().cloned().collect(),
+                    safety_count: count(rule.safety),
+                    liveness_count: count(rule.liveness),
+                    earliest,
                 }
             })
             .collect();

@@ -126,7 +126,7 @@ fn verdict_summaries() {
             .properties
             .iter()
             .filter(|v| !v.holds)
-            .map(|v| format!("{}({})", v.property, v.safety.len() + v.liveness.len()))
+            .map(|v| format!("{}({})", v.property, v.anomaly_count()))
             .collect();
         summary.push_str(&format!(
             "{path}\n  events {} drained {} promise {} violated: {}\n",

@@ -18,7 +18,7 @@ pub const ABORTED_READ: AnomalyKind = AnomalyKind::message("aborted-read");
 pub const CHECKER: Checker = Checker {
     kinds: &[ABORTED_READ],
     runs: Runs::PerGroup,
-    check: check_indexed,
+    check: |history, index, found| check_indexed(history, index).into_iter().for_each(found),
 };
 
 pub fn check(history: &History) -> Vec<Anomaly> {

@@ -9,7 +9,7 @@ pub const DUPLICATE_DELIVERY: AnomalyKind = AnomalyKind::message("duplicate-deli
 pub const CHECKER: Checker = Checker {
     kinds: &[DUPLICATE_DELIVERY],
     runs: Runs::PerGroup,
-    check: check_indexed,
+    check: |history, index, found| check_indexed(history, index).into_iter().for_each(found),
 };
 
 pub fn check(history: &History) -> Vec<Anomaly> {

@@ -8,7 +8,7 @@ pub const DUPLICATE_EFFECT: AnomalyKind = AnomalyKind::message("duplicate-effect
 pub const CHECKER: Checker = Checker {
     kinds: &[DUPLICATE_EFFECT],
     runs: Runs::PerGroup,
-    check: check_indexed,
+    check: |history, index, found| check_indexed(history, index).into_iter().for_each(found),
 };
 
 pub fn check(history: &History) -> Vec<Anomaly> {

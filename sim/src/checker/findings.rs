@@ -1,30 +1,51 @@
 //! `Findings`, keyed by anomaly kind, and `check_all`, which runs every registered checker.
 
-use super::{Anomaly, AnomalyKind, PublishIndex, Runs, CHECKERS};
-use crate::history::{EventKind, History};
+use super::{Anomaly, AnomalyKind, PublishIndex, Runs, CHECKERS, WITNESSES_PER_KIND_MAX};
+use crate::history::{EventKind, History, SimTime};
 use serde::ser::SerializeMap;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
 /// The output of every registered checker over one history: anomalies by kind, each kind's
-/// in the order its checker found them (group by group, in declaration order).
+/// in the order its checker found them (group by group, in declaration order). Of each kind
+/// the first `WITNESSES_PER_KIND_MAX` are kept as witnesses; all are counted.
 ///
 /// **Invariant:** no kind maps to an empty list, so two `Findings` with the same anomalies
 /// are equal, and a clean history's equals `Findings::default()`.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Findings {
-    by_kind: BTreeMap<AnomalyKind, Vec<Anomaly>>,
+    by_kind: BTreeMap<AnomalyKind, Found>,
+}
+
+/// One kind's anomalies: the witnesses kept, how many were found, and the earliest time any
+/// of them names (a promise's excuses are looked for from there).
+#[derive(Clone, Debug, PartialEq)]
+struct Found {
+    witnesses: Vec<Anomaly>,
+    count: usize,
+    earliest: Option<SimTime>,
 }
 
 impl Findings {
-    /// The anomalies of one kind; empty if none were found (or no checker produces it).
+    /// The kept anomalies of one kind (the first `WITNESSES_PER_KIND_MAX` found); empty if
+    /// none were found (or no checker produces it). `count` says how many there were.
     pub fn get(&self, kind: AnomalyKind) -> &[Anomaly] {
-        self.by_kind.get(&kind).map_or(&[], Vec::as_slice)
+        self.by_kind.get(&kind).map_or(&[], |found| found.witnesses.as_slice())
     }
 
-    /// Every anomaly, kind by kind (kinds ordered by name, then scope).
+    /// How many anomalies of one kind were found, kept or not.
+    pub fn count(&self, kind: AnomalyKind) -> usize {
+        self.by_kind.get(&kind).map_or(0, |found| found.count)
+    }
+
+    /// The earliest time any anomaly of one kind names, kept or not.
+    pub fn earliest(&self, kind: AnomalyKind) -> Option<SimTime> {
+        self.by_kind.get(&kind).and_then(|found| found.earliest)
+    }
+
+    /// Every kept anomaly, kind by kind (kinds ordered by name, then scope).
     pub fn iter(&self) -> impl Iterator<Item = &Anomaly> {
-        self.by_kind.values().flatten()
+        self.by_kind.values().flat_map(|found| &found.witnesses)
     }
 
     /// The kinds with at least one anomaly.
@@ -37,7 +58,19 @@ impl Findings {
     }
 
     fn push(&mut self, anomaly: Anomaly) {
-        self.by_kind.entry(anomaly.kind).or_default().push(anomaly);
+        let found = self.by_kind.entry(anomaly.kind).or_insert(Found {
+            witnesses: Vec::new(),
+            count: 0,
+            earliest: None,
+        });
+        found.count += 1;
+        if let Some(first) = anomaly.times.first() {
+            found.earliest = Some(found.earliest.map_or(*first, |t| t.min(*first)));
+        }
+        if found.witnesses.len() < WITNESSES_PER_KIND_MAX {
+            found.witnesses.push(anomaly);
+        }
+        assert!(found.witnesses.len() <= WITNESSES_PER_KIND_MAX && found.witnesses.len() <= found.count);
     }
 }
 
@@ -46,8 +79,8 @@ impl Findings {
 impl Serialize for Findings {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut map = s.serialize_map(Some(self.by_kind.len()))?;
-        for (kind, anomalies) in &self.by_kind {
-            map.serialize_entry(&kind.key(), anomalies)?;
+        for (kind, found) in &self.by_kind {
+            map.serialize_entry(&kind.key(), &found.witnesses)?;
         }
         map.end()
     }
@@ -78,7 +111,7 @@ pub fn check_all(history: &History) -> Findings {
 /// Runs the registered checkers of one kind of `runs` over `history`, in registry order.
 fn run(runs: Runs, history: &History, index: &PublishIndex, group: Option<&str>, findings: &mut Findings) {
     for checker in CHECKERS.iter().filter(|checker| checker.runs == runs) {
-        for mut anomaly in (checker.check)(history, index) {
+        (checker.check)(history, index, &mut |mut anomaly| {
             // A kind the checker did not register would escape the property table's checks.
             assert!(
                 checker.kinds.contains(&anomaly.kind),
@@ -90,7 +123,7 @@ fn run(runs: Runs, history: &History, index: &PublishIndex, group: Option<&str>,
                 anomaly.detail = format!("[{group}] {}", anomaly.detail);
             }
             findings.push(anomaly);
-        }
+        });
     }
 }
 

@@ -13,7 +13,7 @@ pub const INCONSISTENT_OFFSETS: AnomalyKind = AnomalyKind::message("inconsistent
 pub const CHECKER: Checker = Checker {
     kinds: &[INCONSISTENT_OFFSETS],
     runs: Runs::Once,
-    check: check_indexed,
+    check: |history, index, found| check_indexed(history, index).into_iter().for_each(found),
 };
 
 pub fn check(history: &History) -> Vec<Anomaly> {

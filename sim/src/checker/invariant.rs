@@ -14,7 +14,7 @@ pub const INVARIANT: AnomalyKind = AnomalyKind::state("invariant");
 pub const CHECKER: Checker = Checker {
     kinds: &[INVARIANT],
     runs: Runs::Once,
-    check: |history, _| check(history),
+    check: |history, _, found| check(history).into_iter().for_each(found),
 };
 
 pub fn check(history: &History) -> Vec<Anomaly> {

@@ -15,7 +15,7 @@ pub const LOG_DUPLICATE: AnomalyKind = AnomalyKind::message("log-duplicate");
 pub const CHECKER: Checker = Checker {
     kinds: &[LOG_DUPLICATE],
     runs: Runs::Once,
-    check: check_indexed,
+    check: |history, index, found| check_indexed(history, index).into_iter().for_each(found),
 };
 
 pub fn check(history: &History) -> Vec<Anomaly> {

@@ -8,7 +8,7 @@ pub const LOST: AnomalyKind = AnomalyKind::message("lost");
 pub const CHECKER: Checker = Checker {
     kinds: &[LOST],
     runs: Runs::PerGroup,
-    check: check_indexed,
+    check: |history, index, found| check_indexed(history, index).into_iter().for_each(found),
 };
 
 pub fn check(history: &History) -> Vec<Anomaly> {

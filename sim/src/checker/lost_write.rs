@@ -14,7 +14,7 @@ pub const LOST_WRITE: AnomalyKind = AnomalyKind::message("lost-write");
 pub const CHECKER: Checker = Checker {
     kinds: &[LOST_WRITE],
     runs: Runs::PerGroup,
-    check: check_indexed,
+    check: |history, index, found| check_indexed(history, index).into_iter().for_each(found),
 };
 
 pub fn check(history: &History) -> Vec<Anomaly> {

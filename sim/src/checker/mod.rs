@@ -7,7 +7,7 @@
 //! consumer received the message (`deliver`).
 //!
 //! Adding a checker: write `my_checker.rs` with its kind constants, `check_indexed` and a
-//! `pub const CHECKER: Checker`, then add its module name to `registry!` below. If a property
+//! `pub const CHECKER: Checker` (whose `check` hands `check_indexed`'s anomalies to the sink), then add its module name to `registry!` below. If a property
 //! judges its kinds, add them to that property's row in `verdict::PROPERTIES`; otherwise list
 //! them in `verdict::INFORMATIONAL`. The tests in `registry_tests.rs` fail until one is done.
 
@@ -58,6 +58,11 @@ registry! {
 /// How many occurrences a witness lists before it only counts.
 pub const WITNESS_OCCURRENCES_MAX: usize = 8;
 
+/// How many anomalies of one kind `check_all` keeps as witnesses; past it, it only counts
+/// them (and keeps the earliest one's time, which promises read). Reports list far fewer, and
+/// the memory of a million-message run stays bounded (issue 14).
+pub const WITNESSES_PER_KIND_MAX: usize = 1000;
+
 /// One registered checker: what it finds, over which history, and the pure function that finds it.
 #[derive(Clone, Copy, Debug)]
 pub struct Checker {
@@ -66,8 +71,11 @@ pub struct Checker {
     pub kinds: &'static [AnomalyKind],
     pub runs: Runs,
     /// A pure function over the history. The index is the one built for that same history
-    /// (the group's projection, for `Runs::PerGroup`), shared by all checkers.
-    pub check: fn(&History, &PublishIndex) -> Vec<Anomaly>,
+    /// (the group's projection, for `Runs::PerGroup`), shared by all checkers. It hands each
+    /// anomaly to the sink as it finds it, so that `check_all` keeps only a bounded number of
+    /// witnesses per kind (a swarm run of a million messages finds hundreds of thousands of
+    /// reorders) without a checker ever holding them all.
+    pub check: fn(&History, &PublishIndex, &mut dyn FnMut(Anomaly)),
 }
 
 /// Which history a checker judges when the history declares consumer groups.

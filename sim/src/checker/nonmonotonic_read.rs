@@ -14,7 +14,7 @@ pub const NONMONOTONIC_READ: AnomalyKind = AnomalyKind::message("nonmonotonic-re
 pub const CHECKER: Checker = Checker {
     kinds: &[NONMONOTONIC_READ],
     runs: Runs::Once,
-    check: check_indexed,
+    check: |history, index, found| check_indexed(history, index).into_iter().for_each(found),
 };
 
 pub fn check(history: &History) -> Vec<Anomaly> {

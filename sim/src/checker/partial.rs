@@ -14,7 +14,7 @@ pub const PARTIAL_TRANSACTION: AnomalyKind = AnomalyKind::message("partial-trans
 pub const CHECKER: Checker = Checker {
     kinds: &[PARTIAL_TRANSACTION],
     runs: Runs::Once,
-    check: |history, _| check(history),
+    check: |history, _, found| check(history).into_iter().for_each(found),
 };
 
 pub fn check(history: &History) -> Vec<Anomaly> {

@@ -12,7 +12,7 @@ pub const PHANTOM: AnomalyKind = AnomalyKind::message("phantom");
 pub const CHECKER: Checker = Checker {
     kinds: &[PHANTOM],
     runs: Runs::PerGroup,
-    check: check_indexed,
+    check: |history, index, found| check_indexed(history, index).into_iter().for_each(found),
 };
 
 pub fn check(history: &History) -> Vec<Anomaly> {

@@ -16,7 +16,7 @@ pub const POLL_SKIP: AnomalyKind = AnomalyKind::message("poll-skip");
 pub const CHECKER: Checker = Checker {
     kinds: &[POLL_SKIP],
     runs: Runs::Once,
-    check: check_indexed,
+    check: |history, index, found| check_indexed(history, index).into_iter().for_each(found),
 };
 
 pub fn check(history: &History) -> Vec<Anomaly> {

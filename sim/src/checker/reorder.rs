@@ -66,7 +66,7 @@ pub const KINDS: [AnomalyKind; 5] = [
 pub const CHECKER: Checker = Checker {
     kinds: &KINDS,
     runs: Runs::PerGroup,
-    check: check_every_scope,
+    check: every_scope_into,
 };
 
 pub fn check(history: &History, scope: OrderScope) -> Vec<Anomaly> {
@@ -75,10 +75,17 @@ pub fn check(history: &History, scope: OrderScope) -> Vec<Anomaly> {
 
 /// Every scope's reorders, scope by scope in `OrderScope::ALL` order.
 pub fn check_every_scope(history: &History, index: &PublishIndex) -> Vec<Anomaly> {
-    OrderScope::ALL
-        .into_iter()
-        .flat_map(|scope| check_indexed(history, index, scope))
-        .collect()
+    let mut anomalies = Vec::new();
+    every_scope_into(history, index, &mut |anomaly| anomalies.push(anomaly));
+    anomalies
+}
+
+/// Every scope's reorders handed to `found` one by one: a swarm run finds hundreds of
+/// thousands, which `check_all` counts without keeping.
+fn every_scope_into(history: &History, index: &PublishIndex, found: &mut dyn FnMut(Anomaly)) {
+    for scope in OrderScope::ALL {
+        scan(history, index, scope, found);
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -90,8 +97,15 @@ struct Latest {
 }
 
 pub fn check_indexed(history: &History, index: &PublishIndex, scope: OrderScope) -> Vec<Anomaly> {
+    let mut anomalies = Vec::new();
+    scan(history, index, scope, &mut |anomaly| anomalies.push(anomaly));
+    anomalies
+}
+
+/// One scope's reorders, handed to `found` in the order of the deliveries that make them.
+fn scan(history: &History, index: &PublishIndex, scope: OrderScope, found: &mut dyn FnMut(Anomaly)) {
     if scope == OrderScope::ProducerPartition {
-        return check_producer_partition(history, index);
+        return check_producer_partition(history, index, found);
     }
     let groups = match scope {
         OrderScope::Producer => index.producer_count(),
@@ -101,7 +115,6 @@ pub fn check_indexed(history: &History, index: &PublishIndex, scope: OrderScope)
     };
     let mut latest: Vec<Option<Latest>> = vec![None; groups];
     let mut partitions: BTreeMap<&str, usize> = BTreeMap::new();
-    let mut anomalies = Vec::new();
     let events = history.events();
     for (at, event) in events.iter().enumerate() {
         let EventKind::Deliver { id, partition, .. } = &event.kind else {
@@ -133,7 +146,7 @@ pub fn check_indexed(history: &History, index: &PublishIndex, scope: OrderScope)
         match latest[group] {
             Some(prior) if order < prior.order => {
                 let prior_host = events[prior.event].host.clone();
-                anomalies.push(Anomaly {
+                found(Anomaly {
                     kind: kind(scope),
                     id: *id,
                     times: vec![prior.time, event.time],
@@ -156,7 +169,6 @@ pub fn check_indexed(history: &History, index: &PublishIndex, scope: OrderScope)
             }
         }
     }
-    anomalies
 }
 
 /// The producer-partition scope: per (consumer, producer, partition), in the producer's
@@ -164,12 +176,11 @@ pub fn check_indexed(history: &History, index: &PublishIndex, scope: OrderScope)
 /// (a restarted Kafka consumer reads its partitions again from its position, which is
 /// redelivery, not reordering), and so does a new consumer group assignment (the member
 /// starts again from the group's committed offsets).
-fn check_producer_partition(history: &History, index: &PublishIndex) -> Vec<Anomaly> {
+fn check_producer_partition(history: &History, index: &PublishIndex, found: &mut dyn FnMut(Anomaly)) {
     // (consumer, producer, partition) -> the latest read: its seq, message, time and host.
     type Group<'a> = (&'a str, u32, &'a str);
     type Read<'a> = (u64, MsgId, SimTime, &'a str);
     let mut latest: BTreeMap<Group<'_>, Read<'_>> = BTreeMap::new();
-    let mut anomalies = Vec::new();
     for event in history.events() {
         let restarted = super::positions::reads_restart(event);
         if !restarted.is_empty() {
@@ -191,7 +202,7 @@ fn check_producer_partition(history: &History, index: &PublishIndex) -> Vec<Anom
         let group = (consumer, info.producer_index, partition);
         match latest.get(&group).copied() {
             Some((prior_seq, prior_id, prior_time, prior_host)) if info.seq < prior_seq => {
-                anomalies.push(Anomaly {
+                found(Anomaly {
                     kind: kind(OrderScope::ProducerPartition),
                     id,
                     times: vec![prior_time, event.time],
@@ -209,5 +220,4 @@ fn check_producer_partition(history: &History, index: &PublishIndex) -> Vec<Anom
             }
         }
     }
-    anomalies
 }

@@ -439,3 +439,29 @@ fn one_declared_group_is_judged_on_the_whole_history_without_a_group_label() {
     assert_eq!(lost.len(), 1);
     assert!(!lost[0].detail.starts_with("[billing]"), "{}", lost[0].detail);
 }
+
+#[test]
+fn findings_keep_a_bounded_number_of_witnesses_but_count_every_anomaly() {
+    // The last message delivered first, then every other one: each of those is a reorder.
+    let last = WITNESSES_PER_KIND_MAX as u64 + 2;
+    let mut b = Build::new();
+    b.published(1..=last).deliver(last, 1);
+    for id in 1..last {
+        b.deliver(id, 1);
+    }
+    let history = b.drained().history();
+    let global = reorder::kind(OrderScope::Global);
+    let all = reorder::check(&history, OrderScope::Global);
+    assert_eq!(all.len(), WITNESSES_PER_KIND_MAX + 1);
+    let findings = check_all(&history);
+    assert_eq!(findings.count(global), WITNESSES_PER_KIND_MAX + 1);
+    assert_eq!(findings.get(global), &all[..WITNESSES_PER_KIND_MAX], "the first ones found");
+    let earliest = all.iter().filter_map(|a| a.times.first()).min().copied();
+    assert_eq!(findings.earliest(global), earliest);
+    let verdicts = crate::verdict::Verdicts::judge(&history, &findings);
+    let ordered = verdicts.get(crate::verdict::Property::Ordered(OrderScope::Global));
+    assert_eq!(ordered.safety.len(), WITNESSES_PER_KIND_MAX);
+    assert_eq!(ordered.safety_count, WITNESSES_PER_KIND_MAX + 1);
+    assert_eq!(ordered.anomaly_count(), WITNESSES_PER_KIND_MAX + 1);
+    assert_eq!(ordered.earliest, earliest);
+}

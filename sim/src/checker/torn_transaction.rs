@@ -15,7 +15,7 @@ pub const TORN_TRANSACTION: AnomalyKind = AnomalyKind::message("torn-transaction
 pub const CHECKER: Checker = Checker {
     kinds: &[TORN_TRANSACTION],
     runs: Runs::PerGroup,
-    check: check_indexed,
+    check: |history, index, found| check_indexed(history, index).into_iter().for_each(found),
 };
 
 pub fn check(history: &History) -> Vec<Anomaly> {

@@ -9,7 +9,7 @@ pub const UNSEEN: AnomalyKind = AnomalyKind::message("unseen");
 pub const CHECKER: Checker = Checker {
     kinds: &[UNSEEN],
     runs: Runs::PerGroup,
-    check: check_indexed,
+    check: |history, index, found| check_indexed(history, index).into_iter().for_each(found),
 };
 
 pub fn check(history: &History) -> Vec<Anomaly> {

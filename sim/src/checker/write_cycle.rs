@@ -26,7 +26,7 @@ const DETAIL_EDGES_MAX: usize = 6;
 pub const CHECKER: Checker = Checker {
     kinds: &[WRITE_CYCLE],
     runs: Runs::Once,
-    check: check_indexed,
+    check: |history, index, found| check_indexed(history, index).into_iter().for_each(found),
 };
 
 /// A ww dependency `from` → `to`, with the partition and the offsets that order them.
