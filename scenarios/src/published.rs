@@ -53,6 +53,15 @@ pub fn published() -> Vec<Published> {
             ],
             seeds: 1..11,
         },
+        Published {
+            name: "kafka-transactions",
+            what: "Kafka transactions under swarm faults, one row per transaction protocol (v1, KIP-890's v2), on the same seeds",
+            paths: &[
+                "scenarios/kafka/swarm-transactions-v1.toml",
+                "scenarios/kafka/swarm-transactions-v2.toml",
+            ],
+            seeds: 1..11,
+        },
     ]
 }
 

@@ -213,6 +213,30 @@ fn init_while_a_transaction_is_open_aborts_it_with_a_bumped_epoch_and_asks_to_re
     assert_eq!(w.end(old, true, 6), Err(KafkaError::ProducerFenced));
 }
 
+/// A producer's own KIP-360 bump over a transaction the coordinator holds open (its
+/// AddPartitionsToTxn was written, the answer lost): Kafka's `handleInitProducerId` fences the
+/// open transaction (`prepareFenceProducerEpoch`: epoch + 1, last epoch -1, abort) and asks
+/// to retry; the retry names the old epoch, neither the current nor the last one, so
+/// `prepareIncrementProducerEpoch` answers PRODUCER_FENCED: the producer fenced itself.
+#[test]
+fn a_bump_over_its_own_open_transaction_fences_the_producer() {
+    let mut w = World::new(TxnProtocol::V1);
+    let producer = w.init(None, 0).unwrap();
+    w.add(producer, &[0], 1).unwrap();
+    assert_eq!(
+        w.init(Some(producer), 2),
+        Err(KafkaError::ConcurrentTransactions)
+    );
+    assert!(w.notes.contains(&"kafka.txn_fenced_by_init"));
+    w.markers_done(3);
+    assert_eq!(w.state(), TxnState::CompleteAbort);
+    assert_eq!(
+        w.init(Some(producer), 4),
+        Err(KafkaError::ProducerFenced)
+    );
+    assert_eq!(w.end(producer, false, 5), Err(KafkaError::ProducerFenced));
+}
+
 #[test]
 fn a_transaction_past_its_timeout_is_aborted_by_the_coordinator() {
     let mut w = World::new(TxnProtocol::V1);

@@ -19,7 +19,11 @@
 //!   Under [`ClientProtocol::V2`] its answer carries the bumped epoch the next transaction
 //!   uses; under V1 the epoch stays, unless a batch failed during the transaction: then the
 //!   client bumps it itself with InitProducerId naming its id and epoch (KIP-360,
-//!   `epochBumpRequired`) once the abort is done.
+//!   `epochBumpRequired`) once the abort is done. An abort with no AddPartitionsToTxn answered
+//!   sends no EndTxn but still that bump (Java: only an answered add sets
+//!   `transactionStarted`; the error state fails a re-enqueued add). If the coordinator did
+//!   write the add, the bump finds this producer's own transaction open, fences it, and the
+//!   retry is PRODUCER_FENCED: the producer fenced itself, as Java's would.
 //! - A failed batch puts an open transaction in the abortable error state: it can only be
 //!   aborted. CONCURRENT_TRANSACTIONS and COORDINATOR_LOAD_IN_PROGRESS are retried.
 //! - `sendOffsetsToTransaction` ([`TxnManager::send_offsets`], the child `txn_offsets.rs`):

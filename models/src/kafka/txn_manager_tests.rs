@@ -143,6 +143,57 @@ fn a_failure_while_aborting_asks_no_bump_and_an_empty_transaction_sends_no_end_t
     assert_eq!(m.state(), &TxnState::Ready);
 }
 
+/// The self-fence a swarm run showed (swarm-transactions-v1, seed 1): the AddPartitionsToTxn
+/// went unanswered (it may have been written at the coordinator all the same), a batch then
+/// timed out, and the abort that follows sends no EndTxn, since no add was ever answered,
+/// but the KIP-360 bump: InitProducerId naming this producer's id and epoch. Java does the
+/// same: only a successful AddPartitionsToTxn answer sets `transactionStarted`, `nextRequest`
+/// skips the EndTxn without it, the ABORTABLE_ERROR state fails the re-enqueued
+/// AddPartitionsToTxn (`maybeTerminateRequestWithError`), and `beginCompletingTransaction`
+/// enqueues the EPOCH_BUMP InitProducerId. What the coordinator answers is
+/// `txn_coordinator_tests::a_bump_over_its_own_open_transaction_fences_the_producer`.
+#[test]
+fn an_abort_with_no_add_answered_sends_no_end_txn_and_bumps_with_init_producer_id() {
+    let mut m = ready(ClientProtocol::V1);
+    m.begin().unwrap();
+    m.add_partition(3);
+    assert!(matches!(
+        m.next_request(true),
+        Some(TxnRequest::AddPartitions { .. })
+    ));
+    m.on_no_answer();
+    m.batch_failed(None); // the batch's delivery.timeout.ms passed while it waited
+    assert_eq!(m.state(), &TxnState::AbortableError);
+    assert_eq!(m.next_request(true), Some(TxnRequest::FindCoordinator));
+    m.on_find_coordinator(Ok(()));
+    assert_eq!(m.next_request(true), None, "no add in the error state");
+    m.begin_abort().unwrap();
+    assert_eq!(
+        m.next_request(false),
+        None,
+        "no EndTxn: no partition was added as far as the client knows"
+    );
+    assert_eq!(m.take_ended(), Some(TxnEnd::Aborted), "completed locally");
+    assert_eq!(m.state(), &TxnState::Initializing);
+    assert_eq!(
+        m.next_request(false),
+        Some(TxnRequest::InitProducerId {
+            expected: Some(PRODUCER)
+        })
+    );
+    m.on_init(Err(KafkaError::ConcurrentTransactions));
+    assert_eq!(
+        m.next_request(false),
+        Some(TxnRequest::InitProducerId {
+            expected: Some(PRODUCER)
+        }),
+        "CONCURRENT_TRANSACTIONS: the same bump again"
+    );
+    m.on_init(Err(KafkaError::ProducerFenced));
+    assert!(m.is_fatal());
+    assert_eq!(m.next_request(false), None);
+}
+
 fn offsets() -> crate::kafka::txn_offsets::PendingOffsets {
     crate::kafka::txn_offsets::PendingOffsets::new("g", "orders", 4, "member-1", vec![(0, 17)]).unwrap()
 }
