@@ -223,17 +223,11 @@ fn a_bump_over_its_own_open_transaction_fences_the_producer() {
     let mut w = World::new(TxnProtocol::V1);
     let producer = w.init(None, 0).unwrap();
     w.add(producer, &[0], 1).unwrap();
-    assert_eq!(
-        w.init(Some(producer), 2),
-        Err(KafkaError::ConcurrentTransactions)
-    );
+    assert_eq!(w.init(Some(producer), 2), Err(KafkaError::ConcurrentTransactions));
     assert!(w.notes.contains(&"kafka.txn_fenced_by_init"));
     w.markers_done(3);
     assert_eq!(w.state(), TxnState::CompleteAbort);
-    assert_eq!(
-        w.init(Some(producer), 4),
-        Err(KafkaError::ProducerFenced)
-    );
+    assert_eq!(w.init(Some(producer), 4), Err(KafkaError::ProducerFenced));
     assert_eq!(w.end(producer, false, 5), Err(KafkaError::ProducerFenced));
 }
 

@@ -30,7 +30,9 @@ impl Findings {
     /// The kept anomalies of one kind (the first `WITNESSES_PER_KIND_MAX` found); empty if
     /// none were found (or no checker produces it). `count` says how many there were.
     pub fn get(&self, kind: AnomalyKind) -> &[Anomaly] {
-        self.by_kind.get(&kind).map_or(&[], |found| found.witnesses.as_slice())
+        self.by_kind
+            .get(&kind)
+            .map_or(&[], |found| found.witnesses.as_slice())
     }
 
     /// How many anomalies of one kind were found, kept or not.

@@ -455,7 +455,11 @@ fn findings_keep_a_bounded_number_of_witnesses_but_count_every_anomaly() {
     assert_eq!(all.len(), WITNESSES_PER_KIND_MAX + 1);
     let findings = check_all(&history);
     assert_eq!(findings.count(global), WITNESSES_PER_KIND_MAX + 1);
-    assert_eq!(findings.get(global), &all[..WITNESSES_PER_KIND_MAX], "the first ones found");
+    assert_eq!(
+        findings.get(global),
+        &all[..WITNESSES_PER_KIND_MAX],
+        "the first ones found"
+    );
     let earliest = all.iter().filter_map(|a| a.times.first()).min().copied();
     assert_eq!(findings.earliest(global), earliest);
     let verdicts = crate::verdict::Verdicts::judge(&history, &findings);
