@@ -1,5 +1,5 @@
 //! The NSQ bench's standard topology (benches/nsq.rs) run on its own, for a profiler or a
-//! quick figure: `profile_nsq [runs] [tick_ms] [seed]` runs it `runs` times and prints, per
+//! quick figure: `profile_nsq [runs] [tick_ms] [seed] [messages]` runs it `runs` times and prints, per
 //! run, simulated ms per wall second beside bare turmoil over the same span.
 //!
 //! Wall time is read here, outside any simulation, only to report speed.
@@ -20,7 +20,8 @@ fn main() {
     let tick_ms = arg(2, 1);
     let seed = arg(3, 1);
     let bare = std::env::var_os("PROFILE_NSQ_NO_BARE").is_none();
-    let text = benches::nsq_standard(10_000).replace("[run]\n", &format!("[run]\ntick_ms = {tick_ms}\n"));
+    let messages = arg(4, 10_000);
+    let text = benches::nsq_standard(messages).replace("[run]\n", &format!("[run]\ntick_ms = {tick_ms}\n"));
     let loaded = scenarios::Loaded::parse("bench.toml", &text).expect("the bench scenario parses");
     for _ in 0..runs {
         let start = Instant::now();
