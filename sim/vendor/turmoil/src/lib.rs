@@ -180,6 +180,11 @@ mod builder;
 
 use std::{net::IpAddr, time::Duration};
 
+/// jetsam patch (VENDORED.md): the maps looked up on every tick and every segment hash with
+/// foldhash's fixed-seed hasher instead of SipHash. An `IndexMap`'s order is its insertion
+/// order whatever the hasher, so nothing observable changes but the cost of a lookup.
+pub(crate) type FastMap<K, V> = indexmap::IndexMap<K, V, foldhash::fast::FixedState>;
+
 pub use builder::Builder;
 
 mod config;

@@ -161,13 +161,18 @@ impl<'a> Rt<'a> {
     // that caused failure. Subsequent calls do not return the error as it is
     // expected to fail the simulation.
     pub(crate) fn tick(&mut self, duration: Duration) -> Result<bool> {
-        self.tokio.block_on(async {
-            self.local
-                .run_until(async {
-                    sleep(duration).await;
-                })
-                .await
-        });
+        // jetsam patch (VENDORED.md): a runtime with nothing queued and no timer due in this
+        // tick gets the tick's lasting effects applied directly (clock, timer wheel, the
+        // scheduler's counters and seed), the same as the `block_on` below would leave them.
+        if !self.tokio.jetsam_skip_idle_tick(&self.local, duration) {
+            self.tokio.block_on(async {
+                self.local
+                    .run_until(async {
+                        sleep(duration).await;
+                    })
+                    .await
+            });
+        }
 
         // pull for software completion
         match &self.handle {
