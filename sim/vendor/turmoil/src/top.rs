@@ -18,6 +18,10 @@ pub(crate) struct Topology {
     /// Specific configuration overrides between specific hosts.
     links: crate::FastMap<Pair, Link>,
 
+    /// jetsam patch (VENDORED.md): each host's links, as indices into `links` (which only
+    /// ever grows), in registration order.
+    links_by_host: crate::FastMap<IpAddr, Vec<usize>>,
+
     /// We don't use a Rt for async. Right now, we just use it to tick time
     /// forward in the same way we do it elsewhere. We'd like to represent
     /// network state with async in the future.
@@ -176,6 +180,7 @@ impl Topology {
         Topology {
             config,
             links: crate::FastMap::default(),
+            links_by_host: crate::FastMap::default(),
             rt: Rt::no_software(),
         }
     }
@@ -184,6 +189,11 @@ impl Topology {
     pub(crate) fn register(&mut self, a: IpAddr, b: IpAddr) {
         let pair = Pair::new(a, b);
         assert!(self.links.insert(pair, Link::new(self.rt.now())).is_none());
+        let index = self.links.len() - 1;
+        self.links_by_host.entry(a).or_default().push(index);
+        if a != b {
+            self.links_by_host.entry(b).or_default().push(index);
+        }
     }
 
     pub(crate) fn set_max_message_latency(&mut self, value: Duration) {
@@ -249,10 +259,14 @@ impl Topology {
 
     // Move messages from any network links to the `dst` host.
     pub(crate) fn deliver_messages(&mut self, rand: &mut dyn RngCore, dst: &mut Host) {
-        for (pair, link) in &mut self.links {
-            if pair.0 == dst.addr || pair.1 == dst.addr {
-                link.deliver_messages(&self.config, rand, dst);
-            }
+        // jetsam patch (VENDORED.md): the host's own links, in registration order (the order
+        // a scan of every link meets them), instead of a scan of every link.
+        let Some(indices) = self.links_by_host.get(&dst.addr) else {
+            return;
+        };
+        for &index in indices {
+            let (_, link) = self.links.get_index_mut(index).expect("a registered link");
+            link.deliver_messages(&self.config, rand, dst);
         }
     }
 
