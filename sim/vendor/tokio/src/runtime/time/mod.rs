@@ -467,15 +467,16 @@ impl Handle {
         ///
         /// `did_wake` must be set: it is after every `block_on` that ended on a timer, and it
         /// makes such a `block_on` park twice (the first park sees it and does not advance).
-        pub(crate) fn jetsam_idle_advance(&self, clock: &Clock, duration: Duration) -> Option<Duration> {
+        pub(crate) fn jetsam_idle_advance(&self, clock: &Clock, duration: Duration) -> Option<(Duration, u64)> {
             let Inner::Traditional { did_wake, .. } = &self.inner else {
                 return None;
             };
             if !clock.can_auto_advance() || !did_wake.load(Ordering::SeqCst) {
                 return None;
             }
-            let now_tick = self.time_source.now(clock);
-            let when_tick = self.time_source.deadline_to_tick(clock.now() + duration);
+            let now = clock.now();
+            let now_tick = self.time_source.instant_to_tick(now);
+            let when_tick = self.time_source.deadline_to_tick(now + duration);
             if when_tick <= now_tick {
                 return None;
             }
@@ -483,17 +484,21 @@ impl Handle {
             if lock.wheel.next_expiration_time().is_some_and(|next| next <= when_tick) {
                 return None;
             }
-            Some(self.time_source.tick_to_duration(when_tick - now_tick))
+            Some((self.time_source.tick_to_duration(when_tick - now_tick), when_tick))
         }
 
         /// jetsam patch (see VENDORED.md): what an idle `block_on` leaves in the time driver,
         /// given `jetsam_idle_advance` said yes: the clock moved on and the wheel brought up to
         /// the new time (no timer fires; `next_wake` is recomputed as a park would).
-        pub(crate) fn jetsam_idle_finish(&self, clock: &Clock, advance: Duration) {
+        ///
+        /// `when_tick` is the clock's tick after the advance (whole ticks added to an instant
+        /// add as many to its tick), which saves reading the clock again.
+        pub(crate) fn jetsam_idle_finish(&self, clock: &Clock, (advance, when_tick): (Duration, u64)) {
             if let Err(msg) = clock.advance(advance) {
                 panic!("{}", msg);
             }
-            self.process(clock);
+            debug_assert_eq!(self.time_source.now(clock), when_tick);
+            self.process_at_time(when_tick);
         }
     }
 }
