@@ -8,6 +8,7 @@ mod db;
 mod determinism;
 mod explain;
 mod explore;
+mod idle_ticks;
 mod interop;
 mod machines;
 mod nsq;

@@ -180,6 +180,8 @@ mod builder;
 
 use std::{net::IpAddr, time::Duration};
 
+pub mod idle;
+
 /// jetsam patch (VENDORED.md): the maps looked up on every tick and every segment hash with
 /// foldhash's fixed-seed hasher instead of SipHash. An `IndexMap`'s order is its insertion
 /// order whatever the hasher, so nothing observable changes but the cost of a lookup.

@@ -164,7 +164,9 @@ impl<'a> Rt<'a> {
         // jetsam patch (VENDORED.md): a runtime with nothing queued and no timer due in this
         // tick gets the tick's lasting effects applied directly (clock, timer wheel, the
         // scheduler's counters and seed), the same as the `block_on` below would leave them.
-        if !self.tokio.jetsam_skip_idle_tick(&self.local, duration) {
+        let skipped = crate::idle::enabled() && self.tokio.jetsam_skip_idle_tick(&self.local, duration);
+        crate::idle::count(skipped);
+        if !skipped {
             self.tokio.block_on(async {
                 self.local
                     .run_until(async {
