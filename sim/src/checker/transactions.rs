@@ -98,12 +98,17 @@ pub fn transactions(history: &History) -> BTreeMap<String, Txn> {
     txns
 }
 
-/// A history's reads, for judging which transaction's record each one was.
+/// A history's reads of transactional records, for judging which transaction's record each
+/// one was. Only reads [`Reads::first_read`] can ask about are kept: a read at a position a
+/// [`TXN_WRITTEN`] note names, and a member's reads by id where some transaction of it does
+/// not know its position. A history without transactions (NSQ's, a million messages) keeps
+/// none, where keeping every delivery cost more than the history itself.
 #[derive(Debug, Default)]
 pub struct Reads {
-    /// The first read of each message at each position.
+    /// The first read of each message at each position a transactional record was written at.
     at: BTreeMap<(Position, MsgId), (SimTime, Name)>,
-    /// Each message's reads in order, with their position where the consumer recorded it.
+    /// The reads in order, with their position where the consumer recorded it, of each
+    /// member some transaction of which does not know where it was written.
     by_id: BTreeMap<MsgId, Vec<(SimTime, Name, Option<Position>)>>,
     /// Every position a [`TXN_WRITTEN`] note places a record at.
     known: BTreeSet<Position>,
@@ -115,6 +120,15 @@ impl Reads {
             known: txns.values().flat_map(|t| t.written.values().cloned()).collect(),
             ..Reads::default()
         };
+        // Members whose position one of their transactions lacks: only these are read by id.
+        let unplaced: BTreeSet<MsgId> = txns
+            .values()
+            .flat_map(|t| t.members.iter().filter(|id| !t.written.contains_key(id)))
+            .copied()
+            .collect();
+        if reads.known.is_empty() && unplaced.is_empty() {
+            return reads;
+        }
         for event in history.events() {
             let EventKind::Deliver {
                 id,
@@ -126,18 +140,26 @@ impl Reads {
             else {
                 continue;
             };
-            let position = partition.as_ref().zip(*offset).map(|(p, o)| (p.to_string(), o));
-            if let Some(position) = &position {
+            let by_id = unplaced.contains(id);
+            let position = partition.as_ref().zip(*offset);
+            let at = position.is_some_and(|(p, o)| reads.known.contains(&(p.to_string(), o)));
+            if !at && !by_id {
+                continue;
+            }
+            let position = position.map(|(p, o)| (p.to_string(), o));
+            if let (true, Some(position)) = (at, &position) {
                 reads
                     .at
                     .entry((position.clone(), *id))
                     .or_insert_with(|| (event.time, consumer.clone()));
             }
-            reads
-                .by_id
-                .entry(*id)
-                .or_default()
-                .push((event.time, consumer.clone(), position));
+            if by_id {
+                reads
+                    .by_id
+                    .entry(*id)
+                    .or_default()
+                    .push((event.time, consumer.clone(), position));
+            }
         }
         reads
     }
@@ -154,5 +176,49 @@ impl Reads {
             .iter()
             .find(|(_, _, position)| position.as_ref().is_none_or(|p| !self.known.contains(p)))
             .map(|(time, consumer, _)| (*time, consumer.clone()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checker::test_support::Build;
+
+    fn kept(reads: &Reads) -> (usize, usize) {
+        (reads.at.len(), reads.by_id.values().map(Vec::len).sum())
+    }
+
+    #[test]
+    fn a_history_without_transactions_keeps_no_reads() {
+        let mut b = Build::new();
+        b.published(1..=3).read_at(1, "c", "q-0", 0).deliver(2, 1).deliver(3, 1).deliver(3, 2);
+        let h = b.history();
+        assert_eq!(kept(&Reads::build(&h, &transactions(&h))), (0, 0));
+    }
+
+    #[test]
+    fn only_reads_a_transaction_can_ask_about_are_kept() {
+        // m1's position is known (read at it, and elsewhere: only the first is kept); m2's is
+        // not (every read of it kept, by id); m3 is in no transaction (none kept).
+        let mut b = Build::new();
+        b.published(1..=3)
+            .note("p", TXN_PUBLISH, "txn=p#1 id=m1")
+            .note("p", TXN_WRITTEN, "txn=p#1 id=m1 partition=t-0 offset=4")
+            .note("p", TXN_PUBLISH, "txn=p#1 id=m2")
+            .note("p", TXN_COMMITTED, "txn=p#1")
+            .read_at(1, "c", "t-0", 4)
+            .read_at(1, "c", "t-0", 4)
+            .read_at(1, "c", "t-0", 9)
+            .read_at(2, "c", "t-0", 5)
+            .read_at(2, "d", "t-0", 5)
+            .read_at(3, "c", "t-0", 6);
+        let h = b.history();
+        let txns = transactions(&h);
+        let reads = Reads::build(&h, &txns);
+        assert_eq!(kept(&reads), (1, 2));
+        let txn = &txns["p#1"];
+        assert_eq!(reads.first_read(txn, MsgId(1)).map(|(_, c)| c.to_string()), Some("c".into()));
+        assert_eq!(reads.first_read(txn, MsgId(2)).map(|(_, c)| c.to_string()), Some("c".into()));
+        assert_eq!(reads.first_read(txn, MsgId(3)), None);
     }
 }

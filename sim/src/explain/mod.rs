@@ -12,9 +12,11 @@
 //! duplicates), `loss.rs` (lost, unseen, lost writes), `order.rs` (reorders, non-monotonic
 //! reads, poll skips, inconsistent offsets), `txn.rs` (aborted reads, torn and partial
 //! transactions), `state.rs` (invariants, phantoms); `window.rs` reads the fault windows,
-//! `trail.rs` says a message's own events and `cause.rs` finds what stood between two moments.
+//! `trail.rs` says a message's own events and `cause.rs` finds what stood between two moments;
+//! `by_message.rs` indexes each message's events.
 #![deny(clippy::too_many_lines)]
 
+mod by_message;
 mod cause;
 mod duplicate;
 mod loss;
@@ -32,7 +34,6 @@ pub use window::FaultWindow;
 use crate::checker::{self, Anomaly, AnomalyKind, Findings};
 use crate::history::{Event, EventKind, History, MsgId};
 use serde::Serialize;
-use std::collections::BTreeMap;
 use std::fmt::Write;
 
 /// Steps an explanation lists at most; a last step counts what was left out.
@@ -158,7 +159,7 @@ pub fn family(kind: AnomalyKind) -> Option<&'static str> {
 pub struct Explainer<'a> {
     events: &'a [Event],
     windows: Vec<FaultWindow>,
-    by_msg: BTreeMap<MsgId, Vec<usize>>,
+    by_msg: by_message::ByMessage,
     /// (consumer, group) pairs, when the history declares groups.
     groups: Vec<(String, String)>,
 }
@@ -166,12 +167,8 @@ pub struct Explainer<'a> {
 impl<'a> Explainer<'a> {
     pub fn new(history: &'a History) -> Explainer<'a> {
         let events = history.events();
-        let mut by_msg: BTreeMap<MsgId, Vec<usize>> = BTreeMap::new();
         let mut groups = Vec::new();
-        for (i, event) in events.iter().enumerate() {
-            if let Some(id) = event.kind.msg_id() {
-                by_msg.entry(id).or_default().push(i);
-            }
+        for event in events {
             if let EventKind::Groups { members } = &event.kind {
                 groups.clone_from(members);
             }
@@ -179,7 +176,7 @@ impl<'a> Explainer<'a> {
         Explainer {
             events,
             windows: window::windows(events),
-            by_msg,
+            by_msg: by_message::ByMessage::build(events),
             groups,
         }
     }
@@ -210,11 +207,10 @@ impl<'a> Explainer<'a> {
     /// The indexes of a message's events, keeping only `group`'s consumers' deliveries,
     /// effects and acks when a group is given (as the checker judged it).
     fn message(&self, id: MsgId, group: Option<&str>) -> Vec<usize> {
-        let Some(all) = self.by_msg.get(&id) else {
-            return Vec::new();
-        };
-        all.iter()
-            .copied()
+        self.by_msg
+            .get(id)
+            .iter()
+            .map(|&i| i as usize)
             .filter(|&i| match (&self.events[i].kind, group) {
                 (
                     EventKind::Deliver { consumer, .. }
