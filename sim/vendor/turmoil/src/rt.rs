@@ -134,8 +134,8 @@ impl<'a> Rt<'a> {
     }
 
     pub(crate) fn now(&self) -> Instant {
-        let _guard = self.tokio.enter();
-        Instant::now()
+        // jetsam patch (VENDORED.md): the same clock read, without entering the runtime.
+        self.tokio.jetsam_now()
     }
 
     // This method is called by [`Sim::run`], which iterates through all the

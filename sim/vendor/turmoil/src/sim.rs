@@ -27,6 +27,9 @@ pub struct Sim<'a> {
     /// Per simulated host runtimes
     rts: crate::FastMap<IpAddr, Rt<'a>>,
 
+    /// jetsam patch (VENDORED.md): whether each of `rts` runs this step, reused each step.
+    running: Vec<bool>,
+
     /// Simulation duration since unix epoch. Set when the simulation is
     /// created.
     since_epoch: Duration,
@@ -48,6 +51,7 @@ impl<'a> Sim<'a> {
             config,
             world: RefCell::new(world),
             rts: crate::FastMap::default(),
+            running: Vec::new(),
             since_epoch,
             elapsed: Duration::ZERO,
             steps: 1, // bumped after each step
@@ -424,52 +428,44 @@ impl<'a> Sim<'a> {
         // completes, extract the result and return early if an error is
         // encountered.
 
-        let (mut running, stopped): (Vec<_>, Vec<_>) = self
-            .rts
-            .iter_mut()
-            .partition(|(_, rt)| rt.is_software_running());
+        // jetsam patch (VENDORED.md): which hosts run this step is decided before any ticks
+        // (a host whose software finishes now is not ticked again as stopped), kept in a
+        // reused buffer instead of two Vecs a step; a shuffled order still needs the Vec.
+        self.running.clear();
+        self.running
+            .extend(self.rts.values().map(Rt::is_software_running));
         if self.config.random_node_order {
+            let mut running: Vec<_> = self
+                .rts
+                .iter_mut()
+                .zip(&self.running)
+                .filter_map(|(entry, &running)| running.then_some(entry))
+                .collect();
             running.shuffle(&mut self.world.borrow_mut().rng);
-        }
-
-        for (&addr, rt) in running {
-            let _span_guard = tracing::span!(Level::INFO, "node", name = &*rt.nodename,).entered();
-            {
-                let mut world = self.world.borrow_mut();
-                // We need to move deliverable messages off the network and
-                // into the dst host. This requires two mutable borrows.
-                let World {
-                    rng,
-                    topology,
-                    hosts,
-                    ..
-                } = world.deref_mut();
-                topology.deliver_messages(rng, hosts.get_mut(&addr).expect("missing host"));
-
-                // Set the current host (see method docs)
-                world.current = Some(addr);
-
-                world.current_host_mut().timer.now(rt.now());
+            for (&addr, rt) in running {
+                let is_software_finished = tick_host(&self.world, addr, rt, tick)?;
+                if rt.is_client() {
+                    is_finished = is_finished && is_software_finished;
+                }
             }
-
-            let is_software_finished = World::enter(&self.world, || rt.tick(tick))?;
-
-            if rt.is_client() {
-                is_finished = is_finished && is_software_finished;
+        } else {
+            for ((&addr, rt), &running) in self.rts.iter_mut().zip(&self.running) {
+                if !running {
+                    continue;
+                }
+                let is_software_finished = tick_host(&self.world, addr, rt, tick)?;
+                if rt.is_client() {
+                    is_finished = is_finished && is_software_finished;
+                }
             }
-
-            // Unset the current host
-            let mut world = self.world.borrow_mut();
-            world.current = None;
-
-            world.tick(addr, tick);
         }
 
         // Tick the nodes that are not actively running (i.e., crashed) to ensure their clock keeps up
         // with the rest of the simulation when they are restarted (bounced).
-        for (&addr, _rt) in stopped {
-            let mut world = self.world.borrow_mut();
-            world.tick(addr, tick);
+        for (&addr, &running) in self.rts.keys().zip(&self.running) {
+            if !running {
+                self.world.borrow_mut().tick(addr, tick);
+            }
         }
 
         self.elapsed += tick;
@@ -484,6 +480,38 @@ impl<'a> Sim<'a> {
 
         Ok(is_finished)
     }
+}
+
+/// One host's share of a step: the network's deliveries to it, its runtime's tick, its clock.
+/// Returns whether its software has finished.
+fn tick_host(world: &RefCell<World>, addr: IpAddr, rt: &mut Rt, tick: Duration) -> Result<bool> {
+    let _span_guard = tracing::span!(Level::INFO, "node", name = &*rt.nodename,).entered();
+    {
+        let mut world = world.borrow_mut();
+        // We need to move deliverable messages off the network and
+        // into the dst host. This requires two mutable borrows.
+        let World {
+            rng,
+            topology,
+            hosts,
+            ..
+        } = world.deref_mut();
+        topology.deliver_messages(rng, hosts.get_mut(&addr).expect("missing host"));
+
+        // Set the current host (see method docs)
+        world.current = Some(addr);
+
+        world.current_host_mut().timer.now(rt.now());
+    }
+
+    let is_software_finished = World::enter(world, || rt.tick(tick))?;
+
+    // Unset the current host
+    let mut world = world.borrow_mut();
+    world.current = None;
+
+    world.tick(addr, tick);
+    Ok(is_software_finished)
 }
 
 #[cfg(test)]

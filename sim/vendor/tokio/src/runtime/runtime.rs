@@ -285,6 +285,15 @@ impl Runtime {
         self.handle.spawn_blocking(func)
     }
 
+    /// jetsam patch (see VENDORED.md): this runtime's clock, read directly: what
+    /// `tokio::time::Instant::now()` returns inside it, without entering the runtime (which
+    /// clones its handle) to ask. turmoil reads every host's clock on every step.
+    #[cfg(all(feature = "test-util", feature = "rt"))]
+    #[doc(hidden)]
+    pub fn jetsam_now(&self) -> crate::time::Instant {
+        self.handle.inner.driver().clock().now()
+    }
+
     /// jetsam patch (see VENDORED.md): the effect of
     /// `self.block_on(local.run_until(tokio::time::sleep(duration)))` when that call would
     /// find nothing to run and no timer due before the sleep ends, applied without running
