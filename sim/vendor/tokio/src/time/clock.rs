@@ -356,6 +356,13 @@ cfg_test_util! {
             inner.unfrozen.is_none() && inner.auto_advance_inhibit_count == 0
         }
 
+        /// jetsam patch (see VENDORED.md): `now()` if `can_auto_advance()`, under one lock.
+        pub(crate) fn jetsam_now_if_auto_advancing(&self) -> Option<Instant> {
+            let inner = self.inner.lock();
+            (inner.unfrozen.is_none() && inner.auto_advance_inhibit_count == 0)
+                .then(|| Instant::from_std(inner.base))
+        }
+
         pub(crate) fn advance(&self, duration: Duration) -> Result<(), &'static str> {
             let mut inner = self.inner.lock();
 

@@ -471,10 +471,10 @@ impl Handle {
             let Inner::Traditional { did_wake, .. } = &self.inner else {
                 return None;
             };
-            if !clock.can_auto_advance() || !did_wake.load(Ordering::SeqCst) {
+            if !did_wake.load(Ordering::SeqCst) {
                 return None;
             }
-            let now = clock.now();
+            let now = clock.jetsam_now_if_auto_advancing()?;
             let now_tick = self.time_source.instant_to_tick(now);
             let when_tick = self.time_source.deadline_to_tick(now + duration);
             if when_tick <= now_tick {
