@@ -1,6 +1,6 @@
 //! Memory per event (issue 14): the NSQ standard topology publishing a million messages, its
 //! peak resident set and its allocations, printed. Ignored by default: at a million messages it
-//! takes minutes and wants a release build (`cargo test --release -p benches --test memory --
+//! wants a release build (about 20 s there; `cargo test --release -p benches --test memory --
 //! --ignored --nocapture`); `JETSAM_MEM_MESSAGES=100000` runs a smaller proxy in debug.
 //!
 //! Measured at a million messages (5.04M events of 72 bytes): peak 444 MiB in release, 457 in
@@ -71,7 +71,7 @@ fn messages() -> u64 {
 }
 
 #[test]
-#[ignore = "minutes long; run with --release --ignored"]
+#[ignore = "a million messages; run with --release --ignored"]
 fn nsq_standard_run_stays_under_its_peak_rss() {
     let messages = messages();
     let loaded = scenarios::Loaded::parse("memory.toml", &benches::nsq_standard(messages))
