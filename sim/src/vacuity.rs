@@ -172,7 +172,11 @@ mod tests {
     #[test]
     fn a_message_is_in_flight_from_its_publish_to_its_completion_whatever_its_id() {
         for id in [2, 3, u64::MAX] {
-            assert_eq!(paused_around(id, true), None, "m{id} was in flight across the pause");
+            assert_eq!(
+                paused_around(id, true),
+                None,
+                "m{id} was in flight across the pause"
+            );
             let warning = paused_around(id, false).unwrap_or_else(|| panic!("m{id} had completed"));
             assert!(warning.starts_with("vacuous"), "{warning}");
         }

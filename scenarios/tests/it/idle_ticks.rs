@@ -32,8 +32,14 @@ fn the_idle_tick_shortcut_changes_no_history() {
         for seed in [1, 2] {
             let (with, (skipped, ran)) = run(&loaded, seed, true);
             let (without, (skipped_off, _)) = run(&loaded, seed, false);
-            assert_eq!(with, without, "{path} seed {seed}: the shortcut changed the history");
-            assert!(skipped > 0 && ran > 0, "{path} seed {seed}: {skipped} ticks skipped, {ran} run");
+            assert_eq!(
+                with, without,
+                "{path} seed {seed}: the shortcut changed the history"
+            );
+            assert!(
+                skipped > 0 && ran > 0,
+                "{path} seed {seed}: {skipped} ticks skipped, {ran} run"
+            );
             assert_eq!(skipped_off, 0, "{path} seed {seed}: the shortcut ran while off");
         }
     }

@@ -191,7 +191,11 @@ mod tests {
     #[test]
     fn a_history_without_transactions_keeps_no_reads() {
         let mut b = Build::new();
-        b.published(1..=3).read_at(1, "c", "q-0", 0).deliver(2, 1).deliver(3, 1).deliver(3, 2);
+        b.published(1..=3)
+            .read_at(1, "c", "q-0", 0)
+            .deliver(2, 1)
+            .deliver(3, 1)
+            .deliver(3, 2);
         let h = b.history();
         assert_eq!(kept(&Reads::build(&h, &transactions(&h))), (0, 0));
     }
@@ -217,8 +221,14 @@ mod tests {
         let reads = Reads::build(&h, &txns);
         assert_eq!(kept(&reads), (1, 2));
         let txn = &txns["p#1"];
-        assert_eq!(reads.first_read(txn, MsgId(1)).map(|(_, c)| c.to_string()), Some("c".into()));
-        assert_eq!(reads.first_read(txn, MsgId(2)).map(|(_, c)| c.to_string()), Some("c".into()));
+        assert_eq!(
+            reads.first_read(txn, MsgId(1)).map(|(_, c)| c.to_string()),
+            Some("c".into())
+        );
+        assert_eq!(
+            reads.first_read(txn, MsgId(2)).map(|(_, c)| c.to_string()),
+            Some("c".into())
+        );
         assert_eq!(reads.first_read(txn, MsgId(3)), None);
     }
 }

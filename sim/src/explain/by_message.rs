@@ -22,8 +22,16 @@ impl ByMessage {
         // `HISTORY_EVENTS_MAX` keeps a history's indexes within u32.
         let len = u32::try_from(events.len()).expect("a history's events are indexed by u32");
         let dense = |id: MsgId| (id.0 <= u64::from(len)).then_some(id.0 as usize);
-        let ids = || events.iter().enumerate().filter_map(|(i, e)| Some((i as u32, e.kind.msg_id()?)));
-        let dense_len = ids().filter_map(|(_, id)| dense(id)).max().map_or(0, |top| top + 1);
+        let ids = || {
+            events
+                .iter()
+                .enumerate()
+                .filter_map(|(i, e)| Some((i as u32, e.kind.msg_id()?)))
+        };
+        let dense_len = ids()
+            .filter_map(|(_, id)| dense(id))
+            .max()
+            .map_or(0, |top| top + 1);
         let mut starts = vec![0u32; dense_len + 1];
         let mut sparse: BTreeMap<MsgId, Vec<u32>> = BTreeMap::new();
         for (i, id) in ids() {
@@ -66,12 +74,20 @@ mod tests {
     #[test]
     fn each_message_gets_its_own_events_in_order_whatever_its_id() {
         let mut b = Build::new();
-        b.publish(2).publish(u64::MAX).publish(0).deliver(2, 1).deliver(u64::MAX, 1).deliver(2, 2);
+        b.publish(2)
+            .publish(u64::MAX)
+            .publish(0)
+            .deliver(2, 1)
+            .deliver(u64::MAX, 1)
+            .deliver(2, 2);
         let h = b.history();
         let by = ByMessage::build(h.events());
         let expect = |id: u64| -> Vec<u32> {
             let events = h.events().iter().enumerate();
-            events.filter(|(_, e)| e.kind.msg_id() == Some(MsgId(id))).map(|(i, _)| i as u32).collect()
+            events
+                .filter(|(_, e)| e.kind.msg_id() == Some(MsgId(id)))
+                .map(|(i, _)| i as u32)
+                .collect()
         };
         for id in [0, 1, 2, 3, 99, u64::MAX] {
             assert_eq!(by.get(MsgId(id)), expect(id).as_slice(), "m{id}");
