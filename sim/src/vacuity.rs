@@ -5,8 +5,8 @@
 //! acknowledgement, a delivery, an effect, or the end of the run if it never completed).
 //! Read from the history only, like the checkers.
 
+use crate::checker::id_slots::IdSlots;
 use crate::history::{Event, EventKind, History, MsgId, SimTime};
-use std::collections::BTreeMap;
 
 /// Why the run's faults cannot have touched its workload, or `None` when one did (or the
 /// run had no fault to judge).
@@ -66,46 +66,32 @@ fn fault_windows(events: &[Event], end: SimTime) -> Vec<(SimTime, SimTime)> {
 /// A message's (publish, last seen, completed).
 type Span = (SimTime, SimTime, bool);
 
-/// Each message's span, by id: in a table for ids up to the history's length (workloads
-/// number their messages from 1), where a million messages cost 24 bytes each rather than a
-/// map's nodes; any larger id in a map, so that one large id cannot make the table large.
+/// Each message's span, in publish order, found by id through [`IdSlots`] (ids up to the
+/// history's length in its array): 28 bytes a message where a map's nodes cost far more.
 struct Spans {
-    dense: Vec<Option<Span>>,
-    dense_max: u64,
-    sparse: BTreeMap<MsgId, Span>,
+    slots: IdSlots,
+    spans: Vec<Span>,
 }
 
 impl Spans {
     fn new(events: usize) -> Spans {
         Spans {
-            dense: Vec::new(),
-            dense_max: events as u64,
-            sparse: BTreeMap::new(),
+            slots: IdSlots::new(events as u64 + 1),
+            spans: Vec::new(),
         }
     }
 
     /// Starts `id`'s span at its first publish.
     fn publish(&mut self, id: MsgId, at: SimTime) {
-        if id.0 > self.dense_max {
-            self.sparse.entry(id).or_insert((at, at, false));
-            return;
+        if self.slots.get(id).is_none() {
+            let slot = u32::try_from(self.spans.len()).expect("fewer than 2^32 messages");
+            self.slots.insert(id, slot);
+            self.spans.push((at, at, false));
         }
-        let slot = id.0 as usize;
-        if self.dense.len() <= slot {
-            self.dense.resize(slot + 1, None);
-        }
-        self.dense[slot].get_or_insert((at, at, false));
     }
 
     fn get_mut(&mut self, id: MsgId) -> Option<&mut Span> {
-        if id.0 > self.dense_max {
-            return self.sparse.get_mut(&id);
-        }
-        self.dense.get_mut(id.0 as usize)?.as_mut()
-    }
-
-    fn into_values(self) -> impl Iterator<Item = Span> {
-        self.dense.into_iter().flatten().chain(self.sparse.into_values())
+        self.slots.get(id).map(|slot| &mut self.spans[slot])
     }
 }
 
@@ -130,7 +116,8 @@ fn in_flight(events: &[Event], end: SimTime) -> Vec<(SimTime, SimTime)> {
         }
     }
     let mut intervals: Vec<(SimTime, SimTime)> = spans
-        .into_values()
+        .spans
+        .into_iter()
         .map(|(from, last, done)| (from, if done { last } else { end }))
         .collect();
     intervals.sort();

@@ -2,6 +2,9 @@
 //! built against stock turmoil and tokio: one client, one server, an 8-byte request and its
 //! echo every simulated ms, at a 1 ms tick. Prints simulated ms per wall second per run.
 //!
+//! A copy, not a call: a crate outside the workspace cannot depend on `benches` (its workspace
+//! dependencies, and the patched engine they bring, are what this baseline must not use).
+//!
 //! Wall time is read here, outside any simulation, only to report speed.
 
 use std::time::{Duration, Instant};

@@ -1,11 +1,11 @@
 //! One pass over the publishes of a history, shared by the checkers.
 
+use super::id_slots::IdSlots;
 use crate::history::{EventKind, History, MsgId, Name, SimTime};
 use std::collections::BTreeMap;
 
 /// Ids below this are stored densely (the workloads number messages 1..=n).
 const DENSE_IDS_MAX: u64 = 1 << 24;
-const NO_SLOT: u32 = u32::MAX;
 
 /// The final outcome of a publish, in Jepsen's sense.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,8 +38,7 @@ pub struct PublishInfo {
 /// Publishes by id. A message id published twice (a producer retry) keeps its first invocation
 /// and its best outcome: one `ok` is enough for the message to be owed.
 pub struct PublishIndex {
-    dense: Vec<u32>,
-    sparse: BTreeMap<u64, u32>,
+    slots: IdSlots,
     entries: Vec<PublishInfo>,
     producers: usize,
     keys: usize,
@@ -48,8 +47,7 @@ pub struct PublishIndex {
 impl PublishIndex {
     pub fn build(history: &History) -> PublishIndex {
         let mut index = PublishIndex {
-            dense: Vec::new(),
-            sparse: BTreeMap::new(),
+            slots: IdSlots::new(DENSE_IDS_MAX),
             entries: Vec::new(),
             producers: 0,
             keys: 0,
@@ -75,7 +73,7 @@ impl PublishIndex {
                         *keys.entry(k).or_insert(next)
                     });
                     let slot = u32::try_from(index.entries.len()).expect("fewer than 2^32 messages");
-                    index.insert(*id, slot);
+                    index.slots.insert(*id, slot);
                     index.entries.push(PublishInfo {
                         id: *id,
                         host: event.host.clone(),
@@ -101,18 +99,6 @@ impl PublishIndex {
         index
     }
 
-    fn insert(&mut self, id: MsgId, slot: u32) {
-        if id.0 < DENSE_IDS_MAX {
-            let at = id.0 as usize;
-            if self.dense.len() <= at {
-                self.dense.resize((at + 1).next_power_of_two(), NO_SLOT);
-            }
-            self.dense[at] = slot;
-        } else {
-            self.sparse.insert(id.0, slot);
-        }
-    }
-
     fn complete(&mut self, id: MsgId, time: SimTime, outcome: Outcome) {
         let Some(slot) = self.slot(id) else {
             return;
@@ -133,12 +119,7 @@ impl PublishIndex {
 
     #[inline]
     pub fn slot(&self, id: MsgId) -> Option<usize> {
-        let slot = if id.0 < DENSE_IDS_MAX {
-            *self.dense.get(id.0 as usize)?
-        } else {
-            *self.sparse.get(&id.0)?
-        };
-        (slot != NO_SLOT).then_some(slot as usize)
+        self.slots.get(id)
     }
 
     pub fn get(&self, id: MsgId) -> Option<&PublishInfo> {
@@ -197,7 +178,8 @@ mod tests {
         for id in [1, DENSE_IDS_MAX - 1, DENSE_IDS_MAX, u64::MAX - 1] {
             assert_eq!(index.get(MsgId(id)).map(|p| p.id), Some(MsgId(id)), "id {id}");
         }
-        assert!(index.dense.len() >= DENSE_IDS_MAX as usize && index.sparse.len() == 2);
+        let (dense, sparse) = index.slots.lens();
+        assert!(dense >= DENSE_IDS_MAX as usize && sparse == 2);
         assert_eq!(index.len(), 4);
         assert!(!index.is_empty() && PublishIndex::build(&Build::new().history()).is_empty());
     }

@@ -12,6 +12,7 @@
 //! them in `verdict::INFORMATIONAL`. The tests in `registry_tests.rs` fail until one is done.
 
 mod findings;
+pub(crate) mod id_slots;
 mod index;
 mod positions;
 pub mod transactions;
