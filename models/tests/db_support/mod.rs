@@ -78,19 +78,13 @@ impl MariaDb {
         } else {
             Vec::new()
         };
-        let installed = Command::new(install_db)
-            .arg("--no-defaults")
-            .arg(format!("--datadir={}", data.display()))
-            .args(["--skip-test-db", "--auth-root-authentication-method=normal"])
-            .args(&user)
-            .stdin(Stdio::null())
-            .output()
-            .expect("mariadb-install-db runs");
-        assert!(
-            installed.status.success(),
-            "mariadb-install-db failed: {}",
-            String::from_utf8_lossy(&installed.stderr)
-        );
+        // Each server gets a temporary directory of its own. mariadbd's default is /tmp,
+        // shared with every other server on the machine, and a CI run once saw the bootstrap
+        // of one install lose its `#sql-temptable-*` file ("Could not remove temporary
+        // table ... error: 2", then "Unknown table 'mysql.tmp_user_sys'").
+        let tmp = dir.join("tmp");
+        std::fs::create_dir_all(&tmp).unwrap();
+        install(&install_db, &data, &tmp, &user);
         let socket = dir.join("mariadbd.sock");
         let log = std::fs::File::create(dir.join("log")).unwrap();
         let child = Command::new(server)
@@ -98,6 +92,7 @@ impl MariaDb {
             .arg(format!("--datadir={}", data.display()))
             .arg(format!("--socket={}", socket.display()))
             .arg(format!("--pid-file={}", dir.join("mariadbd.pid").display()))
+            .arg(format!("--tmpdir={}", tmp.display()))
             .arg(format!("--innodb-lock-wait-timeout={lock_wait_timeout_s}"))
             .args([
                 "--skip-networking",
@@ -146,6 +141,39 @@ impl MariaDb {
             .db_name(database)
             .into()
     }
+}
+
+/// Makes a fresh data directory with `mariadb-install-db`. The tests of one binary start
+/// their servers on parallel threads, and installs run one at a time: a bootstrap is a
+/// short-lived server of its own, and nothing is gained by running two at once. One failed
+/// install is retried from an empty directory before the test fails; the message keeps
+/// both attempts' output.
+fn install(install_db: &std::path::Path, data: &std::path::Path, tmp: &std::path::Path, user: &[String]) {
+    static INSTALLING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = INSTALLING.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut failures = Vec::new();
+    for _attempt in 0..2 {
+        let _ = std::fs::remove_dir_all(data);
+        std::fs::create_dir_all(data).unwrap();
+        let installed = Command::new(install_db)
+            .arg("--no-defaults")
+            .arg(format!("--datadir={}", data.display()))
+            .args(["--skip-test-db", "--auth-root-authentication-method=normal"])
+            // Passed on to the bootstrap mariadbd.
+            .arg(format!("--tmpdir={}", tmp.display()))
+            .args(user)
+            .stdin(Stdio::null())
+            .output()
+            .expect("mariadb-install-db runs");
+        if installed.status.success() {
+            return;
+        }
+        failures.push(String::from_utf8_lossy(&installed.stderr).into_owned());
+    }
+    panic!(
+        "mariadb-install-db failed twice:\n{}",
+        failures.join("\n--- retry ---\n")
+    );
 }
 
 impl Drop for MariaDb {
