@@ -34,7 +34,7 @@ pub const INTERNED_LEN_MAX: usize = 128;
 type Interned = indexmap::IndexSet<Name, foldhash::fast::FixedState>;
 
 thread_local! {
-    static INTERNED: RefCell<Interned> = RefCell::new(Interned::with_hasher(foldhash::fast::FixedState::with_seed(0)));
+    static INTERNED: RefCell<Interned> = const { RefCell::new(Interned::with_hasher(foldhash::fast::FixedState::with_seed(0))) };
 }
 
 /// An interned, cheap-to-clone name: reads as `&str` through `Deref`, and compares, orders
