@@ -168,7 +168,7 @@ impl<'a> Sim<'a> {
         for h in hosts {
             let rt = self.rts.get_mut(&h).expect("missing host");
 
-            self.world.borrow_mut().current = Some(h);
+            self.world.borrow_mut().set_current(Some(h));
 
             World::enter(&self.world, || {
                 rt.crash();
@@ -186,7 +186,7 @@ impl<'a> Sim<'a> {
             });
         }
 
-        self.world.borrow_mut().current = None;
+        self.world.borrow_mut().set_current(None);
     }
 
     /// Bounces the resolved hosts. The software is restarted.
@@ -204,12 +204,12 @@ impl<'a> Sim<'a> {
         for h in hosts {
             let rt = self.rts.get_mut(&h).expect("missing host");
 
-            self.world.borrow_mut().current = Some(h);
+            self.world.borrow_mut().set_current(Some(h));
 
             World::enter(&self.world, || f(h, rt));
         }
 
-        self.world.borrow_mut().current = None;
+        self.world.borrow_mut().set_current(None);
     }
 
     /// Check whether a host has software running.
@@ -486,8 +486,12 @@ impl<'a> Sim<'a> {
 /// Returns whether its software has finished.
 fn tick_host(world: &RefCell<World>, addr: IpAddr, rt: &mut Rt, tick: Duration) -> Result<bool> {
     let _span_guard = tracing::span!(Level::INFO, "node", name = &*rt.nodename,).entered();
-    {
+    // jetsam patch (VENDORED.md hunk 7): the host is looked up once, here, and by index after.
+    let index = {
         let mut world = world.borrow_mut();
+        // Set the current host (see method docs).
+        world.set_current(Some(addr));
+        let index = world.current_index.expect("current host set");
         // We need to move deliverable messages off the network and
         // into the dst host. This requires two mutable borrows.
         let World {
@@ -496,21 +500,18 @@ fn tick_host(world: &RefCell<World>, addr: IpAddr, rt: &mut Rt, tick: Duration) 
             hosts,
             ..
         } = world.deref_mut();
-        topology.deliver_messages(rng, hosts.get_mut(&addr).expect("missing host"));
-
-        // Set the current host (see method docs)
-        world.current = Some(addr);
-
-        world.current_host_mut().timer.now(rt.now());
-    }
+        let host = &mut hosts[index];
+        topology.deliver_messages(rng, host);
+        host.timer.now(rt.now());
+        index
+    };
 
     let is_software_finished = World::enter(world, || rt.tick(tick))?;
 
-    // Unset the current host
+    // Unset the current host, and move its clock on.
     let mut world = world.borrow_mut();
-    world.current = None;
-
-    world.tick(addr, tick);
+    world.set_current(None);
+    world.hosts[index].timer.tick(tick);
     Ok(is_software_finished)
 }
 

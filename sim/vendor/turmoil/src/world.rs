@@ -32,6 +32,11 @@ pub(crate) struct World {
     /// If set, this is the current host being executed.
     pub(crate) current: Option<IpAddr>,
 
+    /// jetsam patch (VENDORED.md hunk 7): where `current` sits in `hosts`, so the lookups of the
+    /// current host on every socket operation and clock read are an index, not a hash. Hosts
+    /// are only ever added, so an index stays valid. Set with `set_current`.
+    pub(crate) current_index: Option<usize>,
+
     /// Random number generator used for all decisions. To make execution
     /// deterministic, reuse the same seed.
     pub(crate) rng: Box<dyn RngCore>,
@@ -57,6 +62,7 @@ impl World {
             dns: Dns::new(addrs),
             multicast_groups: MulticastGroups::default(),
             current: None,
+            current_index: None,
             rng,
             tick_duration,
         }
@@ -95,19 +101,25 @@ impl World {
         CURRENT.set(world, f)
     }
 
+    /// Makes `addr` the current host (or none), keeping its index beside it.
+    pub(crate) fn set_current(&mut self, addr: Option<IpAddr>) {
+        self.current = addr;
+        self.current_index = addr.map(|addr| self.hosts.get_index_of(&addr).expect("host missing"));
+    }
+
     pub(crate) fn current_host_mut(&mut self) -> &mut Host {
-        let addr = self.current.expect("current host missing");
-        self.hosts.get_mut(&addr).expect("host missing")
+        let index = self.current_index.expect("current host missing");
+        &mut self.hosts[index]
     }
 
     pub(crate) fn current_host(&self) -> &Host {
-        let addr = self.current.expect("current host missing");
-        self.hosts.get(&addr).expect("host missing")
+        let index = self.current_index.expect("current host missing");
+        &self.hosts[index]
     }
 
     pub(crate) fn try_current_host(&self) -> TurmoilResult<&Host> {
-        let addr = self.current.ok_or("current host missing")?;
-        self.hosts.get(&addr).ok_or_else(|| "host missing".into())
+        let index = self.current_index.ok_or("current host missing")?;
+        Ok(&self.hosts[index])
     }
 
     pub(crate) fn lookup(&mut self, host: impl ToIpAddr) -> IpAddr {
