@@ -47,6 +47,10 @@ pub(crate) struct Host {
 
     next_ephemeral_port: u16,
     ephemeral_ports: RangeInclusive<u16>,
+
+    /// jetsam patch (VENDORED.md hunk 8): TCP segments this host sent to itself during its
+    /// current step, delivered at the start of its next one.
+    pub(crate) loopback: Vec<Envelope>,
 }
 
 impl Host {
@@ -69,6 +73,7 @@ impl Host {
             timer,
             next_ephemeral_port: *ephemeral_ports.start(),
             ephemeral_ports,
+            loopback: Vec::new(),
         }
     }
 
@@ -89,7 +94,31 @@ impl Host {
             timer,
             next_ephemeral_port: *ephemeral_ports.start(),
             ephemeral_ports,
+            loopback: Vec::new(),
         }
+    }
+
+    /// jetsam patch (VENDORED.md hunk 8): delivers the loopback segments of the host's
+    /// previous step, in the order they were sent; a segment the host refuses is answered
+    /// with its reset, as upstream's delivery task did.
+    pub(crate) fn deliver_loopback(&mut self) {
+        if self.loopback.is_empty() {
+            return;
+        }
+        let mut pending = std::mem::take(&mut self.loopback);
+        for envelope in pending.drain(..) {
+            let (src, dst) = (envelope.src, envelope.dst);
+            if let Err(rst) = self.receive_from_network(envelope) {
+                let _ = self.receive_from_network(Envelope {
+                    src: dst,
+                    dst: src,
+                    message: rst,
+                });
+            }
+        }
+        // Keeps the buffer's capacity; delivery itself never sends on loopback.
+        debug_assert!(self.loopback.is_empty());
+        self.loopback = pending;
     }
 
     pub(crate) fn assign_ephemeral_port(&mut self) -> u16 {

@@ -172,6 +172,8 @@ impl<'a> Sim<'a> {
 
             World::enter(&self.world, || {
                 rt.crash();
+                // jetsam patch (VENDORED.md hunk 8): loopback segments die with the runtime.
+                World::current(|world| world.current_host_mut().loopback.clear());
 
                 // Discard pending filesystem operations
                 #[cfg(feature = "unstable-fs")]
@@ -193,6 +195,8 @@ impl<'a> Sim<'a> {
     pub fn bounce(&mut self, addrs: impl ToIpAddrs) {
         self.run_with_hosts(addrs, |addr, rt| {
             rt.bounce();
+            // jetsam patch (VENDORED.md hunk 8): loopback segments die with the runtime.
+            World::current(|world| world.current_host_mut().loopback.clear());
 
             tracing::trace!(target: TRACING_TARGET, addr = ?addr, "Bounce");
         });
@@ -502,6 +506,7 @@ fn tick_host(world: &RefCell<World>, addr: IpAddr, rt: &mut Rt, tick: Duration) 
         } = world.deref_mut();
         let host = &mut hosts[index];
         topology.deliver_messages(rng, host);
+        host.deliver_loopback();
         host.timer.now(rt.now());
         index
     };

@@ -15,7 +15,6 @@ use tokio::{
     io::{AsyncRead, AsyncWrite, ReadBuf},
     runtime::Handle,
     sync::{mpsc, oneshot},
-    time::sleep,
 };
 
 use crate::{
@@ -89,7 +88,7 @@ impl TcpStream {
             if !is_same(pair.local, pair.remote) {
                 world.send_message(pair.local, pair.remote, syn)?;
             } else {
-                send_loopback(pair.local, pair.remote, syn);
+                send_loopback(world, pair.local, pair.remote, syn);
             };
 
             Ok::<_, Error>((pair, rx, bidi))
@@ -417,7 +416,7 @@ impl WriteHalf {
     fn send(&self, world: &mut World, segment: Segment) -> Result<()> {
         let message = Protocol::Tcp(segment);
         if is_same(self.pair.local, self.pair.remote) {
-            send_loopback(self.pair.local, self.pair.remote, message);
+            send_loopback(world, self.pair.local, self.pair.remote, message);
         } else {
             world.send_message(self.pair.local, self.pair.remote, message)?;
         }
@@ -425,36 +424,22 @@ impl WriteHalf {
     }
 }
 
-fn send_loopback(src: SocketAddr, dst: SocketAddr, message: Protocol) {
-    // Check for a runtime before spawning as this code is hit in the drop path
+/// jetsam patch (VENDORED.md hunk 8): a loopback segment waits in the host's loopback queue
+/// and `tick_host` delivers it at the start of the host's next step, before its runtime runs,
+/// as a remote host's segment is delivered. Upstream spawned a task per segment that slept one
+/// tick and then delivered it (turmoil issue 132: "delivery on the next step"), which cost a
+/// task, a timer and a runtime tick per segment. The host's crash or bounce clears the queue,
+/// as dropping the runtime cancelled those tasks.
+fn send_loopback(world: &mut World, src: SocketAddr, dst: SocketAddr, message: Protocol) {
+    // Check for a runtime before sending as this code is hit in the drop path
     // as streams attempt to send FINs.
-    // TODO: Investigate drop ordering within the Sim to ensure things are unrolling
-    // as expected.
     if Handle::try_current().is_err() {
         return;
     }
-
-    tokio::spawn(async move {
-        // FIXME: Forces delivery on the next step which better aligns with the
-        // remote networking behavior.
-        // https://github.com/tokio-rs/turmoil/issues/132
-        let tick_duration = World::current(|world| world.tick_duration);
-        sleep(tick_duration).await;
-
-        World::current(|world| {
-            if let Err(rst) =
-                world
-                    .current_host_mut()
-                    .receive_from_network(Envelope { src, dst, message })
-            {
-                _ = world.current_host_mut().receive_from_network(Envelope {
-                    src: dst,
-                    dst: src,
-                    message: rst,
-                });
-            }
-        })
-    });
+    world
+        .current_host_mut()
+        .loopback
+        .push(Envelope { src, dst, message });
 }
 
 /// Bidirectional flow control for a TCP connection.
@@ -611,7 +596,7 @@ impl Drop for ReadHalf {
                 let pair = *self.pair;
                 let message = Protocol::Tcp(Segment::Rst);
                 if is_same(pair.local, pair.remote) {
-                    send_loopback(pair.local, pair.remote, message);
+                    send_loopback(world, pair.local, pair.remote, message);
                 } else {
                     let _ = world.send_message(pair.local, pair.remote, message);
                 }
