@@ -36,11 +36,15 @@ cfg_test_util! {
     cfg_rt! {
         #[track_caller]
         fn with_clock<R>(f: impl FnOnce(Option<&Clock>) -> Result<R, &'static str>) -> R {
-            use crate::runtime::Handle;
-
-            let res = match Handle::try_current() {
-                Ok(handle) => f(Some(handle.inner.driver().clock())),
-                Err(ref e) if e.is_missing_context() => f(None),
+            // jetsam patch (see VENDORED.md): borrows the current handle instead of cloning
+            // it (`Handle::try_current`), which cost two atomic reference-count updates on
+            // every `Instant::now()`, sleep and timeout.
+            let mut f = Some(f);
+            let res = match crate::runtime::context::with_current(|handle| {
+                (f.take().expect("called once"))(Some(handle.driver().clock()))
+            }) {
+                Ok(res) => res,
+                Err(ref e) if e.is_missing_context() => (f.take().expect("called once"))(None),
                 Err(_) => panic!("{}", crate::util::error::THREAD_LOCAL_DESTROYED_ERROR),
             };
 
@@ -65,7 +69,16 @@ cfg_test_util! {
     #[derive(Debug)]
     pub(crate) struct Clock {
         inner: Mutex<Inner>,
+        /// jetsam patch (see VENDORED.md): `now()` of a frozen clock without the lock. The
+        /// instant the clock was made, and, while it is frozen, how far its base is past
+        /// that instant in nanoseconds (`NOT_FROZEN` while it runs). Written under the lock
+        /// whenever `base` or `unfrozen` changes.
+        origin: std::time::Instant,
+        frozen_offset_ns: crate::loom::sync::atomic::AtomicU64,
     }
+
+    /// `Clock::frozen_offset_ns` of a running clock.
+    const NOT_FROZEN: u64 = u64::MAX;
 
     // Used to track if the clock was ever paused. This is an optimization to
     // avoid touching the mutex if `test-util` was accidentally enabled in
@@ -191,6 +204,7 @@ cfg_test_util! {
             }
 
             inner.unfrozen = Some(std::time::Instant::now());
+            clock.publish_frozen(&inner);
             Ok(())
         });
     }
@@ -308,6 +322,8 @@ cfg_test_util! {
                     unfrozen: Some(now),
                     auto_advance_inhibit_count: 0,
                 }),
+                origin: now,
+                frozen_offset_ns: crate::loom::sync::atomic::AtomicU64::new(NOT_FROZEN),
             };
 
             if start_paused {
@@ -336,6 +352,7 @@ cfg_test_util! {
             };
             inner.base += elapsed;
             inner.unfrozen = None;
+            self.publish_frozen(&inner);
 
             Ok(())
         }
@@ -371,10 +388,27 @@ cfg_test_util! {
             }
 
             inner.base += duration;
+            self.publish_frozen(&inner);
             Ok(())
         }
 
+        /// jetsam patch: what `now()` reads without the lock, from `inner` as it now stands.
+        fn publish_frozen(&self, inner: &Inner) {
+            let offset = match inner.unfrozen {
+                Some(_) => NOT_FROZEN,
+                None => u64::try_from(inner.base.duration_since(self.origin).as_nanos())
+                    .ok()
+                    .filter(|&ns| ns != NOT_FROZEN)
+                    .unwrap_or(NOT_FROZEN), // past 584 years: the locked path
+            };
+            self.frozen_offset_ns.store(offset, Ordering::Release);
+        }
+
         pub(crate) fn now(&self) -> Instant {
+            let offset = self.frozen_offset_ns.load(Ordering::Acquire);
+            if offset != NOT_FROZEN {
+                return Instant::from_std(self.origin + Duration::from_nanos(offset));
+            }
             let inner = self.inner.lock();
 
             let mut ret = inner.base;
