@@ -155,6 +155,10 @@ struct Link {
     /// Messages that are ready to be delivered.
     deliverable: crate::FastMap<IpAddr, VecDeque<Envelope>>,
 
+    /// jetsam patch (VENDORED.md hunk 9): how many envelopes `deliverable` holds, so a host's
+    /// step passes a link with nothing ready without searching it.
+    ready: usize,
+
     /// The current network time, moved forward with [`Link::tick`].
     now: Instant,
 }
@@ -346,6 +350,7 @@ impl Link {
             config: config::Link::default(),
             sent: VecDeque::new(),
             deliverable: crate::FastMap::default(),
+            ready: 0,
             now,
         }
     }
@@ -446,6 +451,7 @@ impl Link {
                         .entry(sent.dst.ip())
                         .or_default()
                         .push_back(envelope);
+                    self.ready += 1;
                     deliverable += 1;
                 }
             }
@@ -463,6 +469,9 @@ impl Link {
     ) {
         // At most two keys (the link's ends): a scan, no hashing, and nothing to do when
         // nothing is ready (what an idle host meets on every link, every tick).
+        if self.ready == 0 {
+            return;
+        }
         let Some((_, queue)) = self.deliverable.iter_mut().find(|(addr, _)| **addr == host.addr) else {
             return;
         };
@@ -470,6 +479,7 @@ impl Link {
             return;
         }
         let deliverable = queue.drain(..).collect::<Vec<Envelope>>();
+        self.ready -= deliverable.len();
 
         for message in deliverable {
             let (src, dst) = (message.src, message.dst);
