@@ -1027,13 +1027,14 @@ impl<D: Disk + Clone> Nsqd<D> {
     }
 
     fn channel_of(&mut self, client: ClientId) -> &mut Channel<D> {
+        // Borrowed, not cloned: this runs on every FIN, REQ and TOUCH.
         let (topic, channel) = self.clients[&client]
             .subscription
-            .clone()
+            .as_ref()
             .expect("subscribed or closing");
         self.topics
-            .get_mut(&topic)
-            .and_then(|t| t.channels.get_mut(&channel))
+            .get_mut(topic)
+            .and_then(|t| t.channels.get_mut(channel))
             .expect("a subscribed client's channel exists")
     }
 
