@@ -178,7 +178,7 @@ impl<'a> Sim<'a> {
                 // Discard pending filesystem operations
                 #[cfg(feature = "unstable-fs")]
                 World::current(|world| {
-                    let addr = world.current.expect("current host missing");
+                    let addr = world.current_addr().expect("current host missing");
                     let World { hosts, rng, .. } = world;
                     let host = hosts.get_mut(&addr).unwrap();
                     host.fs.lock().unwrap().discard_pending(&mut **rng);

@@ -29,12 +29,10 @@ pub(crate) struct World {
     // Maps multicast groups to udp destination addresses.
     pub(crate) multicast_groups: MulticastGroups,
 
-    /// If set, this is the current host being executed.
-    pub(crate) current: Option<IpAddr>,
-
-    /// jetsam patch (VENDORED.md hunk 7): where `current` sits in `hosts`, so the lookups of the
-    /// current host on every socket operation and clock read are an index, not a hash. Hosts
-    /// are only ever added, so an index stays valid. Set with `set_current`.
+    /// If set, the current host being executed, as its index in `hosts`. jetsam patch
+    /// (VENDORED.md hunk 7): upstream kept its address, and every socket operation and clock
+    /// read of host software hashed it to find the host. Hosts are only ever added, so an
+    /// index stays valid. Set with `set_current`; the address is `current_addr()`.
     pub(crate) current_index: Option<usize>,
 
     /// Random number generator used for all decisions. To make execution
@@ -61,7 +59,6 @@ impl World {
             topology: Topology::new(link),
             dns: Dns::new(addrs),
             multicast_groups: MulticastGroups::default(),
-            current: None,
             current_index: None,
             rng,
             tick_duration,
@@ -101,10 +98,15 @@ impl World {
         CURRENT.set(world, f)
     }
 
-    /// Makes `addr` the current host (or none), keeping its index beside it.
+    /// Makes `addr` the current host (or none).
     pub(crate) fn set_current(&mut self, addr: Option<IpAddr>) {
-        self.current = addr;
         self.current_index = addr.map(|addr| self.hosts.get_index_of(&addr).expect("host missing"));
+    }
+
+    /// The current host's address, if one is set.
+    pub(crate) fn current_addr(&self) -> Option<IpAddr> {
+        let index = self.current_index?;
+        self.hosts.get_index(index).map(|(addr, _)| *addr)
     }
 
     pub(crate) fn current_host_mut(&mut self) -> &mut Host {

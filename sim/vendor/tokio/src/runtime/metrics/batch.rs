@@ -210,7 +210,7 @@ impl MetricsBatch {
 
     /// Start processing a batch of tasks
     pub(crate) fn start_processing_scheduled_tasks(&mut self) {
-        // jetsam: no wall-clock read per scheduler tick. Busy time is a wall-clock metric
+        // jetsam patch (see VENDORED.md): no wall-clock read per scheduler tick. Busy time is a wall-clock metric
         // nothing in a simulation may read, and the two `Instant::now` calls per tick were
         // about 2% of a simulated NSQ run; `worker_total_busy_duration` stays at zero.
         self.processing_scheduled_tasks_started_at = None;

@@ -475,11 +475,8 @@ impl Handle {
                 return None;
             }
             let now = clock.jetsam_now_if_auto_advancing()?;
-            let (now_tick, when_tick) = self.time_source.jetsam_ticks_across(now, duration);
-            debug_assert_eq!(
-                (now_tick, when_tick),
-                (self.time_source.instant_to_tick(now), self.time_source.deadline_to_tick(now + duration))
-            );
+            let now_tick = self.time_source.instant_to_tick(now);
+            let when_tick = self.time_source.deadline_to_tick(now + duration);
             if when_tick <= now_tick {
                 return None;
             }

@@ -29,25 +29,6 @@ impl TimeSource {
         ms.min(MAX_SAFE_MILLIS_DURATION)
     }
 
-    /// jetsam patch (see VENDORED.md): `(instant_to_tick(now), deadline_to_tick(now +
-    /// duration))` from one subtraction of instants instead of two, for the idle-tick check
-    /// every idle host makes every step. Equal to the two calls whenever `now` is not before
-    /// the start (always, for a clock that only moves forward); else it makes them.
-    pub(crate) fn jetsam_ticks_across(&self, now: Instant, duration: Duration) -> (u64, u64) {
-        if now < self.start_time {
-            return (self.instant_to_tick(now), self.deadline_to_tick(now + duration));
-        }
-        let since_start = now.duration_since(self.start_time);
-        let to_tick = |d: Duration| -> u64 {
-            let ms = d.as_millis().try_into().unwrap_or(MAX_SAFE_MILLIS_DURATION);
-            ms.min(MAX_SAFE_MILLIS_DURATION)
-        };
-        let deadline = since_start
-            .saturating_add(duration)
-            .saturating_add(Duration::from_nanos(999_999));
-        (to_tick(since_start), to_tick(deadline))
-    }
-
     pub(crate) fn tick_to_duration(&self, t: u64) -> Duration {
         Duration::from_millis(t)
     }
