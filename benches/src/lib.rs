@@ -173,8 +173,8 @@ pub fn standard_topology(c: &mut criterion::Criterion, group: &str, scenario: &s
     let mut span = Duration::ZERO;
     // A turmoil step ticks every host (an idle one cheaply, through the vendored tokio's
     // shortcut), so the tick is still a lever: every network hop rounds up to it, and each
-    // simulated second costs fewer steps. The designs' own timescales (NSQ's 100 ms queue scan, Kafka's 5 ms linger and 9 s
-    // sessions) are far coarser than a millisecond.
+    // simulated second costs fewer steps. The designs' own timescales (NSQ's 100 ms queue
+    // scan, Kafka's 5 ms linger and 9 s sessions) are far coarser than a millisecond.
     for tick_ms in [1u64, 2, 3] {
         let text = scenario.replace("[run]\n", &format!("[run]\ntick_ms = {tick_ms}\n"));
         let loaded = scenarios::Loaded::parse("bench.toml", &text).expect("the bench scenario parses");

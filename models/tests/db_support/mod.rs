@@ -67,7 +67,6 @@ impl MariaDb {
         let dir = std::env::temp_dir().join(format!("jetsam-mariadb-{}-{nth}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let data = dir.join("data");
-        std::fs::create_dir_all(&data).unwrap();
         // mariadbd refuses to run as root unless told to.
         let root = Command::new("id")
             .arg("-u")

@@ -141,12 +141,13 @@ impl Reads {
                 continue;
             };
             let by_id = unplaced.contains(id);
-            let position = partition.as_ref().zip(*offset);
-            let at = position.is_some_and(|(p, o)| reads.known.contains(&(p.to_string(), o)));
+            let position = partition.as_ref().zip(*offset).map(|(p, o)| (p.to_string(), o));
+            let at = position
+                .as_ref()
+                .is_some_and(|position| reads.known.contains(position));
             if !at && !by_id {
                 continue;
             }
-            let position = position.map(|(p, o)| (p.to_string(), o));
             if let (true, Some(position)) = (at, &position) {
                 reads
                     .at
